@@ -1,0 +1,61 @@
+"""beamscore: batch scoring with TensorFlow SavedModels on Apache Beam.
+
+The public API is the pieces of the ``beamscore score`` pipeline as Beam transforms, for
+users who build their own pipeline, plus model inspection::
+
+    units | beamscore.ReadBatches(source, columns) | beamscore.RunSignature(model) | beamscore.WriteParquet(out)
+
+Names are imported lazily so that ``import beamscore`` does not import TensorFlow or Beam.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from beamscore._version import __version__
+from beamscore.errors import BeamscoreError
+
+__all__ = [
+    "BeamscoreError",
+    "ModelInfo",
+    "ParquetSink",
+    "ParquetSource",
+    "ReadBatches",
+    "RunSignature",
+    "ScoreConfig",
+    "WorkUnit",
+    "WriteBatches",
+    "WriteManifest",
+    "WriteParquet",
+    "__version__",
+    "inspect_model",
+    "plan_job",
+    "plan_units",
+]
+
+_LAZY = {
+    "inspect_model": "beamscore.model.inspect",
+    "ModelInfo": "beamscore.model.inspect",
+    "ScoreConfig": "beamscore.config",
+    "plan_job": "beamscore.pipelines.plan",
+    "ParquetSource": "beamscore.io.parquet",
+    "ParquetSink": "beamscore.io.parquet_sink",
+    "WorkUnit": "beamscore.io.base",
+    "plan_units": "beamscore.transforms.read",
+    "ReadBatches": "beamscore.transforms.read",
+    "RunSignature": "beamscore.transforms.run_signature",
+    "WriteBatches": "beamscore.transforms.write",
+    "WriteParquet": "beamscore.transforms.write",
+    "WriteManifest": "beamscore.transforms.manifest",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'beamscore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

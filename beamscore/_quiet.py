@@ -1,0 +1,31 @@
+"""Import TensorFlow without its start-up banner on stderr.
+
+TensorFlow's C++ logging prints several lines (oneDNN, CPU features) at import time that
+``TF_CPP_MIN_LOG_LEVEL`` no longer silences. The CLI imports TensorFlow once through
+:func:`import_tensorflow_quietly` with file descriptor 2 pointed at ``/dev/null``; an import
+error still surfaces as a Python exception. ``--debug`` skips this.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["import_tensorflow_quietly"]
+
+
+def import_tensorflow_quietly() -> None:
+    """Import ``tensorflow`` with stderr silenced at the file-descriptor level."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -1,0 +1,200 @@
+"""``beamscore show | score``: argument parsing and error reporting, nothing else.
+
+Errors we can explain are one line on stderr and exit code 2; ``--debug`` adds the
+traceback. Unknown ``--flags`` of ``score`` are Beam pipeline options and pass through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import traceback
+from collections.abc import Sequence
+
+from beamscore.errors import BeamscoreError
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="beamscore", description="Batch scoring with TensorFlow SavedModels on Apache Beam."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    show = sub.add_parser(
+        "show", help="print a SavedModel's tag sets, signatures, inputs and outputs", allow_abbrev=False
+    )
+    show.add_argument("model", help="SavedModel directory or versioned base dir (any fsspec URL)")
+    show.add_argument("--tag-set", help="comma-separated tag set, e.g. serve or serve,gpu")
+    show.add_argument("--signature", help="show this signature's inputs and outputs")
+    show.add_argument("--all", action="store_true", help="show every signature of every tag set")
+    show.add_argument("--version", type=int, help="version subdirectory to use in a base dir (default: highest)")
+    show.add_argument("--json", action="store_true", help="print JSON for scripts")
+    show.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    score = sub.add_parser(
+        "score",
+        help="score input shards with a SavedModel signature on Beam",
+        allow_abbrev=False,
+        epilog="Any other --flag is a Beam pipeline option, e.g. --runner=DataflowRunner.",
+    )
+    score.add_argument("--config", help="YAML job config (sections model, input, output, batch, pipeline_options)")
+    score.add_argument("--model", help="SavedModel directory or versioned base dir")
+    score.add_argument("--version", type=int, help="version subdirectory of a base dir (default: highest)")
+    score.add_argument("--input", action="append", dest="inputs", help="input file, directory or glob (repeatable)")
+    score.add_argument("--format", help="input format (default: from the file extension)")
+    score.add_argument("--output", help="output directory")
+    score.add_argument("--signature", help="signature key (default serving_default)")
+    score.add_argument("--tag-set", dest="tag_set", help="MetaGraph tag set (default serve)")
+    score.add_argument("--keep", action="append", nargs="+", help="input columns to copy to the output")
+    score.add_argument("--map", action="append", metavar="INPUT=COLUMN", help="feed signature input from a column")
+    score.add_argument("--outputs", action="append", nargs="+", help="signature outputs to write (default all)")
+    score.add_argument("--batch-size", dest="batch_size", type=int, help="rows per signature call")
+    score.add_argument("--cast", action="store_true", default=None, help="allow lossy dtype casts (float64->float32)")
+    score.add_argument("--overwrite", action="store_true", default=None, help="replace an existing output")
+    score.add_argument("--debug", action="store_true", help="show tracebacks and Beam logs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``beamscore`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command != "score" and extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.basicConfig(
+        level=logging.INFO if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not args.debug:
+        from beamscore._quiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        for name in ("apache_beam", "absl", "tensorflow"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        if args.command == "show":
+            return _show(args)
+        return _score(args, extra)
+    except BeamscoreError as exc:
+        return _fail(str(exc), EXIT_USAGE, args.debug)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130, args.debug)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line unless --debug
+        found = _find_beamscore_error(exc)
+        if found is not None:
+            return _fail(found, EXIT_USAGE, args.debug)
+        return _fail(
+            f"{type(exc).__name__}: {_first_line(str(exc))} (rerun with --debug for the traceback)",
+            EXIT_FAILED,
+            args.debug,
+        )
+
+
+def _show(args: argparse.Namespace) -> int:
+    from beamscore.model.inspect import inspect_model
+    from beamscore.show import render_json, render_text
+
+    info = inspect_model(args.model, args.version)
+    render = render_json if args.json else render_text
+    print(render(info, args.tag_set, args.signature, args.all))
+    return 0
+
+
+def _score(args: argparse.Namespace, extra: list[str]) -> int:
+    from beamscore.config import ScoreConfig, load_yaml
+    from beamscore.pipelines.plan import plan_job
+    from beamscore.pipelines.runners import pipeline_options
+    from beamscore.pipelines.score import run_plan
+
+    stray = [a for a in extra if not a.startswith("--")]
+    if stray:
+        raise BeamscoreError(f"unexpected argument {stray[0]!r}; inputs are given with --input")
+    config = load_yaml(args.config) if args.config else ScoreConfig()
+    config = config.merged(
+        {
+            "model": args.model,
+            "version": args.version,
+            "inputs": args.inputs,
+            "format": args.format,
+            "output": args.output,
+            "signature": args.signature,
+            "tag_set": args.tag_set,
+            "keep": _flatten(args.keep),
+            "map": _parse_map(args.map),
+            "outputs": _flatten(args.outputs),
+            "batch_size": args.batch_size,
+            "cast": args.cast,
+            "overwrite": args.overwrite,
+        }
+    )
+    plan = plan_job(config)
+    options = pipeline_options(extra, config.pipeline_options)
+    result = run_plan(plan, options)
+    m = result.manifest
+    rate = m["rows_out"] / result.seconds if result.seconds else 0.0
+    print(
+        f"scored {m['rows_in']:,} rows in {result.seconds:.1f}s ({rate:,.0f} rows/s) "
+        f"with {m['model']['path']} [{m['model']['signature']}] on {result.runner}\n"
+        f"  rows in {m['rows_in']:,}, out {m['rows_out']:,}, failed {m['rows_failed']:,}; "
+        f"{m['units']} units, {len(m['outputs'])} files\n"
+        f"  output: {config.output} (manifest: {config.output.rstrip('/')}/_manifest.json)"
+    )
+    return 0 if m["rows_failed"] == 0 else EXIT_FAILED
+
+
+def _flatten(groups: list[list[str]] | None) -> list[str] | None:
+    if groups is None:
+        return None
+    return [item for group in groups for part in group for item in part.split(",") if item]
+
+
+def _parse_map(pairs: list[str] | None) -> dict[str, str] | None:
+    if pairs is None:
+        return None
+    mapping = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise BeamscoreError(f"--map {pair!r}: expected SIGNATURE_INPUT=COLUMN")
+        mapping[key] = value
+    return mapping
+
+
+def _find_beamscore_error(exc: BaseException) -> str | None:
+    """Our message from an exception a runner wrapped (in-process or as traceback text)."""
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BeamscoreError):
+            return str(current)
+        current = current.__cause__ or current.__context__
+    match = re.search(r"BeamscoreError: (.+)", str(exc))
+    if match:
+        text = match.group(1).strip()
+        return re.sub(r" \[while running '.*'\]$", "", text)
+    return None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _fail(message: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"beamscore: error: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The scoring job's configuration: one validated object from a YAML file plus CLI flags.
+
+YAML sections are ``model``, ``input``, ``output``, ``batch`` and ``pipeline_options``;
+their keys have the names of the CLI flags (``tag_set`` for ``--tag-set``). Flags override
+the file. ``pipeline_options`` pass through to Beam untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from beamscore.errors import BeamscoreError
+
+__all__ = ["SECTIONS", "ScoreConfig", "load_yaml"]
+
+# section -> {yaml key: ScoreConfig field}
+SECTIONS: dict[str, dict[str, str]] = {
+    "model": {"path": "model", "signature": "signature", "tag_set": "tag_set", "version": "version"},
+    "input": {"paths": "inputs", "format": "format", "map": "map", "keep": "keep", "cast": "cast"},
+    "output": {"path": "output", "format": "output_format", "outputs": "outputs", "overwrite": "overwrite"},
+    "batch": {"size": "batch_size"},
+}
+
+
+@dataclass
+class ScoreConfig:
+    """Everything ``beamscore score`` needs; see ``configs/local.yaml`` for a commented copy."""
+
+    model: str = ""
+    inputs: list[str] = field(default_factory=list)
+    output: str = ""
+    signature: str = "serving_default"
+    tag_set: str = "serve"
+    version: int | None = None
+    format: str | None = None
+    map: dict[str, str] = field(default_factory=dict)
+    keep: list[str] = field(default_factory=list)
+    cast: bool = False
+    outputs: list[str] = field(default_factory=list)
+    output_format: str = "parquet"
+    overwrite: bool = False
+    batch_size: int | None = None
+    pipeline_options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> ScoreConfig:
+        """Check the required fields and value ranges; return self."""
+        missing = [
+            flag
+            for flag, value in (("--model", self.model), ("--input", self.inputs), ("--output", self.output))
+            if not value
+        ]
+        if missing:
+            raise BeamscoreError(f"missing {', '.join(missing)} (give it as a flag or in --config)")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise BeamscoreError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.output_format not in ("parquet",):
+            raise BeamscoreError(f"--output-format {self.output_format!r} is not supported; choose parquet")
+        clash = sorted(set(self.keep) & set(self.outputs))
+        if clash:
+            raise BeamscoreError(f"--keep column(s) {', '.join(clash)} clash with --outputs of the same name")
+        return self
+
+    def merged(self, overrides: dict[str, Any]) -> ScoreConfig:
+        """A copy with every non-``None`` override applied (flags over the file)."""
+        values = {k: v for k, v in overrides.items() if v is not None}
+        if "pipeline_options" in values:
+            values["pipeline_options"] = {**self.pipeline_options, **values["pipeline_options"]}
+        return dataclasses.replace(self, **values)
+
+
+def load_yaml(path: str) -> ScoreConfig:
+    """Read a YAML job config; unknown sections or keys are errors that list the valid ones."""
+    import yaml
+
+    from beamscore import fs as bfs
+
+    fs, local = bfs.filesystem(path)
+    if not fs.exists(local):
+        raise BeamscoreError(f"config file {path!r} does not exist")
+    with fs.open(local, "r") as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise BeamscoreError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise BeamscoreError(f"{path}: expected a mapping with sections {', '.join([*SECTIONS, 'pipeline_options'])}")
+    values: dict[str, Any] = {}
+    for section, body in data.items():
+        if section == "pipeline_options":
+            if not isinstance(body, dict):
+                raise BeamscoreError(f"{path}: pipeline_options must be a mapping")
+            values["pipeline_options"] = dict(body)
+            continue
+        if section not in SECTIONS:
+            raise BeamscoreError(
+                f"{path}: unknown section {section!r}; sections: {', '.join([*SECTIONS, 'pipeline_options'])}"
+            )
+        if not isinstance(body, dict):
+            raise BeamscoreError(f"{path}: section {section!r} must be a mapping")
+        for key, value in body.items():
+            if key not in SECTIONS[section]:
+                raise BeamscoreError(
+                    f"{path}: unknown key {section}.{key}; keys of {section}: {', '.join(SECTIONS[section])}"
+                )
+            values[SECTIONS[section][key]] = value
+    if isinstance(values.get("inputs"), str):
+        values["inputs"] = [values["inputs"]]
+    try:
+        return ScoreConfig(**values)
+    except TypeError as exc:
+        raise BeamscoreError(f"{path}: {exc}") from None

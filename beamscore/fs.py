@@ -1,0 +1,80 @@
+"""fsspec helpers shared by the model loader, the sources and the sinks.
+
+Everything that touches storage goes through fsspec, so a local path, ``file://``,
+``gs://`` (gcsfs), ``s3://`` (s3fs) and ``memory://`` all behave the same.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from beamscore.errors import BeamscoreError
+
+__all__ = ["expand_globs", "filesystem", "is_local", "join", "unstrip"]
+
+_INSTALL_HINTS = {"gs": "beamscore[gcp]", "gcs": "beamscore[gcp]", "s3": "beamscore[s3]"}
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Return ``(fs, path)`` for a URL, with an install hint when the backend is missing."""
+    try:
+        return url_to_fs(url)
+    except ImportError as exc:
+        protocol = url.split("://", 1)[0]
+        hint = _INSTALL_HINTS.get(protocol, f"the fsspec backend for {protocol}://")
+        raise BeamscoreError(f"cannot open {url}: {exc}; install {hint}") from None
+
+
+def unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """Turn a protocol-less path back into a URL that :func:`filesystem` accepts."""
+    return fs.unstrip_protocol(path) if not is_local(fs) else path
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """True for the local filesystem, where paths can be handed to TensorFlow as they are."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URL or path parts with ``/`` (fsspec paths always use forward slashes)."""
+    return posixpath.join(base.rstrip("/"), *parts)
+
+
+def expand_globs(patterns: list[str]) -> list[str]:
+    """Expand input globs into a sorted, de-duplicated list of file URLs.
+
+    The order is deterministic (sorted per pattern, patterns in the order given) because the
+    position of a file in this list is its shard number in the output file names.
+    """
+    seen: set[str] = set()
+    files: list[str] = []
+    for pattern in patterns:
+        fs, path = filesystem(pattern)
+        if _has_magic(path):
+            matches = sorted(fs.glob(path))
+        elif fs.isdir(path):
+            matches = sorted(fs.find(path))
+        else:
+            matches = [path] if fs.exists(path) else []
+        matches = [m for m in matches if not _hidden(m) and not fs.isdir(m)]
+        if not matches:
+            raise BeamscoreError(f"input {pattern!r} matches no files")
+        for m in matches:
+            url = unstrip(fs, m)
+            if url not in seen:
+                seen.add(url)
+                files.append(url)
+    return files
+
+
+def _hidden(path: str) -> bool:
+    """Files such as ``_SUCCESS``, ``_manifest.json`` or ``.crc`` are never data."""
+    return posixpath.basename(path).startswith(("_", "."))
+
+
+def _has_magic(path: str) -> bool:
+    return any(c in path for c in "*?[")

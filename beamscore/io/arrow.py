@@ -1,0 +1,125 @@
+"""Arrow <-> numpy for column batches, without per-row Python.
+
+Inputs: scalar, fixed-size list, list (equal lengths within a batch) and Arrow's
+``fixed_shape_tensor`` columns become one numpy array of shape ``(rows, *row_shape)``.
+Outputs: a 1-d array becomes a plain column, a 2-d array a fixed-size list, and anything of
+higher rank a ``fixed_shape_tensor`` column, so the shape survives the round trip while
+other Parquet readers still see plain (nested) lists.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from beamscore.errors import BeamscoreError
+from beamscore.model.binding import STRING, ColumnSpec
+
+__all__ = ["column_spec", "from_numpy", "to_numpy"]
+
+
+_ARROW_NUMPY = {
+    pa.float16().id: "float16",
+    pa.float32().id: "float32",
+    pa.float64().id: "float64",
+    pa.int8().id: "int8",
+    pa.int16().id: "int16",
+    pa.int32().id: "int32",
+    pa.int64().id: "int64",
+    pa.uint8().id: "uint8",
+    pa.uint16().id: "uint16",
+    pa.uint32().id: "uint32",
+    pa.uint64().id: "uint64",
+    pa.bool_().id: "bool",
+}
+
+
+def column_spec(name: str, type_: pa.DataType) -> ColumnSpec:
+    """Describe an Arrow column as the model binding needs it (dtype, per-row shape)."""
+    shape: list[int] = []
+    t = type_
+    while True:
+        if isinstance(t, pa.FixedShapeTensorType):
+            shape.extend(t.shape)
+            t = t.value_type
+        elif pa.types.is_fixed_size_list(t):
+            shape.append(t.list_size)
+            t = t.value_type
+        elif pa.types.is_list(t) or pa.types.is_large_list(t):
+            return ColumnSpec(name, _dtype_name(_leaf(t)), None)
+        else:
+            break
+    return ColumnSpec(name, _dtype_name(t), tuple(shape))
+
+
+def _leaf(t: pa.DataType) -> pa.DataType:
+    while pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        t = t.value_type
+    return t
+
+
+def _dtype_name(t: pa.DataType) -> str:
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return STRING
+    if pa.types.is_fixed_size_binary(t):
+        return STRING
+    return _ARROW_NUMPY.get(t.id, str(t))
+
+
+def to_numpy(column: pa.ChunkedArray | pa.Array, name: str, where: str) -> np.ndarray:
+    """One column of a batch as a numpy array of shape ``(rows, *row_shape)``."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(arr, pa.ExtensionArray):
+        arr = arr.storage if not isinstance(arr.type, pa.FixedShapeTensorType) else arr
+        if isinstance(arr.type, pa.FixedShapeTensorType):
+            _check_nulls(arr, name, where)
+            return arr.to_numpy_ndarray()
+    return _nested(arr, name, where)
+
+
+def _nested(arr: pa.Array, name: str, where: str) -> np.ndarray:
+    _check_nulls(arr, name, where)
+    n = len(arr)
+    t = arr.type
+    if pa.types.is_fixed_size_list(t):
+        inner = _nested(arr.flatten(), name, where)
+        return inner.reshape((n, t.list_size, *inner.shape[1:]))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        offsets = arr.offsets.to_numpy()
+        lengths = np.diff(offsets)
+        if n and (lengths != lengths[0]).any():
+            bad = int(np.argmax(lengths != lengths[0]))
+            raise BeamscoreError(
+                f"{where}: column {name!r} row {bad} has {lengths[bad]} values, row 0 has "
+                f"{lengths[0]}; list columns must have one length per batch"
+            )
+        inner = _nested(arr.flatten(), name, where)
+        width = int(lengths[0]) if n else 0
+        return inner.reshape((n, width, *inner.shape[1:]))
+    if _dtype_name(t) == STRING:
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            arr = arr.cast(pa.large_binary())
+        return arr.to_numpy(zero_copy_only=False)
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def _check_nulls(arr: pa.Array, name: str, where: str) -> None:
+    if arr.null_count:
+        row = int(np.argmax(~np.asarray(arr.is_valid())))
+        raise BeamscoreError(f"{where}: column {name!r} has a null at row {row}; inputs must not be null")
+
+
+def from_numpy(values: np.ndarray) -> pa.Array:
+    """A numpy batch of one output as an Arrow column (see the module docstring)."""
+    values = np.ascontiguousarray(values)
+    if values.dtype == object or values.dtype.kind in "SU":
+        flat = pa.array(values.reshape(-1).tolist(), type=pa.binary())
+    else:
+        if values.ndim > 2:
+            return pa.FixedShapeTensorArray.from_numpy_ndarray(values)
+        flat = pa.array(values.reshape(-1))
+    if values.ndim <= 1:
+        return flat
+    for size in reversed(values.shape[1:]):
+        flat = pa.FixedSizeListArray.from_arrays(flat, size)
+    return flat

@@ -1,0 +1,93 @@
+"""The two seams of the IO side: a source reads one format, a sink writes one.
+
+A :class:`Source` turns a file into deterministic :class:`WorkUnit` s (``units``) and a unit
+into Arrow record batches (``read``); it also describes the file's columns for the launcher
+(``columns``). A :class:`Sink` opens a :class:`UnitWriter` per unit that takes the unit's
+batches in order and commits them to the unit's output file(s). Adding a
+format is one new module with one class; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from beamscore.model.binding import ColumnSpec
+
+__all__ = ["Sink", "Source", "UnitWriter", "WorkUnit", "part_name"]
+
+
+@dataclass(frozen=True, order=True)
+class WorkUnit:
+    """A deterministic slice of one input file: ``[start, stop)`` in the source's own terms.
+
+    For Parquet ``start``/``stop`` are row-group indices; other sources use row indices.
+    ``shard`` is the file's position in the sorted input list and ``index`` the unit's
+    position within the file; together they name the output file.
+    """
+
+    shard: int
+    index: int
+    path: str
+    start: int
+    stop: int
+    rows: int
+
+    @property
+    def name(self) -> str:
+        return part_name(self.shard, self.index)
+
+
+def part_name(shard: int, index: int) -> str:
+    """``part-SSSSS-UUUUU``: the stem of the output file(s) of a unit."""
+    return f"part-{shard:05d}-{index:05d}"
+
+
+class Source(abc.ABC):
+    """Reads one input format. Subclasses are small and stateless (they are pickled)."""
+
+    format: str = ""
+
+    @abc.abstractmethod
+    def columns(self, path: str) -> dict[str, ColumnSpec]:
+        """The columns of one file, from its schema alone."""
+
+    @abc.abstractmethod
+    def units(self, path: str, shard: int) -> list[WorkUnit]:
+        """Split one file into work units (called on the launcher)."""
+
+    @abc.abstractmethod
+    def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table]:
+        """Yield the unit's rows, in order, as tables of at most ``batch_size`` rows.
+
+        A unit with no rows yields one empty table, so that its output is still written.
+        """
+
+
+class UnitWriter(abc.ABC):
+    """An open output of one unit: batches go in, in order; ``close`` commits the file(s)."""
+
+    @abc.abstractmethod
+    def write(self, table: pa.Table) -> None:
+        """Append one batch."""
+
+    @abc.abstractmethod
+    def close(self) -> list[str]:
+        """Finish and move the file(s) into place (temp name + rename); return their URLs."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Drop whatever was written; nothing appears under the final names."""
+
+
+class Sink(abc.ABC):
+    """Writes one output format. Subclasses are small and stateless (they are pickled)."""
+
+    format: str = ""
+
+    @abc.abstractmethod
+    def open(self, unit: WorkUnit, metadata: dict[str, str]) -> UnitWriter:
+        """Start the output of ``unit``; ``metadata`` says which model made it."""

@@ -1,0 +1,181 @@
+"""Match a signature's inputs to data columns, on the launcher, before any worker starts.
+
+A source describes each column it can read as a :class:`ColumnSpec` (dtype and per-row
+shape, from the file's schema); :func:`bind_inputs` pairs every signature input with a
+column (same name, or ``--map INPUT=COLUMN``), decides the cast and the reshape, and turns
+anything that cannot work into one :class:`BeamscoreError` naming the column, the expected
+and the actual value. At run time :meth:`InputBinding.prepare` applies that decision to
+each batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from beamscore.errors import BeamscoreError
+from beamscore.model.inspect import SignatureInfo, TensorSpec
+
+__all__ = ["STRING", "ColumnSpec", "InputBinding", "bind_inputs", "numpy_dtype"]
+
+STRING = "string"
+
+_NUMPY_DTYPES = {
+    "float16": np.float16,
+    "float32": np.float32,
+    "float64": np.float64,
+    "int8": np.int8,
+    "int16": np.int16,
+    "int32": np.int32,
+    "int64": np.int64,
+    "uint8": np.uint8,
+    "uint16": np.uint16,
+    "uint32": np.uint32,
+    "uint64": np.uint64,
+    "bool": np.bool_,
+}
+
+
+def numpy_dtype(tf_dtype: str) -> np.dtype | None:
+    """The numpy dtype for a TensorFlow dtype name; ``None`` for strings (bytes objects)."""
+    if tf_dtype == STRING:
+        return None
+    if tf_dtype not in _NUMPY_DTYPES:
+        raise BeamscoreError(f"signature dtype {tf_dtype} is not supported by beamscore")
+    return np.dtype(_NUMPY_DTYPES[tf_dtype])
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """What a source knows of a column from the schema alone.
+
+    ``dtype`` is a numpy dtype name or ``"string"``; ``row_shape`` is ``()`` for scalars,
+    ``(k,)`` for fixed-size lists, the tensor shape for tensor columns and ``None`` for
+    variable-length lists (checked per batch).
+    """
+
+    name: str
+    dtype: str
+    row_shape: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class InputBinding:
+    """How one signature input is fed: from which column, cast to what, shaped how."""
+
+    input: str
+    column: str
+    dtype: str
+    shape: tuple[int | None, ...] | None
+    cast: bool
+
+    def prepare(self, values: np.ndarray, where: str) -> np.ndarray:
+        """Cast and reshape one batch of a column to the signature input's dtype and shape."""
+        if self.dtype != STRING and self.cast:
+            values = values.astype(numpy_dtype(self.dtype), copy=False)
+        if self.shape is None:
+            return values
+        n = values.shape[0]
+        inner = self.shape[1:]
+        row_size = int(np.prod(values.shape[1:], dtype=np.int64))
+        target = _fill_unknown(inner, row_size)
+        if target is None:
+            raise BeamscoreError(
+                f"{where}: column {self.column!r} has {row_size} values per row, "
+                f"which does not fit input {self.input!r} of shape {_shape_str(self.shape)}"
+            )
+        if values.shape[1:] != target:
+            values = values.reshape((n, *target))
+        return values
+
+
+def bind_inputs(
+    signature: SignatureInfo,
+    columns: dict[str, ColumnSpec],
+    mapping: dict[str, str] | None = None,
+    allow_cast: bool = False,
+    where: str = "input",
+) -> dict[str, InputBinding]:
+    """Pair every signature input with a column and check dtype and shape compatibility."""
+    mapping = dict(mapping or {})
+    unknown = sorted(set(mapping) - set(signature.inputs))
+    if unknown:
+        raise BeamscoreError(
+            f"--map names {', '.join(repr(u) for u in unknown)}, not inputs of signature "
+            f"{signature.key!r}; its inputs: {', '.join(signature.inputs)}"
+        )
+    bindings = {}
+    for key, spec in signature.inputs.items():
+        column = mapping.get(key, key)
+        if column not in columns:
+            raise BeamscoreError(
+                f"{where}: no column {column!r} for signature input {key!r}; "
+                f"columns: {', '.join(sorted(columns)) or 'none'} (use --map {key}=COLUMN)"
+            )
+        col = columns[column]
+        cast = _check_dtype(spec, col, allow_cast, where)
+        _check_shape(spec, col, where)
+        bindings[key] = InputBinding(input=key, column=column, dtype=spec.dtype, shape=spec.shape, cast=cast)
+    return bindings
+
+
+def _check_dtype(spec: TensorSpec, col: ColumnSpec, allow_cast: bool, where: str) -> bool:
+    """Return whether a cast is needed; refuse a lossy one unless ``allow_cast``."""
+    if spec.dtype == STRING or col.dtype == STRING:
+        if spec.dtype == col.dtype:
+            return False
+        raise BeamscoreError(
+            f"{where}: column {col.name!r} has dtype {col.dtype}, signature input {spec.key!r} expects {spec.dtype}"
+        )
+    want = numpy_dtype(spec.dtype)
+    try:
+        have = np.dtype(col.dtype)
+    except TypeError:
+        raise BeamscoreError(
+            f"{where}: column {col.name!r} has type {col.dtype}, signature input {spec.key!r} expects {spec.dtype}"
+        ) from None
+    if want == have:
+        return False
+    if np.can_cast(have, want, casting="safe") or allow_cast:
+        return True
+    raise BeamscoreError(
+        f"{where}: column {col.name!r} has dtype {col.dtype}, signature input {spec.key!r} "
+        f"expects {spec.dtype}; casting would lose information (pass --cast to cast anyway)"
+    )
+
+
+def _check_shape(spec: TensorSpec, col: ColumnSpec, where: str) -> None:
+    if spec.shape is None or col.row_shape is None:
+        return  # unknown rank, or a variable-length list: checked per batch
+    if len(spec.shape) == 0:
+        raise BeamscoreError(
+            f"signature input {spec.key!r} is a scalar (shape ()), not a batch; beamscore feeds batches"
+        )
+    row_size = math.prod(col.row_shape)
+    if _fill_unknown(spec.shape[1:], row_size) is None:
+        raise BeamscoreError(
+            f"{where}: column {col.name!r} has {row_size} values per row (shape "
+            f"{_shape_str((None, *col.row_shape))}), which does not fit signature input "
+            f"{spec.key!r} of shape {_shape_str(spec.shape)}"
+        )
+
+
+def _fill_unknown(inner: tuple[int | None, ...], row_size: int) -> tuple[int, ...] | None:
+    """The concrete per-row shape for ``row_size`` values, or ``None`` if they cannot fit."""
+    unknown = [i for i, d in enumerate(inner) if d is None]
+    known = math.prod(d for d in inner if d is not None)
+    if not unknown:
+        return tuple(inner) if known == row_size else None  # type: ignore[return-value]
+    if len(unknown) == 1 and known and row_size % known == 0:
+        filled = list(inner)
+        filled[unknown[0]] = row_size // known
+        return tuple(filled)  # type: ignore[arg-type]
+    if row_size == 0 and len(unknown) == len(inner):
+        return tuple(0 for _ in inner)
+    return None
+
+
+def _shape_str(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("-1" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")

@@ -1,0 +1,229 @@
+"""Read what a SavedModel promises without loading its weights.
+
+``saved_model.pb`` holds every MetaGraph (one per tag set) and its SignatureDefs; parsing
+that protobuf is enough to list signatures, check a job's inputs against them and print
+``beamscore show``. ``fingerprint.pb`` identifies the exact export. A *base directory*
+with numeric subdirectories (``models/m/1``, ``models/m/2``) is resolved to one version,
+the highest unless one is asked for, as TensorFlow Serving does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from beamscore import fs as bfs
+from beamscore.errors import BeamscoreError
+
+__all__ = [
+    "MetaGraphInfo",
+    "ModelInfo",
+    "SignatureInfo",
+    "TensorSpec",
+    "inspect_model",
+    "parse_tags",
+]
+
+SAVED_MODEL_PB = "saved_model.pb"
+FINGERPRINT_PB = "fingerprint.pb"
+DEFAULT_TAGS = "serve"
+DEFAULT_SIGNATURE = "serving_default"
+#: Internal signatures TensorFlow writes; ``loaded.signatures`` does not offer them either.
+HIDDEN_SIGNATURES = frozenset({"__saved_model_init_op"})
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One signature input or output: its key, dtype name, shape and graph tensor name.
+
+    ``shape`` is ``None`` when the rank is unknown; unknown dimensions are ``None``.
+    ``dtype`` is the TensorFlow dtype name (``float32``, ``int64``, ``string``...).
+    """
+
+    key: str
+    dtype: str
+    shape: tuple[int | None, ...] | None
+    name: str
+
+    def shape_str(self) -> str:
+        """The shape as ``saved_model_cli`` users read it: ``(-1, 64)``, ``unknown rank``."""
+        if self.shape is None:
+            return "unknown rank"
+        return "(" + ", ".join("-1" if d is None else str(d) for d in self.shape) + ")"
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    """A SignatureDef: its key, method name and input and output specs (sorted by key)."""
+
+    key: str
+    method_name: str
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+
+
+@dataclass(frozen=True)
+class MetaGraphInfo:
+    """One MetaGraph of a SavedModel, identified by its tag set."""
+
+    tags: tuple[str, ...]
+    signatures: dict[str, SignatureInfo]
+
+    @property
+    def tag_str(self) -> str:
+        return ",".join(self.tags)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything ``beamscore`` knows about a model before loading it."""
+
+    path: str
+    given: str
+    version: str | None
+    versions: tuple[str, ...]
+    fingerprint: str | None
+    fingerprint_fields: dict[str, str]
+    meta_graphs: tuple[MetaGraphInfo, ...]
+    variables_bytes: int | None = field(default=None)
+
+    def meta_graph(self, tags: str | tuple[str, ...] = DEFAULT_TAGS) -> MetaGraphInfo:
+        """The MetaGraph whose tag set is exactly ``tags``; an error lists the tag sets."""
+        wanted = parse_tags(tags)
+        for mg in self.meta_graphs:
+            if set(mg.tags) == set(wanted):
+                return mg
+        available = "; ".join(mg.tag_str for mg in self.meta_graphs) or "none"
+        raise BeamscoreError(f"tag set {','.join(wanted)!r} not found in {self.path}; available: {available}")
+
+    def signature(self, name: str = DEFAULT_SIGNATURE, tags: str | tuple[str, ...] = DEFAULT_TAGS) -> SignatureInfo:
+        """The named signature of the MetaGraph with ``tags``; an error lists the others."""
+        mg = self.meta_graph(tags)
+        if name not in mg.signatures:
+            available = ", ".join(sorted(mg.signatures)) or "none"
+            raise BeamscoreError(f"signature {name!r} not found in {self.path}; available: {available}")
+        return mg.signatures[name]
+
+    def to_dict(self) -> dict:
+        """A JSON-ready view, used by ``show --json`` and the manifest."""
+        return dataclasses.asdict(self)
+
+
+def parse_tags(tags: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``"serve,gpu"`` -> ``("gpu", "serve")``: a tag set is a set, sorted for display."""
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",")]
+    return tuple(sorted(t for t in tags if t))
+
+
+def inspect_model(url: str, version: int | str | None = None) -> ModelInfo:
+    """Resolve ``url`` (a SavedModel dir or a versioned base dir) and read its signatures."""
+    fs, path = bfs.filesystem(url)
+    if not fs.exists(path):
+        raise BeamscoreError(f"model {url!r} does not exist")
+    model_path, chosen, versions = _resolve_version(fs, path, url, version)
+    with fs.open(bfs.join(model_path, SAVED_MODEL_PB), "rb") as f:
+        raw = f.read()
+    meta_graphs = _parse_saved_model(raw, url)
+    fingerprint, fields = _read_fingerprint(fs, model_path)
+    return ModelInfo(
+        path=bfs.unstrip(fs, model_path),
+        given=url,
+        version=chosen,
+        versions=versions,
+        fingerprint=fingerprint,
+        fingerprint_fields=fields,
+        meta_graphs=meta_graphs,
+        variables_bytes=_variables_bytes(fs, model_path),
+    )
+
+
+def _resolve_version(fs, path: str, url: str, version: int | str | None) -> tuple[str, str | None, tuple[str, ...]]:
+    """Return ``(model_dir, version, all_versions)`` for a model or a base dir."""
+    has_pb = fs.exists(bfs.join(path, SAVED_MODEL_PB))
+    versions: tuple[str, ...] = ()
+    if fs.isdir(path):
+        subdirs = [e["name"] for e in fs.ls(path, detail=True) if e["type"] == "directory"]
+        numeric = [s.rstrip("/").rsplit("/", 1)[-1] for s in subdirs]
+        numeric = [n for n in numeric if n.isdigit() and fs.exists(bfs.join(path, n, SAVED_MODEL_PB))]
+        versions = tuple(sorted(numeric, key=int))
+    if version is not None:
+        wanted = str(version)
+        if wanted not in versions:
+            found = ", ".join(versions) or "none"
+            raise BeamscoreError(f"version {wanted} not found in {url}; versions found: {found}")
+        return bfs.join(path, wanted), wanted, versions
+    if has_pb:
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        return path, (name if name.isdigit() else None), versions
+    if versions:
+        return bfs.join(path, versions[-1]), versions[-1], versions
+    raise BeamscoreError(f"{url} is not a SavedModel: no {SAVED_MODEL_PB} in it and no numeric version subdirectories")
+
+
+def _parse_saved_model(raw: bytes, url: str) -> tuple[MetaGraphInfo, ...]:
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    try:
+        sm.ParseFromString(raw)
+    except DecodeError as exc:
+        raise BeamscoreError(f"{url}/{SAVED_MODEL_PB} is not a SavedModel protobuf: {exc}") from None
+    graphs = []
+    for mg in sm.meta_graphs:
+        sigs = {}
+        for key in sorted(mg.signature_def):
+            if key in HIDDEN_SIGNATURES:
+                continue
+            sd = mg.signature_def[key]
+            sigs[key] = SignatureInfo(
+                key=key,
+                method_name=sd.method_name,
+                inputs={k: _tensor_spec(k, sd.inputs[k]) for k in sorted(sd.inputs)},
+                outputs={k: _tensor_spec(k, sd.outputs[k]) for k in sorted(sd.outputs)},
+            )
+        graphs.append(MetaGraphInfo(tags=parse_tags(list(mg.meta_info_def.tags)), signatures=sigs))
+    return tuple(graphs)
+
+
+def _tensor_spec(key: str, info) -> TensorSpec:
+    from tensorflow.python.framework import dtypes
+
+    dtype = dtypes.as_dtype(info.dtype).name if info.dtype else "invalid"
+    shape = None
+    if not info.tensor_shape.unknown_rank:
+        shape = tuple(None if d.size < 0 else int(d.size) for d in info.tensor_shape.dim)
+    name = info.name if info.WhichOneof("encoding") == "name" else info.WhichOneof("encoding") or ""
+    return TensorSpec(key=key, dtype=dtype, shape=shape, name=name)
+
+
+def _read_fingerprint(fs, model_path: str) -> tuple[str | None, dict[str, str]]:
+    """TensorFlow's "singleprint" (four hashes joined by ``/``) and the raw fields."""
+    fp_path = bfs.join(model_path, FINGERPRINT_PB)
+    if not fs.exists(fp_path):
+        return None, {}
+    from tensorflow.core.protobuf import fingerprint_pb2
+
+    fp = fingerprint_pb2.FingerprintDef()
+    with fs.open(fp_path, "rb") as f:
+        fp.ParseFromString(f.read())
+    fields = {
+        "saved_model_checksum": str(fp.saved_model_checksum),
+        "graph_def_program_hash": str(fp.graph_def_program_hash),
+        "signature_def_hash": str(fp.signature_def_hash),
+        "saved_object_graph_hash": str(fp.saved_object_graph_hash),
+        "checkpoint_hash": str(fp.checkpoint_hash),
+    }
+    single = "/".join(
+        fields[k]
+        for k in ("graph_def_program_hash", "signature_def_hash", "saved_object_graph_hash", "checkpoint_hash")
+    )
+    return single, fields
+
+
+def _variables_bytes(fs, model_path: str) -> int | None:
+    var_dir = bfs.join(model_path, "variables")
+    if not fs.exists(var_dir):
+        return None
+    return int(sum(size for size in fs.du(var_dir, total=False).values()))

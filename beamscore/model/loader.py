@@ -1,0 +1,118 @@
+"""Load a SavedModel once per worker process and hand out its signature functions.
+
+:func:`load_signature` is what a DoFn calls from ``setup``: through
+``apache_beam.utils.shared.Shared`` every DoFn instance of a process gets the same loaded
+model, so a process with many threads or many DoFn instances loads it once. A model on
+remote storage (``gs://``, ``s3://``) is first copied to a local cache directory keyed by
+its fingerprint, so it is downloaded once per machine, not streamed per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from beamscore import fs as bfs
+from beamscore.errors import BeamscoreError
+from beamscore.model.inspect import parse_tags
+
+__all__ = ["LoadedModel", "ModelSpec", "load_count", "load_model", "local_copy"]
+
+_LOG = logging.getLogger(__name__)
+_LOADS = 0
+_LOADS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What identifies a model to load: the resolved directory, tag set and fingerprint."""
+
+    path: str
+    tags: str = "serve"
+    fingerprint: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The key under which a process shares one loaded copy."""
+        return f"{self.path}|{','.join(parse_tags(self.tags))}|{self.fingerprint}"
+
+
+class LoadedModel:
+    """A loaded SavedModel (kept alive here) and how long the load took.
+
+    A plain class so that ``shared.Shared`` can hold a weak reference to it.
+    """
+
+    def __init__(self, obj: Any, spec: ModelSpec, seconds: float) -> None:
+        self.obj = obj
+        self.spec = spec
+        self.load_seconds = seconds
+
+    def signature(self, name: str) -> Any:
+        """The concrete function of signature ``name``."""
+        try:
+            return self.obj.signatures[name]
+        except KeyError:
+            available = ", ".join(sorted(self.obj.signatures.keys()))
+            raise BeamscoreError(f"signature {name!r} not found in {self.spec.path}; available: {available}") from None
+
+
+def load_count() -> int:
+    """How many models this process has loaded (tests use it to prove load-once)."""
+    return _LOADS
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Load ``spec`` now (no sharing). DoFns go through :class:`SharedModel` instead."""
+    global _LOADS
+    import tensorflow as tf
+
+    start = time.perf_counter()
+    local = local_copy(spec.path, spec.fingerprint)
+    obj = tf.saved_model.load(local, tags=list(parse_tags(spec.tags)))
+    seconds = time.perf_counter() - start
+    with _LOADS_LOCK:
+        _LOADS += 1
+    _LOG.info("beamscore: loaded model %s in %.2fs (pid %d)", spec.path, seconds, os.getpid())
+    return LoadedModel(obj, spec, seconds)
+
+
+def local_copy(url: str, fingerprint: str | None, cache_dir: str | None = None) -> str:
+    """A local directory holding the model at ``url``: the URL itself when it is local.
+
+    Remote models are copied into ``cache_dir`` (default ``$BEAMSCORE_CACHE`` or the temp
+    dir) under a name derived from the fingerprint; the copy goes to a temporary directory
+    that is renamed into place, so concurrent processes never load a half-copied model.
+    """
+    fs, path = bfs.filesystem(url)
+    if bfs.is_local(fs):
+        return path
+    cache_dir = (
+        cache_dir or os.environ.get("BEAMSCORE_CACHE") or os.path.join(tempfile.gettempdir(), "beamscore-models")
+    )
+    key = (fingerprint or path).replace("/", "_").replace(":", "_")
+    target = os.path.join(cache_dir, key)
+    if os.path.exists(os.path.join(target, "saved_model.pb")):
+        return target
+    os.makedirs(cache_dir, exist_ok=True)
+    staging = f"{target}.tmp-{uuid.uuid4().hex}"
+    for attempt in range(3):
+        try:
+            fs.get(path.rstrip("/") + "/", staging, recursive=True)
+            break
+        except OSError as exc:
+            if attempt == 2:
+                raise BeamscoreError(f"cannot copy model {url} to {staging}: {exc}") from exc
+            time.sleep(2**attempt)
+    try:
+        os.rename(staging, target)
+    except OSError:
+        if not os.path.exists(os.path.join(target, "saved_model.pb")):
+            raise
+    return target

@@ -1,0 +1,162 @@
+"""Plan a scoring job on the launcher: everything that can fail, fails here.
+
+:func:`plan_job` resolves the model version, reads the signature from ``saved_model.pb``,
+expands the input globs, reads the first file's schema and binds every signature input to
+a column, then splits the files into work units. The pipeline is built from the resulting
+:class:`Plan` and nothing in it is decided again on the workers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from beamscore import fs as bfs
+from beamscore.config import ScoreConfig
+from beamscore.errors import BeamscoreError
+from beamscore.io import sink_for, source_for
+from beamscore.io.base import Sink, Source, WorkUnit
+from beamscore.model.binding import InputBinding, bind_inputs
+from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model
+from beamscore.model.loader import ModelSpec
+from beamscore.transforms.manifest import MANIFEST
+from beamscore.transforms.read import plan_units
+
+__all__ = ["Plan", "plan_job", "prepare_output"]
+
+#: Aim for batches of about this many input bytes when --batch-size is not given.
+TARGET_BATCH_BYTES = 16 << 20
+MAX_DEFAULT_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked job: model, signature, bindings, files, units and output layout."""
+
+    config: ScoreConfig
+    model: ModelInfo
+    spec: ModelSpec
+    signature: SignatureInfo
+    bindings: dict[str, InputBinding]
+    outputs: list[str]
+    files: list[str]
+    units: list[WorkUnit]
+    source: Source
+    sink: Sink
+    batch_size: int
+    started: str
+
+    @property
+    def read_columns(self) -> list[str]:
+        """Columns the reader must read: the bound inputs, then ``--keep``."""
+        cols = [b.column for b in self.bindings.values()]
+        return list(dict.fromkeys([*cols, *self.config.keep]))
+
+    def header(self) -> dict[str, Any]:
+        """The manifest's fixed part, known before the job runs."""
+        return {
+            "model": {
+                "path": self.model.path,
+                "given": self.model.given,
+                "version": self.model.version,
+                "fingerprint": self.model.fingerprint,
+                "signature": self.signature.key,
+                "tag_set": self.config.tag_set,
+            },
+            "inputs": self.files,
+            "input_format": self.source.format,
+            "output_format": self.sink.format,
+            "columns": {"outputs": self.outputs, "keep": list(self.config.keep)},
+            "batch_size": self.batch_size,
+            "started": self.started,
+        }
+
+    def file_metadata(self) -> dict[str, str]:
+        """What each output file records about the model that made it."""
+        return {
+            "model_path": self.model.path,
+            "model_version": self.model.version or "",
+            "fingerprint": self.model.fingerprint or "",
+            "signature": self.signature.key,
+        }
+
+
+def plan_job(config: ScoreConfig) -> Plan:
+    """Check ``config`` against the model and the data and return the job's plan."""
+    config.validate()
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    info = inspect_model(config.model, config.version)
+    signature = info.signature(config.signature, config.tag_set)
+    files = bfs.expand_globs(config.inputs)
+    source = source_for(config.format, files[0])
+    columns = source.columns(files[0])
+    bindings = bind_inputs(signature, columns, config.map, config.cast, where=files[0])
+    missing_keep = [k for k in config.keep if k not in columns]
+    if missing_keep:
+        raise BeamscoreError(
+            f"{files[0]}: no column {missing_keep[0]!r} to --keep; columns: {', '.join(sorted(columns))}"
+        )
+    outputs = list(config.outputs) or sorted(signature.outputs)
+    unknown = [o for o in outputs if o not in signature.outputs]
+    if unknown:
+        raise BeamscoreError(
+            f"--outputs {', '.join(unknown)} not produced by signature {signature.key!r}; "
+            f"its outputs: {', '.join(sorted(signature.outputs))}"
+        )
+    clash = sorted(set(outputs) & set(config.keep))
+    if clash:
+        raise BeamscoreError(
+            f"--keep column(s) {', '.join(clash)} have the name of signature outputs; "
+            "choose other outputs with --outputs"
+        )
+    units = plan_units(source, files)
+    batch_size = config.batch_size or _default_batch_size(bindings)
+    return Plan(
+        config=config,
+        model=info,
+        spec=ModelSpec(path=info.path, tags=config.tag_set, fingerprint=info.fingerprint),
+        signature=signature,
+        bindings=bindings,
+        outputs=outputs,
+        files=files,
+        units=units,
+        source=source,
+        sink=sink_for(config.output_format, config.output),
+        batch_size=batch_size,
+        started=started,
+    )
+
+
+def _default_batch_size(bindings: dict[str, InputBinding]) -> int:
+    """About ``TARGET_BATCH_BYTES`` of input per batch, at most ``MAX_DEFAULT_BATCH`` rows."""
+    row_bytes = 0
+    for b in bindings.values():
+        dims = [d for d in (b.shape or (None, 1))[1:] if d is not None]
+        row_bytes += 8 * math.prod(dims)
+    if row_bytes == 0:
+        return MAX_DEFAULT_BATCH
+    return max(1, min(MAX_DEFAULT_BATCH, TARGET_BATCH_BYTES // row_bytes))
+
+
+def prepare_output(output: str, overwrite: bool) -> None:
+    """Refuse a non-empty output dir unless ``overwrite``; then remove only our own files."""
+    fs, root = bfs.filesystem(output)
+    if not fs.exists(root):
+        fs.makedirs(root, exist_ok=True)
+        return
+    if not fs.isdir(root):
+        raise BeamscoreError(f"output {output!r} exists and is not a directory")
+    entries = fs.ls(root, detail=False)
+    if not entries:
+        return
+    if not overwrite:
+        what = (
+            "a finished result (_manifest.json)" if fs.exists(bfs.join(root, MANIFEST)) else f"{len(entries)} entries"
+        )
+        raise BeamscoreError(f"output {output!r} is not empty: it holds {what}; pass --overwrite to replace it")
+    for entry in entries:
+        name = entry.rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith("part-") or name in (MANIFEST, "_temporary", "_errors"):
+            fs.rm(entry, recursive=True)

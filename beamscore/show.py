@@ -1,0 +1,86 @@
+"""Render :class:`~beamscore.model.inspect.ModelInfo` for ``beamscore show`` (text or JSON)."""
+
+from __future__ import annotations
+
+import json
+
+from beamscore.model.inspect import MetaGraphInfo, ModelInfo, SignatureInfo, TensorSpec
+
+__all__ = ["render_json", "render_text"]
+
+
+def render_json(info: ModelInfo, tag_set: str | None, signature: str | None, show_all: bool) -> str:
+    """The facts as JSON, filtered like the text view (``--tag-set``, ``--signature``)."""
+    data = info.to_dict()
+    graphs = _graphs(info, tag_set, signature, show_all)
+    data["meta_graphs"] = [
+        {
+            "tags": list(mg.tags),
+            "signatures": {k: _sig_dict(s) for k, s in mg.signatures.items() if signature is None or k == signature},
+        }
+        for mg in graphs
+    ]
+    return json.dumps(data, indent=2)
+
+
+def render_text(info: ModelInfo, tag_set: str | None, signature: str | None, show_all: bool) -> str:
+    """``saved_model_cli show`` facts, plus fingerprint, versions and variables size."""
+    lines = [f"model:        {info.path}"]
+    if info.versions:
+        lines.append(f"versions:     {', '.join(info.versions)} (using {info.version})")
+    lines.append(f"fingerprint:  {info.fingerprint or 'none (no fingerprint.pb)'}")
+    if info.variables_bytes is not None:
+        lines.append(f"variables:    {_size(info.variables_bytes)}")
+    lines.append(f"tag sets:     {'; '.join(mg.tag_str for mg in info.meta_graphs)}")
+    for mg in _graphs(info, tag_set, signature, show_all):
+        lines.append("")
+        lines.append(f"tag set '{mg.tag_str}': signatures {', '.join(mg.signatures) or '(none)'}")
+        if signature is None and not show_all:
+            continue
+        for key, sig in mg.signatures.items():
+            if signature is None or key == signature:
+                lines.extend(_sig_lines(sig))
+    return "\n".join(lines)
+
+
+def _graphs(info: ModelInfo, tag_set: str | None, signature: str | None, show_all: bool) -> list[MetaGraphInfo]:
+    if tag_set is not None:
+        mg = info.meta_graph(tag_set)
+        if signature is not None:
+            info.signature(signature, tag_set)
+        return [mg]
+    if signature is not None:
+        graphs = [mg for mg in info.meta_graphs if signature in mg.signatures]
+        if not graphs:
+            info.signature(signature, info.meta_graphs[0].tags)  # raises, listing what exists
+        return graphs
+    return list(info.meta_graphs)
+
+
+def _sig_lines(sig: SignatureInfo) -> list[str]:
+    lines = ["", f"signature '{sig.key}'  (method: {sig.method_name or 'none'})"]
+    for title, specs in (("inputs", sig.inputs), ("outputs", sig.outputs)):
+        lines.append(f"  {title}:")
+        width = max((len(k) for k in specs), default=0)
+        for spec in specs.values():
+            lines.append(f"    {spec.key:<{width}}  {spec.dtype:<8}  {spec.shape_str():<16}  {spec.name}")
+    return lines
+
+
+def _sig_dict(sig: SignatureInfo) -> dict:
+    def tensor(t: TensorSpec) -> dict:
+        return {"dtype": t.dtype, "shape": None if t.shape is None else list(t.shape), "name": t.name}
+
+    return {
+        "method_name": sig.method_name,
+        "inputs": {k: tensor(t) for k, t in sig.inputs.items()},
+        "outputs": {k: tensor(t) for k, t in sig.outputs.items()},
+    }
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
