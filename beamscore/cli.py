@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--map", action="append", metavar="INPUT=COLUMN", help="feed signature input from a column")
     score.add_argument("--outputs", action="append", nargs="+", help="signature outputs to write (default all)")
     score.add_argument("--batch-size", dest="batch_size", type=int, help="rows per signature call")
+    score.add_argument(
+        "--rows-per-unit", dest="rows_per_unit", type=int, help="split input files into work units of about N rows"
+    )
     score.add_argument("--cast", action="store_true", default=None, help="allow lossy dtype casts (float64->float32)")
     score.add_argument("--overwrite", action="store_true", default=None, help="replace an existing output")
     score.add_argument("--debug", action="store_true", help="show tracebacks and Beam logs")
@@ -132,6 +135,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "map": _parse_map(args.map),
             "outputs": _flatten(args.outputs),
             "batch_size": args.batch_size,
+            "rows_per_unit": args.rows_per_unit,
             "cast": args.cast,
             "overwrite": args.overwrite,
         }

@@ -18,7 +18,14 @@ __all__ = ["SECTIONS", "ScoreConfig", "load_yaml"]
 # section -> {yaml key: ScoreConfig field}
 SECTIONS: dict[str, dict[str, str]] = {
     "model": {"path": "model", "signature": "signature", "tag_set": "tag_set", "version": "version"},
-    "input": {"paths": "inputs", "format": "format", "map": "map", "keep": "keep", "cast": "cast"},
+    "input": {
+        "paths": "inputs",
+        "format": "format",
+        "map": "map",
+        "keep": "keep",
+        "cast": "cast",
+        "rows_per_unit": "rows_per_unit",
+    },
     "output": {"path": "output", "format": "output_format", "outputs": "outputs", "overwrite": "overwrite"},
     "batch": {"size": "batch_size"},
 }
@@ -38,6 +45,7 @@ class ScoreConfig:
     map: dict[str, str] = field(default_factory=dict)
     keep: list[str] = field(default_factory=list)
     cast: bool = False
+    rows_per_unit: int | None = None
     outputs: list[str] = field(default_factory=list)
     output_format: str = "parquet"
     overwrite: bool = False
@@ -53,8 +61,9 @@ class ScoreConfig:
         ]
         if missing:
             raise BeamscoreError(f"missing {', '.join(missing)} (give it as a flag or in --config)")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise BeamscoreError(f"--batch-size must be at least 1, got {self.batch_size}")
+        for flag, value in (("--batch-size", self.batch_size), ("--rows-per-unit", self.rows_per_unit)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise BeamscoreError(f"{flag} must be a whole number of at least 1, got {value!r}")
         if self.output_format not in ("parquet",):
             raise BeamscoreError(f"--output-format {self.output_format!r} is not supported; choose parquet")
         clash = sorted(set(self.keep) & set(self.outputs))

@@ -15,8 +15,10 @@ SOURCES: dict[str, type[Source]] = {"parquet": ParquetSource}
 SINKS: dict[str, type[Sink]] = {"parquet": ParquetSink}
 
 
-def source_for(fmt: str | None, example_path: str) -> Source:
-    """The source for ``fmt``, or for the suffix of ``example_path`` when ``fmt`` is None."""
+def source_for(fmt: str | None, example_path: str, rows_per_unit: int | None = None) -> Source:
+    """The source for ``fmt``, or for the suffix of ``example_path`` when ``fmt`` is None.
+
+    ``rows_per_unit`` sets how finely big files are split into work units."""
     if fmt is None:
         for suffix, name in SUFFIXES.items():
             if example_path.endswith(suffix):
@@ -28,7 +30,7 @@ def source_for(fmt: str | None, example_path: str) -> Source:
             )
     if fmt not in SOURCES:
         raise BeamscoreError(f"input format {fmt!r} is not supported; formats: {', '.join(SOURCES)}")
-    return SOURCES[fmt]()
+    return SOURCES[fmt](**({"rows_per_unit": rows_per_unit} if rows_per_unit else {}))
 
 
 def sink_for(fmt: str, output: str) -> Sink:
