@@ -8,6 +8,7 @@ Parquet shards of 50,000 rows each (``id`` int64, ``x`` 64 float32), then runs
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def build_model(path: str) -> None:
             sizes = [WIDTH, 256, 256, 10]
             self.ws = [
                 tf.Variable(rng.normal(scale=1 / np.sqrt(a), size=(a, b)).astype(np.float32))
-                for a, b in zip(sizes, sizes[1:], strict=False)
+                for a, b in itertools.pairwise(sizes)
             ]
 
         @tf.function(input_signature=[tf.TensorSpec([None, WIDTH], tf.float32, name="x")])

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import builders  # noqa: E402
+import builders
 
 
 @pytest.fixture(scope="session")

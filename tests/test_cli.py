@@ -57,7 +57,7 @@ def test_scores_every_row_like_a_direct_call(models, shards, tmp_path, capsys):
 
 
 def test_named_signature_with_rank3_output_and_file_metadata(models, shards, tmp_path):
-    paths, ids, x = shards
+    paths, _ids, x = shards
     out = tmp_path / "out"
     assert (
         score(
@@ -118,17 +118,8 @@ def test_lossless_casts_and_variable_lists(models, tmp_path):
     a = np.arange(20, dtype=np.int32)
     b = np.random.default_rng(2).random((20, 2)).astype(np.float16)
     data = tmp_path / "mixed.parquet"
-    pq.write_table(
-        pa.table(
-            {
-                "a": a,
-                "b": pa.array(list(b.astype(np.float32)), type=pa.list_(pa.float16()))
-                if False
-                else pa.array([list(r) for r in b.astype(np.float32)], type=pa.list_(pa.float32())),
-            }
-        ),
-        data,
-    )
+    b_lists = pa.array([list(r) for r in b.astype(np.float32)], type=pa.list_(pa.float32()))
+    pq.write_table(pa.table({"a": a, "b": b_lists}), data)
     # int32 -> int64 is lossless; b is a variable-length list column of equal lengths
     out = tmp_path / "out"
     assert score("--model", models["mixed"], "--input", str(data), "--output", str(out)) == 0
@@ -180,7 +171,7 @@ def test_versioned_base_dir_uses_highest_and_version_flag(models, shards, tmp_pa
 
 
 def test_config_file_with_flag_override(models, shards, tmp_path):
-    paths, ids, _ = shards
+    paths, _ids, _ = shards
     out = tmp_path / "out"
     config = tmp_path / "job.yaml"
     config.write_text(
@@ -217,7 +208,7 @@ def test_empty_file_gives_empty_output(models, tmp_path):
 def test_big_file_is_split_into_units(models, tmp_path):
     import builders
 
-    paths, ids, x = builders.write_parquet_shards(str(tmp_path / "data"), rows=1000, shards=1, row_group_size=100)
+    paths, ids, _x = builders.write_parquet_shards(str(tmp_path / "data"), rows=1000, shards=1, row_group_size=100)
     out = tmp_path / "out"
     assert (
         score(
