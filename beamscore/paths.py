@@ -13,7 +13,7 @@ import re
 
 from beamscore.errors import BeamscoreError
 
-__all__ = ["safe_component", "child"]
+__all__ = ["child", "safe_component"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]")
 
