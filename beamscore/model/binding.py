@@ -138,12 +138,22 @@ def _check_dtype(spec: TensorSpec, col: ColumnSpec, allow_cast: bool, where: str
         ) from None
     if want == have:
         return False
-    if np.can_cast(have, want, casting="safe") or allow_cast:
+    if _lossless(have, want) or allow_cast:
         return True
     raise BeamscoreError(
         f"{where}: column {col.name!r} has dtype {col.dtype}, signature input {spec.key!r} "
         f"expects {spec.dtype}; casting would lose information (pass --cast to cast anyway)"
     )
+
+
+def _lossless(have: np.dtype, want: np.dtype) -> bool:
+    """numpy's "safe" casts, less integer -> float casts the mantissa cannot hold exactly
+    (numpy calls int64 -> float64 safe; 2**53 + 1 says otherwise)."""
+    if not np.can_cast(have, want, casting="safe"):
+        return False
+    if have.kind in "iu" and want.kind == "f":
+        return have.itemsize * 8 <= np.finfo(want).nmant + 1
+    return True
 
 
 def _check_shape(spec: TensorSpec, col: ColumnSpec, where: str) -> None:

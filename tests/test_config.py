@@ -1,0 +1,54 @@
+"""YAML configs: sections, unknown keys, flag overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from beamscore.config import ScoreConfig, load_yaml
+from beamscore.errors import BeamscoreError
+
+
+def test_sections_map_to_fields(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        "model: {path: m, signature: s, tag_set: 'serve,gpu', version: 3}\n"
+        "input: {paths: 'a/*.parquet', keep: [id], map: {x: f}, cast: true}\n"
+        "output: {path: out, outputs: [y], overwrite: true}\n"
+        "batch: {size: 128}\n"
+        "pipeline_options: {runner: DataflowRunner, num_workers: 4}\n"
+    )
+    c = load_yaml(str(path))
+    assert (c.model, c.signature, c.tag_set, c.version) == ("m", "s", "serve,gpu", 3)
+    assert c.inputs == ["a/*.parquet"] and c.keep == ["id"] and c.map == {"x": "f"} and c.cast
+    assert (c.output, c.outputs, c.overwrite, c.batch_size) == ("out", ["y"], True, 128)
+    assert c.pipeline_options == {"runner": "DataflowRunner", "num_workers": 4}
+
+
+def test_flags_override_file():
+    c = ScoreConfig(model="m", inputs=["a"], output="o", pipeline_options={"runner": "X"})
+    merged = c.merged({"model": "m2", "inputs": None, "pipeline_options": {"project": "p"}})
+    assert merged.model == "m2" and merged.inputs == ["a"]
+    assert merged.pipeline_options == {"runner": "X", "project": "p"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("modle: {path: m}\n", "unknown section 'modle'"),
+        ("model: {pth: m}\n", "unknown key model.pth; keys of model: path, signature, tag_set, version"),
+        ("model: [1]\n", "section 'model' must be a mapping"),
+        ("model: {path: m\n", "not valid YAML"),
+    ],
+)
+def test_bad_configs(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(BeamscoreError, match=message):
+        load_yaml(str(path))
+
+
+def test_validate_requires_model_input_output():
+    with pytest.raises(BeamscoreError, match="missing --model, --input, --output"):
+        ScoreConfig().validate()
+    with pytest.raises(BeamscoreError, match="--batch-size must be a whole number of at least 1, got 0"):
+        ScoreConfig(model="m", inputs=["i"], output="o", batch_size=0).validate()
