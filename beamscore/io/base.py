@@ -10,14 +10,14 @@ format is one new module with one class; nothing else changes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 from beamscore.model.binding import ColumnSpec
 
-__all__ = ["Sink", "Source", "UnitWriter", "WorkUnit", "part_name"]
+__all__ = ["BadRows", "Sink", "Source", "UnitWriter", "WorkUnit", "part_name"]
 
 
 @dataclass(frozen=True, order=True)
@@ -26,7 +26,9 @@ class WorkUnit:
 
     For Parquet ``start``/``stop`` are row-group indices; other sources use row indices.
     ``shard`` is the file's position in the sorted input list and ``index`` the unit's
-    position within the file; together they name the output file.
+    position within the file; together they name the output file. ``first_row`` is the
+    index within the file of the unit's first row when it differs from ``start`` (Parquet),
+    so that a dead letter can name its row in the file.
     """
 
     shard: int
@@ -35,6 +37,11 @@ class WorkUnit:
     start: int
     stop: int
     rows: int
+    first_row: int | None = None
+
+    def file_row(self, position: int) -> int:
+        """The row index within the file of the unit's row at ``position``."""
+        return (self.start if self.first_row is None else self.first_row) + position
 
     @property
     def name(self) -> str:
@@ -44,6 +51,22 @@ class WorkUnit:
 def part_name(shard: int, index: int) -> str:
     """``part-SSSSS-UUUUU``: the stem of the output file(s) of a unit."""
     return f"part-{shard:05d}-{index:05d}"
+
+
+@dataclass(frozen=True)
+class BadRows:
+    """Rows a source could not decode (bad CRC, truncated record, unparsable row).
+
+    A source *yields* this between its tables instead of raising, so that the rest of the
+    unit is still read: the dead-letter protocol. ``rows`` are row (record) indices within
+    the input file, ``raw`` the undecoded bytes of each row when they are small (else
+    ``None``) and ``error`` says what was wrong. Each row counts once in ``rows_failed``.
+    A source that cannot go on after the bad rows simply stops after yielding them.
+    """
+
+    rows: Sequence[int]
+    error: str
+    raw: Sequence[bytes | None] | None = None
 
 
 class Source(abc.ABC):
@@ -60,10 +83,11 @@ class Source(abc.ABC):
         """Split one file into work units (called on the launcher)."""
 
     @abc.abstractmethod
-    def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table]:
+    def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table | BadRows]:
         """Yield the unit's rows, in order, as tables of at most ``batch_size`` rows.
 
         A unit with no rows yields one empty table, so that its output is still written.
+        Rows that cannot be decoded are yielded as :class:`BadRows` in their place.
         """
 
 

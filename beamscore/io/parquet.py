@@ -39,12 +39,12 @@ class ParquetSource(Source):
     def units(self, path: str, shard: int) -> list[WorkUnit]:
         meta = self._file(path, lambda f: f.metadata)
         units: list[WorkUnit] = []
-        start, rows = 0, 0
+        start, rows, first_row = 0, 0, 0
         for rg in range(meta.num_row_groups):
             rows += meta.row_group(rg).num_rows
             if rows >= self.rows_per_unit or rg == meta.num_row_groups - 1:
-                units.append(WorkUnit(shard, len(units), path, start, rg + 1, rows))
-                start, rows = rg + 1, 0
+                units.append(WorkUnit(shard, len(units), path, start, rg + 1, rows, first_row))
+                start, rows, first_row = rg + 1, 0, first_row + rows
         if not units:  # a file with no row groups still gets a unit (and an empty output)
             units.append(WorkUnit(shard, 0, path, 0, 0, 0))
         return units

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
 from beamscore.io.base import WorkUnit
@@ -15,9 +16,15 @@ __all__ = ["Batch", "UnitResult"]
 class Batch:
     """A few thousand rows of one unit as an Arrow table, in input order.
 
-    ``index`` numbers the batches of a unit from 0, ``offset`` is the first row's index
-    within the input file's unit and ``last`` marks the unit's final batch, so the writer
+    ``index`` numbers the batches of a unit from 0, ``offset`` is the position within the
+    unit of the batch's first row and ``last`` marks the unit's final batch, so the writer
     knows when to commit the unit's file.
+
+    Dead letters travel with the batch: ``failed`` holds the rows of this batch that were
+    dropped so far (see :mod:`beamscore.transforms.dead_letters`), ``positions`` the
+    position within the unit of each remaining row once some were dropped (``None``:
+    ``offset, offset + 1, ...``) and ``rows_in`` how many source rows the batch stands for,
+    good and failed, so that every step can be checked: ``rows_in == rows_out + rows_failed``.
     """
 
     unit: WorkUnit
@@ -25,17 +32,40 @@ class Batch:
     offset: int
     last: bool
     table: pa.Table
+    rows_in: int | None = None
+    failed: pa.Table | None = None
+    positions: np.ndarray | None = None
+
+    @property
+    def source_rows(self) -> int:
+        """The number of source rows this batch accounts for."""
+        return self.table.num_rows if self.rows_in is None else self.rows_in
+
+    @property
+    def failed_rows(self) -> int:
+        return 0 if self.failed is None else self.failed.num_rows
+
+    def row_positions(self) -> np.ndarray:
+        """Position within the unit of each row of ``table``."""
+        if self.positions is not None:
+            return self.positions
+        return np.arange(self.offset, self.offset + self.table.num_rows, dtype=np.int64)
 
     @property
     def where(self) -> str:
         """File and rows, for error messages."""
-        n = self.table.num_rows
-        return f"{self.unit.path} (unit {self.unit.index}, rows {self.offset}-{self.offset + max(n, 1) - 1})"
+        n = max(self.source_rows, 1)
+        return f"{self.unit.path} (unit {self.unit.index}, rows {self.offset}-{self.offset + n - 1})"
 
 
 @dataclass(frozen=True)
 class UnitResult:
-    """What writing one unit produced; the manifest is built from these."""
+    """What writing one unit produced; the manifest is built from these.
+
+    ``files`` are the unit's output files and ``errors`` its dead-letter file (if any rows
+    failed). ``rows_in`` is counted from the batches' ``source_rows``, ``rows_out`` from the
+    rows written and ``rows_failed`` from the dead letters written.
+    """
 
     unit: str
     input: str
@@ -43,3 +73,27 @@ class UnitResult:
     rows_in: int = 0
     rows_out: int = 0
     rows_failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "unit": self.unit,
+            "input": self.input,
+            "files": list(self.files),
+            "errors": list(self.errors),
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "rows_failed": self.rows_failed,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> UnitResult:
+        return cls(
+            unit=str(data["unit"]),
+            input=str(data["input"]),
+            files=[str(f) for f in data.get("files", [])],
+            errors=[str(f) for f in data.get("errors", [])],
+            rows_in=int(data["rows_in"]),
+            rows_out=int(data["rows_out"]),
+            rows_failed=int(data["rows_failed"]),
+        )
