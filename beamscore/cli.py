@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--cast", action="store_true", default=None, help="allow lossy dtype casts (float64->float32)")
     score.add_argument("--overwrite", action="store_true", default=None, help="replace an existing output")
+    score.add_argument(
+        "--dry-run", dest="dry_run", action="store_true", help="check the job and print its plan; submit nothing"
+    )
     score.add_argument("--debug", action="store_true", help="show tracebacks and Beam logs")
     return parser
 
@@ -142,6 +145,14 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     )
     plan = plan_job(config)
     options = pipeline_options(extra, config.pipeline_options)
+    from beamscore.pipelines.dry_run import check_launch, output_state, render_plan
+
+    warnings = check_launch(plan, options)
+    if args.dry_run:
+        print(render_plan(plan, options, warnings, output_state(config.output, config.overwrite)))
+        return 0
+    for warning in warnings:
+        print(f"beamscore: warning: {warning}", file=sys.stderr)
     result = run_plan(plan, options)
     m = result.manifest
     rate = m["rows_out"] / result.seconds if result.seconds else 0.0

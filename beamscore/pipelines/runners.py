@@ -1,4 +1,4 @@
-"""Pick the Beam runner for a job.
+"""Pick the Beam runner for a job, and check a runner's options before anything is submitted.
 
 Beam's ``DirectRunner`` first tries the Prism runner, which it downloads; offline that
 attempt fails after a delay and Beam falls back. For ``DirectRunner`` (and when no runner is
@@ -6,22 +6,49 @@ given) beamscore runs Beam's in-process ``FnApiRunner`` directly: the same engin
 DirectRunner falls back to, no download, and it honours
 ``--direct_running_mode=multi_processing --direct_num_workers=N``. Any other runner
 (Dataflow, Flink, Portable, Prism) is passed to Beam by name.
+
+:func:`launch_problems` is what ``--dry-run`` (and every real run) asks before submitting:
+the options a remote runner cannot work without, and option names Beam does not know
+(Beam itself drops those with a log line nobody reads).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    PortableOptions,
+    SetupOptions,
+    StandardOptions,
+    WorkerOptions,
+)
 from apache_beam.runners.runner import PipelineRunner
 
-__all__ = ["LOCAL_RUNNERS", "make_runner", "pipeline_options"]
+__all__ = [
+    "LOCAL_RUNNERS",
+    "describe_runner",
+    "launch_problems",
+    "make_runner",
+    "pipeline_options",
+    "runner_name",
+    "unknown_options",
+]
 
 LOCAL_RUNNERS = ("DirectRunner", "FnApiRunner", "SwitchingDirectRunner")
+#: Runners whose workers run elsewhere and need beamscore installed in their image.
+REMOTE_RUNNERS = ("DataflowRunner", "FlinkRunner", "PortableRunner", "SparkRunner")
 
 
 def pipeline_options(flags: list[str], from_config: dict[str, Any]) -> PipelineOptions:
     """Beam options from the config's ``pipeline_options`` overridden by CLI flags."""
+    return PipelineOptions([*config_flags(from_config), *flags])
+
+
+def config_flags(from_config: dict[str, Any]) -> list[str]:
+    """``--key=value`` flags of a config's ``pipeline_options`` (lists repeat the flag)."""
     args: list[str] = []
     for key, value in from_config.items():
         if isinstance(value, bool):
@@ -31,14 +58,92 @@ def pipeline_options(flags: list[str], from_config: dict[str, Any]) -> PipelineO
             args.extend(f"--{key}={v}" for v in value)
         else:
             args.append(f"--{key}={value}")
-    return PipelineOptions([*args, *flags])
+    return args
+
+
+def runner_name(options: PipelineOptions) -> str:
+    """The runner the options ask for (``DirectRunner`` when none is given)."""
+    name = options.view_as(StandardOptions).runner or "DirectRunner"
+    return name if isinstance(name, str) else type(name).__name__
 
 
 def make_runner(options: PipelineOptions) -> PipelineRunner | str:
     """A runner instance for local runs, the runner's name for everything else."""
-    name = options.view_as(StandardOptions).runner or "DirectRunner"
-    if name in LOCAL_RUNNERS:
+    if runner_name(options) in LOCAL_RUNNERS:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
         return FnApiRunner()
+    return runner_name(options)
+
+
+def describe_runner(options: PipelineOptions) -> str:
+    """One line saying where the job runs, e.g. ``FnApiRunner: 2 worker processes on this machine``."""
+    name = runner_name(options)
+    if name in LOCAL_RUNNERS:
+        direct = options.view_as(DirectOptions)
+        mode = direct.direct_running_mode or "in_memory"
+        workers = direct.direct_num_workers or 1
+        where = {
+            "in_memory": "in this process",
+            "multi_threading": f"{workers} threads in this process",
+            "multi_processing": f"{workers} worker processes on this machine",
+        }.get(mode, mode)
+        return f"FnApiRunner (Beam's local engine, no Prism download): {where}"
+    if name == "DataflowRunner":
+        gcp = options.view_as(GoogleCloudOptions)
+        return f"DataflowRunner: project {gcp.project}, region {gcp.region}"
+    if name == "FlinkRunner":
+        master = options.get_all_options(retain_unknown_options=True).get("flink_master")
+        return f"FlinkRunner: Flink master {master or '[auto]'}"
+    if name == "PortableRunner":
+        return f"PortableRunner: job service {options.view_as(PortableOptions).job_endpoint}"
     return name
+
+
+def unknown_options(options: PipelineOptions) -> list[str]:
+    """Names of given options that no Beam options class defines (typos, wrong runner)."""
+    known = options.get_all_options()
+    given = options.get_all_options(retain_unknown_options=True)
+    return sorted(name for name in given if name not in known)
+
+
+def launch_problems(options: PipelineOptions) -> tuple[list[str], list[str]]:
+    """``(errors, warnings)`` about the runner options, found without contacting anything.
+
+    Errors are options a job cannot run without; warnings are likely mistakes.
+    """
+    errors: list[str] = []
+    warnings = [f"unknown pipeline option --{name}; Beam would ignore it" for name in unknown_options(options)]
+    name = runner_name(options)
+    all_options = options.get_all_options(retain_unknown_options=True)
+    portable = options.view_as(PortableOptions)
+    image = options.view_as(WorkerOptions).sdk_container_image or (
+        portable.environment_config if portable.environment_type in ("DOCKER", "EXTERNAL") else None
+    )
+    if name == "DataflowRunner":
+        gcp = options.view_as(GoogleCloudOptions)
+        for flag, value in (("project", gcp.project), ("region", gcp.region), ("temp_location", gcp.temp_location)):
+            if not value:
+                errors.append(f"DataflowRunner needs --{flag}")
+        if gcp.temp_location and not gcp.temp_location.startswith("gs://"):
+            errors.append(f"--temp_location must be a gs:// URL for DataflowRunner, got {gcp.temp_location!r}")
+        setup = options.view_as(SetupOptions)
+        if not (image or setup.setup_file or setup.requirements_file or setup.extra_packages):
+            errors.append(
+                "Dataflow workers need beamscore installed: build the worker image (Dockerfile) "
+                "and pass --sdk_container_image=IMAGE"
+            )
+    elif name == "FlinkRunner":
+        if all_options.get("flink_master") in (None, "[auto]", "[local]"):
+            warnings.append("no --flink_master: FlinkRunner starts an embedded Flink and downloads its job server")
+        if not image:
+            warnings.append(
+                "no worker image: Flink would start Beam's stock SDK image, which lacks beamscore; "
+                "pass --environment_type=EXTERNAL --environment_config=localhost:50000 (worker pool sidecar) "
+                "or --sdk_container_image=IMAGE"
+            )
+    elif name == "PortableRunner" and not portable.job_endpoint:
+        errors.append("PortableRunner needs --job_endpoint=HOST:PORT of a Beam job service")
+    if name in REMOTE_RUNNERS and portable.environment_type == "LOOPBACK":
+        warnings.append("--environment_type=LOOPBACK runs the workers in this process: fine for tests only")
+    return errors, warnings

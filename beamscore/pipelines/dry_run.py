@@ -1,0 +1,114 @@
+"""``beamscore score --dry-run``: everything a job would do, checked and printed, nothing run.
+
+It is how a user checks a Dataflow or Flink job before paying for it. The plan is the one a
+real run uses (:func:`~beamscore.pipelines.plan.plan_job`: model, signature, schema, files,
+work units); on top of it this module checks the runner's options
+(:func:`~beamscore.pipelines.runners.launch_problems`), whether the paths can be reached by
+remote workers, and whether the output directory would be accepted. It only reads: no
+output directory is created, no job is submitted.
+"""
+
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beamscore import fs as bfs
+from beamscore.errors import BeamscoreError
+from beamscore.pipelines.plan import Plan
+from beamscore.pipelines.runners import LOCAL_RUNNERS, describe_runner, launch_problems, runner_name
+from beamscore.transforms.manifest import MANIFEST
+
+__all__ = ["check_launch", "output_state", "render_plan"]
+
+#: How many input files and work units the text lists before "... and N more".
+LIST_LIMIT = 5
+
+
+def check_launch(plan: Plan, options: PipelineOptions) -> list[str]:
+    """The warnings about launching ``plan`` with ``options``; errors raise :class:`BeamscoreError`.
+
+    Besides the runner's own options: a remote runner's workers cannot read paths on this
+    machine, so local model, input or output paths are flagged.
+    """
+    errors, warnings = launch_problems(options)
+    if errors:
+        raise BeamscoreError("; ".join(errors))
+    if runner_name(options) not in LOCAL_RUNNERS:
+        places = [("model", plan.model.path), ("output", plan.config.output)]
+        places += [("input", f) for f in plan.files[:1]]
+        for what, url in places:
+            if bfs.is_local(bfs.filesystem(url)[0]):
+                verb = "write" if what == "output" else "read"
+                warnings.append(f"{what} {url} is on this machine; {runner_name(options)} workers cannot {verb} it")
+    return warnings
+
+
+def output_state(output: str, overwrite: bool) -> str:
+    """What a run would find at ``output``, read-only; raises where the run would refuse it."""
+    fs, root = bfs.filesystem(output)
+    if not fs.exists(root):
+        return "new directory"
+    if not fs.isdir(root):
+        raise BeamscoreError(f"output {output!r} exists and is not a directory")
+    entries = fs.ls(root, detail=False)
+    if not entries:
+        return "empty directory"
+    finished = fs.exists(bfs.join(root, MANIFEST))
+    what = "a finished result (_manifest.json)" if finished else f"{len(entries)} entries"
+    if not overwrite:
+        raise BeamscoreError(f"output {output!r} is not empty: it holds {what}; pass --overwrite to replace it")
+    return f"holds {what}; --overwrite replaces beamscore's files"
+
+
+def render_plan(plan: Plan, options: PipelineOptions, warnings: list[str], output: str) -> str:
+    """The plan as text: model, signature binding, inputs, units, output layout, runner, options."""
+    cfg, sig, model = plan.config, plan.signature, plan.model
+    lines = [
+        "dry run: nothing was submitted",
+        "",
+        f"model:       {model.path}" + (f" (version {model.version} of {model.given})" if model.version else ""),
+        f"fingerprint: {model.fingerprint or 'none'}",
+        f"signature:   {sig.key} (tag set {cfg.tag_set})",
+        "inputs:",
+    ]
+    for key, b in sorted(plan.bindings.items()):
+        spec = sig.inputs[key]
+        cast = f", cast to {b.dtype}" if b.cast else ""
+        lines.append(f"  {key:<12} {spec.dtype} {spec.shape_str():<16} <- column {b.column!r}{cast}")
+    lines.append("outputs:")
+    lines += [f"  {key:<12} {sig.outputs[key].dtype} {sig.outputs[key].shape_str()}" for key in plan.outputs]
+    if cfg.keep:
+        lines.append(f"kept columns: {', '.join(cfg.keep)}")
+    rows = sum(u.rows for u in plan.units)
+    lines += [
+        "",
+        f"input:       {len(plan.files)} {plan.source.format} file(s), {rows:,} rows, {len(plan.units)} work unit(s), "
+        f"batches of {plan.batch_size:,} rows",
+    ]
+    lines += [f"  {f}" for f in plan.files[:LIST_LIMIT]]
+    if len(plan.files) > LIST_LIMIT:
+        lines.append(f"  ... and {len(plan.files) - LIST_LIMIT} more")
+    lines.append("units (input file -> output file):")
+    for u in plan.units[:LIST_LIMIT]:
+        lines.append(f"  {u.path} [{u.start}:{u.stop}] {u.rows:,} rows -> {u.name}.{plan.sink.format}")
+    if len(plan.units) > LIST_LIMIT:
+        lines.append(f"  ... and {len(plan.units) - LIST_LIMIT} more")
+    lines += [
+        "",
+        f"output:      {cfg.output} ({output})",
+        f"  {plan.sink.format} files part-SSSSS-UUUUU.{plan.sink.format}, then {MANIFEST} last",
+        "",
+        f"runner:      {describe_runner(options)}",
+        "pipeline options:",
+    ]
+    given = options.get_all_options(drop_default=True, retain_unknown_options=True)
+    lines += [f"  --{name}={_flag_value(value)}" for name, value in sorted(given.items())] or ["  (none)"]
+    if warnings:
+        lines += ["", "warnings:"] + [f"  - {w}" for w in warnings]
+    return "\n".join(lines)
+
+
+def _flag_value(value: object) -> str:
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return str(value)
