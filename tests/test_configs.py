@@ -1,0 +1,106 @@
+"""The shipped job configs: each loads, names only real Beam options, and dry-runs.
+
+``configs/dataflow*.yaml`` and ``configs/flink.yaml`` point at cloud paths; here their model,
+input and output are overridden with local ones, so the dry run resolves a real model and
+real Parquet shards while the runner and pipeline options stay those of the file.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from beamscore.cli import main
+from beamscore.config import load_yaml
+from beamscore.pipelines.runners import launch_problems, pipeline_options, unknown_options
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+LAUNCH_CONFIGS = {
+    "dataflow.yaml": "DataflowRunner",
+    "dataflow-gpu.yaml": "DataflowRunner",
+    "flink.yaml": "FlinkRunner",
+}
+
+
+def dry_run(config: str, models, shards, out, *extra: str) -> int:
+    paths, _ids, _x = shards
+    return main(
+        [
+            "score",
+            "--config",
+            os.path.join(CONFIGS, config),
+            "--model",
+            models["two_sig"],
+            "--input",
+            os.path.dirname(paths[0]) + "/*.parquet",
+            "--output",
+            str(out),
+            "--dry-run",
+            *extra,
+        ]
+    )
+
+
+@pytest.mark.parametrize("name", sorted(LAUNCH_CONFIGS))
+def test_config_options_are_known_to_beam_and_complete(name):
+    config = load_yaml(os.path.join(CONFIGS, name))
+    options = pipeline_options([], config.pipeline_options)
+    assert unknown_options(options) == []
+    errors, warnings = launch_problems(options)
+    assert errors == [] and warnings == []
+    assert options.get_all_options()["runner"] == LAUNCH_CONFIGS[name]
+    assert config.model.startswith(("gs://", "s3://")) and config.output.startswith(("gs://", "s3://"))
+
+
+@pytest.mark.parametrize("name", sorted(LAUNCH_CONFIGS))
+def test_dry_run_of_each_config_against_a_local_model(name, models, shards, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert dry_run(name, models, shards, out) == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert text.startswith("dry run: nothing was submitted")
+    assert f"model:       {models['two_sig']}" in text
+    assert "x            float32 (-1, 4)          <- column 'x'" in text
+    assert "label        int64 (-1)" in text and "scores       float32 (-1, 3)" in text
+    assert "2 parquet file(s), 700 rows, 2 work unit(s)" in text
+    assert "-> part-00001-00000.parquet" in text
+    assert f"runner:      {LAUNCH_CONFIGS[name]}" in text
+    assert f"--runner={LAUNCH_CONFIGS[name]}" in text
+    assert "workers cannot read it" in text  # local paths flagged for a remote runner
+    assert "unknown pipeline option" not in text
+    assert not out.exists()  # a dry run writes nothing
+
+
+def test_dry_run_shows_gpu_and_flink_options(models, shards, tmp_path, capsys):
+    assert dry_run("dataflow-gpu.yaml", models, shards, tmp_path / "a") == 0
+    gpu = capsys.readouterr().out
+    assert "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver" in gpu
+    assert "--sdk_container_image=" in gpu and "worker-gpu" in gpu
+    assert dry_run("flink.yaml", models, shards, tmp_path / "b") == 0
+    flink = capsys.readouterr().out
+    assert "--flink_master=flink-jobmanager:8081" in flink
+    assert "--environment_type=EXTERNAL" in flink and "--environment_config=localhost:50000" in flink
+
+
+def test_dry_run_refuses_what_the_launch_would_refuse(models, shards, tmp_path, capsys):
+    out = tmp_path / "out"
+    # a Dataflow job without a project or a worker image
+    code = dry_run("local.yaml", models, shards, out, "--runner=DataflowRunner", "--region=r", "--temp_location=/tmp")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "DataflowRunner needs --project" in err and "--temp_location must be a gs:// URL" in err
+    assert "--sdk_container_image" in err
+    # a non-empty output without --overwrite
+    out.mkdir()
+    (out / "part-00000-00000.parquet").write_bytes(b"x")
+    assert dry_run("dataflow.yaml", models, shards, out) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert dry_run("dataflow.yaml", models, shards, out, "--overwrite") == 0
+    assert (out / "part-00000-00000.parquet").exists()
+
+
+def test_dry_run_warns_about_unknown_options(models, shards, tmp_path, capsys):
+    assert dry_run("local.yaml", models, shards, tmp_path / "out", "--direct_num_wokers=2") == 0
+    text = capsys.readouterr().out
+    assert "unknown pipeline option --direct_num_wokers" in text
+    assert "runner:      FnApiRunner" in text
