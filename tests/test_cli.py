@@ -300,10 +300,13 @@ def test_output_exists_refused_without_overwrite(models, shards, tmp_path, capsy
 def test_runtime_error_names_file_and_rows(models, tmp_path, capsys):
     data = tmp_path / "ragged.parquet"
     pq.write_table(pa.table({"x": pa.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0]], type=pa.list_(pa.float32()))}), data)
-    assert score("--model", models["two_sig"], "--input", str(data), "--output", str(tmp_path / "o")) == 2
-    err = capsys.readouterr().err
-    assert str(data) in err and "column 'x' row 1 has 2 values, row 0 has 4" in err
-    assert not (tmp_path / "o" / "_manifest.json").exists()
+    # the bad row is a dead letter (issue 4): the job finishes, then exits 1 because a row failed
+    assert score("--model", models["two_sig"], "--input", str(data), "--output", str(tmp_path / "o")) == 1
+    manifest = json.loads((tmp_path / "o" / "_manifest.json").read_text())
+    assert (manifest["rows_in"], manifest["rows_out"], manifest["rows_failed"]) == (2, 1, 1)
+    errors = pq.read_table(tmp_path / "o" / "_errors" / "part-00000-00000.parquet").to_pylist()
+    assert [(e["source"], e["row"]) for e in errors] == [(str(data), 1)]
+    assert "column 'x' has 2 values, input 'x' takes 4 per row" in errors[0]["error"]
 
 
 def test_console_script_exit_code_and_no_traceback(tmp_path):

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 import apache_beam as beam
+import pyarrow as pa
 
+from beamscore import fs as bfs
 from beamscore.io.base import Sink, UnitWriter, WorkUnit
 from beamscore.io.parquet_sink import ParquetSink
+from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch, UnitResult
+from beamscore.transforms.receipts import write_receipt
 
 __all__ = ["WriteBatches", "WriteParquet", "WriteUnitFn"]
+
+
+@dataclass
+class _OpenUnit:
+    writer: UnitWriter
+    rows_in: int = 0
+    rows_out: int = 0
+    written: bool = False
+    failed: list[pa.Table] = field(default_factory=list)
 
 
 class WriteUnitFn(beam.DoFn):
@@ -19,42 +33,79 @@ class WriteUnitFn(beam.DoFn):
     Batches of a unit arrive in order within one bundle (reading, scoring and writing are
     fused after the reshuffle); a unit left open when its bundle ends means that promise was
     broken, and its temporary file is dropped rather than committed half-written.
+
+    Committing a unit: its dead letters (if any) go to ``OUTPUT/_errors/`` first, then its
+    output file(s) are renamed into place, then its receipt (``OUTPUT/_units/``) is written:
+    a unit with a receipt is complete (see :mod:`beamscore.transforms.receipts`).
     """
 
-    def __init__(self, sink: Sink, metadata: Mapping[str, str]) -> None:
+    def __init__(self, sink: Sink, metadata: Mapping[str, str], output: str | None = None) -> None:
         self.sink = sink
         self.metadata = dict(metadata)
+        self.output = output if output is not None else sink.output  # type: ignore[attr-defined]
+        self.errors_sink = ParquetSink(bfs.join(self.output, dead_letters.ERRORS_DIR))
         self.rows_out = beam.metrics.Metrics.counter("beamscore", "rows_out")
+        self.rows_failed = beam.metrics.Metrics.counter("beamscore", "rows_failed")
         self.units_done = beam.metrics.Metrics.counter("beamscore", "units")
-        self._open: dict[WorkUnit, tuple[UnitWriter, int]] = {}
+        self._open: dict[WorkUnit, _OpenUnit] = {}
 
     def start_bundle(self) -> None:
         self._open = {}
 
     def process(self, batch: Batch) -> Iterator[UnitResult]:
-        writer, rows = self._open.pop(batch.unit, (None, 0))
-        if writer is None:
+        state = self._open.pop(batch.unit, None)
+        if state is None:
             if batch.index != 0:
                 raise RuntimeError(f"{batch.where}: batch {batch.index} of a unit arrived before batch 0")
-            writer = self.sink.open(batch.unit, self.metadata)
+            state = _OpenUnit(self.sink.open(batch.unit, self.metadata))
         try:
-            writer.write(batch.table)
+            # an empty table is written only to give a unit with no rows its (empty) file
+            if batch.table.num_rows or (batch.last and not state.written):
+                state.writer.write(batch.table)
+                state.written = True
         except BaseException:
-            writer.abort()
+            state.writer.abort()
             raise
-        rows += batch.table.num_rows
+        state.rows_in += batch.source_rows
+        state.rows_out += batch.table.num_rows
+        if batch.failed is not None:
+            state.failed.append(batch.failed)
         self.rows_out.inc(batch.table.num_rows)
+        self.rows_failed.inc(batch.failed_rows)
         if not batch.last:
-            self._open[batch.unit] = (writer, rows)
+            self._open[batch.unit] = state
             return
-        files = writer.close()
+        yield self._commit(batch.unit, state)
+
+    def _commit(self, unit: WorkUnit, state: _OpenUnit) -> UnitResult:
+        failed = dead_letters.concat(state.failed)
+        errors: list[str] = []
+        try:
+            if failed is not None:
+                error_writer = self.errors_sink.open(unit, self.metadata)
+                error_writer.write(failed)
+                errors = error_writer.close()
+        except BaseException:
+            state.writer.abort()
+            raise
+        files = state.writer.close()
+        result = UnitResult(
+            unit=unit.name,
+            input=unit.path,
+            files=files,
+            rows_in=state.rows_in,
+            rows_out=state.rows_out,
+            rows_failed=0 if failed is None else failed.num_rows,
+            errors=errors,
+        )
+        write_receipt(self.output, result)
         self.units_done.inc()
-        yield UnitResult(unit=batch.unit.name, input=batch.unit.path, files=files, rows_in=rows, rows_out=rows)
+        return result
 
     def finish_bundle(self) -> None:
         left = list(self._open)
-        for writer, _ in self._open.values():
-            writer.abort()
+        for state in self._open.values():
+            state.writer.abort()
         self._open = {}
         if left:
             raise RuntimeError(f"units {[u.name for u in left]} were not finished within one bundle")
@@ -62,15 +113,19 @@ class WriteUnitFn(beam.DoFn):
 
 class WriteBatches(beam.PTransform):
     """Write scored batches with any :class:`~beamscore.io.base.Sink`; emits a
-    :class:`~beamscore.transforms.batch.UnitResult` per committed unit."""
+    :class:`~beamscore.transforms.batch.UnitResult` per committed unit.
 
-    def __init__(self, sink: Sink, metadata: Mapping[str, str] | None = None) -> None:
+    ``output`` is the job's output directory, where dead letters (``_errors/``) and unit
+    receipts (``_units/``) go; it defaults to the sink's ``output``."""
+
+    def __init__(self, sink: Sink, metadata: Mapping[str, str] | None = None, output: str | None = None) -> None:
         super().__init__()
         self.sink = sink
         self.metadata = dict(metadata or {})
+        self.output = output
 
     def expand(self, batches):
-        return batches | "WriteUnit" >> beam.ParDo(WriteUnitFn(self.sink, self.metadata))
+        return batches | "WriteUnit" >> beam.ParDo(WriteUnitFn(self.sink, self.metadata, self.output))
 
 
 class WriteParquet(WriteBatches):

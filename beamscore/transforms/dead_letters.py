@@ -1,0 +1,92 @@
+"""Dead letters: the rows that could not be scored, with where they came from and why.
+
+A row that cannot be decoded (bad CRC, truncated record), does not fit the signature (wrong
+length, wrong type, a null, NaN under ``--reject-nan``) or makes the model raise is not
+scored; it becomes one row of a dead-letter table that travels with its batch to the
+writer, which commits it as ``OUTPUT/_errors/part-SSSSS-UUUUU.parquet`` next to the unit's
+output. Columns: ``source`` (input file), ``unit`` (part name), ``row`` (row index in the
+file), ``stage`` (``read``, ``validate`` or ``model``), ``error`` (one line) and ``raw`` (the
+undecoded record, or the row as JSON, when it is at most ``RAW_LIMIT`` bytes; else null).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from beamscore.io.base import BadRows, WorkUnit
+
+__all__ = ["ERRORS_DIR", "RAW_LIMIT", "SCHEMA", "concat", "from_bad_rows", "from_table_rows"]
+
+ERRORS_DIR = "_errors"
+RAW_LIMIT = 4096
+#: at most this many rows of one call get their raw value (the rest: null), to bound the cost
+RAW_ROWS = 1000
+
+SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("unit", pa.string()),
+        ("row", pa.int64()),
+        ("stage", pa.string()),
+        ("error", pa.string()),
+        ("raw", pa.large_binary()),
+    ]
+)
+
+
+def _table(unit: WorkUnit, rows: np.ndarray, stage: str, errors: str | Sequence[str], raw: list) -> pa.Table:
+    n = len(rows)
+    error_col = pa.repeat(errors, n) if isinstance(errors, str) else pa.array(list(errors), pa.string())
+    return pa.table(
+        [
+            pa.repeat(unit.path, n),
+            pa.repeat(unit.name, n),
+            pa.array(np.asarray(rows, dtype=np.int64)),
+            pa.repeat(stage, n),
+            error_col.cast(pa.string()),
+            pa.array(raw, pa.large_binary()),
+        ],
+        schema=SCHEMA,
+    )
+
+
+def from_bad_rows(unit: WorkUnit, bad: BadRows) -> pa.Table:
+    """Dead letters for rows a source reported as undecodable (rows are file row indices)."""
+    raw = list(bad.raw) if bad.raw is not None else [None] * len(bad.rows)
+    raw = [r if r is not None and len(r) <= RAW_LIMIT else None for r in raw]
+    return _table(unit, np.asarray(bad.rows, dtype=np.int64), "read", bad.error, raw)
+
+
+def from_table_rows(
+    unit: WorkUnit, table: pa.Table, index: np.ndarray, positions: np.ndarray, errors: str | Sequence[str], stage: str
+) -> pa.Table:
+    """Dead letters for rows ``index`` of ``table`` (at unit ``positions``), raw as JSON."""
+    index = np.asarray(index, dtype=np.int64)
+    rows = unit.file_row(0) + np.asarray(positions, dtype=np.int64)
+    raw: list[bytes | None] = [None] * len(index)
+    if len(index) and table.num_columns:
+        head = index[:RAW_ROWS]
+        for i, row in enumerate(table.take(pa.array(head)).to_pylist()):  # failure path only
+            text = json.dumps(row, default=_jsonable, allow_nan=True).encode()
+            raw[i] = text if len(text) <= RAW_LIMIT else None
+    return _table(unit, rows, stage, errors, raw)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def concat(tables: Sequence[pa.Table | None]) -> pa.Table | None:
+    """One dead-letter table from several (``None`` when there are none)."""
+    present = [t for t in tables if t is not None and t.num_rows]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else pa.concat_tables(present)

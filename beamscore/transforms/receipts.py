@@ -1,0 +1,57 @@
+"""Unit receipts: the commit marker of one work unit, as the manifest is that of the job.
+
+When every file of a unit (its output(s) and its dead letters) has been renamed into place,
+the writer adds ``OUTPUT/_units/part-SSSSS-UUUUU.json`` with the unit's
+:class:`~beamscore.transforms.batch.UnitResult`, written to a temporary name and renamed too.
+A unit with a receipt whose files all exist is done: ``--resume`` skips it and the final
+manifest takes its counts from the receipt. A unit without one is redone from scratch, and
+since its files have deterministic names the redo overwrites whatever a killed run left.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from beamscore import fs as bfs
+from beamscore.transforms.batch import UnitResult
+
+__all__ = ["UNITS_DIR", "completed_units", "write_receipt"]
+
+UNITS_DIR = "_units"
+
+
+def write_receipt(output: str, result: UnitResult) -> str:
+    """Commit ``result`` as the receipt of its unit; return the receipt's path."""
+    fs, root = bfs.filesystem(output)
+    directory = bfs.join(root, UNITS_DIR)
+    final = bfs.join(directory, f"{result.unit}.json")
+    temp = bfs.join(root, "_temporary", f"{result.unit}.{uuid.uuid4().hex}.json")
+    fs.makedirs(bfs.join(root, "_temporary"), exist_ok=True)
+    fs.makedirs(directory, exist_ok=True)
+    with fs.open(temp, "w") as f:
+        json.dump(result.to_json(), f, sort_keys=True)
+    fs.mv(temp, final)
+    return final
+
+
+def completed_units(output: str) -> dict[str, UnitResult]:
+    """The units of ``output`` that have a receipt and all of whose files exist."""
+    fs, root = bfs.filesystem(output)
+    directory = bfs.join(root, UNITS_DIR)
+    if not fs.exists(directory):
+        return {}
+    present = {bfs.unstrip(fs, p) for p in fs.find(root)}
+    done: dict[str, UnitResult] = {}
+    for path in sorted(fs.find(directory)):
+        name = path.rsplit("/", 1)[-1]
+        if not (name.startswith("part-") and name.endswith(".json")):
+            continue
+        with fs.open(path, "r") as f:
+            try:
+                result = UnitResult.from_json(json.load(f))
+            except (ValueError, KeyError, TypeError):
+                continue  # unreadable receipt: redo the unit
+        if all(file in present for file in [*result.files, *result.errors]):
+            done[result.unit] = result
+    return done

@@ -1,0 +1,144 @@
+"""Find the rows of a batch that cannot be fed to the signature, without per-row Python.
+
+:func:`check_rows` turns a batch's bound columns into the numpy arrays the signature takes
+and picks out the rows that cannot be: a null (top-level or inside a list), a list of the
+wrong length, NaN or infinity when ``reject_nan`` is set. Checks are vectorised (Arrow
+compute and numpy masks); only the rows found bad get a Python message each. A problem of the
+whole batch (a column of the wrong type in one shard) fails every row of it with one message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from beamscore.errors import BeamscoreError
+from beamscore.io.arrow import to_numpy
+from beamscore.model.binding import STRING, InputBinding, numpy_dtype
+
+__all__ = ["Checked", "check_rows"]
+
+
+@dataclass
+class Checked:
+    """The outcome of :func:`check_rows` for a batch of ``n`` rows.
+
+    ``columns`` hold the good rows only (``good`` are their indices in the batch, in order);
+    ``bad`` are the indices of the rejected rows and ``errors`` one message per bad row.
+    """
+
+    columns: dict[str, np.ndarray]
+    good: np.ndarray
+    bad: np.ndarray
+    errors: list[str]
+
+
+def check_rows(
+    table: pa.Table, bindings: Mapping[str, InputBinding], reject_nan: bool = False, where: str = "batch"
+) -> Checked:
+    """Split ``table`` into rows the signature can take (as numpy) and rows it cannot."""
+    n = table.num_rows
+    reasons: dict[int, str] = {}
+    for b in bindings.values():
+        if b.column not in table.column_names:
+            return _all_bad(n, f"no column {b.column!r} for signature input {b.input!r}")
+        _mark_structure(table[b.column], b, reasons)
+    good = np.setdiff1d(np.arange(n, dtype=np.int64), np.fromiter(reasons, np.int64, len(reasons)))
+    sub = table.take(pa.array(good)) if reasons else table
+    try:
+        columns = {b.column: _numpy(sub[b.column], b, where) for b in bindings.values()}
+    except BeamscoreError as exc:
+        message = str(exc).removeprefix(f"{where}: ")
+        for i in good.tolist():
+            reasons[i] = message
+        return _result(n, reasons, {})
+    if reject_nan:
+        finite = np.ones(len(good), dtype=bool)
+        for b in bindings.values():
+            values = columns[b.column]
+            if values.dtype.kind == "f" and values.size:
+                ok = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+                for i in np.flatnonzero(~ok & finite).tolist():
+                    reasons[int(good[i])] = f"column {b.column!r} holds NaN or infinity (--reject-nan)"
+                finite &= ok
+        if not finite.all():
+            columns = {k: v[finite] for k, v in columns.items()}
+    return _result(n, reasons, columns)
+
+
+def _result(n: int, reasons: dict[int, str], columns: dict[str, np.ndarray]) -> Checked:
+    bad = np.array(sorted(reasons), dtype=np.int64)
+    good = np.setdiff1d(np.arange(n, dtype=np.int64), bad)
+    return Checked(columns=columns, good=good, bad=bad, errors=[reasons[int(i)] for i in bad])
+
+
+def _all_bad(n: int, message: str) -> Checked:
+    return _result(n, dict.fromkeys(range(n), message), {})
+
+
+def _mark_structure(column: pa.ChunkedArray, b: InputBinding, reasons: dict[int, str]) -> None:
+    """Record rows with nulls or lists of the wrong length (vectorised; messages for bad rows only)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(arr, pa.ExtensionArray):
+        arr = arr.storage
+    if arr.null_count:
+        for i in np.flatnonzero(~_valid(arr)).tolist():
+            reasons.setdefault(i, f"column {b.column!r} is null; inputs must not be null")
+    t = arr.type
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
+        return
+    flat = pc.list_flatten(arr)
+    if flat.null_count:
+        parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
+        for i in np.unique(parents[~_valid(flat)]).tolist():
+            reasons.setdefault(int(i), f"column {b.column!r} has a null value inside its list; inputs must not be null")
+    if pa.types.is_fixed_size_list(t) or _is_nested(flat.type):
+        return
+    lengths = pc.list_value_length(arr).fill_null(-1).to_numpy(zero_copy_only=False)
+    dims = None if b.shape is None else b.shape[1:]
+    if dims is not None and all(d is not None for d in dims):
+        expected = math.prod(dims)
+        why = f"input {b.input!r} takes {expected} per row"
+    else:
+        candidates = lengths[lengths >= 0]
+        if not len(candidates):
+            return
+        expected = int(candidates[0])
+        why = "its batch's first row has {expected}; list columns must have one length per batch"
+        why = why.format(expected=expected)
+    for i in np.flatnonzero((lengths != expected) & (lengths >= 0)).tolist():
+        reasons.setdefault(i, f"column {b.column!r} has {lengths[i]} values, {why}")
+
+
+def _is_nested(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def _valid(arr: pa.Array) -> np.ndarray:
+    return np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _numpy(column: pa.ChunkedArray, b: InputBinding, where: str) -> np.ndarray:
+    """The column as the signature input's numpy array; a dtype that cannot be cast safely
+    (this shard's schema differs from the one planned) is an error for the whole batch."""
+    values = to_numpy(column, b.column, where)
+    if b.dtype == STRING:
+        if values.dtype != object and values.dtype.kind not in "SU":
+            raise BeamscoreError(
+                f"column {b.column!r} has dtype {values.dtype}, signature input {b.input!r} expects string"
+            )
+    else:
+        want = numpy_dtype(b.dtype)
+        if values.dtype != want:
+            if values.dtype == object or not (b.cast or np.can_cast(values.dtype, want, casting="safe")):
+                actual = str(column.type) if values.dtype == object else str(values.dtype)
+                raise BeamscoreError(
+                    f"column {b.column!r} has dtype {actual}, signature input {b.input!r} expects {b.dtype}"
+                )
+            values = values.astype(want)
+    return b.prepare(values, where)
