@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-quick clean
+.PHONY: install demo test lint format bench bench-quick bench-baselines clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,5 +28,20 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Benchmarks (not part of `make test`): `make bench`, `make bench-quick`, or `make bench ARGS=--quick`.
+BASELINES := .venv-baselines/.installed
+
+$(BASELINES): benchmarks/baselines.txt $(STAMP)
+	$(PY) -m pip install --quiet --no-deps --upgrade --target .venv-baselines -r benchmarks/baselines.txt
+	touch $(BASELINES)
+
+bench-baselines: $(BASELINES)
+
+bench: $(STAMP) $(BASELINES)
+	$(PY) -m benchmarks.bench $(ARGS)
+
+bench-quick: $(STAMP) $(BASELINES)
+	$(PY) -m benchmarks.bench --quick $(ARGS)
+
 clean:
-	rm -rf $(VENV) build demo .pytest_cache
+	rm -rf $(VENV) .venv-baselines build demo .pytest_cache
