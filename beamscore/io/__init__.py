@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from beamscore.errors import BeamscoreError
 from beamscore.io.base import Sink, Source, UnitWriter, WorkUnit
+from beamscore.io.npy_sink import NpySink
 from beamscore.io.parquet import ParquetSource
 from beamscore.io.parquet_sink import ParquetSink
 
-__all__ = ["ParquetSink", "ParquetSource", "Sink", "Source", "UnitWriter", "WorkUnit", "sink_for", "source_for"]
+__all__ = [
+    "NpySink",
+    "ParquetSink",
+    "ParquetSource",
+    "Sink",
+    "Source",
+    "UnitWriter",
+    "WorkUnit",
+    "sink_for",
+    "source_for",
+]
 
 #: file suffix -> format name
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet"}
 SOURCES: dict[str, type[Source]] = {"parquet": ParquetSource}
-SINKS: dict[str, type[Sink]] = {"parquet": ParquetSink}
+SINKS: dict[str, type[Sink]] = {"parquet": ParquetSink, "npy": NpySink}
 
 
 def source_for(fmt: str | None, example_path: str, rows_per_unit: int | None = None) -> Source:
