@@ -1,4 +1,4 @@
-"""``beamscore show | score``: argument parsing and error reporting, nothing else.
+"""``beamscore show | run | score``: argument parsing and error reporting, nothing else.
 
 Errors we can explain are one line on stderr and exit code 2; ``--debug`` adds the
 traceback. Unknown ``--flags`` of ``score`` are Beam pipeline options and pass through.
@@ -38,6 +38,27 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--version", type=int, help="version subdirectory to use in a base dir (default: highest)")
     show.add_argument("--json", action="store_true", help="print JSON for scripts")
     show.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    run = sub.add_parser(
+        "run",
+        help="call one signature on inputs from the command line, in this process (no Beam)",
+        allow_abbrev=False,
+        epilog="KEY=VALUE pairs are separated by ';'; each input flag may be repeated.",
+    )
+    run.add_argument("model", help="SavedModel directory or versioned base dir (any fsspec URL)")
+    run.add_argument("--signature", help="signature key (default serving_default, or the only one)")
+    run.add_argument("--tag-set", help="MetaGraph tag set (default: the only one, else serve)")
+    run.add_argument("--version", type=int, help="version subdirectory of a base dir (default: highest)")
+    run.add_argument("--inputs", action="append", help="'x=a.npy;y=b.npz[name];z=c.npz' arrays from files")
+    run.add_argument("--input-exprs", action="append", help="'x=[[1.0,2.0]];y=np.ones((2,3))' literals, no eval")
+    run.add_argument(
+        "--input-examples", action="append", help='\'examples=[{"age":[22],"edu":["BS"]}]\' as tf.train.Examples'
+    )
+    run.add_argument("--allow-pickle", action="store_true", help="allow pickled .npy/.npz data (runs code)")
+    run.add_argument("--outdir", help="save each output as DIR/<output_key>.npy instead of printing it")
+    run.add_argument("--overwrite", action="store_true", help="replace existing files in --outdir")
+    run.add_argument("--print-options", help="numpy print options, e.g. 'precision=3,threshold=20'")
+    run.add_argument("--debug", action="store_true", help="show tracebacks")
 
     score = sub.add_parser(
         "score",
@@ -91,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _show(args)
         return _score(args, extra)
     except BeamscoreError as exc:
+        if args.command == "run":
+            return _run(args)
         return _fail(str(exc), EXIT_USAGE, args.debug)
     except KeyboardInterrupt:
         return _fail("interrupted", 130, args.debug)
@@ -125,6 +148,21 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     if stray:
         raise BeamscoreError(f"unexpected argument {stray[0]!r}; inputs are given with --input")
     config = load_yaml(args.config) if args.config else ScoreConfig()
+def _run(args: argparse.Namespace) -> int:
+    from beamscore import try_model
+    from beamscore.model.inspect import inspect_model
+
+    print_options = try_model.parse_print_options(args.print_options)
+    feeds = try_model.collect_feeds(args.inputs, args.input_exprs, args.input_examples, args.allow_pickle)
+    result = try_model.run_signature(inspect_model(args.model, args.version), feeds, args.signature, args.tag_set)
+    if args.outdir is None:
+        print(try_model.format_outputs(result.outputs, print_options))
+    else:
+        paths = try_model.save_outputs(result.outputs, args.outdir, args.overwrite)
+        print(try_model.format_saved(result.outputs, paths))
+    return 0
+
+
     config = config.merged(
         {
             "model": args.model,

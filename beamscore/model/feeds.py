@@ -1,0 +1,386 @@
+"""Parse the inputs of ``beamscore run`` into numpy arrays, with no ``eval`` and no pickle.
+
+Three forms, as ``saved_model_cli run`` takes them, each a ``;``-separated list of
+``KEY=VALUE`` pairs:
+
+- ``--inputs 'x=a.npy;y=b.npz[arr];z=c.npz'``: arrays from ``.npy``/``.npz`` files (any
+  fsspec URL). An ``.npz`` holding one array needs no ``[name]``. Pickled data (object
+  arrays, pickle files) is refused unless ``allow_pickle``: unpickling runs code.
+- ``--input-exprs 'x=[[1.0,2.0]];y=np.ones((2,3))'``: Python literals, plus calls of
+  ``np.zeros/ones/full/arange/linspace/eye`` whose arguments are literals. The text is
+  parsed with :mod:`ast` and only those nodes are evaluated; anything else (a name, an
+  attribute, another call, an operator) is refused. ``saved_model_cli`` runs ``eval`` here.
+- ``--input-examples 'examples=[{"age":[22,24],"education":["BS","MS"]}]'``: a list of
+  dicts, each made into a ``tf.train.Example`` (ints -> int64_list, floats -> float_list,
+  strings -> bytes_list) and fed serialized, as a 1-D string array.
+
+Every error is a :class:`BeamscoreError` naming the flag, the key and what was wrong.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from beamscore import fs as bfs
+from beamscore.errors import BeamscoreError
+
+__all__ = [
+    "MAX_ELEMENTS",
+    "evaluate_expression",
+    "examples_to_array",
+    "parse_examples",
+    "parse_expressions",
+    "parse_inputs",
+    "split_pairs",
+]
+
+#: The largest array an expression may build (``np.ones((10**6, 10**6))`` is refused, not attempted).
+MAX_ELEMENTS = 100_000_000
+
+_FILE_VALUE = re.compile(r"^(?P<path>.+?)(?:\[(?P<name>[^\[\]]+)\])?$")
+_NUMPY_MODULES = frozenset({"np", "numpy"})
+_DTYPE_NAMES = frozenset(
+    {
+        "bool_",
+        "float16",
+        "float32",
+        "float64",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "str_",
+        "bytes_",
+        "object_",
+    }
+)
+
+
+def split_pairs(text: str, flag: str) -> list[tuple[str, str]]:
+    """``"a=1;b=[1;2]"`` -> ``[("a", "1"), ("b", "[1;2]")]``.
+
+    Splits on ``;`` outside quotes and brackets, so string literals and nested lists may
+    hold ``;``; the key is everything before the first ``=``.
+    """
+    pairs = []
+    for part in _split_top_level(text, flag):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise BeamscoreError(f"{flag} {part.strip()!r}: expected INPUT_KEY=VALUE")
+        pairs.append((key, value))
+    return pairs
+
+
+def _split_top_level(text: str, flag: str) -> list[str]:
+    parts, current, depth, quote = [], [], 0, ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\" and i + 1 < len(text):
+                current.append(text[i : i + 2])
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == ";" and depth <= 0:
+            parts.append("".join(current))
+            current = []
+            i += 1
+            continue
+        current.append(ch)
+        i += 1
+    if quote:
+        raise BeamscoreError(f"{flag} {text!r}: unterminated string")
+    parts.append("".join(current))
+    return parts
+
+
+# --------------------------------------------------------------------------------------
+# --inputs: .npy / .npz files
+
+
+def parse_inputs(text: str, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+    """Load the arrays named by ``--inputs 'x=a.npy;y=b.npz[arr]'``."""
+    arrays = {}
+    for key, value in split_pairs(text, "--inputs"):
+        match = _FILE_VALUE.match(value)
+        assert match is not None  # the pattern matches any non-empty text
+        arrays[_new_key(arrays, key, "--inputs")] = load_array(match["path"], match["name"], key, allow_pickle)
+    return arrays
+
+
+def load_array(url: str, name: str | None, key: str, allow_pickle: bool = False) -> np.ndarray:
+    """One array from a ``.npy`` or ``.npz`` file; ``name`` picks an array of an ``.npz``."""
+    where = f"--inputs {key}={url}" + (f"[{name}]" if name else "")
+    fs, path = bfs.filesystem(url)
+    if not fs.exists(path):
+        raise BeamscoreError(f"{where}: file {url} does not exist")
+    with fs.open(path, "rb") as f:
+        raw = f.read()
+    try:
+        loaded = np.load(io.BytesIO(raw), allow_pickle=allow_pickle)
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise BeamscoreError(f"{where}: {url} holds pickled data; pass --allow-pickle to load it") from None
+        raise BeamscoreError(f"{where}: {url} is not a .npy or .npz file: {exc}") from None
+    except (OSError, EOFError) as exc:
+        raise BeamscoreError(f"{where}: {url} is not a .npy or .npz file: {exc}") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            names = list(loaded.files)
+            if name is None:
+                if len(names) != 1:
+                    raise BeamscoreError(
+                        f"{where}: {url} holds {len(names)} arrays ({', '.join(names) or 'none'}); "
+                        f"name one as {key}={url}[NAME]"
+                    )
+                name = names[0]
+            if name not in names:
+                raise BeamscoreError(f"{where}: no array {name!r} in {url}; arrays: {', '.join(names) or 'none'}")
+            try:
+                return loaded[name]
+            except ValueError as exc:
+                if "pickle" in str(exc).lower():
+                    raise BeamscoreError(
+                        f"{where}: array {name!r} holds pickled objects; pass --allow-pickle to load it"
+                    ) from None
+                raise BeamscoreError(f"{where}: cannot read array {name!r}: {exc}") from None
+    if name is not None:
+        raise BeamscoreError(f"{where}: {url} is a .npy file with one array; drop the [{name}]")
+    return np.asarray(loaded)
+
+
+# --------------------------------------------------------------------------------------
+# --input-exprs: literals and a few numpy constructors, evaluated from the syntax tree
+
+
+def parse_expressions(text: str) -> dict[str, np.ndarray]:
+    """Evaluate ``--input-exprs 'x=[[1.0,2.0]];y=np.ones((2,3))'`` without ``eval``."""
+    arrays = {}
+    for key, value in split_pairs(text, "--input-exprs"):
+        arrays[_new_key(arrays, key, "--input-exprs")] = np.asarray(evaluate_expression(value, f"--input-exprs {key}"))
+    return arrays
+
+
+def evaluate_expression(text: str, where: str = "expression") -> Any:
+    """The value of ``text``: a Python literal or an allowed ``np.*`` call with literal arguments."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise BeamscoreError(f"{where}: {text!r} is not a Python expression: {exc.msg}") from None
+    return _Evaluator(where, text).value(tree.body, allow_calls=True)
+
+
+def _shape_size(shape: Any) -> int:
+    dims = (shape,) if isinstance(shape, int) else tuple(shape)
+    return math.prod(int(d) for d in dims)
+
+
+def _size_zeros(shape: Any, *_: Any, **__: Any) -> int:
+    return _shape_size(shape)
+
+
+def _size_arange(*args: Any, **kwargs: Any) -> int:
+    start, stop, step = 0, None, 1
+    numbers = [a for a in args if not isinstance(a, np.dtype | str | type)]
+    if len(numbers) == 1:
+        stop = numbers[0]
+    elif len(numbers) >= 2:
+        start, stop, *rest = numbers
+        step = rest[0] if rest else 1
+    start, stop, step = kwargs.get("start", start), kwargs.get("stop", stop), kwargs.get("step", step)
+    if stop is None or not step:
+        return 0
+    return max(0, math.ceil((stop - start) / step))
+
+
+def _size_linspace(*args: Any, **kwargs: Any) -> int:
+    return int(kwargs.get("num", args[2] if len(args) > 2 else 50))
+
+
+def _size_eye(*args: Any, **kwargs: Any) -> int:
+    n = kwargs.get("N", args[0] if args else 0)
+    m = kwargs.get("M", args[1] if len(args) > 1 else None)
+    return int(n) * int(n if m is None else m)
+
+
+#: The calls an expression may make, each with the function that sizes its result first.
+_CALLS: dict[str, tuple[Callable[..., Any], Callable[..., int]]] = {
+    "zeros": (np.zeros, _size_zeros),
+    "ones": (np.ones, _size_zeros),
+    "full": (np.full, _size_zeros),
+    "arange": (np.arange, _size_arange),
+    "linspace": (np.linspace, _size_linspace),
+    "eye": (np.eye, _size_eye),
+}
+
+
+class _Evaluator:
+    """Walks an expression tree, evaluating only literal nodes and allowed ``np`` calls."""
+
+    def __init__(self, where: str, text: str) -> None:
+        self.where = where
+        self.text = text
+
+    def refuse(self, node: ast.AST, what: str) -> BeamscoreError:
+        snippet = ast.get_source_segment(self.text.strip(), node) or ast.dump(node)
+        allowed = ", ".join(f"np.{name}" for name in _CALLS)
+        return BeamscoreError(
+            f"{self.where}: {what} {snippet!r} is not allowed; expressions are Python literals "
+            f"and calls of {allowed} with literal arguments"
+        )
+
+    def value(self, node: ast.AST, allow_calls: bool = False) -> Any:
+        if isinstance(node, ast.Constant):
+            if node.value is Ellipsis:
+                raise self.refuse(node, "the literal")
+            return node.value
+        if isinstance(node, ast.List | ast.Tuple):
+            items = [self.value(e) for e in node.elts]
+            return items if isinstance(node, ast.List) else tuple(items)
+        if isinstance(node, ast.Dict):
+            if any(k is None for k in node.keys):
+                raise self.refuse(node, "the ** in")
+            return {self.value(k): self.value(v) for k, v in zip(node.keys, node.values, strict=True)}
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            operand = self.value(node.operand)
+            if isinstance(operand, bool) or not isinstance(operand, int | float | complex):
+                raise self.refuse(node, "the operator in")
+            return -operand if isinstance(node.op, ast.USub) else operand
+        if isinstance(node, ast.Attribute) and self._numpy_attr(node) in _DTYPE_NAMES:
+            return np.dtype(getattr(np, self._numpy_attr(node)))
+        if isinstance(node, ast.Call):
+            if not allow_calls:
+                raise self.refuse(node, "the nested call")
+            return self.call(node)
+        if isinstance(node, ast.Name):
+            raise self.refuse(node, "the name")
+        if isinstance(node, ast.Attribute):
+            raise self.refuse(node, "the attribute")
+        raise self.refuse(node, "the expression")
+
+    def call(self, node: ast.Call) -> Any:
+        name = self._numpy_attr(node.func) if isinstance(node.func, ast.Attribute) else None
+        if name not in _CALLS:
+            raise self.refuse(node.func, "the call of")
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                raise self.refuse(arg, "the * in")
+        args = [self.value(a) for a in node.args]
+        kwargs = {}
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise self.refuse(node, "the ** in")
+            kwargs[kw.arg] = self.value(kw.value)
+        fn, size = _CALLS[name]
+        try:
+            elements = size(*args, **kwargs)
+        except (TypeError, ValueError, OverflowError, ZeroDivisionError, IndexError) as exc:
+            raise BeamscoreError(f"{self.where}: bad arguments for np.{name}: {exc}") from None
+        if elements > MAX_ELEMENTS:
+            raise BeamscoreError(
+                f"{self.where}: np.{name}(...) would make {elements:,} values; the limit is {MAX_ELEMENTS:,}"
+            )
+        try:
+            return fn(*args, **kwargs)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise BeamscoreError(f"{self.where}: bad arguments for np.{name}: {exc}") from None
+
+    @staticmethod
+    def _numpy_attr(node: ast.Attribute) -> str | None:
+        """``np.zeros`` -> ``"zeros"``; anything but ``np.NAME`` / ``numpy.NAME`` -> ``None``."""
+        if isinstance(node.value, ast.Name) and node.value.id in _NUMPY_MODULES:
+            return node.attr
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# --input-examples: tf.train.Example protos from lists of dicts
+
+
+def parse_examples(text: str) -> dict[str, np.ndarray]:
+    """Build serialized ``tf.train.Example`` s from ``--input-examples 'key=[{...}, ...]'``."""
+    arrays = {}
+    for key, value in split_pairs(text, "--input-examples"):
+        where = f"--input-examples {key}"
+        examples = _Evaluator(where, value).value(_parse_literal(value, where))
+        arrays[_new_key(arrays, key, "--input-examples")] = examples_to_array(examples, where)
+    return arrays
+
+
+def _parse_literal(text: str, where: str) -> ast.AST:
+    try:
+        return ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as exc:
+        raise BeamscoreError(f"{where}: {text!r} is not a list of dicts: {exc.msg}") from None
+
+
+def examples_to_array(examples: Any, where: str = "examples") -> np.ndarray:
+    """A 1-D object array of serialized Examples, one per dict of ``feature -> values``."""
+    import tensorflow as tf
+
+    if isinstance(examples, dict):
+        examples = [examples]
+    if not isinstance(examples, list | tuple) or not all(isinstance(e, dict) for e in examples):
+        raise BeamscoreError(f"{where}: expected a list of dicts (feature name -> list of values)")
+    serialized = []
+    for i, example in enumerate(examples):
+        features = {}
+        for feature, values in example.items():
+            if not isinstance(feature, str):
+                raise BeamscoreError(f"{where}: example {i}: feature name {feature!r} is not a string")
+            features[feature] = _feature(values, f"{where}: example {i}, feature {feature!r}")
+        proto = tf.train.Example(features=tf.train.Features(feature=features))
+        serialized.append(proto.SerializeToString())
+    out = np.empty(len(serialized), dtype=object)
+    out[:] = serialized
+    return out
+
+
+def _feature(values: Any, where: str) -> Any:
+    import tensorflow as tf
+
+    if not isinstance(values, list | tuple):
+        values = [values]
+    values = list(values)
+    if not values:
+        return tf.train.Feature()  # no kind: parse_example reads it as empty, whatever the dtype
+    if all(isinstance(v, bool | int) for v in values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+    if all(isinstance(v, str | bytes) for v in values):
+        return tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[v.encode() if isinstance(v, str) else v for v in values])
+        )
+    kinds = sorted({type(v).__name__ for v in values})
+    raise BeamscoreError(
+        f"{where}: values must be all ints, all numbers or all strings; got {', '.join(kinds)} in {values!r}"
+    )
+
+
+def _new_key(arrays: dict[str, np.ndarray], key: str, flag: str) -> str:
+    if key in arrays:
+        raise BeamscoreError(f"{flag}: input {key!r} is given twice")
+    return key

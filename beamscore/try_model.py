@@ -1,0 +1,199 @@
+"""``beamscore run``: call one signature of a SavedModel on a few inputs, in one process, no Beam.
+
+What ``saved_model_cli run`` does, without its sharp edges: inputs are parsed without
+``eval`` or pickle (:mod:`beamscore.model.feeds`), checked against the signature before the
+call (:mod:`beamscore.model.feed_check`), and ``--outdir`` file names are made from output
+keys through :func:`beamscore.paths.child`, so a key such as ``../../escaped`` stays inside
+the directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from beamscore import fs as bfs
+from beamscore.errors import BeamscoreError
+from beamscore.model.feed_check import check_feeds
+from beamscore.model.feeds import evaluate_expression, parse_examples, parse_expressions, parse_inputs
+from beamscore.model.inspect import DEFAULT_SIGNATURE, DEFAULT_TAGS, MetaGraphInfo, ModelInfo, SignatureInfo
+from beamscore.paths import child
+
+__all__ = [
+    "PRINT_OPTIONS",
+    "TrialResult",
+    "collect_feeds",
+    "format_outputs",
+    "format_saved",
+    "parse_print_options",
+    "pick_meta_graph",
+    "pick_signature",
+    "run_signature",
+    "save_outputs",
+]
+
+#: numpy print options ``--print-options`` may set.
+PRINT_OPTIONS = frozenset(
+    {"precision", "threshold", "edgeitems", "linewidth", "suppress", "floatmode", "sign", "nanstr", "infstr"}
+)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What one ``run`` did: the resolved model, tag set and signature, and the outputs by key."""
+
+    info: ModelInfo
+    tags: str
+    signature: SignatureInfo
+    outputs: dict[str, np.ndarray]
+
+
+def collect_feeds(
+    inputs: list[str] | None = None,
+    exprs: list[str] | None = None,
+    examples: list[str] | None = None,
+    allow_pickle: bool = False,
+) -> dict[str, np.ndarray]:
+    """All arrays given by ``--inputs``, ``--input-exprs`` and ``--input-examples`` (each repeatable)."""
+    feeds: dict[str, np.ndarray] = {}
+    origin: dict[str, str] = {}
+    for flag, texts, parse in (
+        ("--inputs", inputs, lambda t: parse_inputs(t, allow_pickle)),
+        ("--input-exprs", exprs, parse_expressions),
+        ("--input-examples", examples, parse_examples),
+    ):
+        for text in texts or []:
+            for key, array in parse(text).items():
+                if key in feeds:
+                    raise BeamscoreError(f"input {key!r} is given twice ({origin[key]} and {flag})")
+                feeds[key], origin[key] = array, flag
+    return feeds
+
+
+def pick_meta_graph(info: ModelInfo, tag_set: str | None) -> MetaGraphInfo:
+    """The MetaGraph asked for; without ``--tag-set``, the only one or else ``serve``."""
+    if tag_set is not None:
+        return info.meta_graph(tag_set)
+    if len(info.meta_graphs) == 1:
+        return info.meta_graphs[0]
+    if any(mg.tags == (DEFAULT_TAGS,) for mg in info.meta_graphs):
+        return info.meta_graph(DEFAULT_TAGS)
+    available = "; ".join(mg.tag_str for mg in info.meta_graphs) or "none"
+    raise BeamscoreError(f"{info.path} has several tag sets ({available}); choose one with --tag-set")
+
+
+def pick_signature(info: ModelInfo, mg: MetaGraphInfo, name: str | None) -> SignatureInfo:
+    """The signature asked for; without ``--signature``, ``serving_default`` or the only one."""
+    if name is None:
+        if DEFAULT_SIGNATURE not in mg.signatures and len(mg.signatures) == 1:
+            return next(iter(mg.signatures.values()))
+        if DEFAULT_SIGNATURE not in mg.signatures:
+            available = ", ".join(mg.signatures) or "none"
+            raise BeamscoreError(
+                f"{info.path} [{mg.tag_str}] has no {DEFAULT_SIGNATURE!r} signature; choose one with "
+                f"--signature: {available}"
+            )
+        name = DEFAULT_SIGNATURE
+    return info.signature(name, mg.tags)
+
+
+def run_signature(
+    info: ModelInfo, feeds: dict[str, np.ndarray], signature: str | None = None, tag_set: str | None = None
+) -> TrialResult:
+    """Check ``feeds`` against the signature, load the model, call the signature once."""
+    import tensorflow as tf
+
+    from beamscore.model.loader import ModelSpec, load_model
+
+    mg = pick_meta_graph(info, tag_set)
+    sig = pick_signature(info, mg, signature)
+    checked = check_feeds(sig, feeds)  # before loading: a wrong input costs no model load
+    loaded = load_model(ModelSpec(path=info.path, tags=mg.tag_str, fingerprint=info.fingerprint))
+    fn = loaded.signature(sig.key)
+    tensors = {k: tf.constant(v, dtype=tf.as_dtype(sig.inputs[k].dtype)) for k, v in checked.items()}
+    try:
+        result = fn(**tensors)
+    except (tf.errors.OpError, TypeError, ValueError) as exc:
+        raise BeamscoreError(
+            f"signature {sig.key!r} of {info.path} failed on these inputs: {_tf_message(exc)}"
+        ) from exc
+    outputs = {key: np.asarray(result[key].numpy()) for key in sorted(result)}
+    return TrialResult(info=info, tags=mg.tag_str, signature=sig, outputs=outputs)
+
+
+def parse_print_options(text: str | None) -> dict[str, object]:
+    """``"precision=3,threshold=20"`` -> numpy print options, values read as literals."""
+    options: dict[str, object] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in PRINT_OPTIONS:
+            names = ", ".join(sorted(PRINT_OPTIONS))
+            raise BeamscoreError(f"--print-options {part.strip()!r}: expected NAME=VALUE with NAME one of {names}")
+        options[key] = evaluate_expression(value, f"--print-options {key}")
+    try:
+        with np.printoptions(**options):
+            pass
+    except (TypeError, ValueError) as exc:
+        raise BeamscoreError(f"--print-options {text!r}: {exc}") from None
+    return options
+
+
+def format_outputs(outputs: dict[str, np.ndarray], print_options: dict[str, object] | None = None) -> str:
+    """Each output as ``output 'KEY': DTYPE SHAPE`` and its values under numpy print options."""
+    lines = []
+    with np.printoptions(**(print_options or {})):
+        for key, value in outputs.items():
+            lines.append(f"output {key!r}: {_dtype_name(value)} {tuple(value.shape)}")
+            lines.append(str(value))
+    return "\n".join(lines)
+
+
+def save_outputs(outputs: dict[str, np.ndarray], outdir: str, overwrite: bool = False) -> dict[str, str]:
+    """Write ``DIR/<key>.npy`` per output (names made safe); existing files need ``overwrite``.
+
+    Every target is checked before any is written, so a refused run writes nothing. String
+    outputs are saved as fixed-width bytes (``S``), so reading them needs no pickle.
+    """
+    fs, root = bfs.filesystem(outdir)
+    paths = {key: child(root, f"{key}.npy") for key in outputs}
+    if not overwrite:
+        existing = [(k, p) for k, p in paths.items() if fs.exists(p)]
+        if existing:
+            key, path = existing[0]
+            raise BeamscoreError(f"--outdir: {path} exists (output {key!r}); pass --overwrite to replace it")
+    fs.makedirs(root, exist_ok=True)
+    for key, path in paths.items():
+        value = outputs[key]
+        if value.dtype.kind == "O":
+            value = value.astype(bytes)
+        with fs.open(path, "wb") as f:
+            np.save(f, value, allow_pickle=False)
+    return {key: bfs.unstrip(fs, path) for key, path in paths.items()}
+
+
+def format_saved(outputs: dict[str, np.ndarray], paths: dict[str, str]) -> str:
+    """One line per saved output: key, dtype, shape and the file it went to."""
+    return "\n".join(
+        f"output {key!r}: {_dtype_name(outputs[key])} {tuple(outputs[key].shape)} -> {path}"
+        for key, path in paths.items()
+    )
+
+
+_TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[", "File ")
+
+
+def _tf_message(exc: BaseException) -> str:
+    """The line of a TensorFlow error that says what went wrong, without the node trace."""
+    text = getattr(exc, "message", None) or str(exc)
+    for line in text.splitlines():
+        if line.strip() and not line[:1].isspace() and not line.strip().startswith(_TF_NOISE):
+            return line.strip()
+    return type(exc).__name__
+
+
+def _dtype_name(value: np.ndarray) -> str:
+    return "string" if value.dtype.kind in "OSU" else value.dtype.name
