@@ -159,6 +159,8 @@ def save_outputs(outputs: dict[str, np.ndarray], outdir: str, overwrite: bool = 
     outputs are saved as fixed-width bytes (``S``), so reading them needs no pickle.
     """
     fs, root = bfs.filesystem(outdir)
+    if fs.exists(root) and not fs.isdir(root):
+        raise BeamscoreError(f"--outdir {outdir} is a file, not a directory")
     paths = {key: child(root, f"{key}.npy") for key in outputs}
     if not overwrite:
         existing = [(k, p) for k, p in paths.items() if fs.exists(p)]
