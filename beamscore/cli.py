@@ -70,7 +70,27 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--model", help="SavedModel directory or versioned base dir")
     score.add_argument("--version", type=int, help="version subdirectory of a base dir (default: highest)")
     score.add_argument("--input", action="append", dest="inputs", help="input file, directory or glob (repeatable)")
-    score.add_argument("--format", help="input format (default: from the file extension)")
+    score.add_argument(
+        "--format",
+        choices=["tfrecord", "npz", "npy", "parquet"],
+        help="input format (default: from the file extension: .tfrecord[.gz], .npz, .npy, .parquet)",
+    )
+    score.add_argument(
+        "--compression", choices=["gzip", "none"], help="TFRecord compression (default: gzip for .gz files)"
+    )
+    score.add_argument(
+        "--pad",
+        action="append",
+        metavar="FEATURE=LENGTH[:VALUE]",
+        help="pad or truncate a variable-length TFRecord feature to LENGTH values (repeatable)",
+    )
+    score.add_argument(
+        "--allow-pickle",
+        dest="allow_pickle",
+        action="store_true",
+        default=None,
+        help="read .npz/.npy object arrays (unpickles: only for files you trust)",
+    )
     score.add_argument("--output", help="output directory")
     score.add_argument("--signature", help="signature key (default serving_default)")
     score.add_argument("--tag-set", dest="tag_set", help="MetaGraph tag set (default serve)")
@@ -177,6 +197,9 @@ def _run(args: argparse.Namespace) -> int:
             "outputs": _flatten(args.outputs),
             "batch_size": args.batch_size,
             "rows_per_unit": args.rows_per_unit,
+            "compression": args.compression,
+            "pad": _parse_pad(args.pad),
+            "allow_pickle": args.allow_pickle,
             "cast": args.cast,
             "overwrite": args.overwrite,
         }
@@ -208,6 +231,18 @@ def _flatten(groups: list[list[str]] | None) -> list[str] | None:
     if groups is None:
         return None
     return [item for group in groups for part in group for item in part.split(",") if item]
+
+
+def _parse_pad(pairs: list[str] | None) -> dict[str, str] | None:
+    if pairs is None:
+        return None
+    pads = {}
+    for pair in pairs:
+        feature, sep, spec = pair.partition("=")
+        if not sep or not feature or not spec:
+            raise BeamscoreError(f"--pad {pair!r}: expected FEATURE=LENGTH[:VALUE]")
+        pads[feature] = spec
+    return pads
 
 
 def _parse_map(pairs: list[str] | None) -> dict[str, str] | None:

@@ -25,6 +25,9 @@ SECTIONS: dict[str, dict[str, str]] = {
         "keep": "keep",
         "cast": "cast",
         "rows_per_unit": "rows_per_unit",
+        "compression": "compression",
+        "pad": "pad",
+        "allow_pickle": "allow_pickle",
     },
     "output": {"path": "output", "format": "output_format", "outputs": "outputs", "overwrite": "overwrite"},
     "batch": {"size": "batch_size"},
@@ -46,6 +49,9 @@ class ScoreConfig:
     keep: list[str] = field(default_factory=list)
     cast: bool = False
     rows_per_unit: int | None = None
+    compression: str | None = None
+    pad: dict[str, Any] = field(default_factory=dict)
+    allow_pickle: bool = False
     outputs: list[str] = field(default_factory=list)
     output_format: str = "parquet"
     overwrite: bool = False

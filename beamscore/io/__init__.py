@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from beamscore.errors import BeamscoreError
 from beamscore.io.base import Sink, Source, UnitWriter, WorkUnit
+from beamscore.io.npy import NpySource
 from beamscore.io.npy_sink import NpySink
+from beamscore.io.npz import NpzSource
 from beamscore.io.parquet import ParquetSource
 from beamscore.io.parquet_sink import ParquetSink
+from beamscore.io.tfrecord import TFRecordSource
 
 __all__ = [
     "NpySink",
+    "NpySource",
+    "NpzSource",
     "ParquetSink",
     "ParquetSource",
     "Sink",
     "Source",
+    "TFRecordSource",
     "UnitWriter",
     "WorkUnit",
     "sink_for",
@@ -21,15 +29,31 @@ __all__ = [
 ]
 
 #: file suffix -> format name
-SUFFIXES = {".parquet": "parquet", ".pq": "parquet"}
-SOURCES: dict[str, type[Source]] = {"parquet": ParquetSource}
+SUFFIXES = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".tfrecord": "tfrecord",
+    ".tfrecord.gz": "tfrecord",
+    ".tfrecords": "tfrecord",
+    ".tfrecords.gz": "tfrecord",
+    ".npz": "npz",
+    ".npy": "npy",
+}
+SOURCES: dict[str, type[Source]] = {
+    "parquet": ParquetSource,
+    "tfrecord": TFRecordSource,
+    "npz": NpzSource,
+    "npy": NpySource,
+}
 SINKS: dict[str, type[Sink]] = {"parquet": ParquetSink, "npy": NpySink}
 
 
-def source_for(fmt: str | None, example_path: str, rows_per_unit: int | None = None) -> Source:
+def source_for(fmt: str | None, example_path: str, rows_per_unit: int | None = None, **options: Any) -> Source:
     """The source for ``fmt``, or for the suffix of ``example_path`` when ``fmt`` is None.
 
-    ``rows_per_unit`` sets how finely big files are split into work units."""
+    ``rows_per_unit`` sets how finely big files are split into work units (formats that read
+    whole files ignore it). ``options`` are format options (``compression``, ``pad``,
+    ``allow_pickle``); one that is set but that the format does not take is an error."""
     if fmt is None:
         for suffix, name in SUFFIXES.items():
             if example_path.endswith(suffix):
@@ -41,7 +65,14 @@ def source_for(fmt: str | None, example_path: str, rows_per_unit: int | None = N
             )
     if fmt not in SOURCES:
         raise BeamscoreError(f"input format {fmt!r} is not supported; formats: {', '.join(SOURCES)}")
-    return SOURCES[fmt](**({"rows_per_unit": rows_per_unit} if rows_per_unit else {}))
+    cls = SOURCES[fmt]
+    given = {k: v for k, v in options.items() if v not in (None, False, {}, [])}
+    if rows_per_unit and "rows_per_unit" in cls.options:
+        given["rows_per_unit"] = rows_per_unit
+    for name in given:
+        if name not in cls.options:
+            raise BeamscoreError(f"--{name.replace('_', '-')} does not apply to {fmt} input")
+    return cls(**given)
 
 
 def sink_for(fmt: str, output: str) -> Sink:

@@ -10,12 +10,13 @@ format is one new module with one class; nothing else changes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 from beamscore.model.binding import ColumnSpec
+from beamscore.model.inspect import SignatureInfo
 
 __all__ = ["BadRows", "Sink", "Source", "UnitWriter", "WorkUnit", "part_name"]
 
@@ -73,6 +74,15 @@ class Source(abc.ABC):
     """Reads one input format. Subclasses are small and stateless (they are pickled)."""
 
     format: str = ""
+    #: keyword options of ``__init__`` a user may set (``--pad``, ``--compression``...);
+    #: :func:`beamscore.io.source_for` refuses the others for this format.
+    options: tuple[str, ...] = ()
+
+    def bind(self, signature: SignatureInfo, mapping: Mapping[str, str]) -> Source:
+        """Optional hook, called on the launcher before :meth:`columns`: a source whose
+        files carry no schema (TFRecord) or no column names (``.npy``) returns a copy that
+        knows the signature's inputs and ``--map``. The default returns ``self``."""
+        return self
 
     @abc.abstractmethod
     def columns(self, path: str) -> dict[str, ColumnSpec]:

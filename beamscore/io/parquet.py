@@ -28,6 +28,7 @@ class ParquetSource(Source):
     """Reads ``.parquet`` files through fsspec."""
 
     format = "parquet"
+    options = ("rows_per_unit",)
 
     def __init__(self, rows_per_unit: int = DEFAULT_ROWS_PER_UNIT) -> None:
         self.rows_per_unit = rows_per_unit

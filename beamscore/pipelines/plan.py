@@ -90,7 +90,14 @@ def plan_job(config: ScoreConfig) -> Plan:
     info = inspect_model(config.model, config.version)
     signature = info.signature(config.signature, config.tag_set)
     files = bfs.expand_globs(config.inputs)
-    source = source_for(config.format, files[0], config.rows_per_unit)
+    source = source_for(
+        config.format,
+        files[0],
+        config.rows_per_unit,
+        compression=config.compression,
+        pad=config.pad,
+        allow_pickle=config.allow_pickle,
+    ).bind(signature, config.map)
     columns = source.columns(files[0])
     bindings = bind_inputs(signature, columns, config.map, config.cast, where=files[0])
     missing_keep = [k for k in config.keep if k not in columns]

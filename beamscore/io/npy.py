@@ -1,0 +1,188 @@
+""".npy source: one array per file, read in row slices, never whole.
+
+A work unit is a range of rows (about ``rows_per_unit``). Local files are memory-mapped
+(``np.load(mmap_mode="r")``) and copied batch by batch; remote files (``gs://``...) are read
+with one seek and one read per batch from the fsspec file. Either way a 10 GB array never
+sits in memory whole.
+
+The file has no column name: the array is the column ``*`` (``--map INPUT=*``) and, when the
+signature has a single input, also that input's name. Object arrays need pickle and are
+refused unless ``--allow-pickle``. :func:`read_header` and :func:`read_rows` also serve the
+``.npz`` source, whose members are ``.npy`` streams.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import zipfile
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+
+from beamscore import fs as bfs
+from beamscore.errors import BeamscoreError
+from beamscore.io.arrow import from_numpy
+from beamscore.io.base import Source, WorkUnit
+from beamscore.model.binding import STRING, ColumnSpec
+from beamscore.model.inspect import SignatureInfo
+
+__all__ = ["ALL", "NpyHeader", "NpySource", "column_spec", "read_header", "read_rows", "row_units"]
+
+#: The column name of a ``.npy`` file's one array.
+ALL = "*"
+DEFAULT_ROWS_PER_UNIT = 1 << 20
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    """A ``.npy`` stream's header: dtype, shape, memory order and where the data starts."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    fortran: bool
+    offset: int
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0]
+
+    @property
+    def row_bytes(self) -> int:
+        return self.dtype.itemsize * math.prod(self.shape[1:])
+
+
+def read_header(f: BinaryIO, where: str, allow_pickle: bool = False) -> NpyHeader:
+    """Read and check the header at the current position of ``f`` (a ``.npy`` stream)."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            shape, fortran, dtype = fmt._read_array_header(f, version)
+    except (ValueError, OSError, EOFError) as exc:
+        raise BeamscoreError(f"{where}: not a .npy array: {exc}") from None
+    if dtype.hasobject and not allow_pickle:
+        raise BeamscoreError(
+            f"{where}: holds Python objects (dtype {dtype}), which only pickle can read; "
+            "pass --allow-pickle if you trust the file"
+        )
+    if dtype.names is not None:
+        raise BeamscoreError(f"{where}: structured arrays (dtype {dtype}) are not supported; save one array per column")
+    if len(shape) == 0:
+        raise BeamscoreError(f"{where}: is a scalar (shape ()); an array needs one row per entry of its first axis")
+    return NpyHeader(dtype, tuple(shape), fortran, f.tell())
+
+
+def column_spec(name: str, header: NpyHeader) -> ColumnSpec:
+    """The :class:`ColumnSpec` of an array: its dtype and the shape of one row."""
+    dtype = STRING if header.dtype.kind in "SUO" else header.dtype.name
+    return ColumnSpec(name, dtype, header.shape[1:])
+
+
+def read_rows(f: BinaryIO, header: NpyHeader, start: int, stop: int, where: str) -> np.ndarray:
+    """Rows ``[start, stop)`` of the array whose header is ``header``: one seek, one read."""
+    if header.fortran or header.dtype.hasobject:  # not row-contiguous: read it whole (small by nature)
+        f.seek(0)
+        whole = np.lib.format.read_array(f, allow_pickle=header.dtype.hasobject)
+        return whole[start:stop]
+    n = stop - start
+    want = n * header.row_bytes
+    try:
+        f.seek(header.offset + start * header.row_bytes)
+        data = f.read(want)
+    except (OSError, EOFError, ValueError, zlib.error, zipfile.BadZipFile) as exc:
+        raise BeamscoreError(f"{where}: cannot read rows {start}-{stop - 1}: {exc}") from None
+    if len(data) != want:
+        first = header.offset + start * header.row_bytes
+        raise BeamscoreError(
+            f"{where}: truncated: rows {start}-{stop - 1} end at byte offset {first + want}, "
+            f"the data ends at {first + len(data)}"
+        )
+    values = np.frombuffer(data, dtype=header.dtype).reshape((n, *header.shape[1:]))
+    return _native(values)
+
+
+def _native(values: np.ndarray) -> np.ndarray:
+    if values.dtype.byteorder not in ("=", "|") and not values.dtype.isnative:
+        return values.astype(values.dtype.newbyteorder("="))
+    return values
+
+
+def row_units(path: str, shard: int, rows: int, rows_per_unit: int) -> list[WorkUnit]:
+    """Work units of at most ``rows_per_unit`` rows; one empty unit for an empty array."""
+    starts = range(0, rows, rows_per_unit) or range(1)
+    return [
+        WorkUnit(shard, i, path, start, min(start + rows_per_unit, rows), min(rows_per_unit, rows - start))
+        for i, start in enumerate(starts)
+    ]
+
+
+def to_arrow(values: np.ndarray) -> pa.Array:
+    """A numpy slice as an Arrow column; unicode strings become UTF-8 bytes."""
+    if values.dtype.kind == "U":
+        values = np.char.encode(values, "utf-8")
+    return from_numpy(values)
+
+
+class NpySource(Source):
+    """Reads ``.npy`` files (one array, one column) through fsspec."""
+
+    format = "npy"
+    options = ("allow_pickle", "rows_per_unit")
+
+    def __init__(self, rows_per_unit: int = DEFAULT_ROWS_PER_UNIT, allow_pickle: bool = False) -> None:
+        self.rows_per_unit = rows_per_unit
+        self.allow_pickle = allow_pickle
+        self.alias: str | None = None
+
+    def bind(self, signature: SignatureInfo, mapping: Mapping[str, str]) -> NpySource:
+        bound = copy.copy(self)
+        if len(signature.inputs) == 1 and not mapping:
+            bound.alias = next(iter(signature.inputs))
+        return bound
+
+    def columns(self, path: str) -> dict[str, ColumnSpec]:
+        header = self._header(path)
+        names = [ALL] + ([self.alias] if self.alias else [])
+        return {name: column_spec(name, header) for name in names}
+
+    def units(self, path: str, shard: int) -> list[WorkUnit]:
+        return row_units(path, shard, self._header(path).rows, self.rows_per_unit)
+
+    def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table]:
+        wrong = [c for c in columns if c not in (ALL, self.alias)]
+        if wrong:
+            raise BeamscoreError(
+                f"{unit.path}: a .npy file has one array, the column '*' (--map INPUT=*), not {wrong[0]!r}"
+            )
+        fs, path = bfs.filesystem(unit.path)
+        with fs.open(path, "rb") as f:
+            header = read_header(f, unit.path, self.allow_pickle)
+            mapped = None
+            if bfs.is_local(fs) and header.rows and not header.dtype.hasobject and not header.fortran:
+                mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+            starts = range(unit.start, unit.stop, batch_size) or range(unit.start, unit.start + 1)
+            for start in starts:
+                stop = min(start + batch_size, unit.stop)
+                if mapped is not None:
+                    values = _native(np.ascontiguousarray(mapped[start:stop]))
+                else:
+                    values = read_rows(f, header, start, stop, unit.path)
+                column = to_arrow(values)
+                yield pa.table({name: column for name in columns})
+
+    def _header(self, url: str) -> NpyHeader:
+        fs, path = bfs.filesystem(url)
+        try:
+            with fs.open(path, "rb") as f:
+                return read_header(f, url, self.allow_pickle)
+        except FileNotFoundError:
+            raise BeamscoreError(f"{url}: no such file") from None

@@ -1,0 +1,407 @@
+"""TFRecord source: files of ``tf.train.Example`` records, plain or GZIP, over fsspec.
+
+Records are framed here, in Python, from an fsspec file (so ``gs://``, ``s3://`` and
+``memory://`` work like local paths), with both CRCs checked; a bad CRC or a truncated
+file is a :class:`BeamscoreError` naming the file and the byte offset. Parsing is
+``tf.io.parse_example`` over whole batches of serialized records, never one record at a time.
+
+The schema is not in the file, so it comes from two places:
+
+* :meth:`TFRecordSource.bind` (on the launcher) gives the signature's inputs: a feature
+  that feeds an input with a fully known shape is parsed as a ``FixedLenFeature`` of that
+  many values, and a record with another length is an error naming the feature, the record
+  and both lengths (``--pad FEATURE=LENGTH[:VALUE]`` pads or truncates instead).
+* :meth:`TFRecordSource.columns` reads the first :data:`SAMPLE_RECORDS` records of a file:
+  each feature's kind (``float_list`` -> float32, ``int64_list`` -> int64, ``bytes_list``
+  -> bytes) and length (one length: fixed, several: variable). The launcher's call fixes
+  the kinds for every file of the job (they travel with the pickled source).
+
+The column ``*`` is the serialized record itself. A signature that takes serialized
+Examples (one string input of shape ``[None]``, as Estimator exports have) and whose input
+name is not a feature gets the raw records under its input name, unparsed; ``--keep``
+features are still parsed for the output. A file is one work unit (record counts are not
+known without reading the file, so ``WorkUnit.rows`` is 0).
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import math
+import struct
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import google_crc32c
+import numpy as np
+import pyarrow as pa
+
+from beamscore import fs as bfs
+from beamscore.errors import BeamscoreError
+from beamscore.io.arrow import from_numpy
+from beamscore.io.base import Source, WorkUnit
+from beamscore.model.binding import STRING, ColumnSpec
+from beamscore.model.inspect import SignatureInfo, TensorSpec
+
+__all__ = ["RAW", "SAMPLE_RECORDS", "TFRecordSource", "parse_pad", "read_records"]
+
+#: The column that holds each serialized record, unparsed.
+RAW = "*"
+#: How many leading records of a file :meth:`TFRecordSource.columns` looks at.
+SAMPLE_RECORDS = 64
+_CHUNK = 8 << 20
+_HEADER = struct.Struct("<QI")
+_CRC = struct.Struct("<I")
+_KIND_DTYPE = {"float_list": "float32", "int64_list": "int64", "bytes_list": STRING}
+_COMPRESSIONS = ("gzip", "none")
+
+
+@dataclass(frozen=True)
+class Pad:
+    """``--pad FEATURE=LENGTH[:VALUE]``: pad with ``value`` or truncate to ``length`` values."""
+
+    length: int
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class _Feature:
+    """What the sampled records say of one feature: its dtype and its length, if fixed."""
+
+    dtype: str
+    length: int | None
+
+
+def parse_pad(pad: Mapping[str, Any] | None) -> dict[str, Pad]:
+    """``{"tokens": "16:0"}`` (or ``16``) -> ``{"tokens": Pad(16, "0")}``, checked."""
+    out = {}
+    for feature, spec in (pad or {}).items():
+        length, _, value = str(spec).partition(":")
+        try:
+            n = int(length)
+        except ValueError:
+            n = -1
+        if n < 1:
+            raise BeamscoreError(f"--pad {feature}={spec}: expected FEATURE=LENGTH[:VALUE] with LENGTH at least 1")
+        out[feature] = Pad(n, value)
+    return out
+
+
+def read_records(
+    f: BinaryIO, path: str, batch_size: int, limit: int | None = None
+) -> Iterator[tuple[list[bytes], list[int]]]:
+    """Yield ``(records, byte_offsets)`` in batches of at most ``batch_size`` records.
+
+    Both CRCs of every record are checked; a mismatch or a short read is a
+    :class:`BeamscoreError` naming ``path`` and the record's byte offset (in the
+    uncompressed stream for GZIP files). ``limit`` stops after that many records.
+    """
+    buf, pos, base, eof = b"", 0, 0, False
+    records: list[bytes] = []
+    offsets: list[int] = []
+    count = 0
+    unpack_header, unpack_crc, crc32c = _HEADER.unpack_from, _CRC.unpack_from, google_crc32c.value
+    while limit is None or count < limit:
+        if len(buf) - pos < 12 and not eof:
+            more = _read(f, path, _CHUNK, base + len(buf))
+            eof = not more
+            buf, base, pos = buf[pos:] + more, base + pos, 0
+            continue
+        if len(buf) - pos == 0:
+            break
+        if len(buf) - pos < 12:
+            raise BeamscoreError(
+                f"{path}: truncated record {count} at byte offset {base + pos}: "
+                f"the data ends after {base + len(buf)} bytes, inside the record header"
+            )
+        length, length_crc = unpack_header(buf, pos)
+        c = crc32c(buf[pos : pos + 8])
+        if (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF != length_crc:  # masked CRC32C
+            raise BeamscoreError(
+                f"{path}: corrupt record {count} at byte offset {base + pos}: the length's CRC does not match "
+                "(not a TFRecord file, a compressed file read as plain, or damaged data)"
+            )
+        end = pos + 12 + length + 4
+        while end > len(buf) and not eof:
+            more = _read(f, path, max(_CHUNK, end - len(buf)), base + len(buf))
+            eof = not more
+            buf, base, end, pos = buf[pos:] + more, base + pos, end - pos, 0
+        if end > len(buf):
+            raise BeamscoreError(
+                f"{path}: truncated record {count} at byte offset {base + pos}: it needs {length + 16} bytes, "
+                f"the data ends after {base + len(buf)} bytes"
+            )
+        data = buf[pos + 12 : end - 4]
+        c = crc32c(data)
+        if (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF != unpack_crc(buf, end - 4)[0]:
+            raise BeamscoreError(
+                f"{path}: corrupt record {count} at byte offset {base + pos}: the data's CRC does not match"
+            )
+        records.append(data)
+        offsets.append(base + pos)
+        count += 1
+        pos = end
+        if len(records) >= batch_size:
+            yield records, offsets
+            records, offsets = [], []
+    if records:
+        yield records, offsets
+
+
+def _read(f: BinaryIO, path: str, n: int, offset: int) -> bytes:
+    try:
+        return f.read(n)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise BeamscoreError(f"{path}: cannot read past byte offset {offset}: {exc}") from None
+
+
+class TFRecordSource(Source):
+    """Reads ``.tfrecord`` / ``.tfrecord.gz`` files of ``tf.train.Example`` records."""
+
+    format = "tfrecord"
+    options = ("compression", "pad")
+
+    def __init__(self, compression: str | None = None, pad: Mapping[str, Any] | None = None) -> None:
+        if compression is not None and compression not in _COMPRESSIONS:
+            raise BeamscoreError(f"--compression {compression!r}: choose one of {', '.join(_COMPRESSIONS)}")
+        self.compression = compression
+        self.pad = parse_pad(pad)
+        self.inputs: dict[str, TensorSpec] = {}  # column -> the signature input it feeds (bind)
+        self.raw_candidate: str | None = None  # a serialized-Example input's name (bind)
+        self.raw_columns: set[str] = {RAW}
+        self.features: dict[str, _Feature] | None = None  # fixed by columns() on the launcher
+
+    # -- launcher side -------------------------------------------------------------------
+
+    def bind(self, signature: SignatureInfo, mapping: Mapping[str, str]) -> TFRecordSource:
+        bound = copy.copy(self)
+        bound.raw_columns = set(self.raw_columns)
+        bound.inputs = {mapping.get(key, key): spec for key, spec in signature.inputs.items()}
+        if len(signature.inputs) == 1:
+            key, spec = next(iter(signature.inputs.items()))
+            if spec.dtype == STRING and spec.shape == (None,) and key not in mapping:
+                bound.raw_candidate = key
+        return bound
+
+    def columns(self, path: str) -> dict[str, ColumnSpec]:
+        features = self._sample(path)
+        self.features = dict(features)
+        if not features:  # no records to look at: trust the signature
+            for column, spec in self.inputs.items():
+                if column != RAW and column != self.raw_candidate:
+                    self.features[column] = _Feature(_kind_of(spec.dtype), _fixed_length(spec))
+        out = {name: ColumnSpec(name, feat.dtype, self._row_shape(name, feat)) for name, feat in self.features.items()}
+        out[RAW] = ColumnSpec(RAW, STRING, ())
+        if self.raw_candidate and self.raw_candidate not in out:
+            self.raw_columns.add(self.raw_candidate)
+            out[self.raw_candidate] = ColumnSpec(self.raw_candidate, STRING, ())
+        return out
+
+    def units(self, path: str, shard: int) -> list[WorkUnit]:
+        return [WorkUnit(shard, 0, path, 0, 0, 0)]
+
+    # -- worker side ---------------------------------------------------------------------
+
+    def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table]:
+        import tensorflow as tf
+
+        if self.features is None:  # used outside a plan: take the schema from this file
+            self.columns(unit.path)
+        parsed = [c for c in columns if c not in self.raw_columns]
+        spec = {c: self._feature_spec(c, tf) for c in parsed}
+        empty = True
+        index = 0
+        with self._open(unit.path) as f:
+            for records, offsets in read_records(f, unit.path, batch_size):
+                empty = False
+                yield self._table(records, offsets, index, columns, spec, unit.path, tf)
+                index += len(records)
+        if empty:
+            yield self._table([], [], 0, columns, spec, unit.path, tf)
+
+    def _table(self, records, offsets, first, columns, spec, path, tf) -> pa.Table:
+        values: dict[str, Any] = {}
+        if spec:
+            serialized = tf.constant(records, dtype=tf.string, shape=[len(records)])
+            try:
+                values = tf.io.parse_example(serialized, spec)
+            except (tf.errors.InvalidArgumentError, ValueError) as exc:
+                raise self._explain(records, offsets, first, spec, path, tf, exc) from None
+        out = {}
+        for name in columns:
+            if name in self.raw_columns:
+                out[name] = pa.array(records, type=pa.binary())
+                continue
+            value = values[name]
+            if isinstance(value, tf.RaggedTensor):
+                pad = self.pad.get(name)
+                if pad is not None:
+                    default = _pad_value(pad, self.features[name].dtype, name)
+                    out[name] = from_numpy(value.to_tensor(default_value=default, shape=[None, pad.length]).numpy())
+                else:
+                    out[name] = _list_array(value)
+            else:
+                out[name] = from_numpy(value.numpy())
+        return pa.table(out)
+
+    def _feature_spec(self, name: str, tf):
+        feat = self.features.get(name)
+        if feat is None:
+            known = ", ".join(sorted(self.features)) or "none"
+            raise BeamscoreError(f"no feature {name!r} in the sampled records; features: {known}")
+        dtype = {"float32": tf.float32, "int64": tf.int64, STRING: tf.string}[feat.dtype]
+        if name in self.pad:
+            return tf.io.RaggedFeature(dtype, row_splits_dtype=tf.int64)
+        shape = self._parse_shape(name, feat)
+        if shape is None:
+            return tf.io.RaggedFeature(dtype, row_splits_dtype=tf.int64)
+        return tf.io.FixedLenFeature(shape, dtype)
+
+    def _parse_shape(self, name: str, feat: _Feature) -> list[int] | None:
+        """``[k]`` or ``[]`` (a scalar) for a fixed-length feature; ``None`` for a ragged one."""
+        spec = self.inputs.get(name)
+        length = _fixed_length(spec) if spec is not None else None
+        if length is None:
+            length = feat.length
+        if length is None:
+            return None
+        scalar = spec.shape is not None and len(spec.shape) == 1 if spec is not None else length == 1
+        return [] if scalar and length == 1 else [length]
+
+    def _row_shape(self, name: str, feat: _Feature) -> tuple[int, ...] | None:
+        if name in self.pad:
+            return (self.pad[name].length,)
+        if feat.length is None:
+            return None
+        shape = self._parse_shape(name, feat)
+        return tuple(shape) if shape is not None else None
+
+    def _sample(self, path: str) -> dict[str, _Feature]:
+        from tensorflow.core.example import example_pb2
+
+        kinds: dict[str, str] = {}
+        lengths: dict[str, set[int]] = {}
+        with self._open(path) as f:
+            for records, offsets in read_records(f, path, SAMPLE_RECORDS, limit=SAMPLE_RECORDS):
+                for i, record in enumerate(records):
+                    example = _decode(example_pb2, record, f"{path}: record {i} (byte offset {offsets[i]})")
+                    for name, feature in example.features.feature.items():
+                        kind = feature.WhichOneof("kind")
+                        if kind is None:
+                            continue
+                        if kinds.setdefault(name, kind) != kind:
+                            raise BeamscoreError(
+                                f"{path}: record {i} (byte offset {offsets[i]}): feature {name!r} is a {kind}, "
+                                f"earlier records have a {kinds[name]}"
+                            )
+                        lengths.setdefault(name, set()).add(len(getattr(feature, kind).value))
+        return {
+            name: _Feature(_KIND_DTYPE[kind], next(iter(lengths[name])) if len(lengths[name]) == 1 else None)
+            for name, kind in kinds.items()
+        }
+
+    def _open(self, url: str):
+        fs, path = bfs.filesystem(url)
+        try:
+            raw = fs.open(path, "rb")
+        except FileNotFoundError:
+            raise BeamscoreError(f"{url}: no such file") from None
+        compression = self.compression or ("gzip" if url.endswith(".gz") else "none")
+        if compression == "gzip":
+            return _Closing(gzip.GzipFile(fileobj=raw, mode="rb"), raw)
+        return raw
+
+    def _explain(self, records, offsets, first, spec, path, tf, exc) -> BeamscoreError:
+        """Find the first record the batch's parse failed on and say what is wrong with it."""
+        from tensorflow.core.example import example_pb2
+
+        for i, record in enumerate(records):
+            try:
+                tf.io.parse_example(tf.constant([record]), spec)
+            except (tf.errors.InvalidArgumentError, ValueError):
+                where = f"{path}: record {first + i} (byte offset {offsets[i]})"
+                example = _decode(example_pb2, record, where)
+                return BeamscoreError(f"{where}: {self._mismatch(example, spec, tf)}")
+        return BeamscoreError(f"{path}: records {first}-{first + len(records) - 1}: {_first_line(str(exc))}")
+
+    def _mismatch(self, example, spec, tf) -> str:
+        for name, feature_spec in spec.items():
+            feature = example.features.feature.get(name)
+            kind = feature.WhichOneof("kind") if feature is not None else None
+            if kind is None:
+                return f"feature {name!r} is missing; features: {', '.join(sorted(example.features.feature))}"
+            want = self.features[name].dtype
+            if _KIND_DTYPE[kind] != want:
+                return f"feature {name!r} holds {_KIND_DTYPE[kind]} values ({kind}), expected {want}"
+            if isinstance(feature_spec, tf.io.FixedLenFeature):
+                have, expected = len(getattr(feature, kind).value), math.prod(feature_spec.shape)
+                if have != expected:
+                    fed = self.inputs.get(name)
+                    target = f" for input {fed.key!r} of shape {fed.shape_str()}" if fed is not None else ""
+                    return (
+                        f"feature {name!r} has {have} values, expected {expected}{target}; "
+                        f"pass --pad {name}=LENGTH[:VALUE] to pad or truncate"
+                    )
+        return "not parseable with the features' specs"
+
+
+class _Closing:
+    """A GZIP reader that also closes the fsspec file under it."""
+
+    def __init__(self, outer: gzip.GzipFile, inner) -> None:
+        self.outer, self.inner = outer, inner
+
+    def read(self, n: int = -1) -> bytes:
+        return self.outer.read(n)
+
+    def __enter__(self) -> _Closing:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.outer.close()
+        self.inner.close()
+
+
+def _decode(example_pb2, record: bytes, where: str):
+    from google.protobuf.message import DecodeError
+
+    try:
+        return example_pb2.Example.FromString(record)
+    except DecodeError:
+        raise BeamscoreError(f"{where}: not a tf.train.Example") from None
+
+
+def _kind_of(tf_dtype: str) -> str:
+    if tf_dtype == STRING:
+        return STRING
+    return "float32" if tf_dtype.startswith(("float", "bfloat")) else "int64"
+
+
+def _fixed_length(spec: TensorSpec | None) -> int | None:
+    """Values per record a signature input takes, when its shape is fully known."""
+    if spec is None or spec.shape is None or len(spec.shape) == 0 or any(d is None for d in spec.shape[1:]):
+        return None
+    return math.prod(spec.shape[1:])
+
+
+def _pad_value(pad: Pad, dtype: str, name: str):
+    try:
+        if dtype == STRING:
+            return pad.value.encode()
+        if dtype == "float32":
+            return float(pad.value or 0)
+        return int(pad.value or 0)
+    except ValueError:
+        raise BeamscoreError(f"--pad {name}={pad.length}:{pad.value}: {pad.value!r} is not a {dtype} value") from None
+
+
+def _list_array(value) -> pa.Array:
+    """A ragged parse result as an Arrow list column (no per-row Python)."""
+    offsets = pa.array(value.row_splits.numpy().astype(np.int64))
+    return pa.LargeListArray.from_arrays(offsets, from_numpy(value.flat_values.numpy()))
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
