@@ -45,6 +45,8 @@ __all__ = [
 MAX_ELEMENTS = 100_000_000
 
 _FILE_VALUE = re.compile(r"^(?P<path>.+?)(?:\[(?P<name>[^\[\]]+)\])?$")
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
 _NUMPY_MODULES = frozenset({"np", "numpy"})
 _DTYPE_NAMES = frozenset(
     {
@@ -138,6 +140,10 @@ def load_array(url: str, name: str | None, key: str, allow_pickle: bool = False)
         raise BeamscoreError(f"{where}: file {url} does not exist")
     with fs.open(path, "rb") as f:
         raw = f.read()
+    if not raw.startswith((_NPY_MAGIC, _ZIP_MAGIC)) and not allow_pickle:
+        if raw.startswith(b"\x80"):  # pickle protocol 2 and later
+            raise BeamscoreError(f"{where}: {url} holds pickled data; pass --allow-pickle to load it")
+        raise BeamscoreError(f"{where}: {url} is not a .npy or .npz file")
     try:
         loaded = np.load(io.BytesIO(raw), allow_pickle=allow_pickle)
     except ValueError as exc:
