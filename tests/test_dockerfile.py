@@ -1,0 +1,88 @@
+"""The worker image's Dockerfile agrees with the versions beamscore is pinned to and tested with.
+
+Docker cannot run here, so the Dockerfile is parsed, not built. A Dataflow or Flink worker
+whose Beam differs from the launcher's fails at startup, and one whose TensorFlow differs
+from the launcher's may score differently: the image tag and the pins must match
+``pyproject.toml`` and this environment.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import sys
+import tomllib
+
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def dockerfile() -> str:
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        return f.read()
+
+
+def args() -> dict[str, str]:
+    """``ARG NAME=default`` of the Dockerfile."""
+    return dict(re.findall(r"^ARG (\w+)=(\S+)$", dockerfile(), re.M))
+
+
+def dependency(name: str) -> Requirement | None:
+    """The requirement on ``name`` in pyproject's dependencies that applies on this machine."""
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        deps = tomllib.load(f)["project"]["dependencies"]
+    reqs = [Requirement(d) for d in deps]
+    return next((r for r in reqs if r.name == name and (r.marker is None or r.marker.evaluate())), None)
+
+
+def test_base_image_is_beams_sdk_image_of_the_pinned_beam_version():
+    text, pins = dockerfile(), args()
+    base = re.search(r"^FROM (\S+) AS base$", text, re.M).group(1)
+    assert base == "apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}"
+    beam = pins["BEAM_VERSION"]
+    assert beam == importlib.metadata.version("apache-beam")  # the version the tests ran with
+    assert dependency("apache-beam").specifier.contains(beam)
+    assert pins["PYTHON_VERSION"] == f"{sys.version_info.major}.{sys.version_info.minor}"
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        assert SpecifierSet(tomllib.load(f)["project"]["requires-python"]).contains(pins["PYTHON_VERSION"] + ".0")
+
+
+def test_pins_match_pyproject_and_this_environment():
+    pins = args()
+    tf = "tensorflow-cpu" if dependency("tensorflow-cpu") else "tensorflow"
+    assert dependency(tf).specifier.contains(pins["TF_VERSION"])
+    for arg, package in (
+        ("TF_VERSION", tf),
+        ("PYARROW_VERSION", "pyarrow"),
+        ("FSSPEC_VERSION", "fsspec"),
+        ("GCSFS_VERSION", "gcsfs"),
+        ("NUMPY_VERSION", "numpy"),
+        ("PYYAML_VERSION", "pyyaml"),
+    ):
+        assert pins[arg] == importlib.metadata.version(package), arg
+        if dependency(package) is not None:  # gcsfs is an extra
+            assert dependency(package).specifier.contains(pins[arg]), arg
+
+
+def test_cpu_and_gpu_targets():
+    text = dockerfile()
+    stages = re.findall(r"^FROM \S+ AS (\w+)$", text, re.M)
+    assert stages == ["base", "gpu", "cpu"]  # the last stage, cpu, is what a plain build makes
+    gpu = text.split("AS gpu", 1)[1].split("AS cpu", 1)[0]
+    assert "pip uninstall --yes tensorflow-cpu" in gpu
+    assert '"tensorflow[and-cuda]==${TF_VERSION}"' in gpu
+    assert "TF_FORCE_GPU_ALLOW_GROWTH=true" in gpu
+    assert not re.search(r"^(ENTRYPOINT|CMD)", text, re.M)  # Beam's boot program stays the entry point
+    assert '".[gcp,s3]"' in text and "--constraint /opt/beamscore-constraints.txt" in text
+
+
+def test_everything_copied_exists_and_nothing_else_is_sent():
+    for source in re.findall(r"^COPY (.+) \S+$", dockerfile(), re.M):
+        for path in source.split():
+            assert os.path.exists(os.path.join(ROOT, path)), path
+    with open(os.path.join(ROOT, ".dockerignore")) as f:
+        ignore = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    assert ignore[0] == "*" and set(ignore) >= {"!pyproject.toml", "!README.md", "!beamscore/"}
