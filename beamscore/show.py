@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 from beamscore.model.inspect import MetaGraphInfo, ModelInfo, SignatureInfo, TensorSpec
 
@@ -16,7 +17,10 @@ def render_json(info: ModelInfo, tag_set: str | None, signature: str | None, sho
     data["meta_graphs"] = [
         {
             "tags": list(mg.tags),
+            "tag_set": mg.tag_str,
             "signatures": {k: _sig_dict(s) for k, s in mg.signatures.items() if signature is None or k == signature},
+            "functions": {f.name: list(f.calls) for f in mg.functions},
+            "ops": list(mg.ops),
         }
         for mg in graphs
     ]
@@ -24,7 +28,11 @@ def render_json(info: ModelInfo, tag_set: str | None, signature: str | None, sho
 
 
 def render_text(info: ModelInfo, tag_set: str | None, signature: str | None, show_all: bool) -> str:
-    """``saved_model_cli show`` facts, plus fingerprint, versions and variables size."""
+    """``saved_model_cli show`` facts, plus fingerprint, versions and variables size.
+
+    Without flags: tag sets and each tag set's signature keys; ``--signature`` adds that
+    signature's inputs and outputs; ``--all`` every signature, saved function and op.
+    """
     lines = [f"model:        {info.path}"]
     if info.versions:
         lines.append(f"versions:     {', '.join(info.versions)} (using {info.version})")
@@ -40,7 +48,21 @@ def render_text(info: ModelInfo, tag_set: str | None, signature: str | None, sho
         for key, sig in mg.signatures.items():
             if signature is None or key == signature:
                 lines.extend(_sig_lines(sig))
+        if show_all:
+            lines.extend(_graph_lines(mg))
     return "\n".join(lines)
+
+
+def _graph_lines(mg: MetaGraphInfo) -> list[str]:
+    """What ``saved_model_cli show --all`` adds per MetaGraph: defined functions and ops used."""
+    lines = [""]
+    if mg.functions:
+        lines.append(f"functions of tag set '{mg.tag_str}':")
+        for fn in mg.functions:
+            lines.extend(f"  {call}" for call in fn.calls or (f"{fn.name}(...)",))
+    lines.append(f"ops used by tag set '{mg.tag_str}':")
+    lines.extend(textwrap.wrap(", ".join(mg.ops) or "none", width=96, initial_indent="  ", subsequent_indent="  "))
+    return lines
 
 
 def _graphs(info: ModelInfo, tag_set: str | None, signature: str | None, show_all: bool) -> list[MetaGraphInfo]:

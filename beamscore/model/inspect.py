@@ -16,6 +16,7 @@ from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
 
 __all__ = [
+    "FunctionInfo",
     "MetaGraphInfo",
     "ModelInfo",
     "SignatureInfo",
@@ -63,11 +64,31 @@ class SignatureInfo:
 
 
 @dataclass(frozen=True)
+class FunctionInfo:
+    """A ``tf.function`` saved on the model's root object, and the inputs each of its traces takes.
+
+    ``saved_model_cli show --all`` lists these as "Defined Functions" (it loads the model
+    to find them; they are read here from the object graph in ``saved_model.pb``). Each
+    entry of ``calls`` reads like ``serve(x: float32 (-1, 4))``.
+    """
+
+    name: str
+    calls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class MetaGraphInfo:
-    """One MetaGraph of a SavedModel, identified by its tag set."""
+    """One MetaGraph of a SavedModel, identified by its tag set.
+
+    ``ops`` are the op types its graph and function library use (what ``saved_model_cli
+    show --all`` prints per MetaGraph); ``functions`` the root object's saved functions
+    (empty for TF1 exports, which have no object graph).
+    """
 
     tags: tuple[str, ...]
     signatures: dict[str, SignatureInfo]
+    ops: tuple[str, ...] = ()
+    functions: tuple[FunctionInfo, ...] = ()
 
     @property
     def tag_str(self) -> str:
@@ -183,8 +204,60 @@ def _parse_saved_model(raw: bytes, url: str) -> tuple[MetaGraphInfo, ...]:
                 inputs={k: _tensor_spec(k, sd.inputs[k]) for k in sorted(sd.inputs)},
                 outputs={k: _tensor_spec(k, sd.outputs[k]) for k in sorted(sd.outputs)},
             )
-        graphs.append(MetaGraphInfo(tags=parse_tags(list(mg.meta_info_def.tags)), signatures=sigs))
+        graphs.append(
+            MetaGraphInfo(
+                tags=parse_tags(list(mg.meta_info_def.tags)),
+                signatures=sigs,
+                ops=_ops_used(mg),
+                functions=_functions(mg),
+            )
+        )
     return tuple(graphs)
+
+
+def _ops_used(mg) -> tuple[str, ...]:
+    """Op types used by the graph and the functions it calls, as ``saved_model_cli`` lists them."""
+    from tensorflow.python.framework import meta_graph
+
+    return tuple(sorted(meta_graph.ops_used_by_graph_def(mg.graph_def)))
+
+
+def _functions(mg) -> tuple[FunctionInfo, ...]:
+    """The root object's saved functions and their traced input signatures (no weights loaded)."""
+    graph = mg.object_graph_def
+    if not graph.nodes:
+        return ()
+    from tensorflow.python.saved_model import nested_structure_coder
+
+    found = []
+    for child in sorted(graph.nodes[0].children, key=lambda c: c.local_name):
+        node = graph.nodes[child.node_id]
+        if node.WhichOneof("kind") != "function":
+            continue
+        calls = []
+        for name in node.function.concrete_functions:
+            if name not in graph.concrete_functions:
+                continue
+            try:
+                args, kwargs = nested_structure_coder.decode_proto(
+                    graph.concrete_functions[name].canonicalized_input_signature
+                )
+            except (ValueError, TypeError, KeyError):
+                continue  # a structure this TensorFlow cannot decode: list the function without it
+            parts = [_arg_str(a) for a in args] + [f"{k}={_arg_str(v)}" for k, v in sorted(kwargs.items())]
+            calls.append(f"{child.local_name}({', '.join(parts)})")
+        found.append(FunctionInfo(name=child.local_name, calls=tuple(sorted(calls))))
+    return tuple(found)
+
+
+def _arg_str(value) -> str:
+    import tensorflow as tf
+
+    if isinstance(value, tf.TensorSpec):
+        shape = None if value.shape.rank is None else tuple(value.shape.as_list())
+        spec = TensorSpec(key=value.name or "", dtype=value.dtype.name, shape=shape, name=value.name or "")
+        return f"{spec.key or '?'}: {spec.dtype} {spec.shape_str()}"
+    return repr(value)
 
 
 def _tensor_spec(key: str, info) -> TensorSpec:
