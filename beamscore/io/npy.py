@@ -183,6 +183,14 @@ class NpySource(Source):
         fs, path = bfs.filesystem(url)
         try:
             with fs.open(path, "rb") as f:
-                return read_header(f, url, self.allow_pickle)
+                header = read_header(f, url, self.allow_pickle)
+                size = f.size if hasattr(f, "size") else fs.size(path)
         except FileNotFoundError:
             raise BeamscoreError(f"{url}: no such file") from None
+        need = header.offset + header.rows * header.row_bytes
+        if not header.dtype.hasobject and size is not None and size < need:
+            raise BeamscoreError(
+                f"{url}: truncated: {header.rows} rows of shape {header.shape[1:]} end at byte offset {need}, "
+                f"the file ends at {size}"
+            )
+        return header
