@@ -53,6 +53,7 @@ class RunSignatureFn(beam.DoFn):
         self._fn = None
         self._shared = shared.Shared()
         self._runner: SignatureRunner | None = None
+        self._unreported_load_ms: int | None = None
         self.batches = beam.metrics.Metrics.counter("beamscore", "batches")
         self.model_loads = beam.metrics.Metrics.counter("beamscore", "model_loads")
         self.load_ms = beam.metrics.Metrics.distribution("beamscore", "model_load_ms")
@@ -67,12 +68,17 @@ class RunSignatureFn(beam.DoFn):
             return loaded_here[-1]
 
         model = self._shared.acquire(load, tag=self.model.key)
-        if loaded_here:
-            self.model_loads.inc()
-            self.load_ms.update(int(model.load_seconds * 1000))
+        # Metrics updated in setup() are lost (no bundle is active): report in start_bundle.
+        self._unreported_load_ms = int(model.load_seconds * 1000) if loaded_here else None
         self._fn = model.signature(self.signature.key)
         if self.bindings is not None:
             self._runner = SignatureRunner(self._fn, self.bindings, self.outputs)
+
+    def start_bundle(self) -> None:
+        if self._unreported_load_ms is not None:
+            self.model_loads.inc()
+            self.load_ms.update(self._unreported_load_ms)
+            self._unreported_load_ms = None
 
     def _runner_for(self, batch: Batch) -> SignatureRunner:
         if self._runner is None:

@@ -1,0 +1,224 @@
+"""Scale-out on loopback: what differs on Dataflow or Flink from an in-process run, exercised here.
+
+* ``--direct_running_mode=multi_processing --direct_num_workers=2``: DoFns are pickled to two
+  separate worker processes; the outputs equal the in-process run's and each worker process
+  loads the model exactly once (counted from the worker's own "loaded model ... (pid N)" log
+  lines, which Beam forwards to the launcher).
+* The portable path Flink and Dataflow use: Beam's job service and an external SDK worker
+  pool run as separate processes on loopback ports, and ``beamscore score
+  --runner=PortableRunner`` submits to them over the Job and Fn APIs; the model-load count
+  comes back as the ``beamscore/model_loads`` Beam counter through the job service.
+
+Each test uses the 700-row shards of ``conftest`` split into units of 128 rows (6 units).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+from conftest import direct_call, read_output
+
+from beamscore.cli import main
+from beamscore.config import ScoreConfig
+from beamscore.pipelines.plan import plan_job, prepare_output
+from beamscore.pipelines.runners import make_runner
+from beamscore.pipelines.score import build_pipeline
+
+VENV_BIN = os.path.dirname(sys.executable)
+LOAD_LINE = re.compile(r"beamscore: loaded model (\S+) in [\d.]+s \(pid (\d+)\)")
+STARTUP_S = 60
+
+
+def job_args(models, shards, out) -> list[str]:
+    paths, _ids, _x = shards
+    return [
+        "--model",
+        models["two_sig"],
+        "--input",
+        os.path.dirname(paths[0]) + "/*.parquet",
+        "--output",
+        str(out),
+        "--keep",
+        "id",
+        "--rows-per-unit",
+        "128",
+        "--batch-size",
+        "50",
+    ]
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of every process we start: the venv's python first on PATH."""
+    return {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def beamscore_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m beamscore ARGS`` in a fresh process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "beamscore", *args],
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def in_process(models, shards, tmp_path_factory):
+    """The reference: the same job on the in-process runner."""
+    out = tmp_path_factory.mktemp("in_process") / "out"
+    assert main(["score", *job_args(models, shards, out)]) == 0
+    return read_output(str(out))
+
+
+def assert_same_result(out, reference, models, shards) -> None:
+    _paths, ids, x = shards
+    table = read_output(str(out))
+    assert table.column_names == reference.column_names
+    assert table["id"].to_pylist() == ids.tolist() == reference["id"].to_pylist()
+    scores = np.stack(table["scores"].to_numpy(zero_copy_only=False))
+    np.testing.assert_array_equal(scores, np.stack(reference["scores"].to_numpy(zero_copy_only=False)))
+    np.testing.assert_array_equal(table["label"].to_numpy(), reference["label"].to_numpy())
+    expected = direct_call(models["two_sig"], "serving_default", x=x)
+    np.testing.assert_allclose(scores, expected["scores"], atol=1e-6)
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["rows_in"] == manifest["rows_out"] == len(ids) and manifest["rows_failed"] == 0
+    assert manifest["units"] == 6 and len(manifest["outputs"]) == 6
+
+
+def test_local_runner_never_downloads_prism():
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    for flags in ([], ["--runner=DirectRunner"], ["--runner=DirectRunner", "--direct_running_mode=multi_processing"]):
+        assert isinstance(make_runner(PipelineOptions(flags)), FnApiRunner)
+    assert make_runner(PipelineOptions(["--runner=PortableRunner"])) == "PortableRunner"
+
+
+@pytest.mark.distributed
+def test_multi_processing_equals_in_process_and_loads_once_per_worker(models, shards, in_process, tmp_path):
+    out = tmp_path / "out"
+    done = beamscore_cli(
+        "score",
+        *job_args(models, shards, out),
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+        "--debug",  # INFO logs, where the workers' forwarded "loaded model" lines appear
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_result(out, in_process, models, shards)
+    loads = collections.Counter(int(pid) for _model, pid in LOAD_LINE.findall(done.stderr))
+    assert len(loads) == 2, f"expected loads in 2 worker processes, got {dict(loads)}"
+    assert set(loads.values()) == {1}, f"a worker loaded the model more than once: {dict(loads)}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, log: str) -> None:
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}: {Path(log).read_text()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("localhost", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on port {port} after {STARTUP_S}s: {Path(log).read_text()[-2000:]}")
+
+
+def start(args: list[str], log: str) -> subprocess.Popen:
+    """Start a Beam service in its own process group (so stopping it stops its workers)."""
+    with open(log, "w") as f:
+        return subprocess.Popen(
+            [sys.executable, "-m", *args], env=worker_env(), stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=20)
+
+
+@pytest.fixture
+def portable_services(tmp_path) -> Iterator[list[str]]:
+    """Beam's job service and an external SDK worker pool, each its own process on loopback.
+
+    Yields the ``beamscore score`` flags that submit to them; stops both (and the SDK workers
+    the pool started) afterwards.
+    """
+    job_port, pool_port = free_port(), free_port()
+    job_service = start(
+        ["apache_beam.runners.portability.local_job_service_main", f"--port={job_port}"], str(tmp_path / "job.log")
+    )
+    pool = start(
+        ["apache_beam.runners.worker.worker_pool_main", f"--service_port={pool_port}"], str(tmp_path / "pool.log")
+    )
+    try:
+        wait_for_port(job_port, job_service, str(tmp_path / "job.log"))
+        wait_for_port(pool_port, pool, str(tmp_path / "pool.log"))
+        yield [
+            "--runner=PortableRunner",
+            f"--job_endpoint=localhost:{job_port}",
+            "--environment_type=EXTERNAL",
+            f"--environment_config=localhost:{pool_port}",
+        ]
+    finally:
+        stop(pool)
+        stop(job_service)
+    assert job_service.returncode is not None and pool.returncode is not None
+
+
+@pytest.mark.distributed
+def test_portable_runner_with_external_worker_pool(models, shards, in_process, portable_services, tmp_path):
+    out = tmp_path / "out"
+    done = beamscore_cli("score", *job_args(models, shards, out), *portable_services)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "on PortableRunner" in done.stdout and "rows in 700, out 700, failed 0" in done.stdout
+    assert_same_result(out, in_process, models, shards)
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["model"]["path"] == models["two_sig"] and manifest["model"]["fingerprint"]
+
+    # The same job through the library, for its Beam counters: one SDK worker, one model load.
+    out2 = tmp_path / "out2"
+    config = ScoreConfig(
+        model=models["two_sig"],
+        inputs=[os.path.dirname(shards[0][0]) + "/*.parquet"],
+        output=str(out2),
+        keep=["id"],
+        rows_per_unit=128,
+        batch_size=50,
+    )
+    plan = plan_job(config)
+    prepare_output(config.output, overwrite=False)
+    pipeline = beam.Pipeline(options=PipelineOptions(portable_services))
+    build_pipeline(pipeline, plan)
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query(MetricsFilter())["counters"]}
+    assert counters["model_loads"] == 1, counters
+    assert counters["batches"] == sum(-(-u.rows // 50) for u in plan.units)  # batches of 50 within each unit
+    assert read_output(str(out2)).equals(read_output(str(out)))
