@@ -104,6 +104,22 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--cast", action="store_true", default=None, help="allow lossy dtype casts (float64->float32)")
     score.add_argument("--overwrite", action="store_true", default=None, help="replace an existing output")
     score.add_argument(
+        "--output-format", dest="output_format", choices=("parquet", "npy"), help="output format (default parquet)"
+    )
+    score.add_argument(
+        "--resume", action="store_true", default=None, help="continue an unfinished output: skip units already written"
+    )
+    score.add_argument(
+        "--reject-nan", dest="reject_nan", action="store_true", default=None, help="send rows with NaN/inf to _errors/"
+    )
+    score.add_argument(
+        "--max-failed-rows", dest="max_failed_rows", type=int, help="failed rows allowed before exit code 1 (default 0)"
+    )
+    score.add_argument(
+        "--max-failed-fraction", dest="max_failed_fraction", type=float, help="failed fraction of rows allowed (0-1)"
+    )
+    score.add_argument("--no-progress", dest="progress", action="store_false", help="no progress line on the terminal")
+    score.add_argument(
         "--dry-run", dest="dry_run", action="store_true", help="check the job and print its plan; submit nothing"
     )
     score.add_argument("--debug", action="store_true", help="show tracebacks and Beam logs")
@@ -127,13 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         import_tensorflow_quietly()
         for name in ("apache_beam", "absl", "tensorflow"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_third_party_chatter)
     try:
         if args.command == "show":
             return _show(args)
-        return _score(args, extra)
-    except BeamscoreError as exc:
         if args.command == "run":
             return _run(args)
+        return _score(args, extra)
+    except BeamscoreError as exc:
         return _fail(str(exc), EXIT_USAGE, args.debug)
     except KeyboardInterrupt:
         return _fail("interrupted", 130, args.debug)
@@ -148,6 +166,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
 
+def _third_party_chatter(record: logging.LogRecord) -> bool:
+    """Drop warnings that Beam and TensorFlow log on the root logger (e.g. "apitools not found")."""
+    if record.levelno >= logging.ERROR:
+        return True
+    path = record.pathname.replace("\\", "/")
+    return not any(f"/{pkg}/" in path for pkg in ("apache_beam", "tensorflow", "keras", "absl"))
+
+
 def _show(args: argparse.Namespace) -> int:
     from beamscore.model.inspect import inspect_model
     from beamscore.show import render_json, render_text
@@ -158,16 +184,6 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score(args: argparse.Namespace, extra: list[str]) -> int:
-    from beamscore.config import ScoreConfig, load_yaml
-    from beamscore.pipelines.plan import plan_job
-    from beamscore.pipelines.runners import pipeline_options
-    from beamscore.pipelines.score import run_plan
-
-    stray = [a for a in extra if not a.startswith("--")]
-    if stray:
-        raise BeamscoreError(f"unexpected argument {stray[0]!r}; inputs are given with --input")
-    config = load_yaml(args.config) if args.config else ScoreConfig()
 def _run(args: argparse.Namespace) -> int:
     from beamscore import try_model
     from beamscore.model.inspect import inspect_model
@@ -183,6 +199,16 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace, extra: list[str]) -> int:
+    from beamscore.config import ScoreConfig, load_yaml
+    from beamscore.pipelines.plan import plan_job
+    from beamscore.pipelines.runners import pipeline_options
+    from beamscore.pipelines.score import run_plan
+
+    stray = [a for a in extra if not a.startswith("--")]
+    if stray:
+        raise BeamscoreError(f"unexpected argument {stray[0]!r}; inputs are given with --input")
+    config = load_yaml(args.config) if args.config else ScoreConfig()
     config = config.merged(
         {
             "model": args.model,
@@ -202,6 +228,11 @@ def _run(args: argparse.Namespace) -> int:
             "allow_pickle": args.allow_pickle,
             "cast": args.cast,
             "overwrite": args.overwrite,
+            "output_format": args.output_format,
+            "resume": args.resume,
+            "reject_nan": args.reject_nan,
+            "max_failed_rows": args.max_failed_rows,
+            "max_failed_fraction": args.max_failed_fraction,
         }
     )
     plan = plan_job(config)
@@ -214,17 +245,21 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     for warning in warnings:
         print(f"beamscore: warning: {warning}", file=sys.stderr)
-    result = run_plan(plan, options)
+    result = run_plan(plan, options, progress=args.progress)
     m = result.manifest
     rate = m["rows_out"] / result.seconds if result.seconds else 0.0
     print(
         f"scored {m['rows_in']:,} rows in {result.seconds:.1f}s ({rate:,.0f} rows/s) "
         f"with {m['model']['path']} [{m['model']['signature']}] on {result.runner}\n"
         f"  rows in {m['rows_in']:,}, out {m['rows_out']:,}, failed {m['rows_failed']:,}; "
-        f"{m['units']} units, {len(m['outputs'])} files\n"
-        f"  output: {config.output} (manifest: {config.output.rstrip('/')}/_manifest.json)"
+        f"{m['units']} units, {len(m['outputs'])} files"
+        + (f" ({result.skipped} units already done, resumed)" if result.skipped else "")
+        + f"\n  output: {plan.config.output} (manifest: {plan.config.output.rstrip('/')}/_manifest.json)"
     )
-    return 0 if m["rows_failed"] == 0 else EXIT_FAILED
+    if result.failure:
+        print(f"beamscore: error: {result.failure}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
 
 
 def _flatten(groups: list[list[str]] | None) -> list[str] | None:

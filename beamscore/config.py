@@ -28,8 +28,17 @@ SECTIONS: dict[str, dict[str, str]] = {
         "compression": "compression",
         "pad": "pad",
         "allow_pickle": "allow_pickle",
+        "reject_nan": "reject_nan",
     },
-    "output": {"path": "output", "format": "output_format", "outputs": "outputs", "overwrite": "overwrite"},
+    "output": {
+        "path": "output",
+        "format": "output_format",
+        "outputs": "outputs",
+        "overwrite": "overwrite",
+        "resume": "resume",
+        "max_failed_rows": "max_failed_rows",
+        "max_failed_fraction": "max_failed_fraction",
+    },
     "batch": {"size": "batch_size"},
 }
 
@@ -55,6 +64,10 @@ class ScoreConfig:
     outputs: list[str] = field(default_factory=list)
     output_format: str = "parquet"
     overwrite: bool = False
+    resume: bool = False
+    reject_nan: bool = False
+    max_failed_rows: int | None = None
+    max_failed_fraction: float | None = None
     batch_size: int | None = None
     pipeline_options: dict[str, Any] = field(default_factory=dict)
 
@@ -70,8 +83,17 @@ class ScoreConfig:
         for flag, value in (("--batch-size", self.batch_size), ("--rows-per-unit", self.rows_per_unit)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise BeamscoreError(f"{flag} must be a whole number of at least 1, got {value!r}")
-        if self.output_format not in ("parquet",):
-            raise BeamscoreError(f"--output-format {self.output_format!r} is not supported; choose parquet")
+        if self.output_format not in ("parquet", "npy"):
+            raise BeamscoreError(f"--output-format {self.output_format!r} is not supported; choose parquet or npy")
+        if self.max_failed_rows is not None and (not isinstance(self.max_failed_rows, int) or self.max_failed_rows < 0):
+            raise BeamscoreError(
+                f"--max-failed-rows must be a whole number of at least 0, got {self.max_failed_rows!r}"
+            )
+        fraction = self.max_failed_fraction
+        if fraction is not None and (
+            isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1
+        ):
+            raise BeamscoreError(f"--max-failed-fraction must be a number from 0 to 1, got {fraction!r}")
         clash = sorted(set(self.keep) & set(self.outputs))
         if clash:
             raise BeamscoreError(f"--keep column(s) {', '.join(clash)} clash with --outputs of the same name")

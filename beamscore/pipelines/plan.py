@@ -8,8 +8,10 @@ a column, then splits the files into work units. The pipeline is built from the 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +20,19 @@ from beamscore.config import ScoreConfig
 from beamscore.errors import BeamscoreError
 from beamscore.io import sink_for, source_for
 from beamscore.io.base import Sink, Source, WorkUnit
-from beamscore.model.binding import InputBinding, bind_inputs
+from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model
 from beamscore.model.loader import ModelSpec
+from beamscore.paths import safe_component
+from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.manifest import MANIFEST
 from beamscore.transforms.read import plan_units
+from beamscore.transforms.receipts import UNITS_DIR
 
-__all__ = ["Plan", "plan_job", "prepare_output"]
+__all__ = ["PLACEHOLDERS", "Plan", "plan_job", "prepare_output", "resolve_output"]
+
+#: what ``{...}`` may stand for in an output path (for scheduled runs)
+PLACEHOLDERS = ("date", "datetime", "model_version")
 
 #: Aim for batches of about this many input bytes when --batch-size is not given.
 TARGET_BATCH_BYTES = 16 << 20
@@ -70,6 +78,13 @@ class Plan:
             "output_format": self.sink.format,
             "columns": {"outputs": self.outputs, "keep": list(self.config.keep)},
             "batch_size": self.batch_size,
+            "output": self.config.output,
+            "units_planned": len(self.units),
+            "reject_nan": self.config.reject_nan,
+            "failure_limits": {
+                "max_failed_rows": self.config.max_failed_rows,
+                "max_failed_fraction": self.config.max_failed_fraction,
+            },
             "started": self.started,
         }
 
@@ -86,8 +101,10 @@ class Plan:
 def plan_job(config: ScoreConfig) -> Plan:
     """Check ``config`` against the model and the data and return the job's plan."""
     config.validate()
-    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    now = dt.datetime.now(dt.UTC)
+    started = now.isoformat(timespec="seconds")
     info = inspect_model(config.model, config.version)
+    config = dataclasses.replace(config, output=resolve_output(config.output, info, now))
     signature = info.signature(config.signature, config.tag_set)
     files = bfs.expand_globs(config.inputs)
     source = source_for(
@@ -118,6 +135,8 @@ def plan_job(config: ScoreConfig) -> Plan:
             f"--keep column(s) {', '.join(clash)} have the name of signature outputs; "
             "choose other outputs with --outputs"
         )
+    if config.output_format == "npy":
+        _check_npy_columns(columns, config.keep, files[0])
     units = plan_units(source, files)
     batch_size = config.batch_size or _default_batch_size(bindings)
     return Plan(
@@ -136,6 +155,50 @@ def plan_job(config: ScoreConfig) -> Plan:
     )
 
 
+def resolve_output(template: str, model: ModelInfo, now: dt.datetime) -> str:
+    """Fill ``{date}`` (``YYYY-MM-DD``), ``{datetime}`` (``YYYY-MM-DDTHH-MM-SSZ``) and
+    ``{model_version}`` in an output path; any other ``{...}`` is an error (no eval, no
+    ``str.format``: only these names are replaced, each value a safe path component)."""
+
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        if name == "date":
+            return now.strftime("%Y-%m-%d")
+        if name == "datetime":
+            return now.strftime("%Y-%m-%dT%H-%M-%SZ")
+        if name == "model_version":
+            if not model.version:
+                raise BeamscoreError(
+                    f"--output {template!r} uses {{model_version}}, but {model.given} is not a versioned base dir"
+                )
+            return safe_component(model.version)
+        raise BeamscoreError(
+            f"--output {template!r}: unknown placeholder {{{name}}}; known: "
+            + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+        )
+
+    return re.sub(r"\{([^{}]*)\}", fill, template)
+
+
+def _check_npy_columns(columns: dict, keep: list[str], where: str) -> None:
+    """.npy holds one fixed shape and a fixed-width dtype: refuse --keep columns that cannot be."""
+    for name in keep:
+        spec = columns[name]
+        if spec.row_shape is None:
+            raise BeamscoreError(
+                f"{where}: --keep column {name!r} is a variable-length list; .npy needs one shape per file "
+                "(use --output-format parquet)"
+            )
+        if spec.dtype != "string":
+            try:
+                numpy_dtype(spec.dtype)
+            except BeamscoreError:
+                raise BeamscoreError(
+                    f"{where}: --keep column {name!r} has type {spec.dtype}, which .npy cannot hold without pickle "
+                    "(use --output-format parquet)"
+                ) from None
+
+
 def _default_batch_size(bindings: dict[str, InputBinding]) -> int:
     """About ``TARGET_BATCH_BYTES`` of input per batch, at most ``MAX_DEFAULT_BATCH`` rows."""
     row_bytes = 0
@@ -147,8 +210,12 @@ def _default_batch_size(bindings: dict[str, InputBinding]) -> int:
     return max(1, min(MAX_DEFAULT_BATCH, TARGET_BATCH_BYTES // row_bytes))
 
 
-def prepare_output(output: str, overwrite: bool) -> None:
-    """Refuse a non-empty output dir unless ``overwrite``; then remove only our own files."""
+def prepare_output(output: str, overwrite: bool, resume: bool = False) -> None:
+    """Refuse an output dir that holds results unless ``overwrite`` (then remove only our
+    own files) or, for an unfinished one, ``resume`` (then keep it as it is).
+
+    A finished output (one with ``_manifest.json``) is refused even with ``resume``: there
+    is nothing left to do, and replacing it takes ``--overwrite``."""
     fs, root = bfs.filesystem(output)
     if not fs.exists(root):
         fs.makedirs(root, exist_ok=True)
@@ -158,12 +225,31 @@ def prepare_output(output: str, overwrite: bool) -> None:
     entries = fs.ls(root, detail=False)
     if not entries:
         return
-    if not overwrite:
-        what = (
-            "a finished result (_manifest.json)" if fs.exists(bfs.join(root, MANIFEST)) else f"{len(entries)} entries"
+    finished = fs.exists(bfs.join(root, MANIFEST))
+    if overwrite:
+        for entry in entries:
+            if _ours(fs, entry):
+                fs.rm(entry, recursive=True)
+        return
+    if finished:
+        raise BeamscoreError(
+            f"output {output!r} is not empty: it holds a finished result (_manifest.json); "
+            "pass --overwrite to replace it"
         )
-        raise BeamscoreError(f"output {output!r} is not empty: it holds {what}; pass --overwrite to replace it")
-    for entry in entries:
-        name = entry.rstrip("/").rsplit("/", 1)[-1]
-        if name.startswith("part-") or name in (MANIFEST, "_temporary", "_errors"):
-            fs.rm(entry, recursive=True)
+    if resume:
+        return
+    raise BeamscoreError(
+        f"output {output!r} is not empty: it holds {len(entries)} entries (an unfinished job?); "
+        "pass --resume to continue it or --overwrite to replace it"
+    )
+
+
+def _ours(fs, entry: str) -> bool:
+    """Whether ``entry`` (a child of the output dir) is something beamscore writes."""
+    name = entry.rstrip("/").rsplit("/", 1)[-1]
+    if name.startswith("part-") or name in (MANIFEST, "_temporary", ERRORS_DIR, UNITS_DIR):
+        return True
+    if fs.isdir(entry):  # an .npy column directory: nothing but part files
+        children = [c.rstrip("/").rsplit("/", 1)[-1] for c in fs.ls(entry, detail=False)]
+        return bool(children) and all(c.startswith("part-") and c.endswith(".npy") for c in children)
+    return False

@@ -38,16 +38,35 @@ def versions() -> dict[str, str]:
     }
 
 
-def write_manifest(output: str, header: Mapping[str, Any], results: Iterable[UnitResult]) -> dict:
-    """Write ``OUTPUT/_manifest.json`` from the job header and every unit's result."""
-    results = sorted(results, key=lambda r: r.unit)
+def write_manifest(
+    output: str,
+    header: Mapping[str, Any],
+    results: Iterable[UnitResult],
+    previous: Iterable[UnitResult] = (),
+    expected_units: Iterable[str] | None = None,
+) -> dict:
+    """Write ``OUTPUT/_manifest.json`` from the job header and every unit's result.
+
+    ``previous`` are the results of units an earlier run committed (``--resume``). When
+    ``expected_units`` is given, a unit missing from the results is an error and no manifest
+    is written: a manifest always covers the whole job."""
+    new = list(results)
+    old = list(previous)
+    by_unit = {r.unit: r for r in [*old, *new]}
+    if expected_units is not None:
+        missing = sorted(set(expected_units) - set(by_unit))
+        if missing:
+            raise RuntimeError(f"units {missing[:5]} have no result; the manifest is not written")
+    ordered = [by_unit[name] for name in sorted(by_unit)]
     manifest = {
         **header,
-        "outputs": [f for r in results for f in r.files],
-        "units": len(results),
-        "rows_in": sum(r.rows_in for r in results),
-        "rows_out": sum(r.rows_out for r in results),
-        "rows_failed": sum(r.rows_failed for r in results),
+        "outputs": [f for r in ordered for f in r.files],
+        "errors": [f for r in ordered for f in r.errors],
+        "units": len(ordered),
+        "units_resumed": len({r.unit for r in old} - {r.unit for r in new}),
+        "rows_in": sum(r.rows_in for r in ordered),
+        "rows_out": sum(r.rows_out for r in ordered),
+        "rows_failed": sum(r.rows_failed for r in ordered),
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
     }
@@ -64,17 +83,27 @@ def write_manifest(output: str, header: Mapping[str, Any], results: Iterable[Uni
 
 
 class WriteManifest(beam.PTransform):
-    """Gather all unit results, then write the manifest (one element, written last)."""
+    """Gather all unit results, then write the manifest (one element, written last).
 
-    def __init__(self, output: str, header: Mapping[str, Any]) -> None:
+    ``previous`` and ``expected_units`` as in :func:`write_manifest`."""
+
+    def __init__(
+        self,
+        output: str,
+        header: Mapping[str, Any],
+        previous: Iterable[UnitResult] = (),
+        expected_units: Iterable[str] | None = None,
+    ) -> None:
         super().__init__()
         self.output = output
         self.header = dict(header)
+        self.previous = list(previous)
+        self.expected_units = None if expected_units is None else list(expected_units)
 
     def expand(self, results):
-        output, header = self.output, self.header
+        output, header, previous, expected = self.output, self.header, self.previous, self.expected_units
         return (
             results
             | "Gather" >> beam.combiners.ToList()
-            | "Write" >> beam.Map(lambda rs: write_manifest(output, header, rs))
+            | "Write" >> beam.Map(lambda rs: write_manifest(output, header, rs, previous, expected))
         )
