@@ -1,0 +1,157 @@
+"""TFRecord specifics: serialized-Example signatures, ``--pad``, GZIP, CRCs and offsets.
+
+Files are written with ``tf.io.TFRecordWriter`` (the reference implementation of the
+framing) and read back by :class:`beamscore.io.tfrecord.TFRecordSource`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import direct_call, read_output
+from source_files import example, write_tfrecord
+
+from beamscore.cli import main
+from beamscore.errors import BeamscoreError
+from beamscore.io.tfrecord import TFRecordSource, parse_pad, read_records
+
+
+def records_of(rows: dict[str, np.ndarray]) -> list[bytes]:
+    n = len(next(iter(rows.values())))
+    return [example({k: v[i] for k, v in rows.items()}) for i in range(n)]
+
+
+def read_all(source: TFRecordSource, path: str, columns: list[str], batch_size: int = 64):
+    import pyarrow as pa
+
+    source.columns(path)
+    (unit,) = source.units(path, 0)
+    return pa.concat_tables(list(source.read(unit, columns, batch_size)))
+
+
+def test_a_serialized_example_signature_gets_the_raw_records(io_models, rows, tmp_path, capsys):
+    records = records_of(rows)
+    path = write_tfrecord(str(tmp_path / "in" / "shard-00.tfrecord.gz"), records)
+    out = tmp_path / "out"
+    code = main(["score", "--model", io_models["examples"], "--input", path, "--output", str(out), "--keep", "id"])
+    assert code == 0, capsys.readouterr().err
+    table = read_output(str(out))
+    assert table.column_names == ["score", "id"]
+    assert table["id"].to_numpy().tolist() == rows["id"].tolist()
+    expected = direct_call(io_models["examples"], "serving_default", examples=np.array(records, dtype=object))
+    np.testing.assert_allclose(table["score"].to_numpy(), expected["score"], rtol=1e-6)
+
+
+def test_a_variable_length_feature_that_does_not_fit_names_feature_record_and_lengths(io_models, tmp_path, capsys):
+    lengths = [5, 5, 5, 3, 5, 7]
+    records = [example({"tokens": np.arange(n, dtype=np.int64) + i}) for i, n in enumerate(lengths)]
+    path = write_tfrecord(str(tmp_path / "tokens.tfrecord"), records)
+    source = TFRecordSource()
+    from beamscore.model.inspect import inspect_model
+
+    signature = inspect_model(io_models["tokens"]).signature()
+    bound = source.bind(signature, {})
+    assert bound.columns(path)["tokens"].row_shape is None  # lengths differ: checked per record
+    offset = sum(len(r) + 16 for r in records[:3])
+    with pytest.raises(BeamscoreError) as err:
+        read_all(bound, path, ["tokens"])
+    message = str(err.value)
+    assert f"{path}: record 3 (byte offset {offset}): feature 'tokens' has 3 values, expected 5" in message
+    assert "--pad tokens=" in message
+
+
+def test_pad_pads_and_truncates_to_the_signature(io_models, tmp_path, capsys):
+    lengths = [5, 2, 8, 0, 5]
+    tokens = [np.arange(1, n + 1, dtype=np.int64) * (i + 1) for i, n in enumerate(lengths)]
+    records = [example({"tokens": t, "id": np.int64(i)}) for i, t in enumerate(tokens)]
+    path = write_tfrecord(str(tmp_path / "in" / "tokens.tfrecord"), records)
+    out = tmp_path / "out"
+    code = main(
+        [
+            *("score", "--model", io_models["tokens"], "--input", path, "--output", str(out)),
+            *("--pad", "tokens=5:-1", "--keep", "id"),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    padded = np.full((len(tokens), 5), -1, dtype=np.int64)
+    for i, t in enumerate(tokens):
+        padded[i, : min(len(t), 5)] = t[:5]
+    expected = direct_call(io_models["tokens"], "serving_default", tokens=padded)
+    table = read_output(str(out))
+    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+    np.testing.assert_array_equal(table["id"].to_numpy(), np.arange(len(tokens)))
+
+
+def test_pad_values_are_checked():
+    assert parse_pad({"t": "8:0", "u": 3}) == {"t": parse_pad({"t": "8:0"})["t"], "u": parse_pad({"u": "3"})["u"]}
+    with pytest.raises(BeamscoreError, match=r"--pad t=x: expected FEATURE=LENGTH\[:VALUE\]"):
+        parse_pad({"t": "x"})
+
+
+@pytest.mark.parametrize("where", ["data", "length"])
+def test_a_bad_crc_names_the_record_and_byte_offset(rows, tmp_path, where):
+    records = records_of(rows)
+    path = write_tfrecord(str(tmp_path / "bad.tfrecord"), records)
+    offset = sum(len(r) + 16 for r in records[:10])
+    data = bytearray(open(path, "rb").read())  # noqa: SIM115
+    data[offset + (20 if where == "data" else 2)] ^= 0xFF
+    open(path, "wb").write(bytes(data))  # noqa: SIM115
+    with pytest.raises(BeamscoreError) as err:
+        read_all(TFRecordSource(), path, ["x", "id"])
+    assert f"{path}: corrupt record 10 at byte offset {offset}:" in str(err.value)
+    assert ("data's CRC" if where == "data" else "length's CRC") in str(err.value)
+
+
+def test_gzip_by_flag_and_a_plain_file_read_as_gzip(rows, tmp_path):
+    records = records_of(rows)
+    gz = write_tfrecord(str(tmp_path / "a.tfrecord.gz"), records)
+    renamed = tmp_path / "a.rec"
+    renamed.write_bytes(open(gz, "rb").read())  # noqa: SIM115
+    table = read_all(TFRecordSource(compression="gzip"), str(renamed), ["x", "id"])
+    assert table["id"].to_numpy().tolist() == rows["id"].tolist()
+    np.testing.assert_array_equal(np.stack(table["x"].to_numpy(zero_copy_only=False)), rows["x"])
+    with pytest.raises(BeamscoreError, match=r"a\.rec: corrupt record 0 at byte offset 0: the length's CRC"):
+        read_all(TFRecordSource(), str(renamed), ["x"])
+    with pytest.raises(BeamscoreError, match="--compression 'zip': choose one of gzip, none"):
+        TFRecordSource(compression="zip")
+
+
+def test_bytes_and_variable_features_kept_and_a_missing_feature_named(tmp_path):
+    records = [
+        example({"x": np.ones(4, np.float32) * i, "key": np.array([f"k{i}".encode()]), "tags": np.arange(i)})
+        for i in range(6)
+    ]
+    records.append(example({"key": np.array([b"k6"]), "tags": np.arange(2)}))
+    path = write_tfrecord(str(tmp_path / "f.tfrecord"), records)
+    source = TFRecordSource()
+    columns = source.columns(path)
+    assert (columns["key"].dtype, columns["key"].row_shape) == ("string", ())
+    assert columns["tags"].row_shape is None
+    table = read_all(source, path, ["key", "tags"])
+    assert table["key"].to_pylist() == [f"k{i}".encode() for i in range(7)]
+    assert table["tags"].to_pylist() == [list(range(i)) for i in range(6)] + [[0, 1]]
+    offset = sum(len(r) + 16 for r in records[:6])
+    with pytest.raises(BeamscoreError, match=rf"record 6 \(byte offset {offset}\): feature 'x' is missing"):
+        read_all(source, path, ["x", "key"])
+
+
+def test_read_records_batches_and_offsets(rows, tmp_path):
+    records = records_of(rows)
+    path = write_tfrecord(str(tmp_path / "r.tfrecord"), records)
+    with open(path, "rb") as f:
+        batches = list(read_records(f, path, 128))
+    assert [len(b) for b, _ in batches] == [128, 128, 44]
+    assert [r for b, _ in batches for r in b] == records
+    assert [o for _, offs in batches for o in offs] == list(np.cumsum([0] + [len(r) + 16 for r in records[:-1]]))
+
+
+def test_an_unparseable_record_and_the_manifest_format(io_models, tmp_path, capsys):
+    path = write_tfrecord(str(tmp_path / "in" / "junk.tfrecord"), [b"\xff\xff not a proto"])
+    code = main(["score", "--model", io_models["tokens"], "--input", path, "--output", str(tmp_path / "out")])
+    assert code == 2
+    assert f"{path}: record 0 (byte offset 0): not a tf.train.Example" in capsys.readouterr().err
+    good = write_tfrecord(str(tmp_path / "in2" / "ok.tfrecord"), [example({"tokens": np.arange(5)}) for _ in range(3)])
+    assert main(["score", "--model", io_models["tokens"], "--input", good, "--output", str(tmp_path / "o2")]) == 0
+    assert json.loads((tmp_path / "o2" / "_manifest.json").read_text())["input_format"] == "tfrecord"
