@@ -3,12 +3,20 @@
 Batches are buffered into row groups of about ``row_group_rows`` rows (many small row
 groups write several times slower and read slower too). The file's key-value metadata
 records which model made it under the key ``beamscore``.
+
+Two choices make writing about twice as fast (``make bench``): dictionary encoding is used
+only for string and binary columns (on model outputs, floats, it costs a hash per value and
+is then abandoned), and each row group is encoded on a background thread while the next one
+is gathered, so writing overlaps scoring (pyarrow releases the GIL while it encodes). At most
+one row group is in flight per open file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -46,6 +54,8 @@ class _ParquetUnitWriter(UnitWriter):
         self.pending_rows = 0
         self.writer: pq.ParquetWriter | None = None
         self.file = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: Future | None = None
 
     def write(self, table: pa.Table) -> None:
         self.pending.append(table)
@@ -61,14 +71,31 @@ class _ParquetUnitWriter(UnitWriter):
             self.fs.makedirs(self.temp.rsplit("/", 1)[0], exist_ok=True)
             self.file = self.fs.open(self.temp, "wb")
             schema = table.schema.with_metadata({**(table.schema.metadata or {}), **self.metadata})
-            self.writer = pq.ParquetWriter(self.file, schema)
-        self.writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            self.writer = pq.ParquetWriter(self.file, schema, use_dictionary=_dictionary_columns(schema))
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="beamscore-parquet")
+        self._wait()
+        self._inflight = self._pool.submit(self.writer.write_table, table, row_group_size=max(table.num_rows, 1))
         self.pending, self.pending_rows = [], 0
+
+    def _wait(self) -> None:
+        """Wait for the row group in flight; its error, if any, is raised here."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            inflight.result()
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def close(self) -> list[str]:
         self._flush()
         if self.writer is None:  # a unit with no rows: still write a valid empty file
             return []
+        try:
+            self._wait()
+        finally:
+            self._shutdown()
         self.writer.close()
         self.file.close()
         self.fs.mv(self.temp, self.final)
@@ -76,7 +103,16 @@ class _ParquetUnitWriter(UnitWriter):
 
     def abort(self) -> None:
         if self.writer is not None:
+            with contextlib.suppress(Exception):  # aborting anyway: the file is dropped
+                self._wait()
+            self._shutdown()
             self.writer.close()
             self.file.close()
             self.fs.rm(self.temp)
             self.writer = None
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary encoding: top-level strings and binaries (ids, names, labels)."""
+    kinds = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+    return [f.name for f in schema if any(k(f.type) for k in kinds)]
