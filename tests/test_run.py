@@ -278,3 +278,28 @@ def test_int_overflow_and_npz_names(trial, models, capsys, tmp_path):
     assert "holds 2 arrays (p, q); name one as x=" in line
     line = run_fails(capsys, models["two_sig"], "--inputs", f"x={tmp_path}/many.npz[r]")
     assert "no array 'r'" in line and "arrays: p, q" in line
+
+
+def test_model_on_remote_storage_is_copied_then_run(models, capsys, tmp_path, monkeypatch):
+    import fsspec
+
+    monkeypatch.setenv("BEAMSCORE_CACHE", str(tmp_path / "cache"))
+    fsspec.filesystem("memory").put(models["two_sig"], "/run/two_sig", recursive=True)
+    run_ok(capsys, "memory://run/two_sig", "--input-exprs", "x=np.ones((1, 4))", "--outdir", str(tmp_path / "out"))
+    expected = direct_call(models["two_sig"], "serving_default", x=np.ones((1, 4), np.float32))
+    np.testing.assert_array_equal(saved(tmp_path / "out")["scores"], expected["scores"])
+
+
+def test_console_run_is_quiet_and_imports_no_beam(models, tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from beamscore.cli import main; "
+        f"rc = main(['run', {models['mixed']!r}, '--input-exprs', 'a=[1];b=[[2, 3]]']); "
+        "print('beam imported' if 'apache_beam' in sys.modules else 'no beam'); sys.exit(rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["output 'out': float32 (1,)", "[6.]", "no beam"]
+    assert done.stderr == ""
