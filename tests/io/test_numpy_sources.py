@@ -1,0 +1,121 @@
+"""``.npz`` and ``.npy`` specifics: no pickle, one length per archive, row slices of big arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from conftest import direct_call, read_output
+
+from beamscore.cli import main
+from beamscore.errors import BeamscoreError
+from beamscore.io.npy import NpySource
+from beamscore.io.npz import NpzSource
+from beamscore.model.inspect import inspect_model
+
+
+def stacked(table: pa.Table, column: str) -> np.ndarray:
+    return np.stack(table[column].to_numpy(zero_copy_only=False))
+
+
+def read_all(source, path: str, columns: list[str], batch_size: int = 64) -> pa.Table:
+    tables = [t for unit in source.units(path, 0) for t in source.read(unit, columns, batch_size)]
+    return pa.concat_tables(tables)
+
+
+def test_an_object_array_is_refused_unless_allow_pickle(tmp_path, capsys, models):
+    path = str(tmp_path / "in" / "objects.npz")
+    (tmp_path / "in").mkdir()
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    np.savez(path, x=x, key=np.array([b"a", b"bb", None, b"d", b"e", b"f"], dtype=object))
+    code = main(["score", "--model", models["two_sig"], "--input", path, "--output", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"{path}: array 'key': holds Python objects (dtype object)" in err and "--allow-pickle" in err
+    table = read_all(NpzSource(allow_pickle=True), path, ["x", "key"])
+    assert table["key"].to_pylist() == [b"a", b"bb", None, b"d", b"e", b"f"]
+    np.testing.assert_array_equal(np.stack(table["x"].to_numpy(zero_copy_only=False)), x)
+
+
+def test_arrays_that_disagree_on_rows_are_refused_naming_them(tmp_path):
+    path = str(tmp_path / "bad.npz")
+    np.savez(path, x=np.zeros((5, 4), np.float32), id=np.arange(4))
+    with pytest.raises(
+        BeamscoreError, match=r"bad\.npz: arrays disagree on their number of rows \(x has 5, id has 4\)"
+    ):
+        NpzSource().columns(path)
+
+
+def test_compressed_npz_in_several_units_of_row_ranges(tmp_path):
+    path = str(tmp_path / "c.npz")
+    x = np.arange(1000 * 3, dtype=np.float64).reshape(1000, 3)
+    img = np.arange(1000 * 2 * 2 * 3, dtype=np.uint8).reshape(1000, 2, 2, 3)
+    np.savez_compressed(path, x=x, img=img, name=np.array([f"n{i}" for i in range(1000)]))
+    source = NpzSource(rows_per_unit=300)
+    units = source.units(path, 0)
+    assert [(u.start, u.stop) for u in units] == [(0, 300), (300, 600), (600, 900), (900, 1000)]
+    cols = source.columns(path)
+    assert (cols["img"].dtype, cols["img"].row_shape) == ("uint8", (2, 2, 3))
+    assert cols["name"].dtype == "string"
+    table = read_all(source, path, ["x", "img", "name"], batch_size=128)
+    np.testing.assert_array_equal(np.stack(table["x"].to_numpy(zero_copy_only=False)), x)
+    assert isinstance(table.schema.field("img").type, pa.FixedShapeTensorType)
+    np.testing.assert_array_equal(table["img"].combine_chunks().to_numpy_ndarray(), img)
+    assert table["name"].to_pylist()[998:] == [b"n998", b"n999"]
+
+
+def test_npy_is_read_in_row_slices_and_fed_to_the_only_input(tmp_path, models, capsys):
+    x = np.random.default_rng(1).normal(size=(1000, 4)).astype(np.float32)
+    path = str(tmp_path / "in" / "x.npy")
+    (tmp_path / "in").mkdir()
+    np.save(path, x)
+    source = NpySource(rows_per_unit=256).bind(inspect_model(models["two_sig"]).signature(), {})
+    assert set(source.columns(path)) == {"*", "x"}
+    units = source.units(path, 3)
+    assert [(u.shard, u.index, u.start, u.stop) for u in units][-1] == (3, 3, 768, 1000)
+    np.testing.assert_array_equal(np.stack(read_all(source, path, ["x"])["x"].to_numpy(zero_copy_only=False)), x)
+    out = tmp_path / "out"
+    code = main(
+        [
+            *("score", "--model", models["two_sig"], "--input", path, "--output", str(out)),
+            *("--rows-per-unit", "256", "--map", "x=*"),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    table = read_output(str(out))
+    expected = direct_call(models["two_sig"], "serving_default", x=x)
+    np.testing.assert_allclose(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"], rtol=1e-6)
+
+
+def test_npy_big_endian_fortran_and_remote_reads(tmp_path):
+    import fsspec
+
+    x = np.arange(40, dtype=">f8").reshape(10, 4)
+    local = str(tmp_path / "be.npy")
+    np.save(local, x)
+    np.testing.assert_array_equal(
+        np.stack(read_all(NpySource(), local, ["*"], 3)["*"].to_numpy(zero_copy_only=False)), x
+    )
+    fortran = str(tmp_path / "f.npy")
+    np.save(fortran, np.asfortranarray(x.astype(np.float32)))
+    got = np.stack(read_all(NpySource(), fortran, ["*"], 4)["*"].to_numpy(zero_copy_only=False))
+    np.testing.assert_array_equal(got, x.astype(np.float32))
+    with fsspec.open("memory://beamscore-tests/m.npy", "wb") as f:
+        np.save(f, x.astype(np.int32))
+    got = np.stack(
+        read_all(NpySource(), "memory://beamscore-tests/m.npy", ["*"], 4)["*"].to_numpy(zero_copy_only=False)
+    )
+    np.testing.assert_array_equal(got, x.astype(np.int32))
+    with pytest.raises(BeamscoreError, match=r"a \.npy file has one array, the column '\*'"):
+        read_all(NpySource(), local, ["y"])
+
+
+def test_npy_object_array_and_scalar_are_refused(tmp_path):
+    path = str(tmp_path / "o.npy")
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(BeamscoreError, match="--allow-pickle"):
+        NpySource().columns(path)
+    scalar = str(tmp_path / "s.npy")
+    np.save(scalar, np.float32(3))
+    with pytest.raises(BeamscoreError, match=r"is a scalar \(shape \(\)\)"):
+        NpySource().units(scalar, 0)
