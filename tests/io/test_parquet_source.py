@@ -1,0 +1,58 @@
+"""Parquet specifics: tensor and list columns, only the needed columns, row-group units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from conftest import direct_call, read_output
+
+from beamscore.cli import main
+from beamscore.io.parquet import ParquetSource
+
+
+def test_a_fixed_shape_tensor_column_feeds_an_image_input(models, tmp_path, capsys):
+    images = np.random.default_rng(3).normal(size=(50, 8, 8, 3)).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "images.parquet")
+    table = pa.table({"image": pa.FixedShapeTensorArray.from_numpy_ndarray(images), "id": pa.array(np.arange(50))})
+    pq.write_table(table, path, row_group_size=16)
+    spec = ParquetSource().columns(path)["image"]
+    assert (spec.dtype, spec.row_shape) == ("float32", (8, 8, 3))
+    out = tmp_path / "out"
+    code = main(["score", "--model", models["image"], "--input", path, "--output", str(out), "--keep", "id"])
+    assert code == 0, capsys.readouterr().err
+    expected = direct_call(models["image"], "serving_default", image=images)
+    got = read_output(str(out))
+    np.testing.assert_allclose(np.stack(got["mean"].to_numpy(zero_copy_only=False)), expected["mean"], rtol=1e-5)
+
+
+def test_a_list_column_of_equal_lengths_feeds_a_fixed_input(models, tmp_path, capsys):
+    x = np.random.default_rng(4).normal(size=(40, 4)).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "lists.parquet")
+    offsets = pa.array(np.arange(0, 41 * 4, 4, dtype=np.int32))
+    pq.write_table(pa.table({"x": pa.ListArray.from_arrays(offsets, pa.array(x.reshape(-1)))}), path)
+    assert ParquetSource().columns(path)["x"].row_shape is None
+    code = main(["score", "--model", models["two_sig"], "--input", path, "--output", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    expected = direct_call(models["two_sig"], "serving_default", x=x)
+    np.testing.assert_array_equal(read_output(str(tmp_path / "out"))["label"].to_numpy(), expected["label"])
+
+
+def test_units_are_runs_of_row_groups_and_only_needed_columns_are_read(tmp_path):
+    path = str(tmp_path / "groups.parquet")
+    n = 1000
+    pq.write_table(
+        pa.table({"id": np.arange(n), "x": np.arange(n) * 0.5, "blob": pa.array([b"z" * 100] * n)}),
+        path,
+        row_group_size=64,
+    )
+    source = ParquetSource(rows_per_unit=200)
+    units = source.units(path, 2)
+    assert [(u.start, u.stop, u.rows) for u in units] == [(0, 4, 256), (4, 8, 256), (8, 12, 256), (12, 16, 232)]
+    assert {u.shard for u in units} == {2}
+    tables = [t for u in units for t in source.read(u, ["x", "id"], 100)]
+    assert {tuple(t.column_names) for t in tables} == {("x", "id")}
+    assert max(t.num_rows for t in tables) <= 100
+    assert pa.concat_tables(tables)["id"].to_numpy().tolist() == list(range(n))
