@@ -4,13 +4,19 @@
 ``apache_beam.utils.shared.Shared`` every DoFn instance of a process gets the same loaded
 model, so a process with many threads or many DoFn instances loads it once. A model on
 remote storage (``gs://``, ``s3://``) is first copied to a local cache directory keyed by
-its fingerprint, so it is downloaded once per machine, not streamed per process.
+its fingerprint, so it is downloaded once per machine, not streamed per process: the copy
+holds a file lock that the machine's other worker processes wait on, and transient storage
+errors are retried with jittered backoff, so hundreds of workers starting at once neither
+each stream the model nor retry in lockstep.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import random
+import shutil
 import tempfile
 import threading
 import time
@@ -22,7 +28,7 @@ from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
 from beamscore.model.inspect import parse_tags
 
-__all__ = ["LoadedModel", "ModelSpec", "load_count", "load_model", "local_copy"]
+__all__ = ["LoadedModel", "ModelSpec", "is_transient", "load_count", "load_model", "local_copy"]
 
 _LOG = logging.getLogger(__name__)
 _LOADS = 0
@@ -101,18 +107,75 @@ def local_copy(url: str, fingerprint: str | None, cache_dir: str | None = None) 
     if os.path.exists(os.path.join(target, "saved_model.pb")):
         return target
     os.makedirs(cache_dir, exist_ok=True)
-    staging = f"{target}.tmp-{uuid.uuid4().hex}"
-    for attempt in range(3):
+    with _machine_lock(f"{target}.lock"):
+        if os.path.exists(os.path.join(target, "saved_model.pb")):  # another process copied it meanwhile
+            return target
+        staging = f"{target}.tmp-{uuid.uuid4().hex}"
+        try:
+            _copy_with_retry(fs, path, staging, url)
+            os.rename(staging, target)
+        except OSError:
+            if not os.path.exists(os.path.join(target, "saved_model.pb")):
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    _LOG.info("beamscore: copied model %s to %s (pid %d)", url, target, os.getpid())
+    return target
+
+
+#: Attempts at copying a remote model, and the first backoff in seconds (doubled each time, jittered).
+COPY_ATTEMPTS = 5
+COPY_BACKOFF_S = 1.0
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+_TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _copy_with_retry(fs: Any, path: str, staging: str, url: str) -> None:
+    """``fs.get`` the model directory, retrying transient errors; others fail at once."""
+    for attempt in range(1, COPY_ATTEMPTS + 1):
         try:
             fs.get(path.rstrip("/") + "/", staging, recursive=True)
-            break
-        except OSError as exc:
-            if attempt == 2:
-                raise BeamscoreError(f"cannot copy model {url} to {staging}: {exc}") from exc
-            time.sleep(2**attempt)
+            return
+        except Exception as exc:  # storage clients raise many types; is_transient sorts them
+            shutil.rmtree(staging, ignore_errors=True)
+            if not is_transient(exc):
+                raise BeamscoreError(f"cannot copy model {url}: {type(exc).__name__}: {exc}") from exc
+            if attempt == COPY_ATTEMPTS:
+                raise BeamscoreError(
+                    f"cannot copy model {url} after {COPY_ATTEMPTS} attempts: {type(exc).__name__}: {exc}"
+                ) from exc
+            delay = COPY_BACKOFF_S * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+            _LOG.warning("beamscore: copying model %s failed (%s); retrying in %.1fs", url, exc, delay)
+            time.sleep(delay)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a storage error is worth retrying: network errors, timeouts, HTTP 408/429/5xx."""
+    if isinstance(exc, _PERMANENT):
+        return False
+    if isinstance(exc, OSError | TimeoutError):  # ConnectionError is an OSError
+        return True
+    code = getattr(exc, "code", None) or getattr(exc, "status", None)
+    if code in _TRANSIENT_HTTP:
+        return True
     try:
-        os.rename(staging, target)
-    except OSError:
-        if not os.path.exists(os.path.join(target, "saved_model.pb")):
-            raise
-    return target
+        import aiohttp
+    except ImportError:
+        return False
+    return isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError)
+
+
+@contextlib.contextmanager
+def _machine_lock(path: str):
+    """An exclusive lock shared by all processes of this machine (no-op where flock is missing)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
