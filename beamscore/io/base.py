@@ -58,9 +58,9 @@ def part_name(shard: int, index: int) -> str:
 class BadRows:
     """Rows a source could not decode (bad CRC, truncated record, unparsable row).
 
-    A source *yields* this between its tables instead of raising, so that the rest of the
-    unit is still read: the dead-letter protocol. ``rows`` are row (record) indices within
-    the input file, ``raw`` the undecoded bytes of each row when they are small (else
+    A source whose ``dead_letters`` is set *yields* this between its tables instead of
+    raising, so that the rest of the unit is still read: the dead-letter protocol. ``rows``
+    are row (record) indices within the input file, ``raw`` the undecoded bytes of each row when they are small (else
     ``None``) and ``error`` says what was wrong. Each row counts once in ``rows_failed``.
     A source that cannot go on after the bad rows simply stops after yielding them.
     """
@@ -77,6 +77,19 @@ class Source(abc.ABC):
     #: keyword options of ``__init__`` a user may set (``--pad``, ``--compression``...);
     #: :func:`beamscore.io.source_for` refuses the others for this format.
     options: tuple[str, ...] = ()
+    #: The dead-letter protocol: when True, :meth:`read` yields :class:`BadRows` for rows it
+    #: cannot decode and goes on; when False (direct use) it raises
+    #: :class:`~beamscore.errors.BeamscoreError`. The pipeline's reader turns it on
+    #: (:meth:`with_dead_letters`).
+    dead_letters: bool = False
+
+    def with_dead_letters(self) -> Source:
+        """A copy whose :meth:`read` reports bad rows as :class:`BadRows` instead of raising."""
+        import copy
+
+        clone = copy.copy(self)
+        clone.dead_letters = True
+        return clone
 
     def bind(self, signature: SignatureInfo, mapping: Mapping[str, str]) -> Source:
         """Optional hook, called on the launcher before :meth:`columns`: a source whose

@@ -41,7 +41,7 @@ import pyarrow as pa
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
 from beamscore.io.arrow import from_numpy
-from beamscore.io.base import Source, WorkUnit
+from beamscore.io.base import BadRows, Source, WorkUnit
 from beamscore.model.binding import STRING, ColumnSpec
 from beamscore.model.inspect import SignatureInfo, TensorSpec
 
@@ -90,13 +90,18 @@ def parse_pad(pad: Mapping[str, Any] | None) -> dict[str, Pad]:
 
 
 def read_records(
-    f: BinaryIO, path: str, batch_size: int, limit: int | None = None
-) -> Iterator[tuple[list[bytes], list[int]]]:
+    f: BinaryIO, path: str, batch_size: int, limit: int | None = None, tolerant: bool = False
+) -> Iterator[tuple[list[bytes], list[int]] | BadRows]:
     """Yield ``(records, byte_offsets)`` in batches of at most ``batch_size`` records.
 
     Both CRCs of every record are checked; a mismatch or a short read is a
     :class:`BeamscoreError` naming ``path`` and the record's byte offset (in the
     uncompressed stream for GZIP files). ``limit`` stops after that many records.
+
+    ``tolerant`` (the dead-letter protocol, used when scoring): the records read so far are
+    yielded, then the bad record as :class:`BadRows`; a record whose data CRC fails is
+    skipped and reading goes on, while a bad length or a truncation ends the file there
+    (nothing after it can be framed).
     """
     buf, pos, base, eof = b"", 0, 0, False
     records: list[bytes] = []
@@ -112,33 +117,44 @@ def read_records(
         if len(buf) - pos == 0:
             break
         if len(buf) - pos < 12:
-            raise BeamscoreError(
+            error = BeamscoreError(
                 f"{path}: truncated record {count} at byte offset {base + pos}: "
                 f"the data ends after {base + len(buf)} bytes, inside the record header"
             )
+            yield from _bad_record(error, tolerant, records, offsets, count, None)
+            return
         length, length_crc = unpack_header(buf, pos)
         c = crc32c(buf[pos : pos + 8])
         if (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF != length_crc:  # masked CRC32C
-            raise BeamscoreError(
+            error = BeamscoreError(
                 f"{path}: corrupt record {count} at byte offset {base + pos}: the length's CRC does not match "
                 "(not a TFRecord file, a compressed file read as plain, or damaged data)"
             )
+            yield from _bad_record(error, tolerant, records, offsets, count, None)
+            return
         end = pos + 12 + length + 4
         while end > len(buf) and not eof:
             more = _read(f, path, max(_CHUNK, end - len(buf)), base + len(buf))
             eof = not more
             buf, base, end, pos = buf[pos:] + more, base + pos, end - pos, 0
         if end > len(buf):
-            raise BeamscoreError(
+            error = BeamscoreError(
                 f"{path}: truncated record {count} at byte offset {base + pos}: it needs {length + 16} bytes, "
                 f"the data ends after {base + len(buf)} bytes"
             )
+            yield from _bad_record(error, tolerant, records, offsets, count, None)
+            return
         data = buf[pos + 12 : end - 4]
         c = crc32c(data)
         if (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF != unpack_crc(buf, end - 4)[0]:
-            raise BeamscoreError(
+            error = BeamscoreError(
                 f"{path}: corrupt record {count} at byte offset {base + pos}: the data's CRC does not match"
             )
+            yield from _bad_record(error, tolerant, records, offsets, count, data)
+            records, offsets = [], []
+            count += 1
+            pos = end
+            continue
         records.append(data)
         offsets.append(base + pos)
         count += 1
@@ -148,6 +164,17 @@ def read_records(
             records, offsets = [], []
     if records:
         yield records, offsets
+
+
+def _bad_record(
+    error: BeamscoreError, tolerant: bool, records: list[bytes], offsets: list[int], index: int, data: bytes | None
+) -> Iterator[tuple[list[bytes], list[int]] | BadRows]:
+    """Raise ``error``, or (``tolerant``) yield the good records so far, then the bad one."""
+    if not tolerant:
+        raise error
+    if records:
+        yield list(records), list(offsets)
+    yield BadRows(rows=[index], error=str(error), raw=[data])
 
 
 def _read(f: BinaryIO, path: str, n: int, offset: int) -> bytes:
@@ -204,7 +231,7 @@ class TFRecordSource(Source):
 
     # -- worker side ---------------------------------------------------------------------
 
-    def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table]:
+    def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table | BadRows]:
         import tensorflow as tf
 
         if self.features is None:  # used outside a plan: take the schema from this file
@@ -214,12 +241,43 @@ class TFRecordSource(Source):
         empty = True
         index = 0
         with self._open(unit.path) as f:
-            for records, offsets in read_records(f, unit.path, batch_size):
+            for item in read_records(f, unit.path, batch_size, tolerant=self.dead_letters):
+                if isinstance(item, BadRows):
+                    yield item
+                    index += len(item.rows)
+                    continue
+                records, offsets = item
                 empty = False
-                yield self._table(records, offsets, index, columns, spec, unit.path, tf)
+                yield from self._tables(records, offsets, index, columns, spec, unit.path, tf)
                 index += len(records)
         if empty:
             yield self._table([], [], 0, columns, spec, unit.path, tf)
+
+    def _tables(self, records, offsets, first, columns, spec, path, tf) -> Iterator[pa.Table | BadRows]:
+        """One table for the batch; if it does not parse, the records that do not become
+        :class:`BadRows` in their place and the runs of good ones tables (failure path only)."""
+        try:
+            yield self._table(records, offsets, first, columns, spec, path, tf)
+            return
+        except BeamscoreError:
+            if not spec or not self.dead_letters:
+                raise
+        start = 0
+        for i, record in enumerate(records):
+            try:
+                tf.io.parse_example(tf.constant([record]), spec)
+                continue
+            except (tf.errors.InvalidArgumentError, ValueError):
+                try:
+                    error = self._explain([record], [offsets[i]], first + i, spec, path, tf, None)
+                except BeamscoreError as exc:  # not an Example at all
+                    error = exc
+            if i > start:
+                yield self._table(records[start:i], offsets[start:i], first + start, columns, spec, path, tf)
+            yield BadRows(rows=[first + i], error=str(error), raw=[record])
+            start = i + 1
+        if start < len(records):
+            yield self._table(records[start:], offsets[start:], first + start, columns, spec, path, tf)
 
     def _table(self, records, offsets, first, columns, spec, path, tf) -> pa.Table:
         values: dict[str, Any] = {}

@@ -30,7 +30,7 @@ class ReadUnitFn(beam.DoFn):
     """
 
     def __init__(self, source: Source, columns: Sequence[str], batch_size: int) -> None:
-        self.source = source
+        self.source = source.with_dead_letters()
         self.columns = list(columns)
         self.batch_size = batch_size
         self.rows_in = beam.metrics.Metrics.counter("beamscore", "rows_in")
