@@ -99,6 +99,19 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--outputs", action="append", nargs="+", help="signature outputs to write (default all)")
     score.add_argument("--batch-size", dest="batch_size", type=int, help="rows per signature call")
     score.add_argument(
+        "--model-copies",
+        dest="model_copies",
+        type=int,
+        help="serve N copies of the model per machine, shared by its worker processes (big models on GPUs)",
+    )
+    score.add_argument(
+        "--jit-compile",
+        dest="jit_compile",
+        action="store_true",
+        default=None,
+        help="XLA-compile the signature for batches of exactly --batch-size rows (the last one padded)",
+    )
+    score.add_argument(
         "--rows-per-unit", dest="rows_per_unit", type=int, help="split input files into work units of about N rows"
     )
     score.add_argument("--cast", action="store_true", default=None, help="allow lossy dtype casts (float64->float32)")
@@ -222,6 +235,8 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "map": _parse_map(args.map),
             "outputs": _flatten(args.outputs),
             "batch_size": args.batch_size,
+            "model_copies": args.model_copies,
+            "jit_compile": args.jit_compile,
             "rows_per_unit": args.rows_per_unit,
             "compression": args.compression,
             "pad": _parse_pad(args.pad),

@@ -17,7 +17,14 @@ __all__ = ["SECTIONS", "ScoreConfig", "load_yaml"]
 
 # section -> {yaml key: ScoreConfig field}
 SECTIONS: dict[str, dict[str, str]] = {
-    "model": {"path": "model", "signature": "signature", "tag_set": "tag_set", "version": "version"},
+    "model": {
+        "path": "model",
+        "signature": "signature",
+        "tag_set": "tag_set",
+        "version": "version",
+        "copies": "model_copies",
+        "jit_compile": "jit_compile",
+    },
     "input": {
         "paths": "inputs",
         "format": "format",
@@ -69,6 +76,8 @@ class ScoreConfig:
     max_failed_rows: int | None = None
     max_failed_fraction: float | None = None
     batch_size: int | None = None
+    model_copies: int | None = None
+    jit_compile: bool = False
     pipeline_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> ScoreConfig:
@@ -80,7 +89,11 @@ class ScoreConfig:
         ]
         if missing:
             raise BeamscoreError(f"missing {', '.join(missing)} (give it as a flag or in --config)")
-        for flag, value in (("--batch-size", self.batch_size), ("--rows-per-unit", self.rows_per_unit)):
+        for flag, value in (
+            ("--batch-size", self.batch_size),
+            ("--rows-per-unit", self.rows_per_unit),
+            ("--model-copies", self.model_copies),
+        ):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise BeamscoreError(f"{flag} must be a whole number of at least 1, got {value!r}")
         if self.output_format not in ("parquet", "npy"):

@@ -42,11 +42,19 @@ class ModelSpec:
     path: str
     tags: str = "serve"
     fingerprint: str | None = None
+    #: ``--model-copies``: 0 loads one copy per process; N > 0 serves N copies per machine.
+    copies: int = 0
+    #: ``--jit-compile``: call signatures XLA-compiled on batches of exactly ``fixed_batch`` rows.
+    jit_compile: bool = False
+    fixed_batch: int | None = None
 
     @property
     def key(self) -> str:
         """The key under which a process shares one loaded copy."""
-        return f"{self.path}|{','.join(parse_tags(self.tags))}|{self.fingerprint}"
+        key = f"{self.path}|{','.join(parse_tags(self.tags))}|{self.fingerprint}"
+        if self.jit_compile:
+            key += f"|jit{self.fixed_batch}"
+        return key + (f"|copies{self.copies}" if self.copies else "")
 
 
 class LoadedModel:
@@ -61,12 +69,22 @@ class LoadedModel:
         self.load_seconds = seconds
 
     def signature(self, name: str) -> Any:
-        """The concrete function of signature ``name``."""
+        """The function of signature ``name``: the concrete function, its fixed-batch XLA
+        wrapper (``jit_compile``) or a proxy of the machine's copy (``copies``)."""
+        if self.spec.copies:
+            from beamscore.model.copies import RemoteSignature
+
+            return RemoteSignature(self.obj, name)
         try:
-            return self.obj.signatures[name]
+            fn = self.obj.signatures[name]
         except KeyError:
             available = ", ".join(sorted(self.obj.signatures.keys()))
             raise BeamscoreError(f"signature {name!r} not found in {self.spec.path}; available: {available}") from None
+        if self.spec.jit_compile:
+            from beamscore.model.runner import FixedBatchSignature
+
+            return FixedBatchSignature(fn, self.spec.fixed_batch or 1024, jit_compile=True)
+        return fn
 
 
 def load_count() -> int:
@@ -79,7 +97,14 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     global _LOADS
     import tensorflow as tf
 
+    from beamscore.model.devices import configure_gpus
+
     start = time.perf_counter()
+    if spec.copies:  # a proxy of the copy this machine serves (loaded by its first process)
+        from beamscore.model.copies import acquire_copy
+
+        return LoadedModel(acquire_copy(spec, spec.copies), spec, time.perf_counter() - start)
+    configure_gpus()
     local = local_copy(spec.path, spec.fingerprint)
     obj = tf.saved_model.load(local, tags=list(parse_tags(spec.tags)))
     seconds = time.perf_counter() - start

@@ -4,6 +4,11 @@
 with its :class:`~beamscore.model.binding.InputBinding` (cast, reshape), calls the
 signature once for the whole batch and returns ``{output key: numpy array}``, calling
 ``.numpy()`` once per output.
+
+:class:`FixedBatchSignature` wraps a signature for ``--jit-compile``: XLA compiles one program
+per input shape, so every call is cut into batches of exactly ``batch_size`` rows, the last
+one padded by repeating its first row, and the outputs are sliced back to the real rows. A
+final partial batch then reuses the compiled program instead of compiling (and tracing) anew.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 from beamscore.errors import BeamscoreError
 from beamscore.model.binding import InputBinding
 
-__all__ = ["SignatureRunner"]
+__all__ = ["FixedBatchSignature", "SignatureRunner"]
 
 
 class SignatureRunner:
@@ -56,5 +61,49 @@ class SignatureRunner:
 
 
 def _to_numpy(tensor: Any) -> np.ndarray:
-    array = tensor.numpy()
-    return np.asarray(array)
+    if isinstance(tensor, np.ndarray):  # a signature served by another process returns numpy
+        return tensor
+    return np.asarray(tensor.numpy())
+
+
+class FixedBatchSignature:
+    """A signature called only on batches of exactly ``batch_size`` rows (pad, call, slice).
+
+    With ``jit_compile`` the call is an XLA-compiled ``tf.function`` around the signature,
+    compiled once for that shape. ``traces`` counts how often it was traced (tests check
+    that a partial last batch does not add one).
+    """
+
+    def __init__(self, fn: Any, batch_size: int, jit_compile: bool = True) -> None:
+        import tensorflow as tf
+
+        if batch_size < 1:
+            raise BeamscoreError(f"a fixed batch size must be at least 1, got {batch_size}")
+        self.structured_outputs = fn.structured_outputs
+        self.batch_size = batch_size
+        self.traces = 0
+
+        def call(**feeds: Any) -> Any:
+            self.traces += 1  # runs only while tracing
+            return fn(**feeds)
+
+        self._call = tf.function(call, jit_compile=jit_compile, reduce_retracing=False)
+
+    def __call__(self, **feeds: Any) -> dict[str, Any]:
+        import tensorflow as tf
+
+        n = int(next(iter(feeds.values())).shape[0])
+        b = self.batch_size
+        pieces: list[dict[str, Any]] = []
+        for start in range(0, n, b):
+            chunk = {key: value[start : start + b] for key, value in feeds.items()}
+            rows = min(b, n - start)
+            if rows < b:
+                chunk = {key: tf.concat([v, tf.repeat(v[:1], b - rows, axis=0)], axis=0) for key, v in chunk.items()}
+            out = self._call(**chunk)
+            pieces.append({key: value[:rows] for key, value in out.items()})
+        if len(pieces) == 1:
+            return pieces[0]
+        if not pieces:  # zero rows: nothing to pad from; the caller handles empty batches
+            raise BeamscoreError("a fixed-batch signature was called with no rows")
+        return {key: tf.concat([p[key] for p in pieces], axis=0) for key in pieces[0]}

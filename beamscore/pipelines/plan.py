@@ -142,7 +142,14 @@ def plan_job(config: ScoreConfig) -> Plan:
     return Plan(
         config=config,
         model=info,
-        spec=ModelSpec(path=info.path, tags=config.tag_set, fingerprint=info.fingerprint),
+        spec=ModelSpec(
+            path=info.path,
+            tags=config.tag_set,
+            fingerprint=info.fingerprint,
+            copies=config.model_copies or 0,
+            jit_compile=config.jit_compile,
+            fixed_batch=batch_size if config.jit_compile else None,
+        ),
         signature=signature,
         bindings=bindings,
         outputs=outputs,
