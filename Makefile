@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-quick bench-baselines clean
+.PHONY: install demo test lint format bench bench-quick bench-scaling bench-baselines clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: $(STAMP) $(BASELINES)
 
 bench-quick: $(STAMP) $(BASELINES)
 	$(PY) -m benchmarks.bench --quick $(ARGS)
+
+# rows/s of one job on 1 and 2 worker processes (MobileNetV2); e.g. ARGS="--rows 2048 --workers 1 2 4"
+bench-scaling: $(STAMP)
+	$(PY) -m benchmarks.scaling $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-baselines build demo .pytest_cache
