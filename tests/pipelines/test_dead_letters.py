@@ -115,9 +115,7 @@ def test_wrong_typed_shard_bad_rows_and_nan_among_good_ones(jm, tmp_path):
     assert json.loads(by_row[("s1.parquet", 5)]["raw"]) == {"id": 35, "x": lists[5]}
     wrong_type = [e for e in errors if e["source"].endswith("s2.parquet")]
     assert sorted(e["row"] for e in wrong_type) == list(range(30))
-    assert {e["error"] for e in wrong_type} == {
-        "column 'x' has dtype float64, signature input 'x' expects float32"
-    }
+    assert {e["error"] for e in wrong_type} == {"column 'x' has dtype float64, signature input 'x' expects float32"}
     table = read_output(str(out))
     good = np.ones(90, dtype=bool)
     good[[35, 37, 42]] = False
