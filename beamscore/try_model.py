@@ -133,7 +133,7 @@ def parse_print_options(text: str | None) -> dict[str, object]:
         if not sep or key not in PRINT_OPTIONS:
             names = ", ".join(sorted(PRINT_OPTIONS))
             raise BeamscoreError(f"--print-options {part.strip()!r}: expected NAME=VALUE with NAME one of {names}")
-        options[key] = evaluate_expression(value, f"--print-options {key}")
+        options[key] = evaluate_expression(value, f"--print-options {key}", allow_calls=False)
     try:
         with np.printoptions(**options):
             pass

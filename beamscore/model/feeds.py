@@ -185,17 +185,23 @@ def parse_expressions(text: str) -> dict[str, np.ndarray]:
     """Evaluate ``--input-exprs 'x=[[1.0,2.0]];y=np.ones((2,3))'`` without ``eval``."""
     arrays = {}
     for key, value in split_pairs(text, "--input-exprs"):
-        arrays[_new_key(arrays, key, "--input-exprs")] = np.asarray(evaluate_expression(value, f"--input-exprs {key}"))
+        where = f"--input-exprs {key}"
+        result = evaluate_expression(value, where)
+        try:
+            arrays[_new_key(arrays, key, "--input-exprs")] = np.asarray(result)
+        except ValueError as exc:  # ragged nested lists
+            raise BeamscoreError(f"{where}: {value!r} is not one rectangular array: {exc}") from None
     return arrays
 
 
-def evaluate_expression(text: str, where: str = "expression") -> Any:
-    """The value of ``text``: a Python literal or an allowed ``np.*`` call with literal arguments."""
+def evaluate_expression(text: str, where: str = "expression", allow_calls: bool = True) -> Any:
+    """The value of ``text``: a Python literal or (if ``allow_calls``) an allowed ``np.*`` call with
+    literal arguments."""
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise BeamscoreError(f"{where}: {text!r} is not a Python expression: {exc.msg}") from None
-    return _Evaluator(where, text).value(tree.body, allow_calls=True)
+    return _Evaluator(where, text).value(tree.body, allow_calls=allow_calls)
 
 
 def _shape_size(shape: Any) -> int:
@@ -278,7 +284,7 @@ class _Evaluator:
             return np.dtype(getattr(np, self._numpy_attr(node)))
         if isinstance(node, ast.Call):
             if not allow_calls:
-                raise self.refuse(node, "the nested call")
+                raise self.refuse(node, "the call")
             return self.call(node)
         if isinstance(node, ast.Name):
             raise self.refuse(node, "the name")

@@ -10,6 +10,7 @@ the highest unless one is asked for, as TensorFlow Serving does.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 
 from beamscore import fs as bfs
@@ -25,6 +26,7 @@ __all__ = [
     "parse_tags",
 ]
 
+_LOG = logging.getLogger(__name__)
 SAVED_MODEL_PB = "saved_model.pb"
 FINGERPRINT_PB = "fingerprint.pb"
 DEFAULT_TAGS = "serve"
@@ -209,7 +211,7 @@ def _parse_saved_model(raw: bytes, url: str) -> tuple[MetaGraphInfo, ...]:
                 tags=parse_tags(list(mg.meta_info_def.tags)),
                 signatures=sigs,
                 ops=_ops_used(mg),
-                functions=_functions(mg),
+                functions=_functions_or_none(mg, url),
             )
         )
     return tuple(graphs)
@@ -220,6 +222,19 @@ def _ops_used(mg) -> tuple[str, ...]:
     from tensorflow.python.framework import meta_graph
 
     return tuple(sorted(meta_graph.ops_used_by_graph_def(mg.graph_def)))
+
+
+def _functions_or_none(mg, url: str) -> tuple[FunctionInfo, ...]:
+    """:func:`_functions`, or none if the object graph holds something this TensorFlow cannot decode.
+
+    The list is shown by ``beamscore show --all`` and nothing else depends on it, so a model
+    that scores fine must never fail to inspect because of it.
+    """
+    try:
+        return _functions(mg)
+    except Exception as exc:  # noqa: BLE001 - informative only; see the docstring
+        _LOG.info("beamscore: cannot list the saved functions of %s: %s", url, exc)
+        return ()
 
 
 def _functions(mg) -> tuple[FunctionInfo, ...]:

@@ -53,7 +53,7 @@ def test_evaluate_allowed(text, expected):
         ("x", "the name 'x'"),
         ("1 + 1", "the expression '1 + 1'"),
         ("-'a'", "the operator in"),
-        ("[np.ones(2)]", "the nested call"),
+        ("[np.ones(2)]", "the call 'np.ones(2)'"),
         ("np.zeros(*[2])", "the * in"),
         ("np.zeros(2, **{})", "the ** in"),
         ("...", "the literal"),
@@ -102,3 +102,10 @@ def test_files_over_fsspec_memory():
         feeds.parse_inputs("c=memory://feeds/bad.npy")
     with pytest.raises(BeamscoreError, match="input 'a' is given twice"):
         feeds.parse_inputs("a=memory://feeds/x.npy;a=memory://feeds/x.npy")
+
+
+def test_ragged_lists_and_calls_where_only_literals_go():
+    with pytest.raises(BeamscoreError, match=r"^--input-exprs x: '\[\[1, 2\], \[3\]\]' is not one rectangular array"):
+        feeds.parse_expressions("x=[[1, 2], [3]]")
+    with pytest.raises(BeamscoreError, match=r"^w: the call 'np\.ones\(3\)' is not allowed"):
+        feeds.evaluate_expression("np.ones(3)", "w", allow_calls=False)
