@@ -303,3 +303,25 @@ def test_console_run_is_quiet_and_imports_no_beam(models, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["output 'out': float32 (1,)", "[6.]", "no beam"]
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("signature", ["serve", "serving_default"])
+def test_keras_export(models, capsys, tmp_path, signature):
+    x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
+    exprs = f"features={x.tolist()}"
+    run_ok(capsys, models["keras"], "--signature", signature, "--input-exprs", exprs, "--outdir", str(tmp_path))
+    expected = direct_call(models["keras"], signature, features=x)
+    got = saved(tmp_path)
+    assert sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(got[key], value)
+
+
+def test_version_of_a_base_dir(models, capsys, tmp_path):
+    args = ["--input-exprs", "x=[[1, 2, 3, 4]]", "--signature", "embed", "--version", "1", "--outdir", str(tmp_path)]
+    run_ok(capsys, models["versioned"], *args)
+    path = os.path.join(models["versioned"], "1")
+    expected = direct_call(path, "embed", x=np.array([[1, 2, 3, 4]], np.float32))
+    np.testing.assert_array_equal(saved(tmp_path)["norm"], expected["norm"])
+    line = run_fails(capsys, models["versioned"], "--input-exprs", "x=[[1, 2, 3, 4]]", "--version", "7")
+    assert "version 7 not found in" in line and "versions found: 1, 2" in line
