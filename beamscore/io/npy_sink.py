@@ -2,7 +2,7 @@
 
 Layout: ``OUTPUT/<column>/part-SSSSS-UUUUU.npy`` for every signature output and every
 ``--keep`` column, where ``<column>`` is :func:`beamscore.paths.safe_component` of the name
-(``../x`` becomes ``..%2Fx``; a leading ``_`` or ``.`` is escaped too, so a column can never
+(``../x`` becomes ``%2E.%2Fx``: a leading ``_`` or ``.`` is escaped too, so a column can never
 take the place of ``_errors`` or ``_manifest.json``). Files of the same unit share the part
 name and hold the same rows in input order, so ``np.load`` of one part across columns lines
 up row by row.
