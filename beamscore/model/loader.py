@@ -83,7 +83,7 @@ class LoadedModel:
         if self.spec.jit_compile:
             from beamscore.model.runner import FixedBatchSignature
 
-            return FixedBatchSignature(fn, self.spec.fixed_batch or 1024, jit_compile=True)
+            return FixedBatchSignature(fn, self.spec.fixed_batch or 1024, jit_compile=True, keep=self.obj)
         return fn
 
 

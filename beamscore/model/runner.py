@@ -74,7 +74,9 @@ class FixedBatchSignature:
     that a partial last batch does not add one).
     """
 
-    def __init__(self, fn: Any, batch_size: int, jit_compile: bool = True) -> None:
+    def __init__(self, fn: Any, batch_size: int, jit_compile: bool = True, keep: Any = None) -> None:
+        """``keep`` is the loaded SavedModel: a traced call captures its variables weakly, so the
+        object that owns them must live as long as this wrapper."""
         import tensorflow as tf
 
         if batch_size < 1:
@@ -82,6 +84,7 @@ class FixedBatchSignature:
         self.structured_outputs = fn.structured_outputs
         self.batch_size = batch_size
         self.traces = 0
+        self._keep = keep
 
         def call(**feeds: Any) -> Any:
             self.traces += 1  # runs only while tracing
