@@ -209,8 +209,8 @@ def _shape_size(shape: Any) -> int:
     return math.prod(int(d) for d in dims)
 
 
-def _size_zeros(shape: Any, *_: Any, **__: Any) -> int:
-    return _shape_size(shape)
+def _size_zeros(*args: Any, **kwargs: Any) -> int:
+    return _shape_size(kwargs["shape"] if "shape" in kwargs else args[0])
 
 
 def _size_arange(*args: Any, **kwargs: Any) -> int:

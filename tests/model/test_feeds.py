@@ -29,6 +29,8 @@ def test_split_pairs_respects_quotes_and_brackets():
         ("{'k': [1]}", {"k": [1]}),
         ("np.zeros(3, dtype=np.int32)", np.zeros(3, dtype=np.int32)),
         ("numpy.eye(2, 3)", np.eye(2, 3)),
+        ("np.full(shape=(2, 1), fill_value=7)", np.full((2, 1), 7)),
+        ("np.ones(shape=2, dtype='int8')", np.ones(2, dtype=np.int8)),
         ("np.arange(1, 10, 3)", np.arange(1, 10, 3)),
         ("np.linspace(0, 1, num=5, endpoint=False)", np.linspace(0, 1, num=5, endpoint=False)),
     ],
@@ -60,6 +62,11 @@ def test_evaluate_allowed(text, expected):
         ("np.ones((20000, 20000))", "would make 400,000,000 values"),
         ("np.arange(0, 1e9, 1)", "would make 1,000,000,000 values"),
         ("np.zeros('a')", "bad arguments for np.zeros"),
+        ("np.zeros()", "bad arguments for np.zeros"),
+        ("np.zeros(-1)", "bad arguments for np.zeros"),
+        ("np.full(shape=(10**5,), fill_value=1)", "the expression '10**5'"),
+        ("np.eye(20000)", "would make 400,000,000 values"),
+        ("np.linspace(0, 1, 200000000)", "would make 200,000,000 values"),
     ],
 )
 def test_evaluate_refused(text, what):
