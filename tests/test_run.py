@@ -325,3 +325,9 @@ def test_version_of_a_base_dir(models, capsys, tmp_path):
     np.testing.assert_array_equal(saved(tmp_path)["norm"], expected["norm"])
     line = run_fails(capsys, models["versioned"], "--input-exprs", "x=[[1, 2, 3, 4]]", "--version", "7")
     assert "version 7 not found in" in line and "versions found: 1, 2" in line
+
+
+def test_model_failure_is_one_line_with_tensorflows_reason(trial, capsys):
+    line = run_fails(capsys, trial["examples"], "--input-examples", 'examples=[{"age": [1, 2], "education": [3]}]')
+    assert "signature 'serving_default' of" in line and "failed on these inputs:" in line
+    assert "Key: education, Index: 0.  Data types don't match. Expected type: string, Actual type: int64" in line
