@@ -1,0 +1,138 @@
+"""Commit and resume: a killed job leaves no manifest, ``--resume`` finishes it identically.
+
+The killed job is a real ``python -m beamscore score`` process over many small units (a
+model that spins ~50 ms per call makes it slow enough to catch); the test kills it with
+SIGKILL once some units have receipts, then reruns the same command with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import builders
+import job_models
+import pyarrow.parquet as pq
+import pytest
+from conftest import read_output
+
+from beamscore.cli import main
+
+UNITS = 60
+
+
+@pytest.fixture(scope="module")
+def jm(tmp_path_factory) -> dict[str, str]:
+    return job_models.build_all(str(tmp_path_factory.mktemp("job_models")))
+
+
+@pytest.fixture(scope="module")
+def many_units(tmp_path_factory) -> tuple[list[str], object, object]:
+    """One Parquet file of ``UNITS`` row groups of 40 rows: one work unit per row group."""
+    root = tmp_path_factory.mktemp("many_units")
+    return builders.write_parquet_shards(str(root), rows=40 * UNITS, shards=1, row_group_size=40)
+
+
+def job(model: str, data: str, out) -> list[str]:
+    return ["score", "--model", model, "--input", data, "--output", str(out), "--keep", "id", "--rows-per-unit", "40"]
+
+
+def manifest_of(out) -> dict:
+    m = json.loads((out / "_manifest.json").read_text())
+    assert m["rows_in"] == m["rows_out"] + m["rows_failed"]
+    return m
+
+
+def test_killed_run_then_resume_gives_the_uninterrupted_result(jm, many_units, tmp_path, capsys):
+    paths, ids, _x = many_units
+    reference = tmp_path / "reference"
+    assert main(job(jm["slow"], paths[0], reference)) == 0
+    capsys.readouterr()
+
+    out = tmp_path / "out"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "beamscore", *job(jm["slow"], paths[0], out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    receipts = out / "_units"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if receipts.exists() and len([f for f in os.listdir(receipts) if f.startswith("part-")]) >= 5:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the job ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate()
+    done_before = sorted(f for f in os.listdir(receipts) if f.startswith("part-"))
+    assert 5 <= len(done_before) < UNITS
+    assert not (out / "_manifest.json").exists()  # killed: visibly unfinished
+
+    # without --resume the unfinished dir is refused, with it the job is finished
+    assert main(job(jm["slow"], paths[0], out)) == 2
+    assert "pass --resume to continue it" in capsys.readouterr().err
+    assert main([*job(jm["slow"], paths[0], out), "--resume"]) == 0
+    assert "units already done, resumed" in capsys.readouterr().out
+    m = manifest_of(out)
+    assert m["units"] == UNITS and m["units_resumed"] >= len(done_before)
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (len(ids), len(ids), 0)
+    ref = manifest_of(reference)
+    assert [os.path.basename(f) for f in m["outputs"]] == [os.path.basename(f) for f in ref["outputs"]]
+    assert read_output(str(out)).equals(read_output(str(reference)))
+    assert not (out / "_temporary").exists()
+
+    # a finished output is refused, --resume or not, unless --overwrite
+    assert main([*job(jm["slow"], paths[0], out), "--resume"]) == 2
+    assert "holds a finished result (_manifest.json); pass --overwrite" in capsys.readouterr().err
+
+
+def test_resume_refuses_another_job_and_redoes_half_written_units(jm, models, many_units, tmp_path, capsys):
+    paths, _ids, _x = many_units
+    out = tmp_path / "out"
+    assert main(job(jm["slow"], paths[0], out)) == 0
+    first = read_output(str(out))
+    # simulate a run killed after unit 7's file was renamed but before its receipt was written,
+    # and one killed before unit 8's file appeared
+    (out / "_manifest.json").unlink()
+    (out / "_units" / "part-00000-00007.json").unlink()
+    (out / "part-00000-00008.parquet").unlink()
+    pq.write_table(first.slice(0, 3), out / "part-00000-00007.parquet")  # garbage under the final name
+    code = main([*job(models["two_sig"], paths[0], out)[:-2], "--rows-per-unit", "40", "--resume"])
+    assert code == 2
+    assert "was started by a different job: model_fingerprint was" in capsys.readouterr().err
+    assert main([*job(jm["slow"], paths[0], out), "--resume"]) == 0
+    m = manifest_of(out)
+    assert m["units_resumed"] == UNITS - 2 and m["units"] == UNITS
+    assert read_output(str(out)).equals(first)
+
+
+def test_output_path_placeholders(models, shards, tmp_path, capsys):
+    paths, _ids, _x = shards
+    template = str(tmp_path / "runs" / "{date}" / "v{model_version}")
+    assert main(["score", "--model", models["versioned"], "--input", paths[0], "--output", template]) == 0
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    out = tmp_path / "runs" / today / "v2"
+    assert manifest_of(out)["output"] == str(out)
+    assert f"output: {out}" in capsys.readouterr().out
+    stamped = str(tmp_path / "stamped" / "{datetime}")
+    assert main(["score", "--model", models["two_sig"], "--input", paths[0], "--output", stamped]) == 0
+    (made,) = os.listdir(tmp_path / "stamped")
+    assert dt.datetime.strptime(made, "%Y-%m-%dT%H-%M-%SZ")
+    for bad, message in (
+        ("{user}", "unknown placeholder {user}; known: {date}, {datetime}, {model_version}"),
+        ("{model_version}", "is not a versioned base dir"),
+        ("{date.__class__}", "unknown placeholder {date.__class__}"),
+    ):
+        code = main(["score", "--model", models["two_sig"], "--input", paths[0], "--output", str(tmp_path / bad)])
+        assert code == 2
+        assert message in capsys.readouterr().err
