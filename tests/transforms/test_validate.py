@@ -1,0 +1,53 @@
+"""``check_rows``: which rows of a batch the signature can take, found without per-row Python."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from beamscore.model.binding import InputBinding
+from beamscore.transforms.validate import check_rows
+
+X = {"x": InputBinding(input="x", column="x", dtype="float32", shape=(None, 4), cast=False)}
+
+
+def test_good_batch_passes_untouched():
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    checked = check_rows(pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 4)}), X)
+    assert checked.good.tolist() == [0, 1, 2] and not len(checked.bad)
+    np.testing.assert_array_equal(checked.columns["x"], x)
+
+
+def test_nulls_wrong_lengths_and_nan_are_rows_not_batches():
+    rows = [[1.0, 2, 3, 4], None, [1.0, 2], [1.0, None, 3, 4], [float("nan"), 0, 0, 0], [5.0, 6, 7, 8]]
+    table = pa.table({"x": pa.array(rows, type=pa.list_(pa.float32()))})
+    checked = check_rows(table, X, reject_nan=True)
+    assert checked.good.tolist() == [0, 5]
+    assert checked.bad.tolist() == [1, 2, 3, 4]
+    assert checked.errors == [
+        "column 'x' is null; inputs must not be null",
+        "column 'x' has 2 values, input 'x' takes 4 per row",
+        "column 'x' has a null value inside its list; inputs must not be null",
+        "column 'x' holds NaN or infinity (--reject-nan)",
+    ]
+    np.testing.assert_array_equal(checked.columns["x"], np.array([[1, 2, 3, 4], [5, 6, 7, 8]], np.float32))
+    assert check_rows(table.slice(4, 1), X).good.tolist() == [0]  # NaN is fine without --reject-nan
+
+
+def test_unknown_row_length_takes_the_batch_majority_from_row_zero():
+    binding = {"t": InputBinding(input="t", column="t", dtype="int64", shape=(None, None), cast=False)}
+    table = pa.table({"t": pa.array([[1, 2, 3], [4, 5, 6], [7]], type=pa.list_(pa.int64()))})
+    checked = check_rows(table, binding)
+    assert checked.good.tolist() == [0, 1] and checked.bad.tolist() == [2]
+    assert "its batch's first row has 3" in checked.errors[0]
+
+
+def test_a_column_of_the_wrong_type_fails_the_whole_batch_with_one_message():
+    table = pa.table({"x": pa.array([["a", "b", "c", "d"]] * 3, type=pa.list_(pa.string()))})
+    checked = check_rows(table, X)
+    assert checked.bad.tolist() == [0, 1, 2] and not len(checked.good)
+    assert len(set(checked.errors)) == 1 and "expects float32" in checked.errors[0]
+    safe = pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(np.arange(8, dtype=np.int8)), 4)})
+    assert check_rows(safe, X).columns["x"].dtype == np.float32  # a safe cast is made
+    missing = check_rows(pa.table({"y": [1, 2]}), X)
+    assert missing.bad.tolist() == [0, 1] and "no column 'x'" in missing.errors[0]
