@@ -1,0 +1,43 @@
+"""Beam metrics of a scoring job: counters and distributions agree with the manifest."""
+
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+import job_models
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.metrics.metric import MetricsFilter
+
+from beamscore.config import ScoreConfig
+from beamscore.pipelines.plan import plan_job
+from beamscore.pipelines.resume import start_output
+from beamscore.pipelines.runners import make_runner, pipeline_options
+from beamscore.pipelines.score import build_pipeline
+
+
+def test_counters_and_distributions(tmp_path):
+    jm = job_models.build_all(str(tmp_path / "models"))
+    x = np.random.default_rng(5).normal(size=(250, 4)).astype(np.float32)
+    x[7, 0] = 1000.0  # one row the model raises on
+    data = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 4)}), data)
+    config = ScoreConfig(model=jm["raising"], inputs=[str(data)], output=str(tmp_path / "out"), batch_size=100)
+    plan = plan_job(config)
+    options = pipeline_options([], {})
+    p = beam.Pipeline(runner=make_runner(options), options=options)
+    build_pipeline(p, plan, start_output(plan))
+    result = p.run()
+    result.wait_until_finish()
+    metrics = result.metrics().query(MetricsFilter().with_namespace("beamscore"))
+    counters = {c.key.metric.name: c.committed for c in metrics["counters"]}
+    assert (counters["rows_in"], counters["rows_out"], counters["rows_failed"]) == (250, 249, 1)
+    assert counters["batches"] == 3 and counters["units"] == 1
+    dists = {d.key.metric.name: d.committed for d in metrics["distributions"]}
+    assert (dists["batch_rows"].count, dists["batch_rows"].sum, dists["batch_rows"].max) == (3, 250, 100)
+    assert dists["batch_latency_ms"].count == 3
+    assert counters["model_loads"] == dists["model_load_ms"].count == 1 and dists["model_load_ms"].sum > 0
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert (manifest["rows_in"], manifest["rows_out"], manifest["rows_failed"]) == (250, 249, 1)
