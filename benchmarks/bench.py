@@ -30,7 +30,13 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASELINES = os.path.join(ROOT, ".venv-baselines")
 
-__all__ = ["Result", "main"]
+__all__ = ["IMAGE_MODELS", "Result", "main"]
+
+#: image model name -> its builder in :mod:`benchmarks.build`
+IMAGE_MODELS = {
+    "mobilenet": lambda build: build.build_mobilenet,
+    "resnet50": lambda build: build.build_resnet50,
+}
 
 
 @dataclass
@@ -161,6 +167,8 @@ def run_all(args) -> list[Result]:
         }
 
     mlp_outs = ["embedding", "scores"]
+    if "mlp" not in args.models:
+        selected -= {"B1", "B2"}
     b = args.batch_size
     plan: list[tuple[Result, dict, dict]] = [
         (Result("mlp", "R0", "npz"), job("R0", mlp_data, mlp, "serving_default", "x", mlp_outs, b), threads),
@@ -179,7 +187,7 @@ def run_all(args) -> list[Result]:
                 threads,
             )
         )
-    else:
+    elif "mlp" in args.models:
         results.append(Result("mlp", "P", "tfrecord", error="beamscore has no TFRecord source yet"))
     plan += [
         (
@@ -198,34 +206,27 @@ def run_all(args) -> list[Result]:
             {**threads, **base_env},
         ),
     ]
-    if args.images:
-        mobilenet = os.path.join(models, "mobilenet_v2")
-        if not os.path.exists(os.path.join(mobilenet, "saved_model.pb")):
-            build.build_mobilenet(mobilenet)
+    image_models = [m for m in args.models if m in IMAGE_MODELS]
+    if args.images and image_models:
         img = build.build_dataset(os.path.join(work, "data", "image"), "image", args.images, 2)
         ib = args.image_batch_size
-        key = "keras_tensor"
-        plan += [
-            (Result("mobilenet", "R0", "npz"), job("R0", img, mobilenet, "serve", key, ["output_0"], ib), threads),
-            (Result("mobilenet", "R1", "parquet"), job("R1", img, mobilenet, "serve", key, ["output_0"], ib), threads),
-            (
-                Result("mobilenet", "P", "parquet"),
-                job(
-                    "P",
-                    img,
-                    mobilenet,
-                    "serve",
-                    key,
-                    ["output_0"],
-                    ib,
-                    format="parquet",
-                    extra=["--map", "keras_tensor=x"],
-                ),
-                threads,
-            ),
-        ]
+        for name in image_models:
+            path = os.path.join(models, name)
+            if not os.path.exists(os.path.join(path, "saved_model.pb")):
+                IMAGE_MODELS[name](build)(path)
+            key = _only_input(path, "serve")  # Keras names it keras_tensor or keras_tensor_N
+            outs = ["output_0"]
+            p_job = job("P", img, path, "serve", key, outs, ib, format="parquet", extra=["--map", f"{key}=x"])
+            plan += [
+                (Result(name, "R0", "npz"), job("R0", img, path, "serve", key, outs, ib), threads),
+                (Result(name, "R1", "parquet"), job("R1", img, path, "serve", key, outs, ib), threads),
+                (Result(name, "P", "parquet"), p_job, threads),
+            ]
+            if args.jit:
+                jit_job = {**p_job, "extra": [*p_job["extra"], "--jit-compile"]}
+                plan.append((Result(name, "P", "parquet", note="--jit-compile"), jit_job, threads))
     for res, spec, env in plan:
-        if res.path not in selected:
+        if res.path not in selected or res.model not in args.models:
             continue
         if res.path in ("B1", "B2") and not have_baselines:
             res.error = f"{BASELINES} missing: run `make bench-baselines`"
@@ -233,6 +234,13 @@ def run_all(args) -> list[Result]:
             continue
         results.append(_measure(res, spec, args, env))
     return results
+
+
+def _only_input(model: str, signature: str) -> str:
+    from beamscore.model.inspect import inspect_model
+
+    (key,) = inspect_model(model).signature(signature, "serve").inputs
+    return key
 
 
 def _find(results: list[Result], model: str, path: str, input_: str, small: bool = False) -> Result | None:
@@ -320,6 +328,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, help="TF intra- and inter-op threads for every path (default: TF's)")
     ap.add_argument("--repeat", type=int, help="runs per path; the table shows medians (default 3; --quick 1)")
     ap.add_argument("--paths", nargs="+", default=["R0", "R1", "P", "B1", "B2"], help="which paths to run")
+    ap.add_argument(
+        "--models", nargs="+", default=["mlp", "mobilenet"], help="mlp, mobilenet, resnet50 (default mlp mobilenet)"
+    )
+    ap.add_argument("--jit", action="store_true", help="also run P with --jit-compile on the image models")
     ap.add_argument("--work", default=os.path.join(ROOT, "build", "bench"), help="models, data, outputs, logs")
     ap.add_argument("--json", help="also write the results as JSON here")
     return ap
