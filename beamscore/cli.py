@@ -256,7 +256,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
 
     warnings = check_launch(plan, options)
     if args.dry_run:
-        print(render_plan(plan, options, warnings, output_state(config.output, config.overwrite)))
+        print(render_plan(plan, options, warnings, output_state(plan.config.output, config.overwrite, config.resume)))
         return 0
     for warning in warnings:
         print(f"beamscore: warning: {warning}", file=sys.stderr)

@@ -43,7 +43,7 @@ def check_launch(plan: Plan, options: PipelineOptions) -> list[str]:
     return warnings
 
 
-def output_state(output: str, overwrite: bool) -> str:
+def output_state(output: str, overwrite: bool, resume: bool = False) -> str:
     """What a run would find at ``output``, read-only; raises where the run would refuse it."""
     fs, root = bfs.filesystem(output)
     if not fs.exists(root):
@@ -55,6 +55,8 @@ def output_state(output: str, overwrite: bool) -> str:
         return "empty directory"
     finished = fs.exists(bfs.join(root, MANIFEST))
     what = "a finished result (_manifest.json)" if finished else f"{len(entries)} entries"
+    if resume and not finished and not overwrite:
+        return f"holds {what}; --resume continues the unfinished job (units already written are skipped)"
     if not overwrite:
         raise BeamscoreError(f"output {output!r} is not empty: it holds {what}; pass --overwrite to replace it")
     return f"holds {what}; --overwrite replaces beamscore's files"
