@@ -18,6 +18,7 @@ import apache_beam as beam
 from beamscore import fs as bfs
 from beamscore._version import __version__
 from beamscore.transforms.batch import UnitResult
+from beamscore.transforms.dead_letters import ERRORS_DIR
 
 __all__ = ["MANIFEST", "WriteManifest", "versions", "write_manifest"]
 
@@ -77,8 +78,9 @@ def write_manifest(
         json.dump(manifest, f, indent=2, sort_keys=False)
         f.write("\n")
     fs.mv(temp, bfs.join(root, MANIFEST))
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm(bfs.join(root, "_temporary"), recursive=True)
+    for temp_dir in (bfs.join(root, "_temporary"), bfs.join(root, ERRORS_DIR, "_temporary")):
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(temp_dir, recursive=True)
     return manifest
 
 

@@ -69,6 +69,7 @@ def test_a_row_that_makes_the_model_raise_costs_only_itself(jm, tmp_path, capsys
     assert (bad["source"], bad["row"], bad["stage"]) == (str(tmp_path / "in" / "s0.parquet"), 123, "model")
     assert "x[:, 0] must be below 100" in bad["error"] and "Graph execution" not in bad["error"]
     assert json.loads(bad["raw"])["id"] == 123
+    assert not (out / "_temporary").exists() and not (out / "_errors" / "_temporary").exists()
     table = read_output(str(out))
     good = ids != 123
     assert table["id"].to_numpy().tolist() == ids[good].tolist()
