@@ -22,13 +22,16 @@ def safe_component(name: str) -> str:
     """One path component for ``name``: unsafe characters percent-escaped, never ``.``/``..``.
 
     The mapping is injective (``%`` itself is escaped), so two different keys never share
-    a file name; ``a/b`` becomes ``a%2Fb`` and ``..`` becomes ``%2E%2E``.
+    a file name; ``a/b`` becomes ``a%2Fb``, ``..`` becomes ``%2E%2E`` and a leading dot is
+    escaped so that no output is a hidden file (``../x`` becomes ``%2E.%2Fx``).
     """
     if not name:
         raise BeamscoreError("an empty name cannot be used as a file name")
     escaped = _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)
-    if escaped.strip(".") == "":
+    if escaped.strip(".") == "":  # "." and ".."
         escaped = escaped.replace(".", "%2E")
+    elif escaped.startswith("."):  # no hidden files such as "..%2Fx"
+        escaped = "%2E" + escaped[1:]
     return escaped
 
 

@@ -181,11 +181,11 @@ def test_outdir_keeps_odd_keys_inside_and_refuses_to_overwrite(trial, capsys, tm
     args = [trial["edge"], "--input-exprs", 'n=[1, 2];s=["ab", "c;d"]', "--outdir", str(out)]
     text = run_ok(capsys, *args)
     names = sorted(os.listdir(out))
-    assert names == ["..%2F..%2Fescaped.npy", "a%2Fb.npy", "text.npy"]
+    assert names == ["%2E.%2F..%2Fescaped.npy", "a%2Fb.npy", "text.npy"]
     assert sorted(os.listdir(tmp_path)) == ["a"] and sorted(os.listdir(tmp_path / "a")) == ["b"]
     assert "output '../../escaped': int32 (2,) ->" in text
     got = {name: np.load(out / name, allow_pickle=False) for name in names}
-    assert got["..%2F..%2Fescaped.npy"].tolist() == [2, 4]
+    assert got["%2E.%2F..%2Fescaped.npy"].tolist() == [2, 4]
     assert got["a%2Fb.npy"].tolist() == [2, 3]
     assert got["text.npy"].tolist() == [b"AB", b"C;D"]
 
@@ -194,7 +194,7 @@ def test_outdir_keeps_odd_keys_inside_and_refuses_to_overwrite(trial, capsys, tm
     assert "exists" in line and "--overwrite" in line
     assert {name: (out / name).stat().st_mtime_ns for name in names} == before
     run_ok(capsys, trial["edge"], "--input-exprs", 'n=[5];s=["x"]', "--outdir", str(out), "--overwrite")
-    assert np.load(out / "..%2F..%2Fescaped.npy").tolist() == [10]
+    assert np.load(out / "%2E.%2F..%2Fescaped.npy").tolist() == [10]
 
 
 def test_pickle_refused_unless_allowed(trial, capsys, tmp_path):
