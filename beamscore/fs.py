@@ -13,7 +13,7 @@ from fsspec.core import url_to_fs
 
 from beamscore.errors import BeamscoreError
 
-__all__ = ["expand_globs", "filesystem", "is_local", "join", "unstrip"]
+__all__ = ["expand_globs", "filesystem", "is_local", "join", "move", "unstrip"]
 
 _INSTALL_HINTS = {"gs": "beamscore[gcp]", "gcs": "beamscore[gcp]", "s3": "beamscore[s3]"}
 
@@ -37,6 +37,22 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     """True for the local filesystem, where paths can be handed to TensorFlow as they are."""
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return protocol in ("file", "local")
+
+
+def move(fs: fsspec.AbstractFileSystem, src: str, dst: str) -> None:
+    """Put a finished temporary file under its final name (the commit of temp + rename).
+
+    Local filesystems rename, atomically. Object stores have no rename, but an object only
+    appears once its upload is complete, so copying to the final name and deleting the
+    temporary one is as safe; it is what s3fs does anyway and what gcsfs falls back to
+    after trying the newer ``moveTo`` API, which storage emulators answer with 501 (gcsfs
+    then retries for about 30 s per file before falling back).
+    """
+    if is_local(fs):
+        fs.mv(src, dst)
+        return
+    fs.copy(src, dst)
+    fs.rm(src)
 
 
 def join(base: str, *parts: str) -> str:

@@ -127,7 +127,7 @@ class _NpyUnitWriter(UnitWriter):
                 with self.fs.open(temp, "wb") as f:
                     column.write_to(f)
                 self.fs.makedirs(directory, exist_ok=True)
-                self.fs.mv(temp, final)
+                bfs.move(self.fs, temp, final)
                 files.append(bfs.unstrip(self.fs, final))
         finally:
             self.abort()

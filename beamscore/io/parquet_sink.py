@@ -98,7 +98,7 @@ class _ParquetUnitWriter(UnitWriter):
             self._shutdown()
         self.writer.close()
         self.file.close()
-        self.fs.mv(self.temp, self.final)
+        bfs.move(self.fs, self.temp, self.final)
         return [bfs.unstrip(self.fs, self.final)]
 
     def abort(self) -> None:

@@ -77,7 +77,7 @@ def write_manifest(
     with fs.open(temp, "w") as f:
         json.dump(manifest, f, indent=2, sort_keys=False)
         f.write("\n")
-    fs.mv(temp, bfs.join(root, MANIFEST))
+    bfs.move(fs, temp, bfs.join(root, MANIFEST))
     for temp_dir in (bfs.join(root, "_temporary"), bfs.join(root, ERRORS_DIR, "_temporary")):
         with contextlib.suppress(FileNotFoundError):
             fs.rm(temp_dir, recursive=True)

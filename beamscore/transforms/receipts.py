@@ -31,7 +31,7 @@ def write_receipt(output: str, result: UnitResult) -> str:
     fs.makedirs(directory, exist_ok=True)
     with fs.open(temp, "w") as f:
         json.dump(result.to_json(), f, sort_keys=True)
-    fs.mv(temp, final)
+    bfs.move(fs, temp, final)
     return final
 
 
