@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-quick bench-scaling bench-baselines clean
+.PHONY: install demo test lint format bench bench-quick bench-scaling bench-baselines bench-read clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench-quick: $(STAMP) $(BASELINES)
 # rows/s of one job on 1 and 2 worker processes (MobileNetV2); e.g. ARGS="--rows 2048 --workers 1 2 4"
 bench-scaling: $(STAMP)
 	$(PY) -m benchmarks.scaling $(ARGS)
+
+# read + decode rows/s of each input format on one core; e.g. ARGS="--rows 500000 --formats tfrecord,parquet"
+bench-read: $(STAMP)
+	$(PY) -m benchmarks.read_formats $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-baselines build demo .pytest_cache
