@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from beamscore.errors import BeamscoreError
 from beamscore.io.base import BadRows, Source, WorkUnit
+from beamscore.io.prefetch import prefetch
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
 
@@ -60,7 +61,7 @@ class ReadUnitFn(beam.DoFn):
     def _items(self, unit: WorkUnit) -> Iterator[pa.Table | BadRows]:
         position = 0
         try:
-            for item in self.source.read(unit, self.columns, self.batch_size):
+            for item in prefetch(self.source.read(unit, self.columns, self.batch_size)):  # reads ahead
                 position += len(item.rows) if isinstance(item, BadRows) else item.num_rows
                 yield item
         except BeamscoreError as exc:
