@@ -48,7 +48,7 @@ def check_rows(
         if b.column not in table.column_names:
             return _all_bad(n, f"no column {b.column!r} for signature input {b.input!r}")
         _mark_structure(table[b.column], b, reasons)
-    good = np.setdiff1d(np.arange(n, dtype=np.int64), np.fromiter(reasons, np.int64, len(reasons)))
+    good = _good(n, reasons)
     sub = table.take(pa.array(good)) if reasons else table
     try:
         columns = {b.column: _numpy(sub[b.column], b, where) for b in bindings.values()}
@@ -71,10 +71,17 @@ def check_rows(
     return _result(n, reasons, columns)
 
 
+def _good(n: int, reasons: dict[int, str]) -> np.ndarray:
+    if not reasons:  # the usual case: no sort, no set difference
+        return np.arange(n, dtype=np.int64)
+    keep = np.ones(n, dtype=bool)
+    keep[np.fromiter(reasons, np.int64, len(reasons))] = False
+    return np.flatnonzero(keep)
+
+
 def _result(n: int, reasons: dict[int, str], columns: dict[str, np.ndarray]) -> Checked:
     bad = np.array(sorted(reasons), dtype=np.int64)
-    good = np.setdiff1d(np.arange(n, dtype=np.int64), bad)
-    return Checked(columns=columns, good=good, bad=bad, errors=[reasons[int(i)] for i in bad])
+    return Checked(columns=columns, good=_good(n, reasons), bad=bad, errors=[reasons[int(i)] for i in bad])
 
 
 def _all_bad(n: int, message: str) -> Checked:
