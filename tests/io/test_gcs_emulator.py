@@ -54,9 +54,10 @@ def gcs(tmp_path_factory):
         mp.setitem(fsspec.config.conf, "gcs", {"token": "anon"})
         import gcsfs.core
 
-        # the plain HTTP client: the experimental HNS class (chosen at gcsfs import) needs gRPC
-        fsspec.register_implementation("gs", gcsfs.core.GCSFileSystem, clobber=True)
-        fsspec.register_implementation("gcs", gcsfs.core.GCSFileSystem, clobber=True)
+        # the plain HTTP client: the experimental HNS class (chosen at gcsfs import) needs gRPC;
+        # setitem puts fsspec's registry back as it was when the module's tests are done
+        for protocol in ("gs", "gcs"):
+            mp.setitem(fsspec.registry._registry, protocol, gcsfs.core.GCSFileSystem)
         process = subprocess.Popen(
             [*_emulator_command(), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
             stdout=log_file,
@@ -84,8 +85,6 @@ def gcs(tmp_path_factory):
                 process.kill()
                 process.wait()
             gcsfs.core.GCSFileSystem.clear_instance_cache()
-            fsspec.register_implementation("gs", "gcsfs.GCSFileSystem", clobber=True)
-            fsspec.register_implementation("gcs", "gcsfs.GCSFileSystem", clobber=True)
 
 
 @pytest.fixture(scope="module")
