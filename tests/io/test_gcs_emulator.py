@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import direct_call
+from fsspec.registry import _registry as fsspec_classes  # the mutable registry behind fsspec.registry
 
 from beamscore.cli import main
 
@@ -57,7 +58,7 @@ def gcs(tmp_path_factory):
         # the plain HTTP client: the experimental HNS class (chosen at gcsfs import) needs gRPC;
         # setitem puts fsspec's registry back as it was when the module's tests are done
         for protocol in ("gs", "gcs"):
-            mp.setitem(fsspec.registry._registry, protocol, gcsfs.core.GCSFileSystem)
+            mp.setitem(fsspec_classes, protocol, gcsfs.core.GCSFileSystem)
         process = subprocess.Popen(
             [*_emulator_command(), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
             stdout=log_file,
