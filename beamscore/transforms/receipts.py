@@ -38,6 +38,7 @@ def write_receipt(output: str, result: UnitResult) -> str:
 def completed_units(output: str) -> dict[str, UnitResult]:
     """The units of ``output`` that have a receipt and all of whose files exist."""
     fs, root = bfs.filesystem(output)
+    fs.invalidate_cache(root)  # listings cached by this process may predate the files
     directory = bfs.join(root, UNITS_DIR)
     if not fs.exists(directory):
         return {}
