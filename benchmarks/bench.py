@@ -30,13 +30,12 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASELINES = os.path.join(ROOT, ".venv-baselines")
 
-__all__ = ["IMAGE_MODELS", "Result", "main"]
+__all__ = ["Result", "main"]
 
-#: image model name -> its builder in :mod:`benchmarks.build`
-IMAGE_MODELS = {
-    "mobilenet": lambda build: build.build_mobilenet,
-    "resnet50": lambda build: build.build_resnet50,
-}
+
+# Not ``-m benchmarks.paths``: functions of ``__main__`` are pickled by value into Beam
+# pipelines, and their copies would record the first batch in a list nobody reads.
+_CHILD = "import sys; from benchmarks.paths import main; sys.exit(main(sys.argv[1:]))"
 
 
 @dataclass
@@ -71,7 +70,7 @@ def _run_child(job: dict[str, Any], work: str, env_extra: dict[str, str], log: s
     with open(log, "w") as f:
         t0 = time.time()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.paths", json.dumps(job), report], stdout=f, stderr=f, env=env, cwd=ROOT
+            [sys.executable, "-c", _CHILD, json.dumps(job), report], stdout=f, stderr=f, env=env, cwd=ROOT
         )
         _, status, usage = os.wait4(proc.pid, 0)
         t1 = time.time()
@@ -121,28 +120,30 @@ def _threads_env(threads: int | None) -> dict[str, str]:
     return {"TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": n, "OMP_NUM_THREADS": n}
 
 
-def _tfrecord_supported() -> bool:
-    from beamscore.io import SOURCES
-
-    return "tfrecord" in SOURCES
+def _prepare(args) -> dict:
+    """Build models and data in a child process (see :func:`benchmarks.build.prepare`)."""
+    os.makedirs(args.work, exist_ok=True)
+    request = os.path.join(args.work, "prepare-request.json")
+    answer = os.path.join(args.work, "prepare.json")
+    keys = ("work", "rows", "shards", "baseline_rows", "rss_rows", "images", "models")
+    with open(request, "w") as f:
+        json.dump({k: getattr(args, k) for k in keys}, f)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    subprocess.run([sys.executable, "-m", "benchmarks.build", request, answer], check=True, env=env, cwd=ROOT)
+    with open(answer) as f:
+        return json.load(f)
 
 
 def run_all(args) -> list[Result]:
     """Build what is missing, then measure every selected path."""
-    from beamscore._quiet import import_tensorflow_quietly
-    from benchmarks import build
-
-    import_tensorflow_quietly()
+    from benchmarks.build import Dataset
 
     work = args.work
-    models = os.path.join(work, "models")
-    os.makedirs(models, exist_ok=True)
-    mlp = os.path.join(models, "mlp")
-    if not os.path.exists(os.path.join(mlp, "saved_model.pb")):
-        build.build_mlp(mlp)
     print(f"data: {args.rows:,} MLP rows, {args.baseline_rows:,} for B1/B2, {args.images:,} images (in {work})")
-    mlp_data = build.build_dataset(os.path.join(work, "data", "mlp"), "mlp", args.rows, args.shards)
-    small = build.build_dataset(os.path.join(work, "data", "mlp-small"), "mlp", args.baseline_rows, 2)
+    ready = _prepare(args)
+    data = {k: Dataset(**{**v, "row_shape": tuple(v["row_shape"])}) for k, v in ready["data"].items()}
+    mlp = ready["models"]["mlp"]
+    mlp_data, small = data["mlp"], data["small"]
     threads = _threads_env(args.threads)
     base_env = {"PYTHONPATH": BASELINES}
     have_baselines = os.path.isdir(os.path.join(BASELINES, "tfx_bsl"))
@@ -179,7 +180,7 @@ def run_all(args) -> list[Result]:
             threads,
         ),
     ]
-    if _tfrecord_supported():
+    if ready["tfrecord"]:
         plan.append(
             (
                 Result("mlp", "P", "tfrecord"),
@@ -189,6 +190,23 @@ def run_all(args) -> list[Result]:
         )
     elif "mlp" in args.models:
         results.append(Result("mlp", "P", "tfrecord", error="beamscore has no TFRecord source yet"))
+    threaded = ["--direct_num_workers=2", "--direct_running_mode=multi_threading"]
+    plan.append(
+        (
+            Result("mlp", "P", "parquet", note="2 Beam worker threads (" + " ".join(threaded) + ")"),
+            job("P", mlp_data, mlp, "serving_default", "x", mlp_outs, b, format="parquet", extra=threaded),
+            threads,
+        )
+    )
+    if args.rss_rows:
+        big = data["rss"]
+        plan.append(
+            (
+                Result("mlp", "P", "parquet", note=f"{big.rows:,} rows: peak RSS vs the first P row"),
+                job("P", big, mlp, "serving_default", "x", mlp_outs, b, format="parquet"),
+                threads,
+            )
+        )
     plan += [
         (
             Result("mlp", "P", "parquet", note=f"{small.rows:,} rows, as B1/B2", subset=True),
@@ -206,15 +224,12 @@ def run_all(args) -> list[Result]:
             {**threads, **base_env},
         ),
     ]
-    image_models = [m for m in args.models if m in IMAGE_MODELS]
-    if args.images and image_models:
-        img = build.build_dataset(os.path.join(work, "data", "image"), "image", args.images, 2)
+    image_models = [m for m in args.models if m in ready["inputs"]]
+    if image_models:
+        img = data["image"]
         ib = args.image_batch_size
         for name in image_models:
-            path = os.path.join(models, name)
-            if not os.path.exists(os.path.join(path, "saved_model.pb")):
-                IMAGE_MODELS[name](build)(path)
-            key = _only_input(path, "serve")  # Keras names it keras_tensor or keras_tensor_N
+            path, key = ready["models"][name], ready["inputs"][name]
             outs = ["output_0"]
             p_job = job("P", img, path, "serve", key, outs, ib, format="parquet", extra=["--map", f"{key}=x"])
             plan += [
@@ -234,13 +249,6 @@ def run_all(args) -> list[Result]:
             continue
         results.append(_measure(res, spec, args, env))
     return results
-
-
-def _only_input(model: str, signature: str) -> str:
-    from beamscore.model.inspect import inspect_model
-
-    (key,) = inspect_model(model).signature(signature, "serve").inputs
-    return key
 
 
 def _find(results: list[Result], model: str, path: str, input_: str, small: bool = False) -> Result | None:
@@ -307,10 +315,15 @@ def _targets(results: list[Result]) -> list[str]:
             0.9,
         ),
     ]
+    rss_big = next((r for r in results if "peak RSS vs" in r.note and not r.error), None)
+    if rss_big is not None and p is not None:
+        checks.append((f"MLP P peak RSS {rss_big.rows:,} rows / {p.rows:,} rows", rss_big.rss_mib / p.rss_mib, -1.10))
     out = ["| target | measured | wanted | |", "|---|--:|--:|---|"]
     for name, value, want in checks:
         if value is None:
             out.append(f"| {name} | n/a | >= {want} | not measured |")
+        elif want < 0:  # an upper bound
+            out.append(f"| {name} | {value:.2f} | <= {-want} | {'met' if value <= -want else 'MISSED'} |")
         else:
             out.append(f"| {name} | {value:.2f} | >= {want} | {'met' if value >= want else 'MISSED'} |")
     return out
@@ -321,16 +334,17 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true", help="small sizes, one run each: under two minutes")
     ap.add_argument("--rows", type=int, help="MLP rows (default 1,000,000; --quick 100,000)")
     ap.add_argument("--shards", type=int, default=8, help="shards of the MLP data set")
-    ap.add_argument("--baseline-rows", type=int, help="rows for B1/B2 (default 50,000; --quick 4,000)")
-    ap.add_argument("--images", type=int, help="MobileNetV2 images (default 2,000; --quick 64; 0 skips)")
+    ap.add_argument("--baseline-rows", type=int, help="rows for B1/B2 (default 50,000; --quick 12,288)")
+    ap.add_argument("--images", type=int, help="MobileNetV2 images (default 2,000; --quick 128; 0 skips)")
     ap.add_argument("--batch-size", type=int, default=4096, help="MLP rows per signature call")
-    ap.add_argument("--image-batch-size", type=int, default=64, help="images per signature call")
+    ap.add_argument("--image-batch-size", type=int, default=64, help="images per signature call (--quick: 32)")
     ap.add_argument("--threads", type=int, help="TF intra- and inter-op threads for every path (default: TF's)")
     ap.add_argument("--repeat", type=int, help="runs per path; the table shows medians (default 3; --quick 1)")
     ap.add_argument("--paths", nargs="+", default=["R0", "R1", "P", "B1", "B2"], help="which paths to run")
     ap.add_argument(
         "--models", nargs="+", default=["mlp", "mobilenet"], help="mlp, mobilenet, resnet50 (default mlp mobilenet)"
     )
+    ap.add_argument("--rss-rows", type=int, default=0, help="also run P on this many rows (Parquet only), for RSS")
     ap.add_argument("--jit", action="store_true", help="also run P with --jit-compile on the image models")
     ap.add_argument("--work", default=os.path.join(ROOT, "build", "bench"), help="models, data, outputs, logs")
     ap.add_argument("--json", help="also write the results as JSON here")
@@ -342,8 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     quick = args.quick
     args.rows = args.rows or (100_000 if quick else 1_000_000)
-    args.baseline_rows = args.baseline_rows or (4_000 if quick else 50_000)
-    args.images = args.images if args.images is not None else (64 if quick else 2_000)
+    args.baseline_rows = args.baseline_rows or (12_288 if quick else 50_000)
+    args.images = args.images if args.images is not None else (128 if quick else 2_000)
+    if quick and args.image_batch_size == 64:
+        args.image_batch_size = 32
     args.repeat = args.repeat or (1 if quick else 3)
     if quick:
         args.shards = min(args.shards, 4)

@@ -116,8 +116,11 @@ def _rows(kind: str, start: int, n: int, rng: np.random.Generator) -> np.ndarray
     return rng.integers(0, 256, size=(n, 224, 224, 3), dtype=np.uint8)
 
 
-def build_dataset(directory: str, kind: str, rows: int, shards: int, row_group_rows: int = 65536) -> Dataset:
-    """Write ``rows`` rows of ``kind`` (``mlp`` or ``image``) in ``shards`` shards of each format.
+def build_dataset(
+    directory: str, kind: str, rows: int, shards: int, row_group_rows: int = 65536, parquet_only: bool = False
+) -> Dataset:
+    """Write ``rows`` rows of ``kind`` (``mlp`` or ``image``) in ``shards`` shards of each format
+    (of Parquet alone with ``parquet_only``).
 
     Reuses an existing build with the same parameters (the ``dataset.json`` marker is written last).
     """
@@ -150,6 +153,8 @@ def build_dataset(directory: str, kind: str, rows: int, shards: int, row_group_r
         path = os.path.join(directory, "parquet", f"{stem}.parquet")
         pq.write_table(table, path, row_group_size=row_group_rows if kind == "mlp" else 64)
         files["parquet"].append(path)
+        if parquet_only:
+            continue
         path = os.path.join(directory, "npz", f"{stem}.npz")
         np.savez(path, id=ids, x=x)
         files["npz"].append(path)
@@ -171,3 +176,56 @@ def build_dataset(directory: str, kind: str, rows: int, shards: int, row_group_r
     ds = Dataset(kind, rows, shards, "x", tuple(int(d) for d in row_shape), dtype, **files)
     ds.save(marker)
     return ds
+
+
+IMAGE_BUILDERS = {"mobilenet": build_mobilenet, "resnet50": build_resnet50}
+
+
+def prepare(spec: dict) -> dict:
+    """Build everything one benchmark run needs (what exists is reused) and describe it.
+
+    Runs in a child process of the bench, so that the bench itself stays small: a child's
+    peak RSS (``wait4``) starts from its parent's size at ``fork``.
+    """
+    from beamscore._quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    from beamscore.io import SOURCES
+    from beamscore.model.inspect import inspect_model
+
+    work = spec["work"]
+    models = os.path.join(work, "models")
+    os.makedirs(models, exist_ok=True)
+    out: dict = {"models": {}, "inputs": {}, "data": {}, "tfrecord": "tfrecord" in SOURCES}
+    mlp = os.path.join(models, "mlp")
+    if not os.path.exists(os.path.join(mlp, "saved_model.pb")):
+        build_mlp(mlp)
+    out["models"]["mlp"] = mlp
+    data = os.path.join(work, "data")
+    out["data"]["mlp"] = build_dataset(os.path.join(data, "mlp"), "mlp", spec["rows"], spec["shards"])
+    out["data"]["small"] = build_dataset(os.path.join(data, "mlp-small"), "mlp", spec["baseline_rows"], 2)
+    if spec.get("rss_rows"):
+        out["data"]["rss"] = build_dataset(
+            os.path.join(data, "mlp-rss"), "mlp", spec["rss_rows"], spec["shards"] * 4, parquet_only=True
+        )
+    images = [m for m in spec["models"] if m in IMAGE_BUILDERS]
+    if spec["images"] and images:
+        out["data"]["image"] = build_dataset(os.path.join(data, "image"), "image", spec["images"], 2)
+        for name in images:
+            path = os.path.join(models, name)
+            if not os.path.exists(os.path.join(path, "saved_model.pb")):
+                IMAGE_BUILDERS[name](path)
+            out["models"][name] = path
+            (out["inputs"][name],) = inspect_model(path).signature("serve", "serve").inputs
+    out["data"] = {k: asdict(v) for k, v in out["data"].items()}
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    with open(sys.argv[1]) as f:
+        request = json.load(f)
+    result = prepare(request)
+    with open(sys.argv[2], "w") as f:
+        json.dump(result, f)
