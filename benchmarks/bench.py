@@ -219,6 +219,11 @@ def run_all(args) -> list[Result]:
             {**threads, **base_env, "TF_USE_LEGACY_KERAS": "1"},
         ),
         (
+            Result("mlp", "B1", "parquet", note=f"{small.rows:,} rows; as above, Beam's default batching"),
+            job("B1", small, mlp, "serving_default", "x", mlp_outs, b, beam_batching=True),
+            {**threads, **base_env, "TF_USE_LEGACY_KERAS": "1"},
+        ),
+        (
             Result("mlp", "B2", "tfrecord", note=f"{small.rows:,} rows; tfx-bsl 1.21, serve_examples"),
             job("B2", small, mlp, "serve_examples", "examples", mlp_outs, b),
             {**threads, **base_env},

@@ -11,7 +11,8 @@ Paths (same model, batch size and TF thread settings for all):
 - ``P``: ``beamscore score`` on DirectRunner (in-process FnApiRunner).
 - ``B1``: Beam ``ReadFromParquet`` -> ``RunInference(KeyedModelHandler(TFModelHandlerNumpy))``
   with an ``inference_fn`` that calls the named signature -> ``WriteToParquet``
-  (needs tf-keras and ``TF_USE_LEGACY_KERAS=1``).
+  (needs tf-keras and ``TF_USE_LEGACY_KERAS=1``); batches of exactly the batch size, or, with
+  ``beam_batching``, Beam's own adaptive ``BatchElements`` defaults.
 - ``B2``: tfx-bsl ``RunInference`` over TFRecord with a serialized-Example signature, writing
   ``PredictionLog`` s to TFRecord.
 """
@@ -132,12 +133,10 @@ def b1(job: dict[str, Any]) -> int:
         _first_batch_done()
         return [PredictionResult(x, {k: v[i] for k, v in outs.items()}, model_id) for i, x in enumerate(batch)]
 
-    handler = TFModelHandlerNumpy(
-        job["model"],
-        inference_fn=inference_fn,
-        min_batch_size=job["batch_size"],
-        max_batch_size=job["batch_size"],
+    sizes = (
+        {} if job.get("beam_batching") else {"min_batch_size": job["batch_size"], "max_batch_size": job["batch_size"]}
     )
+    handler = TFModelHandlerNumpy(job["model"], inference_fn=inference_fn, **sizes)
     schema = pa.schema([("id", pa.int64()), ("scores", pa.list_(pa.float32())), ("embedding", pa.list_(pa.float32()))])
     if "output_0" in job["outputs"]:
         schema = pa.schema([("id", pa.int64()), ("output_0", pa.list_(pa.float32()))])
