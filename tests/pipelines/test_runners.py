@@ -37,7 +37,10 @@ from beamscore.pipelines.plan import plan_job
 from beamscore.pipelines.runners import make_runner
 
 VENV_BIN = os.path.dirname(sys.executable)
-LOAD_LINE = re.compile(r"beamscore: loaded model (\S+) in [\d.]+s \(pid (\d+)\)")
+# Count the lines the runner forwards from its workers over the Fn API logging channel: a worker
+# may also print the same record to its own stderr (whether it does depends on which Beam extras
+# are installed), which must not count as a second load.
+LOAD_LINE = re.compile(r'message: "beamscore: loaded model (\S+) in [\d.]+s \(pid (\d+)\)')
 STARTUP_S = 60
 
 
