@@ -13,79 +13,25 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import direct_call
-from fsspec.registry import _registry as fsspec_classes  # the mutable registry behind fsspec.registry
+from gcs_emulator import gcs_emulator
 
 from beamscore.cli import main
 
 BUCKET = "beamscore-it"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _emulator_command() -> list[str]:
-    script = os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator")
-    return [script] if os.path.exists(script) else [shutil.which("gcp-storage-emulator") or "gcp-storage-emulator"]
-
-
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory):
     """A running emulator and a gcsfs filesystem on it; the bucket ``beamscore-it`` exists."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("gcs") / "emulator.log"
-    with pytest.MonkeyPatch.context() as mp, open(log, "wb") as log_file:
-        mp.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-        mp.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # else 60 s of gRPC lookups per bucket
-        mp.setenv("BEAMSCORE_CACHE", str(tmp_path_factory.mktemp("model-cache")))
-        mp.setitem(fsspec.config.conf, "gcs", {"token": "anon"})
-        import gcsfs.core
-
-        # the plain HTTP client: the experimental HNS class (chosen at gcsfs import) needs gRPC;
-        # setitem puts fsspec's registry back as it was when the module's tests are done
-        for protocol in ("gs", "gcs"):
-            mp.setitem(fsspec_classes, protocol, gcsfs.core.GCSFileSystem)
-        process = subprocess.Popen(
-            [*_emulator_command(), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"the GCS emulator did not start: {log.read_text()}") from None
-                    time.sleep(0.2)
-            gcsfs.core.GCSFileSystem.clear_instance_cache()
-            fs = gcsfs.core.GCSFileSystem(token="anon")
-            fs.mkdir(BUCKET)
-            yield fs
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            gcsfs.core.GCSFileSystem.clear_instance_cache()
+    cache = str(tmp_path_factory.mktemp("model-cache"))
+    with gcs_emulator(tmp_path_factory.mktemp("gcs"), BUCKET, {"BEAMSCORE_CACHE": cache}) as fs:
+        yield fs
 
 
 @pytest.fixture(scope="module")

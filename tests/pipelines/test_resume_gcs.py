@@ -10,74 +10,24 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 
-import fsspec
 import job_models
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fsspec.registry import _registry as fsspec_classes
+from gcs_emulator import gcs_emulator
 
 from beamscore.cli import main
 
 BUCKET = "beamscore-resume"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory):
     """An emulator process and a gcsfs filesystem on it, with the bucket made."""
-    port = _free_port()
-    script = os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator")
-    command = [script] if os.path.exists(script) else [shutil.which("gcp-storage-emulator") or script]
-    log = tmp_path_factory.mktemp("gcs") / "emulator.log"
-    with pytest.MonkeyPatch.context() as mp, open(log, "wb") as log_file:
-        mp.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-        mp.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-        mp.setitem(fsspec.config.conf, "gcs", {"token": "anon"})
-        import gcsfs.core
-
-        for protocol in ("gs", "gcs"):
-            mp.setitem(fsspec_classes, protocol, gcsfs.core.GCSFileSystem)
-        process = subprocess.Popen(
-            [*command, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"the GCS emulator did not start: {log.read_text()}") from None
-                    time.sleep(0.2)
-            gcsfs.core.GCSFileSystem.clear_instance_cache()
-            fs = gcsfs.core.GCSFileSystem(token="anon")
-            fs.mkdir(BUCKET)
-            yield fs
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            gcsfs.core.GCSFileSystem.clear_instance_cache()
+    with gcs_emulator(tmp_path_factory.mktemp("gcs"), BUCKET) as fs:
+        yield fs
 
 
 def test_dead_letters_and_resume_on_a_bucket(gcs, tmp_path, capsys):
