@@ -232,14 +232,14 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "signature": args.signature,
             "tag_set": args.tag_set,
             "keep": _flatten(args.keep),
-            "map": _parse_map(args.map),
+            "map": _parse_pairs("--map", "SIGNATURE_INPUT=COLUMN", args.map),
             "outputs": _flatten(args.outputs),
             "batch_size": args.batch_size,
             "model_copies": args.model_copies,
             "jit_compile": args.jit_compile,
             "rows_per_unit": args.rows_per_unit,
             "compression": args.compression,
-            "pad": _parse_pad(args.pad),
+            "pad": _parse_pairs("--pad", "FEATURE=LENGTH[:VALUE]", args.pad),
             "allow_pickle": args.allow_pickle,
             "cast": args.cast,
             "overwrite": args.overwrite,
@@ -283,28 +283,17 @@ def _flatten(groups: list[list[str]] | None) -> list[str] | None:
     return [item for group in groups for part in group for item in part.split(",") if item]
 
 
-def _parse_pad(pairs: list[str] | None) -> dict[str, str] | None:
+def _parse_pairs(flag: str, form: str, pairs: list[str] | None) -> dict[str, str] | None:
+    """``["a=b", "c=d"]`` -> ``{"a": "b", "c": "d"}``; ``form`` names the expected shape in errors."""
     if pairs is None:
         return None
-    pads = {}
-    for pair in pairs:
-        feature, sep, spec = pair.partition("=")
-        if not sep or not feature or not spec:
-            raise BeamscoreError(f"--pad {pair!r}: expected FEATURE=LENGTH[:VALUE]")
-        pads[feature] = spec
-    return pads
-
-
-def _parse_map(pairs: list[str] | None) -> dict[str, str] | None:
-    if pairs is None:
-        return None
-    mapping = {}
+    parsed = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key or not value:
-            raise BeamscoreError(f"--map {pair!r}: expected SIGNATURE_INPUT=COLUMN")
-        mapping[key] = value
-    return mapping
+            raise BeamscoreError(f"{flag} {pair!r}: expected {form}")
+        parsed[key] = value
+    return parsed
 
 
 def _find_beamscore_error(exc: BaseException) -> str | None:
