@@ -218,7 +218,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     from beamscore.pipelines.runners import pipeline_options
     from beamscore.pipelines.score import run_plan
 
-    stray = [a for a in extra if not a.startswith("--")]
+    stray = _stray_arguments(extra)
     if stray:
         raise BeamscoreError(f"unexpected argument {stray[0]!r}; inputs are given with --input")
     config = load_yaml(args.config) if args.config else ScoreConfig()
@@ -275,6 +275,24 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"beamscore: error: {result.failure}", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _stray_arguments(extra: list[str]) -> list[str]:
+    """Tokens that are neither Beam options nor their values.
+
+    Beam accepts ``--project=p`` and ``--project p`` alike, so a bare token right after an
+    option without ``=`` is that option's value; any other bare token is a mistake.
+    """
+    stray = []
+    takes_value = False
+    for token in extra:
+        if token.startswith("--"):
+            takes_value = "=" not in token
+        elif takes_value:
+            takes_value = False
+        else:
+            stray.append(token)
+    return stray
 
 
 def _flatten(groups: list[list[str]] | None) -> list[str] | None:

@@ -335,3 +335,16 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
 def test_debug_shows_traceback(tmp_path, capsys):
     assert score("--model", str(tmp_path / "missing"), "--input", "x", "--output", "o", "--debug") == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_beam_options_with_space_separated_values(models, shards, tmp_path):
+    out = tmp_path / "out"
+    assert score("--model", models["two_sig"], "--input", shards[0][0], "--output", str(out),
+                 "--direct_running_mode", "in_memory", "--job_name", "nightly") == 0  # fmt: skip
+    assert json.loads((out / "_manifest.json").read_text())["rows_out"] > 0
+
+
+def test_stray_argument_is_refused(models, shards, tmp_path, capsys):
+    args = ["--model", models["two_sig"], "--input", shards[0][0], "--output", str(tmp_path / "o")]
+    assert score(*args, "--direct_running_mode=in_memory", "extra.parquet") == 2
+    assert "unexpected argument 'extra.parquet'; inputs are given with --input" in capsys.readouterr().err
