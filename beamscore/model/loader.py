@@ -27,6 +27,7 @@ from typing import Any
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
 from beamscore.model.inspect import parse_tags
+from beamscore.paths import child
 
 __all__ = ["LoadedModel", "ModelSpec", "is_transient", "load_count", "load_model", "local_copy"]
 
@@ -127,8 +128,7 @@ def local_copy(url: str, fingerprint: str | None, cache_dir: str | None = None) 
     cache_dir = (
         cache_dir or os.environ.get("BEAMSCORE_CACHE") or os.path.join(tempfile.gettempdir(), "beamscore-models")
     )
-    key = (fingerprint or path).replace("/", "_").replace(":", "_")
-    target = os.path.join(cache_dir, key)
+    target = child(cache_dir, (fingerprint or path).replace("/", "_").replace(":", "_"))
     if os.path.exists(os.path.join(target, "saved_model.pb")):
         return target
     os.makedirs(cache_dir, exist_ok=True)
