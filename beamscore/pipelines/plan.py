@@ -72,6 +72,8 @@ class Plan:
                 "fingerprint": self.model.fingerprint,
                 "signature": self.signature.key,
                 "tag_set": self.config.tag_set,
+                "copies": self.config.model_copies,
+                "jit_compile": self.config.jit_compile,
             },
             "inputs": self.files,
             "input_format": self.source.format,

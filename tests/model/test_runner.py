@@ -113,3 +113,8 @@ def test_score_with_gpu_options_matches_a_direct_call(models, shards, tmp_path, 
     scores = np.stack(table["scores"].to_numpy(zero_copy_only=False))
     np.testing.assert_allclose(scores, want["scores"], atol=1e-5)
     np.testing.assert_array_equal(table["label"].to_numpy(), want["label"])
+    model = json.loads((out / "_manifest.json").read_text())["model"]
+    assert (model["jit_compile"], model["copies"]) == (
+        ("--jit-compile" in flags),
+        (1 if "--model-copies" in flags else None),
+    )
