@@ -70,13 +70,8 @@ def expand_globs(patterns: list[str]) -> list[str]:
     files: list[str] = []
     for pattern in patterns:
         fs, path = filesystem(pattern)
-        if _has_magic(path):
-            matches = sorted(fs.glob(path))
-        elif fs.isdir(path):
-            matches = sorted(fs.find(path))
-        else:
-            matches = [path] if fs.exists(path) else []
-        matches = [m for m in matches if not _hidden(m) and not fs.isdir(m)]
+        entries = _entries(fs, path)
+        matches = sorted(name for name, info in entries.items() if info["type"] != "directory" and not _hidden(name))
         if not matches:
             raise BeamscoreError(f"input {pattern!r} matches no files")
         for m in matches:
@@ -85,6 +80,22 @@ def expand_globs(patterns: list[str]) -> list[str]:
                 seen.add(url)
                 files.append(url)
     return files
+
+
+def _entries(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, dict]:
+    """Name -> info of what ``path`` names: a glob's matches, a directory's files, or the file.
+
+    One listing call with details, so an object store is not asked about each file again.
+    """
+    if _has_magic(path):
+        return fs.glob(path, detail=True)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        return {}
+    if info["type"] == "directory":
+        return fs.find(path, detail=True)
+    return {path: info}
 
 
 def _hidden(path: str) -> bool:
