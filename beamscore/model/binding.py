@@ -18,7 +18,7 @@ import numpy as np
 from beamscore.errors import BeamscoreError
 from beamscore.model.inspect import SignatureInfo, TensorSpec
 
-__all__ = ["STRING", "ColumnSpec", "InputBinding", "bind_inputs", "numpy_dtype"]
+__all__ = ["STRING", "ColumnSpec", "InputBinding", "bind_inputs", "lossless", "numpy_dtype"]
 
 STRING = "string"
 
@@ -138,7 +138,7 @@ def _check_dtype(spec: TensorSpec, col: ColumnSpec, allow_cast: bool, where: str
         ) from None
     if want == have:
         return False
-    if _lossless(have, want) or allow_cast:
+    if lossless(have, want) or allow_cast:
         return True
     raise BeamscoreError(
         f"{where}: column {col.name!r} has dtype {col.dtype}, signature input {spec.key!r} "
@@ -146,7 +146,7 @@ def _check_dtype(spec: TensorSpec, col: ColumnSpec, allow_cast: bool, where: str
     )
 
 
-def _lossless(have: np.dtype, want: np.dtype) -> bool:
+def lossless(have: np.dtype, want: np.dtype) -> bool:
     """numpy's "safe" casts, less integer -> float casts the mantissa cannot hold exactly
     (numpy calls int64 -> float64 safe; 2**53 + 1 says otherwise)."""
     if not np.can_cast(have, want, casting="safe"):

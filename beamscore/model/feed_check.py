@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from beamscore.errors import BeamscoreError
-from beamscore.model.binding import STRING, numpy_dtype
+from beamscore.model.binding import STRING, lossless, numpy_dtype
 from beamscore.model.inspect import SignatureInfo, TensorSpec
 
 __all__ = ["check_feeds", "check_one"]
@@ -56,7 +56,7 @@ def check_one(spec: TensorSpec, value: np.ndarray) -> np.ndarray:
         raise BeamscoreError(head)
     if value.dtype == want:
         return value
-    if np.can_cast(value.dtype, want, casting="safe"):
+    if lossless(value.dtype, want):  # else: cast, and check every value survived
         return value.astype(want)
     with np.errstate(all="ignore"):
         cast = value.astype(want)

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from beamscore.errors import BeamscoreError
 from beamscore.io.arrow import to_numpy
-from beamscore.model.binding import STRING, InputBinding, numpy_dtype
+from beamscore.model.binding import STRING, InputBinding, lossless, numpy_dtype
 
 __all__ = ["Checked", "check_rows"]
 
@@ -142,7 +142,7 @@ def _numpy(column: pa.ChunkedArray, b: InputBinding, where: str) -> np.ndarray:
     else:
         want = numpy_dtype(b.dtype)
         if values.dtype != want:
-            if values.dtype == object or not (b.cast or np.can_cast(values.dtype, want, casting="safe")):
+            if values.dtype == object or not (b.cast or lossless(values.dtype, want)):
                 actual = str(column.type) if values.dtype == object else str(values.dtype)
                 raise BeamscoreError(
                     f"column {b.column!r} has dtype {actual}, signature input {b.input!r} expects {b.dtype}"
