@@ -1,14 +1,14 @@
 """`make demo`: build an example model and data, score them with the real CLI, show results.
 
 Builds (once, into ./demo) a SavedModel of a 64->256->256->10 MLP with fixed random weights
-(``tf.saved_model.save`` of a ``tf.Module``, outputs ``scores`` and ``embedding``) and four
+(``benchmarks.build.build_mlp``: ``tf.saved_model.save`` of a ``tf.Module``, outputs
+``scores`` and ``embedding``) and four
 Parquet shards of 50,000 rows each (``id`` int64, ``x`` 64 float32), then runs
 ``beamscore score --config configs/local.yaml`` and prints the first predictions.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
@@ -19,30 +19,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "demo")
 ROWS, SHARDS, WIDTH = 200_000, 4, 64
-
-
-def build_model(path: str) -> None:
-    import numpy as np
-    import tensorflow as tf
-
-    class MLP(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            rng = np.random.default_rng(0)
-            sizes = [WIDTH, 256, 256, 10]
-            self.ws = [
-                tf.Variable(rng.normal(scale=1 / np.sqrt(a), size=(a, b)).astype(np.float32))
-                for a, b in itertools.pairwise(sizes)
-            ]
-
-        @tf.function(input_signature=[tf.TensorSpec([None, WIDTH], tf.float32, name="x")])
-        def serve(self, x):
-            h1 = tf.nn.relu(x @ self.ws[0])
-            h2 = tf.nn.relu(h1 @ self.ws[1])
-            return {"scores": tf.nn.softmax(h2 @ self.ws[2]), "embedding": h2}
-
-    mlp = MLP()
-    tf.saved_model.save(mlp, path, signatures={"serving_default": mlp.serve})
 
 
 def build_data(directory: str) -> None:
@@ -69,7 +45,9 @@ def main() -> int:
     model, data = os.path.join(DEMO, "model"), os.path.join(DEMO, "data")
     if not os.path.exists(os.path.join(model, "saved_model.pb")):
         print(f"building the example model in {model} ...")
-        build_model(model)
+        from benchmarks.build import build_mlp  # the benchmarks' MLP: same seed, same weights
+
+        build_mlp(model)
     if not os.path.isdir(data):
         print(f"writing {ROWS:,} rows of a 64-float column to {data} ...")
         build_data(data)
