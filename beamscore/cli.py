@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, first_line
 
 __all__ = ["main"]
 
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if found is not None:
             return _fail(found, EXIT_USAGE, args.debug)
         return _fail(
-            f"{type(exc).__name__}: {_first_line(str(exc))} (rerun with --debug for the traceback)",
+            f"{type(exc).__name__}: {first_line(str(exc))} (rerun with --debug for the traceback)",
             EXIT_FAILED,
             args.debug,
         )
@@ -328,10 +328,6 @@ def _find_beamscore_error(exc: BaseException) -> str | None:
         text = match.group(1).strip()
         return re.sub(r" \[while running '.*'\]$", "", text)
     return None
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 def _fail(message: str, code: int, debug: bool) -> int:

@@ -8,8 +8,14 @@ other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["BeamscoreError"]
+__all__ = ["BeamscoreError", "first_line"]
 
 
 class BeamscoreError(Exception):
     """A user-facing error: the message is the whole story, no traceback needed."""
+
+
+def first_line(text: str, default: str = "") -> str:
+    """The first non-blank line of ``text`` (library errors often run to many lines)."""
+    stripped = text.strip()
+    return stripped.splitlines()[0] if stripped else default

@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from beamscore import fs as bfs
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, first_line
 from beamscore.io.arrow import from_numpy
 from beamscore.io.base import BadRows, Source, WorkUnit
 from beamscore.model.binding import STRING, ColumnSpec
@@ -382,7 +382,7 @@ class TFRecordSource(Source):
                 where = f"{path}: record {first + i} (byte offset {offsets[i]})"
                 example = _decode(example_pb2, record, where)
                 return BeamscoreError(f"{where}: {self._mismatch(example, spec, tf)}")
-        return BeamscoreError(f"{path}: records {first}-{first + len(records) - 1}: {_first_line(str(exc))}")
+        return BeamscoreError(f"{path}: records {first}-{first + len(records) - 1}: {first_line(str(exc))}")
 
     def _mismatch(self, example, spec, tf) -> str:
         for name, feature_spec in spec.items():
@@ -459,7 +459,3 @@ def _list_array(value) -> pa.Array:
     """A ragged parse result as an Arrow list column (no per-row Python)."""
     offsets = pa.array(value.row_splits.numpy().astype(np.int64))
     return pa.LargeListArray.from_arrays(offsets, from_numpy(value.flat_values.numpy()))
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""

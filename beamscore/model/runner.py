@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, first_line
 from beamscore.model.binding import InputBinding
 
 __all__ = ["FixedBatchSignature", "SignatureRunner"]
@@ -55,7 +55,7 @@ class SignatureRunner:
         try:
             result = self.fn(**feeds)
         except (tf.errors.InvalidArgumentError, TypeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(str(exc), type(exc).__name__)
             raise BeamscoreError(f"{where}: the model failed on this batch: {first}") from exc
         return {key: _to_numpy(result[key]) for key in self.outputs}
 
