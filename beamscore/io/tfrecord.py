@@ -42,6 +42,8 @@ from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
 from beamscore.io.arrow import from_numpy
 from beamscore.io.base import BadRows, Source, WorkUnit
+from beamscore.io.pad import pad_value as _pad_value
+from beamscore.io.pad import parse_pad
 from beamscore.model.binding import STRING, ColumnSpec
 from beamscore.model.inspect import SignatureInfo, TensorSpec
 
@@ -59,34 +61,11 @@ _COMPRESSIONS = ("gzip", "none")
 
 
 @dataclass(frozen=True)
-class Pad:
-    """``--pad FEATURE=LENGTH[:VALUE]``: pad with ``value`` or truncate to ``length`` values."""
-
-    length: int
-    value: str = ""
-
-
-@dataclass(frozen=True)
 class _Feature:
     """What the sampled records say of one feature: its dtype and its length, if fixed."""
 
     dtype: str
     length: int | None
-
-
-def parse_pad(pad: Mapping[str, Any] | None) -> dict[str, Pad]:
-    """``{"tokens": "16:0"}`` (or ``16``) -> ``{"tokens": Pad(16, "0")}``, checked."""
-    out = {}
-    for feature, spec in (pad or {}).items():
-        length, _, value = str(spec).partition(":")
-        try:
-            n = int(length)
-        except ValueError:
-            n = -1
-        if n < 1:
-            raise BeamscoreError(f"--pad {feature}={spec}: expected FEATURE=LENGTH[:VALUE] with LENGTH at least 1")
-        out[feature] = Pad(n, value)
-    return out
 
 
 def read_records(
@@ -442,17 +421,6 @@ def _fixed_length(spec: TensorSpec | None) -> int | None:
     if spec is None or spec.shape is None or len(spec.shape) == 0 or any(d is None for d in spec.shape[1:]):
         return None
     return math.prod(spec.shape[1:])
-
-
-def _pad_value(pad: Pad, dtype: str, name: str):
-    try:
-        if dtype == STRING:
-            return pad.value.encode()
-        if dtype == "float32":
-            return float(pad.value or 0)
-        return int(pad.value or 0)
-    except ValueError:
-        raise BeamscoreError(f"--pad {name}={pad.length}:{pad.value}: {pad.value!r} is not a {dtype} value") from None
 
 
 def _list_array(value) -> pa.Array:
