@@ -48,12 +48,13 @@ class NpzSource(Source):
 
     def columns(self, path: str) -> dict[str, ColumnSpec]:
         headers = self._headers(path)
-        specs = {name: column_spec(name, header) for name, header in headers.items()}
+        specs = {
+            name: self._object_spec(path, name) if header.dtype.hasobject else column_spec(name, header)
+            for name, header in headers.items()
+        }
         for name, pad in self.pad.items():
             if name not in specs:
                 raise BeamscoreError(f"{path}: --pad {name}: no array {name!r}; arrays: {', '.join(specs) or 'none'}")
-            if headers[name].dtype.hasobject:  # ragged rows (arrays of arrays): the values' dtype
-                specs[name] = ColumnSpec(name, self._object_dtype(path, name), None)
             specs[name] = pad_spec(specs[name], pad, path)
         return specs
 
@@ -84,18 +85,21 @@ class NpzSource(Source):
                 )
                 yield pad_table(table, self.pad)
 
-    def _object_dtype(self, url: str, name: str) -> str:
-        """The dtype of the values of an object array's rows (its first non-None row)."""
+    def _object_spec(self, url: str, name: str) -> ColumnSpec:
+        """An object array's column: a list of values per row when its rows are arrays
+        (ragged rows; their values' dtype from the first non-None row), else strings."""
         fs, path = bfs.filesystem(url)
         with fs.open(path, "rb") as f:
             archive = _zip(f, url)
             with archive.open(_members(archive)[name]) as stream:
                 rows = np.lib.format.read_array(stream, allow_pickle=True)  # _headers checked --allow-pickle
         for row in rows.reshape(-1):
-            if row is not None:
+            if isinstance(row, np.ndarray | list | tuple):
                 kind = np.asarray(row).dtype
-                return STRING if kind.kind in "SUO" else kind.name
-        return "float32"
+                return ColumnSpec(name, STRING if kind.kind in "SUO" else kind.name, None)
+            if row is not None:
+                break
+        return ColumnSpec(name, STRING, rows.shape[1:])
 
     def _headers(self, url: str) -> dict[str, NpyHeader]:
         fs, path = bfs.filesystem(url)
