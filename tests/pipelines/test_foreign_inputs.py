@@ -276,3 +276,32 @@ def test_kept_columns_have_one_type_across_part_files(model, tmp_path):
     assert got["id"].to_list() == good.tolist()
     assert got["name"].to_list() == [f"n{i}" for i in good]
     np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x[good])["s"], rtol=1e-6)
+
+
+def test_a_kept_feature_a_tfrecord_record_lacks_is_null_and_the_row_is_scored(model, tmp_path):
+    x = vectors(70)
+    records = []
+    for i in range(70):
+        feature = {"x": tf.train.Feature(float_list=tf.train.FloatList(value=x[i].tolist()))}
+        if i not in (3, 11):
+            ids = [i, i] if i == 66 else [i]  # record 66 (after the 64 sampled): two ids
+            feature["id"] = tf.train.Feature(int64_list=tf.train.Int64List(value=ids))
+        if i != 5:
+            feature["tag"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"t{i}".encode()]))
+        records.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "r.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+    out = tmp_path / "out"
+    m = score(model, "vec", path, out, "--keep", "id,tag", "--batch-size", "16")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (70, 69, 1)
+    (bad,) = errors_of(out)
+    assert bad["row"] == 66 and "feature 'id' has 2 values, expected 1" in bad["error"]
+    got = pl.read_parquet(str(out / "part-*.parquet"))
+    assert (got.schema["id"], got.schema["tag"]) == (pl.Int64, pl.Binary)
+    good = [i for i in range(70) if i != 66]
+    assert got["id"].to_list() == [None if i in (3, 11) else i for i in good]
+    assert got["tag"].to_list() == [None if i == 5 else f"t{i}".encode() for i in good]
+    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x[good])["s"], rtol=1e-6)
