@@ -127,3 +127,17 @@ def test_kept_columns_are_cast_to_the_job_type_or_refused():
     assert cast_kept(pa.array(["a"]).dictionary_encode(), "s", pa.string(), 1).to_pylist() == ["a"]
     with pytest.raises(BeamscoreError, match=r"--keep column 'id' has type string here and cannot be written as int64"):
         cast_kept(pa.array(["x"]), "id", pa.int64(), 1)
+
+
+def test_without_polars_a_duckdb_null_array_row_is_a_clear_error(tmp_path, monkeypatch):
+    import duckdb
+
+    path = str(tmp_path / "d.parquet")
+    duckdb.sql(f"COPY (SELECT * FROM (VALUES ([1, 2]::FLOAT[2]), (NULL)) t(x)) TO '{path}'")
+    source = ParquetSource()
+    unit = source.units(path, 0)[0]
+    monkeypatch.setitem(__import__("sys").modules, "polars", None)  # as if polars were not installed
+    with pytest.raises(BeamscoreError, match=r"pyarrow cannot read a null row of a list column .*install polars"):
+        list(source.read(unit, ["x"], 10))
+    monkeypatch.undo()
+    assert [t["x"].to_pylist() for t in source.read(unit, ["x"], 10)] == [[[1.0, 2.0], None]]

@@ -305,3 +305,20 @@ def test_a_kept_feature_a_tfrecord_record_lacks_is_null_and_the_row_is_scored(mo
     assert got["id"].to_list() == [None if i in (3, 11) else i for i in good]
     assert got["tag"].to_list() == [None if i == 5 else f"t{i}".encode() for i in good]
     np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x[good])["s"], rtol=1e-6)
+
+
+def test_a_kept_column_that_cannot_take_the_job_type_fails_its_rows(model, tmp_path):
+    x = vectors(12)
+    (tmp_path / "in").mkdir()
+    fixed = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 8)
+    pq.write_table(pa.table({"id": np.arange(8, dtype=np.int32), "x": fixed[:8]}), tmp_path / "in" / "a.parquet")
+    pq.write_table(pa.table({"id": ["p", "q", "r", "s"], "x": fixed[8:]}), tmp_path / "in" / "b.parquet")
+    out = tmp_path / "out"
+    m = score(model, "vec", tmp_path / "in", out, "--keep", "id")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (12, 8, 4)
+    bad = errors_of(out)
+    assert [e["row"] for e in bad] == [0, 1, 2, 3] and all(e["source"].endswith("b.parquet") for e in bad)
+    assert "--keep column 'id' has type string here and cannot be written as int64" in bad[0]["error"]
+    got = pl.read_parquet(str(out / "part-*.parquet"))
+    assert got["id"].to_list() == list(range(8)) and got.schema["id"] == pl.Int64
+    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x[:8])["s"], rtol=1e-6)
