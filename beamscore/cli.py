@@ -81,8 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--pad",
         action="append",
-        metavar="FEATURE=LENGTH[:VALUE]",
-        help="pad or truncate a variable-length TFRecord feature to LENGTH values (repeatable)",
+        metavar="NAME=LENGTH[:VALUE]",
+        help="pad or truncate a list column (TFRecord, Parquet, npz) to LENGTH values (repeatable)",
     )
     score.add_argument(
         "--allow-pickle",
@@ -239,7 +239,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "jit_compile": args.jit_compile,
             "rows_per_unit": args.rows_per_unit,
             "compression": args.compression,
-            "pad": _parse_pairs("--pad", "FEATURE=LENGTH[:VALUE]", args.pad),
+            "pad": _parse_pairs("--pad", "NAME=LENGTH[:VALUE]", args.pad),
             "allow_pickle": args.allow_pickle,
             "cast": args.cast,
             "overwrite": args.overwrite,

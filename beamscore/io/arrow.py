@@ -15,7 +15,7 @@ import pyarrow as pa
 from beamscore.errors import BeamscoreError
 from beamscore.model.binding import STRING, ColumnSpec
 
-__all__ = ["column_spec", "from_numpy", "to_numpy"]
+__all__ = ["arrow_type", "column_spec", "from_numpy", "pad_hint", "to_numpy"]
 
 
 _ARROW_NUMPY = {
@@ -37,7 +37,7 @@ _ARROW_NUMPY = {
 def column_spec(name: str, type_: pa.DataType) -> ColumnSpec:
     """Describe an Arrow column as the model binding needs it (dtype, per-row shape)."""
     shape: list[int] = []
-    t = type_
+    t = _decoded(type_)
     while True:
         if isinstance(t, pa.FixedShapeTensorType):
             shape.extend(t.shape)
@@ -52,13 +52,32 @@ def column_spec(name: str, type_: pa.DataType) -> ColumnSpec:
     return ColumnSpec(name, _dtype_name(t), tuple(shape))
 
 
+def arrow_type(spec: ColumnSpec) -> pa.DataType:
+    """The Arrow type :func:`from_numpy` gives a column described by ``spec`` (the inverse
+    of :func:`column_spec` for sources without an Arrow schema: TFRecord, npz, npy)."""
+    leaf = pa.binary() if spec.dtype == STRING else pa.from_numpy_dtype(np.dtype(spec.dtype))
+    shape = spec.row_shape
+    if shape is None:
+        return pa.large_list(leaf)
+    if len(shape) > 1:
+        return pa.fixed_shape_tensor(leaf, shape)
+    return pa.list_(leaf, shape[0]) if shape else leaf
+
+
 def _leaf(t: pa.DataType) -> pa.DataType:
     while pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         t = t.value_type
     return t
 
 
+def _decoded(t: pa.DataType) -> pa.DataType:
+    """The values' type of a dictionary-encoded column (polars Categorical/Enum, pandas
+    category, ``dictionary_encode``): such a column feeds inputs as its values would."""
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
 def _dtype_name(t: pa.DataType) -> str:
+    t = _decoded(t)
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return STRING
     if pa.types.is_fixed_size_binary(t):
@@ -79,6 +98,8 @@ def to_numpy(column: pa.ChunkedArray | pa.Array, name: str, where: str) -> np.nd
 
 def _nested(arr: pa.Array, name: str, where: str) -> np.ndarray:
     _check_nulls(arr, name, where)
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
     n = len(arr)
     t = arr.type
     if pa.types.is_fixed_size_list(t):
@@ -91,7 +112,7 @@ def _nested(arr: pa.Array, name: str, where: str) -> np.ndarray:
             bad = int(np.argmax(lengths != lengths[0]))
             raise BeamscoreError(
                 f"{where}: column {name!r} row {bad} has {lengths[bad]} values, row 0 has "
-                f"{lengths[0]}; list columns must have one length per batch"
+                f"{lengths[0]}; list columns must have one length per batch ({pad_hint(name)})"
             )
         inner = _nested(arr.flatten(), name, where)
         width = int(lengths[0]) if n else 0
@@ -101,6 +122,11 @@ def _nested(arr: pa.Array, name: str, where: str) -> np.ndarray:
             arr = arr.cast(pa.large_binary())
         return arr.to_numpy(zero_copy_only=False)
     return arr.to_numpy(zero_copy_only=False)
+
+
+def pad_hint(name: str) -> str:
+    """What a ragged-row error suggests: ``--pad``, which gives every row one length."""
+    return f"pass --pad {name}=LENGTH[:VALUE] to pad or truncate every row to LENGTH values"
 
 
 def _check_nulls(arr: pa.Array, name: str, where: str) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from beamscore.io.arrow import arrow_type
 from beamscore.model.binding import ColumnSpec
 from beamscore.model.inspect import SignatureInfo
 
@@ -97,9 +98,20 @@ class Source(abc.ABC):
         knows the signature's inputs and ``--map``. The default returns ``self``."""
         return self
 
+    def with_files(self, files: Sequence[str]) -> Source:
+        """Optional hook, called on the launcher once the input globs are expanded, before
+        :meth:`columns`: a source whose columns depend on every file's path (Parquet's hive
+        partition keys) returns a copy that knows them. The default returns ``self``."""
+        return self
+
     @abc.abstractmethod
     def columns(self, path: str) -> dict[str, ColumnSpec]:
         """The columns of one file, from its schema alone."""
+
+    def column_types(self, path: str) -> dict[str, pa.DataType]:
+        """The Arrow type of each column as :meth:`read` yields it, for the output schema
+        of ``--keep`` columns. The default derives it from :meth:`columns`."""
+        return {name: arrow_type(spec) for name, spec in self.columns(path).items()}
 
     @abc.abstractmethod
     def units(self, path: str, shard: int) -> list[WorkUnit]:

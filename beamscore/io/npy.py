@@ -126,10 +126,24 @@ def row_units(path: str, shard: int, rows: int, rows_per_unit: int) -> list[Work
 
 
 def to_arrow(values: np.ndarray) -> pa.Array:
-    """A numpy slice as an Arrow column; unicode strings become UTF-8 bytes."""
+    """A numpy slice as an Arrow column; unicode strings become UTF-8 bytes, and an object
+    array of arrays (ragged rows, as only pickle stores them) a list column."""
     if values.dtype.kind == "U":
         values = np.char.encode(values, "utf-8")
+    if values.dtype == object and values.ndim == 1 and any(isinstance(v, np.ndarray | list | tuple) for v in values):
+        return _ragged(values)
     return from_numpy(values)
+
+
+def _ragged(values: np.ndarray) -> pa.Array:
+    """An object array of 1-d arrays (or ``None``) as a list column: one row per array."""
+    rows = [None if v is None else np.asarray(v).reshape(-1) for v in values]
+    present = [r for r in rows if r is not None]
+    flat = np.concatenate(present) if present else np.empty(0)
+    lengths = np.array([0 if r is None else len(r) for r in rows], dtype=np.int64)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), type=pa.int64())
+    mask = pa.array([r is None for r in rows], type=pa.bool_())
+    return pa.LargeListArray.from_arrays(offsets, to_arrow(flat), mask=mask)
 
 
 class NpySource(Source):

@@ -5,22 +5,27 @@ Arrays map to signature inputs by name or ``--map INPUT=ARRAY``. Members are rea
 :mod:`beamscore.io.npy`), so a unit of rows never loads the other rows; work units are row
 ranges. Arrays are read without pickle: an object array is refused, naming
 ``--allow-pickle``. A file whose arrays disagree on their number of rows is refused on the
-launcher, naming the arrays and their lengths.
+launcher, naming the arrays and their lengths. ``--pad ARRAY=LENGTH[:VALUE]`` cuts or fills
+the rows of a 2-d array, or of an object array of 1-d arrays (ragged rows, which only pickle
+stores: ``--allow-pickle``), to one length.
 """
 
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
 from beamscore.io.base import Source, WorkUnit
 from beamscore.io.npy import DEFAULT_ROWS_PER_UNIT, NpyHeader, column_spec, read_header, read_rows, row_units, to_arrow
-from beamscore.model.binding import ColumnSpec
+from beamscore.io.pad import pad_spec, pad_table, parse_pad
+from beamscore.model.binding import STRING, ColumnSpec
 
 __all__ = ["NpzSource"]
 
@@ -29,14 +34,29 @@ class NpzSource(Source):
     """Reads ``.npz`` files (``np.savez`` / ``np.savez_compressed``) through fsspec."""
 
     format = "npz"
-    options = ("allow_pickle", "rows_per_unit")
+    options = ("allow_pickle", "rows_per_unit", "pad")
 
-    def __init__(self, rows_per_unit: int = DEFAULT_ROWS_PER_UNIT, allow_pickle: bool = False) -> None:
+    def __init__(
+        self,
+        rows_per_unit: int = DEFAULT_ROWS_PER_UNIT,
+        allow_pickle: bool = False,
+        pad: Mapping[str, Any] | None = None,
+    ) -> None:
         self.rows_per_unit = rows_per_unit
         self.allow_pickle = allow_pickle
+        self.pad = parse_pad(pad)
 
     def columns(self, path: str) -> dict[str, ColumnSpec]:
-        return {name: column_spec(name, header) for name, header in self._headers(path).items()}
+        headers = self._headers(path)
+        specs = {
+            name: self._object_spec(path, name) if header.dtype.hasobject else column_spec(name, header)
+            for name, header in headers.items()
+        }
+        for name, pad in self.pad.items():
+            if name not in specs:
+                raise BeamscoreError(f"{path}: --pad {name}: no array {name!r}; arrays: {', '.join(specs) or 'none'}")
+            specs[name] = pad_spec(specs[name], pad, path)
+        return specs
 
     def units(self, path: str, shard: int) -> list[WorkUnit]:
         headers = self._headers(path)
@@ -57,12 +77,29 @@ class NpzSource(Source):
             starts = range(unit.start, unit.stop, batch_size) or range(unit.start, unit.start + 1)
             for start in starts:
                 stop = min(start + batch_size, unit.stop)
-                yield pa.table(
+                table = pa.table(
                     {
                         name: to_arrow(read_rows(stream, header, start, stop, f"{unit.path}: array {name!r}"))
                         for name, (stream, header) in streams.items()
                     }
                 )
+                yield pad_table(table, self.pad)
+
+    def _object_spec(self, url: str, name: str) -> ColumnSpec:
+        """An object array's column: a list of values per row when its rows are arrays
+        (ragged rows; their values' dtype from the first non-None row), else strings."""
+        fs, path = bfs.filesystem(url)
+        with fs.open(path, "rb") as f:
+            archive = _zip(f, url)
+            with archive.open(_members(archive)[name]) as stream:
+                rows = np.lib.format.read_array(stream, allow_pickle=True)  # _headers checked --allow-pickle
+        for row in rows.reshape(-1):
+            if isinstance(row, np.ndarray | list | tuple):
+                kind = np.asarray(row).dtype
+                return ColumnSpec(name, STRING if kind.kind in "SUO" else kind.name, None)
+            if row is not None:
+                break
+        return ColumnSpec(name, STRING, rows.shape[1:])
 
     def _headers(self, url: str) -> dict[str, NpyHeader]:
         fs, path = bfs.filesystem(url)

@@ -4,19 +4,29 @@ Work units are runs of consecutive row groups of about ``rows_per_unit`` rows, s
 file spreads over several workers while a small file stays one unit. Reading uses
 ``ParquetFile.iter_batches`` over the unit's row groups, which streams and never loads the
 file whole.
+
+Foreign files: a fixed-size list column with null rows, which pyarrow cannot read, is read
+around (:mod:`beamscore.io.parquet_lists`); hive partition keys in the directory names are
+columns (:mod:`beamscore.io.hive`); ``--pad`` cuts or fills list columns to one length
+(:mod:`beamscore.io.pad`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
+from beamscore.io import hive
 from beamscore.io.arrow import column_spec
 from beamscore.io.base import Source, WorkUnit
+from beamscore.io.pad import pad_spec, pad_table, parse_pad
+from beamscore.io.parquet_lists import is_list_error, read_lenient
 from beamscore.model.binding import ColumnSpec
 
 __all__ = ["ParquetSource"]
@@ -28,14 +38,40 @@ class ParquetSource(Source):
     """Reads ``.parquet`` files through fsspec."""
 
     format = "parquet"
-    options = ("rows_per_unit",)
+    options = ("rows_per_unit", "pad")
 
-    def __init__(self, rows_per_unit: int = DEFAULT_ROWS_PER_UNIT) -> None:
+    def __init__(self, rows_per_unit: int = DEFAULT_ROWS_PER_UNIT, pad: Mapping[str, Any] | None = None) -> None:
         self.rows_per_unit = rows_per_unit
+        self.pad = parse_pad(pad)
+        self.partitions: dict[str, pa.DataType] = {}  # hive partition keys (with_files)
+
+    def with_files(self, files: Sequence[str]) -> ParquetSource:
+        planned = copy.copy(self)
+        planned.partitions = hive.infer_partitions(files)
+        return planned
 
     def columns(self, path: str) -> dict[str, ColumnSpec]:
+        types = self._types(path)
+        specs = {name: column_spec(name, t) for name, t in types.items()}
+        for name, pad in self.pad.items():
+            if name not in specs:
+                raise BeamscoreError(f"{path}: --pad {name}: no column {name!r}; columns: {', '.join(specs)}")
+            specs[name] = pad_spec(specs[name], pad, path)
+        return specs
+
+    def column_types(self, path: str) -> dict[str, pa.DataType]:
+        types = self._types(path)
+        for name, pad in self.pad.items():
+            if name in types:
+                leaf = types[name].value_type  # pad_spec (in columns) has refused any other type
+                types[name] = pa.list_(leaf.value_type if pa.types.is_dictionary(leaf) else leaf, pad.length)
+        return types
+
+    def _types(self, path: str) -> dict[str, pa.DataType]:
+        """The file's columns, then the partition keys it does not store."""
         schema = self._file(path, lambda f: f.schema_arrow)
-        return {name: column_spec(name, schema.field(name).type) for name in schema.names}
+        types = {name: schema.field(name).type for name in schema.names}
+        return {**{k: t for k, t in self.partitions.items() if k not in types}, **types}
 
     def units(self, path: str, shard: int) -> list[WorkUnit]:
         meta = self._file(path, lambda f: f.metadata)
@@ -54,19 +90,42 @@ class ParquetSource(Source):
         fs, path = bfs.filesystem(unit.path)
         with fs.open(path, "rb") as f:
             pf = _open(pq.ParquetFile, f, unit.path)
-            missing = [c for c in columns if c not in pf.schema_arrow.names]
+            stored = pf.schema_arrow.names
+            partitions = {k: t for k, t in self.partitions.items() if k in columns and k not in stored}
+            missing = [c for c in columns if c not in stored and c not in partitions]
             if missing:
-                raise BeamscoreError(
-                    f"{unit.path}: no column {missing[0]!r}; columns: {', '.join(pf.schema_arrow.names)}"
-                )
-            row_groups = list(range(unit.start, unit.stop))
+                raise BeamscoreError(f"{unit.path}: no column {missing[0]!r}; columns: {', '.join(stored)}")
+            read = [c for c in columns if c in stored]
             empty = True
-            if row_groups:
-                for batch in pf.iter_batches(batch_size=batch_size, row_groups=row_groups, columns=columns):
-                    empty = False
-                    yield pa.Table.from_batches([batch])
+            for table in self._tables(f, pf, unit, read, batch_size):
+                empty = False
+                yield self._finish(table, unit.path, partitions, columns)
             if empty:  # zero rows: one empty batch, so the unit still gets its (empty) output
-                yield pf.schema_arrow.empty_table().select(columns)
+                yield self._finish(pf.schema_arrow.empty_table().select(read), unit.path, partitions, columns)
+
+    def _tables(self, f, pf: pq.ParquetFile, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table]:
+        row_groups = list(range(unit.start, unit.stop))
+        if not row_groups:
+            return
+        done = 0
+        try:
+            for batch in pf.iter_batches(batch_size=batch_size, row_groups=row_groups, columns=columns):
+                done += batch.num_rows
+                yield pa.Table.from_batches([batch])
+        except pa.ArrowInvalid as exc:
+            if not is_list_error(exc):
+                raise
+            first_row = unit.file_row(0)
+            yield from read_lenient(
+                f, unit.path, pf.schema_arrow, row_groups, first_row, columns, batch_size, done, exc
+            )
+
+    def _finish(self, table: pa.Table, path: str, partitions: dict[str, pa.DataType], columns: list[str]) -> pa.Table:
+        """Pad, add the partition columns, and put the columns in the order asked for."""
+        table = pad_table(table, self.pad)
+        for name, array in hive.partition_arrays(path, partitions, table.num_rows).items():
+            table = table.append_column(name, array)
+        return table.select(columns)
 
     def _file(self, path: str, get):
         fs, local = bfs.filesystem(path)

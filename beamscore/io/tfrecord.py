@@ -37,11 +37,14 @@ from typing import Any, BinaryIO
 import google_crc32c
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
 from beamscore.io.arrow import from_numpy
 from beamscore.io.base import BadRows, Source, WorkUnit
+from beamscore.io.pad import pad_value as _pad_value
+from beamscore.io.pad import parse_pad
 from beamscore.model.binding import STRING, ColumnSpec
 from beamscore.model.inspect import SignatureInfo, TensorSpec
 
@@ -59,34 +62,11 @@ _COMPRESSIONS = ("gzip", "none")
 
 
 @dataclass(frozen=True)
-class Pad:
-    """``--pad FEATURE=LENGTH[:VALUE]``: pad with ``value`` or truncate to ``length`` values."""
-
-    length: int
-    value: str = ""
-
-
-@dataclass(frozen=True)
 class _Feature:
     """What the sampled records say of one feature: its dtype and its length, if fixed."""
 
     dtype: str
     length: int | None
-
-
-def parse_pad(pad: Mapping[str, Any] | None) -> dict[str, Pad]:
-    """``{"tokens": "16:0"}`` (or ``16``) -> ``{"tokens": Pad(16, "0")}``, checked."""
-    out = {}
-    for feature, spec in (pad or {}).items():
-        length, _, value = str(spec).partition(":")
-        try:
-            n = int(length)
-        except ValueError:
-            n = -1
-        if n < 1:
-            raise BeamscoreError(f"--pad {feature}={spec}: expected FEATURE=LENGTH[:VALUE] with LENGTH at least 1")
-        out[feature] = Pad(n, value)
-    return out
 
 
 def read_records(
@@ -264,14 +244,11 @@ class TFRecordSource(Source):
                 raise
         start = 0
         for i, record in enumerate(records):
-            try:
-                tf.io.parse_example(tf.constant([record]), spec)
+            try:  # the batch's own check on this record alone (_table explains what is wrong)
+                self._table([record], [offsets[i]], first + i, columns, spec, path, tf)
                 continue
-            except (tf.errors.InvalidArgumentError, ValueError):
-                try:
-                    error = self._explain([record], [offsets[i]], first + i, spec, path, tf, None)
-                except BeamscoreError as exc:  # not an Example at all
-                    error = exc
+            except BeamscoreError as exc:
+                error = exc
             if i > start:
                 yield self._table(records[start:i], offsets[start:i], first + start, columns, spec, path, tf)
             yield BadRows(rows=[first + i], error=str(error), raw=[record])
@@ -293,7 +270,9 @@ class TFRecordSource(Source):
                 out[name] = pa.array(records, type=pa.binary())
                 continue
             value = values[name]
-            if isinstance(value, tf.RaggedTensor):
+            if self._kept_only(name):  # null where a record lacks the feature
+                out[name] = self._kept_column(name, value, first, offsets, path)
+            elif isinstance(value, tf.RaggedTensor):
                 pad = self.pad.get(name)
                 if pad is not None:
                     default = _pad_value(pad, self.features[name].dtype, name)
@@ -313,9 +292,41 @@ class TFRecordSource(Source):
         if name in self.pad:
             return tf.io.RaggedFeature(dtype, row_splits_dtype=tf.int64)
         shape = self._parse_shape(name, feat)
-        if shape is None:
+        if shape is None or self._kept_only(name):  # kept-only: see _kept_column
             return tf.io.RaggedFeature(dtype, row_splits_dtype=tf.int64)
         return tf.io.FixedLenFeature(shape, dtype)
+
+    def _kept_only(self, name: str) -> bool:
+        """A fixed-length feature only ``--keep`` reads: a record may lack it (as a Parquet
+        row may hold a null there) and is still scored; its kept value is null. Only a source
+        bound to a signature (:meth:`bind`) knows which features are inputs."""
+        feat = self.features.get(name) if self.features else None
+        known = bool(self.inputs) and feat is not None and feat.length is not None
+        return known and name not in self.inputs and name not in self.pad
+
+    def _kept_column(self, name: str, value, first: int, offsets: list[int], path: str) -> pa.Array:
+        """A kept-only feature (parsed ragged) as its fixed-shape column, null where a record
+        lacks it; a record with another number of values is refused, naming it."""
+        shape = self._parse_shape(name, self.features[name])
+        width = math.prod(shape)
+        lengths = value.row_lengths().numpy()
+        wrong = np.flatnonzero((lengths != width) & (lengths != 0))
+        if len(wrong):
+            i = int(wrong[0])
+            raise BeamscoreError(
+                f"{path}: record {first + i} (byte offset {offsets[i]}): feature {name!r} has {lengths[i]} values, "
+                f"expected {width} (or none: a kept feature a record lacks is written as null)"
+            )
+        present = lengths == width
+        flat = value.flat_values.numpy()
+        values = np.zeros((len(lengths), *shape), dtype=flat.dtype if flat.dtype != object else object)
+        if flat.dtype == object:
+            values[:] = b""
+        values[present] = flat.reshape((-1, *shape))
+        column = from_numpy(values)
+        if present.all():
+            return column
+        return pc.if_else(pa.array(present), column, pa.nulls(len(column), column.type))
 
     def _parse_shape(self, name: str, feat: _Feature) -> list[int] | None:
         """``[k]`` or ``[]`` (a scalar) for a fixed-length feature; ``None`` for a ragged one."""
@@ -442,17 +453,6 @@ def _fixed_length(spec: TensorSpec | None) -> int | None:
     if spec is None or spec.shape is None or len(spec.shape) == 0 or any(d is None for d in spec.shape[1:]):
         return None
     return math.prod(spec.shape[1:])
-
-
-def _pad_value(pad: Pad, dtype: str, name: str):
-    try:
-        if dtype == STRING:
-            return pad.value.encode()
-        if dtype == "float32":
-            return float(pad.value or 0)
-        return int(pad.value or 0)
-    except ValueError:
-        raise BeamscoreError(f"--pad {name}={pad.length}:{pad.value}: {pad.value!r} is not a {dtype} value") from None
 
 
 def _list_array(value) -> pa.Array:

@@ -12,14 +12,17 @@ import dataclasses
 import datetime as dt
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import pyarrow as pa
 
 from beamscore import fs as bfs
 from beamscore.config import ScoreConfig
 from beamscore.errors import BeamscoreError
 from beamscore.io import sink_for, source_for
 from beamscore.io.base import Sink, Source, WorkUnit
+from beamscore.io.keep import keep_type
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model
 from beamscore.model.loader import ModelSpec
@@ -55,6 +58,8 @@ class Plan:
     sink: Sink
     batch_size: int
     started: str
+    #: the output type of each --keep column, one for the whole job (:mod:`beamscore.io.keep`)
+    keep_types: dict[str, pa.DataType] = field(default_factory=dict)
 
     @property
     def read_columns(self) -> list[str]:
@@ -117,6 +122,7 @@ def plan_job(config: ScoreConfig) -> Plan:
         pad=config.pad,
         allow_pickle=config.allow_pickle,
     ).bind(signature, config.map)
+    source = source.with_files(files)  # hive partition keys (Parquet) are columns
     columns = source.columns(files[0])
     bindings = bind_inputs(signature, columns, config.map, config.cast, where=files[0])
     missing_keep = [k for k in config.keep if k not in columns]
@@ -124,6 +130,10 @@ def plan_job(config: ScoreConfig) -> Plan:
         raise BeamscoreError(
             f"{files[0]}: no column {missing_keep[0]!r} to --keep; columns: {', '.join(sorted(columns))}"
         )
+    keep_types = {}
+    if config.keep:
+        types = source.column_types(files[0])
+        keep_types = {name: keep_type(types[name]) for name in config.keep}
     outputs = list(config.outputs) or sorted(signature.outputs)
     unknown = [o for o in outputs if o not in signature.outputs]
     if unknown:
@@ -161,6 +171,7 @@ def plan_job(config: ScoreConfig) -> Plan:
         sink=sink_for(config.output_format, config.output),
         batch_size=batch_size,
         started=started,
+        keep_types=keep_types,
     )
 
 

@@ -56,7 +56,13 @@ def build_pipeline(p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] 
         | "Run"
         >> beam.ParDo(
             RunSignatureFn(
-                plan.spec, plan.signature, plan.bindings, plan.outputs, config.keep, reject_nan=config.reject_nan
+                plan.spec,
+                plan.signature,
+                plan.bindings,
+                plan.outputs,
+                config.keep,
+                reject_nan=config.reject_nan,
+                keep_types=plan.keep_types,
             )
         )
         | "Write" >> WriteBatches(plan.sink, plan.file_metadata(), config.output)

@@ -13,6 +13,7 @@ from apache_beam.utils import shared
 
 from beamscore.errors import BeamscoreError
 from beamscore.io.arrow import column_spec, from_numpy
+from beamscore.io.keep import cast_kept, keep_type
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.inspect import SignatureInfo, inspect_model
 from beamscore.model.loader import LoadedModel, ModelSpec, load_model
@@ -41,12 +42,17 @@ class RunSignatureFn(beam.DoFn):
         input_map: Mapping[str, str] | None = None,
         cast: bool = False,
         reject_nan: bool = False,
+        keep_types: Mapping[str, pa.DataType] | None = None,
     ) -> None:
+        """``keep_types`` fix the output type of each ``keep`` column for the whole job
+        (:mod:`beamscore.io.keep`); a column not listed takes the widened type of its first
+        batch."""
         self.model = model
         self.signature = signature
         self.bindings = dict(bindings) if bindings is not None else None
         self.outputs = list(outputs) or sorted(signature.outputs)
         self.keep = list(keep)
+        self.keep_types = dict(keep_types or {})
         self.input_map = dict(input_map or {})
         self.cast = cast
         self.reject_nan = reject_nan
@@ -87,6 +93,12 @@ class RunSignatureFn(beam.DoFn):
             self._runner = SignatureRunner(self._fn, bindings, self.outputs)
         return self._runner
 
+    def _keep_type(self, name: str, table: pa.Table) -> pa.DataType:
+        """The job's output type of a kept column; without a plan, the first batch's, widened."""
+        if name not in self.keep_types and name in table.column_names:
+            self.keep_types[name] = keep_type(table.schema.field(name).type)
+        return self.keep_types.get(name, pa.null())
+
     def process(self, batch: Batch) -> Iterator[Batch]:
         start = time.perf_counter()
         table = batch.table
@@ -118,8 +130,20 @@ class RunSignatureFn(beam.DoFn):
                 )
         out = {key: from_numpy(values) for key, values in results.items()}
         kept = table if len(good) == table.num_rows else table.take(pa.array(good, type=pa.int64()))
-        for name in self.keep:
-            out[name] = kept[name] if name in kept.column_names else pa.nulls(len(good))
+        try:
+            for name in self.keep:
+                out[name] = cast_kept(
+                    kept[name] if name in kept.column_names else None, name, self._keep_type(name, table), len(good)
+                )
+        except BeamscoreError as exc:  # this file's column cannot take the job's type: its rows fail
+            failed.append(
+                dead_letters.from_table_rows(
+                    batch.unit, table, good, positions[good], [str(exc)] * len(good), "validate"
+                )
+            )
+            good = good[:0]
+            out = {key: from_numpy(_empty(self.signature.outputs[key])) for key in self.outputs}
+            out.update({name: pa.nulls(0, type=self._keep_type(name, table)) for name in self.keep})
         self.batches.inc()
         self.batch_rows.update(table.num_rows)
         self.batch_ms.update(int((time.perf_counter() - start) * 1000))

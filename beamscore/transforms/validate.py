@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from beamscore.errors import BeamscoreError
-from beamscore.io.arrow import to_numpy
+from beamscore.io.arrow import pad_hint, to_numpy
 from beamscore.model.binding import STRING, InputBinding, lossless, numpy_dtype
 
 __all__ = ["Checked", "check_rows"]
@@ -119,7 +119,7 @@ def _mark_structure(column: pa.ChunkedArray, b: InputBinding, reasons: dict[int,
         why = "its batch's first row has {expected}; list columns must have one length per batch"
         why = why.format(expected=expected)
     for i in np.flatnonzero((lengths != expected) & (lengths >= 0)).tolist():
-        reasons.setdefault(i, f"column {b.column!r} has {lengths[i]} values, {why}")
+        reasons.setdefault(i, f"column {b.column!r} has {lengths[i]} values, {why} ({pad_hint(b.column)})")
 
 
 def _is_nested(t: pa.DataType) -> bool:

@@ -29,8 +29,9 @@ def test_options_go_only_where_they_apply():
     assert (tf.compression, tf.pad["t"].length) == ("gzip", 4)
     assert source_for("npz", "x.npz", 10, allow_pickle=True).rows_per_unit == 10
     assert source_for("parquet", "x.parquet", 10).rows_per_unit == 10
-    with pytest.raises(BeamscoreError, match="--pad does not apply to parquet input"):
-        source_for(None, "x.parquet", pad={"t": "4"})
+    assert source_for(None, "x.parquet", pad={"t": "4"}).pad["t"].length == 4
+    with pytest.raises(BeamscoreError, match="--pad does not apply to npy input"):
+        source_for(None, "x.npy", pad={"t": "4"})
     with pytest.raises(BeamscoreError, match="--allow-pickle does not apply to tfrecord input"):
         source_for(None, "x.tfrecord", allow_pickle=True)
     with pytest.raises(BeamscoreError, match=r"cannot tell the format of x\.csv from its name; pass --format"):

@@ -86,7 +86,7 @@ def test_pad_pads_and_truncates_to_the_signature(io_models, tmp_path, capsys):
 
 def test_pad_values_are_checked():
     assert parse_pad({"t": "8:0", "u": 3}) == {"t": parse_pad({"t": "8:0"})["t"], "u": parse_pad({"u": "3"})["u"]}
-    with pytest.raises(BeamscoreError, match=r"--pad t=x: expected FEATURE=LENGTH\[:VALUE\]"):
+    with pytest.raises(BeamscoreError, match=r"--pad t=x: expected NAME=LENGTH\[:VALUE\]"):
         parse_pad({"t": "x"})
 
 

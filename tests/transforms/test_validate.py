@@ -26,7 +26,8 @@ def test_nulls_wrong_lengths_and_nan_are_rows_not_batches():
     assert checked.bad.tolist() == [1, 2, 3, 4]
     assert checked.errors == [
         "column 'x' is null; inputs must not be null",
-        "column 'x' has 2 values, input 'x' takes 4 per row",
+        "column 'x' has 2 values, input 'x' takes 4 per row "
+        "(pass --pad x=LENGTH[:VALUE] to pad or truncate every row to LENGTH values)",
         "column 'x' has a null value inside its list; inputs must not be null",
         "column 'x' holds NaN or infinity (--reject-nan)",
     ]

@@ -1,0 +1,324 @@
+"""End-to-end jobs over files that polars, duckdb and pyarrow write as users write them:
+null rows in fixed-size lists, dictionary strings, ragged lists with ``--pad``, hive
+partition directories, and part files whose ``--keep`` columns disagree on their type.
+
+Every job checks ``rows_in`` against the rows the input holds, ``rows_in == rows_out +
+rows_failed``, and every scored row against a direct call of the signature.
+"""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+from conftest import direct_call, read_output
+
+from beamscore.cli import main
+
+
+class ForeignModule(tf.Module):
+    """``vec``: x float32 [None, 8] -> s = x @ (1..8); ``seq``: tokens int64 [None, None] ->
+    total = sum(tokens * (1..L)); ``text``: s string [None] -> n (length), h (hash bucket)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32, name="x")])
+    def vec(self, x):
+        return {"s": tf.linalg.matvec(x, tf.range(1.0, 9.0))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64, name="tokens")])
+    def seq(self, tokens):
+        weights = tf.range(1, tf.shape(tokens)[1] + 1, dtype=tf.int64)
+        return {"total": tf.reduce_sum(tokens * weights, axis=1)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="s")])
+    def text(self, s):
+        return {"n": tf.strings.length(s), "h": tf.strings.to_hash_bucket_fast(s, 1000)}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("foreign") / "m")
+    module = ForeignModule()
+    tf.saved_model.save(module, path, signatures={"vec": module.vec, "seq": module.seq, "text": module.text})
+    return path
+
+
+def score(model: str, signature: str, inp, out, *args: str) -> dict:
+    """Run the job; return its manifest after checking that nothing was lost."""
+    code = main(["score", "--model", model, "--signature", signature, "--input", str(inp), "--output", str(out), *args])
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["rows_in"] == manifest["rows_out"] + manifest["rows_failed"]
+    allowed = int(args[args.index("--max-failed-rows") + 1]) if "--max-failed-rows" in args else 0
+    assert code == (1 if manifest["rows_failed"] > allowed else 0)  # a failed row fails the job unless allowed
+    return manifest
+
+
+def errors_of(out) -> list[dict]:
+    files = sorted((out / "_errors").glob("part-*.parquet"))
+    return [row for f in files for row in pq.read_table(f).to_pylist()]
+
+
+# -- item 5: null rows in fixed-size list columns -------------------------------------------
+
+NULL_ROWS = (5, 21, 22)
+
+
+def vectors(n: int = 40) -> np.ndarray:
+    return np.random.default_rng(5).normal(size=(n, 8)).astype(np.float32)
+
+
+def write_polars(path: str, x: np.ndarray) -> None:
+    rows = [None if i in NULL_ROWS else row.tolist() for i, row in enumerate(x)]
+    frame = pl.DataFrame({"id": np.arange(len(x)), "x": rows}, schema={"id": pl.Int64, "x": pl.Array(pl.Float32, 8)})
+    frame.write_parquet(path, row_group_size=16)
+
+
+def write_duckdb(path: str, x: np.ndarray) -> None:
+    values = ", ".join(
+        f"({i}, {'NULL' if i in NULL_ROWS else '[' + ', '.join(repr(float(v)) for v in row) + ']::FLOAT[8]'})"
+        for i, row in enumerate(x)
+    )
+    duckdb.sql(f"COPY (SELECT * FROM (VALUES {values}) t(id, x) ORDER BY id) TO '{path}' (ROW_GROUP_SIZE 16)")
+
+
+def write_pyarrow(path: str, x: np.ndarray) -> None:
+    mask = np.isin(np.arange(len(x)), NULL_ROWS)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 8, mask=pa.array(mask))
+    pq.write_table(pa.table({"id": np.arange(len(x)), "x": column}), path, row_group_size=16)
+
+
+@pytest.mark.parametrize("writer", [write_polars, write_duckdb, write_pyarrow], ids=["polars", "duckdb", "pyarrow"])
+def test_null_rows_of_a_fixed_size_list_are_dead_letters_and_the_rest_is_scored(model, tmp_path, writer):
+    x = vectors()
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "v.parquet")
+    writer(path, x)
+    with pytest.raises(pa.ArrowInvalid):  # the reason for the detour: pyarrow alone cannot read it
+        pq.read_table(path)
+    out = tmp_path / "out"
+    m = score(model, "vec", path, out, "--keep", "id", "--batch-size", "4")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (40, 37, 3)
+    bad = errors_of(out)
+    assert [(e["row"], e["stage"]) for e in bad] == [(r, "validate") for r in NULL_ROWS]
+    assert all("column 'x' is null" in e["error"] for e in bad)
+    table = read_output(str(out))
+    good = np.array([i for i in range(40) if i not in NULL_ROWS])
+    assert table["id"].to_pylist() == good.tolist()
+    expected = direct_call(model, "vec", x=x[good])["s"]
+    np.testing.assert_allclose(table["s"].to_numpy(), expected, rtol=1e-6)
+
+
+# -- item 6: dictionary-encoded strings -----------------------------------------------------
+
+WORDS = ["alpha", "beta", "gamma", "beta", "delta", "alpha", "epsilon"] * 3
+
+
+def write_categorical(path: str) -> None:
+    pl.DataFrame(
+        {"s": pl.Series(WORDS, dtype=pl.Categorical), "k": pl.Series(WORDS, dtype=pl.Categorical)}
+    ).write_parquet(path)
+
+
+def write_enum(path: str) -> None:
+    enum = pl.Enum(sorted(set(WORDS)))
+    pl.DataFrame({"s": pl.Series(WORDS, dtype=enum), "k": pl.Series(WORDS, dtype=enum)}).write_parquet(path)
+
+
+def write_dictionary_encoded(path: str) -> None:
+    words = pa.array(WORDS).dictionary_encode()
+    pq.write_table(pa.table({"s": words, "k": words}), path, row_group_size=8)
+
+
+@pytest.mark.parametrize(
+    "writer", [write_categorical, write_enum, write_dictionary_encoded], ids=["categorical", "enum", "pyarrow"]
+)
+def test_dictionary_strings_feed_string_inputs(model, tmp_path, writer):
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "w.parquet")
+    writer(path)
+    assert pa.types.is_dictionary(pq.read_schema(path).field("s").type)
+    out = tmp_path / "out"
+    m = score(model, "text", path, out, "--keep", "k", "--batch-size", "5")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (len(WORDS), len(WORDS), 0)
+    table = read_output(str(out))
+    assert table.schema.field("k").type == pa.string()  # decoded: one output type per job
+    assert table["k"].to_pylist() == WORDS
+    expected = direct_call(model, "text", s=np.array([w.encode() for w in WORDS], dtype=object))
+    assert table["n"].to_pylist() == expected["n"].tolist()
+    assert table["h"].to_pylist() == expected["h"].tolist()
+
+
+# -- item 7: ragged lists into [None, None] inputs with --pad --------------------------------
+
+TOKENS = [[3, 1, 4, 1, 5, 9], [2, 6], [], [5, 3, 5], [8], [9, 7, 9, 3]] * 4
+
+
+def padded(rows: list[list[int]], length: int, value: int) -> np.ndarray:
+    return np.array([(r + [value] * length)[:length] for r in rows], dtype=np.int64)
+
+
+def write_ragged(fmt: str, directory) -> tuple[str, list[str]]:
+    """The ragged rows as a file of ``fmt``; returns the path and the extra flags it needs."""
+    directory.mkdir()
+    if fmt == "polars":
+        path = str(directory / "t.parquet")
+        pl.DataFrame({"tokens": TOKENS}, schema={"tokens": pl.List(pl.Int64)}).write_parquet(path)
+        return path, []
+    if fmt == "duckdb":
+        path = str(directory / "t.parquet")
+        rows = ", ".join(f"({i}, {r}::BIGINT[])" for i, r in enumerate(TOKENS))
+        duckdb.sql(f"COPY (SELECT tokens FROM (VALUES {rows}) t(i, tokens) ORDER BY i) TO '{path}'")
+        return path, []
+    path = str(directory / "t.npz")
+    ragged = np.empty(len(TOKENS), dtype=object)
+    ragged[:] = [np.array(r, dtype=np.int64) for r in TOKENS]
+    np.savez(path, tokens=ragged)
+    return path, ["--allow-pickle"]
+
+
+@pytest.mark.parametrize("fmt", ["polars", "duckdb", "npz"])
+def test_pad_makes_ragged_rows_fit_a_none_none_input(model, tmp_path, fmt):
+    path, flags = write_ragged(fmt, tmp_path / "in")
+    out = tmp_path / "out"
+    m = score(model, "seq", path, out, "--pad", "tokens=4:-1", "--batch-size", "7", *flags)
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (len(TOKENS), len(TOKENS), 0)
+    expected = direct_call(model, "seq", tokens=padded(TOKENS, 4, -1))["total"]
+    assert read_output(str(out))["total"].to_pylist() == expected.tolist()
+
+
+@pytest.mark.parametrize("fmt", ["polars", "npz"])
+def test_ragged_rows_without_pad_are_dead_letters_that_suggest_pad(model, tmp_path, fmt):
+    path, flags = write_ragged(fmt, tmp_path / "in")
+    out = tmp_path / "out"
+    m = score(model, "seq", path, out, "--batch-size", "6", *flags)
+    # each batch of 6 rows starts with a 6-token row: the rows of other lengths fail
+    good = [i for i, r in enumerate(TOKENS) if len(r) == 6]
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (len(TOKENS), len(good), len(TOKENS) - len(good))
+    bad = errors_of(out)
+    assert all("pass --pad tokens=LENGTH[:VALUE]" in e["error"] for e in bad), bad[0]["error"]
+    expected = direct_call(model, "seq", tokens=np.array([TOKENS[i] for i in good], dtype=np.int64))["total"]
+    assert read_output(str(out))["total"].to_pylist() == expected.tolist()
+
+
+# -- item 10: hive partition directories ------------------------------------------------------
+
+
+def test_hive_partition_keys_are_columns_to_keep(model, tmp_path):
+    x = vectors(30)
+    dates = np.array(["2026-11-25"] * 12 + ["2026-11-26"] * 18)
+    regions = np.array(["eu", "us"] * 15)
+    frame = pl.DataFrame({"id": np.arange(30), "x": x, "date": dates, "region": regions, "shard": np.arange(30) % 3})
+    frame = frame.with_columns(pl.col("x").cast(pl.Array(pl.Float32, 8)))
+    base = tmp_path / "in"
+    duckdb.sql(f"COPY (SELECT * FROM frame) TO '{base}' (FORMAT parquet, PARTITION_BY (date, region, shard))")
+    files = sorted(str(p) for p in base.rglob("*.parquet"))
+    assert "date=2026-11-25" in files[0] and "shard" not in pq.read_schema(files[0]).names
+    out = tmp_path / "out"
+    m = score(model, "vec", base, out, "--keep", "id,date,region,shard")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (30, 30, 0)
+    got = pl.read_parquet(str(out / "part-*.parquet")).sort("id")
+    # the same values and types as pyarrow.dataset's hive partitioning gives (then widened)
+    theirs = ds.dataset(str(base), partitioning="hive").to_table().sort_by("id")
+    assert got["date"].to_list() == theirs["date"].to_pylist() == dates.tolist()
+    assert got["region"].to_list() == theirs["region"].to_pylist() == regions.tolist()
+    assert got["shard"].to_list() == theirs["shard"].to_pylist()
+    assert (theirs.schema.field("shard").type, got.schema["shard"]) == (pa.int32(), pl.Int64)
+    expected = direct_call(model, "vec", x=x[got["id"].to_numpy()])["s"]
+    np.testing.assert_allclose(got["s"].to_numpy(), expected, rtol=1e-6)
+
+
+# -- item 13: one output schema per job ---------------------------------------------------------
+
+
+def test_kept_columns_have_one_type_across_part_files(model, tmp_path):
+    x = vectors(30)
+    (tmp_path / "in").mkdir()
+    a = pl.DataFrame(
+        {
+            "id": pl.Series(np.arange(10), dtype=pl.Int32),
+            "name": pl.Series([f"n{i}" for i in range(10)], dtype=pl.Categorical),
+        }
+    )
+    a.with_columns(x=pl.Series(x[:10].tolist(), dtype=pl.Array(pl.Float32, 8))).write_parquet(
+        tmp_path / "in" / "a.parquet"
+    )
+    # the second file: int64 ids and plain strings, and every row of it fails (null vectors)
+    b = pa.table(
+        {
+            "id": pa.array(np.arange(10, 15), pa.int64()),
+            "name": pa.array([f"n{i}" for i in range(10, 15)], pa.large_string()),
+            "x": pa.nulls(5, pa.list_(pa.float32(), 8)),
+        }
+    )
+    pq.write_table(b, tmp_path / "in" / "b.parquet")
+    c = pa.table(
+        {
+            "id": pa.array(np.arange(15, 30), pa.uint16()),
+            "name": pa.array([f"n{i}" for i in range(15, 30)]),
+            "x": pa.FixedSizeListArray.from_arrays(pa.array(x[15:].reshape(-1)), 8),
+        }
+    )
+    pq.write_table(c, tmp_path / "in" / "c.parquet")
+    out = tmp_path / "out"
+    m = score(model, "vec", tmp_path / "in", out, "--keep", "id,name", "--max-failed-rows", "5")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (30, 25, 5)
+    parts = sorted(out.glob("part-*.parquet"))
+    assert len(parts) == 3 and len({pq.read_schema(p).remove_metadata() for p in parts}) == 1
+    got = pl.read_parquet(str(out / "part-*.parquet"))  # polars refuses a glob of differing schemas
+    assert (got.schema["id"], got.schema["name"]) == (pl.Int64, pl.String)
+    good = np.r_[0:10, 15:30]
+    assert got["id"].to_list() == good.tolist()
+    assert got["name"].to_list() == [f"n{i}" for i in good]
+    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x[good])["s"], rtol=1e-6)
+
+
+def test_a_kept_feature_a_tfrecord_record_lacks_is_null_and_the_row_is_scored(model, tmp_path):
+    x = vectors(70)
+    records = []
+    for i in range(70):
+        feature = {"x": tf.train.Feature(float_list=tf.train.FloatList(value=x[i].tolist()))}
+        if i not in (3, 11):
+            ids = [i, i] if i == 66 else [i]  # record 66 (after the 64 sampled): two ids
+            feature["id"] = tf.train.Feature(int64_list=tf.train.Int64List(value=ids))
+        if i != 5:
+            feature["tag"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"t{i}".encode()]))
+        records.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "r.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+    out = tmp_path / "out"
+    m = score(model, "vec", path, out, "--keep", "id,tag", "--batch-size", "16")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (70, 69, 1)
+    (bad,) = errors_of(out)
+    assert bad["row"] == 66 and "feature 'id' has 2 values, expected 1" in bad["error"]
+    got = pl.read_parquet(str(out / "part-*.parquet"))
+    assert (got.schema["id"], got.schema["tag"]) == (pl.Int64, pl.Binary)
+    good = [i for i in range(70) if i != 66]
+    assert got["id"].to_list() == [None if i in (3, 11) else i for i in good]
+    assert got["tag"].to_list() == [None if i == 5 else f"t{i}".encode() for i in good]
+    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x[good])["s"], rtol=1e-6)
+
+
+def test_a_kept_column_that_cannot_take_the_job_type_fails_its_rows(model, tmp_path):
+    x = vectors(12)
+    (tmp_path / "in").mkdir()
+    fixed = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 8)
+    pq.write_table(pa.table({"id": np.arange(8, dtype=np.int32), "x": fixed[:8]}), tmp_path / "in" / "a.parquet")
+    pq.write_table(pa.table({"id": ["p", "q", "r", "s"], "x": fixed[8:]}), tmp_path / "in" / "b.parquet")
+    out = tmp_path / "out"
+    m = score(model, "vec", tmp_path / "in", out, "--keep", "id")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (12, 8, 4)
+    bad = errors_of(out)
+    assert [e["row"] for e in bad] == [0, 1, 2, 3] and all(e["source"].endswith("b.parquet") for e in bad)
+    assert "--keep column 'id' has type string here and cannot be written as int64" in bad[0]["error"]
+    got = pl.read_parquet(str(out / "part-*.parquet"))
+    assert got["id"].to_list() == list(range(8)) and got.schema["id"] == pl.Int64
+    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x[:8])["s"], rtol=1e-6)
