@@ -2,8 +2,14 @@
 
 Work units are runs of consecutive row groups of about ``rows_per_unit`` rows, so a large
 file spreads over several workers while a small file stays one unit. Reading uses
-``ParquetFile.iter_batches`` over the unit's row groups, which streams and never loads the
+``ParquetFile.iter_batches`` one row group at a time, which streams and never loads the
 file whole.
+
+Damage is detected, not scored: page checksums are verified when the writer stored them
+(``page_checksum_verification``), and a row group that cannot be read (a page that fails
+its CRC, a page header that does not parse) becomes one :class:`UnreadRows` for its unread
+rows while the unit's other row groups are still read. A unit whose row groups no longer
+hold the rows planned (the file was replaced after planning) is not read at all.
 """
 
 from __future__ import annotations
@@ -14,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from beamscore import fs as bfs
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, first_line
 from beamscore.io.arrow import column_spec
-from beamscore.io.base import Source, WorkUnit
+from beamscore.io.base import Source, UnreadRows, WorkUnit
 from beamscore.model.binding import ColumnSpec
 
 __all__ = ["ParquetSource"]
@@ -50,7 +56,7 @@ class ParquetSource(Source):
             units.append(WorkUnit(shard, 0, path, 0, 0, 0))
         return units
 
-    def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table]:
+    def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table | UnreadRows]:
         fs, path = bfs.filesystem(unit.path)
         with fs.open(path, "rb") as f:
             pf = _open(pq.ParquetFile, f, unit.path)
@@ -59,12 +65,28 @@ class ParquetSource(Source):
                 raise BeamscoreError(
                     f"{unit.path}: no column {missing[0]!r}; columns: {', '.join(pf.schema_arrow.names)}"
                 )
-            row_groups = list(range(unit.start, unit.stop))
+            meta = pf.metadata
+            sizes = [meta.row_group(rg).num_rows for rg in range(unit.start, min(unit.stop, meta.num_row_groups))]
+            if len(sizes) != unit.stop - unit.start or sum(sizes) != unit.rows:
+                raise BeamscoreError(
+                    f"{unit.path}: changed after planning: row groups {unit.start}-{unit.stop - 1} were planned "
+                    f"with {unit.rows} rows, the file now has {meta.num_row_groups} row groups of {meta.num_rows} rows"
+                )
             empty = True
-            if row_groups:
-                for batch in pf.iter_batches(batch_size=batch_size, row_groups=row_groups, columns=columns):
-                    empty = False
-                    yield pa.Table.from_batches([batch])
+            first = unit.file_row(0)
+            for rg, size in zip(range(unit.start, unit.stop), sizes, strict=True):
+                done = 0
+                try:
+                    for batch in pf.iter_batches(batch_size=batch_size, row_groups=[rg], columns=columns):
+                        empty = False
+                        done += batch.num_rows
+                        yield pa.Table.from_batches([batch])
+                except (OSError, pa.ArrowException) as exc:
+                    if not self.dead_letters:
+                        raise BeamscoreError(f"{unit.path}: row group {rg}: {first_line(str(exc))}") from None
+                    reason = f"row group {rg}: {type(exc).__name__}: {first_line(str(exc))}"
+                    yield UnreadRows(first + done, first + size, reason)
+                first += size
             if empty:  # zero rows: one empty batch, so the unit still gets its (empty) output
                 yield pf.schema_arrow.empty_table().select(columns)
 
@@ -76,6 +98,6 @@ class ParquetSource(Source):
 
 def _open(factory, f, path: str):
     try:
-        return factory(f)
+        return factory(f, page_checksum_verification=True)
     except (pa.ArrowInvalid, OSError) as exc:
         raise BeamscoreError(f"{path}: not a readable Parquet file: {exc}") from None
