@@ -60,9 +60,8 @@ class ReadUnitFn(beam.DoFn):
             if not isinstance(item, pa.Table):  # rows that failed: dead letters for the next table
                 bad = isinstance(item, BadRows)
                 pending.append(dead_letters.from_bad_rows(unit, item) if bad else dead_letters.from_unread(unit, item))
-                n = len(item.rows) if bad else item.count
-                pending_rows += n
-                seen += n
+                pending_rows += _rows(item)
+                seen += _rows(item)
                 continue
             if held is not None:
                 yield self._batch(unit, index, held_offset, False, held, held_failed, held_failed_rows)
@@ -79,10 +78,7 @@ class ReadUnitFn(beam.DoFn):
         reason = None
         try:
             for item in prefetch(self.source.read(unit, self.columns, self.batch_size)):  # reads ahead
-                if isinstance(item, BadRows):
-                    position += len(item.rows)
-                else:
-                    position += item.count if isinstance(item, UnreadRows) else item.num_rows
+                position += _rows(item)
                 yield item
         except MemoryError:
             raise
@@ -104,6 +100,13 @@ class ReadUnitFn(beam.DoFn):
         rows_in = table.num_rows + failed_rows
         self.rows_in.inc(rows_in)
         return Batch(unit, index, offset, last, table, rows_in=rows_in, failed=dead_letters.concat(failed))
+
+
+def _rows(item: pa.Table | BadRows | UnreadRows) -> int:
+    """How many rows of the unit an item of a source's ``read`` stands for."""
+    if isinstance(item, BadRows):
+        return len(item.rows)
+    return item.count if isinstance(item, UnreadRows) else item.num_rows
 
 
 def read_error(exc: BaseException) -> str:
