@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["import_tensorflow_quietly"]
+__all__ = ["WithoutBeam", "import_tensorflow_quietly"]
 
 
 def import_tensorflow_quietly() -> None:
@@ -29,3 +29,24 @@ def import_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+class WithoutBeam:
+    """``sys.stderr`` less what Apache Beam prints there itself.
+
+    Beam's SDK worker ``print``s a failed bundle's whole traceback to ``sys.stderr`` (and
+    logs it too), which buries the one line that names the cause. The CLI wraps
+    ``sys.stderr`` in this unless ``--debug``: a write whose caller is a module of
+    ``apache_beam`` is dropped, every other write passes through unchanged."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller.startswith("apache_beam."):
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)

@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from beamscore.errors import BeamscoreError, first_line
+from beamscore.errors import BeamscoreError, JobFailed, first_line
 
 __all__ = ["main"]
 
@@ -76,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
         help="input format (default: from the file extension: .tfrecord[.gz], .npz, .npy, .parquet)",
     )
     score.add_argument(
-        "--compression", choices=["gzip", "none"], help="TFRecord compression (default: gzip for .gz files)"
+        "--compression",
+        choices=["gzip", "zlib", "none"],
+        help="TFRecord compression (default: found from each file's first bytes)",
     )
     score.add_argument(
         "--pad",
@@ -158,12 +160,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.ERROR)
         for handler in logging.getLogger().handlers:
             handler.addFilter(_third_party_chatter)
+    stderr = sys.stderr
+    if not args.debug:
+        from beamscore._quiet import WithoutBeam
+
+        sys.stderr = WithoutBeam(stderr)
+    try:
+        return _dispatch(args, extra)
+    finally:
+        sys.stderr = stderr
+
+
+def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
+    """Run the command; an error becomes one line on stderr and the exit code."""
     try:
         if args.command == "show":
             return _show(args)
         if args.command == "run":
             return _run(args)
         return _score(args, extra)
+    except JobFailed as exc:  # the job ran and a worker failed
+        return _fail(str(exc), EXIT_FAILED, args.debug)
     except BeamscoreError as exc:
         return _fail(str(exc), EXIT_USAGE, args.debug)
     except KeyboardInterrupt:
@@ -172,15 +189,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = _find_beamscore_error(exc)
         if found is not None:
             return _fail(found, EXIT_USAGE, args.debug)
-        return _fail(
-            f"{type(exc).__name__}: {first_line(str(exc))} (rerun with --debug for the traceback)",
-            EXIT_FAILED,
-            args.debug,
-        )
+        hint = "" if args.debug else " (rerun with --debug for the traceback)"
+        return _fail(f"{type(exc).__name__}: {first_line(str(exc))}{hint}", EXIT_FAILED, args.debug)
 
 
 def _third_party_chatter(record: logging.LogRecord) -> bool:
-    """Drop warnings that Beam and TensorFlow log on the root logger (e.g. "apitools not found")."""
+    """Drop what Beam and TensorFlow log on the root logger (e.g. "apitools not found"), errors
+    included: a failed worker's traceback is Beam's log, and our last line names its cause."""
+    if record.name.split(".", 1)[0] in ("apache_beam", "tensorflow", "keras", "absl"):
+        return False
     if record.levelno >= logging.ERROR:
         return True
     path = record.pathname.replace("\\", "/")

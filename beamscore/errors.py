@@ -8,14 +8,53 @@ other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["BeamscoreError", "first_line"]
+import re
+
+__all__ = ["BeamscoreError", "JobFailed", "describe_failure", "first_line"]
 
 
 class BeamscoreError(Exception):
     """A user-facing error: the message is the whole story, no traceback needed."""
 
 
+class JobFailed(BeamscoreError):
+    """The job ran and a worker failed: the CLI exits 1 (not 2: outputs may be written).
+
+    The message names the file, the stage and the first line of the real exception
+    (``in.parquet (part-00000-00000): write: OSError: [Errno 28] No space left on device``)."""
+
+
+#: a line of a runner's traceback text that carries the real error and the failing step
+_OURS = re.compile(r"(?:BeamscoreError|JobFailed): (.+?)(?: \[while running '([^']*)'\])?$", re.MULTILINE)
+_STEP = re.compile(r"^(?:\w+: )?(\w[\w.]*: .+?) \[while running '([^']*)'\]$", re.MULTILINE)
+
+
 def first_line(text: str, default: str = "") -> str:
     """The first non-blank line of ``text`` (library errors often run to many lines)."""
     stripped = text.strip()
     return stripped.splitlines()[0] if stripped else default
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for an exception a runner raised because a worker failed.
+
+    Runners wrap the worker's exception, often as the text of its traceback in a
+    ``RuntimeError``; this finds our own message (which names file and stage) or else the
+    real exception's first line and the step it was raised in."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BeamscoreError):
+            return first_line(str(current))
+        current = current.__cause__ or current.__context__
+    text = str(exc)
+    ours = _OURS.findall(text)
+    if ours:
+        return ours[-1][0]
+    steps = _STEP.findall(text)
+    if steps:
+        cause, step = steps[-1]
+        cause = re.sub(r"^(?:RuntimeError: )+", "", cause)
+        return f"step {step!r}: {cause}"
+    return f"{type(exc).__name__}: {first_line(text, 'no message')}"

@@ -64,14 +64,29 @@ def expand_globs(patterns: list[str]) -> list[str]:
     """Expand input globs into a sorted, de-duplicated list of file URLs.
 
     The order is deterministic (sorted per pattern, patterns in the order given) because the
-    position of a file in this list is its shard number in the output file names.
+    position of a file in this list is its shard number in the output file names. A
+    directory a glob matches (Spark writes ``part-1.parquet/`` as a directory of files) is
+    read as the files under it; one that holds none is refused, never skipped silently.
     """
     seen: set[str] = set()
     files: list[str] = []
     for pattern in patterns:
         fs, path = filesystem(pattern)
         entries = _entries(fs, path)
-        matches = sorted(name for name, info in entries.items() if info["type"] != "directory" and not _hidden(name))
+        matches = []
+        for name, info in entries.items():
+            if _hidden(name):
+                continue
+            if info["type"] != "directory":
+                matches.append(name)
+                continue
+            inside = _files_under(fs, name)
+            if not inside:
+                raise BeamscoreError(
+                    f"input {pattern!r} matches the directory {unstrip(fs, name)}, which holds no data files"
+                )
+            matches.extend(inside)
+        matches.sort()
         if not matches:
             raise BeamscoreError(f"input {pattern!r} matches no files")
         for m in matches:
@@ -96,6 +111,19 @@ def _entries(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, dict]:
     if info["type"] == "directory":
         return fs.find(path, detail=True)
     return {path: info}
+
+
+def _files_under(fs: fsspec.AbstractFileSystem, directory: str) -> list[str]:
+    """The data files anywhere under ``directory``, skipping hidden names at every level
+    (``_SUCCESS``, ``.part-0.parquet.crc``, a ``_temporary/`` directory)."""
+    root = directory.rstrip("/")
+    found = fs.find(root, detail=True)
+    return [
+        name
+        for name, info in found.items()
+        if info["type"] != "directory"
+        and not any(part.startswith(("_", ".")) for part in name[len(root) :].strip("/").split("/"))
+    ]
 
 
 def _hidden(path: str) -> bool:

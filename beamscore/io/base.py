@@ -19,7 +19,7 @@ from beamscore.io.arrow import arrow_type
 from beamscore.model.binding import ColumnSpec
 from beamscore.model.inspect import SignatureInfo
 
-__all__ = ["BadRows", "Sink", "Source", "UnitWriter", "WorkUnit", "part_name"]
+__all__ = ["BadRows", "Sink", "Source", "UnitWriter", "UnreadRows", "WorkUnit", "part_name"]
 
 
 @dataclass(frozen=True, order=True)
@@ -71,6 +71,26 @@ class BadRows:
     raw: Sequence[bytes | None] | None = None
 
 
+@dataclass(frozen=True)
+class UnreadRows:
+    """Rows ``[start, stop)`` of a file (file row indices) that could not be read at all.
+
+    Part of the dead-letter protocol, like :class:`BadRows`: a source yields it when a part
+    of a unit cannot be read (a Parquet page that fails its checksum, a row group whose page
+    header does not parse) and goes on with the next part it can read. The range becomes
+    *one* dead letter (``rows A-B unread: <reason>``) that counts ``stop - start`` rows in
+    ``rows_failed``, so ``rows_in`` stays the number of rows the file holds.
+    """
+
+    start: int
+    stop: int
+    reason: str
+
+    @property
+    def count(self) -> int:
+        return self.stop - self.start
+
+
 class Source(abc.ABC):
     """Reads one input format. Subclasses are small and stateless (they are pickled)."""
 
@@ -83,6 +103,10 @@ class Source(abc.ABC):
     #: :class:`~beamscore.errors.BeamscoreError`. The pipeline's reader turns it on
     #: (:meth:`with_dead_letters`).
     dead_letters: bool = False
+    #: Whether :meth:`units` knows each unit's row count before reading (Parquet footer,
+    #: npy/npz shape). When False (TFRecord), ``rows_in`` is the number of records as read,
+    #: and the manifest says so.
+    counts_rows: bool = True
 
     def with_dead_letters(self) -> Source:
         """A copy whose :meth:`read` reports bad rows as :class:`BadRows` instead of raising."""
@@ -112,6 +136,12 @@ class Source(abc.ABC):
         """The Arrow type of each column as :meth:`read` yields it, for the output schema
         of ``--keep`` columns. The default derives it from :meth:`columns`."""
         return {name: arrow_type(spec) for name, spec in self.columns(path).items()}
+
+    def has_rows(self, path: str) -> bool:
+        """Whether the file holds at least one row; an empty file is skipped when the
+        launcher picks the file whose schema describes the job. The default asks
+        :meth:`units`; sources that cannot count up front override it."""
+        return any(unit.rows for unit in self.units(path, 0))
 
     @abc.abstractmethod
     def units(self, path: str, shard: int) -> list[WorkUnit]:

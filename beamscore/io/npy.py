@@ -67,7 +67,7 @@ def read_header(f: BinaryIO, where: str, allow_pickle: bool = False) -> NpyHeade
             shape, fortran, dtype = fmt.read_array_header_2_0(f)
         else:
             shape, fortran, dtype = fmt._read_array_header(f, version)
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # zip: a damaged npz member
         raise BeamscoreError(f"{where}: not a .npy array: {exc}") from None
     if dtype.hasobject and not allow_pickle:
         raise BeamscoreError(
@@ -180,8 +180,15 @@ class NpySource(Source):
         fs, path = bfs.filesystem(unit.path)
         with fs.open(path, "rb") as f:
             header = read_header(f, unit.path, self.allow_pickle)
+            if header.rows < unit.stop:
+                raise BeamscoreError(
+                    f"{unit.path}: has {header.rows} rows, the plan has {unit.stop} (the file changed after planning)"
+                )
             mapped = None
-            if bfs.is_local(fs) and header.rows and not header.dtype.hasobject and not header.fortran:
+            whole = header.offset + header.rows * header.row_bytes
+            plain = header.rows and not header.dtype.hasobject and not header.fortran
+            # a file cut short is not mapped: it is read batch by batch, up to the cut
+            if bfs.is_local(fs) and plain and fs.size(path) >= whole:
                 mapped = np.load(path, mmap_mode="r", allow_pickle=False)
             starts = range(unit.start, unit.stop, batch_size) or range(unit.start, unit.start + 1)
             for start in starts:

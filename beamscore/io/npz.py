@@ -8,11 +8,18 @@ ranges. Arrays are read without pickle: an object array is refused, naming
 launcher, naming the arrays and their lengths. ``--pad ARRAY=LENGTH[:VALUE]`` cuts or fills
 the rows of a 2-d array, or of an object array of 1-d arrays (ragged rows, which only pickle
 stores: ``--allow-pickle``), to one length.
+
+Damage is detected before it is scored: a zip member's CRC is checked only once the member
+has been read to its end, so each unit first reads its members through (:func:`verify`) and
+only then yields rows; a member that fails raises before any of its rows is scored (the
+unit's rows become one dead letter). This reads each member twice, the price of not
+scoring corrupt values.
 """
 
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from typing import Any
@@ -21,13 +28,15 @@ import numpy as np
 import pyarrow as pa
 
 from beamscore import fs as bfs
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, first_line
 from beamscore.io.base import Source, WorkUnit
 from beamscore.io.npy import DEFAULT_ROWS_PER_UNIT, NpyHeader, column_spec, read_header, read_rows, row_units, to_arrow
 from beamscore.io.pad import pad_spec, pad_table, parse_pad
 from beamscore.model.binding import STRING, ColumnSpec
 
-__all__ = ["NpzSource"]
+__all__ = ["NpzSource", "verify"]
+
+_VERIFY_CHUNK = 1 << 20
 
 
 class NpzSource(Source):
@@ -72,8 +81,15 @@ class NpzSource(Source):
             for name in columns:
                 if name not in members:
                     raise BeamscoreError(f"{unit.path}: no array {name!r}; arrays: {', '.join(members) or 'none'}")
+                where = f"{unit.path}: array {name!r}"
+                verify(archive, members[name], where)
                 stream = stack.enter_context(archive.open(members[name]))
-                streams[name] = (stream, read_header(stream, f"{unit.path}: array {name!r}", self.allow_pickle))
+                header = read_header(stream, where, self.allow_pickle)
+                if header.rows < unit.stop:
+                    raise BeamscoreError(
+                        f"{where}: has {header.rows} rows, the plan has {unit.stop} (the file changed after planning)"
+                    )
+                streams[name] = (stream, header)
             starts = range(unit.start, unit.stop, batch_size) or range(unit.start, unit.start + 1)
             for start in starts:
                 stop = min(start + batch_size, unit.stop)
@@ -118,6 +134,17 @@ class NpzSource(Source):
             listed = ", ".join(f"{name} has {n}" for name, n in lengths.items())
             raise BeamscoreError(f"{url}: arrays disagree on their number of rows ({listed}); each array is a column")
         return headers
+
+
+def verify(archive: zipfile.ZipFile, member: str, where: str) -> None:
+    """Read ``member`` to its end, so that zipfile checks its CRC; a mismatch (or a member
+    that does not inflate) is a :class:`BeamscoreError` naming it."""
+    try:
+        with archive.open(member) as stream:
+            while stream.read(_VERIFY_CHUNK):
+                pass
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+        raise BeamscoreError(f"{where}: damaged: {first_line(str(exc))}") from None
 
 
 def _zip(f, url: str) -> zipfile.ZipFile:

@@ -2,13 +2,19 @@
 
 Work units are runs of consecutive row groups of about ``rows_per_unit`` rows, so a large
 file spreads over several workers while a small file stays one unit. Reading uses
-``ParquetFile.iter_batches`` over the unit's row groups, which streams and never loads the
+``ParquetFile.iter_batches`` one row group at a time, which streams and never loads the
 file whole.
 
 Foreign files: a fixed-size list column with null rows, which pyarrow cannot read, is read
 around (:mod:`beamscore.io.parquet_lists`); hive partition keys in the directory names are
 columns (:mod:`beamscore.io.hive`); ``--pad`` cuts or fills list columns to one length
 (:mod:`beamscore.io.pad`).
+
+Damage is detected, not scored: page checksums are verified when the writer stored them
+(``page_checksum_verification``), and a row group that cannot be read (a page that fails
+its CRC, a page header that does not parse) becomes one :class:`UnreadRows` for its unread
+rows while the unit's other row groups are still read. A unit whose row groups no longer
+hold the rows planned (the file was replaced after planning) is not read at all.
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from beamscore import fs as bfs
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, first_line
 from beamscore.io import hive
 from beamscore.io.arrow import column_spec
-from beamscore.io.base import Source, WorkUnit
+from beamscore.io.base import Source, UnreadRows, WorkUnit
 from beamscore.io.pad import pad_spec, pad_table, parse_pad
 from beamscore.io.parquet_lists import is_list_error, read_lenient
 from beamscore.model.binding import ColumnSpec
@@ -86,7 +92,7 @@ class ParquetSource(Source):
             units.append(WorkUnit(shard, 0, path, 0, 0, 0))
         return units
 
-    def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table]:
+    def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table | UnreadRows]:
         fs, path = bfs.filesystem(unit.path)
         with fs.open(path, "rb") as f:
             pf = _open(pq.ParquetFile, f, unit.path)
@@ -96,29 +102,44 @@ class ParquetSource(Source):
             if missing:
                 raise BeamscoreError(f"{unit.path}: no column {missing[0]!r}; columns: {', '.join(stored)}")
             read = [c for c in columns if c in stored]
+            meta = pf.metadata
+            sizes = [meta.row_group(rg).num_rows for rg in range(unit.start, min(unit.stop, meta.num_row_groups))]
+            if len(sizes) != unit.stop - unit.start or sum(sizes) != unit.rows:
+                raise BeamscoreError(
+                    f"{unit.path}: changed after planning: row groups {unit.start}-{unit.stop - 1} were planned "
+                    f"with {unit.rows} rows, the file now has {meta.num_row_groups} row groups of {meta.num_rows} rows"
+                )
             empty = True
-            for table in self._tables(f, pf, unit, read, batch_size):
-                empty = False
-                yield self._finish(table, unit.path, partitions, columns)
+            first = unit.file_row(0)
+            for rg, size in zip(range(unit.start, unit.stop), sizes, strict=True):
+                done = 0
+                try:
+                    for table in self._row_group(f, pf, unit.path, rg, first, read, batch_size):
+                        empty = False
+                        done += table.num_rows
+                        yield self._finish(table, unit.path, partitions, columns)
+                except (OSError, pa.ArrowException) as exc:
+                    if not self.dead_letters:
+                        raise BeamscoreError(f"{unit.path}: row group {rg}: {first_line(str(exc))}") from None
+                    reason = f"row group {rg}: {type(exc).__name__}: {first_line(str(exc))}"
+                    yield UnreadRows(first + done, first + size, reason)
+                first += size
             if empty:  # zero rows: one empty batch, so the unit still gets its (empty) output
                 yield self._finish(pf.schema_arrow.empty_table().select(read), unit.path, partitions, columns)
 
-    def _tables(self, f, pf: pq.ParquetFile, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table]:
-        row_groups = list(range(unit.start, unit.stop))
-        if not row_groups:
-            return
+    def _row_group(
+        self, f, pf: pq.ParquetFile, url: str, rg: int, first_row: int, columns: list[str], batch_size: int
+    ) -> Iterator[pa.Table]:
+        """One row group's batches; a fixed-size list column with null rows is read around."""
         done = 0
         try:
-            for batch in pf.iter_batches(batch_size=batch_size, row_groups=row_groups, columns=columns):
+            for batch in pf.iter_batches(batch_size=batch_size, row_groups=[rg], columns=columns):
                 done += batch.num_rows
                 yield pa.Table.from_batches([batch])
         except pa.ArrowInvalid as exc:
             if not is_list_error(exc):
                 raise
-            first_row = unit.file_row(0)
-            yield from read_lenient(
-                f, unit.path, pf.schema_arrow, row_groups, first_row, columns, batch_size, done, exc
-            )
+            yield from read_lenient(f, url, pf.schema_arrow, [rg], first_row, columns, batch_size, done, exc)
 
     def _finish(self, table: pa.Table, path: str, partitions: dict[str, pa.DataType], columns: list[str]) -> pa.Table:
         """Pad, add the partition columns, and put the columns in the order asked for."""
@@ -135,6 +156,6 @@ class ParquetSource(Source):
 
 def _open(factory, f, path: str):
     try:
-        return factory(f)
+        return factory(f, page_checksum_verification=True)
     except (pa.ArrowInvalid, OSError) as exc:
         raise BeamscoreError(f"{path}: not a readable Parquet file: {exc}") from None

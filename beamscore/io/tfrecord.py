@@ -1,9 +1,15 @@
-"""TFRecord source: files of ``tf.train.Example`` records, plain or GZIP, over fsspec.
+"""TFRecord source: files of ``tf.train.Example`` records, plain, GZIP or ZLIB, over fsspec.
 
 Records are framed here, in Python, from an fsspec file (so ``gs://``, ``s3://`` and
 ``memory://`` work like local paths), with both CRCs checked; a bad CRC or a truncated
 file is a :class:`BeamscoreError` naming the file and the byte offset. Parsing is
 ``tf.io.parse_example`` over whole batches of serialized records, never one record at a time.
+
+Compression is ``--compression gzip|zlib|none``, or found from the first bytes of each file
+(a plain file's first length CRC checks out; GZIP starts ``1f 8b``; ZLIB, as TensorFlow's
+``compression_type="ZLIB"`` writes it, with a zlib header). Compressed streams are inflated
+here too (:class:`_Inflate`), so a stream cut short or damaged part-way still yields every
+record before the damage; the error then ends the file as a dead letter.
 
 The schema is not in the file, so it comes from two places:
 
@@ -20,13 +26,13 @@ The column ``*`` is the serialized record itself. A signature that takes seriali
 Examples (one string input of shape ``[None]``, as Estimator exports have) and whose input
 name is not a feature gets the raw records under its input name, unparsed; ``--keep``
 features are still parsed for the output. A file is one work unit (record counts are not
-known without reading the file, so ``WorkUnit.rows`` is 0).
+known without reading the file, so ``WorkUnit.rows`` is 0, ``counts_rows`` is False and
+a job's ``rows_in`` is the records as read).
 """
 
 from __future__ import annotations
 
 import copy
-import gzip
 import math
 import struct
 import zlib
@@ -48,7 +54,7 @@ from beamscore.io.pad import parse_pad
 from beamscore.model.binding import STRING, ColumnSpec
 from beamscore.model.inspect import SignatureInfo, TensorSpec
 
-__all__ = ["RAW", "SAMPLE_RECORDS", "TFRecordSource", "parse_pad", "read_records"]
+__all__ = ["RAW", "SAMPLE_RECORDS", "TFRecordSource", "detect_compression", "parse_pad", "read_records"]
 
 #: The column that holds each serialized record, unparsed.
 RAW = "*"
@@ -58,7 +64,9 @@ _CHUNK = 8 << 20
 _HEADER = struct.Struct("<QI")
 _CRC = struct.Struct("<I")
 _KIND_DTYPE = {"float_list": "float32", "int64_list": "int64", "bytes_list": STRING}
-_COMPRESSIONS = ("gzip", "none")
+_COMPRESSIONS = ("gzip", "zlib", "none")
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "zlib": zlib.MAX_WBITS}
+_RAW_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,9 @@ def read_records(
 
     ``tolerant`` (the dead-letter protocol, used when scoring): the records read so far are
     yielded, then the bad record as :class:`BadRows`; a record whose data CRC fails is
-    skipped and reading goes on, while a bad length or a truncation ends the file there
-    (nothing after it can be framed).
+    skipped and reading goes on, while a bad length, a truncation or a read error (a
+    compressed stream cut short, an I/O error) ends the file there (nothing after it can
+    be framed).
     """
     buf, pos, base, eof = b"", 0, 0, False
     records: list[bytes] = []
@@ -90,7 +99,11 @@ def read_records(
     unpack_header, unpack_crc, crc32c = _HEADER.unpack_from, _CRC.unpack_from, google_crc32c.value
     while limit is None or count < limit:
         if len(buf) - pos < 12 and not eof:
-            more = _read(f, path, _CHUNK, base + len(buf))
+            try:
+                more = _read(f, path, _CHUNK, base + len(buf))
+            except BeamscoreError as error:
+                yield from _bad_record(error, tolerant, records, offsets, count, None)
+                return
             eof = not more
             buf, base, pos = buf[pos:] + more, base + pos, 0
             continue
@@ -114,7 +127,11 @@ def read_records(
             return
         end = pos + 12 + length + 4
         while end > len(buf) and not eof:
-            more = _read(f, path, max(_CHUNK, end - len(buf)), base + len(buf))
+            try:
+                more = _read(f, path, max(_CHUNK, end - len(buf)), base + len(buf))
+            except BeamscoreError as error:
+                yield from _bad_record(error, tolerant, records, offsets, count, None)
+                return
             eof = not more
             buf, base, end, pos = buf[pos:] + more, base + pos, end - pos, 0
         if end > len(buf):
@@ -169,6 +186,7 @@ class TFRecordSource(Source):
 
     format = "tfrecord"
     options = ("compression", "pad")
+    counts_rows = False
 
     def __init__(self, compression: str | None = None, pad: Mapping[str, Any] | None = None) -> None:
         if compression is not None and compression not in _COMPRESSIONS:
@@ -208,6 +226,10 @@ class TFRecordSource(Source):
 
     def units(self, path: str, shard: int) -> list[WorkUnit]:
         return [WorkUnit(shard, 0, path, 0, 0, 0)]
+
+    def has_rows(self, path: str) -> bool:
+        with self._open(path) as f:
+            return any(records for records, _ in read_records(f, path, 1, limit=1))
 
     # -- worker side ---------------------------------------------------------------------
 
@@ -377,9 +399,12 @@ class TFRecordSource(Source):
             raw = fs.open(path, "rb")
         except FileNotFoundError:
             raise BeamscoreError(f"{url}: no such file") from None
-        compression = self.compression or ("gzip" if url.endswith(".gz") else "none")
-        if compression == "gzip":
-            return _Closing(gzip.GzipFile(fileobj=raw, mode="rb"), raw)
+        compression = self.compression
+        if compression is None:
+            compression = detect_compression(raw.read(12))
+            raw.seek(0)
+        if compression in _WBITS:
+            return _Inflate(raw, _WBITS[compression])
         return raw
 
     def _explain(self, records, offsets, first, spec, path, tf, exc) -> BeamscoreError:
@@ -416,21 +441,82 @@ class TFRecordSource(Source):
         return "not parseable with the features' specs"
 
 
-class _Closing:
-    """A GZIP reader that also closes the fsspec file under it."""
+def detect_compression(head: bytes) -> str:
+    """``none``, ``gzip`` or ``zlib`` from a TFRecord file's first 12 bytes.
 
-    def __init__(self, outer: gzip.GzipFile, inner) -> None:
-        self.outer, self.inner = outer, inner
+    A plain file starts with a record length whose masked CRC follows it, which settles it
+    (a ZLIB header alone could also be the first bytes of a length). An empty file is plain.
+    """
+    if len(head) >= 12:
+        c = google_crc32c.value(head[:8])
+        if (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF == _CRC.unpack_from(head, 8)[0]:
+            return "none"
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if len(head) >= 2 and head[0] & 0x0F == 8 and head[0] >> 4 <= 7 and ((head[0] << 8) | head[1]) % 31 == 0:
+        return "zlib"
+    return "none"
+
+
+class _Inflate:
+    """A GZIP or ZLIB stream inflated on read, that gives up every byte before damage.
+
+    :class:`gzip.GzipFile` drops what one ``read`` call had inflated when that call meets
+    the end of a stream cut short or a damaged block. Here the error is held back until the
+    bytes before it have been read, then raised once: a TFRecord file cut in half still
+    yields its first half. Concatenated GZIP members are read one after the other. Closing
+    it closes the fsspec file under it.
+    """
+
+    def __init__(self, raw: BinaryIO, wbits: int) -> None:
+        self.raw, self.wbits = raw, wbits
+        self.inflater = zlib.decompressobj(wbits)
+        self.buf = bytearray()
+        self.error: BaseException | None = None
+        self.done = False
 
     def read(self, n: int = -1) -> bytes:
-        return self.outer.read(n)
+        while (n < 0 or len(self.buf) < n) and not self.done and self.error is None:
+            self._inflate(self.raw.read(_RAW_CHUNK))
+        if not self.buf and self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        n = len(self.buf) if n < 0 else min(n, len(self.buf))
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
 
-    def __enter__(self) -> _Closing:
+    def _inflate(self, chunk: bytes) -> None:
+        if not chunk:
+            self.done = True
+            if not self.inflater.eof:
+                self.error = EOFError("the compressed stream ends before its end-of-stream marker (cut short)")
+            return
+        saved = self.inflater.copy()
+        try:
+            self.buf += self._feed(chunk)
+        except zlib.error:  # salvage what precedes the damage: feed the chunk again in small steps
+            self.inflater = saved
+            for i in range(0, len(chunk), 16):
+                try:
+                    self.buf += self._feed(chunk[i : i + 16])
+                except zlib.error as exc:
+                    self.error = exc
+                    return
+
+    def _feed(self, chunk: bytes) -> bytes:
+        out = self.inflater.decompress(chunk)
+        while self.inflater.eof and self.inflater.unused_data:  # the next GZIP member
+            rest = self.inflater.unused_data
+            self.inflater = zlib.decompressobj(self.wbits)
+            out += self.inflater.decompress(rest)
+        return out
+
+    def __enter__(self) -> _Inflate:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.outer.close()
-        self.inner.close()
+        self.raw.close()
 
 
 def _decode(example_pb2, record: bytes, where: str):

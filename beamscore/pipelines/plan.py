@@ -29,7 +29,7 @@ from beamscore.model.loader import ModelSpec
 from beamscore.paths import safe_component
 from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.manifest import MANIFEST
-from beamscore.transforms.read import plan_units
+from beamscore.transforms.read import plan_units, schema_file
 from beamscore.transforms.receipts import UNITS_DIR
 
 __all__ = ["PLACEHOLDERS", "Plan", "plan_job", "prepare_output", "resolve_output"]
@@ -83,6 +83,8 @@ class Plan:
             "inputs": self.files,
             "input_format": self.source.format,
             "output_format": self.sink.format,
+            # TFRecord files hold no row count: their rows_in is the records as read
+            "rows_in_count": "planned" if self.source.counts_rows else "as read",
             "columns": {"outputs": self.outputs, "keep": list(self.config.keep)},
             "batch_size": self.batch_size,
             "output": self.config.output,
@@ -123,16 +125,15 @@ def plan_job(config: ScoreConfig) -> Plan:
         allow_pickle=config.allow_pickle,
     ).bind(signature, config.map)
     source = source.with_files(files)  # hive partition keys (Parquet) are columns
-    columns = source.columns(files[0])
-    bindings = bind_inputs(signature, columns, config.map, config.cast, where=files[0])
+    first = schema_file(source, files)  # the first file with rows: an empty shard may carry no types
+    columns = source.columns(first)
+    bindings = bind_inputs(signature, columns, config.map, config.cast, where=first)
     missing_keep = [k for k in config.keep if k not in columns]
     if missing_keep:
-        raise BeamscoreError(
-            f"{files[0]}: no column {missing_keep[0]!r} to --keep; columns: {', '.join(sorted(columns))}"
-        )
+        raise BeamscoreError(f"{first}: no column {missing_keep[0]!r} to --keep; columns: {', '.join(sorted(columns))}")
     keep_types = {}
     if config.keep:
-        types = source.column_types(files[0])
+        types = source.column_types(first)
         keep_types = {name: keep_type(types[name]) for name in config.keep}
     outputs = list(config.outputs) or sorted(signature.outputs)
     unknown = [o for o in outputs if o not in signature.outputs]
@@ -148,7 +149,7 @@ def plan_job(config: ScoreConfig) -> Plan:
             "choose other outputs with --outputs"
         )
     if config.output_format == "npy":
-        _check_npy_columns(columns, config.keep, files[0])
+        _check_npy_columns(columns, config.keep, first)
     units = plan_units(source, files)
     batch_size = config.batch_size or _default_batch_size(bindings)
     return Plan(

@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beamscore import fs as bfs
 from beamscore.config import ScoreConfig
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, JobFailed, describe_failure
 from beamscore.pipelines.plan import Plan
 from beamscore.pipelines.resume import start_output
 from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, runner_name
@@ -88,7 +88,10 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
         reporter = Progress(todo, receipts_lister(plan.config.output), sys.stderr)
     start = time.perf_counter()
     with reporter:
-        p.run().wait_until_finish()
+        try:
+            p.run().wait_until_finish()
+        except Exception as exc:  # a worker failed: say why in one line
+            raise JobFailed(f"the job failed: {describe_failure(exc)}") from exc
     seconds = time.perf_counter() - start
     fs, root = bfs.filesystem(plan.config.output)
     manifest_path = bfs.join(root, MANIFEST)

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from beamscore.io.base import WorkUnit
+from beamscore.transforms import dead_letters
 
 __all__ = ["Batch", "UnitResult"]
 
@@ -43,7 +44,7 @@ class Batch:
 
     @property
     def failed_rows(self) -> int:
-        return 0 if self.failed is None else self.failed.num_rows
+        return dead_letters.count(self.failed)
 
     def row_positions(self) -> np.ndarray:
         """Position within the unit of each row of ``table``."""

@@ -6,7 +6,10 @@ scored; it becomes one row of a dead-letter table that travels with its batch to
 writer, which commits it as ``OUTPUT/_errors/part-SSSSS-UUUUU.parquet`` next to the unit's
 output. Columns: ``source`` (input file), ``unit`` (part name), ``row`` (row index in the
 file), ``stage`` (``read``, ``validate`` or ``model``), ``error`` (one line) and ``raw`` (the
-undecoded record, or the row as JSON, when it is at most ``RAW_LIMIT`` bytes; else null).
+undecoded record, or the row as JSON, when it is at most ``RAW_LIMIT`` bytes; else null) and
+``count``, the input rows the dead letter stands for: 1, or for a range of rows that could
+not be read at all (``rows A-B unread: <reason>``, ``row`` is A) the length of the range.
+``rows_failed`` is the sum of ``count``, so ``rows_in`` stays the rows the inputs hold.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from beamscore.io.base import BadRows, WorkUnit
+from beamscore.io.base import BadRows, UnreadRows, WorkUnit
 
-__all__ = ["ERRORS_DIR", "RAW_LIMIT", "SCHEMA", "concat", "from_bad_rows", "from_table_rows"]
+__all__ = ["ERRORS_DIR", "RAW_LIMIT", "SCHEMA", "concat", "count", "from_bad_rows", "from_table_rows", "from_unread"]
 
 ERRORS_DIR = "_errors"
 RAW_LIMIT = 4096
@@ -34,11 +38,14 @@ SCHEMA = pa.schema(
         ("stage", pa.string()),
         ("error", pa.string()),
         ("raw", pa.large_binary()),
+        ("count", pa.int64()),
     ]
 )
 
 
-def _table(unit: WorkUnit, rows: np.ndarray, stage: str, errors: str | Sequence[str], raw: list) -> pa.Table:
+def _table(
+    unit: WorkUnit, rows: np.ndarray, stage: str, errors: str | Sequence[str], raw: list, span: int = 1
+) -> pa.Table:
     n = len(rows)
     error_col = pa.repeat(errors, n) if isinstance(errors, str) else pa.array(list(errors), pa.string())
     return pa.table(
@@ -49,6 +56,7 @@ def _table(unit: WorkUnit, rows: np.ndarray, stage: str, errors: str | Sequence[
             pa.repeat(stage, n),
             error_col.cast(pa.string()),
             pa.array(raw, pa.large_binary()),
+            pa.repeat(pa.scalar(span, pa.int64()), n),
         ],
         schema=SCHEMA,
     )
@@ -59,6 +67,24 @@ def from_bad_rows(unit: WorkUnit, bad: BadRows) -> pa.Table:
     raw = list(bad.raw) if bad.raw is not None else [None] * len(bad.rows)
     raw = [r if r is not None and len(r) <= RAW_LIMIT else None for r in raw]
     return _table(unit, np.asarray(bad.rows, dtype=np.int64), "read", bad.error, raw)
+
+
+def from_unread(unit: WorkUnit, unread: UnreadRows) -> pa.Table:
+    """One dead letter for a range of rows that could not be read (``rows A-B unread: ...``)."""
+    if unread.count:
+        error = f"rows {unread.start}-{unread.stop - 1} unread: {unread.reason}"
+    else:  # the error came after the unit's last row: nothing is lost, but it is reported
+        error = f"read error after row {unread.start - 1}, no rows unread: {unread.reason}"
+    return _table(unit, np.asarray([unread.start], dtype=np.int64), "read", error, [None], unread.count)
+
+
+def count(table: pa.Table | None) -> int:
+    """The input rows a dead-letter table stands for (the sum of its ``count`` column)."""
+    if table is None or not table.num_rows:
+        return 0
+    if "count" not in table.column_names:
+        return table.num_rows
+    return int(pc.sum(table["count"]).as_py())
 
 
 def from_table_rows(

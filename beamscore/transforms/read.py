@@ -7,13 +7,13 @@ from collections.abc import Iterator, Sequence
 import apache_beam as beam
 import pyarrow as pa
 
-from beamscore.errors import BeamscoreError
-from beamscore.io.base import BadRows, Source, WorkUnit
+from beamscore.errors import BeamscoreError, first_line
+from beamscore.io.base import BadRows, Source, UnreadRows, WorkUnit
 from beamscore.io.prefetch import prefetch
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
 
-__all__ = ["ReadBatches", "ReadUnitFn", "plan_units"]
+__all__ = ["ReadBatches", "ReadUnitFn", "plan_units", "read_error", "schema_file"]
 
 
 def plan_units(source: Source, files: Sequence[str]) -> list[WorkUnit]:
@@ -21,13 +21,27 @@ def plan_units(source: Source, files: Sequence[str]) -> list[WorkUnit]:
     return [unit for shard, path in enumerate(files) for unit in source.units(path, shard)]
 
 
+def schema_file(source: Source, files: Sequence[str]) -> str:
+    """The file whose schema describes the job: the first that holds rows (an empty shard,
+    a zero-record TFRecord or zero-row Parquet file, may carry no types or placeholder
+    ones), or the first file when all are empty."""
+    for path in files:
+        if source.has_rows(path):
+            return path
+    return files[0]
+
+
 class ReadUnitFn(beam.DoFn):
     """Reads one unit and emits its batches in order, the last one flagged.
 
-    Rows the source reports as :class:`~beamscore.io.base.BadRows` ride along with the next
-    batch as dead letters. A source that raises :class:`~beamscore.errors.BeamscoreError`
-    part-way (a file it cannot read on from) ends its unit there: one dead letter records
-    where and why, and the rows already read are still scored.
+    Rows the source reports as :class:`~beamscore.io.base.BadRows` or
+    :class:`~beamscore.io.base.UnreadRows` ride along with the next batch as dead letters.
+    Any error a source raises part-way (a damaged page, a file deleted, truncated or replaced
+    after planning, an I/O error) ends its unit there, never the job: the rows already read
+    are still scored and the unread rest of the unit becomes one dead letter for its range
+    (``rows A-B unread: <reason>``), so ``rows_in`` is the unit's planned row count. A source
+    that cannot count rows up front (TFRecord) gets one dead letter at the place it stopped,
+    and its ``rows_in`` is the records as read.
     """
 
     def __init__(self, source: Source, columns: Sequence[str], batch_size: int) -> None:
@@ -43,10 +57,11 @@ class ReadUnitFn(beam.DoFn):
         pending: list[pa.Table] = []  # dead letters waiting for the next table
         pending_rows = seen = index = 0
         for item in self._items(unit):
-            if isinstance(item, BadRows):
-                pending.append(dead_letters.from_bad_rows(unit, item))
-                pending_rows += len(item.rows)
-                seen += len(item.rows)
+            if not isinstance(item, pa.Table):  # rows that failed: dead letters for the next table
+                bad = isinstance(item, BadRows)
+                pending.append(dead_letters.from_bad_rows(unit, item) if bad else dead_letters.from_unread(unit, item))
+                pending_rows += _rows(item)
+                seen += _rows(item)
                 continue
             if held is not None:
                 yield self._batch(unit, index, held_offset, False, held, held_failed, held_failed_rows)
@@ -58,14 +73,26 @@ class ReadUnitFn(beam.DoFn):
             held, held_offset = pa.table({}), seen
         yield self._batch(unit, index, held_offset, True, held, held_failed + pending, held_failed_rows + pending_rows)
 
-    def _items(self, unit: WorkUnit) -> Iterator[pa.Table | BadRows]:
-        position = 0
+    def _items(self, unit: WorkUnit) -> Iterator[pa.Table | BadRows | UnreadRows]:
+        position = 0  # rows of the unit accounted for so far: read, bad or unread
+        reason = None
         try:
             for item in prefetch(self.source.read(unit, self.columns, self.batch_size)):  # reads ahead
-                position += len(item.rows) if isinstance(item, BadRows) else item.num_rows
+                position += _rows(item)
                 yield item
-        except BeamscoreError as exc:
-            yield BadRows(rows=[unit.file_row(position)], error=f"cannot read on from here: {exc}")
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any read error costs the unread rows, not the job
+            reason = read_error(exc)
+        if self.source.counts_rows and (position < unit.rows or reason is not None):
+            stop = max(position, unit.rows)
+            yield UnreadRows(
+                unit.file_row(position),
+                unit.file_row(stop),
+                reason or f"the file ended after {position} of the unit's {unit.rows} planned rows",
+            )
+        elif reason is not None:
+            yield BadRows(rows=[unit.file_row(position)], error=f"cannot read on from here: {reason}")
 
     def _batch(
         self, unit: WorkUnit, index: int, offset: int, last: bool, table: pa.Table, failed: list, failed_rows: int
@@ -73,6 +100,21 @@ class ReadUnitFn(beam.DoFn):
         rows_in = table.num_rows + failed_rows
         self.rows_in.inc(rows_in)
         return Batch(unit, index, offset, last, table, rows_in=rows_in, failed=dead_letters.concat(failed))
+
+
+def _rows(item: pa.Table | BadRows | UnreadRows) -> int:
+    """How many rows of the unit an item of a source's ``read`` stands for."""
+    if isinstance(item, BadRows):
+        return len(item.rows)
+    return item.count if isinstance(item, UnreadRows) else item.num_rows
+
+
+def read_error(exc: BaseException) -> str:
+    """One line for an error a source raised: our own message as it is, any other
+    exception (``OSError: Couldn't deserialize thrift``...) with its type."""
+    if isinstance(exc, BeamscoreError):
+        return first_line(str(exc))
+    return f"{type(exc).__name__}: {first_line(str(exc), 'no message')}"
 
 
 class ReadBatches(beam.PTransform):

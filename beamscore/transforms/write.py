@@ -9,6 +9,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from beamscore import fs as bfs
+from beamscore.errors import BeamscoreError, JobFailed, first_line
 from beamscore.io.base import Sink, UnitWriter, WorkUnit
 from beamscore.io.parquet_sink import ParquetSink
 from beamscore.transforms import dead_letters
@@ -53,6 +54,16 @@ class WriteUnitFn(beam.DoFn):
         self._open = {}
 
     def process(self, batch: Batch) -> Iterator[UnitResult]:
+        try:
+            yield from self._process(batch)
+        except BeamscoreError:
+            raise
+        except Exception as exc:  # name the file and the stage: the CLI's last line is this one
+            raise JobFailed(
+                f"{batch.unit.path} ({batch.unit.name}): write: {type(exc).__name__}: {first_line(str(exc))}"
+            ) from exc
+
+    def _process(self, batch: Batch) -> Iterator[UnitResult]:
         state = self._open.pop(batch.unit, None)
         if state is None:
             if batch.index != 0:
@@ -95,7 +106,7 @@ class WriteUnitFn(beam.DoFn):
             files=files,
             rows_in=state.rows_in,
             rows_out=state.rows_out,
-            rows_failed=0 if failed is None else failed.num_rows,
+            rows_failed=dead_letters.count(failed),
             errors=errors,
         )
         write_receipt(self.output, result)

@@ -104,17 +104,18 @@ def test_a_bad_crc_names_the_record_and_byte_offset(rows, tmp_path, where):
     assert ("data's CRC" if where == "data" else "length's CRC") in str(err.value)
 
 
-def test_gzip_by_flag_and_a_plain_file_read_as_gzip(rows, tmp_path):
+def test_gzip_by_flag_by_its_bytes_and_a_gzip_file_read_as_plain(rows, tmp_path):
     records = records_of(rows)
     gz = write_tfrecord(str(tmp_path / "a.tfrecord.gz"), records)
     renamed = tmp_path / "a.rec"
     renamed.write_bytes(open(gz, "rb").read())  # noqa: SIM115
-    table = read_all(TFRecordSource(compression="gzip"), str(renamed), ["x", "id"])
-    assert table["id"].to_numpy().tolist() == rows["id"].tolist()
-    np.testing.assert_array_equal(np.stack(table["x"].to_numpy(zero_copy_only=False)), rows["x"])
+    for source in (TFRecordSource(compression="gzip"), TFRecordSource()):  # the flag, or found from its bytes
+        table = read_all(source, str(renamed), ["x", "id"])
+        assert table["id"].to_numpy().tolist() == rows["id"].tolist()
+        np.testing.assert_array_equal(np.stack(table["x"].to_numpy(zero_copy_only=False)), rows["x"])
     with pytest.raises(BeamscoreError, match=r"a\.rec: corrupt record 0 at byte offset 0: the length's CRC"):
-        read_all(TFRecordSource(), str(renamed), ["x"])
-    with pytest.raises(BeamscoreError, match="--compression 'zip': choose one of gzip, none"):
+        read_all(TFRecordSource(compression="none"), str(renamed), ["x"])
+    with pytest.raises(BeamscoreError, match="--compression 'zip': choose one of gzip, zlib, none"):
         TFRecordSource(compression="zip")
 
 

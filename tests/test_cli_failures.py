@@ -1,0 +1,80 @@
+"""A job that fails on a worker: exit 1 and a last stderr line that names the real cause.
+
+The failure is real: the job runs in a child process whose file-size limit
+(``RLIMIT_FSIZE``) is below what the output needs, so the Parquet writer gets
+``OSError: [Errno 27] File too large`` from the kernel, as it would get ``No space left on
+device`` from a full disk.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from beamscore.errors import JobFailed, describe_failure
+
+LIMITED = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+from beamscore.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def big_input(tmp_path_factory) -> str:
+    x = np.random.default_rng(2).normal(size=(20_000, 4)).astype(np.float32)
+    path = str(tmp_path_factory.mktemp("failures") / "in.parquet")
+    pq.write_table(pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 4)}), path)
+    return path
+
+
+def score_limited(model: str, source: str, out: str, *extra: str) -> subprocess.CompletedProcess:
+    args = ["score", "--model", model, "--input", source, "--output", out, *extra]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    return subprocess.run(
+        [sys.executable, "-c", LIMITED, *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+def test_a_worker_error_is_one_line_naming_file_stage_and_cause(models, big_input, tmp_path):
+    run = score_limited(models["two_sig"], big_input, str(tmp_path / "out"))
+    assert run.returncode == 1, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert lines == [
+        f"beamscore: error: the job failed: {big_input} (part-00000-00000): write: OSError: [Errno 27] File too large"
+    ], run.stderr  # nothing of Beam's log, no traceback
+    assert not (tmp_path / "out" / "_manifest.json").exists()
+
+
+def test_debug_shows_the_log_and_never_says_rerun_with_debug(models, big_input, tmp_path):
+    run = score_limited(models["two_sig"], big_input, str(tmp_path / "out"), "--debug")
+    assert run.returncode == 1
+    assert "Traceback" in run.stderr and "rerun with --debug" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].endswith("write: OSError: [Errno 27] File too large")
+
+
+def test_describe_failure_reads_a_runners_traceback_text():
+    """Runners hand back the worker's traceback as text; the step and the first line win."""
+    text = (
+        "Traceback (most recent call last):\n  File 'x.py', line 1\n"
+        "OSError: [Errno 28] No space left on device\n\n"
+        "RuntimeError: OSError: [Errno 28] No space left on device [while running 'Run/ParDo(RunSignatureFn)']"
+    )
+    assert describe_failure(RuntimeError(text)) == (
+        "step 'Run/ParDo(RunSignatureFn)': OSError: [Errno 28] No space left on device"
+    )
+    ours = text + "\nbeamscore.errors.JobFailed: a.parquet (part-00001-00000): write: OSError: boom [while running 'W']"
+    assert describe_failure(RuntimeError(ours)) == "a.parquet (part-00001-00000): write: OSError: boom"
+    try:
+        raise RuntimeError("wrapped") from JobFailed("in.parquet (part-00000-00000): write: OSError: full")
+    except RuntimeError as exc:
+        assert describe_failure(exc) == "in.parquet (part-00000-00000): write: OSError: full"
+    assert describe_failure(ValueError("odd\nsecond line")) == "ValueError: odd"
