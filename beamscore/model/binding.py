@@ -21,6 +21,8 @@ from beamscore.model.inspect import SignatureInfo, TensorSpec
 __all__ = ["STRING", "ColumnSpec", "InputBinding", "bind_inputs", "lossless", "numpy_dtype"]
 
 STRING = "string"
+#: The column name a TFRecord source gives the serialized records (``--map INPUT=*``).
+RAW_COLUMN = "*"
 
 _NUMPY_DTYPES = {
     "float16": np.float16,
@@ -110,9 +112,12 @@ def bind_inputs(
     for key, spec in signature.inputs.items():
         column = mapping.get(key, key)
         if column not in columns:
+            # A TFRecord source offers the serialized record as column "*" (string inputs take it).
+            raw = spec.dtype == STRING and RAW_COLUMN in columns
+            hint = f"--map {key}={RAW_COLUMN} feeds the serialized records" if raw else f"use --map {key}=COLUMN"
             raise BeamscoreError(
                 f"{where}: no column {column!r} for signature input {key!r}; "
-                f"columns: {', '.join(sorted(columns)) or 'none'} (use --map {key}=COLUMN)"
+                f"columns: {', '.join(sorted(columns)) or 'none'} ({hint})"
             )
         col = columns[column]
         cast = _check_dtype(spec, col, allow_cast, where)
