@@ -160,6 +160,17 @@ def with_renamed_op(src: str, dst: str, old: str, new: str) -> str:
     return dst
 
 
+def corrupt_data(path: str) -> str:
+    """Flip every byte of the weights (the index, and so the checksums it holds, stays intact)."""
+    variables = os.path.join(path, "variables")
+    (data,) = [f for f in os.listdir(variables) if f.startswith("variables.data")]
+    with open(os.path.join(variables, data), "r+b") as f:
+        raw = f.read()
+        f.seek(0)
+        f.write(bytes(b ^ 0xFF for b in raw))
+    return path
+
+
 class ShapeModule(tf.Module):
     """``serving_default``: ``x`` [None, 4] -> ``y`` [None] and ``grid`` (1, 10, 10, 1);
     ``head``: ``x`` -> ``first`` = ``x[:1]``, declared (-1, 4), one row whatever the batch."""

@@ -43,21 +43,10 @@ def legacy(tmp_path_factory) -> dict[str, str]:
     p["bad_index"] = shutil.copytree(p["two"], os.path.join(root, "bad_index"))
     with open(os.path.join(p["bad_index"], "variables", "variables.index"), "wb") as f:
         f.write(b"not a table")
-    p["bad_data"] = corrupt_data(shutil.copytree(p["two"], os.path.join(root, "bad_data")))
+    p["bad_data"] = lm.corrupt_data(shutil.copytree(p["two"], os.path.join(root, "bad_data")))
     p["no_vars_dir"] = shutil.copytree(p["ex"], os.path.join(root, "no_vars_dir"))
     shutil.rmtree(os.path.join(p["no_vars_dir"], "variables"))
     return p
-
-
-def corrupt_data(path: str) -> str:
-    """Flip every byte of the weights (the index, and so the checksums it holds, stays intact)."""
-    variables = os.path.join(path, "variables")
-    (data,) = [f for f in os.listdir(variables) if f.startswith("variables.data")]
-    with open(os.path.join(variables, data), "r+b") as f:
-        raw = f.read()
-        f.seek(0)
-        f.write(bytes(b ^ 0xFF for b in raw))
-    return path
 
 
 def run_saved(capsys, tmp_path, *args: str) -> dict[str, np.ndarray]:
