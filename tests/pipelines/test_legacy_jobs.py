@@ -180,3 +180,17 @@ def test_corrupt_weights_fail_on_the_launcher(legacy, tmp_path, capsys):
     line = one_line_error(capsys, ["score", "--model", legacy["bad_data"], "--input", data, "--output", str(out)])
     assert "cannot load model" in line and legacy["bad_data"] in line
     assert not out.exists()  # refused before anything was written
+
+
+def test_imports_run_on_the_launcher_before_anything_is_written(legacy, tmp_path, capsys, monkeypatch):
+    (tmp_path / "beamscore_job_plugin.py").write_text("import os\nos.environ['BEAMSCORE_JOB_PLUGIN'] = 'loaded'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("BEAMSCORE_JOB_PLUGIN", raising=False)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((3, 4), np.float32))
+    out = tmp_path / "out"
+    argv = ["score", "--model", legacy["two"], "--input", data, "--output", str(out)]
+    line = one_line_error(capsys, [*argv, "--import", "no_such_beamscore_plugin"])
+    assert "--import no_such_beamscore_plugin: cannot import it" in line and not out.exists()
+    assert main([*argv, "--import", "beamscore_job_plugin"]) == 0
+    assert os.environ["BEAMSCORE_JOB_PLUGIN"] == "loaded" and manifest_of(out)["rows_out"] == 3
+    capsys.readouterr()
