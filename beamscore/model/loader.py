@@ -140,7 +140,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     seconds = time.perf_counter() - start
     with _LOADS_LOCK:
         _LOADS += 1
-    _LOG.info("beamscore: loaded model %s (%s) in %.2fs (pid %d)", spec.path, kind, seconds, os.getpid())
+    _LOG.info("beamscore: loaded model %s in %.2fs (pid %d) with the %s loader", spec.path, seconds, os.getpid(), kind)
     return LoadedModel(obj, spec, seconds, meta_graph=mg, kind=kind)
 
 
