@@ -15,7 +15,7 @@ Each builder writes one small model and says what is in it; nothing is downloade
 - :func:`with_renamed_op`: a copy whose graph uses an op type this TensorFlow does not have.
 - :func:`save_shape_model`: a TF2 module with a fixed-shape output ``grid`` (1, 10, 10, 1)
   beside a batch-major ``y``, and a signature ``head`` whose output ``first`` declares
-  (-1, 4) but always has one row.
+  (-1, 4) but always has one row, and ``constant`` with no inputs.
 - :func:`save_fixed_batch_model`: a signature whose input declares a fixed first dimension
   (``x`` float32 [2, 3] -> ``y`` = row sums, [2]).
 """
@@ -179,6 +179,10 @@ class ShapeModule(tf.Module):
     def serve(self, x):
         return {"y": tf.reduce_sum(x, axis=1), "grid": tf.zeros([1, 10, 10, 1]) + tf.reduce_mean(x)}
 
+    @tf.function(input_signature=[])
+    def constant(self):
+        return {"c": tf.constant([1.0, 2.0])}
+
     @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
     def head(self, x):
         first = tf.slice(x, [0, 0], tf.stack([tf.minimum(tf.shape(x)[0], 1), 4]))
@@ -187,7 +191,8 @@ class ShapeModule(tf.Module):
 
 def save_shape_model(path: str) -> str:
     module = ShapeModule()
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve, "head": module.head})
+    signatures = {"serving_default": module.serve, "head": module.head, "constant": module.constant}
+    tf.saved_model.save(module, path, signatures=signatures)
     return path
 
 

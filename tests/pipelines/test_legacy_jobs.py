@@ -194,3 +194,38 @@ def test_imports_run_on_the_launcher_before_anything_is_written(legacy, tmp_path
     assert main([*argv, "--import", "beamscore_job_plugin"]) == 0
     assert os.environ["BEAMSCORE_JOB_PLUGIN"] == "loaded" and manifest_of(out)["rows_out"] == 3
     capsys.readouterr()
+
+
+def test_resume_tells_a_replaced_export_without_fingerprint_pb_apart(legacy, tmp_path, capsys):
+    model = shutil.copytree(os.path.join(legacy["base"], "00000123"), tmp_path / "model")
+    records = lm.write_examples_tfrecord(str(tmp_path / "in.tfrecord"), XS[:4])
+    out = tmp_path / "out"
+    argv = ["score", "--model", str(model), "--input", records, "--output", str(out)]
+    assert main(argv) == 0
+    (out / "_manifest.json").unlink()  # as if the job had stopped before its commit
+    shutil.rmtree(model)
+    shutil.copytree(os.path.join(legacy["base"], "00000124"), model)  # re-exported in place, other weights
+    line = one_line_error(capsys, [*argv, "--resume"])
+    assert "was started by a different job: model_fingerprint was" in line
+
+
+def test_launcher_refuses_broken_models_before_writing(legacy, tmp_path, capsys):
+    odd = lm.with_renamed_op(legacy["two"], str(tmp_path / "odd"), "Softmax", "BeamscoreNoSuchOp")
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((3, 4), np.float32))
+    out = tmp_path / "out"
+    line = one_line_error(capsys, ["score", "--model", odd, "--input", data, "--output", str(out)])
+    assert "uses op 'BeamscoreNoSuchOp'" in line
+    argv = ["score", "--model", legacy["shape"], "--signature", "constant", "--input", data, "--output", str(out)]
+    assert "has no inputs" in one_line_error(capsys, argv)
+    assert not out.exists()
+
+
+def test_pbtxt_model_scores_like_its_pb(legacy, tmp_path, capsys):
+    txt = lm.to_pbtxt(legacy["ex"], str(tmp_path / "ex_txt"))
+    records = lm.write_examples_tfrecord(str(tmp_path / "in.tfrecord"), XS)
+    out = tmp_path / "out"
+    assert main(["score", "--model", txt, "--input", records, "--output", str(out)]) == 0
+    assert manifest_of(out)["rows_out"] == len(XS)
+    expected = lm.session_call(legacy["ex"], "serving_default", inputs=lm.examples(XS))["outputs"]
+    np.testing.assert_array_equal(np.stack(read_output(str(out))["outputs"].to_numpy(zero_copy_only=False)), expected)
+    capsys.readouterr()
