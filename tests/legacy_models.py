@@ -7,8 +7,9 @@ Each builder writes one small model and says what is in it; nothing is downloade
   unknown rank, signatures ``regress_x_to_y`` (= ``serving_default``), ``classify_x_to_y``
   and ``predict`` (``x`` float [None, 1] -> ``y``); a second MetaGraph ``serve,gpu`` has the
   same signatures computing ``0.5 * x + 3``. No ``fingerprint.pb``.
-- :func:`save_tf1_counter_model`: TF Serving's counter idea: a ref variable and signatures
-  whose outputs are ref-typed (``float_ref``): ``incr_counter_by`` (``delta`` scalar ->
+- :func:`save_tf1_counter_model`: TF Serving's ``saved_model_counter``: a ref variable and
+  signatures whose outputs are ref-typed (``float_ref``): ``get_counter`` and
+  ``incr_counter`` (no inputs), ``incr_counter_by`` (``delta`` of unknown shape ->
   ``counter`` = AssignAdd), ``scaled`` (``x`` [None] -> ``y`` = assign(buf, 3x)), and a plain
   ``serving_default`` (``x`` -> ``y`` = 2x + 1).
 - :func:`to_pbtxt`: a copy of a model with ``saved_model.pbtxt`` instead of ``saved_model.pb``.
@@ -69,9 +70,10 @@ def save_tf1_counter_model(path: str) -> str:
     with tf.Graph().as_default(), v1.Session() as sess:
         counter = v1.Variable(0.0, name="counter", use_resource=False)
         buf = v1.Variable(np.zeros(1, np.float32), name="buf", use_resource=False, validate_shape=False)
-        delta = v1.placeholder(tf.float32, [], name="delta")
+        delta = v1.placeholder(tf.float32, name="delta")  # no shape, as TF Serving's counter
         x = v1.placeholder(tf.float32, [None], name="x")
         incr = v1.assign_add(counter, delta)
+        incr_one = v1.assign_add(counter, 1.0)
         scaled = v1.assign(buf, x * 3.0, validate_shape=False)
         y = tf.identity(x * 2.0 + 1.0, name="y")
         sess.run(v1.global_variables_initializer())
@@ -82,6 +84,8 @@ def save_tf1_counter_model(path: str) -> str:
             sess,
             ["serve"],
             signature_def_map={
+                "get_counter": sig({}, {"counter": info(counter)}, "tensorflow/serving/predict"),
+                "incr_counter": sig({}, {"counter": info(incr_one)}, "tensorflow/serving/predict"),
                 "incr_counter_by": sig({"delta": info(delta)}, {"counter": info(incr)}, "tensorflow/serving/predict"),
                 "scaled": sig({"x": info(x)}, {"y": info(scaled)}, "tensorflow/serving/predict"),
                 "serving_default": sig({"x": info(x)}, {"y": info(y)}, "tensorflow/serving/predict"),

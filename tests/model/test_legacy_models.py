@@ -124,6 +124,9 @@ def test_ref_typed_outputs_run_where_tf_saved_model_load_cannot(legacy, capsys, 
     got = run_saved(capsys, tmp_path, legacy["counter"], "--signature", "incr_counter_by", "--input-exprs", "delta=3.0")
     expected = lm.session_call(legacy["counter"], "incr_counter_by", delta=np.float32(3.0))
     assert got["counter"] == expected["counter"] == 3.0
+    for signature, value in (("get_counter", 0.0), ("incr_counter", 1.0)):  # no inputs; a fresh load each run
+        got = run_saved(capsys, tmp_path, legacy["counter"], "--signature", signature)
+        assert got["counter"] == lm.session_call(legacy["counter"], signature)["counter"] == value
     got = run_saved(capsys, tmp_path, legacy["counter"], "--signature", "scaled", "--input-exprs", "x=[1.0, -2.0]")
     expected = lm.session_call(legacy["counter"], "scaled", x=np.array([1.0, -2.0], np.float32))
     np.testing.assert_array_equal(got["y"], expected["y"])
