@@ -2,9 +2,12 @@
 
 ``saved_model.pb`` holds every MetaGraph (one per tag set) and its SignatureDefs; parsing
 that protobuf is enough to list signatures, check a job's inputs against them and print
-``beamscore show``. ``fingerprint.pb`` identifies the exact export. A *base directory*
-with numeric subdirectories (``models/m/1``, ``models/m/2``) is resolved to one version,
-the highest unless one is asked for, as TensorFlow Serving does.
+``beamscore show`` (``saved_model.pbtxt`` is read when there is no ``.pb``, as TensorFlow
+does). ``fingerprint.pb`` identifies the exact export; older exports have none, and get a
+hash of ``saved_model.pb`` and ``variables.index`` instead, marked as computed. A *base
+directory* with numeric subdirectories (``models/m/1``, ``models/m/00000002``) is resolved
+to one version, the highest unless one is asked for, matched as a number, as TensorFlow
+Serving does.
 """
 
 from __future__ import annotations
