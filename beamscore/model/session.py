@@ -50,7 +50,11 @@ class SessionModel:
         import tensorflow as tf
 
         self.graph = tf.Graph()
-        self.session = tf.compat.v1.Session(graph=self.graph)
+        # Soft placement: a graph pinned to /gpu:0 (TF Serving's *_gpu exports) still runs on a
+        # CPU worker; memory growth: a Session must not take all of a GPU, as TF2 loads don't.
+        config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
+        config.gpu_options.allow_growth = True
+        self.session = tf.compat.v1.Session(graph=self.graph, config=config)
         with self.graph.as_default():
             meta = tf.compat.v1.saved_model.load(self.session, tags, path)
         self.signatures = {

@@ -229,3 +229,12 @@ def test_pbtxt_model_scores_like_its_pb(legacy, tmp_path, capsys):
     expected = lm.session_call(legacy["ex"], "serving_default", inputs=lm.examples(XS))["outputs"]
     np.testing.assert_array_equal(np.stack(read_output(str(out))["outputs"].to_numpy(zero_copy_only=False)), expected)
     capsys.readouterr()
+
+
+def test_jit_compile_is_refused_for_a_tf1_graph(legacy, tmp_path, capsys):
+    records = lm.write_examples_tfrecord(str(tmp_path / "in.tfrecord"), XS[:2])
+    out = tmp_path / "out"
+    line = one_line_error(
+        capsys, ["score", "--model", legacy["ex"], "--input", records, "--output", str(out), "--jit-compile"]
+    )
+    assert "--jit-compile needs a TF2 SavedModel" in line and not out.exists()
