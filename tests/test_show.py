@@ -138,7 +138,7 @@ def _saved_model_cli_facts(path: str) -> tuple[dict, dict, set]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["tf1", "two_sig"])
+@pytest.mark.parametrize("name", ["tf1", "two_sig", "counter"])
 def test_same_facts_as_saved_model_cli(models, trial, capsys, name):
     path = {**models, **trial}[name]
     sigs, ops, functions = _saved_model_cli_facts(path)

@@ -41,7 +41,10 @@ _NUMPY_DTYPES = {
 
 
 def numpy_dtype(tf_dtype: str) -> np.dtype | None:
-    """The numpy dtype for a TensorFlow dtype name; ``None`` for strings (bytes objects)."""
+    """The numpy dtype for a TensorFlow dtype name; ``None`` for strings (bytes objects).
+
+    A ref type (``float32_ref``, a TF1 variable or assign op) is fetched as its value's type."""
+    tf_dtype = tf_dtype.removesuffix("_ref")
     if tf_dtype == STRING:
         return None
     if tf_dtype not in _NUMPY_DTYPES:

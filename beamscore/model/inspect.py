@@ -365,8 +365,9 @@ def _arg_str(value) -> str:
 def _tensor_spec(key: str, info) -> TensorSpec:
     from tensorflow.python.framework import dtypes
 
-    # A ref-typed tensor (``float_ref``, TF1 variables and assign ops) is fed and fetched as its value.
-    dtype = dtypes.as_dtype(info.dtype).base_dtype.name if info.dtype else "invalid"
+    # A ref-typed tensor keeps its name (``float32_ref``, as saved_model_cli shows DT_FLOAT_REF);
+    # it is fetched as its value (see binding.numpy_dtype).
+    dtype = dtypes.as_dtype(info.dtype).name if info.dtype else "invalid"
     shape = None
     if not info.tensor_shape.unknown_rank:
         shape = tuple(None if d.size < 0 else int(d.size) for d in info.tensor_shape.dim)
