@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--outdir", help="save each output as DIR/<output_key>.npy instead of printing it")
     run.add_argument("--overwrite", action="store_true", help="replace existing files in --outdir")
     run.add_argument("--print-options", help="numpy print options, e.g. 'precision=3,threshold=20'")
+    run.add_argument(
+        "--import", dest="imports", action="append", metavar="MODULE", help="import MODULE first (custom op library)"
+    )
     run.add_argument("--debug", action="store_true", help="show tracebacks")
 
     score = sub.add_parser(
@@ -133,6 +136,13 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--max-failed-fraction", dest="max_failed_fraction", type=float, help="failed fraction of rows allowed (0-1)"
     )
+    score.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        metavar="MODULE",
+        help="import MODULE on the launcher and every worker before the model loads (e.g. tensorflow_text)",
+    )
     score.add_argument("--no-progress", dest="progress", action="store_false", help="no progress line on the terminal")
     score.add_argument(
         "--dry-run", dest="dry_run", action="store_true", help="check the job and print its plan; submit nothing"
@@ -206,9 +216,11 @@ def _third_party_chatter(record: logging.LogRecord) -> bool:
 
 def _show(args: argparse.Namespace) -> int:
     from beamscore.model.inspect import inspect_model
-    from beamscore.show import render_json, render_text
+    from beamscore.show import render_json, render_text, warnings
 
     info = inspect_model(args.model, args.version)
+    for warning in warnings(info):
+        print(f"beamscore: warning: {warning}", file=sys.stderr)
     render = render_json if args.json else render_text
     print(render(info, args.tag_set, args.signature, args.all))
     return 0
@@ -220,7 +232,12 @@ def _run(args: argparse.Namespace) -> int:
 
     print_options = try_model.parse_print_options(args.print_options)
     feeds = try_model.collect_feeds(args.inputs, args.input_exprs, args.input_examples, args.allow_pickle)
-    result = try_model.run_signature(inspect_model(args.model, args.version), feeds, args.signature, args.tag_set)
+    from beamscore.model.checks import import_modules
+
+    import_modules(args.imports or [])
+    result = try_model.run_signature(
+        inspect_model(args.model, args.version), feeds, args.signature, args.tag_set, imports=args.imports or []
+    )
     if args.outdir is None:
         print(try_model.format_outputs(result.outputs, print_options))
     else:
@@ -265,6 +282,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "reject_nan": args.reject_nan,
             "max_failed_rows": args.max_failed_rows,
             "max_failed_fraction": args.max_failed_fraction,
+            "imports": args.imports,
         }
     )
     plan = plan_job(config)

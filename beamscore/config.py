@@ -24,6 +24,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "version": "version",
         "copies": "model_copies",
         "jit_compile": "jit_compile",
+        "imports": "imports",
     },
     "input": {
         "paths": "inputs",
@@ -78,6 +79,8 @@ class ScoreConfig:
     batch_size: int | None = None
     model_copies: int | None = None
     jit_compile: bool = False
+    #: ``--import``: modules imported before the model loads (custom op libraries).
+    imports: list[str] = field(default_factory=list)
     pipeline_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> ScoreConfig:
@@ -107,6 +110,8 @@ class ScoreConfig:
             isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1
         ):
             raise BeamscoreError(f"--max-failed-fraction must be a number from 0 to 1, got {fraction!r}")
+        if not isinstance(self.imports, list) or not all(isinstance(m, str) and m for m in self.imports):
+            raise BeamscoreError(f"--import / model.imports must be module names, got {self.imports!r}")
         clash = sorted(set(self.keep) & set(self.outputs))
         if clash:
             raise BeamscoreError(f"--keep column(s) {', '.join(clash)} clash with --outputs of the same name")
@@ -157,6 +162,8 @@ def load_yaml(path: str) -> ScoreConfig:
             values[SECTIONS[section][key]] = value
     if isinstance(values.get("inputs"), str):
         values["inputs"] = [values["inputs"]]
+    if isinstance(values.get("imports"), str):
+        values["imports"] = [values["imports"]]
     try:
         return ScoreConfig(**values)
     except TypeError as exc:

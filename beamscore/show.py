@@ -7,7 +7,7 @@ import textwrap
 
 from beamscore.model.inspect import MetaGraphInfo, ModelInfo, SignatureInfo, TensorSpec
 
-__all__ = ["render_json", "render_text"]
+__all__ = ["render_json", "render_text", "warnings"]
 
 
 def render_json(info: ModelInfo, tag_set: str | None, signature: str | None, show_all: bool) -> str:
@@ -36,9 +36,12 @@ def render_text(info: ModelInfo, tag_set: str | None, signature: str | None, sho
     lines = [f"model:        {info.path}"]
     if info.versions:
         lines.append(f"versions:     {', '.join(info.versions)} (using {info.version})")
-    lines.append(f"fingerprint:  {info.fingerprint or 'none (no fingerprint.pb)'}")
+    computed = " (computed by beamscore: no fingerprint.pb)" if info.fingerprint_computed else ""
+    lines.append(f"fingerprint:  {info.fingerprint or 'none (no fingerprint.pb)'}{computed}")
     if info.variables_bytes is not None:
         lines.append(f"variables:    {_size(info.variables_bytes)}")
+    else:
+        lines.append("variables:    none (no variables/ directory)")
     lines.append(f"tag sets:     {'; '.join(mg.tag_str for mg in info.meta_graphs)}")
     for mg in _graphs(info, tag_set, signature, show_all):
         lines.append("")
@@ -51,6 +54,19 @@ def render_text(info: ModelInfo, tag_set: str | None, signature: str | None, sho
         if show_all:
             lines.extend(_graph_lines(mg))
     return "\n".join(lines)
+
+
+def warnings(info: ModelInfo) -> list[str]:
+    """What ``show`` warns about on stderr: a missing ``variables/`` directory."""
+    if info.variables_bytes is not None:
+        return []
+    needing = [mg.tag_str for mg in info.meta_graphs if mg.has_variables]
+    if needing:
+        return [
+            f"{info.path} has no variables/ directory, but tag set(s) {'; '.join(needing)} have variables: "
+            "the model will not load (was it copied without variables/?)"
+        ]
+    return [f"{info.path} has no variables/ directory (fine for a model without variables)"]
 
 
 def _graph_lines(mg: MetaGraphInfo) -> list[str]:

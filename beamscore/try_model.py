@@ -85,6 +85,8 @@ def pick_meta_graph(info: ModelInfo, tag_set: str | None) -> MetaGraphInfo:
 
 def pick_signature(info: ModelInfo, mg: MetaGraphInfo, name: str | None) -> SignatureInfo:
     """The signature asked for; without ``--signature``, ``serving_default`` or the only one."""
+    if not mg.signatures:
+        return info.signature(name or DEFAULT_SIGNATURE, mg.tags)  # raises, listing the saved functions
     if name is None:
         if DEFAULT_SIGNATURE not in mg.signatures and len(mg.signatures) == 1:
             return next(iter(mg.signatures.values()))
@@ -99,17 +101,28 @@ def pick_signature(info: ModelInfo, mg: MetaGraphInfo, name: str | None) -> Sign
 
 
 def run_signature(
-    info: ModelInfo, feeds: dict[str, np.ndarray], signature: str | None = None, tag_set: str | None = None
+    info: ModelInfo,
+    feeds: dict[str, np.ndarray],
+    signature: str | None = None,
+    tag_set: str | None = None,
+    imports: list[str] | tuple[str, ...] = (),
 ) -> TrialResult:
-    """Check ``feeds`` against the signature, load the model, call the signature once."""
+    """Check ``feeds`` against the signature, load the model, call the signature once.
+
+    The model loads as ``score`` loads it (TF2 or a v1 Session for TF1 graphs), and a graph
+    traced for a fixed batch size is fed in batches of exactly that size, as ``score`` does."""
     import tensorflow as tf
 
+    from beamscore.model.checks import check_model_files, fixed_batch_size
     from beamscore.model.loader import ModelSpec, load_model
 
     mg = pick_meta_graph(info, tag_set)
     sig = pick_signature(info, mg, signature)
-    checked = check_feeds(sig, feeds)  # before loading: a wrong input costs no model load
-    loaded = load_model(ModelSpec(path=info.path, tags=mg.tag_str, fingerprint=info.fingerprint))
+    checked = check_feeds(sig, feeds, any_batch=fixed_batch_size(sig) is not None)  # before loading
+    check_model_files(info, mg, imports)
+    loaded = load_model(
+        ModelSpec(path=info.path, tags=mg.tag_str, fingerprint=info.fingerprint, imports=tuple(imports))
+    )
     fn = loaded.signature(sig.key)
     tensors = {k: tf.constant(v, dtype=tf.as_dtype(sig.inputs[k].dtype)) for k, v in checked.items()}
     try:
@@ -118,7 +131,7 @@ def run_signature(
         raise BeamscoreError(
             f"signature {sig.key!r} of {info.path} failed on these inputs: {_tf_message(exc)}"
         ) from exc
-    outputs = {key: np.asarray(result[key].numpy()) for key in sorted(result)}
+    outputs = {key: _numpy(result[key]) for key in sorted(result)}
     return TrialResult(info=info, tags=mg.tag_str, signature=sig, outputs=outputs)
 
 
@@ -195,6 +208,12 @@ def _tf_message(exc: BaseException) -> str:
         if line.strip() and not line[:1].isspace() and not line.strip().startswith(_TF_NOISE):
             return line.strip()
     return type(exc).__name__
+
+
+def _numpy(value: object) -> np.ndarray:
+    """A signature's output as numpy: TF2 returns tensors, a v1 Session numpy already."""
+    numpy = getattr(value, "numpy", None)
+    return np.asarray(numpy() if callable(numpy) else value)
 
 
 def _dtype_name(value: np.ndarray) -> str:

@@ -52,3 +52,13 @@ def test_validate_requires_model_input_output():
         ScoreConfig().validate()
     with pytest.raises(BeamscoreError, match="--batch-size must be a whole number of at least 1, got 0"):
         ScoreConfig(model="m", inputs=["i"], output="o", batch_size=0).validate()
+
+
+def test_model_imports_key(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("model: {path: m, imports: tensorflow_text}\ninput: {paths: a}\noutput: {path: o}\n")
+    assert load_yaml(str(path)).validate().imports == ["tensorflow_text"]
+    path.write_text("model: {path: m, imports: [a, b]}\n")
+    assert load_yaml(str(path)).imports == ["a", "b"]
+    with pytest.raises(BeamscoreError, match="must be module names"):
+        ScoreConfig(model="m", inputs=["a"], output="o", imports=[3]).validate()

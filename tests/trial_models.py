@@ -6,6 +6,7 @@
   ``y2`` = 2 * (x @ w + b)). Both share one set of variables.
 - ``edge``: a ``tf.Module`` whose output keys are ``../../escaped`` and ``a/b`` (names that
   must not become paths) plus a string output, with an int32 and a string input.
+- ``counter``: TF Serving's counter (ref-typed outputs), see :mod:`legacy_models`.
 - ``examples``: a ``tf.Module`` whose ``parse`` signature takes serialized
   ``tf.train.Example`` s (``examples`` string [None]) and parses ``age`` (int64 x2),
   ``education`` (string, variable length) and ``weight`` (float, default 1.0).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+import legacy_models
 import numpy as np
 import tensorflow as tf
 
@@ -29,6 +31,7 @@ def build_all(root: str) -> dict[str, str]:
         _BUILT["tf1"] = save_tf1_multi_tag_model(os.path.join(root, "tf1"))
         _BUILT["edge"] = save_edge_model(os.path.join(root, "edge"))
         _BUILT["examples"] = save_examples_model(os.path.join(root, "examples"))
+        _BUILT["counter"] = legacy_models.save_tf1_counter_model(os.path.join(root, "counter"))
     return dict(_BUILT)
 
 

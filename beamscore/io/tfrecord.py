@@ -23,7 +23,7 @@ The schema is not in the file, so it comes from two places:
   the kinds for every file of the job (they travel with the pickled source).
 
 The column ``*`` is the serialized record itself. A signature that takes serialized
-Examples (one string input of shape ``[None]``, as Estimator exports have) and whose input
+Examples (one string input of shape ``[None]`` or of unknown rank, as Estimator exports have) and whose input
 name is not a feature gets the raw records under its input name, unparsed; ``--keep``
 features are still parsed for the output. A file is one work unit (record counts are not
 known without reading the file, so ``WorkUnit.rows`` is 0, ``counts_rows`` is False and
@@ -206,7 +206,8 @@ class TFRecordSource(Source):
         bound.inputs = {mapping.get(key, key): spec for key, spec in signature.inputs.items()}
         if len(signature.inputs) == 1:
             key, spec = next(iter(signature.inputs.items()))
-            if spec.dtype == STRING and spec.shape == (None,) and key not in mapping:
+            # [None] or unknown rank: TF1 Estimator / build_signature_def exports declare no shape.
+            if spec.dtype == STRING and spec.shape in ((None,), None) and key not in mapping:
                 bound.raw_candidate = key
         return bound
 

@@ -21,6 +21,8 @@ from beamscore.model.inspect import SignatureInfo, TensorSpec
 __all__ = ["STRING", "ColumnSpec", "InputBinding", "bind_inputs", "lossless", "numpy_dtype"]
 
 STRING = "string"
+#: The column name a TFRecord source gives the serialized records (``--map INPUT=*``).
+RAW_COLUMN = "*"
 
 _NUMPY_DTYPES = {
     "float16": np.float16,
@@ -39,7 +41,10 @@ _NUMPY_DTYPES = {
 
 
 def numpy_dtype(tf_dtype: str) -> np.dtype | None:
-    """The numpy dtype for a TensorFlow dtype name; ``None`` for strings (bytes objects)."""
+    """The numpy dtype for a TensorFlow dtype name; ``None`` for strings (bytes objects).
+
+    A ref type (``float32_ref``, a TF1 variable or assign op) is fetched as its value's type."""
+    tf_dtype = tf_dtype.removesuffix("_ref")
     if tf_dtype == STRING:
         return None
     if tf_dtype not in _NUMPY_DTYPES:
@@ -110,9 +115,12 @@ def bind_inputs(
     for key, spec in signature.inputs.items():
         column = mapping.get(key, key)
         if column not in columns:
+            # A TFRecord source offers the serialized record as column "*" (string inputs take it).
+            raw = spec.dtype == STRING and RAW_COLUMN in columns
+            hint = f"--map {key}={RAW_COLUMN} feeds the serialized records" if raw else f"use --map {key}=COLUMN"
             raise BeamscoreError(
                 f"{where}: no column {column!r} for signature input {key!r}; "
-                f"columns: {', '.join(sorted(columns)) or 'none'} (use --map {key}=COLUMN)"
+                f"columns: {', '.join(sorted(columns)) or 'none'} ({hint})"
             )
         col = columns[column]
         cast = _check_dtype(spec, col, allow_cast, where)

@@ -19,8 +19,13 @@ from beamscore.model.inspect import SignatureInfo, TensorSpec
 __all__ = ["check_feeds", "check_one"]
 
 
-def check_feeds(signature: SignatureInfo, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every signature input given once, no other key, each with a fitting dtype and shape."""
+def check_feeds(
+    signature: SignatureInfo, feeds: dict[str, np.ndarray], any_batch: bool = False
+) -> dict[str, np.ndarray]:
+    """Every signature input given once, no other key, each with a fitting dtype and shape.
+
+    ``any_batch``: the signature declares a fixed batch size, which the runner meets by
+    feeding batches of exactly that size, so the first dimension may be anything."""
     unknown = [k for k in feeds if k not in signature.inputs]
     if unknown:
         raise BeamscoreError(
@@ -34,18 +39,17 @@ def check_feeds(signature: SignatureInfo, feeds: dict[str, np.ndarray]) -> dict[
             f"signature {signature.key!r} needs input {wanted}; "
             "give it with --inputs, --input-exprs or --input-examples"
         )
-    return {key: check_one(spec, feeds[key]) for key, spec in signature.inputs.items()}
+    return {key: check_one(spec, feeds[key], any_batch) for key, spec in signature.inputs.items()}
 
 
-def check_one(spec: TensorSpec, value: np.ndarray) -> np.ndarray:
+def check_one(spec: TensorSpec, value: np.ndarray, any_batch: bool = False) -> np.ndarray:
     """``value`` as the array to feed ``spec``: cast if lossless, else a one-line error."""
     value = np.asarray(value)
     given = f"given {_kind(value)} of shape {_shape(value.shape)}"
     head = f"input {spec.key!r}: expected {_describe(spec)}, {given}"
     if spec.shape is not None:
-        fits = len(spec.shape) == value.ndim and all(
-            d is None or d == n for d, n in zip(spec.shape, value.shape, strict=True)
-        )
+        shape = (None, *spec.shape[1:]) if any_batch and spec.shape else spec.shape
+        fits = len(shape) == value.ndim and all(d is None or d == n for d, n in zip(shape, value.shape, strict=True))
         if not fits:
             raise BeamscoreError(head)
     if spec.dtype == STRING:

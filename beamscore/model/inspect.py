@@ -2,19 +2,23 @@
 
 ``saved_model.pb`` holds every MetaGraph (one per tag set) and its SignatureDefs; parsing
 that protobuf is enough to list signatures, check a job's inputs against them and print
-``beamscore show``. ``fingerprint.pb`` identifies the exact export. A *base directory*
-with numeric subdirectories (``models/m/1``, ``models/m/2``) is resolved to one version,
-the highest unless one is asked for, as TensorFlow Serving does.
+``beamscore show`` (``saved_model.pbtxt`` is read when there is no ``.pb``, as TensorFlow
+does). ``fingerprint.pb`` identifies the exact export; older exports have none, and get a
+hash of ``saved_model.pb`` and ``variables.index`` instead, marked as computed. A *base
+directory* with numeric subdirectories (``models/m/1``, ``models/m/00000002``) is resolved
+to one version, the highest unless one is asked for, matched as a number, as TensorFlow
+Serving does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from dataclasses import dataclass, field
 
 from beamscore import fs as bfs
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, first_line
 
 __all__ = [
     "FunctionInfo",
@@ -28,6 +32,11 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 SAVED_MODEL_PB = "saved_model.pb"
+#: The text form, read when there is no ``saved_model.pb`` (as TensorFlow's loader does).
+SAVED_MODEL_PBTXT = "saved_model.pbtxt"
+VARIABLES_INDEX = "variables/variables.index"
+#: Prefix of a fingerprint computed by beamscore (no ``fingerprint.pb``), never TensorFlow's.
+COMPUTED_PREFIX = "computed:"
 FINGERPRINT_PB = "fingerprint.pb"
 DEFAULT_TAGS = "serve"
 DEFAULT_SIGNATURE = "serving_default"
@@ -91,6 +100,11 @@ class MetaGraphInfo:
     signatures: dict[str, SignatureInfo]
     ops: tuple[str, ...] = ()
     functions: tuple[FunctionInfo, ...] = ()
+    #: Whether the MetaGraph has a TF2 object graph; without one (TF1 and Estimator exports)
+    #: the model is run in a ``tf.compat.v1`` Session (:mod:`beamscore.model.session`).
+    has_object_graph: bool = True
+    #: Whether the graph holds variables (so ``variables/`` must be there and readable).
+    has_variables: bool = False
 
     @property
     def tag_str(self) -> str:
@@ -109,6 +123,8 @@ class ModelInfo:
     fingerprint_fields: dict[str, str]
     meta_graphs: tuple[MetaGraphInfo, ...]
     variables_bytes: int | None = field(default=None)
+    #: ``True`` when ``fingerprint`` is beamscore's hash of the files (no ``fingerprint.pb``).
+    fingerprint_computed: bool = False
 
     def meta_graph(self, tags: str | tuple[str, ...] = DEFAULT_TAGS) -> MetaGraphInfo:
         """The MetaGraph whose tag set is exactly ``tags``; an error lists the tag sets."""
@@ -122,6 +138,13 @@ class ModelInfo:
     def signature(self, name: str = DEFAULT_SIGNATURE, tags: str | tuple[str, ...] = DEFAULT_TAGS) -> SignatureInfo:
         """The named signature of the MetaGraph with ``tags``; an error lists the others."""
         mg = self.meta_graph(tags)
+        if not mg.signatures:
+            functions = "; ".join(call for fn in mg.functions for call in (fn.calls or (f"{fn.name}(...)",)))
+            listed = f"; its saved functions: {functions}" if functions else ""
+            raise BeamscoreError(
+                f"{self.path} [{mg.tag_str}] has no signatures{listed} "
+                "(re-export it with tf.saved_model.save(..., signatures=...))"
+            )
         if name not in mg.signatures:
             available = ", ".join(sorted(mg.signatures)) or "none"
             raise BeamscoreError(f"signature {name!r} not found in {self.path}; available: {available}")
@@ -145,10 +168,14 @@ def inspect_model(url: str, version: int | str | None = None) -> ModelInfo:
     if not fs.exists(path):
         raise BeamscoreError(f"model {url!r} does not exist")
     model_path, chosen, versions = _resolve_version(fs, path, url, version)
-    with fs.open(bfs.join(model_path, SAVED_MODEL_PB), "rb") as f:
+    name = saved_model_file(fs, model_path)
+    with fs.open(bfs.join(model_path, name), "rb") as f:
         raw = f.read()
-    meta_graphs = _parse_saved_model(raw, url)
+    meta_graphs = _parse_saved_model(raw, bfs.unstrip(fs, model_path), text=name == SAVED_MODEL_PBTXT)
     fingerprint, fields = _read_fingerprint(fs, model_path)
+    computed = fingerprint is None
+    if computed:
+        fingerprint = _content_fingerprint(fs, model_path, raw)
     return ModelInfo(
         path=bfs.unstrip(fs, model_path),
         given=url,
@@ -158,41 +185,86 @@ def inspect_model(url: str, version: int | str | None = None) -> ModelInfo:
         fingerprint_fields=fields,
         meta_graphs=meta_graphs,
         variables_bytes=_variables_bytes(fs, model_path),
+        fingerprint_computed=computed,
     )
+
+
+def saved_model_file(fs, model_path: str) -> str:
+    """``saved_model.pb``, else ``saved_model.pbtxt``: the file that holds the MetaGraphs."""
+    if fs.exists(bfs.join(model_path, SAVED_MODEL_PB)):
+        return SAVED_MODEL_PB
+    if fs.exists(bfs.join(model_path, SAVED_MODEL_PBTXT)):
+        return SAVED_MODEL_PBTXT
+    return SAVED_MODEL_PB
+
+
+def _is_saved_model(fs, path: str) -> bool:
+    return fs.exists(bfs.join(path, SAVED_MODEL_PB)) or fs.exists(bfs.join(path, SAVED_MODEL_PBTXT))
+
+
+def _content_fingerprint(fs, model_path: str, raw: bytes) -> str:
+    """A hash of the graph file and ``variables.index`` for exports without ``fingerprint.pb``.
+
+    The index holds every variable's checksum, so two exports differ here when their graphs
+    or their weights differ; the prefix says the value is ours, not TensorFlow's.
+    """
+    digest = hashlib.sha256(raw)
+    index = bfs.join(model_path, VARIABLES_INDEX)
+    if fs.exists(index):
+        with fs.open(index, "rb") as f:
+            digest.update(f.read())
+    return COMPUTED_PREFIX + "sha256:" + digest.hexdigest()[:32]
 
 
 def _resolve_version(fs, path: str, url: str, version: int | str | None) -> tuple[str, str | None, tuple[str, ...]]:
     """Return ``(model_dir, version, all_versions)`` for a model or a base dir."""
-    has_pb = fs.exists(bfs.join(path, SAVED_MODEL_PB))
+    has_pb = _is_saved_model(fs, path)
     versions: tuple[str, ...] = ()
     if fs.isdir(path):
         subdirs = [e["name"] for e in fs.ls(path, detail=True) if e["type"] == "directory"]
         numeric = [s.rstrip("/").rsplit("/", 1)[-1] for s in subdirs]
-        numeric = [n for n in numeric if n.isdigit() and fs.exists(bfs.join(path, n, SAVED_MODEL_PB))]
+        numeric = [n for n in numeric if n.isdigit() and _is_saved_model(fs, bfs.join(path, n))]
         versions = tuple(sorted(numeric, key=int))
     if version is not None:
-        wanted = str(version)
-        if wanted not in versions:
+        wanted = str(version).strip()
+        # TF Serving's rule: versions are numbers, so 123, 00000123 and the dir 00000123 are one.
+        matches = [v for v in versions if wanted.isdigit() and int(v) == int(wanted)]
+        if not matches:
             found = ", ".join(versions) or "none"
             raise BeamscoreError(f"version {wanted} not found in {url}; versions found: {found}")
-        return bfs.join(path, wanted), wanted, versions
+        if len(matches) > 1:
+            raise BeamscoreError(
+                f"version {wanted} is ambiguous in {url}: directories {', '.join(matches)} are the same number"
+            )
+        return bfs.join(path, matches[0]), matches[0], versions
     if has_pb:
         name = path.rstrip("/").rsplit("/", 1)[-1]
         return path, (name if name.isdigit() else None), versions
     if versions:
         return bfs.join(path, versions[-1]), versions[-1], versions
-    raise BeamscoreError(f"{url} is not a SavedModel: no {SAVED_MODEL_PB} in it and no numeric version subdirectories")
+    raise BeamscoreError(
+        f"{url} is not a SavedModel: no {SAVED_MODEL_PB} (or {SAVED_MODEL_PBTXT}) in it "
+        "and no numeric version subdirectories"
+    )
 
 
-def _parse_saved_model(raw: bytes, url: str) -> tuple[MetaGraphInfo, ...]:
+def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGraphInfo, ...]:
+    from google.protobuf import text_format
     from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import saved_model_pb2
 
+    name = SAVED_MODEL_PBTXT if text else SAVED_MODEL_PB
     sm = saved_model_pb2.SavedModel()
     try:
-        sm.ParseFromString(raw)
-    except DecodeError as exc:
-        raise BeamscoreError(f"{url}/{SAVED_MODEL_PB} is not a SavedModel protobuf: {exc}") from None
+        if text:
+            text_format.Parse(raw.decode("utf-8", errors="replace"), sm)
+        else:
+            sm.ParseFromString(raw)
+    except (DecodeError, text_format.ParseError) as exc:
+        raise BeamscoreError(f"{url}/{name} is not a SavedModel protobuf: {first_line(str(exc))}") from None
+    if not sm.meta_graphs:
+        what = "is empty" if not raw.strip() else "holds no MetaGraph"
+        raise BeamscoreError(f"{url}/{name} {what}: not a usable SavedModel (re-export the model)")
     graphs = []
     for mg in sm.meta_graphs:
         sigs = {}
@@ -212,9 +284,24 @@ def _parse_saved_model(raw: bytes, url: str) -> tuple[MetaGraphInfo, ...]:
                 signatures=sigs,
                 ops=_ops_used(mg),
                 functions=_functions_or_none(mg, url),
+                has_object_graph=bool(mg.object_graph_def.nodes),
+                has_variables=_has_variables(mg),
             )
         )
     return tuple(graphs)
+
+
+#: Op types that hold a variable: a graph with any of them needs ``variables/``.
+_VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable"})
+
+
+def _has_variables(mg) -> bool:
+    """Whether restoring this MetaGraph reads a checkpoint (variables in the graph or object graph)."""
+    if any(n.WhichOneof("kind") == "variable" for n in mg.object_graph_def.nodes):
+        return True
+    if any(n.op in _VARIABLE_OPS for n in mg.graph_def.node):
+        return True
+    return any(n.op in _VARIABLE_OPS for f in mg.graph_def.library.function for n in f.node_def)
 
 
 def _ops_used(mg) -> tuple[str, ...]:
@@ -278,6 +365,8 @@ def _arg_str(value) -> str:
 def _tensor_spec(key: str, info) -> TensorSpec:
     from tensorflow.python.framework import dtypes
 
+    # A ref-typed tensor keeps its name (``float32_ref``, as saved_model_cli shows DT_FLOAT_REF);
+    # it is fetched as its value (see binding.numpy_dtype).
     dtype = dtypes.as_dtype(info.dtype).name if info.dtype else "invalid"
     shape = None
     if not info.tensor_shape.unknown_rank:

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from beamscore import fs as bfs
-from beamscore.errors import BeamscoreError
-from beamscore.model.inspect import parse_tags
+from beamscore.errors import BeamscoreError, first_line
+from beamscore.model.checks import fixed_batch_size, import_modules
+from beamscore.model.inspect import SAVED_MODEL_PB, SAVED_MODEL_PBTXT, MetaGraphInfo, inspect_model, parse_tags
 from beamscore.paths import child
 
-__all__ = ["LoadedModel", "ModelSpec", "is_transient", "load_count", "load_model", "local_copy"]
+__all__ = ["LoadedModel", "ModelSpec", "is_transient", "load_count", "load_model", "local_copy", "preload"]
 
 _LOG = logging.getLogger(__name__)
 _LOADS = 0
@@ -48,6 +49,8 @@ class ModelSpec:
     #: ``--jit-compile``: call signatures XLA-compiled on batches of exactly ``fixed_batch`` rows.
     jit_compile: bool = False
     fixed_batch: int | None = None
+    #: ``--import``: modules (custom op libraries) imported before the model loads.
+    imports: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -59,15 +62,26 @@ class ModelSpec:
 
 
 class LoadedModel:
-    """A loaded SavedModel (kept alive here) and how long the load took.
+    """A loaded SavedModel (kept alive here), how long the load took and how it was loaded.
 
+    ``kind`` is ``"tf2"`` (``tf.saved_model.load``) or ``"session"`` (a TF1 MetaGraph run in
+    a ``tf.compat.v1`` Session, :mod:`beamscore.model.session`); callers need not care.
     A plain class so that ``shared.Shared`` can hold a weak reference to it.
     """
 
-    def __init__(self, obj: Any, spec: ModelSpec, seconds: float) -> None:
+    def __init__(
+        self,
+        obj: Any,
+        spec: ModelSpec,
+        seconds: float,
+        meta_graph: MetaGraphInfo | None = None,
+        kind: str = "tf2",
+    ) -> None:
         self.obj = obj
         self.spec = spec
         self.load_seconds = seconds
+        self.meta_graph = meta_graph
+        self.kind = kind
 
     def signature(self, name: str) -> Any:
         """The function of signature ``name``: the concrete function, its fixed-batch XLA
@@ -81,10 +95,15 @@ class LoadedModel:
         except KeyError:
             available = ", ".join(sorted(self.obj.signatures.keys()))
             raise BeamscoreError(f"signature {name!r} not found in {self.spec.path}; available: {available}") from None
-        if self.spec.jit_compile:
+        fixed = None
+        if self.meta_graph is not None and name in self.meta_graph.signatures:
+            fixed = fixed_batch_size(self.meta_graph.signatures[name])
+        if self.spec.jit_compile or fixed:
             from beamscore.model.runner import FixedBatchSignature
 
-            return FixedBatchSignature(fn, self.spec.fixed_batch or 1024, jit_compile=True, keep=self.obj)
+            # A graph traced for N rows takes exactly N: pad and slice like --jit-compile does.
+            size = fixed or self.spec.fixed_batch or 1024
+            return FixedBatchSignature(fn, size, jit_compile=self.spec.jit_compile, keep=self.obj)
         return fn
 
 
@@ -105,14 +124,54 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         from beamscore.model.copies import acquire_copy
 
         return LoadedModel(acquire_copy(spec, spec.copies), spec, time.perf_counter() - start)
+    with _LOADS_LOCK:
+        preloaded = _PRELOADED.pop(spec.key, None)
+    if preloaded is not None:
+        return preloaded
     configure_gpus()
+    import_modules(spec.imports)
     local = local_copy(spec.path, spec.fingerprint)
-    obj = tf.saved_model.load(local, tags=list(parse_tags(spec.tags)))
+    mg = inspect_model(local).meta_graph(spec.tags)
+    try:
+        obj, kind = _load(tf, local, mg)
+    except (tf.errors.OpError, ValueError, OSError, KeyError) as exc:
+        message = first_line(getattr(exc, "message", None) or str(exc), type(exc).__name__)
+        raise BeamscoreError(f"cannot load model {spec.path} [{mg.tag_str}]: {message}") from exc
     seconds = time.perf_counter() - start
     with _LOADS_LOCK:
         _LOADS += 1
-    _LOG.info("beamscore: loaded model %s in %.2fs (pid %d)", spec.path, seconds, os.getpid())
-    return LoadedModel(obj, spec, seconds)
+    _LOG.info("beamscore: loaded model %s in %.2fs (pid %d) with the %s loader", spec.path, seconds, os.getpid(), kind)
+    return LoadedModel(obj, spec, seconds, meta_graph=mg, kind=kind)
+
+
+def _load(tf: Any, local: str, mg: MetaGraphInfo) -> tuple[Any, str]:
+    """``tf.saved_model.load`` for TF2 exports; a v1 Session for graphs without an object graph
+    and for those ``tf.saved_model.load`` cannot wrap (ref-typed outputs)."""
+    from beamscore.model.session import SessionModel
+
+    if not mg.has_object_graph:
+        return SessionModel(local, list(mg.tags)), "session"
+    try:
+        return tf.saved_model.load(local, tags=list(mg.tags)), "tf2"
+    except (tf.errors.OpError, ValueError, TypeError) as exc:
+        if "_ref" not in str(exc):
+            raise
+        _LOG.info("beamscore: tf.saved_model.load failed (%s); running %s in a v1 Session", first_line(str(exc)), local)
+        return SessionModel(local, list(mg.tags)), "session"
+
+
+#: Models the launcher loaded (:func:`preload`), handed to the first in-process load.
+_PRELOADED: dict[str, LoadedModel] = {}
+
+
+def preload(spec: ModelSpec) -> LoadedModel:
+    """Load ``spec`` on the launcher, so that a model that cannot load (corrupt weights) fails
+    before the job starts; a local runner's in-process worker then takes this copy instead of
+    loading its own."""
+    loaded = load_model(spec)
+    with _LOADS_LOCK:
+        _PRELOADED[spec.key] = loaded
+    return loaded
 
 
 def local_copy(url: str, fingerprint: str | None, cache_dir: str | None = None) -> str:
@@ -129,23 +188,27 @@ def local_copy(url: str, fingerprint: str | None, cache_dir: str | None = None) 
         cache_dir or os.environ.get("BEAMSCORE_CACHE") or os.path.join(tempfile.gettempdir(), "beamscore-models")
     )
     target = child(cache_dir, (fingerprint or path).replace("/", "_").replace(":", "_"))
-    if os.path.exists(os.path.join(target, "saved_model.pb")):
+    if _holds_model(target):
         return target
     os.makedirs(cache_dir, exist_ok=True)
     with _machine_lock(f"{target}.lock"):
-        if os.path.exists(os.path.join(target, "saved_model.pb")):  # another process copied it meanwhile
+        if _holds_model(target):  # another process copied it meanwhile
             return target
         staging = f"{target}.tmp-{uuid.uuid4().hex}"
         try:
             _copy_with_retry(fs, path, staging, url)
             os.rename(staging, target)
         except OSError:
-            if not os.path.exists(os.path.join(target, "saved_model.pb")):
+            if not _holds_model(target):
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     _LOG.info("beamscore: copied model %s to %s (pid %d)", url, target, os.getpid())
     return target
+
+
+def _holds_model(directory: str) -> bool:
+    return any(os.path.exists(os.path.join(directory, n)) for n in (SAVED_MODEL_PB, SAVED_MODEL_PBTXT))
 
 
 #: Attempts at copying a remote model, and the first backoff in seconds (doubled each time, jittered).

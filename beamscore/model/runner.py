@@ -21,7 +21,7 @@ import numpy as np
 from beamscore.errors import BeamscoreError, first_line
 from beamscore.model.binding import InputBinding
 
-__all__ = ["FixedBatchSignature", "SignatureRunner"]
+__all__ = ["FixedBatchSignature", "OutputShapeError", "SignatureRunner"]
 
 
 class SignatureRunner:
@@ -54,10 +54,27 @@ class SignatureRunner:
             feeds[key] = tf.convert_to_tensor(values, dtype=tf.as_dtype(binding.dtype))
         try:
             result = self.fn(**feeds)
+        except OutputShapeError as exc:
+            raise OutputShapeError(f"{where}: {exc}") from exc
         except (tf.errors.InvalidArgumentError, TypeError, ValueError) as exc:
             first = first_line(str(exc), type(exc).__name__)
             raise BeamscoreError(f"{where}: the model failed on this batch: {first}") from exc
-        return {key: _to_numpy(result[key]) for key in self.outputs}
+        out = {key: _to_numpy(result[key]) for key in self.outputs}
+        n = _rows_fed(feeds)
+        for key, values in out.items():
+            if n is not None and values.shape[:1] != (n,):
+                raise OutputShapeError(
+                    f"{where}: output {key!r} has shape {values.shape} for {n} input rows, not one row per input row"
+                )
+        return out
+
+
+def _rows_fed(feeds: Mapping[str, Any]) -> int | None:
+    """The rows of a call: the first dimension of its first input (``None`` for scalars)."""
+    for value in feeds.values():
+        shape = tuple(value.shape)
+        return int(shape[0]) if shape else None
+    return None
 
 
 def _to_numpy(tensor: Any) -> np.ndarray:
@@ -90,7 +107,8 @@ class FixedBatchSignature:
             self.traces += 1  # runs only while tracing
             return fn(**feeds)
 
-        self._call = tf.function(call, jit_compile=jit_compile, reduce_retracing=False)
+        # Without XLA (a graph traced for a fixed batch, or a v1 Session) the signature is called as it is.
+        self._call = tf.function(call, jit_compile=True, reduce_retracing=False) if jit_compile else fn
 
     def __call__(self, **feeds: Any) -> dict[str, Any]:
         import tensorflow as tf
@@ -104,9 +122,26 @@ class FixedBatchSignature:
             if rows < b:
                 chunk = {key: tf.concat([v, tf.repeat(v[:1], b - rows, axis=0)], axis=0) for key, v in chunk.items()}
             out = self._call(**chunk)
-            pieces.append({key: value[:rows] for key, value in out.items()})
+            pieces.append({key: _rows(key, value, rows, b) for key, value in out.items()})
         if len(pieces) == 1:
             return pieces[0]
         if not pieces:  # zero rows: nothing to pad from; the caller handles empty batches
             raise BeamscoreError("a fixed-batch signature was called with no rows")
         return {key: tf.concat([p[key] for p in pieces], axis=0) for key in pieces[0]}
+
+
+def _rows(key: str, value: Any, rows: int, batch: int) -> Any:
+    """The first ``rows`` rows of one output of a padded call; an output that is not one row per
+    fed row cannot be sliced back to the real rows."""
+    if tuple(value.shape[:1]) != (batch,):
+        raise OutputShapeError(
+            f"output {key!r} has shape {tuple(value.shape)} for a call of {batch} rows, not one row per input row"
+        )
+    return value[:rows]
+
+
+class OutputShapeError(BeamscoreError):
+    """An output whose first dimension is not the batch's row count: the whole batch failed.
+
+    Not a row's fault, so bisection must not isolate rows (a one-row call would pass and
+    results of different shapes would be stitched together): every row of the call fails."""

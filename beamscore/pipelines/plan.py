@@ -24,7 +24,8 @@ from beamscore.io import sink_for, source_for
 from beamscore.io.base import Sink, Source, WorkUnit
 from beamscore.io.keep import keep_type
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
-from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model
+from beamscore.model.checks import check_model_files, check_outputs, import_modules
+from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model, parse_tags
 from beamscore.model.loader import ModelSpec
 from beamscore.paths import safe_component
 from beamscore.transforms.dead_letters import ERRORS_DIR
@@ -75,6 +76,7 @@ class Plan:
                 "given": self.model.given,
                 "version": self.model.version,
                 "fingerprint": self.model.fingerprint,
+                "fingerprint_computed": self.model.fingerprint_computed,
                 "signature": self.signature.key,
                 "tag_set": self.config.tag_set,
                 "copies": self.config.model_copies,
@@ -104,6 +106,7 @@ class Plan:
             "model_version": self.model.version or "",
             "fingerprint": self.model.fingerprint or "",
             "signature": self.signature.key,
+            "tag_set": ",".join(parse_tags(self.config.tag_set)),
         }
 
 
@@ -112,9 +115,17 @@ def plan_job(config: ScoreConfig) -> Plan:
     config.validate()
     now = dt.datetime.now(dt.UTC)
     started = now.isoformat(timespec="seconds")
+    import_modules(config.imports)  # custom op libraries register their ops before the checks
     info = inspect_model(config.model, config.version)
     config = dataclasses.replace(config, output=resolve_output(config.output, info, now))
     signature = info.signature(config.signature, config.tag_set)
+    meta_graph = info.meta_graph(config.tag_set)
+    check_model_files(info, meta_graph, config.imports)
+    if config.jit_compile and not meta_graph.has_object_graph:
+        raise BeamscoreError(
+            f"--jit-compile needs a TF2 SavedModel; {info.path} [{meta_graph.tag_str}] is a TF1 graph "
+            "(no object graph), run in a v1 Session"
+        )
     files = bfs.expand_globs(config.inputs)
     source = source_for(
         config.format,
@@ -142,6 +153,7 @@ def plan_job(config: ScoreConfig) -> Plan:
             f"--outputs {', '.join(unknown)} not produced by signature {signature.key!r}; "
             f"its outputs: {', '.join(sorted(signature.outputs))}"
         )
+    check_outputs(info.path, signature, outputs)
     clash = sorted(set(outputs) & set(config.keep))
     if clash:
         raise BeamscoreError(
@@ -162,6 +174,7 @@ def plan_job(config: ScoreConfig) -> Plan:
             copies=config.model_copies or 0,
             jit_compile=config.jit_compile,
             fixed_batch=batch_size if config.jit_compile else None,
+            imports=tuple(config.imports),
         ),
         signature=signature,
         bindings=bindings,

@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beamscore import fs as bfs
 from beamscore.config import ScoreConfig
 from beamscore.errors import BeamscoreError, JobFailed, describe_failure
+from beamscore.model.loader import preload
 from beamscore.pipelines.plan import Plan
 from beamscore.pipelines.resume import start_output
 from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, runner_name
@@ -76,6 +77,10 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
     """Run the job to completion and read back its manifest.
 
     ``progress`` shows a progress line on stderr for local runs when stderr is a terminal."""
+    if runner_name(options) in LOCAL_RUNNERS and not plan.spec.copies:
+        # The model loads in this process anyway: load it now, before anything is written,
+        # so corrupt weights are one line and exit 2, not a failed job.
+        preload(plan.spec)
     done = start_output(plan)
     runner = make_runner(options)
     p = beam.Pipeline(runner=runner, options=options)

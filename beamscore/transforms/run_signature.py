@@ -17,7 +17,7 @@ from beamscore.io.keep import cast_kept, keep_type
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.inspect import SignatureInfo, inspect_model
 from beamscore.model.loader import LoadedModel, ModelSpec, load_model
-from beamscore.model.runner import SignatureRunner
+from beamscore.model.runner import OutputShapeError, SignatureRunner
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
 from beamscore.transforms.validate import check_rows
@@ -165,6 +165,8 @@ def call_isolating(
     ``2 * log2(n)`` extra calls, and nothing at all when the model does not raise."""
     try:
         return runner(columns), [], []
+    except OutputShapeError as exc:  # the batch's fault, not a row's: never bisect it
+        return None, list(range(n)), [str(exc)] * n
     except BeamscoreError as exc:
         if n == 1:
             return None, [0], [model_message(exc)]
@@ -176,6 +178,10 @@ def call_isolating(
         merged = None
     elif len(parts) == 1:
         merged = parts[0]
+    elif any(left[k].shape[1:] != right[k].shape[1:] for k in left):
+        # Halves whose outputs differ in shape cannot be stitched into one batch: all rows fail.
+        shapes = "; ".join(f"{k}: {left[k].shape} and {right[k].shape}" for k in left)
+        return None, list(range(n)), [f"outputs of different shapes within one batch ({shapes})"] * n
     else:
         merged = {k: np.concatenate([left[k], right[k]]) for k in left}
     return merged, bad_left + [mid + i for i in bad_right], msg_left + msg_right

@@ -52,7 +52,9 @@ def test_tf1_model_with_two_tag_sets(trial):
     info = inspect_model(trial["tf1"])
     assert [mg.tags for mg in info.meta_graphs] == [("serve",), ("gpu", "serve")]
     assert info.meta_graph("serve,gpu") is info.meta_graph(" gpu , serve ")
-    assert info.fingerprint is None and info.fingerprint_fields == {}
+    # no fingerprint.pb: beamscore's content hash, marked as computed
+    assert info.fingerprint.startswith("computed:sha256:") and info.fingerprint_computed
+    assert info.fingerprint_fields == {}
     for tags, key, out in (("serve", "serving_default", "y"), ("serve,gpu", "predict", "y2")):
         loaded = tf.saved_model.load(trial["tf1"], tags=tags.split(","))
         assert list(loaded.signatures.keys()) == [key]

@@ -1,0 +1,152 @@
+"""Model checks the launcher runs before any worker starts, each failing with one line.
+
+A model that cannot work on the workers would otherwise fail there, once per worker, in
+hundreds of lines of runner log. What can be known from ``saved_model.pb`` and the
+variables index is checked here: ops this TensorFlow does not register (with the package
+that registers them, where known, and ``--import`` to load it), a missing or unreadable
+``variables/`` index, signatures with no inputs, outputs that are not one row per input row,
+and inputs that declare different fixed batch sizes. :func:`import_modules` imports the
+``--import`` modules (custom op libraries) on the launcher and in every worker.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from beamscore import fs as bfs
+from beamscore.errors import BeamscoreError, first_line
+from beamscore.model.inspect import VARIABLES_INDEX, MetaGraphInfo, ModelInfo, SignatureInfo
+
+__all__ = [
+    "OP_PACKAGES",
+    "check_model_files",
+    "check_outputs",
+    "fixed_batch_size",
+    "import_modules",
+    "package_for_op",
+]
+
+_LOG = logging.getLogger(__name__)
+
+#: Op name prefixes of well-known custom op libraries, and the module that registers them.
+OP_PACKAGES: tuple[tuple[str, str], ...] = (
+    ("TFText>", "tensorflow_text"),
+    ("Sentencepiece", "tensorflow_text"),
+    ("Wordpiece", "tensorflow_text"),
+    ("FastWordpiece", "tensorflow_text"),
+    ("FastBertNormalize", "tensorflow_text"),
+    ("RegexSplitWithOffsets", "tensorflow_text"),
+    ("CaseFoldUTF8", "tensorflow_text"),
+    ("NormalizeUTF8", "tensorflow_text"),
+    ("UnicodeScriptTokenize", "tensorflow_text"),
+    ("WhitespaceTokenize", "tensorflow_text"),
+    ("SplitMergeTokenize", "tensorflow_text"),
+    ("RoundRobin", "tensorflow_text"),
+    ("SimpleML", "tensorflow_decision_forests"),
+    ("YggdrasilDecisionForests", "tensorflow_decision_forests"),
+    ("Addons>", "tensorflow_addons"),
+    ("IO>", "tensorflow_io"),
+    ("TFRA>", "tensorflow_recommenders_addons"),
+    ("Scann", "scann"),
+)
+
+
+def package_for_op(op: str) -> str | None:
+    """The module known to register ``op``, or ``None``."""
+    for prefix, package in OP_PACKAGES:
+        if op.startswith(prefix):
+            return package
+    return None
+
+
+def import_modules(names: tuple[str, ...] | list[str]) -> None:
+    """Import each ``--import`` module (a custom op library registers its ops on import)."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # any failure of a user's module is one line
+            why = f"{type(exc).__name__}: {first_line(str(exc))}"
+            raise BeamscoreError(f"--import {name}: cannot import it: {why}") from exc
+
+
+def check_model_files(info: ModelInfo, mg: MetaGraphInfo, imports: tuple[str, ...] | list[str] = ()) -> None:
+    """Every op of ``mg`` registered; ``variables/`` present and its index readable when needed."""
+    from tensorflow.python.framework import op_def_registry
+
+    missing = [op for op in mg.ops if op_def_registry.get(op) is None]
+    if missing:
+        op = missing[0]
+        package = package_for_op(op)
+        imported = f" (imported: {', '.join(imports)})" if imports else ""
+        more = f" and {len(missing) - 1} more ({', '.join(missing[1:4])})" if len(missing) > 1 else ""
+        hint = (
+            f"it is registered by {package}: install it and pass --import {package}"
+            if package
+            else "pass --import MODULE with the package that registers it"
+        )
+        raise BeamscoreError(
+            f"{info.path} [{mg.tag_str}] uses op {op!r}{more}, which is not registered in this TensorFlow"
+            f"{imported}; {hint}"
+        )
+    if mg.has_variables:
+        _check_variables(info)
+
+
+def _check_variables(info: ModelInfo) -> None:
+    fs, root = bfs.filesystem(info.path)
+    index = bfs.join(root, VARIABLES_INDEX)
+    if not fs.exists(index):
+        raise BeamscoreError(f"{info.path}: the graph has variables but {VARIABLES_INDEX} is missing")
+    if not bfs.is_local(fs):
+        return  # read on the workers' local copy; remote TF checkpoint reading needs TF's own filesystems
+    import tensorflow as tf
+
+    prefix = index[: -len(".index")]
+    try:
+        tf.train.load_checkpoint(prefix)
+    except Exception as exc:  # noqa: BLE001 - TF raises several kinds for one bad file
+        raise BeamscoreError(
+            f"{info.path}: cannot read {VARIABLES_INDEX}: {first_line(str(exc), type(exc).__name__)}"
+        ) from None
+
+
+def fixed_batch_size(signature: SignatureInfo) -> int | None:
+    """The fixed first dimension the signature's inputs declare (e.g. 8 for ``(8, 3)``), or ``None``.
+
+    Such a graph takes exactly that many rows per call; inputs that declare different fixed
+    first dimensions cannot be fed together and are refused.
+    """
+    dims = {
+        key: spec.shape[0]
+        for key, spec in signature.inputs.items()
+        if spec.shape is not None and len(spec.shape) > 0 and spec.shape[0] is not None
+    }
+    sizes = sorted(set(dims.values()))
+    if len(sizes) > 1:
+        listed = ", ".join(f"{k} ({d})" for k, d in sorted(dims.items()))
+        raise BeamscoreError(
+            f"signature {signature.key!r} declares different fixed batch sizes for its inputs: {listed}; "
+            "beamscore feeds all inputs the same rows"
+        )
+    return sizes[0] if sizes else None
+
+
+def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> None:
+    """Refuse a signature with no inputs, and chosen outputs that are not one row per input row."""
+    if not signature.inputs:
+        raise BeamscoreError(
+            f"signature {signature.key!r} of {path} has no inputs; beamscore feeds it rows, so it needs at least one"
+        )
+    batch = fixed_batch_size(signature)
+    for key in outputs:
+        spec = signature.outputs[key]
+        if spec.shape is None or (len(spec.shape) > 0 and spec.shape[0] in (None, batch)):
+            continue
+        others = [o for o in signature.outputs if o != key]
+        why = "a scalar" if not spec.shape else f"a fixed first dimension of {spec.shape[0]}"
+        hint = f"leave it out with --outputs {','.join(others)}" if others else "re-export the signature"
+        raise BeamscoreError(
+            f"output {key!r} of signature {signature.key!r} has shape {spec.shape_str()}, {why}, "
+            f"not one row per input row; {hint}"
+        )

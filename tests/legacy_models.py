@@ -1,0 +1,223 @@
+"""SavedModels of the kinds TensorFlow Serving and old exports have, built here with TensorFlow.
+
+Each builder writes one small model and says what is in it; nothing is downloaded.
+
+- :func:`save_tf1_example_model`: a TF1 ``SavedModelBuilder`` export like TF Serving's
+  ``half_plus_two``: ``y = 0.5 * x + 2`` over ``tf.io.parse_example`` of a string input of
+  unknown rank, signatures ``regress_x_to_y`` (= ``serving_default``), ``classify_x_to_y``
+  and ``predict`` (``x`` float [None, 1] -> ``y``); a second MetaGraph ``serve,gpu`` has the
+  same signatures computing ``0.5 * x + 3``. No ``fingerprint.pb``.
+- :func:`save_tf1_counter_model`: TF Serving's ``saved_model_counter``: a ref variable and
+  signatures whose outputs are ref-typed (``float_ref``): ``get_counter`` and
+  ``incr_counter`` (no inputs), ``incr_counter_by`` (``delta`` of unknown shape ->
+  ``counter`` = AssignAdd), ``scaled`` (``x`` [None] -> ``y`` = assign(buf, 3x)), and a plain
+  ``serving_default`` (``x`` -> ``y`` = 2x + 1).
+- :func:`to_pbtxt`: a copy of a model with ``saved_model.pbtxt`` instead of ``saved_model.pb``.
+- :func:`with_renamed_op`: a copy whose graph uses an op type this TensorFlow does not have.
+- :func:`save_shape_model`: a TF2 module with a fixed-shape output ``grid`` (1, 10, 10, 1)
+  beside a batch-major ``y``, and a signature ``head`` whose output ``first`` declares
+  (-1, 4) but always has one row, and ``constant`` with no inputs.
+- :func:`save_fixed_batch_model`: a signature whose input declares a fixed first dimension
+  (``x`` float32 [2, 3] -> ``y`` = row sums, [2]).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+A, B, B_GPU = 0.5, 2.0, 3.0
+
+
+def save_tf1_example_model(path: str, b: float = B) -> str:
+    """``half_plus_two`` as TF1 exported it (see the module docstring); ``b`` sets the offset."""
+    v1 = tf.compat.v1
+    with tf.Graph().as_default(), v1.Session() as sess:
+        a = v1.get_variable("a", initializer=np.float32(A))
+        bv = v1.get_variable("b", initializer=np.float32(b))
+        serialized = v1.placeholder(tf.string, name="tf_example")  # unknown rank, as Estimators export
+        parsed = tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([1], tf.float32)})
+        x = tf.identity(parsed["x"], name="x")
+        y = tf.add(a * x, bv, name="y")
+        y_gpu = tf.add(a * x, np.float32(B_GPU - b) + bv, name="y_gpu")
+        sess.run(v1.global_variables_initializer())
+        builder = v1.saved_model.Builder(path)
+        builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map=_example_signatures(serialized, x, y))
+        builder.add_meta_graph(["serve", "gpu"], signature_def_map=_example_signatures(serialized, x, y_gpu))
+        builder.save()
+    return path
+
+
+def _example_signatures(serialized, x, y) -> dict:
+    v1 = tf.compat.v1
+    info = v1.saved_model.utils.build_tensor_info
+    sig = v1.saved_model.signature_def_utils.build_signature_def
+    regress = sig({"inputs": info(serialized)}, {"outputs": info(y)}, "tensorflow/serving/regress")
+    return {
+        "serving_default": regress,
+        "regress_x_to_y": regress,
+        "classify_x_to_y": sig({"inputs": info(serialized)}, {"scores": info(y)}, "tensorflow/serving/classify"),
+        "predict": sig({"x": info(x)}, {"y": info(y)}, "tensorflow/serving/predict"),
+    }
+
+
+def save_tf1_counter_model(path: str) -> str:
+    """Ref-typed outputs (see the module docstring), which ``tf.saved_model.load`` cannot run."""
+    v1 = tf.compat.v1
+    with tf.Graph().as_default(), v1.Session() as sess:
+        counter = v1.Variable(0.0, name="counter", use_resource=False)
+        buf = v1.Variable(np.zeros(1, np.float32), name="buf", use_resource=False, validate_shape=False)
+        delta = v1.placeholder(tf.float32, name="delta")  # no shape, as TF Serving's counter
+        x = v1.placeholder(tf.float32, [None], name="x")
+        incr = v1.assign_add(counter, delta)
+        incr_one = v1.assign_add(counter, 1.0)
+        scaled = v1.assign(buf, x * 3.0, validate_shape=False)
+        y = tf.identity(x * 2.0 + 1.0, name="y")
+        sess.run(v1.global_variables_initializer())
+        info = v1.saved_model.utils.build_tensor_info
+        sig = v1.saved_model.signature_def_utils.build_signature_def
+        builder = v1.saved_model.Builder(path)
+        builder.add_meta_graph_and_variables(
+            sess,
+            ["serve"],
+            signature_def_map={
+                "get_counter": sig({}, {"counter": info(counter)}, "tensorflow/serving/predict"),
+                "incr_counter": sig({}, {"counter": info(incr_one)}, "tensorflow/serving/predict"),
+                "incr_counter_by": sig({"delta": info(delta)}, {"counter": info(incr)}, "tensorflow/serving/predict"),
+                "scaled": sig({"x": info(x)}, {"y": info(scaled)}, "tensorflow/serving/predict"),
+                "serving_default": sig({"x": info(x)}, {"y": info(y)}, "tensorflow/serving/predict"),
+            },
+        )
+        builder.save()
+    return path
+
+
+def session_call(path: str, signature: str, tags: str = "serve", **feeds: np.ndarray) -> dict[str, np.ndarray]:
+    """The reference for TF1 models: load into a fresh ``tf.compat.v1`` Session and run the
+    SignatureDef's tensor names, as ``saved_model_cli run`` does."""
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        meta = v1.saved_model.load(sess, tags.split(","), path)
+        sd = meta.signature_def[signature]
+        fetches = {k: v.name for k, v in sd.outputs.items()}
+        return sess.run(fetches, {sd.inputs[k].name: v for k, v in feeds.items()})
+
+
+def examples(xs) -> np.ndarray:
+    """Serialized ``tf.train.Example`` s with one float feature ``x`` each."""
+    out = [
+        tf.train.Example(
+            features=tf.train.Features(feature={"x": tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))})
+        ).SerializeToString()
+        for v in xs
+    ]
+    return np.array(out, dtype=object)
+
+
+def write_examples_tfrecord(path: str, xs) -> str:
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in examples(xs):
+            writer.write(record)
+    return path
+
+
+def to_pbtxt(src: str, dst: str) -> str:
+    """A copy of the model at ``src`` with its graph as ``saved_model.pbtxt`` (text format)."""
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    shutil.copytree(src, dst)
+    sm = saved_model_pb2.SavedModel()
+    with open(os.path.join(dst, "saved_model.pb"), "rb") as f:
+        sm.ParseFromString(f.read())
+    os.remove(os.path.join(dst, "saved_model.pb"))
+    with open(os.path.join(dst, "saved_model.pbtxt"), "w") as f:
+        f.write(text_format.MessageToString(sm))
+    return dst
+
+
+def with_renamed_op(src: str, dst: str, old: str, new: str) -> str:
+    """A copy of ``src`` whose graph and functions use op type ``new`` wherever ``old`` was."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    shutil.copytree(src, dst)
+    pb = os.path.join(dst, "saved_model.pb")
+    sm = saved_model_pb2.SavedModel()
+    with open(pb, "rb") as f:
+        sm.ParseFromString(f.read())
+    renamed = 0
+    for mg in sm.meta_graphs:
+        nodes = [*mg.graph_def.node, *(n for fn in mg.graph_def.library.function for n in fn.node_def)]
+        for node in nodes:
+            if node.op == old:
+                node.op = new
+                renamed += 1
+    assert renamed, f"no {old} op in {src}"
+    with open(pb, "wb") as f:
+        f.write(sm.SerializeToString())
+    if os.path.exists(os.path.join(dst, "fingerprint.pb")):
+        os.remove(os.path.join(dst, "fingerprint.pb"))
+    return dst
+
+
+def corrupt_data(path: str) -> str:
+    """Flip every byte of the weights (the index, and so the checksums it holds, stays intact)."""
+    variables = os.path.join(path, "variables")
+    (data,) = [f for f in os.listdir(variables) if f.startswith("variables.data")]
+    with open(os.path.join(variables, data), "r+b") as f:
+        raw = f.read()
+        f.seek(0)
+        f.write(bytes(b ^ 0xFF for b in raw))
+    return path
+
+
+class ShapeModule(tf.Module):
+    """``serving_default``: ``x`` [None, 4] -> ``y`` [None] and ``grid`` (1, 10, 10, 1);
+    ``head``: ``x`` -> ``first`` = ``x[:1]``, declared (-1, 4), one row whatever the batch."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def serve(self, x):
+        return {"y": tf.reduce_sum(x, axis=1), "grid": tf.zeros([1, 10, 10, 1]) + tf.reduce_mean(x)}
+
+    @tf.function(input_signature=[])
+    def constant(self):
+        return {"c": tf.constant([1.0, 2.0])}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def head(self, x):
+        first = tf.slice(x, [0, 0], tf.stack([tf.minimum(tf.shape(x)[0], 1), 4]))
+        return {"first": tf.ensure_shape(first, [None, 4])}
+
+
+def save_shape_model(path: str) -> str:
+    module = ShapeModule()
+    signatures = {"serving_default": module.serve, "head": module.head, "constant": module.constant}
+    tf.saved_model.save(module, path, signatures=signatures)
+    return path
+
+
+class FixedBatchModule(tf.Module):
+    """``x`` float32 [2, 3] -> ``y`` [2] (row sums): a graph traced for exactly two rows."""
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 3], tf.float32, name="x")])
+    def serve(self, x):
+        return {"y": tf.reduce_sum(x, axis=1) * 10.0}
+
+
+def save_fixed_batch_model(path: str) -> str:
+    module = FixedBatchModule()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def save_no_signature_model(path: str) -> str:
+    """A ``tf.Module`` saved without ``signatures=``: a saved function, no SignatureDef."""
+    module = tf.Module()
+    module.double = tf.function(lambda x: {"y": x * 2.0}, input_signature=[tf.TensorSpec([None], tf.float32)])
+    module.triple = tf.function(lambda x: {"y": x * 3.0}, input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(module, path)
+    return path

@@ -1,0 +1,240 @@
+"""``beamscore score`` on TF1 and unusual SavedModels, end to end on the DirectRunner.
+
+TF1 ``tf.Example`` signatures fed TFRecord records, ref-typed outputs run in a v1 Session,
+fixed batch sizes, non-batch-major outputs refused on the launcher, outputs whose first
+dimension is wrong becoming dead letters, and broken weights refused before anything is
+written. Every scored row is compared with a direct call (a fresh v1 Session for TF1 graphs)
+and every manifest satisfies ``rows_in == rows_out + rows_failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import builders
+import legacy_models as lm
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+from conftest import read_output
+
+from beamscore.cli import main
+from beamscore.io.parquet_sink import METADATA_KEY
+
+
+@pytest.fixture(scope="module")
+def legacy(tmp_path_factory) -> dict[str, str]:
+    root = str(tmp_path_factory.mktemp("legacy_jobs"))
+    p = {name: os.path.join(root, name) for name in ("ex", "counter", "shape", "fixed", "two", "base")}
+    lm.save_tf1_example_model(p["ex"])
+    lm.save_tf1_counter_model(p["counter"])
+    lm.save_shape_model(p["shape"])
+    lm.save_fixed_batch_model(p["fixed"])
+    builders.save_two_signature_model(p["two"])
+    lm.save_tf1_example_model(os.path.join(p["base"], "00000123"))
+    lm.save_tf1_example_model(os.path.join(p["base"], "00000124"), b=5.0)
+    p["bad_data"] = lm.corrupt_data(shutil.copytree(p["two"], os.path.join(root, "bad_data")))
+    return p
+
+
+def manifest_of(out) -> dict:
+    m = json.loads((out / "_manifest.json").read_text())
+    assert m["rows_in"] == m["rows_out"] + m["rows_failed"]
+    return m
+
+
+def errors_of(out) -> list[dict]:
+    return [row for f in sorted((out / "_errors").glob("part-*.parquet")) for row in pq.read_table(f).to_pylist()]
+
+
+def parquet_input(path, **columns: np.ndarray) -> str:
+    arrays = {}
+    for name, values in columns.items():
+        if values.ndim == 2:
+            arrays[name] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+        else:
+            arrays[name] = pa.array(values)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    pq.write_table(pa.table(arrays), path)
+    return str(path)
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    code = main(argv)
+    _, err = capsys.readouterr()
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+XS = np.linspace(-4, 4, 37).astype(np.float32)
+
+
+@pytest.mark.parametrize("tags, signature", [("serve", "serving_default"), ("serve,gpu", "classify_x_to_y")])
+def test_tf1_example_signature_is_fed_tfrecord_records(legacy, tmp_path, capsys, tags, signature):
+    records = lm.write_examples_tfrecord(str(tmp_path / "in.tfrecord"), XS)
+    out = tmp_path / "out"
+    args = ["score", "--model", legacy["base"], "--version", "123", "--input", records, "--output", str(out)]
+    assert main([*args, "--tag-set", tags, "--signature", signature, "--batch-size", "8"]) == 0, capsys.readouterr().err
+    m = manifest_of(out)
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (37, 37, 0)
+    assert m["model"]["version"] == "00000123" and m["model"]["fingerprint_computed"] is True
+    key = "outputs" if signature == "serving_default" else "scores"
+    expected = lm.session_call(os.path.join(legacy["base"], "00000123"), signature, tags, inputs=lm.examples(XS))
+    got = np.stack(read_output(str(out))[key].to_numpy(zero_copy_only=False))
+    np.testing.assert_array_equal(got, expected[key])
+    part = next(out.glob("part-*.parquet"))
+    meta = json.loads(pq.read_schema(part).metadata[METADATA_KEY])
+    assert meta["tag_set"] == ",".join(sorted(tags.split(","))) and meta["fingerprint"].startswith("computed:")
+
+
+def test_a_missing_string_column_suggests_the_raw_records(legacy, tmp_path, capsys):
+    records = lm.write_examples_tfrecord(str(tmp_path / "in.tfrecord"), XS[:3])
+    argv = ["score", "--model", legacy["ex"], "--input", records, "--output", str(tmp_path / "o"), "--map", "inputs=y"]
+    line = one_line_error(capsys, argv)
+    assert (
+        "no column 'y' for signature input 'inputs'" in line and "--map inputs=* feeds the serialized records" in line
+    )
+
+
+def test_versions_have_different_fingerprints_in_the_manifest(legacy, tmp_path, capsys):
+    records = lm.write_examples_tfrecord(str(tmp_path / "in.tfrecord"), XS[:5])
+    seen = {}
+    for version in ("123", "00000124"):
+        out = tmp_path / f"out{version}"
+        assert (
+            main(["score", "--model", legacy["base"], "--version", version, "--input", records, "--output", str(out)])
+            == 0
+        )
+        seen[version] = manifest_of(out)["model"]["fingerprint"]
+        b = lm.B if version == "123" else 5.0
+        got = np.stack(read_output(str(out))["outputs"].to_numpy(zero_copy_only=False))[:, 0]
+        np.testing.assert_allclose(got, lm.A * XS[:5] + b)
+    assert seen["123"] != seen["00000124"]
+    capsys.readouterr()
+
+
+def test_ref_typed_output_is_scored_in_a_session(legacy, tmp_path, capsys):
+    x = np.linspace(0, 1, 20).astype(np.float32)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=x)
+    for signature in ("scaled", "serving_default"):
+        out = tmp_path / signature
+        argv = ["score", "--model", legacy["counter"], "--input", data, "--output", str(out), "--signature", signature]
+        assert main([*argv, "--batch-size", "64"]) == 0, capsys.readouterr().err
+        assert manifest_of(out)["rows_out"] == 20
+        expected = lm.session_call(legacy["counter"], signature, x=x)["y"]
+        np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), expected)
+
+
+def test_non_batch_major_outputs_are_refused_unless_left_out(legacy, tmp_path, capsys):
+    x = np.random.default_rng(1).normal(size=(30, 4)).astype(np.float32)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=x)
+    argv = ["score", "--model", legacy["shape"], "--input", data, "--output", str(tmp_path / "refused")]
+    line = one_line_error(capsys, argv)
+    assert "output 'grid'" in line and "(1, 10, 10, 1)" in line and "--outputs y" in line
+    assert not (tmp_path / "refused").exists()
+    out = tmp_path / "out"
+    assert main(["score", "--model", legacy["shape"], "--input", data, "--output", str(out), "--outputs", "y"]) == 0
+    assert manifest_of(out)["rows_out"] == 30
+    fn = tf.saved_model.load(legacy["shape"]).signatures["serving_default"]
+    np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), fn(x=tf.constant(x))["y"].numpy())
+
+
+def test_an_output_of_the_wrong_length_makes_its_batch_dead_letters(legacy, tmp_path, capsys):
+    x = np.random.default_rng(2).normal(size=(25, 4)).astype(np.float32)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=x)
+    out = tmp_path / "out"
+    argv = ["score", "--model", legacy["shape"], "--signature", "head", "--input", data, "--output", str(out)]
+    assert main([*argv, "--batch-size", "8"]) == 1  # ran, rows failed: not 2
+    m = manifest_of(out)
+    # batches of 8, 8, 8 fail whole (never bisected into one-row calls); the last single row fits
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (25, 1, 24)
+    errors = errors_of(out)
+    assert sorted(e["row"] for e in errors) == list(range(24))
+    assert all("not one row per input row" in e["error"] for e in errors)
+    np.testing.assert_array_equal(np.stack(read_output(str(out))["first"].to_numpy(zero_copy_only=False)), x[24:25])
+    capsys.readouterr()
+
+
+def test_fixed_batch_inputs_score_like_run(legacy, tmp_path, capsys):
+    x = np.arange(21, dtype=np.float32).reshape(7, 3)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=x)
+    out = tmp_path / "out"
+    assert main(["score", "--model", legacy["fixed"], "--input", data, "--output", str(out), "--batch-size", "5"]) == 0
+    assert manifest_of(out)["rows_out"] == 7
+    np.testing.assert_allclose(read_output(str(out))["y"].to_numpy(), x.sum(axis=1) * 10.0)
+    code = main(["run", legacy["fixed"], "--input-exprs", f"x={x.tolist()}", "--outdir", str(tmp_path / "run")])
+    assert code == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "run" / "y.npy"), read_output(str(out))["y"].to_numpy())
+    capsys.readouterr()
+
+
+def test_corrupt_weights_fail_on_the_launcher(legacy, tmp_path, capsys):
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((4, 4), np.float32))
+    out = tmp_path / "out"
+    line = one_line_error(capsys, ["score", "--model", legacy["bad_data"], "--input", data, "--output", str(out)])
+    assert "cannot load model" in line and legacy["bad_data"] in line
+    assert not out.exists()  # refused before anything was written
+
+
+def test_imports_run_on_the_launcher_before_anything_is_written(legacy, tmp_path, capsys, monkeypatch):
+    (tmp_path / "beamscore_job_plugin.py").write_text("import os\nos.environ['BEAMSCORE_JOB_PLUGIN'] = 'loaded'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("BEAMSCORE_JOB_PLUGIN", raising=False)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((3, 4), np.float32))
+    out = tmp_path / "out"
+    argv = ["score", "--model", legacy["two"], "--input", data, "--output", str(out)]
+    line = one_line_error(capsys, [*argv, "--import", "no_such_beamscore_plugin"])
+    assert "--import no_such_beamscore_plugin: cannot import it" in line and not out.exists()
+    assert main([*argv, "--import", "beamscore_job_plugin"]) == 0
+    assert os.environ["BEAMSCORE_JOB_PLUGIN"] == "loaded" and manifest_of(out)["rows_out"] == 3
+    capsys.readouterr()
+
+
+def test_resume_tells_a_replaced_export_without_fingerprint_pb_apart(legacy, tmp_path, capsys):
+    model = shutil.copytree(os.path.join(legacy["base"], "00000123"), tmp_path / "model")
+    records = lm.write_examples_tfrecord(str(tmp_path / "in.tfrecord"), XS[:4])
+    out = tmp_path / "out"
+    argv = ["score", "--model", str(model), "--input", records, "--output", str(out)]
+    assert main(argv) == 0
+    (out / "_manifest.json").unlink()  # as if the job had stopped before its commit
+    shutil.rmtree(model)
+    shutil.copytree(os.path.join(legacy["base"], "00000124"), model)  # re-exported in place, other weights
+    line = one_line_error(capsys, [*argv, "--resume"])
+    assert "was started by a different job: model_fingerprint was" in line
+
+
+def test_launcher_refuses_broken_models_before_writing(legacy, tmp_path, capsys):
+    odd = lm.with_renamed_op(legacy["two"], str(tmp_path / "odd"), "Softmax", "BeamscoreNoSuchOp")
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((3, 4), np.float32))
+    out = tmp_path / "out"
+    line = one_line_error(capsys, ["score", "--model", odd, "--input", data, "--output", str(out)])
+    assert "uses op 'BeamscoreNoSuchOp'" in line
+    argv = ["score", "--model", legacy["shape"], "--signature", "constant", "--input", data, "--output", str(out)]
+    assert "has no inputs" in one_line_error(capsys, argv)
+    assert not out.exists()
+
+
+def test_pbtxt_model_scores_like_its_pb(legacy, tmp_path, capsys):
+    txt = lm.to_pbtxt(legacy["ex"], str(tmp_path / "ex_txt"))
+    records = lm.write_examples_tfrecord(str(tmp_path / "in.tfrecord"), XS)
+    out = tmp_path / "out"
+    assert main(["score", "--model", txt, "--input", records, "--output", str(out)]) == 0
+    assert manifest_of(out)["rows_out"] == len(XS)
+    expected = lm.session_call(legacy["ex"], "serving_default", inputs=lm.examples(XS))["outputs"]
+    np.testing.assert_array_equal(np.stack(read_output(str(out))["outputs"].to_numpy(zero_copy_only=False)), expected)
+    capsys.readouterr()
+
+
+def test_jit_compile_is_refused_for_a_tf1_graph(legacy, tmp_path, capsys):
+    records = lm.write_examples_tfrecord(str(tmp_path / "in.tfrecord"), XS[:2])
+    out = tmp_path / "out"
+    line = one_line_error(
+        capsys, ["score", "--model", legacy["ex"], "--input", records, "--output", str(out), "--jit-compile"]
+    )
+    assert "--jit-compile needs a TF2 SavedModel" in line and not out.exists()
