@@ -36,6 +36,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "pad": "pad",
         "allow_pickle": "allow_pickle",
         "reject_nan": "reject_nan",
+        "plan_on_workers": "plan_on_workers",
     },
     "output": {
         "path": "output",
@@ -79,6 +80,8 @@ class ScoreConfig:
     model_copies: int | None = None
     jit_compile: bool = False
     pipeline_options: dict[str, Any] = field(default_factory=dict)
+    #: None: the workers plan the files when there are more than PLAN_ON_WORKERS_ABOVE
+    plan_on_workers: bool | None = None
 
     def validate(self) -> ScoreConfig:
         """Check the required fields and value ranges; return self."""

@@ -16,12 +16,16 @@ import pyarrow.parquet as pq
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
 from beamscore.io.arrow import column_spec
-from beamscore.io.base import Source, WorkUnit
+from beamscore.io.base import FilePlan, Source, WorkUnit
+from beamscore.io.tails import OutsideTail, TailFile
 from beamscore.model.binding import ColumnSpec
 
 __all__ = ["ParquetSource"]
 
 DEFAULT_ROWS_PER_UNIT = 1 << 20
+#: pyarrow's first read of a file is its last 64 KiB: with those, most footers parse
+#: without another request.
+FOOTER_TAIL = 64 << 10
 
 
 class ParquetSource(Source):
@@ -29,16 +33,31 @@ class ParquetSource(Source):
 
     format = "parquet"
     options = ("rows_per_unit",)
+    tail_bytes = FOOTER_TAIL
 
     def __init__(self, rows_per_unit: int = DEFAULT_ROWS_PER_UNIT) -> None:
         self.rows_per_unit = rows_per_unit
 
     def columns(self, path: str) -> dict[str, ColumnSpec]:
-        schema = self._file(path, lambda f: f.schema_arrow)
-        return {name: column_spec(name, schema.field(name).type) for name in schema.names}
+        return _columns(self._file(path, lambda f: f.schema_arrow))
 
     def units(self, path: str, shard: int) -> list[WorkUnit]:
-        meta = self._file(path, lambda f: f.metadata)
+        return self._units(path, shard, self._file(path, lambda f: f.metadata))
+
+    def plan_file(self, path: str, shard: int, tail: bytes | None = None, size: int | None = None) -> FilePlan:
+        """Columns and units from the footer: parsed from ``tail`` when it holds the whole
+        footer, else read from the file (one more open for footers over 64 KiB)."""
+        pf = None
+        if tail is not None and size is not None:
+            try:
+                pf = _open(pq.ParquetFile, TailFile(size, tail), path)
+            except OutsideTail:
+                pf = None
+        if pf is None:
+            return self._file(path, lambda f: FilePlan(_columns(f.schema_arrow), self._units(path, shard, f.metadata)))
+        return FilePlan(_columns(pf.schema_arrow), self._units(path, shard, pf.metadata))
+
+    def _units(self, path: str, shard: int, meta: pq.FileMetaData) -> list[WorkUnit]:
         units: list[WorkUnit] = []
         start, rows, first_row = 0, 0, 0
         for rg in range(meta.num_row_groups):
@@ -72,6 +91,10 @@ class ParquetSource(Source):
         fs, local = bfs.filesystem(path)
         with fs.open(local, "rb") as f:
             return get(_open(pq.ParquetFile, f, path))
+
+
+def _columns(schema: pa.Schema) -> dict[str, ColumnSpec]:
+    return {name: column_spec(name, schema.field(name).type) for name in schema.names}
 
 
 def _open(factory, f, path: str):

@@ -90,6 +90,8 @@ def render_plan(plan: Plan, options: PipelineOptions, warnings: list[str], outpu
     lines += [f"  {f}" for f in plan.files[:LIST_LIMIT]]
     if len(plan.files) > LIST_LIMIT:
         lines.append(f"  ... and {len(plan.files) - LIST_LIMIT} more")
+    if plan.on_workers:
+        lines.append("units: planned on the workers (--plan-on-workers); only the first file was read here")
     lines.append("units (input file -> output file):")
     for u in plan.units[:LIST_LIMIT]:
         lines.append(f"  {u.path} [{u.start}:{u.stop}] {u.rows:,} rows -> {u.name}.{plan.sink.format}")

@@ -1,9 +1,15 @@
 """Plan a scoring job on the launcher: everything that can fail, fails here.
 
 :func:`plan_job` resolves the model version, reads the signature from ``saved_model.pb``,
-expands the input globs, reads the first file's schema and binds every signature input to
-a column, then splits the files into work units. The pipeline is built from the resulting
-:class:`Plan` and nothing in it is decided again on the workers.
+expands the input globs (one detailed listing per pattern: each file's size and version),
+reads the first file's schema and binds every signature input to a column, then reads every
+file's footer or header concurrently (:mod:`beamscore.pipelines.survey`), checks its schema
+against the first file's and splits it into work units. The pipeline is built from the
+resulting :class:`Plan` and nothing in it is decided again on the workers.
+
+With ``--plan-on-workers`` (or automatically above :data:`PLAN_ON_WORKERS_ABOVE` files) the
+launcher stops after the first file: the workers read the other footers, check each schema
+and emit the units (see :mod:`beamscore.transforms.plan_files`).
 """
 
 from __future__ import annotations
@@ -20,16 +26,17 @@ from beamscore.config import ScoreConfig
 from beamscore.errors import BeamscoreError
 from beamscore.io import sink_for, source_for
 from beamscore.io.base import Sink, Source, WorkUnit
+from beamscore.io.schemas import SameSchema
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model
 from beamscore.model.loader import ModelSpec
 from beamscore.paths import safe_component
+from beamscore.pipelines.survey import PlanningProgress, survey
 from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.manifest import MANIFEST
-from beamscore.transforms.read import plan_units
 from beamscore.transforms.receipts import UNITS_DIR
 
-__all__ = ["PLACEHOLDERS", "Plan", "plan_job", "prepare_output", "resolve_output"]
+__all__ = ["PLACEHOLDERS", "PLAN_ON_WORKERS_ABOVE", "Plan", "plan_job", "prepare_output", "resolve_output"]
 
 #: what ``{...}`` may stand for in an output path (for scheduled runs)
 PLACEHOLDERS = ("date", "datetime", "model_version")
@@ -37,6 +44,8 @@ PLACEHOLDERS = ("date", "datetime", "model_version")
 #: Aim for batches of about this many input bytes when --batch-size is not given.
 TARGET_BATCH_BYTES = 16 << 20
 MAX_DEFAULT_BATCH = 4096
+#: Above this many input files the workers plan them, unless ``plan_on_workers`` says otherwise.
+PLAN_ON_WORKERS_ABOVE = 100_000
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,12 @@ class Plan:
     sink: Sink
     batch_size: int
     started: str
+    #: size and version of every input file, from the listing (see :class:`~beamscore.fs.FileFacts`)
+    facts: tuple[bfs.FileFacts, ...] = ()
+    #: the workers split the files into units (``units`` is then empty) and check their schemas
+    on_workers: bool = False
+    #: the check every file's columns pass (run on the workers when ``on_workers``)
+    schema_check: SameSchema | None = None
 
     @property
     def read_columns(self) -> list[str]:
@@ -81,7 +96,8 @@ class Plan:
             "columns": {"outputs": self.outputs, "keep": list(self.config.keep)},
             "batch_size": self.batch_size,
             "output": self.config.output,
-            "units_planned": len(self.units),
+            "units_planned": None if self.on_workers else len(self.units),
+            "planned_on": "workers" if self.on_workers else "launcher",
             "reject_nan": self.config.reject_nan,
             "failure_limits": {
                 "max_failed_rows": self.config.max_failed_rows,
@@ -108,7 +124,8 @@ def plan_job(config: ScoreConfig) -> Plan:
     info = inspect_model(config.model, config.version)
     config = dataclasses.replace(config, output=resolve_output(config.output, info, now))
     signature = info.signature(config.signature, config.tag_set)
-    files = bfs.expand_globs(config.inputs)
+    facts = bfs.list_files(config.inputs)
+    files = [f.url for f in facts]
     source = source_for(
         config.format,
         files[0],
@@ -139,7 +156,15 @@ def plan_job(config: ScoreConfig) -> Plan:
         )
     if config.output_format == "npy":
         _check_npy_columns(columns, config.keep, files[0])
-    units = plan_units(source, files)
+    check = SameSchema(
+        files[0],
+        columns,
+        [b.column for b in bindings.values()],
+        config.keep,
+        keep_required=source.format != "tfrecord",
+    )
+    on_workers = len(files) > PLAN_ON_WORKERS_ABOVE if config.plan_on_workers is None else config.plan_on_workers
+    units = [] if on_workers else survey(source, facts, check, progress=PlanningProgress())
     batch_size = config.batch_size or _default_batch_size(bindings)
     return Plan(
         config=config,
@@ -161,6 +186,9 @@ def plan_job(config: ScoreConfig) -> Plan:
         sink=sink_for(config.output_format, config.output),
         batch_size=batch_size,
         started=started,
+        facts=tuple(facts),
+        on_workers=on_workers,
+        schema_check=check,
     )
 
 
