@@ -77,10 +77,8 @@ def start_output(plan: Plan) -> dict[str, UnitResult]:
                 f"now {_short(value)}; pass --overwrite to start again"
             )
     done = completed_units(config.output)
-    if plan.on_workers:  # the units are known from the file receipts of the earlier run
-        planned = set(planned_units(config.output))
-    else:
-        planned = {u.name for u in plan.units}
+    # planned on the workers, the units are known from the earlier run's file receipts
+    planned = set(planned_units(config.output)) if plan.on_workers else {u.name for u in plan.units}
     return {name: r for name, r in done.items() if name in planned}
 
 

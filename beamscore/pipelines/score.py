@@ -56,8 +56,10 @@ def build_pipeline(p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] 
     expected: list[str] | beam.PCollection
     if plan.on_workers:
         done_names = set(done)
-        planned = p | "Files" >> beam.Create(file_elements(plan.facts)) | "Plan" >> PlanFiles(
-            plan.source, plan.schema_check, config.output
+        planned = (
+            p
+            | "Files" >> beam.Create(file_elements(plan.facts))
+            | "Plan" >> PlanFiles(plan.source, plan.schema_check, config.output)
         )
         todo = planned | "Todo" >> beam.Filter(lambda u, skip: u.name not in skip, done_names)
         expected = planned | "UnitNames" >> beam.Map(lambda u: u.name) | "AllUnits" >> beam.combiners.ToList()

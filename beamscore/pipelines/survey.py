@@ -48,10 +48,7 @@ def survey(
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         for first in range(0, total, CHUNK):
             chunk = files[first : first + CHUNK]
-            if source.tail_bytes:
-                tails = fetch_tails(chunk, source.tail_bytes, concurrency)
-            else:
-                tails = [None] * len(chunk)
+            tails = fetch_tails(chunk, source.tail_bytes, concurrency) if source.tail_bytes else [None] * len(chunk)
 
             def plan(i: int, chunk=chunk, tails=tails, first=first) -> FilePlan:
                 facts = chunk[i]
