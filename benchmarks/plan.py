@@ -46,13 +46,12 @@ def _peak_mb() -> float:
 
 def measure(pattern: str, delay: float, serial: bool) -> dict:
     """List and plan the files of ``pattern`` in this process (a child of :func:`main`)."""
-    from benchmarks.delayed_fs import DelayedFileSystem, register
     from beamscore import fs as bfs
     from beamscore.io.parquet import ParquetSource
     from beamscore.io.schemas import SameSchema
     from beamscore.pipelines.survey import survey
-
     from beamscore.transforms.read import plan_units  # imported before the baseline (Beam is big)
+    from benchmarks.delayed_fs import DelayedFileSystem, register
 
     register(delay)
     source = ParquetSource()
@@ -102,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
             pattern = make_files(os.path.join(work, f"{'serial' if serial else 'n'}{n}"), n)
             rows.append((serial, _child(pattern, args.delay, serial)))
     print(f"planning at {args.delay * 1000:.0f} ms per request (delayed:// over the local disk, Parquet footers)")
-    print(f"{'mode':<22} {'files':>7} {'units':>7} {'requests':>9} {'list s':>7} {'plan s':>7} {'files/s':>8} {'RSS +MB':>8}")
+    heads = ("files", 7), ("units", 7), ("requests", 9), ("list s", 7), ("plan s", 7), ("files/s", 8), ("RSS +MB", 8)
+    print(f"{'mode':<22} " + " ".join(f"{h:>{w}}" for h, w in heads))
     for serial, r in rows:
         mode = "serial (before)" if serial else "concurrent (launcher)"
         rate = r["files"] / r["seconds"] if r["seconds"] else 0.0
@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     for serial, r in rows:
         if not serial and r["files"] >= TARGET_FILES:
-            ok = r["seconds"] < TARGET_SECONDS
-            print(f"target {TARGET_FILES:,} files < {TARGET_SECONDS:.0f} s: {'met' if ok else 'MISSED'} ({r['seconds']:.1f} s)")
+            verdict = "met" if r["seconds"] < TARGET_SECONDS else "MISSED"
+            print(f"target {TARGET_FILES:,} files < {TARGET_SECONDS:.0f} s: {verdict} ({r['seconds']:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """A real S3 server process on loopback (moto's server mode), with s3fs pointed at it.
 
 ``moto_server -H 127.0.0.1 -p PORT`` (from ``moto[server]``) answers the S3 API over HTTP;
-``FSSPEC_S3_ENDPOINT_URL`` sends s3fs there and any key pair is accepted (FACTS.md). The
-environment is restored and the process stopped when the context ends.
+``FSSPEC_S3_ENDPOINT_URL`` sends s3fs there (in child processes; fsspec reads it at import,
+so this process gets the same in ``fsspec.config.conf``) and any key pair is accepted
+(FACTS.md). The environment is restored and the process stopped when the context ends.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import fsspec
 import pytest
 
 
@@ -43,6 +45,7 @@ def s3_server(workdir: Path) -> Iterator[str]:
         mp.setenv("AWS_ACCESS_KEY_ID", "x")
         mp.setenv("AWS_SECRET_ACCESS_KEY", "x")
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
         process = subprocess.Popen(
             [*_server_command(), "-H", "127.0.0.1", "-p", str(port)], stdout=log_file, stderr=subprocess.STDOUT
         )
