@@ -15,24 +15,34 @@ the whole file, and raises :class:`OutsideTail` if the reader wants more.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from beamscore import fs as bfs
 
-__all__ = ["DEFAULT_CONCURRENCY", "OutsideTail", "TailFile", "fetch_tails"]
+__all__ = ["DEFAULT_CONCURRENCY", "OutsideTail", "TailFile", "fetch_tails", "plan_concurrency"]
 
-#: Range requests in flight at once (per filesystem).
-DEFAULT_CONCURRENCY = 256
+#: Range requests in flight at once (per filesystem) unless ``BEAMSCORE_PLAN_CONCURRENCY`` says.
+DEFAULT_CONCURRENCY = 128
 
 
-def fetch_tails(
-    files: Sequence[bfs.FileFacts], nbytes: int, concurrency: int = DEFAULT_CONCURRENCY
-) -> list[bytes | None]:
+def plan_concurrency() -> int:
+    """Requests in flight at once while planning: ``BEAMSCORE_PLAN_CONCURRENCY`` or the default.
+
+    128 plans 20,000 files at 40 ms per request in about 8 s; a store (or an emulator) that
+    slows down under many connections is better served with fewer."""
+    value = os.environ.get("BEAMSCORE_PLAN_CONCURRENCY", "")
+    return max(1, int(value)) if value.isdigit() else DEFAULT_CONCURRENCY
+
+
+def fetch_tails(files: Sequence[bfs.FileFacts], nbytes: int, concurrency: int | None = None) -> list[bytes | None]:
     """The last ``nbytes`` bytes of each file (the whole file when it is smaller), in order.
 
     A file whose size is unknown or whose read failed gets ``None``: the caller then opens
-    it the ordinary way, and that read reports the error with the file named."""
+    it the ordinary way, and that read reports the error with the file named.
+    ``concurrency`` defaults to :func:`plan_concurrency`."""
+    concurrency = concurrency or plan_concurrency()
     out: list[bytes | None] = [None] * len(files)
     groups: dict[int, tuple[object, list[int], list[str]]] = {}
     for i, facts in enumerate(files):

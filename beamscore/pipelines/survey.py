@@ -19,7 +19,7 @@ from typing import TextIO
 
 from beamscore.fs import FileFacts
 from beamscore.io.base import FilePlan, Source, WorkUnit
-from beamscore.io.tails import DEFAULT_CONCURRENCY, fetch_tails
+from beamscore.io.tails import fetch_tails
 from beamscore.model.binding import ColumnSpec
 
 __all__ = ["CHUNK", "THREADS", "PlanningProgress", "survey"]
@@ -37,12 +37,13 @@ def survey(
     files: Sequence[FileFacts],
     check: Check | None = None,
     progress: Callable[[int, int], None] | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    concurrency: int | None = None,
 ) -> list[WorkUnit]:
     """All work units of ``files`` in order (a file's position is its shard number).
 
     ``check(url, columns)`` is called for every file (in order) and raises to refuse one;
-    ``progress(done, total)`` after every chunk."""
+    ``progress(done, total)`` after every chunk; ``concurrency`` requests are in flight at
+    once (default: :func:`beamscore.io.tails.plan_concurrency`)."""
     units: list[WorkUnit] = []
     total = len(files)
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
