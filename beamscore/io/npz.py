@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
-from beamscore.io.base import Source, WorkUnit
+from beamscore.io.base import FilePlan, Source, WorkUnit
 from beamscore.io.npy import DEFAULT_ROWS_PER_UNIT, NpyHeader, column_spec, read_header, read_rows, row_units, to_arrow
 from beamscore.model.binding import ColumnSpec
 
@@ -39,9 +39,14 @@ class NpzSource(Source):
         return {name: column_spec(name, header) for name, header in self._headers(path).items()}
 
     def units(self, path: str, shard: int) -> list[WorkUnit]:
+        return self.plan_file(path, shard).units
+
+    def plan_file(self, path: str, shard: int, tail: bytes | None = None, size: int | None = None) -> FilePlan:
+        """Columns and units from one read of the members' headers."""
         headers = self._headers(path)
         rows = next(iter(headers.values())).rows if headers else 0
-        return row_units(path, shard, rows, self.rows_per_unit)
+        columns = {name: column_spec(name, header) for name, header in headers.items()}
+        return FilePlan(columns, row_units(path, shard, rows, self.rows_per_unit))
 
     def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table]:
         fs, path = bfs.filesystem(unit.path)
