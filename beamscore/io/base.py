@@ -127,8 +127,10 @@ class Source(abc.ABC):
 
         The default calls :meth:`columns` and :meth:`units` on a copy, because ``columns``
         may fix state on the source (TFRecord keeps the first file's feature kinds) that
-        planning the other files must not change."""
-        probe = copy.deepcopy(self)
+        planning the other files must not change. The copy follows the dead-letter protocol:
+        a damaged record in a TFRecord sample is skipped here and becomes a dead letter when
+        the file is read, as it did before every file was sampled."""
+        probe = copy.deepcopy(self).with_dead_letters()
         return FilePlan(probe.columns(path), probe.units(path, shard))
 
     @abc.abstractmethod
