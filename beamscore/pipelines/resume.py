@@ -77,8 +77,10 @@ def start_output(plan: Plan) -> dict[str, UnitResult]:
                 f"now {_short(value)}; pass --overwrite to start again"
             )
     done = completed_units(config.output)
-    # planned on the workers, the units are known from the earlier run's file receipts
-    planned = set(planned_units(config.output)) if plan.on_workers else {u.name for u in plan.units}
+    if plan.on_workers:  # the units are known from the earlier run: its file receipts or its plan
+        planned = set(planned_units(config.output)) | {name for name, _ in before.get("units", [])}
+    else:
+        planned = {u.name for u in plan.units}
     return {name: r for name, r in done.items() if name in planned}
 
 

@@ -155,3 +155,26 @@ def test_resume_of_a_job_planned_on_the_workers(tmp_path, model, capsys):
     table = pa.concat_tables([pq.read_table(f) for f in m["outputs"]])
     assert table["id"].to_pylist() == list(range(12))
     np.testing.assert_allclose(np.stack(table["y"].to_numpy(zero_copy_only=False)), job_models.reference(model, x)["y"])
+
+
+def test_a_launcher_planned_run_resumed_with_planning_on_the_workers(tmp_path, model, capsys):
+    write_shards(tmp_path / "in", 4)
+    out = tmp_path / "out"
+    args = ["score", "--model", model, "--input", str(tmp_path / "in" / "*.parquet"), "--output", str(out)]
+    args += ["--rows-per-unit", "2"]
+    assert main(args) == 0, capsys.readouterr().err
+    (out / "_manifest.json").unlink()
+    (out / "_units" / "part-00000-00001.json").unlink()
+    assert main([*args, "--resume", "--plan-on-workers"]) == 0, capsys.readouterr().err
+    m = json.loads((out / "_manifest.json").read_text())
+    assert (m["units"], m["units_resumed"], m["rows_in"], m["planned_on"]) == (8, 7, 12, "workers")
+
+
+def test_dry_run_says_the_workers_plan(tmp_path, model, capsys):
+    write_shards(tmp_path / "in", 2)
+    args = ["score", "--model", model, "--input", str(tmp_path / "in" / "*.parquet"), "--output", str(tmp_path / "o")]
+    assert main([*args, "--plan-on-workers", "--dry-run"]) == 0
+    shown = capsys.readouterr().out
+    assert "2 parquet file(s), rows and work units counted on the workers (--plan-on-workers" in shown
+    assert main([*args, "--dry-run"]) == 0
+    assert "2 parquet file(s), 6 rows, 2 work unit(s)" in capsys.readouterr().out
