@@ -110,6 +110,8 @@ class ScoreConfig:
             isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1
         ):
             raise BeamscoreError(f"--max-failed-fraction must be a number from 0 to 1, got {fraction!r}")
+        if self.plan_on_workers is not None and not isinstance(self.plan_on_workers, bool):
+            raise BeamscoreError(f"input.plan_on_workers must be true or false, got {self.plan_on_workers!r}")
         clash = sorted(set(self.keep) & set(self.outputs))
         if clash:
             raise BeamscoreError(f"--keep column(s) {', '.join(clash)} clash with --outputs of the same name")

@@ -52,3 +52,11 @@ def test_validate_requires_model_input_output():
         ScoreConfig().validate()
     with pytest.raises(BeamscoreError, match="--batch-size must be a whole number of at least 1, got 0"):
         ScoreConfig(model="m", inputs=["i"], output="o", batch_size=0).validate()
+
+
+def test_plan_on_workers_is_true_false_or_unset():
+    base = {"model": "m", "inputs": ["i"], "output": "o"}
+    for value in (None, True, False):
+        ScoreConfig(**base, plan_on_workers=value).validate()
+    with pytest.raises(BeamscoreError, match=r"input\.plan_on_workers must be true or false, got 'yes please'"):
+        ScoreConfig(**base, plan_on_workers="yes please").validate()
