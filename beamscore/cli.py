@@ -143,6 +143,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help="import MODULE on the launcher and every worker before the model loads (e.g. tensorflow_text)",
     )
+    score.add_argument(
+        "--plan-on-workers",
+        dest="plan_on_workers",
+        action="store_true",
+        default=None,
+        help="workers read the input footers and split files into units (default above 100,000 files)",
+    )
     score.add_argument("--no-progress", dest="progress", action="store_false", help="no progress line on the terminal")
     score.add_argument(
         "--dry-run", dest="dry_run", action="store_true", help="check the job and print its plan; submit nothing"
@@ -283,6 +290,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "max_failed_rows": args.max_failed_rows,
             "max_failed_fraction": args.max_failed_fraction,
             "imports": args.imports,
+            "plan_on_workers": args.plan_on_workers,
         }
     )
     plan = plan_job(config)

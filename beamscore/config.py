@@ -37,6 +37,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "pad": "pad",
         "allow_pickle": "allow_pickle",
         "reject_nan": "reject_nan",
+        "plan_on_workers": "plan_on_workers",
     },
     "output": {
         "path": "output",
@@ -82,6 +83,8 @@ class ScoreConfig:
     #: ``--import``: modules imported before the model loads (custom op libraries).
     imports: list[str] = field(default_factory=list)
     pipeline_options: dict[str, Any] = field(default_factory=dict)
+    #: None: the workers plan the files when there are more than PLAN_ON_WORKERS_ABOVE
+    plan_on_workers: bool | None = None
 
     def validate(self) -> ScoreConfig:
         """Check the required fields and value ranges; return self."""
@@ -112,6 +115,8 @@ class ScoreConfig:
             raise BeamscoreError(f"--max-failed-fraction must be a number from 0 to 1, got {fraction!r}")
         if not isinstance(self.imports, list) or not all(isinstance(m, str) and m for m in self.imports):
             raise BeamscoreError(f"--import / model.imports must be module names, got {self.imports!r}")
+        if self.plan_on_workers is not None and not isinstance(self.plan_on_workers, bool):
+            raise BeamscoreError(f"input.plan_on_workers must be true or false, got {self.plan_on_workers!r}")
         clash = sorted(set(self.keep) & set(self.outputs))
         if clash:
             raise BeamscoreError(f"--keep column(s) {', '.join(clash)} clash with --outputs of the same name")

@@ -7,13 +7,14 @@ Everything that touches storage goes through fsspec, so a local path, ``file://`
 from __future__ import annotations
 
 import posixpath
+from dataclasses import dataclass
 
 import fsspec
 from fsspec.core import url_to_fs
 
 from beamscore.errors import BeamscoreError
 
-__all__ = ["expand_globs", "filesystem", "is_local", "join", "move", "unstrip"]
+__all__ = ["FileFacts", "expand_globs", "filesystem", "is_local", "join", "list_files", "move", "unstrip"]
 
 _INSTALL_HINTS = {"gs": "beamscore[gcp]", "gcs": "beamscore[gcp]", "s3": "beamscore[s3]"}
 
@@ -60,41 +61,84 @@ def join(base: str, *parts: str) -> str:
     return posixpath.join(base.rstrip("/"), *parts)
 
 
-def expand_globs(patterns: list[str]) -> list[str]:
-    """Expand input globs into a sorted, de-duplicated list of file URLs.
+@dataclass(frozen=True)
+class FileFacts:
+    """What one listing says of an input file, without opening it.
 
-    The order is deterministic (sorted per pattern, patterns in the order given) because the
-    position of a file in this list is its shard number in the output file names. A
-    directory a glob matches (Spark writes ``part-1.parquet/`` as a directory of files) is
-    read as the files under it; one that holds none is refused, never skipped silently.
+    ``url`` is the file's URL as the job names it; ``size`` its length in bytes (``None``
+    when the filesystem does not say); ``version`` what changes when the file is rewritten,
+    as the store spells it: ``generation:N`` on GCS, ``etag:"..."`` on S3 and most object
+    stores, ``mtime:SECONDS`` on a local disk, ``None`` where the listing has none. Two
+    listings of an unchanged file give equal facts, so the facts can go into a job's
+    identity (``--resume``) and be compared as they are.
+    """
+
+    url: str
+    size: int | None
+    version: str | None
+
+    def to_json(self) -> dict:
+        return {"url": self.url, "size": self.size, "version": self.version}
+
+
+def expand_globs(patterns: list[str]) -> list[str]:
+    """Expand input globs into a sorted, de-duplicated list of file URLs (see :func:`list_files`)."""
+    return [f.url for f in list_files(patterns)]
+
+
+def list_files(patterns: list[str]) -> list[FileFacts]:
+    """Expand input globs into the sorted, de-duplicated :class:`FileFacts` of their files.
+
+    One detailed listing per pattern gives each file's size and version, so nothing is
+    asked about each file again. The order is deterministic (sorted per pattern, patterns
+    in the order given) because the position of a file in this list is its shard number in
+    the output file names. A directory a glob matches (Spark writes ``part-1.parquet/`` as a
+    directory of files) is read as the files under it; one that holds none is refused, never
+    skipped silently.
     """
     seen: set[str] = set()
-    files: list[str] = []
+    files: list[FileFacts] = []
     for pattern in patterns:
         fs, path = filesystem(pattern)
         entries = _entries(fs, path)
-        matches = []
+        infos: dict[str, dict] = {}
         for name, info in entries.items():
             if _hidden(name):
                 continue
             if info["type"] != "directory":
-                matches.append(name)
+                infos[name] = info
                 continue
             inside = _files_under(fs, name)
             if not inside:
                 raise BeamscoreError(
                     f"input {pattern!r} matches the directory {unstrip(fs, name)}, which holds no data files"
                 )
-            matches.extend(inside)
-        matches.sort()
+            infos.update(inside)
+        matches = sorted(infos)
         if not matches:
             raise BeamscoreError(f"input {pattern!r} matches no files")
         for m in matches:
             url = unstrip(fs, m)
             if url not in seen:
                 seen.add(url)
-                files.append(url)
+                files.append(_facts(url, infos[m]))
     return files
+
+
+def _facts(url: str, info: dict) -> FileFacts:
+    """:class:`FileFacts` from one fsspec ``info`` entry (gcsfs, s3fs, local, memory...)."""
+    size = info.get("size")
+    version = None
+    for key, tag in (("generation", "generation"), ("ETag", "etag"), ("etag", "etag"), ("mtime", "mtime")):
+        value = info.get(key)
+        if value not in (None, ""):
+            version = f"{tag}:{value}"
+            break
+    else:
+        created = info.get("LastModified") or info.get("updated") or info.get("created")
+        if created is not None:
+            version = f"modified:{created}"
+    return FileFacts(url, None if size is None else int(size), version)
 
 
 def _entries(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, dict]:
@@ -113,17 +157,17 @@ def _entries(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, dict]:
     return {path: info}
 
 
-def _files_under(fs: fsspec.AbstractFileSystem, directory: str) -> list[str]:
-    """The data files anywhere under ``directory``, skipping hidden names at every level
-    (``_SUCCESS``, ``.part-0.parquet.crc``, a ``_temporary/`` directory)."""
+def _files_under(fs: fsspec.AbstractFileSystem, directory: str) -> dict[str, dict]:
+    """Name -> info of the data files anywhere under ``directory``, skipping hidden names at
+    every level (``_SUCCESS``, ``.part-0.parquet.crc``, a ``_temporary/`` directory)."""
     root = directory.rstrip("/")
     found = fs.find(root, detail=True)
-    return [
-        name
+    return {
+        name: info
         for name, info in found.items()
         if info["type"] != "directory"
         and not any(part.startswith(("_", ".")) for part in name[len(root) :].strip("/").split("/"))
-    ]
+    }
 
 
 def _hidden(path: str) -> bool:

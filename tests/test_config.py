@@ -62,3 +62,11 @@ def test_model_imports_key(tmp_path):
     assert load_yaml(str(path)).imports == ["a", "b"]
     with pytest.raises(BeamscoreError, match="must be module names"):
         ScoreConfig(model="m", inputs=["a"], output="o", imports=[3]).validate()
+
+
+def test_plan_on_workers_is_true_false_or_unset():
+    base = {"model": "m", "inputs": ["i"], "output": "o"}
+    for value in (None, True, False):
+        ScoreConfig(**base, plan_on_workers=value).validate()
+    with pytest.raises(BeamscoreError, match=r"input\.plan_on_workers must be true or false, got 'yes please'"):
+        ScoreConfig(**base, plan_on_workers="yes please").validate()

@@ -10,6 +10,7 @@ format is one new module with one class; nothing else changes.
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from beamscore.io.arrow import arrow_type
 from beamscore.model.binding import ColumnSpec
 from beamscore.model.inspect import SignatureInfo
 
-__all__ = ["BadRows", "Sink", "Source", "UnitWriter", "UnreadRows", "WorkUnit", "part_name"]
+__all__ = ["BadRows", "FilePlan", "Sink", "Source", "UnitWriter", "UnreadRows", "WorkUnit", "part_name"]
 
 
 @dataclass(frozen=True, order=True)
@@ -53,6 +54,15 @@ class WorkUnit:
 def part_name(shard: int, index: int) -> str:
     """``part-SSSSS-UUUUU``: the stem of the output file(s) of a unit."""
     return f"part-{shard:05d}-{index:05d}"
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """What planning learns of one input file: its columns (to check against the first
+    file's) and its work units."""
+
+    columns: dict[str, ColumnSpec]
+    units: list[WorkUnit]
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,24 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def units(self, path: str, shard: int) -> list[WorkUnit]:
         """Split one file into work units (called on the launcher)."""
+
+    #: How many trailing bytes of a file :meth:`plan_file` can usually plan it from (a
+    #: Parquet footer); planning then fetches the tails of many files at once. 0: the source
+    #: opens each file itself, and planning runs it in a pool of threads.
+    tail_bytes: int = 0
+
+    def plan_file(self, path: str, shard: int, tail: bytes | None = None, size: int | None = None) -> FilePlan:
+        """The columns and work units of one file (on the launcher, or on a worker with
+        ``--plan-on-workers``). ``tail`` holds the file's last bytes and ``size`` its
+        length when :attr:`tail_bytes` is set.
+
+        The default calls :meth:`columns` and :meth:`units` on a copy, because ``columns``
+        may fix state on the source (TFRecord keeps the first file's feature kinds) that
+        planning the other files must not change. The copy follows the dead-letter protocol:
+        a damaged record in a TFRecord sample is skipped here and becomes a dead letter when
+        the file is read, as it did before every file was sampled."""
+        probe = copy.deepcopy(self).with_dead_letters()
+        return FilePlan(probe.columns(path), probe.units(path, shard))
 
     @abc.abstractmethod
     def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table | BadRows]:

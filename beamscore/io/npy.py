@@ -27,7 +27,7 @@ import pyarrow as pa
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
 from beamscore.io.arrow import from_numpy
-from beamscore.io.base import Source, WorkUnit
+from beamscore.io.base import FilePlan, Source, WorkUnit
 from beamscore.model.binding import STRING, ColumnSpec
 from beamscore.model.inspect import SignatureInfo
 
@@ -170,6 +170,13 @@ class NpySource(Source):
 
     def units(self, path: str, shard: int) -> list[WorkUnit]:
         return row_units(path, shard, self._header(path).rows, self.rows_per_unit)
+
+    def plan_file(self, path: str, shard: int, tail: bytes | None = None, size: int | None = None) -> FilePlan:
+        """Columns and units from one read of the header (``columns`` + ``units`` read it twice)."""
+        header = self._header(path)
+        names = [ALL] + ([self.alias] if self.alias else [])
+        columns = {name: column_spec(name, header) for name in names}
+        return FilePlan(columns, row_units(path, shard, header.rows, self.rows_per_unit))
 
     def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table]:
         wrong = [c for c in columns if c not in (ALL, self.alias)]

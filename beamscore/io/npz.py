@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
-from beamscore.io.base import Source, WorkUnit
+from beamscore.io.base import FilePlan, Source, WorkUnit
 from beamscore.io.npy import DEFAULT_ROWS_PER_UNIT, NpyHeader, column_spec, read_header, read_rows, row_units, to_arrow
 from beamscore.io.pad import pad_spec, pad_table, parse_pad
 from beamscore.model.binding import STRING, ColumnSpec
@@ -56,7 +56,10 @@ class NpzSource(Source):
         self.pad = parse_pad(pad)
 
     def columns(self, path: str) -> dict[str, ColumnSpec]:
-        headers = self._headers(path)
+        return self._specs(path, self._headers(path))
+
+    def _specs(self, path: str, headers: dict[str, NpyHeader]) -> dict[str, ColumnSpec]:
+        """Each array's column: object arrays as their rows hold them, ``--pad`` applied."""
         specs = {
             name: self._object_spec(path, name) if header.dtype.hasobject else column_spec(name, header)
             for name, header in headers.items()
@@ -68,9 +71,13 @@ class NpzSource(Source):
         return specs
 
     def units(self, path: str, shard: int) -> list[WorkUnit]:
+        return self.plan_file(path, shard).units
+
+    def plan_file(self, path: str, shard: int, tail: bytes | None = None, size: int | None = None) -> FilePlan:
+        """Columns and units from one read of the members' headers."""
         headers = self._headers(path)
         rows = next(iter(headers.values())).rows if headers else 0
-        return row_units(path, shard, rows, self.rows_per_unit)
+        return FilePlan(self._specs(path, headers), row_units(path, shard, rows, self.rows_per_unit))
 
     def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table]:
         fs, path = bfs.filesystem(unit.path)

@@ -30,14 +30,18 @@ from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
 from beamscore.io import hive
 from beamscore.io.arrow import column_spec
-from beamscore.io.base import Source, UnreadRows, WorkUnit
+from beamscore.io.base import FilePlan, Source, UnreadRows, WorkUnit
 from beamscore.io.pad import pad_spec, pad_table, parse_pad
 from beamscore.io.parquet_lists import is_list_error, read_lenient
+from beamscore.io.tails import OutsideTail, TailFile
 from beamscore.model.binding import ColumnSpec
 
 __all__ = ["ParquetSource"]
 
 DEFAULT_ROWS_PER_UNIT = 1 << 20
+#: pyarrow's first read of a file is its last 64 KiB: with those, most footers parse
+#: without another request.
+FOOTER_TAIL = 64 << 10
 
 
 class ParquetSource(Source):
@@ -45,6 +49,7 @@ class ParquetSource(Source):
 
     format = "parquet"
     options = ("rows_per_unit", "pad")
+    tail_bytes = FOOTER_TAIL
 
     def __init__(self, rows_per_unit: int = DEFAULT_ROWS_PER_UNIT, pad: Mapping[str, Any] | None = None) -> None:
         self.rows_per_unit = rows_per_unit
@@ -57,8 +62,11 @@ class ParquetSource(Source):
         return planned
 
     def columns(self, path: str) -> dict[str, ColumnSpec]:
-        types = self._types(path)
-        specs = {name: column_spec(name, t) for name, t in types.items()}
+        return self._specs(path, self._file(path, lambda f: f.schema_arrow))
+
+    def _specs(self, path: str, schema: pa.Schema) -> dict[str, ColumnSpec]:
+        """The columns of a file with this schema: stored, then hive keys; ``--pad`` applied."""
+        specs = {name: column_spec(name, t) for name, t in self._types(schema).items()}
         for name, pad in self.pad.items():
             if name not in specs:
                 raise BeamscoreError(f"{path}: --pad {name}: no column {name!r}; columns: {', '.join(specs)}")
@@ -66,21 +74,37 @@ class ParquetSource(Source):
         return specs
 
     def column_types(self, path: str) -> dict[str, pa.DataType]:
-        types = self._types(path)
+        types = self._types(self._file(path, lambda f: f.schema_arrow))
         for name, pad in self.pad.items():
             if name in types:
                 leaf = types[name].value_type  # pad_spec (in columns) has refused any other type
                 types[name] = pa.list_(leaf.value_type if pa.types.is_dictionary(leaf) else leaf, pad.length)
         return types
 
-    def _types(self, path: str) -> dict[str, pa.DataType]:
+    def _types(self, schema: pa.Schema) -> dict[str, pa.DataType]:
         """The file's columns, then the partition keys it does not store."""
-        schema = self._file(path, lambda f: f.schema_arrow)
         types = {name: schema.field(name).type for name in schema.names}
         return {**{k: t for k, t in self.partitions.items() if k not in types}, **types}
 
     def units(self, path: str, shard: int) -> list[WorkUnit]:
-        meta = self._file(path, lambda f: f.metadata)
+        return self._units(path, shard, self._file(path, lambda f: f.metadata))
+
+    def plan_file(self, path: str, shard: int, tail: bytes | None = None, size: int | None = None) -> FilePlan:
+        """Columns and units from the footer: parsed from ``tail`` when it holds the whole
+        footer, else read from the file (one more open for footers over 64 KiB)."""
+        pf = None
+        if tail is not None and size is not None:
+            try:
+                pf = _open(pq.ParquetFile, TailFile(size, tail), path)
+            except OutsideTail:
+                pf = None
+        if pf is None:
+            return self._file(
+                path, lambda f: FilePlan(self._specs(path, f.schema_arrow), self._units(path, shard, f.metadata))
+            )
+        return FilePlan(self._specs(path, pf.schema_arrow), self._units(path, shard, pf.metadata))
+
+    def _units(self, path: str, shard: int, meta: pq.FileMetaData) -> list[WorkUnit]:
         units: list[WorkUnit] = []
         start, rows, first_row = 0, 0, 0
         for rg in range(meta.num_row_groups):

@@ -376,7 +376,10 @@ class TFRecordSource(Source):
         kinds: dict[str, str] = {}
         lengths: dict[str, set[int]] = {}
         with self._open(path) as f:
-            for records, offsets in read_records(f, path, SAMPLE_RECORDS, limit=SAMPLE_RECORDS):
+            for item in read_records(f, path, SAMPLE_RECORDS, limit=SAMPLE_RECORDS, tolerant=self.dead_letters):
+                if isinstance(item, BadRows):  # damaged: a dead letter when the file is read
+                    continue
+                records, offsets = item
                 for i, record in enumerate(records):
                     example = _decode(example_pb2, record, f"{path}: record {i} (byte offset {offsets[i]})")
                     for name, feature in example.features.feature.items():

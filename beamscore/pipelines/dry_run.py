@@ -82,15 +82,18 @@ def render_plan(plan: Plan, options: PipelineOptions, warnings: list[str], outpu
     if cfg.keep:
         lines.append(f"kept columns: {', '.join(cfg.keep)}")
     rows = sum(u.rows for u in plan.units)
+    counted = f"{rows:,} rows, {len(plan.units)} work unit(s)"
+    if plan.on_workers:
+        counted = "rows and work units counted on the workers (--plan-on-workers; only the first file read here)"
     lines += [
         "",
-        f"input:       {len(plan.files)} {plan.source.format} file(s), {rows:,} rows, {len(plan.units)} work unit(s), "
-        f"batches of {plan.batch_size:,} rows",
+        f"input:       {len(plan.files)} {plan.source.format} file(s), {counted}, batches of {plan.batch_size:,} rows",
     ]
     lines += [f"  {f}" for f in plan.files[:LIST_LIMIT]]
     if len(plan.files) > LIST_LIMIT:
         lines.append(f"  ... and {len(plan.files) - LIST_LIMIT} more")
-    lines.append("units (input file -> output file):")
+    if not plan.on_workers:
+        lines.append("units (input file -> output file):")
     for u in plan.units[:LIST_LIMIT]:
         lines.append(f"  {u.path} [{u.start}:{u.stop}] {u.rows:,} rows -> {u.name}.{plan.sink.format}")
     if len(plan.units) > LIST_LIMIT:

@@ -1,9 +1,15 @@
 """Plan a scoring job on the launcher: everything that can fail, fails here.
 
 :func:`plan_job` resolves the model version, reads the signature from ``saved_model.pb``,
-expands the input globs, reads the first file's schema and binds every signature input to
-a column, then splits the files into work units. The pipeline is built from the resulting
-:class:`Plan` and nothing in it is decided again on the workers.
+expands the input globs (one detailed listing per pattern: each file's size and version),
+reads the first file's schema and binds every signature input to a column, then reads every
+file's footer or header concurrently (:mod:`beamscore.pipelines.survey`), checks its schema
+against the first file's and splits it into work units. The pipeline is built from the
+resulting :class:`Plan` and nothing in it is decided again on the workers.
+
+With ``--plan-on-workers`` (or automatically above :data:`PLAN_ON_WORKERS_ABOVE` files) the
+launcher stops after the first file: the workers read the other footers, check each schema
+and emit the units (see :mod:`beamscore.transforms.plan_files`).
 """
 
 from __future__ import annotations
@@ -23,17 +29,19 @@ from beamscore.errors import BeamscoreError
 from beamscore.io import sink_for, source_for
 from beamscore.io.base import Sink, Source, WorkUnit
 from beamscore.io.keep import keep_type
+from beamscore.io.schemas import SameSchema
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.checks import check_model_files, check_outputs, import_modules
 from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model, parse_tags
 from beamscore.model.loader import ModelSpec
 from beamscore.paths import safe_component
+from beamscore.pipelines.survey import PlanningProgress, survey
 from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.manifest import MANIFEST
-from beamscore.transforms.read import plan_units, schema_file
+from beamscore.transforms.read import schema_file
 from beamscore.transforms.receipts import UNITS_DIR
 
-__all__ = ["PLACEHOLDERS", "Plan", "plan_job", "prepare_output", "resolve_output"]
+__all__ = ["PLACEHOLDERS", "PLAN_ON_WORKERS_ABOVE", "Plan", "plan_job", "prepare_output", "resolve_output"]
 
 #: what ``{...}`` may stand for in an output path (for scheduled runs)
 PLACEHOLDERS = ("date", "datetime", "model_version")
@@ -41,6 +49,8 @@ PLACEHOLDERS = ("date", "datetime", "model_version")
 #: Aim for batches of about this many input bytes when --batch-size is not given.
 TARGET_BATCH_BYTES = 16 << 20
 MAX_DEFAULT_BATCH = 4096
+#: Above this many input files the workers plan them, unless ``plan_on_workers`` says otherwise.
+PLAN_ON_WORKERS_ABOVE = 100_000
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,12 @@ class Plan:
     started: str
     #: the output type of each --keep column, one for the whole job (:mod:`beamscore.io.keep`)
     keep_types: dict[str, pa.DataType] = field(default_factory=dict)
+    #: size and version of every input file, from the listing (see :class:`~beamscore.fs.FileFacts`)
+    facts: tuple[bfs.FileFacts, ...] = ()
+    #: the workers split the files into units (``units`` is then empty) and check their schemas
+    on_workers: bool = False
+    #: the check every file's columns pass (run on the workers when ``on_workers``)
+    schema_check: SameSchema | None = None
 
     @property
     def read_columns(self) -> list[str]:
@@ -90,7 +106,8 @@ class Plan:
             "columns": {"outputs": self.outputs, "keep": list(self.config.keep)},
             "batch_size": self.batch_size,
             "output": self.config.output,
-            "units_planned": len(self.units),
+            "units_planned": None if self.on_workers else len(self.units),
+            "planned_on": "workers" if self.on_workers else "launcher",
             "reject_nan": self.config.reject_nan,
             "failure_limits": {
                 "max_failed_rows": self.config.max_failed_rows,
@@ -126,7 +143,8 @@ def plan_job(config: ScoreConfig) -> Plan:
             f"--jit-compile needs a TF2 SavedModel; {info.path} [{meta_graph.tag_str}] is a TF1 graph "
             "(no object graph), run in a v1 Session"
         )
-    files = bfs.expand_globs(config.inputs)
+    facts = bfs.list_files(config.inputs)
+    files = [f.url for f in facts]
     source = source_for(
         config.format,
         files[0],
@@ -162,7 +180,15 @@ def plan_job(config: ScoreConfig) -> Plan:
         )
     if config.output_format == "npy":
         _check_npy_columns(columns, config.keep, first)
-    units = plan_units(source, files)
+    check = SameSchema(
+        first,
+        columns,
+        [b.column for b in bindings.values()],
+        config.keep,
+        keep_required=source.format != "tfrecord",
+    )
+    on_workers = len(files) > PLAN_ON_WORKERS_ABOVE if config.plan_on_workers is None else config.plan_on_workers
+    units = [] if on_workers else survey(source, facts, check, progress=PlanningProgress())
     batch_size = config.batch_size or _default_batch_size(bindings)
     return Plan(
         config=config,
@@ -186,6 +212,9 @@ def plan_job(config: ScoreConfig) -> Plan:
         batch_size=batch_size,
         started=started,
         keep_types=keep_types,
+        facts=tuple(facts),
+        on_workers=on_workers,
+        schema_check=check,
     )
 
 

@@ -17,7 +17,7 @@ from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
 from beamscore.pipelines.plan import Plan, prepare_output
 from beamscore.transforms.batch import UnitResult
-from beamscore.transforms.receipts import UNITS_DIR, completed_units
+from beamscore.transforms.receipts import UNITS_DIR, completed_units, planned_units
 
 __all__ = ["JOB_FILE", "job_identity", "start_output"]
 
@@ -26,7 +26,7 @@ JOB_FILE = "_job.json"
 
 def job_identity(plan: Plan) -> dict[str, Any]:
     """What must not change between a run and its ``--resume``."""
-    return {
+    identity = {
         "model_fingerprint": plan.model.fingerprint,
         "model_path": plan.model.path,
         "signature": plan.signature.key,
@@ -39,6 +39,9 @@ def job_identity(plan: Plan) -> dict[str, Any]:
         "reject_nan": plan.config.reject_nan,
         "units": [[u.name, u.rows] for u in plan.units],
     }
+    if plan.on_workers:  # the workers split the files: their file receipts list the units
+        del identity["units"]
+    return identity
 
 
 def start_output(plan: Plan) -> dict[str, UnitResult]:
@@ -65,14 +68,20 @@ def start_output(plan: Plan) -> dict[str, UnitResult]:
     with fs.open(job_path, "r") as f:
         before = json.load(f)
     for key, value in identity.items():
+        if key == "units" and key not in before:  # planned on the workers before: units checked below
+            continue
         if before.get(key) != value:
             was = _short(before.get(key))
             raise BeamscoreError(
                 f"--resume: output {config.output!r} was started by a different job: {key} was {was}, "
                 f"now {_short(value)}; pass --overwrite to start again"
             )
-    planned = {u.name for u in plan.units}
-    return {name: r for name, r in completed_units(config.output).items() if name in planned}
+    done = completed_units(config.output)
+    if plan.on_workers:  # the units are known from the earlier run: its file receipts or its plan
+        planned = set(planned_units(config.output)) | {name for name, _ in before.get("units", [])}
+    else:
+        planned = {u.name for u in plan.units}
+    return {name: r for name, r in done.items() if name in planned}
 
 
 def _short(value: Any) -> str:

@@ -22,6 +22,7 @@ from beamscore.pipelines.resume import start_output
 from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, runner_name
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.manifest import MANIFEST, WriteManifest
+from beamscore.transforms.plan_files import PlanFiles, file_elements
 from beamscore.transforms.read import ReadBatches
 from beamscore.transforms.run_signature import RunSignatureFn
 from beamscore.transforms.write import WriteBatches
@@ -45,14 +46,29 @@ class JobResult:
 def build_pipeline(p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] | None = None) -> None:
     """Units -> read -> score -> write -> manifest. Wiring only.
 
+    When ``plan.on_workers``, the units come from the file list, planned on the workers
+    (:class:`~beamscore.transforms.plan_files.PlanFiles`), and the manifest learns every
+    unit from them.
+
     ``done`` are units an earlier run committed (``--resume``): they are not run again,
     and the manifest takes their counts from their receipts."""
     done = dict(done or {})
-    todo = [u for u in plan.units if u.name not in done]
     config = plan.config
+    expected: list[str] | beam.PCollection
+    if plan.on_workers:
+        done_names = set(done)
+        planned = (
+            p
+            | "Files" >> beam.Create(file_elements(plan.facts))
+            | "Plan" >> PlanFiles(plan.source, plan.schema_check, config.output)
+        )
+        todo = planned | "Todo" >> beam.Filter(lambda u, skip: u.name not in skip, done_names)
+        expected = planned | "UnitNames" >> beam.Map(lambda u: u.name) | "AllUnits" >> beam.combiners.ToList()
+    else:
+        todo = p | "Units" >> beam.Create([u for u in plan.units if u.name not in done])
+        expected = [u.name for u in plan.units]
     results = (
-        p
-        | "Units" >> beam.Create(todo)
+        todo
         | "Read" >> ReadBatches(plan.source, plan.read_columns, plan.batch_size)
         | "Run"
         >> beam.ParDo(
@@ -69,7 +85,7 @@ def build_pipeline(p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] 
         | "Write" >> WriteBatches(plan.sink, plan.file_metadata(), config.output)
     )
     _ = results | "Manifest" >> WriteManifest(
-        config.output, plan.header(), previous=list(done.values()), expected_units=[u.name for u in plan.units]
+        config.output, plan.header(), previous=list(done.values()), expected_units=expected
     )
 
 
@@ -86,7 +102,7 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
     p = beam.Pipeline(runner=runner, options=options)
     build_pipeline(p, plan, done)
     reporter: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if progress and sys.stderr.isatty() and runner_name(options) in LOCAL_RUNNERS:
+    if progress and not plan.on_workers and sys.stderr.isatty() and runner_name(options) in LOCAL_RUNNERS:
         from beamscore.progress import Progress, receipts_lister
 
         todo = {u.name: u.rows for u in plan.units if u.name not in done}

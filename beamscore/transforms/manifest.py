@@ -59,6 +59,9 @@ def write_manifest(
         if missing:
             raise RuntimeError(f"units {missing[:5]} have no result; the manifest is not written")
     ordered = [by_unit[name] for name in sorted(by_unit)]
+    header = dict(header)
+    if header.get("units_planned", 0) is None and expected_units is not None:  # planned on the workers
+        header["units_planned"] = len(set(expected_units))
     manifest = {
         **header,
         "outputs": [f for r in ordered for f in r.files],
@@ -87,25 +90,29 @@ def write_manifest(
 class WriteManifest(beam.PTransform):
     """Gather all unit results, then write the manifest (one element, written last).
 
-    ``previous`` and ``expected_units`` as in :func:`write_manifest`."""
+    ``previous`` and ``expected_units`` as in :func:`write_manifest`; ``expected_units``
+    may also be a PCollection holding one list of unit names (units planned on the workers)."""
 
     def __init__(
         self,
         output: str,
         header: Mapping[str, Any],
         previous: Iterable[UnitResult] = (),
-        expected_units: Iterable[str] | None = None,
+        expected_units: Iterable[str] | beam.PCollection | None = None,
     ) -> None:
         super().__init__()
         self.output = output
         self.header = dict(header)
         self.previous = list(previous)
-        self.expected_units = None if expected_units is None else list(expected_units)
+        self.expected_units = expected_units
+        if expected_units is not None and not isinstance(expected_units, beam.PCollection):
+            self.expected_units = list(expected_units)
 
     def expand(self, results):
         output, header, previous, expected = self.output, self.header, self.previous, self.expected_units
-        return (
-            results
-            | "Gather" >> beam.combiners.ToList()
-            | "Write" >> beam.Map(lambda rs: write_manifest(output, header, rs, previous, expected))
-        )
+        gathered = results | "Gather" >> beam.combiners.ToList()
+        if isinstance(expected, beam.PCollection):
+            return gathered | "Write" >> beam.Map(
+                lambda rs, names: write_manifest(output, header, rs, previous, names), beam.pvalue.AsSingleton(expected)
+            )
+        return gathered | "Write" >> beam.Map(lambda rs: write_manifest(output, header, rs, previous, expected))

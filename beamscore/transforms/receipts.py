@@ -16,9 +16,11 @@ import uuid
 from beamscore import fs as bfs
 from beamscore.transforms.batch import UnitResult
 
-__all__ = ["UNITS_DIR", "completed_units", "write_receipt"]
+__all__ = ["FILES_DIR", "UNITS_DIR", "completed_units", "planned_units", "write_file_receipt", "write_receipt"]
 
 UNITS_DIR = "_units"
+#: file receipts of ``--plan-on-workers``, under ``UNITS_DIR``
+FILES_DIR = "_files"
 
 
 def write_receipt(output: str, result: UnitResult) -> str:
@@ -56,3 +58,35 @@ def completed_units(output: str) -> dict[str, UnitResult]:
         if all(file in present for file in [*result.files, *result.errors]):
             done[result.unit] = result
     return done
+
+
+def write_file_receipt(output: str, shard: int, facts: dict, units: list[list]) -> str:
+    """Record how a worker split one input file (``--plan-on-workers``):
+    ``OUTPUT/_units/_files/SSSSS.json`` with the file's facts and its ``[unit, rows]`` pairs,
+    written to a temporary name and renamed. Together these receipts list every unit of
+    the job, as the launcher's plan does when it plans."""
+    fs, root = bfs.filesystem(output)
+    directory = bfs.join(root, UNITS_DIR, FILES_DIR)
+    final = bfs.join(directory, f"{shard:05d}.json")
+    temp = bfs.join(root, "_temporary", f"file-{shard:05d}.{uuid.uuid4().hex}.json")
+    fs.makedirs(bfs.join(root, "_temporary"), exist_ok=True)
+    fs.makedirs(directory, exist_ok=True)
+    with fs.open(temp, "w") as f:
+        json.dump({"shard": shard, "input": facts, "units": units}, f, sort_keys=True)
+    bfs.move(fs, temp, final)
+    return final
+
+
+def planned_units(output: str) -> dict[str, int]:
+    """Unit name -> planned rows, from every file receipt under ``output``."""
+    fs, root = bfs.filesystem(output)
+    directory = bfs.join(root, UNITS_DIR, FILES_DIR)
+    fs.invalidate_cache(root)
+    if not fs.exists(directory):
+        return {}
+    paths = sorted(p for p in fs.find(directory) if p.endswith(".json"))
+    out: dict[str, int] = {}
+    for data in fs.cat(paths, on_error="omit").values() if paths else []:
+        for name, rows in json.loads(data)["units"]:
+            out[str(name)] = int(rows)
+    return out

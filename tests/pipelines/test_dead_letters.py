@@ -84,10 +84,11 @@ def test_a_row_that_makes_the_model_raise_costs_only_itself(jm, tmp_path, capsys
     assert manifest_of(out)["failure_limits"] == {"max_failed_rows": None, "max_failed_fraction": 0.01}
 
 
-def test_wrong_typed_shard_bad_rows_and_nan_among_good_ones(jm, tmp_path):
+def test_bad_rows_and_nan_among_good_ones(jm, tmp_path):
+    # (a float64 shard among float32 ones is refused before the job: tests/pipelines/test_survey.py)
     rng = np.random.default_rng(11)
-    x = rng.normal(size=(90, 4)).astype(np.float32)
-    ids = np.arange(90, dtype=np.int64)
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    ids = np.arange(60, dtype=np.int64)
     # shard 0: good (its schema is the one the launcher checks)
     write(tmp_path / "in" / "s0.parquet", pa.table({"id": ids[:30], "x": fixed(x[:30])}), 10)
     # shard 1: variable-length lists; row 5 has 3 values, row 7 is null, row 12 holds NaN
@@ -95,32 +96,25 @@ def test_wrong_typed_shard_bad_rows_and_nan_among_good_ones(jm, tmp_path):
     lists[5], lists[7], lists[12] = lists[5][:3], None, [float("nan"), 1.0, 2.0, 3.0]
     s1 = pa.table({"id": ids[30:60], "x": pa.array(lists, type=pa.list_(pa.float32()))})
     write(tmp_path / "in" / "s1.parquet", s1, 10)
-    # shard 2: x is float64, which the signature does not take without --cast: every row fails
-    s2 = pa.table({"id": ids[60:], "x": fixed(x[60:].astype(np.float64))})
-    write(tmp_path / "in" / "s2.parquet", s2, 10)
     out = tmp_path / "out"
     code = score(
         "--model", jm["raising"], "--input", str(tmp_path / "in"), "--output", str(out), "--keep", "id",
-        "--reject-nan", "--max-failed-rows", "33",
+        "--reject-nan", "--max-failed-rows", "3",
     )  # fmt: skip
     assert code == 0
     m = manifest_of(out)
-    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (90, 57, 33)
-    assert len(m["errors"]) == 2 and all(os.path.basename(e).startswith("part-0000") for e in m["errors"])
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (60, 57, 3)
+    assert len(m["errors"]) == 1 and all(os.path.basename(e).startswith("part-0000") for e in m["errors"])
     errors = errors_of(out)
     by_row = {(os.path.basename(e["source"]), e["row"]): e for e in errors}
-    assert len(by_row) == 33
+    assert len(by_row) == 3
     assert "column 'x' has 3 values, input 'x' takes 4 per row" in by_row[("s1.parquet", 5)]["error"]
     assert "column 'x' is null" in by_row[("s1.parquet", 7)]["error"]
     assert "NaN" in by_row[("s1.parquet", 12)]["error"] and "--reject-nan" in by_row[("s1.parquet", 12)]["error"]
     assert json.loads(by_row[("s1.parquet", 5)]["raw"]) == {"id": 35, "x": lists[5]}
-    wrong_type = [e for e in errors if e["source"].endswith("s2.parquet")]
-    assert sorted(e["row"] for e in wrong_type) == list(range(30))
-    assert {e["error"] for e in wrong_type} == {"column 'x' has dtype float64, signature input 'x' expects float32"}
     table = read_output(str(out))
-    good = np.ones(90, dtype=bool)
+    good = np.ones(60, dtype=bool)
     good[[35, 37, 42]] = False
-    good[60:] = False
     assert table["id"].to_numpy().tolist() == ids[good].tolist()
     expected = job_models.reference(jm["raising"], x[good])
     np.testing.assert_allclose(np.stack(table["y"].to_numpy(zero_copy_only=False)), expected["y"], atol=1e-6)

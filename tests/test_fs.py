@@ -1,0 +1,37 @@
+"""``beamscore.fs.list_files``: each input file's size and version from one listing."""
+
+from __future__ import annotations
+
+import os
+
+import fsspec
+
+from beamscore import fs as bfs
+
+
+def test_local_files_get_size_and_mtime_sorted_without_hidden_files(tmp_path):
+    for name, data in (("b.parquet", b"12345"), ("a.parquet", b"1"), ("_SUCCESS", b""), (".a.crc", b"x")):
+        (tmp_path / name).write_bytes(data)
+    facts = bfs.list_files([str(tmp_path / "*")])
+    assert [(os.path.basename(f.url), f.size) for f in facts] == [("a.parquet", 1), ("b.parquet", 5)]
+    assert facts[0].version == f"mtime:{os.stat(tmp_path / 'a.parquet').st_mtime}"
+    assert facts[0].to_json() == {"url": facts[0].url, "size": 1, "version": facts[0].version}
+    assert bfs.expand_globs([str(tmp_path / "*")]) == [f.url for f in facts]
+
+
+def test_a_rewritten_file_gets_another_version(tmp_path):
+    path = tmp_path / "x.npy"
+    path.write_bytes(b"a")
+    (before,) = bfs.list_files([str(path)])
+    os.utime(path, (1, 2))
+    (after,) = bfs.list_files([str(path)])
+    assert before.url == after.url and before.version != after.version == "mtime:2.0"
+
+
+def test_memory_files_are_listed_with_their_urls_and_sizes():
+    fs = fsspec.filesystem("memory")
+    fs.pipe({"/facts/d/1.bin": b"abc", "/facts/d/2.bin": b"de"})
+    facts = bfs.list_files(["memory://facts/d"])
+    assert [(f.url, f.size) for f in facts] == [("memory:///facts/d/1.bin", 3), ("memory:///facts/d/2.bin", 2)]
+    assert all(f.version for f in facts)
+    fs.rm("/facts", recursive=True)
