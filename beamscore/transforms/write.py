@@ -9,13 +9,14 @@ import apache_beam as beam
 import pyarrow as pa
 
 from beamscore import fs as bfs
+from beamscore.errors import BeamscoreError
 from beamscore.io.base import Sink, UnitWriter, WorkUnit
 from beamscore.io.parquet_sink import ParquetSink
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch, UnitResult
 from beamscore.transforms.receipts import write_receipt
 
-__all__ = ["WriteBatches", "WriteParquet", "WriteUnitFn"]
+__all__ = ["WriteBatches", "WriteParquet", "WriteUnitFn", "check_order"]
 
 
 @dataclass
@@ -25,6 +26,7 @@ class _OpenUnit:
     rows_out: int = 0
     written: bool = False
     failed: list[pa.Table] = field(default_factory=list)
+    next_index: int = 0
 
 
 class WriteUnitFn(beam.DoFn):
@@ -48,16 +50,18 @@ class WriteUnitFn(beam.DoFn):
         self.rows_failed = beam.metrics.Metrics.counter("beamscore", "rows_failed")
         self.units_done = beam.metrics.Metrics.counter("beamscore", "units")
         self._open: dict[WorkUnit, _OpenUnit] = {}
+        # units this instance committed: a later batch of one would replace its file
+        self._committed: set[WorkUnit] = set()
 
     def start_bundle(self) -> None:
         self._open = {}
 
     def process(self, batch: Batch) -> Iterator[UnitResult]:
+        check_order(batch, self._open.get(batch.unit), batch.unit in self._committed)
         state = self._open.pop(batch.unit, None)
         if state is None:
-            if batch.index != 0:
-                raise RuntimeError(f"{batch.where}: batch {batch.index} of a unit arrived before batch 0")
             state = _OpenUnit(self.sink.open(batch.unit, self.metadata))
+        state.next_index = batch.index + 1
         try:
             # an empty table is written only to give a unit with no rows its (empty) file
             if batch.table.num_rows or (batch.last and not state.written):
@@ -75,6 +79,7 @@ class WriteUnitFn(beam.DoFn):
         if not batch.last:
             self._open[batch.unit] = state
             return
+        self._committed.add(batch.unit)
         yield self._commit(batch.unit, state)
 
     def _commit(self, unit: WorkUnit, state: _OpenUnit) -> UnitResult:
@@ -109,6 +114,26 @@ class WriteUnitFn(beam.DoFn):
         self._open = {}
         if left:
             raise RuntimeError(f"units {[u.name for u in left]} were not finished within one bundle")
+
+
+def check_order(batch: Batch, state: _OpenUnit | None, committed: bool) -> None:
+    """Refuse a batch that would lose or replace rows: one for a unit already committed
+    (its file would be replaced), a repeated ``index`` or one that skips ahead.
+
+    A unit's batches must come as ``index`` 0, 1, 2, ... with ``last`` on the final one,
+    which is what :class:`~beamscore.transforms.read.ReadBatches` makes."""
+    if committed:
+        raise BeamscoreError(
+            f"{batch.where}: batch {batch.index} arrived after unit {batch.unit.name} was committed "
+            "(its last batch was already written); writing it would replace the unit's file. "
+            "Each unit needs batches 0, 1, 2, ... with last=True only on the final one"
+        )
+    expected = 0 if state is None else state.next_index
+    if batch.index != expected:
+        what = "a repeated batch" if batch.index < expected else "out of order"
+        raise BeamscoreError(
+            f"{batch.where}: batch {batch.index} of unit {batch.unit.name} is {what}; expected batch {expected}"
+        )
 
 
 class WriteBatches(beam.PTransform):
