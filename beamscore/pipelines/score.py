@@ -22,7 +22,7 @@ from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, runner_name
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.manifest import MANIFEST, WriteManifest
 from beamscore.transforms.read import ReadBatches
-from beamscore.transforms.run_signature import RunSignatureFn
+from beamscore.transforms.run_signature import RunSignature
 from beamscore.transforms.write import WriteBatches
 
 __all__ = ["JobResult", "build_pipeline", "failure", "run_plan"]
@@ -53,12 +53,7 @@ def build_pipeline(p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] 
         p
         | "Units" >> beam.Create(todo)
         | "Read" >> ReadBatches(plan.source, plan.read_columns, plan.batch_size)
-        | "Run"
-        >> beam.ParDo(
-            RunSignatureFn(
-                plan.spec, plan.signature, plan.bindings, plan.outputs, config.keep, reject_nan=config.reject_nan
-            )
-        )
+        | "Run" >> RunSignature.for_plan(plan)
         | "Write" >> WriteBatches(plan.sink, plan.file_metadata(), config.output)
     )
     _ = results | "Manifest" >> WriteManifest(
