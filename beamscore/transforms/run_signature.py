@@ -25,7 +25,7 @@ from beamscore.transforms.batch import Batch
 from beamscore.transforms.elements import Element, pack, unpack
 from beamscore.transforms.validate import check_rows
 
-__all__ = ["DEAD_LETTERS", "RunSignature", "RunSignatureFn", "Scored", "call_isolating", "score_table"]
+__all__ = ["DEAD_LETTERS", "ElementScorer", "RunSignature", "RunSignatureFn", "Scored", "call_isolating", "score_table"]
 
 
 #: the tag of RunSignature's dead-letter output (see :meth:`RunSignature.with_exception_handling`)
@@ -74,6 +74,58 @@ def score_table(
     return Scored(results, good, rejected)
 
 
+class ElementScorer:
+    """A loaded signature function and how to feed it: scores unpacked elements.
+
+    Not a Beam object: :class:`RunSignatureFn` and
+    :class:`~beamscore.inference.SignatureModelHandler` each hold one. Bindings made on the
+    launcher are used as given; otherwise they are made from the first table's schema
+    (``input_map``, ``cast``). Serialized Examples are parsed against the signature."""
+
+    def __init__(
+        self,
+        fn: Any,
+        signature: SignatureInfo,
+        bindings: Mapping[str, InputBinding] | None,
+        outputs: Sequence[str],
+        input_map: Mapping[str, str] | None = None,
+        cast: bool = False,
+        reject_nan: bool = False,
+    ) -> None:
+        self.fn = fn
+        self.signature = signature
+        self.outputs = list(outputs) or sorted(signature.outputs)
+        self.input_map = dict(input_map or {})
+        self.cast = cast
+        self.reject_nan = reject_nan
+        self.runner = SignatureRunner(fn, bindings, self.outputs) if bindings is not None else None
+        self._examples: TFRecordSource | None = None
+
+    def runner_for(self, table: pa.Table, where: str) -> SignatureRunner:
+        if self.runner is None:
+            specs = {f.name: column_spec(f.name, f.type) for f in table.schema}
+            bindings = bind_inputs(self.signature, specs, self.input_map, self.cast, where=where)
+            self.runner = SignatureRunner(self.fn, bindings, self.outputs)
+        return self.runner
+
+    def score_table(self, table: pa.Table, where: str) -> Scored:
+        return score_table(self.runner_for(table, where), table, self.signature, self.reject_nan, where)
+
+    def score(self, el: Element) -> Scored:
+        """Score one unpacked element; records (``examples``) are parsed here first, and a
+        batch of records that does not parse fails all its rows with the parser's message."""
+        if el.table is None:
+            if self._examples is None:
+                self._examples = TFRecordSource().bind(self.signature, self.input_map)
+            try:
+                el.table = self._examples.parse(el.original, el.where)
+            except BeamscoreError as exc:
+                n = len(el.original)
+                empty = {key: _empty(self.signature.outputs[key]) for key in self.outputs}
+                return Scored(empty, np.arange(0), [(np.arange(n), [str(exc)] * n, "read")])
+        return self.score_table(el.table, el.where)
+
+
 class RunSignatureFn(beam.DoFn):
     """Calls the signature once per batch; the model comes from a per-process ``Shared``.
 
@@ -109,10 +161,8 @@ class RunSignatureFn(beam.DoFn):
         self.cast = cast
         self.reject_nan = reject_nan
         self.dead_letter_output = dead_letter_output
-        self._fn = None
         self._shared = shared.Shared()
-        self._runner: SignatureRunner | None = None
-        self._examples: TFRecordSource | None = None
+        self._scorer: ElementScorer | None = None
         self._unreported_load_ms: int | None = None
         self.batches = beam.metrics.Metrics.counter("beamscore", "batches")
         self.model_loads = beam.metrics.Metrics.counter("beamscore", "model_loads")
@@ -131,22 +181,21 @@ class RunSignatureFn(beam.DoFn):
         model = self._shared.acquire(load, tag=self.model.key)
         # Metrics updated in setup() are lost (no bundle is active): report in start_bundle.
         self._unreported_load_ms = int(model.load_seconds * 1000) if loaded_here else None
-        self._fn = model.signature(self.signature.key)
-        if self.bindings is not None:
-            self._runner = SignatureRunner(self._fn, self.bindings, self.outputs)
+        self._scorer = ElementScorer(
+            model.signature(self.signature.key),
+            self.signature,
+            self.bindings,
+            self.outputs,
+            self.input_map,
+            self.cast,
+            self.reject_nan,
+        )
 
     def start_bundle(self) -> None:
         if self._unreported_load_ms is not None:
             self.model_loads.inc()
             self.load_ms.update(self._unreported_load_ms)
             self._unreported_load_ms = None
-
-    def _runner_for(self, table: pa.Table, where: str) -> SignatureRunner:
-        if self._runner is None:
-            specs = {f.name: column_spec(f.name, f.type) for f in table.schema}
-            bindings = bind_inputs(self.signature, specs, self.input_map, self.cast, where=where)
-            self._runner = SignatureRunner(self._fn, bindings, self.outputs)
-        return self._runner
 
     def process(self, element: Any) -> Iterator[Any]:
         if isinstance(element, Batch):
@@ -158,8 +207,8 @@ class RunSignatureFn(beam.DoFn):
         start = time.perf_counter()
         table = batch.table
         positions = batch.row_positions()
-        runner = self._runner_for(table, batch.unit.path)
-        scored = score_table(runner, table, self.signature, self.reject_nan, batch.where)
+        self._scorer.runner_for(table, batch.unit.path)
+        scored = self._scorer.score_table(table, batch.where)
         failed = [batch.failed]
         for index, errors, stage in scored.rejected:
             failed.append(dead_letters.from_table_rows(batch.unit, table, index, positions[index], errors, stage))
@@ -180,7 +229,7 @@ class RunSignatureFn(beam.DoFn):
     def _process_element(self, element: Any) -> Iterator[Any]:
         start = time.perf_counter()
         el = unpack(element)
-        scored = self.score_element(el)
+        scored = self._scorer.score(el)
         if scored.rejected:
             self.element_failed.inc(scored.rows_failed)
             rows = el.table if el.table is not None else el.original
@@ -196,21 +245,6 @@ class RunSignatureFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, (el.key, dead) if el.keyed else dead)
         self._measure(el.num_rows, start)
         yield pack(el, scored.good, scored.outputs, self.keep)
-
-    def score_element(self, el: Element) -> Scored:
-        """Score one unpacked element; records (``examples``) are parsed here first, and a
-        batch of records that does not parse fails all its rows with the parser's message."""
-        if el.table is None:
-            if self._examples is None:
-                self._examples = TFRecordSource().bind(self.signature, self.input_map)
-            try:
-                el.table = self._examples.parse(el.original, el.where)
-            except BeamscoreError as exc:
-                n = len(el.original)
-                empty = {key: _empty(self.signature.outputs[key]) for key in self.outputs}
-                return Scored(empty, np.arange(0), [(np.arange(n), [str(exc)] * n, "read")])
-        runner = self._runner_for(el.table, el.where)
-        return score_table(runner, el.table, self.signature, self.reject_nan, el.where)
 
     def _measure(self, rows: int, start: float) -> None:
         self.batches.inc()
