@@ -1,9 +1,12 @@
 """beamscore: batch scoring with TensorFlow SavedModels on Apache Beam.
 
-The public API is the pieces of the ``beamscore score`` pipeline as Beam transforms, for
-users who build their own pipeline, plus model inspection::
+The public API (README, "The public API") is ``beamscore.score`` (the CLI's job as one
+call), the pieces of the ``beamscore score`` pipeline as Beam transforms for users who build
+their own pipeline, a ``ModelHandler`` for Beam's ``RunInference``, and model inspection::
 
     units | beamscore.ReadBatches(source, columns) | beamscore.RunSignature(model) | beamscore.WriteParquet(out)
+    tables | beamscore.RunSignature(model)            # tables from beam.io.ReadFromParquetBatched
+    tables | RunInference(beamscore.SignatureModelHandler(model))
 
 Names are imported lazily so that ``import beamscore`` does not import TensorFlow or Beam.
 """
@@ -18,6 +21,7 @@ from beamscore.errors import BeamscoreError
 
 __all__ = [
     "BeamscoreError",
+    "JobFailed",
     "ModelInfo",
     "NpySink",
     "NpySource",
@@ -37,6 +41,7 @@ __all__ = [
     "inspect_model",
     "plan_job",
     "plan_units",
+    "score",
 ]
 
 _LAZY = {
@@ -58,6 +63,8 @@ _LAZY = {
     "WriteBatches": "beamscore.transforms.write",
     "WriteParquet": "beamscore.transforms.write",
     "WriteManifest": "beamscore.transforms.manifest",
+    "score": "beamscore.pipelines.score",
+    "JobFailed": "beamscore.pipelines.score",
 }
 
 

@@ -33,7 +33,7 @@ from beamscore.errors import BeamscoreError
 from beamscore.model.inspect import SignatureInfo, inspect_model
 from beamscore.model.loader import LoadedModel, ModelSpec, load_model
 from beamscore.transforms.elements import pack, unpack
-from beamscore.transforms.run_signature import ElementScorer
+from beamscore.transforms.run_signature import ElementScorer, output_schema
 
 __all__ = ["SignatureModelHandler"]
 
@@ -150,6 +150,11 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
 
     def get_metrics_namespace(self) -> str:
         return "beamscore"
+
+    def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
+        """The schema of the ``inference`` tables for input tables of ``input_schema``
+        (for ``beam.io.WriteToParquetBatched``)."""
+        return output_schema(self._signature, self._outputs, self._keep, input_schema)
 
 
 def num_rows(element: Any, cap: int | None = None) -> int:

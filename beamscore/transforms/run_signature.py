@@ -25,7 +25,16 @@ from beamscore.transforms.batch import Batch
 from beamscore.transforms.elements import Element, pack, unpack
 from beamscore.transforms.validate import check_rows
 
-__all__ = ["DEAD_LETTERS", "ElementScorer", "RunSignature", "RunSignatureFn", "Scored", "call_isolating", "score_table"]
+__all__ = [
+    "DEAD_LETTERS",
+    "ElementScorer",
+    "RunSignature",
+    "RunSignatureFn",
+    "Scored",
+    "call_isolating",
+    "output_schema",
+    "score_table",
+]
 
 
 #: the tag of RunSignature's dead-letter output (see :meth:`RunSignature.with_exception_handling`)
@@ -120,10 +129,16 @@ class ElementScorer:
             try:
                 el.table = self._examples.parse(el.original, el.where)
             except BeamscoreError as exc:
-                n = len(el.original)
-                empty = {key: _empty(self.signature.outputs[key]) for key in self.outputs}
-                return Scored(empty, np.arange(0), [(np.arange(n), [str(exc)] * n, "read")])
+                return self._all_rejected(len(el.original), str(exc), "read")
+        try:
+            self.runner_for(el.table, el.where)
+        except BeamscoreError as exc:  # this element's columns cannot feed the signature
+            return self._all_rejected(el.num_rows, str(exc).removeprefix(f"{el.where}: "), "validate")
         return self.score_table(el.table, el.where)
+
+    def _all_rejected(self, n: int, message: str, stage: str) -> Scored:
+        empty = {key: _empty(self.signature.outputs[key]) for key in self.outputs}
+        return Scored(empty, np.arange(0), [(np.arange(n), [message] * n, stage)])
 
 
 class RunSignatureFn(beam.DoFn):
@@ -290,6 +305,22 @@ def model_message(exc: BaseException) -> str:
     return f"the model failed on this row: {line[:500]}"
 
 
+def output_schema(
+    signature: SignatureInfo, outputs: Sequence[str], keep: Sequence[str] | None, input_schema: pa.Schema
+) -> pa.Schema:
+    """The schema of scored tables: the kept input columns (all when ``keep`` is ``None``),
+    then one column per output. An output of unknown shape has no type before it runs."""
+    fields = [input_schema.field(n) for n in (input_schema.names if keep is None else keep)]
+    for key in list(outputs) or sorted(signature.outputs):
+        spec = signature.outputs[key]
+        if spec.shape is None or any(d is None for d in spec.shape[1:]):
+            raise BeamscoreError(
+                f"output {key!r} has shape {spec.shape_str()}; its column type is known only at run time"
+            )
+        fields.append(pa.field(key, from_numpy(_empty(spec)).type))
+    return pa.schema(fields)
+
+
 def _empty(spec) -> np.ndarray:
     """A zero-row output array of the output's dtype and shape (unknown dims as 0)."""
     dims = tuple(d or 0 for d in (spec.shape or (None,))[1:])
@@ -378,18 +409,8 @@ class RunSignature(beam.PTransform):
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
         """The schema of the output tables for input tables of ``input_schema``: what
-        ``beam.io.WriteToParquetBatched`` needs (it takes only tables of exactly its schema).
-        Outputs of unknown shape cannot be known ahead and are refused here."""
-        fn = self.fn
-        fields = [input_schema.field(n) for n in (input_schema.names if fn.keep is None else fn.keep)]
-        for key in fn.outputs:
-            spec = fn.signature.outputs[key]
-            if spec.shape is None or any(d is None for d in spec.shape[1:]):
-                raise BeamscoreError(
-                    f"output {key!r} has shape {spec.shape_str()}; its column type is known only at run time"
-                )
-            fields.append(pa.field(key, from_numpy(_empty(spec)).type))
-        return pa.schema(fields)
+        ``beam.io.WriteToParquetBatched`` needs (it takes only tables of exactly its schema)."""
+        return output_schema(self.fn.signature, self.fn.outputs, self.fn.keep, input_schema)
 
     def expand(self, pcoll: beam.PCollection) -> Any:
         results = pcoll | "Score" >> beam.ParDo(self.fn).with_outputs(DEAD_LETTERS, main="scored")

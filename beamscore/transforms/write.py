@@ -143,14 +143,33 @@ class WriteBatches(beam.PTransform):
     ``output`` is the job's output directory, where dead letters (``_errors/``) and unit
     receipts (``_units/``) go; it defaults to the sink's ``output``."""
 
-    def __init__(self, sink: Sink, metadata: Mapping[str, str] | None = None, output: str | None = None) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        metadata: Mapping[str, str] | None = None,
+        output: str | None = None,
+        tidy: bool = True,
+    ) -> None:
         super().__init__()
         self.sink = sink
         self.metadata = dict(metadata or {})
         self.output = output
+        self.tidy = tidy
 
     def expand(self, batches):
-        return batches | "WriteUnit" >> beam.ParDo(WriteUnitFn(self.sink, self.metadata, self.output))
+        results = batches | "WriteUnit" >> beam.ParDo(WriteUnitFn(self.sink, self.metadata, self.output))
+        if not self.tidy:  # the caller's WriteManifest removes _temporary/ (beamscore score)
+            return results
+        output = self.output if self.output is not None else self.sink.output  # type: ignore[attr-defined]
+        # once every unit is committed: remove OUTPUT/_temporary/, then pass the results on
+        return results | "Gather" >> beam.combiners.ToList() | "Tidy" >> beam.FlatMap(_tidy, output)
+
+
+def _tidy(results: list[UnitResult], output: str) -> list[UnitResult]:
+    from beamscore.transforms.manifest import remove_temporary
+
+    remove_temporary(output)
+    return results
 
 
 class WriteParquet(WriteBatches):
