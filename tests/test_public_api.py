@@ -49,7 +49,8 @@ def test_import_is_light():
 
 
 def test_all_is_what_the_readme_documents():
-    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")) as f:
+        readme = f.read()
     table = readme.split("### The public API", 1)[1].split("###", 1)[0]
     documented = set()
     for line in table.splitlines():

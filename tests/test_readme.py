@@ -121,7 +121,10 @@ def test_readme_tfrecord_example(models, tmp_path, monkeypatch):
             feature = {"x": tf.train.Feature(float_list=tf.train.FloatList(value=row))}
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     _run_example("tfrecord")
-    lines = [line for f in os.listdir("scored-tfrecord") for line in open(os.path.join("scored-tfrecord", f))]
+    lines = []
+    for name in os.listdir("scored-tfrecord"):
+        with open(os.path.join("scored-tfrecord", name)) as f:
+            lines.extend(f)
     got = np.array(sorted(json.loads(line) for line in lines))
     expected = np.array(sorted(_scores(models, x).tolist()))
     np.testing.assert_allclose(got, expected, atol=1e-6)
