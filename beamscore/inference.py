@@ -57,7 +57,8 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
     here so that a wrong signature fails when the pipeline is built. ``outputs``,
     ``keep``, ``input_map``, ``cast`` and ``reject_nan`` mean what they mean for
     :class:`~beamscore.transforms.run_signature.RunSignature`. ``max_batch_rows`` bounds
-    the rows of one ``run_inference`` call; other keyword arguments (``model_copies``,
+    the rows of one ``run_inference`` call and ``batch_size`` those of one signature call
+    (default: one call per element); other keyword arguments (``model_copies``,
     ``large_model``, ``min_batch_size``...) go to Beam's ``ModelHandler``.
     """
 
@@ -74,6 +75,7 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
         version: int | None = None,
         reject_nan: bool = False,
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        batch_size: int | None = None,
         **kwargs: Any,
     ) -> None:
         # A fixed row budget: BatchElements (2.77) emits an *empty* batch when an element is
@@ -92,6 +94,7 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
         self._input_map = dict(input_map or {})
         self._cast = cast
         self._reject_nan = reject_nan
+        self._batch_size = batch_size
         self._spec, self._signature = self._resolve(model, version)
 
     def _resolve(self, model: str, version: int | None = None) -> tuple[ModelSpec, SignatureInfo]:
@@ -110,6 +113,7 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
             self._input_map,
             self._cast,
             self._reject_nan,
+            self._batch_size,
         )
         return _LoadedSignature(loaded, scorer)
 

@@ -56,11 +56,17 @@ class Scored:
 
 
 def score_table(
-    runner: SignatureRunner, table: pa.Table, signature: SignatureInfo, reject_nan: bool, where: str
+    runner: SignatureRunner,
+    table: pa.Table,
+    signature: SignatureInfo,
+    reject_nan: bool,
+    where: str,
+    batch_size: int | None = None,
 ) -> Scored:
-    """Validate ``table``'s bound columns, call the signature on the rows that fit, isolate
-    rows that make the model raise (bisection) and check one output row per input row.
-    The one scoring step of every element kind and of the CLI's work-unit batches."""
+    """Validate ``table``'s bound columns, call the signature on the rows that fit (at most
+    ``batch_size`` rows a call), isolate rows that make the model raise (bisection) and check
+    one output row per input row. The one scoring step of every element kind and of the
+    CLI's work-unit batches."""
     checked = check_rows(table, runner.bindings, reject_nan, where)
     rejected = []
     if len(checked.bad):
@@ -68,7 +74,7 @@ def score_table(
     good = checked.good
     results = None
     if len(good):
-        results, model_bad, messages = call_isolating(runner, checked.columns, len(good))
+        results, model_bad, messages = call_in_batches(runner, checked.columns, len(good), batch_size)
         if model_bad:
             rejected.append((good[model_bad], messages, "model"))
             good = np.delete(good, model_bad)
@@ -100,8 +106,10 @@ class ElementScorer:
         input_map: Mapping[str, str] | None = None,
         cast: bool = False,
         reject_nan: bool = False,
+        batch_size: int | None = None,
     ) -> None:
         self.fn = fn
+        self.batch_size = batch_size
         self.signature = signature
         self.outputs = list(outputs) or sorted(signature.outputs)
         self.input_map = dict(input_map or {})
@@ -118,7 +126,8 @@ class ElementScorer:
         return self.runner
 
     def score_table(self, table: pa.Table, where: str) -> Scored:
-        return score_table(self.runner_for(table, where), table, self.signature, self.reject_nan, where)
+        runner = self.runner_for(table, where)
+        return score_table(runner, table, self.signature, self.reject_nan, where, self.batch_size)
 
     def score(self, el: Element) -> Scored:
         """Score one unpacked element; records (``examples``) are parsed here first, and a
@@ -166,6 +175,7 @@ class RunSignatureFn(beam.DoFn):
         cast: bool = False,
         reject_nan: bool = False,
         dead_letter_output: bool = False,
+        batch_size: int | None = None,
     ) -> None:
         self.model = model
         self.signature = signature
@@ -176,6 +186,7 @@ class RunSignatureFn(beam.DoFn):
         self.cast = cast
         self.reject_nan = reject_nan
         self.dead_letter_output = dead_letter_output
+        self.batch_size = batch_size
         self._shared = shared.Shared()
         self._scorer: ElementScorer | None = None
         self._unreported_load_ms: int | None = None
@@ -204,6 +215,7 @@ class RunSignatureFn(beam.DoFn):
             self.input_map,
             self.cast,
             self.reject_nan,
+            self.batch_size,
         )
 
     def start_bundle(self) -> None:
@@ -265,6 +277,27 @@ class RunSignatureFn(beam.DoFn):
         self.batches.inc()
         self.batch_rows.update(rows)
         self.batch_ms.update(int((time.perf_counter() - start) * 1000))
+
+
+def call_in_batches(
+    runner: SignatureRunner, columns: dict[str, np.ndarray], n: int, batch_size: int | None
+) -> tuple[dict[str, np.ndarray] | None, list[int], list[str]]:
+    """:func:`call_isolating` on slices of at most ``batch_size`` rows (all ``n`` at once
+    when ``None``), with the same result as one call over all rows."""
+    if not batch_size or n <= batch_size:
+        return call_isolating(runner, columns, n)
+    parts, bad, messages = [], [], []
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        part, part_bad, part_messages = call_isolating(
+            runner, {k: v[start:stop] for k, v in columns.items()}, stop - start
+        )
+        if part is not None:
+            parts.append(part)
+        bad += [start + i for i in part_bad]
+        messages += part_messages
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else None
+    return merged, bad, messages
 
 
 def call_isolating(
@@ -337,7 +370,10 @@ class RunSignature(beam.PTransform):
     pipeline runs. On workers the model is loaded in ``DoFn.setup`` through
     ``apache_beam.utils.shared.Shared``: once per process however many threads run this
     step. Signature inputs are fed from the columns of the same name, or as ``input_map``
-    (``{input: column}``) says; ``cast`` allows lossy dtype casts.
+    (``{input: column}``) says; ``cast`` allows lossy dtype casts. An element is one
+    signature call unless ``batch_size`` bounds the rows of a call (a Parquet row group
+    can hold a million rows). ``model_copies`` and ``jit_compile`` (with ``fixed_batch``)
+    are ``beamscore score``'s ``--model-copies`` and ``--jit-compile``.
 
     Each output element holds the input's rows that were scored, their columns (all, or
     ``keep``) and the predictions (all outputs, or ``outputs``); see
@@ -362,6 +398,7 @@ class RunSignature(beam.PTransform):
         version: int | None = None,
         bindings: Mapping[str, InputBinding] | None = None,
         reject_nan: bool = False,
+        batch_size: int | None = None,
         model_copies: int = 0,
         jit_compile: bool = False,
         fixed_batch: int | None = None,
@@ -377,7 +414,9 @@ class RunSignature(beam.PTransform):
             jit_compile=jit_compile,
             fixed_batch=fixed_batch,
         )
-        self.fn = RunSignatureFn(spec, sig, bindings, outputs, keep, input_map, cast, reject_nan)
+        self.fn = RunSignatureFn(
+            spec, sig, bindings, outputs, keep, input_map, cast, reject_nan, batch_size=batch_size
+        )
 
     @classmethod
     def for_plan(cls, plan: Any) -> RunSignature:

@@ -173,3 +173,31 @@ def test_without_exception_handling_a_bad_row_fails_the_pipeline_with_its_messag
 def test_an_unknown_element_type_is_a_clear_error(models):
     with pytest.raises(Exception, match="cannot score an element of type str"):
         _run(lambda p: {"out": p | beam.Create(["nope"]) | beamscore.RunSignature(models["two_sig"])})
+
+
+class _FakeRunner:
+    """Doubles ``x``; raises on a row holding -1 (a fake: the point is the slicing)."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, columns):
+        from beamscore.errors import BeamscoreError
+
+        x = columns["x"]
+        self.calls.append(len(x))
+        if (x == -1).any():
+            raise BeamscoreError("batch: the model failed on this batch: bad value")
+        return {"y": x * 2}
+
+
+def test_call_in_batches_slices_calls_and_still_isolates_bad_rows():
+    from beamscore.transforms.run_signature import call_in_batches
+
+    x = np.arange(10.0)
+    x[7] = -1
+    runner = _FakeRunner()
+    out, bad, messages = call_in_batches(runner, {"x": x}, 10, 4)
+    assert bad == [7] and "bad value" in messages[0]
+    np.testing.assert_array_equal(out["y"], np.delete(x, 7) * 2)
+    assert max(runner.calls) <= 4 and runner.calls[:2] == [4, 4]
