@@ -414,9 +414,7 @@ class RunSignature(beam.PTransform):
             jit_compile=jit_compile,
             fixed_batch=fixed_batch,
         )
-        self.fn = RunSignatureFn(
-            spec, sig, bindings, outputs, keep, input_map, cast, reject_nan, batch_size=batch_size
-        )
+        self.fn = RunSignatureFn(spec, sig, bindings, outputs, keep, input_map, cast, reject_nan, batch_size=batch_size)
 
     @classmethod
     def for_plan(cls, plan: Any) -> RunSignature:
