@@ -192,7 +192,7 @@ def run_all(args) -> list[Result]:
         results.append(Result("mlp", "P", "tfrecord", error="beamscore has no TFRecord source yet"))
     plan += [
         (
-            Result("mlp", "T", "parquet", note="ReadFromParquetBatched | RunSignature | WriteToParquetBatched"),
+            Result("mlp", "T", "parquet", note="ReadFromParquetBatched → RunSignature → WriteToParquetBatched"),
             job("T", mlp_data, mlp, "serving_default", "x", mlp_outs, b),
             threads,
         ),
