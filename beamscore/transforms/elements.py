@@ -115,8 +115,11 @@ def _rows_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
             missing = next(i for i, row in enumerate(rows) if name not in row)
             raise BeamscoreError(f"row {missing} of a list of row dicts has no key {name!r}, which row 0 has") from None
         try:
-            columns[name] = from_numpy(np.stack([np.asarray(v) for v in values]))
-        except ValueError:  # ragged or mixed: let Arrow type it (validation names the bad rows)
+            stacked = np.stack([np.asarray(v) for v in values])
+            if stacked.dtype == object and any(v is None for v in values):
+                raise ValueError("a None among the values")
+            columns[name] = from_numpy(stacked)
+        except ValueError:  # ragged, mixed or with None: Arrow types it (validation names the bad rows)
             columns[name] = pa.array([np.asarray(v).tolist() if isinstance(v, np.ndarray) else v for v in values])
     return pa.table(columns)
 

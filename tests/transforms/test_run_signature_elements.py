@@ -201,3 +201,25 @@ def test_call_in_batches_slices_calls_and_still_isolates_bad_rows():
     assert bad == [7] and "bad value" in messages[0]
     np.testing.assert_array_equal(out["y"], np.delete(x, 7) * 2)
     assert max(runner.calls) <= 4 and runner.calls[:2] == [4, 4]
+
+
+def test_a_none_in_a_row_dict_is_a_dead_letter_of_that_row(models):
+    x = _x(4)
+    rows = [{"id": i, "x": x[i].tolist()} for i in range(4)]
+    rows[1]["x"] = None
+    got = _run(
+        lambda p: dict(
+            zip(
+                ["good", "bad"],
+                p
+                | beam.Create([rows])
+                | beamscore.RunSignature(models["two_sig"], outputs=["scores"], cast=True).with_exception_handling(),
+                strict=True,
+            )
+        )
+    )
+    ((good,),), ((bad,),) = [got["good"]], [got["bad"]]
+    assert [r["id"] for r in good] == [0, 2, 3]
+    assert bad["row"].to_pylist() == [1] and "is null" in bad["error"][0].as_py()
+    expected = direct_call(models["two_sig"], "serving_default", x=x[[0, 2, 3]])["scores"]
+    np.testing.assert_allclose(np.stack([r["scores"] for r in good]), expected, atol=1e-6)
