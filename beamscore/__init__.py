@@ -1,9 +1,12 @@
 """beamscore: batch scoring with TensorFlow SavedModels on Apache Beam.
 
-The public API is the pieces of the ``beamscore score`` pipeline as Beam transforms, for
-users who build their own pipeline, plus model inspection::
+The public API (README, "The public API") is ``beamscore.score`` (the CLI's job as one
+call), the pieces of the ``beamscore score`` pipeline as Beam transforms for users who build
+their own pipeline, a ``ModelHandler`` for Beam's ``RunInference``, and model inspection::
 
     units | beamscore.ReadBatches(source, columns) | beamscore.RunSignature(model) | beamscore.WriteParquet(out)
+    tables | beamscore.RunSignature(model)            # tables from beam.io.ReadFromParquetBatched
+    tables | RunInference(beamscore.SignatureModelHandler(model))
 
 Names are imported lazily so that ``import beamscore`` does not import TensorFlow or Beam.
 """
@@ -18,6 +21,7 @@ from beamscore.errors import BeamscoreError
 
 __all__ = [
     "BeamscoreError",
+    "JobFailed",
     "ModelInfo",
     "NpySink",
     "NpySource",
@@ -27,6 +31,7 @@ __all__ = [
     "ReadBatches",
     "RunSignature",
     "ScoreConfig",
+    "SignatureModelHandler",
     "TFRecordSource",
     "WorkUnit",
     "WriteBatches",
@@ -36,6 +41,7 @@ __all__ = [
     "inspect_model",
     "plan_job",
     "plan_units",
+    "score",
 ]
 
 _LAZY = {
@@ -53,9 +59,12 @@ _LAZY = {
     "plan_units": "beamscore.transforms.read",
     "ReadBatches": "beamscore.transforms.read",
     "RunSignature": "beamscore.transforms.run_signature",
+    "SignatureModelHandler": "beamscore.inference",
     "WriteBatches": "beamscore.transforms.write",
     "WriteParquet": "beamscore.transforms.write",
     "WriteManifest": "beamscore.transforms.manifest",
+    "score": "beamscore.pipelines.score",
+    "JobFailed": "beamscore.errors",
 }
 
 

@@ -255,9 +255,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace, extra: list[str]) -> int:
     from beamscore.config import ScoreConfig, load_yaml
-    from beamscore.pipelines.plan import plan_job
-    from beamscore.pipelines.runners import pipeline_options
-    from beamscore.pipelines.score import run_plan
+    from beamscore.pipelines.score import prepare, run_plan
 
     stray = _stray_arguments(extra)
     if stray:
@@ -293,11 +291,9 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "plan_on_workers": args.plan_on_workers,
         }
     )
-    plan = plan_job(config)
-    options = pipeline_options(extra, config.pipeline_options)
-    from beamscore.pipelines.dry_run import check_launch, output_state, render_plan
+    plan, options, warnings = prepare(config, extra)  # the path of beamscore.score() too
+    from beamscore.pipelines.dry_run import output_state, render_plan
 
-    warnings = check_launch(plan, options)
     if args.dry_run:
         print(render_plan(plan, options, warnings, output_state(plan.config.output, config.overwrite, config.resume)))
         return 0

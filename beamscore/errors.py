@@ -21,7 +21,13 @@ class JobFailed(BeamscoreError):
     """The job ran and a worker failed: the CLI exits 1 (not 2: outputs may be written).
 
     The message names the file, the stage and the first line of the real exception
-    (``in.parquet (part-00000-00000): write: OSError: [Errno 28] No space left on device``)."""
+    (``in.parquet (part-00000-00000): write: OSError: [Errno 28] No space left on device``).
+    :func:`beamscore.score` also raises it when too many rows failed; ``manifest`` is then
+    the manifest the job wrote (``None`` when a worker failed before the manifest)."""
+
+    def __init__(self, message: str, manifest: dict | None = None) -> None:
+        super().__init__(message)
+        self.manifest = manifest
 
 
 #: a line of a runner's traceback text that carries the real error and the failing step

@@ -190,6 +190,18 @@ def run_all(args) -> list[Result]:
         )
     elif "mlp" in args.models:
         results.append(Result("mlp", "P", "tfrecord", error="beamscore has no TFRecord source yet"))
+    plan += [
+        (
+            Result("mlp", "T", "parquet", note="ReadFromParquetBatched → RunSignature → WriteToParquetBatched"),
+            job("T", mlp_data, mlp, "serving_default", "x", mlp_outs, b),
+            threads,
+        ),
+        (
+            Result("mlp", "H", "parquet", note="as T, RunInference(SignatureModelHandler)"),
+            job("H", mlp_data, mlp, "serving_default", "x", mlp_outs, b),
+            threads,
+        ),
+    ]
     threaded = ["--direct_num_workers=2", "--direct_running_mode=multi_threading"]
     plan.append(
         (
@@ -304,6 +316,8 @@ def _targets(results: list[Result]) -> list[str]:
         ("MLP P/R0, steady", _ratio(p, _find(results, "mlp", "R0", "npz"), "steady", "steady"), 0.5),
         ("MLP P/R1, whole process", _ratio(p, _find(results, "mlp", "R1", "parquet"), "whole", "whole"), 1.2),
         ("MLP P/B1, steady", _ratio(p_small, _find(results, "mlp", "B1", "parquet"), "steady", "steady"), 30),
+        ("MLP T (RunSignature)/P, steady", _ratio(_find(results, "mlp", "T", "parquet"), p, "steady", "steady"), 0.8),
+        ("MLP H (ModelHandler)/P, steady", _ratio(_find(results, "mlp", "H", "parquet"), p, "steady", "steady"), 0.8),
         (
             "MLP P(tfrecord)/B2, steady",
             _ratio(_find(results, "mlp", "P", "tfrecord"), _find(results, "mlp", "B2", "tfrecord"), "steady", "steady"),
@@ -345,7 +359,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--image-batch-size", type=int, default=64, help="images per signature call (--quick: 32)")
     ap.add_argument("--threads", type=int, help="TF intra- and inter-op threads for every path (default: TF's)")
     ap.add_argument("--repeat", type=int, help="runs per path; the table shows medians (default 3; --quick 1)")
-    ap.add_argument("--paths", nargs="+", default=["R0", "R1", "P", "B1", "B2"], help="which paths to run")
+    ap.add_argument("--paths", nargs="+", default=["R0", "R1", "P", "T", "H", "B1", "B2"], help="which paths to run")
     ap.add_argument(
         "--models", nargs="+", default=["mlp", "mobilenet"], help="mlp, mobilenet, resnet50 (default mlp mobilenet)"
     )

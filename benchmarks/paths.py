@@ -9,6 +9,8 @@ Paths (same model, batch size and TF thread settings for all):
 - ``R0``: the signature in a loop over data already in memory (the ceiling).
 - ``R1``: pyarrow read -> signature -> pyarrow write in one process, no Beam (hand-written).
 - ``P``: ``beamscore score`` on DirectRunner (in-process FnApiRunner).
+- ``T``: Beam ``ReadFromParquetBatched`` -> ``beamscore.RunSignature`` -> ``WriteToParquetBatched``.
+- ``H``: the same with ``RunInference(beamscore.SignatureModelHandler)`` in the middle.
 - ``B1``: Beam ``ReadFromParquet`` -> ``RunInference(KeyedModelHandler(TFModelHandlerNumpy))``
   with an ``inference_fn`` that calls the named signature -> ``WriteToParquet``
   (needs tf-keras and ``TF_USE_LEGACY_KERAS=1``); batches of exactly the batch size, or, with
@@ -90,9 +92,8 @@ def r1(job: dict[str, Any]) -> int:
     return rows
 
 
-def p(job: dict[str, Any]) -> int:
-    """``beamscore score`` through its CLI entry point, in this process."""
-    from beamscore import cli
+def _time_signature_calls() -> None:
+    """Record the first batch's end when beamscore's first signature call returns."""
     from beamscore.model import runner
 
     call = runner.SignatureRunner.__call__
@@ -103,6 +104,13 @@ def p(job: dict[str, Any]) -> int:
         return result
 
     runner.SignatureRunner.__call__ = timed
+
+
+def p(job: dict[str, Any]) -> int:
+    """``beamscore score`` through its CLI entry point, in this process."""
+    from beamscore import cli
+
+    _time_signature_calls()
     args = ["score", "--model", job["model"], "--signature", job["signature"], "--output", job["output"]]
     args += ["--input", os.path.join(job["data"], job["format"], "*." + job["format"]), "--overwrite"]
     args += ["--batch-size", str(job["batch_size"]), "--keep", "id", *job.get("extra", [])]
@@ -113,6 +121,61 @@ def p(job: dict[str, Any]) -> int:
         raise SystemExit(f"beamscore score exited {code}")
     with open(os.path.join(job["output"], "_manifest.json")) as f:
         return json.load(f)["rows_out"]
+
+
+def _beam_parquet_pipeline(job: dict[str, Any], score: Callable[[Any], Any], schema: Any) -> int:
+    """``ReadFromParquetBatched`` (a table per row group) -> ``score`` -> ``WriteToParquetBatched``."""
+    import apache_beam as beam
+
+    from beamscore.pipelines.runners import make_runner
+
+    _time_signature_calls()
+    options = beam.options.pipeline_options.PipelineOptions([])
+    with beam.Pipeline(runner=make_runner(options), options=options) as pipeline:
+        _ = (
+            pipeline
+            | beam.io.ReadFromParquetBatched(os.path.join(job["data"], "parquet", "*.parquet"), columns=["id", "x"])
+            | score(beam)
+            | beam.io.WriteToParquetBatched(os.path.join(job["output"], "part"), schema, file_name_suffix=".parquet")
+        )
+    import pyarrow.parquet as pq
+
+    written = sum(pq.read_metadata(f).num_rows for f in glob.glob(os.path.join(job["output"], "part-*.parquet")))
+    if written != job["rows"]:
+        raise SystemExit(f"{job['path']} wrote {written:,} rows of {job['rows']:,}")
+    return written
+
+
+def _input_schema(job: dict[str, Any]) -> Any:
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(job["parquet"][0]).remove_metadata()
+
+
+def t(job: dict[str, Any]) -> int:
+    """The public ``beamscore.RunSignature`` on Arrow tables from Beam's own Parquet IO."""
+    import beamscore
+
+    run = beamscore.RunSignature(
+        job["model"], job["signature"], outputs=job["outputs"], keep=["id"], batch_size=job["batch_size"]
+    )
+    schema = run.output_schema(_input_schema(job))
+    return _beam_parquet_pipeline(job, lambda beam: run, schema)
+
+
+def h(job: dict[str, Any]) -> int:
+    """Beam's ``RunInference`` with ``beamscore.SignatureModelHandler`` on the same tables."""
+    from apache_beam.ml.inference.base import RunInference
+
+    import beamscore
+
+    handler = beamscore.SignatureModelHandler(
+        job["model"], job["signature"], outputs=job["outputs"], keep=["id"], batch_size=job["batch_size"]
+    )
+    schema = handler.output_schema(_input_schema(job))
+    return _beam_parquet_pipeline(
+        job, lambda beam: RunInference(handler) | beam.Map(lambda result: result.inference), schema
+    )
 
 
 def b1(job: dict[str, Any]) -> int:
@@ -195,7 +258,15 @@ def b2(job: dict[str, Any]) -> int:
     return job["rows"]
 
 
-PATHS: dict[str, Callable[[dict[str, Any]], int]] = {"R0": r0, "R1": r1, "P": p, "B1": b1, "B2": b2}
+PATHS: dict[str, Callable[[dict[str, Any]], int]] = {
+    "R0": r0,
+    "R1": r1,
+    "P": p,
+    "T": t,
+    "H": h,
+    "B1": b1,
+    "B2": b2,
+}
 
 
 def main(argv: list[str]) -> int:

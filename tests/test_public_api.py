@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 
@@ -27,11 +29,15 @@ EXPECTED = {
     "WriteBatches",
     "WriteParquet",
     "WriteManifest",
+    "SignatureModelHandler",
+    "score",
+    "JobFailed",
 }
 
 
 def test_all_is_the_expected_list():
     assert set(beamscore.__all__) >= EXPECTED
+    assert len(beamscore.__all__) == len(set(beamscore.__all__))
     for name in beamscore.__all__:
         assert getattr(beamscore, name) is not None, name
 
@@ -40,3 +46,18 @@ def test_import_is_light():
     code = "import sys, beamscore; print('tensorflow' in sys.modules, 'apache_beam' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False False"
+
+
+def test_all_is_what_the_readme_documents():
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")) as f:
+        readme = f.read()
+    table = readme.split("### The public API", 1)[1].split("###", 1)[0]
+    documented = set()
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            documented.update(re.findall(r"`([A-Za-z_]+)`", line.split("|")[1]))
+    assert documented == set(beamscore.__all__)
+
+
+def test_every_lazy_name_is_public():
+    assert set(beamscore._LAZY) <= set(beamscore.__all__)

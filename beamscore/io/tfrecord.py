@@ -232,6 +232,24 @@ class TFRecordSource(Source):
         with self._open(path) as f:
             return any(records for records, _ in read_records(f, path, 1, limit=1))
 
+    def parse(self, records: list[bytes], where: str = "records") -> pa.Table:
+        """Parse serialized Examples already in memory (``ReadFromTFRecord``'s elements)
+        into the columns of the bound signature's inputs, one batch call.
+
+        Needs :meth:`bind`; feature kinds and lengths come from the signature (there is no
+        file to sample). A signature that takes serialized Examples gets them unparsed."""
+        import tensorflow as tf
+
+        if self.raw_candidate:
+            return pa.table({self.raw_candidate: pa.array(records, type=pa.binary())})
+        if self.features is None:
+            self.features = {
+                column: _Feature(_kind_of(spec.dtype), _fixed_length(spec)) for column, spec in self.inputs.items()
+            }
+        columns = list(self.features)
+        spec = {c: self._feature_spec(c, tf) for c in columns}
+        return self._table(records, [0] * len(records), 0, columns, spec, where, tf)
+
     # -- worker side ---------------------------------------------------------------------
 
     def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table | BadRows]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,20 +16,22 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beamscore import fs as bfs
-from beamscore.config import ScoreConfig
+from beamscore.config import ScoreConfig, load_yaml
 from beamscore.errors import BeamscoreError, JobFailed, describe_failure
 from beamscore.model.loader import preload
-from beamscore.pipelines.plan import Plan
+from beamscore.pipelines.plan import Plan, plan_job
 from beamscore.pipelines.resume import start_output
-from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, runner_name
+from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, pipeline_options, runner_name
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.manifest import MANIFEST, WriteManifest
 from beamscore.transforms.plan_files import PlanFiles, file_elements
 from beamscore.transforms.read import ReadBatches
-from beamscore.transforms.run_signature import RunSignatureFn
+from beamscore.transforms.run_signature import RunSignature
 from beamscore.transforms.write import WriteBatches
 
-__all__ = ["JobResult", "build_pipeline", "failure", "run_plan"]
+__all__ = ["JobFailed", "JobResult", "build_pipeline", "failure", "prepare", "run_plan", "score"]
+
+_LOG = logging.getLogger("beamscore")
 
 
 @dataclass(frozen=True)
@@ -70,19 +74,8 @@ def build_pipeline(p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] 
     results = (
         todo
         | "Read" >> ReadBatches(plan.source, plan.read_columns, plan.batch_size)
-        | "Run"
-        >> beam.ParDo(
-            RunSignatureFn(
-                plan.spec,
-                plan.signature,
-                plan.bindings,
-                plan.outputs,
-                config.keep,
-                reject_nan=config.reject_nan,
-                keep_types=plan.keep_types,
-            )
-        )
-        | "Write" >> WriteBatches(plan.sink, plan.file_metadata(), config.output)
+        | "Run" >> RunSignature.for_plan(plan)
+        | "Write" >> WriteBatches(plan.sink, plan.file_metadata(), config.output, tidy=False)
     )
     _ = results | "Manifest" >> WriteManifest(
         config.output, plan.header(), previous=list(done.values()), expected_units=expected
@@ -150,3 +143,50 @@ def failure(manifest: Mapping[str, Any], config: ScoreConfig) -> str | None:
         return None
     where = bfs.join(config.output, "_errors")
     return f"{failed:,} of {total:,} rows failed ({fraction:.2%}), over the limit ({'; '.join(broken)}); see {where}/"
+
+
+def prepare(config: ScoreConfig, beam_args: Sequence[str] = ()) -> tuple[Plan, PipelineOptions, list[str]]:
+    """Plan a job and its Beam options and check that they can launch; the first half of
+    ``beamscore score`` and :func:`score` alike. Returns the plan, the options and warnings."""
+    from beamscore.pipelines.dry_run import check_launch
+
+    plan = plan_job(config)
+    options = pipeline_options(list(beam_args), config.pipeline_options)
+    return plan, options, check_launch(plan, options)
+
+
+def score(
+    model: str,
+    inputs: str | Sequence[str],
+    output: str,
+    *,
+    config: str | None = None,
+    beam_args: Sequence[str] = (),
+    progress: bool = False,
+    **options: Any,
+) -> dict[str, Any]:
+    """Run a ``beamscore score`` job from Python (a notebook, a scheduler) and return its
+    manifest: the CLI's code path, :func:`prepare` then :func:`run_plan`.
+
+    ``options`` are the job's settings under their config names (``signature``, ``keep``,
+    ``map``, ``outputs``, ``batch_size``, ``overwrite``, ``resume``, ``max_failed_rows``,
+    ``pipeline_options={"runner": ...}``...: the fields of :class:`~beamscore.config.ScoreConfig`);
+    ``config`` a YAML job config they override; ``beam_args`` Beam flags as on the command
+    line. A job refused before it runs raises :class:`~beamscore.errors.BeamscoreError`; one
+    with too many failed rows raises :class:`JobFailed` (its outputs and manifest are written).
+    """
+    known = {f.name for f in dataclasses.fields(ScoreConfig)} - {"model", "inputs", "output"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise BeamscoreError(f"score() got unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}")
+    base = load_yaml(config) if config else ScoreConfig()
+    job = base.merged(
+        {"model": model, "inputs": [inputs] if isinstance(inputs, str) else list(inputs), "output": output, **options}
+    )
+    plan, pipeline, warnings = prepare(job, beam_args)
+    for warning in warnings:
+        _LOG.warning("beamscore: warning: %s", warning)
+    result = run_plan(plan, pipeline, progress=progress)
+    if result.failure:
+        raise JobFailed(result.failure, result.manifest)
+    return result.manifest

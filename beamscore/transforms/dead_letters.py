@@ -23,7 +23,17 @@ import pyarrow.compute as pc
 
 from beamscore.io.base import BadRows, UnreadRows, WorkUnit
 
-__all__ = ["ERRORS_DIR", "RAW_LIMIT", "SCHEMA", "concat", "count", "from_bad_rows", "from_table_rows", "from_unread"]
+__all__ = [
+    "ERRORS_DIR",
+    "RAW_LIMIT",
+    "SCHEMA",
+    "concat",
+    "count",
+    "from_bad_rows",
+    "from_element_rows",
+    "from_table_rows",
+    "from_unread",
+]
 
 ERRORS_DIR = "_errors"
 RAW_LIMIT = 4096
@@ -46,12 +56,19 @@ SCHEMA = pa.schema(
 def _table(
     unit: WorkUnit, rows: np.ndarray, stage: str, errors: str | Sequence[str], raw: list, span: int = 1
 ) -> pa.Table:
+    return _rows_table(unit.path, unit.name, rows, stage, errors, raw, span)
+
+
+def _rows_table(
+    source: str, unit: str, rows: np.ndarray, stage: str, errors: str | Sequence[str], raw: list, span: int = 1
+) -> pa.Table:
+    """Dead letters of one source; ``span`` is the input rows each one stands for (``count``)."""
     n = len(rows)
     error_col = pa.repeat(errors, n) if isinstance(errors, str) else pa.array(list(errors), pa.string())
     return pa.table(
         [
-            pa.repeat(unit.path, n),
-            pa.repeat(unit.name, n),
+            pa.repeat(source, n),
+            pa.repeat(unit, n),
             pa.array(np.asarray(rows, dtype=np.int64)),
             pa.repeat(stage, n),
             error_col.cast(pa.string()),
@@ -91,15 +108,34 @@ def from_table_rows(
     unit: WorkUnit, table: pa.Table, index: np.ndarray, positions: np.ndarray, errors: str | Sequence[str], stage: str
 ) -> pa.Table:
     """Dead letters for rows ``index`` of ``table`` (at unit ``positions``), raw as JSON."""
-    index = np.asarray(index, dtype=np.int64)
     rows = unit.file_row(0) + np.asarray(positions, dtype=np.int64)
+    return _table(unit, rows, stage, errors, _raw_json(table, index))
+
+
+def from_element_rows(
+    source: str, rows: pa.Table | Sequence[bytes], index: np.ndarray, errors: str | Sequence[str], stage: str
+) -> pa.Table:
+    """Dead letters for rows ``index`` of one element of a user's pipeline (no work unit):
+    ``source`` says which element (its key), ``row`` is the row's index in the element and
+    ``raw`` the row as JSON, or the record itself when ``rows`` are serialized records."""
+    index = np.asarray(index, dtype=np.int64)
+    if isinstance(rows, pa.Table):
+        raw = _raw_json(rows, index)
+    else:
+        raw = [rows[i] if len(rows[i]) <= RAW_LIMIT else None for i in index.tolist()]
+    return _rows_table(source, "", index, stage, errors, raw)
+
+
+def _raw_json(table: pa.Table, index: np.ndarray) -> list[bytes | None]:
+    """Rows ``index`` of ``table`` as JSON (the first ``RAW_ROWS`` of them; small ones only)."""
+    index = np.asarray(index, dtype=np.int64)
     raw: list[bytes | None] = [None] * len(index)
     if len(index) and table.num_columns:
         head = index[:RAW_ROWS]
         for i, row in enumerate(table.take(pa.array(head)).to_pylist()):  # failure path only
             text = json.dumps(row, default=_jsonable, allow_nan=True).encode()
             raw[i] = text if len(text) <= RAW_LIMIT else None
-    return _table(unit, rows, stage, errors, raw)
+    return raw
 
 
 def _jsonable(value: object) -> object:

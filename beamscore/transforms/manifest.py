@@ -20,7 +20,7 @@ from beamscore._version import __version__
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.dead_letters import ERRORS_DIR
 
-__all__ = ["MANIFEST", "WriteManifest", "versions", "write_manifest"]
+__all__ = ["MANIFEST", "WriteManifest", "job_header", "remove_temporary", "versions", "write_manifest"]
 
 MANIFEST = "_manifest.json"
 
@@ -81,28 +81,50 @@ def write_manifest(
         json.dump(manifest, f, indent=2, sort_keys=False)
         f.write("\n")
     bfs.move(fs, temp, bfs.join(root, MANIFEST))
-    for temp_dir in (bfs.join(root, "_temporary"), bfs.join(root, ERRORS_DIR, "_temporary")):
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm(temp_dir, recursive=True)
+    remove_temporary(output)
     return manifest
 
 
-class WriteManifest(beam.PTransform):
-    """Gather all unit results, then write the manifest (one element, written last).
+def remove_temporary(output: str) -> None:
+    """Remove ``OUTPUT/_temporary/`` and ``OUTPUT/_errors/_temporary/`` once every unit is
+    committed (what is left there are files of attempts that failed)."""
+    fs, root = bfs.filesystem(output)
+    for temp_dir in (bfs.join(root, "_temporary"), bfs.join(root, ERRORS_DIR, "_temporary")):
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(temp_dir, recursive=True)
 
-    ``previous`` and ``expected_units`` as in :func:`write_manifest`; ``expected_units``
-    may also be a PCollection holding one list of unit names (units planned on the workers)."""
+
+def job_header(**fields: Any) -> dict[str, Any]:
+    """The header :class:`WriteManifest` writes when given none: who wrote the manifest,
+    when, and the ``fields`` given (``model``, ``inputs``... whatever the pipeline knows)."""
+    return {
+        "written_by": "beamscore pipeline (WriteManifest)",
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **fields,
+    }
+
+
+class WriteManifest(beam.PTransform):
+    """UnitResults (from ``WriteParquet``/``WriteBatches``) -> the written manifest (one dict).
+
+    Gathers every unit's result, then writes ``OUTPUT/_manifest.json`` last. ``header`` is
+    the job's description copied to the top of the manifest (``beamscore score`` puts the
+    model, signature, inputs and options there); without one, :func:`job_header` is used.
+    The manifest adds ``outputs``, ``errors``, ``units``, ``rows_in``, ``rows_out``,
+    ``rows_failed``, ``finished`` and ``versions``. ``previous`` and ``expected_units`` as in
+    :func:`write_manifest`; ``expected_units`` may also be a PCollection holding one list of
+    unit names (units planned on the workers)."""
 
     def __init__(
         self,
         output: str,
-        header: Mapping[str, Any],
+        header: Mapping[str, Any] | None = None,
         previous: Iterable[UnitResult] = (),
         expected_units: Iterable[str] | beam.PCollection | None = None,
     ) -> None:
         super().__init__()
         self.output = output
-        self.header = dict(header)
+        self.header = dict(header) if header is not None else job_header()
         self.previous = list(previous)
         self.expected_units = expected_units
         if expected_units is not None and not isinstance(expected_units, beam.PCollection):

@@ -16,7 +16,7 @@ from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch, UnitResult
 from beamscore.transforms.receipts import write_receipt
 
-__all__ = ["WriteBatches", "WriteParquet", "WriteUnitFn"]
+__all__ = ["WriteBatches", "WriteParquet", "WriteUnitFn", "check_order"]
 
 
 @dataclass
@@ -26,6 +26,7 @@ class _OpenUnit:
     rows_out: int = 0
     written: bool = False
     failed: list[pa.Table] = field(default_factory=list)
+    next_index: int = 0
 
 
 class WriteUnitFn(beam.DoFn):
@@ -49,6 +50,8 @@ class WriteUnitFn(beam.DoFn):
         self.rows_failed = beam.metrics.Metrics.counter("beamscore", "rows_failed")
         self.units_done = beam.metrics.Metrics.counter("beamscore", "units")
         self._open: dict[WorkUnit, _OpenUnit] = {}
+        # units this instance committed: a later batch of one would replace its file
+        self._committed: set[WorkUnit] = set()
 
     def start_bundle(self) -> None:
         self._open = {}
@@ -64,11 +67,11 @@ class WriteUnitFn(beam.DoFn):
             ) from exc
 
     def _process(self, batch: Batch) -> Iterator[UnitResult]:
+        check_order(batch, self._open.get(batch.unit), batch.unit in self._committed)
         state = self._open.pop(batch.unit, None)
         if state is None:
-            if batch.index != 0:
-                raise RuntimeError(f"{batch.where}: batch {batch.index} of a unit arrived before batch 0")
             state = _OpenUnit(self.sink.open(batch.unit, self.metadata))
+        state.next_index = batch.index + 1
         try:
             # an empty table is written only to give a unit with no rows its (empty) file
             if batch.table.num_rows or (batch.last and not state.written):
@@ -86,6 +89,7 @@ class WriteUnitFn(beam.DoFn):
         if not batch.last:
             self._open[batch.unit] = state
             return
+        self._committed.add(batch.unit)
         yield self._commit(batch.unit, state)
 
     def _commit(self, unit: WorkUnit, state: _OpenUnit) -> UnitResult:
@@ -122,6 +126,26 @@ class WriteUnitFn(beam.DoFn):
             raise RuntimeError(f"units {[u.name for u in left]} were not finished within one bundle")
 
 
+def check_order(batch: Batch, state: _OpenUnit | None, committed: bool) -> None:
+    """Refuse a batch that would lose or replace rows: one for a unit already committed
+    (its file would be replaced), a repeated ``index`` or one that skips ahead.
+
+    A unit's batches must come as ``index`` 0, 1, 2, ... with ``last`` on the final one,
+    which is what :class:`~beamscore.transforms.read.ReadBatches` makes."""
+    if committed:
+        raise BeamscoreError(
+            f"{batch.where}: batch {batch.index} arrived after unit {batch.unit.name} was committed "
+            "(its last batch was already written); writing it would replace the unit's file. "
+            "Each unit needs batches 0, 1, 2, ... with last=True only on the final one"
+        )
+    expected = 0 if state is None else state.next_index
+    if batch.index != expected:
+        what = "a repeated batch" if batch.index < expected else "out of order"
+        raise BeamscoreError(
+            f"{batch.where}: batch {batch.index} of unit {batch.unit.name} is {what}; expected batch {expected}"
+        )
+
+
 class WriteBatches(beam.PTransform):
     """Write scored batches with any :class:`~beamscore.io.base.Sink`; emits a
     :class:`~beamscore.transforms.batch.UnitResult` per committed unit.
@@ -129,14 +153,33 @@ class WriteBatches(beam.PTransform):
     ``output`` is the job's output directory, where dead letters (``_errors/``) and unit
     receipts (``_units/``) go; it defaults to the sink's ``output``."""
 
-    def __init__(self, sink: Sink, metadata: Mapping[str, str] | None = None, output: str | None = None) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        metadata: Mapping[str, str] | None = None,
+        output: str | None = None,
+        tidy: bool = True,
+    ) -> None:
         super().__init__()
         self.sink = sink
         self.metadata = dict(metadata or {})
         self.output = output
+        self.tidy = tidy
 
     def expand(self, batches):
-        return batches | "WriteUnit" >> beam.ParDo(WriteUnitFn(self.sink, self.metadata, self.output))
+        results = batches | "WriteUnit" >> beam.ParDo(WriteUnitFn(self.sink, self.metadata, self.output))
+        if not self.tidy:  # the caller's WriteManifest removes _temporary/ (beamscore score)
+            return results
+        output = self.output if self.output is not None else self.sink.output  # type: ignore[attr-defined]
+        # once every unit is committed: remove OUTPUT/_temporary/, then pass the results on
+        return results | "Gather" >> beam.combiners.ToList() | "Tidy" >> beam.FlatMap(_tidy, output)
+
+
+def _tidy(results: list[UnitResult], output: str) -> list[UnitResult]:
+    from beamscore.transforms.manifest import remove_temporary
+
+    remove_temporary(output)
+    return results
 
 
 class WriteParquet(WriteBatches):

@@ -1,0 +1,39 @@
+"""beamscore.score(): the CLI's job as one Python call, returning the manifest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import direct_call, read_output
+
+import beamscore
+
+
+def test_too_many_failed_rows_raise_job_failed_with_the_written_manifest(models, tmp_path):
+    x = np.random.default_rng(1).normal(size=(20, 4)).astype(np.float32)
+    lists = [row.tolist() for row in x]
+    lists[4] = lists[4][:3]  # a row of the wrong length: a dead letter
+    column = pa.array(lists, type=pa.list_(pa.float32()))
+    pq.write_table(pa.table({"id": np.arange(20), "x": column}), tmp_path / "in.parquet")
+    out = str(tmp_path / "out")
+    with pytest.raises(beamscore.JobFailed, match="1 of 20 rows failed") as info:
+        beamscore.score(model=models["two_sig"], inputs=[str(tmp_path / "in.parquet")], output=out, keep=["id"])
+    m = info.value.manifest
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (20, 19, 1)
+    got = read_output(out)
+    keep = np.delete(np.arange(20), 4)
+    assert got["id"].to_pylist() == keep.tolist()
+    expected = direct_call(models["two_sig"], "serving_default", x=x[keep])["scores"]
+    np.testing.assert_allclose(np.stack(got["scores"].to_numpy(zero_copy_only=False)), expected, atol=1e-6)
+    # the same job with a limit passes and returns the manifest
+    again = beamscore.score(
+        model=models["two_sig"], inputs=str(tmp_path / "in.parquet"), output=out, overwrite=True, max_failed_rows=1
+    )
+    assert again["rows_failed"] == 1 and again["model"]["signature"] == "serving_default"
+
+
+def test_an_unknown_option_is_refused_with_the_valid_ones(models, tmp_path):
+    with pytest.raises(beamscore.BeamscoreError, match=r"unknown option\(s\) batchsize; options: .*batch_size"):
+        beamscore.score(model=models["two_sig"], inputs=["x"], output=str(tmp_path / "o"), batchsize=3)
