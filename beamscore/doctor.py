@@ -425,7 +425,8 @@ def render_text(facts: Facts, verdict: Verdict) -> str:
             f"CUDA {facts.cuda_version}, cuDNN {facts.cudnn_version}" if facts.cuda_build else "no CUDA (a CPU build)"
         )
         lines.append(f"built with:    {built}")
-        lines.append(f"CUDA wheels:   {len(facts.cuda_wheels)} installed" if facts.cuda_wheels else "CUDA wheels:   none")
+        wheels = f"{len(facts.cuda_wheels)} installed" if facts.cuda_wheels else "none"
+        lines.append(f"CUDA wheels:   {wheels}")
     if facts.nvidia_smi is None:
         lines.append("NVIDIA driver: none (nvidia-smi not found)")
     elif facts.nvidia_smi_error:
