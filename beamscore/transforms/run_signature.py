@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.utils import shared
 
+from beamscore.doctor import worker_device
 from beamscore.errors import BeamscoreError
 from beamscore.io.arrow import column_spec, from_numpy
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
@@ -54,6 +55,7 @@ class RunSignatureFn(beam.DoFn):
         self._shared = shared.Shared()
         self._runner: SignatureRunner | None = None
         self._unreported_load_ms: int | None = None
+        self._device: str | None = None
         self.batches = beam.metrics.Metrics.counter("beamscore", "batches")
         self.model_loads = beam.metrics.Metrics.counter("beamscore", "model_loads")
         self.load_ms = beam.metrics.Metrics.distribution("beamscore", "model_load_ms")
@@ -71,6 +73,7 @@ class RunSignatureFn(beam.DoFn):
         # Metrics updated in setup() are lost (no bundle is active): report in start_bundle.
         self._unreported_load_ms = int(model.load_seconds * 1000) if loaded_here else None
         self._fn = model.signature(self.signature.key)
+        self._device = worker_device(self._fn)  # logged once per process, with the doctor's verdict
         if self.bindings is not None:
             self._runner = SignatureRunner(self._fn, self.bindings, self.outputs)
 
@@ -129,6 +132,7 @@ class RunSignatureFn(beam.DoFn):
             rows_in=batch.source_rows,
             failed=dead_letters.concat(failed),
             positions=None if len(good) == table.num_rows else positions[good],
+            device=self._device,
         )
 
 

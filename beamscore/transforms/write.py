@@ -24,6 +24,7 @@ class _OpenUnit:
     rows_in: int = 0
     rows_out: int = 0
     written: bool = False
+    device: str | None = None
     failed: list[pa.Table] = field(default_factory=list)
 
 
@@ -68,6 +69,7 @@ class WriteUnitFn(beam.DoFn):
             raise
         state.rows_in += batch.source_rows
         state.rows_out += batch.table.num_rows
+        state.device = batch.device or state.device
         if batch.failed is not None:
             state.failed.append(batch.failed)
         self.rows_out.inc(batch.table.num_rows)
@@ -97,6 +99,7 @@ class WriteUnitFn(beam.DoFn):
             rows_out=state.rows_out,
             rows_failed=0 if failed is None else failed.num_rows,
             errors=errors,
+            device=state.device,
         )
         write_receipt(self.output, result)
         self.units_done.inc()
