@@ -284,6 +284,11 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     warnings = check_launch(plan, options)
     if args.dry_run:
         print(render_plan(plan, options, warnings, output_state(plan.config.output, config.overwrite, config.resume)))
+        from beamscore.doctor import dry_run_report
+
+        gpu_report = dry_run_report(options.get_all_options(drop_default=True, retain_unknown_options=True))
+        if gpu_report:
+            print(f"\n{gpu_report}")
         return 0
     for warning in warnings:
         print(f"beamscore: warning: {warning}", file=sys.stderr)

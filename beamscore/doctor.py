@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,9 @@ __all__ = [
     "ModelCheck",
     "Verdict",
     "device_label",
+    "dry_run_report",
     "gather",
+    "gpu_workers",
     "judge",
     "render_json",
     "render_text",
@@ -474,3 +477,30 @@ def worker_device(fn: Any) -> str:
         _LOG.log(level, "beamscore: the model runs on %s (pid %d); doctor: %s", device, os.getpid(), verdict.message)
         _WORKER_DEVICE = device
         return device
+
+
+def gpu_workers(options: Mapping[str, Any]) -> bool:
+    """Whether pipeline options ask for GPU workers (Dataflow's ``worker_accelerator``)."""
+    values: list[Any] = []
+    for key in ("dataflow_service_options", "experiments"):
+        value = options.get(key) or []
+        values += value if isinstance(value, list) else [value]
+    return any("worker_accelerator" in str(v) for v in values)
+
+
+def dry_run_report(options: Mapping[str, Any]) -> str | None:
+    """For ``score --dry-run`` of a GPU job: the doctor's report of the launcher, and how to
+    check the worker image, which the launcher cannot see. ``None`` for other jobs."""
+    if not gpu_workers(options):
+        return None
+    facts = gather()
+    body = render_text(facts, judge(facts))
+    image = options.get("sdk_container_image") or "IMAGE"
+    return "\n".join(
+        [
+            "doctor (this launcher; the GPU workers run the worker image):",
+            *(f"  {line}" for line in body.splitlines()),
+            "check the worker image on a GPU machine (it must hold tensorflow, not tensorflow-cpu):",
+            f"  docker run --rm --gpus all --entrypoint beamscore {image} doctor --require-gpu",
+        ]
+    )
