@@ -80,6 +80,12 @@ def test_cpu_machine_says_so_and_exits_0():
     assert lines["NVIDIA driver"].strip() == "none (nvidia-smi not found)"
     assert lines["verdict"].strip().startswith("CPU only: no NVIDIA GPU on this machine")
     assert done.stderr == ""  # TensorFlow's import banner is kept off the terminal
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")) as f:
+        shown = f.read().split("```console\n$ beamscore doctor\n", 1)[1].split("```", 1)[0]
+    # the README shows this output as it is (the Python patch version may differ)
+    assert [x for x in shown.splitlines() if not x.startswith("python:")] == [
+        x for x in done.stdout.splitlines() if not x.startswith("python:")
+    ]
 
 
 def test_require_gpu_fails_on_a_cpu_machine():
