@@ -152,8 +152,14 @@ def _version(module: str) -> str | None:
         return None
 
 
-def gather(model: str | None = None, signature: str | None = None, tag_set: str | None = None) -> Facts:
-    """The facts of this process's machine; with ``model``, load it and find where it runs."""
+def gather(
+    model: str | None = None, signature: str | None = None, tag_set: str | None = None, *, gpu_memory: bool = True
+) -> Facts:
+    """The facts of this process's machine; with ``model``, load it and find where it runs.
+
+    ``gpu_memory=False`` leaves out the memory TensorFlow may use on each GPU (finding it
+    out sets up every GPU's device, which a worker that already holds a model need not do).
+    """
     dists = tensorflow_distributions()
     smi = _nvidia_smi()
     facts = Facts(
@@ -183,7 +189,7 @@ def gather(model: str | None = None, signature: str | None = None, tag_set: str 
         cuda_build=bool(build.get("is_cuda_build")),
         cuda_version=_str_or_none(build.get("cuda_version")),
         cudnn_version=_str_or_none(build.get("cudnn_version")),
-        gpus=_tf_gpus(tf, gpus),
+        gpus=_tf_gpus(tf, gpus, gpu_memory),
         memory_growth=_memory_growth(tf, gpus),
     )
     if model is not None:
@@ -195,9 +201,9 @@ def _str_or_none(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-def _tf_gpus(tf: Any, gpus: list[Any]) -> list[Gpu]:
+def _tf_gpus(tf: Any, gpus: list[Any], gpu_memory: bool) -> list[Gpu]:
     memory = {}
-    if gpus:
+    if gpus and gpu_memory:
         try:  # memory TensorFlow may use on each GPU; creates the runtime (after memory growth is set)
             from tensorflow.python.client import device_lib
 
@@ -470,7 +476,7 @@ def worker_device(fn: Any) -> str:
             return _WORKER_DEVICE
         device = device_label(_variables_device(fn))
         try:
-            verdict = judge(gather())
+            verdict = judge(gather(gpu_memory=False))
         except Exception as exc:  # noqa: BLE001 - the log line must not stop the job
             verdict = Verdict("problem", f"no verdict: {type(exc).__name__}: {exc}")
         level = logging.WARNING if verdict.status == "problem" else logging.INFO

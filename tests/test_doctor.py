@@ -19,6 +19,7 @@ import textwrap
 import pytest
 
 from beamscore import doctor
+from beamscore.cli import main
 from beamscore.doctor import Facts, Gpu, ModelCheck, judge
 
 L4 = Gpu(name="GPU:0", model="NVIDIA L4", memory_mib=23034)
@@ -36,6 +37,15 @@ def run_doctor(*args: str, path: str | None = None) -> subprocess.CompletedProce
     return subprocess.run(
         [sys.executable, "-m", "beamscore", "doctor", *args], capture_output=True, text=True, env=env, timeout=120
     )
+
+
+def doctor_here(capsys, monkeypatch, *args: str, path: str | None = None) -> tuple[int, str]:
+    """``beamscore doctor ARGS`` in this process (TensorFlow is already imported: fast), with
+    only ``path`` and the interpreter's bin dir on PATH; returns the exit code and stdout."""
+    monkeypatch.setenv("PATH", os.pathsep.join(p for p in (path, os.path.dirname(sys.executable)) if p))
+    capsys.readouterr()
+    code = main(["doctor", *args])
+    return code, capsys.readouterr().out
 
 
 def facts(**changes) -> Facts:
@@ -88,16 +98,16 @@ def test_cpu_machine_says_so_and_exits_0():
     ]
 
 
-def test_require_gpu_fails_on_a_cpu_machine():
-    done = run_doctor("--require-gpu")
-    assert done.returncode == 1
-    assert "CPU only" in done.stdout
+def test_require_gpu_fails_on_a_cpu_machine(capsys, monkeypatch):
+    code, out = doctor_here(capsys, monkeypatch, "--require-gpu")
+    assert code == 1
+    assert "CPU only" in out
 
 
-def test_json_shape_with_a_model(models):
-    done = run_doctor("--json", "--model", models["two_sig"], "--signature", "embed")
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+def test_json_shape_with_a_model(models, capsys, monkeypatch):
+    code, out = doctor_here(capsys, monkeypatch, "--json", "--model", models["two_sig"], "--signature", "embed")
+    assert code == 0
+    report = json.loads(out)
     assert set(report) == {f.name for f in dataclasses.fields(Facts)} | {"verdict"}
     assert report["verdict"]["status"] == "cpu"
     assert report["tf_distributions"] == {"tensorflow-cpu": "2.21.0"}
@@ -113,10 +123,10 @@ def test_json_shape_with_a_model(models):
     }
 
 
-def test_a_model_that_does_not_load_is_a_problem(tmp_path):
-    done = run_doctor("--model", str(tmp_path / "missing"))
-    assert done.returncode == 1
-    assert "verdict:       the model does not load: model" in done.stdout
+def test_a_model_that_does_not_load_is_a_problem(tmp_path, capsys, monkeypatch):
+    code, out = doctor_here(capsys, monkeypatch, "--model", str(tmp_path / "missing"))
+    assert code == 1
+    assert "verdict:       the model does not load: model" in out
 
 
 FAKE_NVIDIA_SMI = """\
@@ -129,15 +139,15 @@ FAKE_NVIDIA_SMI = """\
 """
 
 
-def test_tensorflow_cpu_on_a_gpu_image_is_named_with_its_fix(tmp_path):
+def test_tensorflow_cpu_on_a_gpu_image_is_named_with_its_fix(tmp_path, capsys, monkeypatch):
     """The real doctor, the real tensorflow-cpu, and an nvidia-smi that lists an L4."""
     smi = tmp_path / "nvidia-smi"
     smi.write_text(textwrap.dedent(FAKE_NVIDIA_SMI))
     smi.chmod(0o755)
-    done = run_doctor(path=str(tmp_path))
-    assert done.returncode == 1
-    assert "NVIDIA driver: 550.54.15, supports CUDA 12.4; nvidia-smi lists 1 GPU(s)" in done.stdout
-    verdict = done.stdout.strip().splitlines()[-1]
+    code, out = doctor_here(capsys, monkeypatch, path=str(tmp_path))
+    assert code == 1
+    assert "NVIDIA driver: 550.54.15, supports CUDA 12.4; nvidia-smi lists 1 GPU(s)" in out
+    verdict = out.strip().splitlines()[-1]
     assert verdict == (
         "verdict:       tensorflow-cpu is installed on a machine with 1 NVIDIA GPU(s) (NVIDIA L4) and cannot use "
         "them: pip uninstall -y tensorflow-cpu && pip install 'beamscore[gpu]'"
