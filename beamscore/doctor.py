@@ -50,17 +50,9 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 
 #: Distributions that each install the ``tensorflow`` package; more than one installed
-#: means one overwrote the other's files.
-TF_DISTRIBUTIONS = (
-    "tensorflow",
-    "tensorflow-cpu",
-    "tensorflow-gpu",
-    "tensorflow-intel",
-    "tensorflow-macos",
-    "tensorflow-cpu-aws",
-    "tf-nightly",
-    "tf-nightly-cpu",
-)
+#: means one overwrote the other's files. (``tensorflow-intel``, ``-macos`` and ``-cpu-aws``
+#: are left out: on some platforms ``tensorflow`` is a shell that depends on one of them.)
+TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly", "tf-nightly-cpu")
 #: Where Dataflow mounts the driver's tools when it installs the NVIDIA driver.
 _DATAFLOW_NVIDIA_SMI = "/usr/local/nvidia/bin/nvidia-smi"
 _GPU_INSTALL = "pip install 'beamscore[gpu]'"
