@@ -2,13 +2,14 @@
 
 ``tensorflow`` and ``tensorflow-cpu`` both ship the ``tensorflow/`` package, so an install
 that pulls in both silently overwrites one with the other. TensorFlow therefore comes only
-from the ``[cpu]`` or the ``[gpu]`` extra. Each install line of the Makefile, the Dockerfile,
-``benchmarks/gpu.sh`` and the README is resolved here by pip itself (``pip install --dry-run
---ignore-installed --report``: metadata only, nothing is installed, the running venv is not
-touched) from a copy of ``pyproject.toml``, in two unions (see :func:`installs_to_resolve`),
-and each report must hold one TensorFlow and the pinned Beam and TensorFlow versions. It
-needs the package index (as ``make install`` does); the two resolutions run in parallel and
-take 20-50 s on a 2-core machine, hence ``slow``.
+from the ``[cpu]`` or the ``[gpu]`` extra. The install lines of the Makefile, the
+Dockerfile, ``benchmarks/gpu.sh``, the README and the shipped configs are resolved by pip
+itself (``pip install --dry-run --ignore-installed --report``: metadata only, nothing is
+installed, the running venv is not touched) from a copy of ``pyproject.toml``, in two
+unions (see :func:`installs_to_resolve`), and each report must hold one TensorFlow and the
+pinned Beam and TensorFlow versions. It needs the package index (as ``make install`` does);
+the two resolutions run in parallel and took 25-40 s each alone and 110-125 s together on
+this project's busy 2-core machine (load 5-8), hence ``slow``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from beamscore.doctor import TF_DISTRIBUTIONS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Files whose ``pip install`` lines are documented installs.
-DOCUMENTED = ("Makefile", "Dockerfile", "benchmarks/gpu.sh", "README.md")
+DOCUMENTED = (
+    "Makefile",
+    "Dockerfile",
+    "benchmarks/gpu.sh",
+    "README.md",
+    *sorted(os.path.join("configs", f) for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".yaml")),
+)
 #: Files whose install lines are whole installs (each names one of [cpu] / [gpu]); the
 #: Dockerfile's base stage is the exception: it installs no TensorFlow, each target adds one.
 WHOLE_INSTALLS = ("Makefile", "Dockerfile", "benchmarks/gpu.sh")
