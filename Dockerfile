@@ -8,6 +8,11 @@
 #   docker build --target cpu -t REGISTRY/beamscore/worker:0.1.0 .       # CPU workers (default)
 #   docker build --target gpu -t REGISTRY/beamscore/worker-gpu:0.1.0 .   # CUDA: tensorflow[and-cuda]
 #
+# Each image holds exactly one TensorFlow distribution: the cpu stage installs beamscore[cpu]
+# (tensorflow-cpu), the gpu stage beamscore[gpu] (tensorflow[and-cuda]), and base none; both
+# end with `beamscore doctor`, which fails the build if two distributions share `tensorflow/`.
+# Check a GPU image on a GPU machine: docker run --rm --gpus all --entrypoint beamscore IMAGE doctor --require-gpu
+#
 # Dataflow: --sdk_container_image=IMAGE --sdk_location=container
 # Flink:    run IMAGE with the argument --worker_pool as a sidecar of each TaskManager and pass
 #           --environment_type=EXTERNAL --environment_config=localhost:50000
@@ -34,6 +39,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN printf '%s\n' \
       "apache-beam==${BEAM_VERSION}" \
       "tensorflow-cpu==${TF_VERSION}" \
+      "tensorflow==${TF_VERSION}" \
       "pyarrow==${PYARROW_VERSION}" \
       "fsspec==${FSSPEC_VERSION}" \
       "gcsfs==${GCSFS_VERSION}" \
@@ -46,21 +52,26 @@ WORKDIR /opt/beamscore/src
 COPY pyproject.toml README.md ./
 COPY beamscore ./beamscore
 # Beam stays at the image's version (the constraint), everything else at the pins above.
+# No TensorFlow yet: each target below adds exactly one with its extra.
 RUN pip install --constraint /opt/beamscore-constraints.txt ".[gcp,s3]" \
  && python -c "import apache_beam, beamscore; assert apache_beam.__version__ == '${BEAM_VERSION}', apache_beam.__version__"
 WORKDIR /
 
-# CUDA workers: swap tensorflow-cpu for tensorflow with its CUDA wheels. Dataflow installs
-# the NVIDIA driver on the VM (worker_accelerator=...;install-nvidia-driver) and mounts it
-# under /usr/local/nvidia. Several SDK processes may share one GPU: each takes GPU memory as
-# it needs it instead of all of it at start.
+# CUDA workers: tensorflow with its CUDA wheels (beamscore[gpu]). Dataflow installs the
+# NVIDIA driver on the VM (worker_accelerator=...;install-nvidia-driver) and mounts it under
+# /usr/local/nvidia. Several SDK processes may share one GPU: each takes GPU memory as it
+# needs it instead of all of it at start.
 FROM base AS gpu
 ARG TF_VERSION
-RUN pip uninstall --yes tensorflow-cpu \
- && pip install --constraint /opt/beamscore-constraints.txt "tensorflow[and-cuda]==${TF_VERSION}" \
- && python -c "import tensorflow as tf; assert tf.__version__ == '${TF_VERSION}', tf.__version__"
+RUN pip install --constraint /opt/beamscore-constraints.txt "/opt/beamscore/src[gpu,gcp,s3]" \
+ && python -c "import tensorflow as tf; assert tf.__version__ == '${TF_VERSION}', tf.__version__" \
+ && beamscore doctor
 ENV TF_FORCE_GPU_ALLOW_GROWTH=true \
     LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib
 
-# CPU workers, the default target (last stage).
+# CPU workers, the default target (last stage): tensorflow-cpu (beamscore[cpu]).
 FROM base AS cpu
+ARG TF_VERSION
+RUN pip install --constraint /opt/beamscore-constraints.txt "/opt/beamscore/src[cpu,gcp,s3]" \
+ && python -c "import tensorflow as tf; assert tf.__version__ == '${TF_VERSION}', tf.__version__" \
+ && beamscore doctor

@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint format bench bench-quick bench-scaling bench-baselines bench-read clean
 
+# One TensorFlow: the CPU one ([cpu]); a GPU machine installs [gpu] instead, never both.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[cpu,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

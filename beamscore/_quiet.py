@@ -3,7 +3,8 @@
 TensorFlow's C++ logging prints several lines (oneDNN, CPU features) at import time that
 ``TF_CPP_MIN_LOG_LEVEL`` no longer silences. The CLI imports TensorFlow once through
 :func:`import_tensorflow_quietly` with file descriptor 2 pointed at ``/dev/null``; an import
-error still surfaces as a Python exception. ``--debug`` skips this.
+error is left to the first real use of TensorFlow (``beamscore doctor`` works without
+it and says how to install it). ``--debug`` skips this.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def import_tensorflow_quietly() -> None:
     try:
         os.dup2(devnull, 2)
         import tensorflow  # noqa: F401
+    except ImportError:  # no TensorFlow (beamscore without [cpu]/[gpu]): `beamscore doctor` says so
+        pass
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -155,6 +155,20 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", dest="dry_run", action="store_true", help="check the job and print its plan; submit nothing"
     )
     score.add_argument("--debug", action="store_true", help="show tracebacks and Beam logs")
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check what TensorFlow can use here (versions, CUDA, GPUs, driver) and say what is wrong",
+        allow_abbrev=False,
+    )
+    doctor.add_argument("--model", help="also load this SavedModel and report the device its ops run on")
+    doctor.add_argument("--signature", help="signature of --model to call (default serving_default, or the only one)")
+    doctor.add_argument("--tag-set", help="MetaGraph tag set of --model (default: the only one, else serve)")
+    doctor.add_argument("--json", action="store_true", help="print JSON for scripts")
+    doctor.add_argument(
+        "--require-gpu", action="store_true", help="exit 1 unless TensorFlow uses a GPU (for GPU images)"
+    )
+    doctor.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -195,6 +209,8 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
             return _show(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "doctor":
+            return _doctor(args)
         return _score(args, extra)
     except JobFailed as exc:  # the job ran and a worker failed
         return _fail(str(exc), EXIT_FAILED, args.debug)
@@ -253,6 +269,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from beamscore import doctor
+
+    facts = doctor.gather(args.model, args.signature, args.tag_set)
+    verdict = doctor.judge(facts)
+    print((doctor.render_json if args.json else doctor.render_text)(facts, verdict))
+    if args.require_gpu and verdict.status == "cpu":
+        return EXIT_FAILED
+    return verdict.exit_code
+
+
 def _score(args: argparse.Namespace, extra: list[str]) -> int:
     from beamscore.config import ScoreConfig, load_yaml
     from beamscore.pipelines.score import prepare, run_plan
@@ -296,6 +323,11 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
 
     if args.dry_run:
         print(render_plan(plan, options, warnings, output_state(plan.config.output, config.overwrite, config.resume)))
+        from beamscore.doctor import dry_run_report
+
+        gpu_report = dry_run_report(options.get_all_options(drop_default=True, retain_unknown_options=True))
+        if gpu_report:
+            print(f"\n{gpu_report}")
         return 0
     for warning in warnings:
         print(f"beamscore: warning: {warning}", file=sys.stderr)

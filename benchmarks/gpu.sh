@@ -6,7 +6,8 @@
 # Run it from the repository root on a machine with an NVIDIA GPU and access to PyPI:
 #   bash benchmarks/gpu.sh
 # It creates $VENV (default .venv-gpu) with Python 3.11 and installs beamscore[gpu]
-# (tensorflow[and-cuda] 2.21, which brings its own CUDA 12 / cuDNN wheels).
+# (tensorflow[and-cuda] 2.21, which brings its own CUDA 12 / cuDNN wheels; never next to
+# beamscore[cpu]'s tensorflow-cpu: use a fresh $VENV), then runs `beamscore doctor`.
 #
 # Knobs (environment): IMAGES (default 4096), BATCH (256), REPEAT (3), MODELS
 # ("mobilenet resnet50"), VENV, PYTHON, SKIP_INSTALL=1 (use $VENV as it is),
@@ -28,16 +29,14 @@ if [[ "${SKIP_INSTALL:-0}" != 1 ]]; then
     "$VENV/bin/python" -m pip install --quiet -e '.[gpu]'
 fi
 
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-"$VENV/bin/python" - <<'EOF'
-import os
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tensorflow as tf
-gpus = tf.config.list_physical_devices("GPU")
-print(f"tensorflow {tf.__version__}, built with CUDA: {tf.test.is_built_with_cuda()}, GPUs: {[g.name for g in gpus]}")
-if not gpus and os.environ.get("ALLOW_CPU") != "1":
-    raise SystemExit("no GPU visible to TensorFlow (set ALLOW_CPU=1 for a dry run on CPU)")
-EOF
+# Versions, CUDA build, driver, the GPUs TensorFlow sees, and a verdict; stops on a broken
+# install (e.g. tensorflow-cpu next to tensorflow) and, unless ALLOW_CPU=1, when no GPU is used.
+if [[ "${ALLOW_CPU:-0}" == 1 ]]; then
+    "$VENV/bin/python" -m beamscore doctor
+else
+    "$VENV/bin/python" -m beamscore doctor --require-gpu \
+        || { echo "gpu.sh: TensorFlow uses no GPU (see the verdict; ALLOW_CPU=1 for a dry run on CPU)" >&2; exit 1; }
+fi
 
 # shellcheck disable=SC2086
 exec "$VENV/bin/python" -m benchmarks.bench \

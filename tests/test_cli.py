@@ -53,6 +53,7 @@ def test_scores_every_row_like_a_direct_call(models, shards, tmp_path, capsys):
         "part-00001-00000.parquet",
     ]
     assert set(manifest["versions"]) >= {"beamscore", "tensorflow", "apache_beam"}
+    assert manifest["device"] == "CPU"
     assert "scored 700 rows" in capsys.readouterr().out
 
 

@@ -76,8 +76,15 @@ def test_dry_run_shows_gpu_and_flink_options(models, shards, tmp_path, capsys):
     gpu = capsys.readouterr().out
     assert "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver" in gpu
     assert "--sdk_container_image=" in gpu and "worker-gpu" in gpu
+    doctor = gpu.split("\ndoctor (this launcher; the GPU workers run the worker image):\n", 1)[1]
+    assert "  tensorflow:    2.21.0" in doctor and "  verdict:       CPU only" in doctor
+    assert doctor.rstrip().endswith(
+        "docker run --rm --gpus all --entrypoint beamscore "
+        "us-central1-docker.pkg.dev/my-project/beamscore/worker-gpu:0.1.0 doctor --require-gpu"
+    )
     assert dry_run("flink.yaml", models, shards, tmp_path / "b") == 0
     flink = capsys.readouterr().out
+    assert "doctor" not in flink  # CPU workers: no GPU report
     assert "--flink_master=flink-jobmanager:8081" in flink
     assert "--environment_type=EXTERNAL" in flink and "--environment_config=localhost:50000" in flink
 

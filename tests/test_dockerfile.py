@@ -30,10 +30,12 @@ def args() -> dict[str, str]:
     return dict(re.findall(r"^ARG (\w+)=(\S+)$", dockerfile(), re.M))
 
 
-def dependency(name: str) -> Requirement | None:
-    """The requirement on ``name`` in pyproject's dependencies that applies on this machine."""
+def dependency(name: str, extra: str | None = None) -> Requirement | None:
+    """The requirement on ``name`` in pyproject's dependencies (or its ``extra``) that applies
+    on this machine."""
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
-        deps = tomllib.load(f)["project"]["dependencies"]
+        project = tomllib.load(f)["project"]
+    deps = project["optional-dependencies"][extra] if extra else project["dependencies"]
     reqs = [Requirement(d) for d in deps]
     return next((r for r in reqs if r.name == name and (r.marker is None or r.marker.evaluate())), None)
 
@@ -52,8 +54,10 @@ def test_base_image_is_beams_sdk_image_of_the_pinned_beam_version():
 
 def test_pins_match_pyproject_and_this_environment():
     pins = args()
-    tf = "tensorflow-cpu" if dependency("tensorflow-cpu") else "tensorflow"
-    assert dependency(tf).specifier.contains(pins["TF_VERSION"])
+    tf = "tensorflow-cpu" if dependency("tensorflow-cpu", "cpu") else "tensorflow"
+    assert dependency(tf, "cpu").specifier.contains(pins["TF_VERSION"])
+    assert dependency("tensorflow", "gpu").specifier.contains(pins["TF_VERSION"])
+    assert dependency("tensorflow") is None and dependency("tensorflow-cpu") is None  # only in [cpu] / [gpu]
     for arg, package in (
         ("TF_VERSION", tf),
         ("PYARROW_VERSION", "pyarrow"),
@@ -63,7 +67,7 @@ def test_pins_match_pyproject_and_this_environment():
         ("PYYAML_VERSION", "pyyaml"),
     ):
         assert pins[arg] == importlib.metadata.version(package), arg
-        if dependency(package) is not None:  # gcsfs is an extra
+        if dependency(package) is not None:  # gcsfs and TensorFlow are extras
             assert dependency(package).specifier.contains(pins[arg]), arg
 
 
@@ -71,12 +75,17 @@ def test_cpu_and_gpu_targets():
     text = dockerfile()
     stages = re.findall(r"^FROM \S+ AS (\w+)$", text, re.M)
     assert stages == ["base", "gpu", "cpu"]  # the last stage, cpu, is what a plain build makes
-    gpu = text.split("AS gpu", 1)[1].split("AS cpu", 1)[0]
-    assert "pip uninstall --yes tensorflow-cpu" in gpu
-    assert '"tensorflow[and-cuda]==${TF_VERSION}"' in gpu
+    base, rest = text.split("AS gpu", 1)
+    gpu, cpu = rest.split("AS cpu", 1)
+    # one TensorFlow per image, from its extra; base has none, and nothing is swapped by uninstalling
+    base_installs = re.findall(r"pip install .*", base)
+    assert base_installs == ['pip install --constraint /opt/beamscore-constraints.txt ".[gcp,s3]" \\']
+    assert '"/opt/beamscore/src[gpu,gcp,s3]"' in gpu and '"/opt/beamscore/src[cpu,gcp,s3]"' in cpu
+    assert "uninstall" not in text
+    assert "&& beamscore doctor\n" in gpu and "&& beamscore doctor\n" in cpu  # fails on two TensorFlows
     assert "TF_FORCE_GPU_ALLOW_GROWTH=true" in gpu
     assert not re.search(r"^(ENTRYPOINT|CMD)", text, re.M)  # Beam's boot program stays the entry point
-    assert '".[gcp,s3]"' in text and "--constraint /opt/beamscore-constraints.txt" in text
+    assert '".[gcp,s3]"' in base and text.count("--constraint /opt/beamscore-constraints.txt") == 3
 
 
 def test_everything_copied_exists_and_nothing_else_is_sent():

@@ -26,6 +26,9 @@ class Batch:
     position within the unit of each remaining row once some were dropped (``None``:
     ``offset, offset + 1, ...``) and ``rows_in`` how many source rows the batch stands for,
     good and failed, so that every step can be checked: ``rows_in == rows_out + rows_failed``.
+
+    ``device`` is where the model ran on this batch (``GPU:0 (NVIDIA L4)`` or ``CPU``), set
+    by the scoring step for the manifest.
     """
 
     unit: WorkUnit
@@ -36,6 +39,7 @@ class Batch:
     rows_in: int | None = None
     failed: pa.Table | None = None
     positions: np.ndarray | None = None
+    device: str | None = None
 
     @property
     def source_rows(self) -> int:
@@ -65,7 +69,8 @@ class UnitResult:
 
     ``files`` are the unit's output files and ``errors`` its dead-letter file (if any rows
     failed). ``rows_in`` is counted from the batches' ``source_rows``, ``rows_out`` from the
-    rows written and ``rows_failed`` from the dead letters written.
+    rows written and ``rows_failed`` from the dead letters written. ``device`` is where the
+    model ran on the unit's rows (``None`` when no batch was scored).
     """
 
     unit: str
@@ -75,9 +80,11 @@ class UnitResult:
     rows_out: int = 0
     rows_failed: int = 0
     errors: list[str] = field(default_factory=list)
+    device: str | None = None
 
     def to_json(self) -> dict:
         return {
+            "device": self.device,
             "unit": self.unit,
             "input": self.input,
             "files": list(self.files),
@@ -97,4 +104,5 @@ class UnitResult:
             rows_in=int(data["rows_in"]),
             rows_out=int(data["rows_out"]),
             rows_failed=int(data["rows_failed"]),
+            device=data.get("device"),
         )

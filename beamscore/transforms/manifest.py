@@ -20,7 +20,7 @@ from beamscore._version import __version__
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.dead_letters import ERRORS_DIR
 
-__all__ = ["MANIFEST", "WriteManifest", "job_header", "remove_temporary", "versions", "write_manifest"]
+__all__ = ["MANIFEST", "WriteManifest", "device", "job_header", "remove_temporary", "versions", "write_manifest"]
 
 MANIFEST = "_manifest.json"
 
@@ -37,6 +37,13 @@ def versions() -> dict[str, str]:
         "pyarrow": pyarrow.__version__,
         "python": platform.python_version(),
     }
+
+
+def device(results: Iterable[UnitResult]) -> str | None:
+    """Where the model ran: ``"GPU:0 (NVIDIA L4)"`` or ``"CPU"``; several devices (a job
+    whose workers differ) are listed, sorted; ``None`` when no unit was scored."""
+    found = sorted({r.device for r in results if r.device})
+    return ", ".join(found) if found else None
 
 
 def write_manifest(
@@ -72,6 +79,7 @@ def write_manifest(
         "rows_out": sum(r.rows_out for r in ordered),
         "rows_failed": sum(r.rows_failed for r in ordered),
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "device": device(ordered),
         "versions": versions(),
     }
     fs, root = bfs.filesystem(output)

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.utils import shared
 
+from beamscore.doctor import worker_device
 from beamscore.errors import BeamscoreError
 from beamscore.io.arrow import column_spec, from_numpy
 from beamscore.io.keep import cast_kept, keep_type
@@ -196,6 +197,7 @@ class RunSignatureFn(beam.DoFn):
         self._shared = shared.Shared()
         self._scorer: ElementScorer | None = None
         self._unreported_load_ms: int | None = None
+        self._device: str | None = None
         self.batches = beam.metrics.Metrics.counter("beamscore", "batches")
         self.model_loads = beam.metrics.Metrics.counter("beamscore", "model_loads")
         self.load_ms = beam.metrics.Metrics.distribution("beamscore", "model_load_ms")
@@ -213,8 +215,10 @@ class RunSignatureFn(beam.DoFn):
         model = self._shared.acquire(load, tag=self.model.key)
         # Metrics updated in setup() are lost (no bundle is active): report in start_bundle.
         self._unreported_load_ms = int(model.load_seconds * 1000) if loaded_here else None
+        fn = model.signature(self.signature.key)
+        self._device = worker_device(fn)  # logged once per process, with the doctor's verdict
         self._scorer = ElementScorer(
-            model.signature(self.signature.key),
+            fn,
             self.signature,
             self.bindings,
             self.outputs,
@@ -275,6 +279,7 @@ class RunSignatureFn(beam.DoFn):
             rows_in=batch.source_rows,
             failed=dead_letters.concat(failed),
             positions=None if len(good) == table.num_rows else positions[good],
+            device=self._device,
         )
 
     def _process_element(self, element: Any) -> Iterator[Any]:

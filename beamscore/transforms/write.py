@@ -25,6 +25,7 @@ class _OpenUnit:
     rows_in: int = 0
     rows_out: int = 0
     written: bool = False
+    device: str | None = None
     failed: list[pa.Table] = field(default_factory=list)
     next_index: int = 0
 
@@ -82,6 +83,7 @@ class WriteUnitFn(beam.DoFn):
             raise
         state.rows_in += batch.source_rows
         state.rows_out += batch.table.num_rows
+        state.device = batch.device or state.device
         if batch.failed is not None:
             state.failed.append(batch.failed)
         self.rows_out.inc(batch.table.num_rows)
@@ -112,6 +114,7 @@ class WriteUnitFn(beam.DoFn):
             rows_out=state.rows_out,
             rows_failed=dead_letters.count(failed),
             errors=errors,
+            device=state.device,
         )
         write_receipt(self.output, result)
         self.units_done.inc()

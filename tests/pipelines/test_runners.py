@@ -41,6 +41,7 @@ VENV_BIN = os.path.dirname(sys.executable)
 # may also print the same record to its own stderr (whether it does depends on which Beam extras
 # are installed), which must not count as a second load.
 LOAD_LINE = re.compile(r'message: "beamscore: loaded model (\S+) in [\d.]+s \(pid (\d+)\)')
+DEVICE_LINE = re.compile(r'message: "beamscore: the model runs on CPU \(pid (\d+)\); doctor: CPU only')
 STARTUP_S = 60
 
 
@@ -125,6 +126,9 @@ def test_multi_processing_equals_in_process_and_loads_once_per_worker(models, sh
     loads = collections.Counter(int(pid) for _model, pid in LOAD_LINE.findall(done.stderr))
     assert len(loads) == 2, f"expected loads in 2 worker processes, got {dict(loads)}"
     assert set(loads.values()) == {1}, f"a worker loaded the model more than once: {dict(loads)}"
+    devices = collections.Counter(int(pid) for pid in DEVICE_LINE.findall(done.stderr))
+    assert devices == dict.fromkeys(loads, 1), f"each worker logs its device once: {dict(devices)}"
+    assert json.loads((out / "_manifest.json").read_text())["device"] == "CPU"
 
 
 def free_port() -> int:

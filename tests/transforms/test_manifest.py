@@ -39,3 +39,14 @@ def test_receipts_count_only_units_whose_files_exist(tmp_path):
     (tmp_path / "_units" / "part-00000-00002.json").write_text("{not json")
     done = completed_units(str(tmp_path))
     assert list(done) == ["part-00000-00000"] and done["part-00000-00000"].rows_in == 10
+
+
+def test_manifest_records_where_the_model_ran(tmp_path):
+    cpu = UnitResult(unit="part-00000-00000", input="in", device="CPU")
+    gpu = UnitResult(unit="part-00000-00001", input="in", device="GPU:0 (NVIDIA L4)")
+    unscored = UnitResult(unit="part-00000-00002", input="in")
+    assert write_manifest(str(tmp_path), {}, [cpu, unscored])["device"] == "CPU"
+    assert write_manifest(str(tmp_path), {}, [gpu], previous=[cpu])["device"] == "CPU, GPU:0 (NVIDIA L4)"
+    assert write_manifest(str(tmp_path), {}, [unscored])["device"] is None
+    write_receipt(str(tmp_path), gpu)  # a resumed unit keeps its device
+    assert completed_units(str(tmp_path))["part-00000-00001"].device == "GPU:0 (NVIDIA L4)"
