@@ -18,7 +18,7 @@ from beamscore.config import ScoreConfig
 from beamscore.errors import BeamscoreError
 from beamscore.pipelines.plan import Plan
 from beamscore.pipelines.resume import start_output
-from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, runner_name
+from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, runner_name, spread_units
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.manifest import MANIFEST, WriteManifest
 from beamscore.transforms.read import ReadBatches
@@ -71,6 +71,7 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
 
     ``progress`` shows a progress line on stderr for local runs when stderr is a terminal."""
     done = start_output(plan)
+    options = spread_units(options, len(plan.units) - len(done))
     runner = make_runner(options)
     p = beam.Pipeline(runner=runner, options=options)
     build_pipeline(p, plan, done)
