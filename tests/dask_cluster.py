@@ -82,9 +82,12 @@ def _start(args: list[str], log: Path, env: dict[str, str], cwd: Path) -> subpro
         )
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """Terminate all at once, then wait (a worker's graceful close takes seconds); kill stragglers."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -127,5 +130,4 @@ def dask_cluster(
                 time.sleep(0.2)
         yield cluster
     finally:
-        for proc in [*cluster.workers, cluster.scheduler]:
-            _stop(proc)
+        _stop([*cluster.workers, cluster.scheduler])

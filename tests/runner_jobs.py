@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 
 import numpy as np
 from conftest import direct_call, read_output
@@ -52,11 +53,13 @@ def worker_env() -> dict[str, str]:
     return {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def beamscore_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python -m beamscore ARGS`` in a fresh process, as a user runs it."""
+def beamscore_cli(
+    *args: str, timeout: float = 300, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m beamscore ARGS`` in a fresh process, as a user runs it (``env`` added to its environment)."""
     return subprocess.run(
         [sys.executable, "-m", "beamscore", *args],
-        env=worker_env(),
+        env={**worker_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

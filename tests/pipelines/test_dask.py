@@ -23,6 +23,7 @@ import pytest
 from conftest import read_output
 from dask_cluster import dask_cluster
 from runner_jobs import assert_same_result, beamscore_cli, job_args, run_in_process, worker_env
+from s3_server import s3_env, s3_server
 
 from beamscore.cli import main
 from beamscore.model.loader import load_count
@@ -41,8 +42,16 @@ CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with dask_cluster(tmp_path_factory.mktemp("dask"), workers=2) as running:
+def s3():
+    """A moto S3 server: its endpoint URL (the workers get its variables when they start)."""
+    with s3_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, s3):
+    root = tmp_path_factory.mktemp("dask")
+    with dask_cluster(root, workers=2, env={**s3_env(s3), "BEAMSCORE_CACHE": str(root / "cache")}) as running:
         yield running
 
 
@@ -130,6 +139,28 @@ def test_dask_job_equals_in_process_and_loads_once_per_worker(models, shards, in
     loads = {worker: n - before[worker] for worker, n in cluster.run(load_count).items()}
     # both workers ran units (one partition per unit), and each loaded the model once for all of them
     assert sorted(loads.values()) == [1, 1], loads
+
+
+@pytest.mark.distributed
+def test_dask_job_from_and_to_s3(models, shards, in_process, cluster, s3, tmp_path):
+    import s3fs
+
+    paths, _ids, _x = shards
+    fs = s3fs.S3FileSystem(endpoint_url=s3, key="testing", secret="testing")
+    fs.mkdir("jobs")
+    fs.put(models["two_sig"], "jobs/model", recursive=True)
+    fs.put(paths, "jobs/data/")
+    args = ["--model", "s3://jobs/model", "--input", "s3://jobs/data/*.parquet", "--output", "s3://jobs/out"]
+    args += ["--keep", "id", "--rows-per-unit", "128", "--batch-size", "50"]
+    done = beamscore_cli("score", *args, "--runner=DaskRunner", f"--dask_client_address={cluster.address}",
+                         env=s3_env(s3))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:] + cluster.log_tail()
+    assert "rows in 700, out 700, failed 0" in done.stdout
+    out = tmp_path / "out"
+    fs.get("jobs/out", str(out), recursive=True)
+    assert_same_result(out, in_process, models, shards)
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert all(f.startswith("s3://jobs/out/part-") for f in manifest["outputs"]), manifest["outputs"]
 
 
 @pytest.fixture(scope="module")

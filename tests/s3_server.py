@@ -1,0 +1,81 @@
+"""A real S3 server on loopback: moto's server mode (``moto_server``) as a subprocess.
+
+``s3_server()`` starts it on a free 127.0.0.1 port, waits until it answers HTTP, yields the
+endpoint URL (``http://127.0.0.1:PORT``) and stops it. Clients reach it with
+``FSSPEC_S3_ENDPOINT_URL=<url>`` and any ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
+(see :data:`S3_ENV`); buckets live in the server's memory and vanish with it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["S3_ENV", "s3_env", "s3_server"]
+
+STARTUP_S = 30
+#: Credentials moto accepts (any value); the region keeps botocore from asking for one.
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    """The environment variables that point s3fs (through fsspec's config) at ``endpoint``."""
+    return {**S3_ENV, "FSSPEC_S3_ENDPOINT_URL": endpoint}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _command() -> list[str]:
+    script = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    return [script] if os.path.exists(script) else [shutil.which("moto_server") or "moto_server"]
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """Run ``moto_server -H 127.0.0.1 -p PORT`` until the context ends; yield its URL."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:  # its request log; a pipe nobody reads would fill and stall it
+        process = subprocess.Popen(
+            [*_command(), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_until_it_answers(url, process, log)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_it_answers(url: str, process: subprocess.Popen, log) -> None:
+    deadline = time.monotonic() + STARTUP_S
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError:  # it answers, if not with 200
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                log.seek(0)
+                raise RuntimeError(f"moto_server did not start: {log.read()[-2000:]!r}") from None
+            time.sleep(0.1)
