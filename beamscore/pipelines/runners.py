@@ -43,6 +43,7 @@ __all__ = [
     "launch_problems",
     "make_runner",
     "pipeline_options",
+    "release",
     "runner_name",
     "spread_units",
     "unknown_options",
@@ -149,6 +150,15 @@ def make_runner(options: PipelineOptions) -> PipelineRunner | str:
 
         return DaskRunner()
     return runner_name(options)
+
+
+def release(result: Any) -> None:
+    """Close what a finished run leaves open: Beam's DaskRunner never closes its Dask
+    ``Client``, which then outlives the job (and, once the cluster is gone, retries the
+    scheduler for 30 s with tracebacks) in a process that goes on, e.g. ``beamscore.score()``."""
+    client = getattr(result, "client", None)
+    if client is not None and hasattr(client, "close"):
+        client.close()
 
 
 def describe_runner(options: PipelineOptions) -> str:

@@ -18,7 +18,7 @@ from beamscore.config import ScoreConfig
 from beamscore.errors import BeamscoreError
 from beamscore.pipelines.plan import Plan
 from beamscore.pipelines.resume import start_output
-from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, runner_name, spread_units
+from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, release, runner_name, spread_units
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.manifest import MANIFEST, WriteManifest
 from beamscore.transforms.read import ReadBatches
@@ -83,7 +83,11 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
         reporter = Progress(todo, receipts_lister(plan.config.output), sys.stderr)
     start = time.perf_counter()
     with reporter:
-        p.run().wait_until_finish()
+        running = p.run()
+        try:
+            running.wait_until_finish()
+        finally:
+            release(running)
     seconds = time.perf_counter() - start
     fs, root = bfs.filesystem(plan.config.output)
     manifest_path = bfs.join(root, MANIFEST)
