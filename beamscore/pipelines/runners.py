@@ -75,6 +75,9 @@ def pipeline_options(flags: list[str], from_config: dict[str, Any]) -> PipelineO
     args = [*config_flags(from_config), *flags]
     if any(DASK_RUNNER in a or a.startswith("--dask_") for a in args):
         register_dask_options()
+        if all(any(a.startswith(f"--dask_{n}") for a in args) for n in ("npartitions", "partition_size")):
+            # Beam's parser would print its whole usage and exit
+            raise BeamscoreError("--dask_npartitions and --dask_partition_size exclude each other; give one")
     options = PipelineOptions(args)
     chose_mode = any(a.startswith(("--direct_running_mode", "--direct_num_workers")) for a in args)
     if runner_name(options) in LOCAL_RUNNERS and not chose_mode:

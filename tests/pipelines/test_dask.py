@@ -83,6 +83,20 @@ def test_dask_runner_by_short_name_with_its_options_parsed():
     assert spread_units(pipeline_options([], {}), 12).get_all_options().get("npartitions") is None
 
 
+def test_dask_option_mistakes_are_one_line(models, shards, tmp_path, capsys, monkeypatch):
+    paths, _ids, _x = shards
+    common = ["score", "--model", models["two_sig"], "--input", paths[0], "--output", str(tmp_path / "o"), "--dry-run"]
+    both = ["--runner=DaskRunner", "--dask_npartitions=2", "--dask_partition_size=3"]
+    assert main([*common, *both]) == 2
+    err = capsys.readouterr().err
+    assert err == "beamscore: error: --dask_npartitions and --dask_partition_size exclude each other; give one\n"
+    monkeypatch.setitem(sys.modules, "apache_beam.runners.dask.dask_runner", None)  # as if dask were not installed
+    assert main([*common, "--runner=DaskRunner"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("beamscore: error: DaskRunner needs dask and distributed") and err.count("\n") == 1
+    assert "pip install 'beamscore[dask]'" in err
+
+
 @pytest.mark.distributed
 def test_dry_run_asks_the_cluster(models, shards, cluster, tmp_path, capsys):
     paths, _ids, _x = shards
