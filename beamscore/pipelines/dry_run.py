@@ -17,7 +17,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
 from beamscore.pipelines.plan import Plan
-from beamscore.pipelines.runners import DASK_RUNNER, LOCAL_RUNNERS, describe_runner, launch_problems, runner_name
+from beamscore.pipelines.runners import (
+    DASK_RUNNER,
+    LOCAL_RUNNERS,
+    describe_runner,
+    launch_problems,
+    option_flag,
+    runner_name,
+)
 from beamscore.transforms.manifest import MANIFEST
 
 __all__ = ["check_launch", "output_state", "render_plan"]
@@ -116,7 +123,8 @@ def render_plan(plan: Plan, options: PipelineOptions, warnings: list[str], outpu
         "pipeline options:",
     ]
     given = options.get_all_options(drop_default=True, retain_unknown_options=True)
-    lines += [f"  --{name}={_flag_value(value)}" for name, value in sorted(given.items())] or ["  (none)"]
+    flags = sorted((option_flag(name), value) for name, value in given.items())
+    lines += [f"  --{flag}={_flag_value(value)}" for flag, value in flags] or ["  (none)"]
     if warnings:
         lines += ["", "warnings:"] + [f"  - {w}" for w in warnings]
     return "\n".join(lines)

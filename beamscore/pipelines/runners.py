@@ -204,6 +204,20 @@ def describe_runner(options: PipelineOptions) -> str:
     return name
 
 
+def option_flag(name: str) -> str:
+    """The command-line flag of a parsed option, e.g. ``dask_client_address`` for Beam's
+    ``address`` (most Beam options are stored under their flag's name; Dask's are not)."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)
+    for action in parser._actions:
+        if action.dest == name and action.option_strings:
+            return action.option_strings[0].lstrip("-")
+    return name
+
+
 def unknown_options(options: PipelineOptions) -> list[str]:
     """Names of given options that no Beam options class defines (typos, wrong runner)."""
     known = options.get_all_options()

@@ -109,6 +109,7 @@ def test_dry_run_asks_the_cluster(models, shards, cluster, tmp_path, capsys):
     assert code == 0, text
     assert f"runner:      DaskRunner: scheduler {cluster.address}, one partition per work unit" in text
     assert "unknown pipeline option" not in text and "warnings:" not in text  # loopback workers read local paths
+    assert f"  --dask_client_address={cluster.address}\n  --dask_connection_timeout=10\n  --runner=DaskRunner" in text
     assert not (tmp_path / "out").exists()
 
     # nothing listens: one line, in about the connection timeout
