@@ -89,7 +89,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             proc.terminate()
     for proc in procs:
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)

@@ -111,7 +111,8 @@ def spread_units(options: PipelineOptions, units: int) -> PipelineOptions:
     """For DaskRunner without ``--dask_npartitions``/``--dask_partition_size``: one Dask
     partition per work unit (at most :data:`MAX_DASK_PARTITIONS`), so that units spread over the
     workers. Beam's default (128 elements per partition) runs a job of fewer units on one worker.
-    Other runners' options are returned unchanged."""
+    Sets ``--dask_npartitions`` on ``options`` itself and returns them; other runners' options
+    are returned unchanged."""
     if runner_name(options) != DASK_RUNNER:
         return options
     dask = dask_options(options)
