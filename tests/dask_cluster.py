@@ -101,11 +101,12 @@ def dask_cluster(
 ) -> Iterator[DaskCluster]:
     """Start a scheduler and ``workers`` single-thread workers on 127.0.0.1; wait until every
     worker has registered; stop them all afterwards. ``env`` is added to their environment;
-    ``python_path`` is their ``PYTHONPATH`` (default: this project's root)."""
+    ``python_path`` is their ``PYTHONPATH`` (default: this project's root, then ours)."""
     from distributed import Client
 
     workdir.mkdir(parents=True, exist_ok=True)
-    full_env = _env(env, [PROJECT] if python_path is None else python_path)
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    full_env = _env(env, [PROJECT, *inherited] if python_path is None else python_path)
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     log = workdir / "scheduler.log"
