@@ -83,6 +83,17 @@ def test_dask_runner_by_short_name_with_its_options_parsed():
     assert spread_units(pipeline_options([], {}), 12).get_all_options().get("npartitions") is None
 
 
+def test_dask_config_names_only_known_options():
+    from beamscore.config import load_yaml
+
+    config = load_yaml(os.path.join(CONFIGS, "dask.yaml"))
+    options = pipeline_options([], config.pipeline_options)
+    assert runner_name(options) == DASK_RUNNER and unknown_options(options) == []
+    assert launch_problems(options) == ([], [])
+    assert options.get_all_options()["address"] == "tcp://dask-scheduler:8786"
+    assert config.model.startswith("s3://") and config.output.startswith("s3://")
+
+
 def test_dask_option_mistakes_are_one_line(models, shards, tmp_path, capsys, monkeypatch):
     paths, _ids, _x = shards
     common = ["score", "--model", models["two_sig"], "--input", paths[0], "--output", str(tmp_path / "o"), "--dry-run"]
