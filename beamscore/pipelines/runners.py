@@ -214,7 +214,7 @@ def option_flag(name: str) -> str:
     for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
         cls._add_argparse_args(parser)
     for action in parser._actions:
-        if action.dest == name and action.option_strings:
+        if action.dest == name and action.option_strings and f"--{name}" not in action.option_strings:
             return action.option_strings[0].lstrip("-")
     return name
 
