@@ -44,7 +44,7 @@ bench: $(STAMP) $(BASELINES)
 bench-quick: $(STAMP) $(BASELINES)
 	$(PY) -m benchmarks.bench --quick $(ARGS)
 
-# rows/s of one job on 1 and 2 worker processes (MobileNetV2); e.g. ARGS="--rows 2048 --workers 1 2 4"
+# rows/s of one job on 1 and 2 worker processes and 1 and 2 Dask workers (MobileNetV2, MLP); e.g. ARGS="--rows 2048 --workers 1 2 4"
 bench-scaling: $(STAMP)
 	$(PY) -m benchmarks.scaling $(ARGS)
 

@@ -1,9 +1,11 @@
-"""A real S3 server process on loopback (moto's server mode), with s3fs pointed at it.
+"""A real S3 server on loopback: moto's server mode (``moto_server``) as a subprocess.
 
-``moto_server -H 127.0.0.1 -p PORT`` (from ``moto[server]``) answers the S3 API over HTTP;
-``FSSPEC_S3_ENDPOINT_URL`` sends s3fs there (in child processes; fsspec reads it at import,
-so this process gets the same in ``fsspec.config.conf``) and any key pair is accepted
-(FACTS.md). The environment is restored and the process stopped when the context ends.
+``s3_server()`` starts it on a free 127.0.0.1 port, waits until it answers HTTP, yields the
+endpoint URL (``http://127.0.0.1:PORT``) and stops it; the environment is not touched, so
+child processes get it through :func:`s3_env`. ``s3_store()`` does the same and also points
+this process's s3fs at the server (``FSSPEC_S3_ENDPOINT_URL`` is read by fsspec only at
+import, so its config is set too), restoring everything when the context ends. Buckets live
+in the server's memory and vanish with it; any key pair is accepted (FACTS.md).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +26,17 @@ from pathlib import Path
 import fsspec
 import pytest
 
+__all__ = ["S3_ENV", "s3_env", "s3_server", "s3_store"]
+
+STARTUP_S = 30
+#: Credentials moto accepts (any value); the region keeps botocore from asking for one.
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    """The environment variables that point s3fs (through fsspec's config) at ``endpoint``."""
+    return {**S3_ENV, "FSSPEC_S3_ENDPOINT_URL": endpoint}
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -29,40 +44,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _server_command() -> list[str]:
+def _command() -> list[str]:
     script = os.path.join(os.path.dirname(sys.executable), "moto_server")
     return [script] if os.path.exists(script) else [shutil.which("moto_server") or "moto_server"]
 
 
 @contextmanager
-def s3_server(workdir: Path) -> Iterator[str]:
-    """Start moto's S3 server on a free port, point s3fs at it and yield its endpoint URL."""
+def s3_server() -> Iterator[str]:
+    """Run ``moto_server -H 127.0.0.1 -p PORT`` until the context ends; yield its URL."""
     port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    log = workdir / "moto.log"
-    with pytest.MonkeyPatch.context() as mp, open(log, "wb") as log_file:
-        mp.setenv("FSSPEC_S3_ENDPOINT_URL", endpoint)
-        mp.setenv("AWS_ACCESS_KEY_ID", "x")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "x")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:  # its request log; a pipe nobody reads would fill and stall it
         process = subprocess.Popen(
-            [*_server_command(), "-H", "127.0.0.1", "-p", str(port)], stdout=log_file, stderr=subprocess.STDOUT
+            [*_command(), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    urllib.request.urlopen(endpoint, timeout=1).close()
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"moto's S3 server did not start: {log.read_text()}") from None
-                    time.sleep(0.2)
-            import s3fs
-
-            s3fs.S3FileSystem.clear_instance_cache()
-            yield endpoint
+            _wait_until_it_answers(url, process, log)
+            yield url
         finally:
             process.terminate()
             try:
@@ -70,6 +68,36 @@ def s3_server(workdir: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-            import s3fs
 
+
+@contextmanager
+def s3_store(workdir: Path | None = None) -> Iterator[str]:
+    """:func:`s3_server`, with this process's s3fs (and its children's) pointed at it."""
+    with s3_server() as url, pytest.MonkeyPatch.context() as mp:
+        for name, value in s3_env(url).items():
+            mp.setenv(name, value)
+        mp.setitem(fsspec.config.conf, "s3", {"endpoint_url": url})
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
+        try:
+            yield url
+        finally:
             s3fs.S3FileSystem.clear_instance_cache()
+
+
+def _wait_until_it_answers(url: str, process: subprocess.Popen, log) -> None:
+    deadline = time.monotonic() + STARTUP_S
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError:  # it answers, if not with 200
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                log.seek(0)
+                raise RuntimeError(f"moto_server did not start: {log.read()[-2000:]!r}") from None
+            time.sleep(0.1)

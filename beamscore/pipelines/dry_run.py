@@ -4,8 +4,10 @@ It is how a user checks a Dataflow or Flink job before paying for it. The plan i
 real run uses (:func:`~beamscore.pipelines.plan.plan_job`: model, signature, schema, files,
 work units); on top of it this module checks the runner's options
 (:func:`~beamscore.pipelines.runners.launch_problems`), whether the paths can be reached by
-remote workers, and whether the output directory would be accepted. It only reads: no
-output directory is created, no job is submitted.
+remote workers, and whether the output directory would be accepted. For ``DaskRunner`` it
+also asks the cluster (:func:`~beamscore.pipelines.dask_cluster.check_cluster`): scheduler
+reachable, workers present, beamscore importable on each. It only reads: no output directory
+is created, no job is submitted.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
 from beamscore.pipelines.plan import Plan
-from beamscore.pipelines.runners import LOCAL_RUNNERS, describe_runner, launch_problems, runner_name
+from beamscore.pipelines.runners import (
+    DASK_RUNNER,
+    LOCAL_RUNNERS,
+    describe_runner,
+    launch_problems,
+    option_flag,
+    runner_name,
+)
 from beamscore.transforms.manifest import MANIFEST
 
 __all__ = ["check_launch", "output_state", "render_plan"]
@@ -28,12 +37,22 @@ def check_launch(plan: Plan, options: PipelineOptions) -> list[str]:
     """The warnings about launching ``plan`` with ``options``; errors raise :class:`BeamscoreError`.
 
     Besides the runner's own options: a remote runner's workers cannot read paths on this
-    machine, so local model, input or output paths are flagged.
+    machine, so local model, input or output paths are flagged (for Dask, unless the
+    scheduler is on loopback: its workers then share this machine's files).
     """
     errors, warnings = launch_problems(options)
     if errors:
         raise BeamscoreError("; ".join(errors))
-    if runner_name(options) not in LOCAL_RUNNERS:
+    remote = runner_name(options) not in LOCAL_RUNNERS
+    if runner_name(options) == DASK_RUNNER:
+        from beamscore.pipelines.dask_cluster import check_cluster
+
+        cluster = check_cluster(options)
+        if cluster.errors:
+            raise BeamscoreError("; ".join(cluster.errors))
+        warnings += cluster.warnings
+        remote = cluster.address is not None and not cluster.on_this_machine
+    if remote:
         places = [("model", plan.model.path), ("output", plan.config.output)]
         places += [("input", f) for f in plan.files[:1]]
         for what, url in places:
@@ -107,7 +126,8 @@ def render_plan(plan: Plan, options: PipelineOptions, warnings: list[str], outpu
         "pipeline options:",
     ]
     given = options.get_all_options(drop_default=True, retain_unknown_options=True)
-    lines += [f"  --{name}={_flag_value(value)}" for name, value in sorted(given.items())] or ["  (none)"]
+    flags = sorted((option_flag(name), value) for name, value in given.items())
+    lines += [f"  --{flag}={_flag_value(value)}" for flag, value in flags] or ["  (none)"]
     if warnings:
         lines += ["", "warnings:"] + [f"  - {w}" for w in warnings]
     return "\n".join(lines)

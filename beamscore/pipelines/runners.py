@@ -7,6 +7,13 @@ DirectRunner falls back to, no download, with two worker threads unless told oth
 it honours ``--direct_running_mode=multi_processing --direct_num_workers=N``. Any other runner
 (Dataflow, Flink, Portable, Prism) is passed to Beam by name.
 
+``DaskRunner`` (a ``dask.distributed`` cluster) needs three things Beam 2.77 does not do by
+itself: its short name is unknown to Beam (beamscore hands Beam an instance), its options
+(``--dask_client_address`` ...) exist only once Beam's dask module is imported (beamscore
+imports it before parsing when a Dask runner or option is named), and it puts up to 128 work
+units into one Dask partition, so a small job runs on one worker (:func:`spread_units` gives
+each unit its own partition unless ``--dask_npartitions``/``--dask_partition_size`` is given).
+
 :func:`launch_problems` is what ``--dry-run`` (and every real run) asks before submitting:
 the options a remote runner cannot work without, and option names Beam does not know
 (Beam itself drops those with a log line nobody reads).
@@ -27,19 +34,30 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.runners.runner import PipelineRunner
 
+from beamscore.errors import BeamscoreError
+
 __all__ = [
+    "DASK_RUNNER",
     "LOCAL_RUNNERS",
     "describe_runner",
     "launch_problems",
     "make_runner",
     "pipeline_options",
+    "release",
     "runner_name",
+    "spread_units",
     "unknown_options",
 ]
 
 LOCAL_RUNNERS = ("DirectRunner", "FnApiRunner", "SwitchingDirectRunner")
 #: Runners whose workers run elsewhere and need beamscore installed in their image.
 REMOTE_RUNNERS = ("DataflowRunner", "FlinkRunner", "PortableRunner", "SparkRunner")
+#: Beam's runner for ``dask.distributed`` clusters, by the short name beamscore accepts.
+DASK_RUNNER = "DaskRunner"
+_DASK_MODULE = "apache_beam.runners.dask.dask_runner"
+#: At most this many Dask partitions by default (one per work unit up to it): every partition
+#: is a task per step, and the manifest's gather shuffles over all of them.
+MAX_DASK_PARTITIONS = 1000
 
 
 #: Local runs use this many FnApiRunner worker threads unless --direct_running_mode or
@@ -55,12 +73,51 @@ def pipeline_options(flags: list[str], from_config: dict[str, Any]) -> PipelineO
     is given, :data:`LOCAL_THREADS` worker threads are used.
     """
     args = [*config_flags(from_config), *flags]
+    if any(DASK_RUNNER in a or a.startswith("--dask_") for a in args):
+        register_dask_options()
+        if all(any(a.startswith(f"--dask_{n}") for a in args) for n in ("npartitions", "partition_size")):
+            # Beam's parser would print its whole usage and exit
+            raise BeamscoreError("--dask_npartitions and --dask_partition_size exclude each other; give one")
     options = PipelineOptions(args)
     chose_mode = any(a.startswith(("--direct_running_mode", "--direct_num_workers")) for a in args)
     if runner_name(options) in LOCAL_RUNNERS and not chose_mode:
         options = PipelineOptions(
             [*args, "--direct_running_mode=multi_threading", f"--direct_num_workers={LOCAL_THREADS}"]
         )
+    return options
+
+
+def register_dask_options() -> None:
+    """Import Beam's dask module, which defines the ``--dask_*`` options (Beam parses only
+    options whose class has been imported); refuse with an install hint when dask is missing."""
+    try:
+        import importlib
+
+        importlib.import_module(_DASK_MODULE)
+    except ImportError as exc:
+        raise BeamscoreError(
+            f"DaskRunner needs dask and distributed ({exc}); install them with: pip install 'beamscore[dask]'"
+        ) from None
+
+
+def dask_options(options: PipelineOptions) -> Any:
+    """The options' ``DaskOptions`` view (address, scheduler_file, npartitions, partition_size, timeout)."""
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    return options.view_as(DaskOptions)
+
+
+def spread_units(options: PipelineOptions, units: int) -> PipelineOptions:
+    """For DaskRunner without ``--dask_npartitions``/``--dask_partition_size``: one Dask
+    partition per work unit (at most :data:`MAX_DASK_PARTITIONS`), so that units spread over the
+    workers. Beam's default (128 elements per partition) runs a job of fewer units on one worker.
+    Sets ``--dask_npartitions`` on ``options`` itself and returns them; other runners' options
+    are returned unchanged."""
+    if runner_name(options) != DASK_RUNNER:
+        return options
+    dask = dask_options(options)
+    if not (dask.npartitions or dask.partition_size):
+        dask.npartitions = max(1, min(units, MAX_DASK_PARTITIONS))
     return options
 
 
@@ -81,7 +138,8 @@ def config_flags(from_config: dict[str, Any]) -> list[str]:
 def runner_name(options: PipelineOptions) -> str:
     """The runner the options ask for (``DirectRunner`` when none is given)."""
     name = options.view_as(StandardOptions).runner or "DirectRunner"
-    return name if isinstance(name, str) else type(name).__name__
+    name = name if isinstance(name, str) else type(name).__name__
+    return DASK_RUNNER if name == f"{_DASK_MODULE}.{DASK_RUNNER}" else name
 
 
 def make_runner(options: PipelineOptions) -> PipelineRunner | str:
@@ -90,7 +148,21 @@ def make_runner(options: PipelineOptions) -> PipelineRunner | str:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
         return FnApiRunner()
+    if runner_name(options) == DASK_RUNNER:  # Beam knows it only by its full name: hand it an instance
+        register_dask_options()
+        from apache_beam.runners.dask.dask_runner import DaskRunner
+
+        return DaskRunner()
     return runner_name(options)
+
+
+def release(result: Any) -> None:
+    """Close what a finished run leaves open: Beam's DaskRunner never closes its Dask
+    ``Client``, which then outlives the job (and, once the cluster is gone, retries the
+    scheduler for 30 s with tracebacks) in a process that goes on, e.g. ``beamscore.score()``."""
+    client = getattr(result, "client", None)
+    if client is not None and hasattr(client, "close"):
+        client.close()
 
 
 def describe_runner(options: PipelineOptions) -> str:
@@ -114,6 +186,36 @@ def describe_runner(options: PipelineOptions) -> str:
         return f"FlinkRunner: Flink master {master or '[auto]'}"
     if name == "PortableRunner":
         return f"PortableRunner: job service {options.view_as(PortableOptions).job_endpoint}"
+    if name == DASK_RUNNER:
+        dask = dask_options(options)
+        if dask.npartitions:
+            parts = f"{dask.npartitions} partitions"
+        elif dask.partition_size:
+            parts = f"partitions of {dask.partition_size} work units"
+        else:
+            parts = "one partition per work unit"
+        where = (
+            f"scheduler {dask.address}"
+            if dask.address
+            else f"scheduler file {dask.scheduler_file}"
+            if dask.scheduler_file
+            else "a throwaway local Dask cluster"
+        )
+        return f"DaskRunner: {where}, {parts}"
+    return name
+
+
+def option_flag(name: str) -> str:
+    """The command-line flag of a parsed option, e.g. ``dask_client_address`` for Beam's
+    ``address`` (most Beam options are stored under their flag's name; Dask's are not)."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)
+    for action in parser._actions:
+        if action.dest == name and action.option_strings and f"--{name}" not in action.option_strings:
+            return action.option_strings[0].lstrip("-")
     return name
 
 
@@ -161,6 +263,14 @@ def launch_problems(options: PipelineOptions) -> tuple[list[str], list[str]]:
             )
     elif name == "PortableRunner" and not portable.job_endpoint:
         errors.append("PortableRunner needs --job_endpoint=HOST:PORT of a Beam job service")
+    elif name == DASK_RUNNER:
+        register_dask_options()
+        dask = dask_options(options)
+        if not (dask.address or dask.scheduler_file):
+            warnings.append(
+                "no --dask_client_address or --dask_scheduler_file: DaskRunner starts a throwaway local "
+                "Dask cluster on this machine"
+            )
     if name in REMOTE_RUNNERS and portable.environment_type == "LOOPBACK":
         warnings.append("--environment_type=LOOPBACK runs the workers in this process: fine for tests only")
     return errors, warnings

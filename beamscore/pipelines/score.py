@@ -21,7 +21,7 @@ from beamscore.errors import BeamscoreError, JobFailed, describe_failure
 from beamscore.model.loader import preload
 from beamscore.pipelines.plan import Plan, plan_job
 from beamscore.pipelines.resume import start_output
-from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, pipeline_options, runner_name
+from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, pipeline_options, release, runner_name, spread_units
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.manifest import MANIFEST, WriteManifest
 from beamscore.transforms.plan_files import PlanFiles, file_elements
@@ -91,6 +91,7 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
         # so corrupt weights are one line and exit 2, not a failed job.
         preload(plan.spec)
     done = start_output(plan)
+    options = spread_units(options, len(plan.units) - len(done))
     runner = make_runner(options)
     p = beam.Pipeline(runner=runner, options=options)
     build_pipeline(p, plan, done)
@@ -102,10 +103,15 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
         reporter = Progress(todo, receipts_lister(plan.config.output), sys.stderr)
     start = time.perf_counter()
     with reporter:
+        running = None
         try:
-            p.run().wait_until_finish()
+            running = p.run()
+            running.wait_until_finish()
         except Exception as exc:  # a worker failed: say why in one line
             raise JobFailed(f"the job failed: {describe_failure(exc)}") from exc
+        finally:
+            if running is not None:
+                release(running)
     seconds = time.perf_counter() - start
     fs, root = bfs.filesystem(plan.config.output)
     manifest_path = bfs.join(root, MANIFEST)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from gcs_emulator import gcs_emulator
-from s3_server import s3_server
+from s3_server import s3_store
 
 from beamscore.cli import main
 from beamscore.config import ScoreConfig
@@ -46,7 +46,7 @@ def store(request, tmp_path_factory):
         with gcs_emulator(workdir, BUCKET, {"BEAMSCORE_PLAN_CONCURRENCY": "8"}) as fs:
             yield fs, f"gs://{BUCKET}"
         return
-    with s3_server(workdir):
+    with s3_store(workdir):
         import s3fs
 
         fs = s3fs.S3FileSystem()

@@ -26,12 +26,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from conftest import direct_call, read_output
+from runner_jobs import assert_same_result, beamscore_cli, job_args, run_in_process, worker_env
 
-from beamscore.cli import main
 from beamscore.config import ScoreConfig
 from beamscore.pipelines.plan import plan_job
 from beamscore.pipelines.runners import make_runner
@@ -45,62 +43,10 @@ DEVICE_LINE = re.compile(r'message: "beamscore: the model runs on CPU \(pid (\d+
 STARTUP_S = 60
 
 
-def job_args(models, shards, out) -> list[str]:
-    paths, _ids, _x = shards
-    return [
-        "--model",
-        models["two_sig"],
-        "--input",
-        os.path.dirname(paths[0]) + "/*.parquet",
-        "--output",
-        str(out),
-        "--keep",
-        "id",
-        "--rows-per-unit",
-        "128",
-        "--batch-size",
-        "50",
-    ]
-
-
-def worker_env() -> dict[str, str]:
-    """The environment of every process we start: the venv's python first on PATH."""
-    return {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""), "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def beamscore_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python -m beamscore ARGS`` in a fresh process, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "beamscore", *args],
-        env=worker_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def in_process(models, shards, tmp_path_factory):
     """The reference: the same job on the in-process runner."""
-    out = tmp_path_factory.mktemp("in_process") / "out"
-    assert main(["score", *job_args(models, shards, out)]) == 0
-    return read_output(str(out))
-
-
-def assert_same_result(out, reference, models, shards) -> None:
-    _paths, ids, x = shards
-    table = read_output(str(out))
-    assert table.column_names == reference.column_names
-    assert table["id"].to_pylist() == ids.tolist() == reference["id"].to_pylist()
-    scores = np.stack(table["scores"].to_numpy(zero_copy_only=False))
-    np.testing.assert_array_equal(scores, np.stack(reference["scores"].to_numpy(zero_copy_only=False)))
-    np.testing.assert_array_equal(table["label"].to_numpy(), reference["label"].to_numpy())
-    expected = direct_call(models["two_sig"], "serving_default", x=x)
-    np.testing.assert_allclose(scores, expected["scores"], atol=1e-6)
-    manifest = json.loads((out / "_manifest.json").read_text())
-    assert manifest["rows_in"] == manifest["rows_out"] == len(ids) and manifest["rows_failed"] == 0
-    assert manifest["units"] == 6 and len(manifest["outputs"]) == 6
+    return run_in_process(models, shards, tmp_path_factory)
 
 
 def test_local_runner_never_downloads_prism():
