@@ -189,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import_tensorflow_quietly()
         for name in ("apache_beam", "absl", "tensorflow"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        from beamscore.stores import STORE_LOGGERS
+
+        for name in STORE_LOGGERS:  # gcsfs logs each retry as an ERROR with its traceback
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         for handler in logging.getLogger().handlers:
             handler.addFilter(_third_party_chatter)
     stderr = sys.stderr

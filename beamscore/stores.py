@@ -1,0 +1,114 @@
+"""Object-store set-up checks: is the endpoint a ``gs://`` or ``s3://`` URL goes to reachable?
+
+A mistyped or stopped endpoint (a GCS emulator that is down, ``FSSPEC_S3_ENDPOINT_URL`` at
+the wrong port) otherwise surfaces only after gcsfs has retried with back-off for ~35 s and
+logged every attempt, or after botocore's retries: dozens of lines and a library's error
+type. :func:`check_reachable` opens one TCP connection to the endpoint (at most
+:data:`PROBE_TIMEOUT_S`) the first time a process uses it and turns a failure into one
+:class:`BeamscoreError` line naming the URL, the endpoint and the variable that chose it.
+
+Only endpoints set explicitly are probed (an emulator, MinIO, moto, any S3-compatible
+server): the clouds' own endpoints may be reached only through an HTTP proxy, which a bare
+TCP connect would not use, so they are left to the client libraries.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from urllib.parse import urlsplit
+
+import fsspec
+
+from beamscore.errors import BeamscoreError
+
+__all__ = ["PROBE_TIMEOUT_S", "STORE_LOGGERS", "check_reachable", "endpoint_of"]
+
+#: seconds one TCP connect to an endpoint may take before it counts as unreachable
+PROBE_TIMEOUT_S = 5.0
+#: the loggers of the object-store clients; the CLI silences them unless ``--debug``
+STORE_LOGGERS = ("gcsfs", "s3fs", "aiobotocore", "botocore", "fsspec")
+
+_reached: set[tuple[str, int]] = set()
+_lock = threading.Lock()
+
+
+def endpoint_of(fs: fsspec.AbstractFileSystem) -> tuple[str, str, str] | None:
+    """``(store, endpoint URL, where it was set)`` for an explicitly set endpoint, else ``None``.
+
+    ``store`` is ``"GCS"`` or ``"S3"``; ``where`` names the variable or setting a user
+    changes to point elsewhere (``STORAGE_EMULATOR_HOST``, ``FSSPEC_S3_ENDPOINT_URL``...).
+    """
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if protocols & {"gs", "gcs"}:
+        return _gcs_endpoint(fs)
+    if protocols & {"s3", "s3a"}:
+        return _s3_endpoint(fs)
+    return None
+
+
+def _gcs_endpoint(fs) -> tuple[str, str, str] | None:
+    given = getattr(fs, "_endpoint", None)
+    if given:
+        return "GCS", given, "the gcs endpoint_url setting (fsspec config or storage options)"
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    if emulator in ("", "default"):
+        return None
+    url = emulator if emulator.startswith(("http://", "https://")) else f"http://{emulator}"
+    return "GCS", url, "STORAGE_EMULATOR_HOST"
+
+
+def _s3_endpoint(fs) -> tuple[str, str, str] | None:
+    given = getattr(fs, "endpoint_url", None) or (getattr(fs, "client_kwargs", None) or {}).get("endpoint_url")
+    if given:
+        if os.environ.get("FSSPEC_S3_ENDPOINT_URL") == given:
+            return "S3", given, "FSSPEC_S3_ENDPOINT_URL"
+        return "S3", given, "the s3 endpoint_url setting (fsspec config or storage options)"
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):  # read by botocore itself
+        if os.environ.get(name):
+            return "S3", os.environ[name], name
+    return None
+
+
+def check_reachable(fs: fsspec.AbstractFileSystem, url: str) -> None:
+    """Raise :class:`BeamscoreError` when ``url``'s explicitly set endpoint does not answer.
+
+    One TCP connect per endpoint and process (a success is remembered), so calling this
+    before every store access costs a set lookup after the first time.
+    """
+    found = endpoint_of(fs)
+    if found is None:
+        return
+    store, endpoint, where = found
+    parts = urlsplit(endpoint)
+    host = parts.hostname
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        host = None
+    if not host:
+        raise BeamscoreError(f"cannot open {url}: the {store} endpoint {endpoint!r} (from {where}) is not a URL")
+    key = (host, port)
+    with _lock:
+        if key in _reached:
+            return
+    try:
+        socket.create_connection(key, timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise BeamscoreError(
+            f"cannot reach {url}: the {store} endpoint {endpoint} (from {where}) {_why(exc)}; "
+            f"start the server or point {where} at a running one"
+        ) from None
+    with _lock:
+        _reached.add(key)
+
+
+def _why(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused the connection"
+    if isinstance(exc, socket.gaierror):
+        return "has a host name that does not resolve"
+    if isinstance(exc, TimeoutError):
+        return f"did not answer within {PROBE_TIMEOUT_S:g} s"
+    return f"is unreachable ({exc.strerror or exc})"
