@@ -6,10 +6,14 @@ logged every attempt, or after botocore's retries: dozens of lines and a library
 type. :func:`check_reachable` opens one TCP connection to the endpoint (at most
 :data:`PROBE_TIMEOUT_S`) the first time a process uses it and turns a failure into one
 :class:`BeamscoreError` line naming the URL, the endpoint and the variable that chose it.
+An emulator without ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false`` gets gcsfs's experimental
+client, whose gRPC bucket-type lookups wait a minute or more per bucket (FACTS.md): that is
+refused at once, with the fix.
 
-Only endpoints set explicitly are probed (an emulator, MinIO, moto, any S3-compatible
-server): the clouds' own endpoints may be reached only through an HTTP proxy, which a bare
-TCP connect would not use, so they are left to the client libraries.
+Only endpoints set explicitly (an emulator, MinIO, moto, any S3-compatible server) and
+reached without an HTTP proxy are probed: the clouds' own endpoints, and any endpoint behind
+``HTTP(S)_PROXY``, may be reachable only through the proxy, which a bare TCP connect would
+not use, so they are left to the client libraries.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import urllib.request
 from urllib.parse import urlsplit
 
 import fsspec
@@ -81,6 +86,11 @@ def check_reachable(fs: fsspec.AbstractFileSystem, url: str) -> None:
     if found is None:
         return
     store, endpoint, where = found
+    if where == "STORAGE_EMULATOR_HOST" and type(fs).__module__.startswith("gcsfs.extended"):
+        raise BeamscoreError(
+            f"cannot open {url} on the GCS emulator {endpoint}: set GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false "
+            "(gcsfs's default client asks emulators gRPC questions they never answer, for minutes)"
+        )
     parts = urlsplit(endpoint)
     host = parts.hostname
     try:
@@ -93,6 +103,8 @@ def check_reachable(fs: fsspec.AbstractFileSystem, url: str) -> None:
     with _lock:
         if key in _reached:
             return
+    if _through_proxy(parts.scheme, host):
+        return  # the client goes through the proxy; a direct connect would prove nothing
     try:
         socket.create_connection(key, timeout=PROBE_TIMEOUT_S).close()
     except OSError as exc:
@@ -102,6 +114,11 @@ def check_reachable(fs: fsspec.AbstractFileSystem, url: str) -> None:
         ) from None
     with _lock:
         _reached.add(key)
+
+
+def _through_proxy(scheme: str, host: str) -> bool:
+    """True when ``HTTP(S)_PROXY`` applies to ``host`` (not listed in ``NO_PROXY``)."""
+    return scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host)
 
 
 def _why(exc: OSError) -> str:

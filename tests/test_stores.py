@@ -74,3 +74,26 @@ def test_the_probe_names_the_endpoint_and_its_variable(monkeypatch):
         assert endpoint_of(filesystem(url)[0]) is None
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
     assert endpoint_of(s3fs.S3FileSystem(key="k", secret="s", skip_instance_cache=True)) is None
+
+
+def test_an_endpoint_behind_a_proxy_is_left_to_the_client(monkeypatch):
+    """With ``HTTP_PROXY`` set the client connects through the proxy: no direct probe."""
+    endpoint = _closed_port()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
+    monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    filesystem("gs://b/x")  # no error: the probe stood aside
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with pytest.raises(BeamscoreError, match="refused the connection"):
+        filesystem("gs://b/x")
+
+
+def test_a_gcs_emulator_without_the_hns_switch_is_refused_at_once(models, shards, tmp_path):
+    """gcsfs's default (HNS) client would wait minutes on gRPC lookups an emulator never answers."""
+    env = {"STORAGE_EMULATOR_HOST": _closed_port(), "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "true"}
+    done = beamscore_cli("show", "gs://bucket/model", env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("beamscore: error: cannot open gs://bucket/model on the GCS emulator http://127.0.0.1:")
+    assert "set GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false" in line
