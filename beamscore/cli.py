@@ -226,6 +226,11 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         found = _find_beamscore_error(exc)
         if found is not None:
             return _fail(found, EXIT_USAGE, args.debug)
+        from beamscore.stores import describe_store_error
+
+        found = describe_store_error(exc)
+        if found is not None:
+            return _fail(found, EXIT_USAGE, args.debug)
         hint = "" if args.debug else " (rerun with --debug for the traceback)"
         return _fail(f"{type(exc).__name__}: {first_line(str(exc))}{hint}", EXIT_FAILED, args.debug)
 

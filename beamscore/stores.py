@@ -28,7 +28,7 @@ import fsspec
 
 from beamscore.errors import BeamscoreError
 
-__all__ = ["PROBE_TIMEOUT_S", "STORE_LOGGERS", "check_reachable", "endpoint_of"]
+__all__ = ["PROBE_TIMEOUT_S", "STORE_LOGGERS", "check_reachable", "describe_store_error", "endpoint_of"]
 
 #: seconds one TCP connect to an endpoint may take before it counts as unreachable
 PROBE_TIMEOUT_S = 5.0
@@ -56,7 +56,7 @@ def endpoint_of(fs: fsspec.AbstractFileSystem) -> tuple[str, str, str] | None:
 def _gcs_endpoint(fs) -> tuple[str, str, str] | None:
     given = getattr(fs, "_endpoint", None)
     if given:
-        return "GCS", given, "the gcs endpoint_url setting (fsspec config or storage options)"
+        return "GCS", given, _setting_source(("gs", "gcs"), "endpoint_url", given)
     emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
     if emulator in ("", "default"):
         return None
@@ -65,15 +65,30 @@ def _gcs_endpoint(fs) -> tuple[str, str, str] | None:
 
 
 def _s3_endpoint(fs) -> tuple[str, str, str] | None:
-    given = getattr(fs, "endpoint_url", None) or (getattr(fs, "client_kwargs", None) or {}).get("endpoint_url")
+    given = getattr(fs, "endpoint_url", None)
     if given:
-        if os.environ.get("FSSPEC_S3_ENDPOINT_URL") == given:
-            return "S3", given, "FSSPEC_S3_ENDPOINT_URL"
-        return "S3", given, "the s3 endpoint_url setting (fsspec config or storage options)"
+        return "S3", given, _setting_source(("s3", "s3a"), "endpoint_url", given)
+    given = (getattr(fs, "client_kwargs", None) or {}).get("endpoint_url")
+    if given:
+        return "S3", given, "client_kwargs.endpoint_url in the fsspec config or storage options"
     for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):  # read by botocore itself
         if os.environ.get(name):
             return "S3", os.environ[name], name
     return None
+
+
+def _setting_source(protocols: tuple[str, ...], key: str, value: str) -> str:
+    """Where fsspec got ``key=value`` for these protocols: the variable or file a user edits."""
+    for protocol in protocols:
+        name = f"FSSPEC_{protocol.upper()}_{key.upper()}"
+        if os.environ.get(name) == value:
+            return name
+        name = f"FSSPEC_{protocol.upper()}"
+        if name in os.environ and f'"{value}"' in os.environ[name]:
+            return name
+    if any(fsspec.config.conf.get(p, {}).get(key) == value for p in protocols):
+        return f"{key} in the fsspec config ({fsspec.config.conf_dir})"
+    return f"the {key} storage option"
 
 
 def check_reachable(fs: fsspec.AbstractFileSystem, url: str) -> None:
@@ -129,3 +144,22 @@ def _why(exc: OSError) -> str:
     if isinstance(exc, TimeoutError):
         return f"did not answer within {PROBE_TIMEOUT_S:g} s"
     return f"is unreachable ({exc.strerror or exc})"
+
+
+def describe_store_error(exc: BaseException) -> str | None:
+    """One line for an object-store set-up error found in ``exc``'s chain, else ``None``.
+
+    Today: botocore's ``NoCredentialsError`` (no AWS keys anywhere botocore looks), which
+    otherwise reaches the user as the bare "Unable to locate credentials".
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ == "NoCredentialsError" and type(current).__module__.startswith("botocore"):
+            return (
+                "no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, "
+                "or key and secret in the fsspec s3 config; anon=true for a public bucket)"
+            )
+        current = current.__cause__ or current.__context__
+    return None

@@ -97,3 +97,18 @@ def test_a_gcs_emulator_without_the_hns_switch_is_refused_at_once(models, shards
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("beamscore: error: cannot open gs://bucket/model on the GCS emulator http://127.0.0.1:")
     assert "set GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false" in line
+
+
+def test_the_probe_names_fsspec_settings_a_user_edits(monkeypatch):
+    """The endpoint's source is the variable or file to fix: ``FSSPEC_S3`` JSON, the config dir."""
+    import fsspec
+    import s3fs
+
+    endpoint = _closed_port()
+    monkeypatch.delenv("FSSPEC_S3_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("FSSPEC_S3", f'{{"endpoint_url": "{endpoint}"}}')
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="k", secret="s", skip_instance_cache=True)
+    assert endpoint_of(fs) == ("S3", endpoint, "FSSPEC_S3")
+    monkeypatch.delenv("FSSPEC_S3")
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
+    assert endpoint_of(fs)[2] == f"endpoint_url in the fsspec config ({fsspec.config.conf_dir})"

@@ -148,3 +148,19 @@ def test_killed_job_on_s3_then_resume_gives_the_uninterrupted_result(s3, tmp_pat
         np.stack(table["y"].to_numpy(zero_copy_only=False)), job_models.reference(jm["slow"], x)["y"], atol=1e-6
     )
     assert not [p for p in fs.find(out) if "_temporary" in p]
+
+
+def test_no_credentials_is_one_line_exit_2(s3):
+    """No AWS keys anywhere botocore looks: one line that says which variables to set."""
+    endpoint, _fs = s3
+    env = {k: v for k, v in _env(endpoint).items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_CONFIG_FILE="/nonexistent", AWS_EC2_METADATA_DISABLED="true"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "beamscore", "show", f"s3://{BUCKET}/models/any"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("beamscore: error: no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
