@@ -189,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import_tensorflow_quietly()
         for name in ("apache_beam", "absl", "tensorflow"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        from beamscore.stores import STORE_LOGGERS
+
+        for name in STORE_LOGGERS:  # gcsfs logs each retry as an ERROR with its traceback
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         for handler in logging.getLogger().handlers:
             handler.addFilter(_third_party_chatter)
     stderr = sys.stderr
@@ -220,6 +224,11 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         return _fail("interrupted", 130, args.debug)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line unless --debug
         found = _find_beamscore_error(exc)
+        if found is not None:
+            return _fail(found, EXIT_USAGE, args.debug)
+        from beamscore.stores import describe_store_error
+
+        found = describe_store_error(exc)
         if found is not None:
             return _fail(found, EXIT_USAGE, args.debug)
         hint = "" if args.debug else " (rerun with --debug for the traceback)"

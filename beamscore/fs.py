@@ -13,6 +13,7 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from beamscore.errors import BeamscoreError
+from beamscore.stores import check_reachable
 
 __all__ = ["FileFacts", "expand_globs", "filesystem", "is_local", "join", "list_files", "move", "unstrip"]
 
@@ -20,13 +21,20 @@ _INSTALL_HINTS = {"gs": "beamscore[gcp]", "gcs": "beamscore[gcp]", "s3": "beamsc
 
 
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """Return ``(fs, path)`` for a URL, with an install hint when the backend is missing."""
+    """Return ``(fs, path)`` for a URL, with an install hint when the backend is missing.
+
+    An object store whose endpoint is set explicitly (an emulator, ``FSSPEC_S3_ENDPOINT_URL``)
+    is checked to answer the first time it is used, so a stopped or mistyped endpoint is one
+    line naming it within seconds, not minutes of client retries (:mod:`beamscore.stores`).
+    """
     try:
-        return url_to_fs(url)
+        fs, path = url_to_fs(url)
     except ImportError as exc:
         protocol = url.split("://", 1)[0]
         hint = _INSTALL_HINTS.get(protocol, f"the fsspec backend for {protocol}://")
         raise BeamscoreError(f"cannot open {url}: {exc}; install {hint}") from None
+    check_reachable(fs, url)
+    return fs, path
 
 
 def unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:

@@ -11,15 +11,13 @@ import datetime as dt
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import builders
 import job_models
 import pyarrow.parquet as pq
 import pytest
 from conftest import read_output
+from kill_jobs import kill_midway
 
 from beamscore.cli import main
 
@@ -56,24 +54,13 @@ def test_killed_run_then_resume_gives_the_uninterrupted_result(jm, many_units, t
 
     out = tmp_path / "out"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "beamscore", *job(jm["slow"], paths[0], out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
     receipts = out / "_units"
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if receipts.exists() and len([f for f in os.listdir(receipts) if f.startswith("part-")]) >= 5:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the job ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.communicate()
+
+    def done() -> int:
+        return len([f for f in os.listdir(receipts) if f.startswith("part-")]) if receipts.exists() else 0
+
+    proc = kill_midway(job(jm["slow"], paths[0], out), env, done, at_least=5)
+    assert proc.returncode == -signal.SIGKILL
     done_before = sorted(f for f in os.listdir(receipts) if f.startswith("part-"))
     assert 5 <= len(done_before) < UNITS
     assert not (out / "_manifest.json").exists()  # killed: visibly unfinished

@@ -1,0 +1,43 @@
+"""Kill a running ``beamscore score`` process mid-job (SIGKILL, as a lost machine), for the
+``--resume`` tests on a local disk, on GCS and on S3.
+
+``kill_midway`` starts ``python -m beamscore ARGS`` and kills it once ``done()`` (how many
+units have receipts, counted however the store allows) reaches ``at_least``; the test then
+reruns the job with ``--resume`` and compares it with an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+
+__all__ = ["kill_midway"]
+
+
+def kill_midway(
+    args: list[str], env: Mapping[str, str], done: Callable[[], int], at_least: int, timeout: float = 120
+) -> subprocess.Popen:
+    """Run ``python -m beamscore ARGS`` and SIGKILL it once ``done() >= at_least``.
+
+    Fails the test when the job ends first (the job is too quick to catch: make it slower).
+    Returns the killed, reaped process.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "beamscore", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env)
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if done() >= at_least:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the job ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate()
+    return proc

@@ -1,0 +1,114 @@
+"""Object-store set-up errors: an endpoint with nothing behind it is one line, exit 2, in seconds.
+
+Nothing listens on a free loopback port; ``STORAGE_EMULATOR_HOST`` or
+``FSSPEC_S3_ENDPOINT_URL`` points there and ``beamscore`` runs as a user runs it (a fresh
+process). Before the probe, gs:// took ~35 s of gcsfs retries and printed 48 lines of log.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from runner_jobs import beamscore_cli
+from s3_server import s3_env
+
+from beamscore.errors import BeamscoreError
+from beamscore.fs import filesystem
+from beamscore.stores import endpoint_of
+
+#: a generous bound on a loaded 2-core machine: the Python + TensorFlow start-up is ~4-7 s of it
+WALL_S = 15
+
+
+def _closed_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def _env(scheme: str, endpoint: str) -> dict[str, str]:
+    if scheme == "gs":
+        return {"STORAGE_EMULATOR_HOST": endpoint, "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
+    return s3_env(endpoint)
+
+
+@pytest.mark.parametrize(("scheme", "variable"), [("gs", "STORAGE_EMULATOR_HOST"), ("s3", "FSSPEC_S3_ENDPOINT_URL")])
+@pytest.mark.parametrize("where", ["model", "output"])
+def test_unreachable_endpoint_is_one_line_exit_2_in_seconds(scheme, variable, where, models, shards, tmp_path):
+    endpoint = _closed_port()
+    remote = f"{scheme}://bucket/{where}"
+    model = remote if where == "model" else models["two_sig"]
+    output = remote if where == "output" else str(tmp_path / "out")
+    start = time.monotonic()
+    done = beamscore_cli(
+        "score", "--model", model, "--input", shards[0][0], "--output", output, env=_env(scheme, endpoint), timeout=120
+    )
+    wall = time.monotonic() - start
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"beamscore: error: cannot reach {remote}"), lines[0]
+    assert f"endpoint {endpoint} (from {variable}) refused the connection" in lines[0]
+    assert wall < WALL_S, f"took {wall:.1f} s"
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+def test_the_probe_names_the_endpoint_and_its_variable(monkeypatch):
+    endpoint = _closed_port()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint.removeprefix("http://"))  # gcsfs adds http://
+    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    with pytest.raises(
+        BeamscoreError, match=rf"cannot reach gs://b/x: the GCS endpoint {endpoint} \(from STORAGE_EMULATOR_HOST\)"
+    ):
+        filesystem("gs://b/x")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://no-such-host.invalid:9000")
+    monkeypatch.delenv("FSSPEC_S3_ENDPOINT_URL", raising=False)
+    import s3fs
+
+    fs = s3fs.S3FileSystem(key="k", secret="s", skip_instance_cache=True)
+    assert endpoint_of(fs) == ("S3", "http://no-such-host.invalid:9000", "AWS_ENDPOINT_URL_S3")
+    # local, memory:// and the clouds' own endpoints are never probed
+    for url in ("memory://x", "/tmp/x"):
+        assert endpoint_of(filesystem(url)[0]) is None
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    assert endpoint_of(s3fs.S3FileSystem(key="k", secret="s", skip_instance_cache=True)) is None
+
+
+def test_an_endpoint_behind_a_proxy_is_left_to_the_client(monkeypatch):
+    """With ``HTTP_PROXY`` set the client connects through the proxy: no direct probe."""
+    endpoint = _closed_port()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
+    monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    filesystem("gs://b/x")  # no error: the probe stood aside
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with pytest.raises(BeamscoreError, match="refused the connection"):
+        filesystem("gs://b/x")
+
+
+def test_a_gcs_emulator_without_the_hns_switch_is_refused_at_once(models, shards, tmp_path):
+    """gcsfs's default (HNS) client would wait minutes on gRPC lookups an emulator never answers."""
+    env = {"STORAGE_EMULATOR_HOST": _closed_port(), "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "true"}
+    done = beamscore_cli("show", "gs://bucket/model", env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("beamscore: error: cannot open gs://bucket/model on the GCS emulator http://127.0.0.1:")
+    assert "set GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false" in line
+
+
+def test_the_probe_names_fsspec_settings_a_user_edits(monkeypatch):
+    """The endpoint's source is the variable or file to fix: ``FSSPEC_S3`` JSON, the config dir."""
+    import fsspec
+    import s3fs
+
+    endpoint = _closed_port()
+    monkeypatch.delenv("FSSPEC_S3_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("FSSPEC_S3", f'{{"endpoint_url": "{endpoint}"}}')
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="k", secret="s", skip_instance_cache=True)
+    assert endpoint_of(fs) == ("S3", endpoint, "FSSPEC_S3")
+    monkeypatch.delenv("FSSPEC_S3")
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
+    assert endpoint_of(fs)[2] == f"endpoint_url in the fsspec config ({fsspec.config.conf_dir})"
