@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 import traceback
 from collections.abc import Sequence
 
-from beamscore.errors import BeamscoreError, first_line
+from beamscore.errors import BeamscoreError, JobFailed, first_line, wrapped_message
 
 __all__ = ["main"]
 
@@ -117,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--cast", action="store_true", default=None, help="allow lossy dtype casts (float64->float32)")
     score.add_argument("--overwrite", action="store_true", default=None, help="replace an existing output")
     score.add_argument(
+        "--force",
+        action="store_true",
+        default=None,
+        help="with --overwrite: replace beamscore's files even when the output also holds other files (they are kept)",
+    )
+    score.add_argument(
         "--output-format", dest="output_format", choices=("parquet", "npy"), help="output format (default parquet)"
     )
     score.add_argument(
@@ -164,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         return _score(args, extra)
+    except JobFailed as exc:
+        return _fail(str(exc), EXIT_FAILED, args.debug)
     except BeamscoreError as exc:
         return _fail(str(exc), EXIT_USAGE, args.debug)
     except KeyboardInterrupt:
@@ -243,6 +250,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "allow_pickle": args.allow_pickle,
             "cast": args.cast,
             "overwrite": args.overwrite,
+            "force": args.force,
             "output_format": args.output_format,
             "resume": args.resume,
             "reject_nan": args.reject_nan,
@@ -256,12 +264,22 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
 
     warnings = check_launch(plan, options)
     if args.dry_run:
-        print(render_plan(plan, options, warnings, output_state(plan.config.output, config.overwrite, config.resume)))
+        state = output_state(plan.config.output, config.overwrite, config.resume, config.force)
+        print(render_plan(plan, options, warnings, state))
         return 0
     for warning in warnings:
         print(f"beamscore: warning: {warning}", file=sys.stderr)
     result = run_plan(plan, options, progress=args.progress)
     m = result.manifest
+    if result.complete:
+        print(
+            f"already complete: {plan.config.output} was finished by this job on {m.get('finished', '?')} "
+            f"(rows in {m['rows_in']:,}, out {m['rows_out']:,}, failed {m['rows_failed']:,}); nothing to do"
+        )
+        if result.failure:
+            print(f"beamscore: error: {result.failure}", file=sys.stderr)
+            return EXIT_FAILED
+        return 0
     rate = m["rows_out"] / result.seconds if result.seconds else 0.0
     print(
         f"scored {m['rows_in']:,} rows in {result.seconds:.1f}s ({rate:,.0f} rows/s) "
@@ -316,18 +334,7 @@ def _parse_pairs(flag: str, form: str, pairs: list[str] | None) -> dict[str, str
 
 def _find_beamscore_error(exc: BaseException) -> str | None:
     """Our message from an exception a runner wrapped (in-process or as traceback text)."""
-    seen = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, BeamscoreError):
-            return str(current)
-        current = current.__cause__ or current.__context__
-    match = re.search(r"BeamscoreError: (.+)", str(exc))
-    if match:
-        text = match.group(1).strip()
-        return re.sub(r" \[while running '.*'\]$", "", text)
-    return None
+    return wrapped_message(exc)
 
 
 def _fail(message: str, code: int, debug: bool) -> int:

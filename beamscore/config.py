@@ -42,6 +42,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "format": "output_format",
         "outputs": "outputs",
         "overwrite": "overwrite",
+        "force": "force",
         "resume": "resume",
         "max_failed_rows": "max_failed_rows",
         "max_failed_fraction": "max_failed_fraction",
@@ -71,6 +72,7 @@ class ScoreConfig:
     outputs: list[str] = field(default_factory=list)
     output_format: str = "parquet"
     overwrite: bool = False
+    force: bool = False
     resume: bool = False
     reject_nan: bool = False
     max_failed_rows: int | None = None

@@ -138,3 +138,9 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     def open(self, unit: WorkUnit, metadata: dict[str, str]) -> UnitWriter:
         """Start the output of ``unit``; ``metadata`` says which model made it."""
+
+    def unit_files(self, unit: str, columns: Sequence[str]) -> list[str]:
+        """The files, relative to the output directory, that the unit named ``unit`` writes
+        when its columns are ``columns``. ``--overwrite`` removes exactly these (and no other
+        file that merely looks like a part); the default is one ``UNIT.FORMAT`` file."""
+        return [f"{unit}.{self.format}"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 
 from beamscore import fs as bfs
 from beamscore.io.base import Sink, UnitWriter, WorkUnit
+from beamscore.transforms.temp import temp_path
 
 __all__ = ["METADATA_KEY", "ParquetSink"]
 
@@ -47,7 +47,7 @@ class _ParquetUnitWriter(UnitWriter):
     def __init__(self, sink: ParquetSink, unit: WorkUnit, metadata: dict[str, str]) -> None:
         self.fs, root = bfs.filesystem(sink.output)
         self.final = bfs.join(root, f"{unit.name}.parquet")
-        self.temp = bfs.join(root, "_temporary", f"{unit.name}.{uuid.uuid4().hex}.parquet")
+        self.temp = temp_path(root, unit.name, "parquet")
         self.metadata = {METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()}
         self.row_group_rows = sink.row_group_rows
         self.pending: list[pa.Table] = []

@@ -24,12 +24,9 @@ from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model
 from beamscore.model.loader import ModelSpec
 from beamscore.paths import safe_component
-from beamscore.transforms.dead_letters import ERRORS_DIR
-from beamscore.transforms.manifest import MANIFEST
 from beamscore.transforms.read import plan_units
-from beamscore.transforms.receipts import UNITS_DIR
 
-__all__ = ["PLACEHOLDERS", "Plan", "plan_job", "prepare_output", "resolve_output"]
+__all__ = ["PLACEHOLDERS", "Plan", "plan_job", "resolve_output"]
 
 #: what ``{...}`` may stand for in an output path (for scheduled runs)
 PLACEHOLDERS = ("date", "datetime", "model_version")
@@ -217,48 +214,3 @@ def _default_batch_size(bindings: dict[str, InputBinding]) -> int:
     if row_bytes == 0:
         return MAX_DEFAULT_BATCH
     return max(1, min(MAX_DEFAULT_BATCH, TARGET_BATCH_BYTES // row_bytes))
-
-
-def prepare_output(output: str, overwrite: bool, resume: bool = False) -> None:
-    """Refuse an output dir that holds results unless ``overwrite`` (then remove only our
-    own files) or, for an unfinished one, ``resume`` (then keep it as it is).
-
-    A finished output (one with ``_manifest.json``) is refused even with ``resume``: there
-    is nothing left to do, and replacing it takes ``--overwrite``."""
-    fs, root = bfs.filesystem(output)
-    if not fs.exists(root):
-        fs.makedirs(root, exist_ok=True)
-        return
-    if not fs.isdir(root):
-        raise BeamscoreError(f"output {output!r} exists and is not a directory")
-    entries = fs.ls(root, detail=False)
-    if not entries:
-        return
-    finished = fs.exists(bfs.join(root, MANIFEST))
-    if overwrite:
-        for entry in entries:
-            if _ours(fs, entry):
-                fs.rm(entry, recursive=True)
-        return
-    if finished:
-        raise BeamscoreError(
-            f"output {output!r} is not empty: it holds a finished result (_manifest.json); "
-            "pass --overwrite to replace it"
-        )
-    if resume:
-        return
-    raise BeamscoreError(
-        f"output {output!r} is not empty: it holds {len(entries)} entries (an unfinished job?); "
-        "pass --resume to continue it or --overwrite to replace it"
-    )
-
-
-def _ours(fs, entry: str) -> bool:
-    """Whether ``entry`` (a child of the output dir) is something beamscore writes."""
-    name = entry.rstrip("/").rsplit("/", 1)[-1]
-    if name.startswith("part-") or name in (MANIFEST, "_temporary", ERRORS_DIR, UNITS_DIR):
-        return True
-    if fs.isdir(entry):  # an .npy column directory: nothing but part files
-        children = [c.rstrip("/").rsplit("/", 1)[-1] for c in fs.ls(entry, detail=False)]
-        return bool(children) and all(c.startswith("part-") and c.endswith(".npy") for c in children)
-    return False

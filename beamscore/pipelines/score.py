@@ -15,9 +15,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beamscore import fs as bfs
 from beamscore.config import ScoreConfig
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, JobFailed, first_line, wrapped_message
 from beamscore.pipelines.plan import Plan
-from beamscore.pipelines.resume import start_output
+from beamscore.pipelines.resume import Started, start_output
 from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, runner_name
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.manifest import MANIFEST, WriteManifest
@@ -32,13 +32,16 @@ __all__ = ["JobResult", "build_pipeline", "failure", "run_plan"]
 class JobResult:
     """What a finished job reports: the manifest, the wall time, how many units an earlier
     run had already done (``--resume``) and, when too many rows failed, why the job counts
-    as failed (the outputs and the manifest are written all the same)."""
+    as failed (the outputs and the manifest are written all the same). ``complete``: a
+    ``--resume`` found the output already finished by the same job, and nothing ran."""
 
     manifest: dict[str, Any]
     seconds: float
     runner: str
     skipped: int = 0
     failure: str | None = None
+    #: ``--resume`` found the job already finished: nothing ran
+    complete: bool = False
 
 
 def build_pipeline(p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] | None = None) -> None:
@@ -70,32 +73,68 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
     """Run the job to completion and read back its manifest.
 
     ``progress`` shows a progress line on stderr for local runs when stderr is a terminal."""
-    done = start_output(plan)
-    runner = make_runner(options)
-    p = beam.Pipeline(runner=runner, options=options)
-    build_pipeline(p, plan, done)
-    reporter: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if progress and sys.stderr.isatty() and runner_name(options) in LOCAL_RUNNERS:
-        from beamscore.progress import Progress, receipts_lister
+    started = start_output(plan)
+    with started:
+        for warning in started.warnings:
+            print(f"beamscore: warning: {warning}", file=sys.stderr)
+        if started.complete:
+            return _finished(plan, options, started)
+        done = started.done
+        runner = make_runner(options)
+        p = beam.Pipeline(runner=runner, options=options)
+        build_pipeline(p, plan, done)
+        reporter: contextlib.AbstractContextManager = contextlib.nullcontext()
+        if progress and sys.stderr.isatty() and runner_name(options) in LOCAL_RUNNERS:
+            from beamscore.progress import Progress, receipts_lister
 
-        todo = {u.name: u.rows for u in plan.units if u.name not in done}
-        reporter = Progress(todo, receipts_lister(plan.config.output), sys.stderr)
-    start = time.perf_counter()
-    with reporter:
-        p.run().wait_until_finish()
-    seconds = time.perf_counter() - start
-    fs, root = bfs.filesystem(plan.config.output)
-    manifest_path = bfs.join(root, MANIFEST)
-    if not fs.exists(manifest_path):
-        raise BeamscoreError(f"the job ended without writing {plan.config.output}/{MANIFEST}")
-    with fs.open(manifest_path, "r") as f:
-        manifest = json.load(f)
+            todo = {u.name: u.rows for u in plan.units if u.name not in done}
+            reporter = Progress(todo, receipts_lister(plan.config.output), sys.stderr)
+        start = time.perf_counter()
+        with reporter:
+            try:
+                p.run().wait_until_finish()
+            except Exception as exc:
+                raise JobFailed(_job_error(exc)) from exc
+        seconds = time.perf_counter() - start
+    manifest = _read_manifest(plan)
     return JobResult(
         manifest=manifest,
         seconds=seconds,
         runner=type(runner).__name__ if not isinstance(runner, str) else runner,
         skipped=len(done),
         failure=failure(manifest, plan.config),
+    )
+
+
+def _job_error(exc: BaseException) -> str:
+    """One line for a job that failed while running: our own message where one is inside
+    the runner's wrapping, else the exception's first line."""
+    found = wrapped_message(exc)
+    if found is not None:
+        return found
+    return f"the job failed: {type(exc).__name__}: {first_line(str(exc))} (rerun with --debug for the traceback)"
+
+
+def _read_manifest(plan: Plan) -> dict[str, Any]:
+    fs, root = bfs.filesystem(plan.config.output)
+    manifest_path = bfs.join(root, MANIFEST)
+    fs.invalidate_cache(root)
+    if not fs.exists(manifest_path):
+        raise BeamscoreError(f"the job ended without writing {plan.config.output}/{MANIFEST}")
+    with fs.open(manifest_path, "r") as f:
+        return json.load(f)
+
+
+def _finished(plan: Plan, options: PipelineOptions, started: Started) -> JobResult:
+    """``--resume`` on an output this job already finished: nothing to run."""
+    manifest = _read_manifest(plan)
+    return JobResult(
+        manifest=manifest,
+        seconds=0.0,
+        runner=runner_name(options),
+        skipped=int(manifest.get("units", 0)),
+        failure=failure(manifest, plan.config),
+        complete=True,
     )
 
 

@@ -11,10 +11,10 @@ since its files have deterministic names the redo overwrites whatever a killed r
 from __future__ import annotations
 
 import json
-import uuid
 
 from beamscore import fs as bfs
 from beamscore.transforms.batch import UnitResult
+from beamscore.transforms.temp import TEMP_DIR
 
 __all__ = ["UNITS_DIR", "completed_units", "write_receipt"]
 
@@ -26,12 +26,9 @@ def write_receipt(output: str, result: UnitResult) -> str:
     fs, root = bfs.filesystem(output)
     directory = bfs.join(root, UNITS_DIR)
     final = bfs.join(directory, f"{result.unit}.json")
-    temp = bfs.join(root, "_temporary", f"{result.unit}.{uuid.uuid4().hex}.json")
-    fs.makedirs(bfs.join(root, "_temporary"), exist_ok=True)
     fs.makedirs(directory, exist_ok=True)
-    with fs.open(temp, "w") as f:
-        json.dump(result.to_json(), f, sort_keys=True)
-    bfs.move(fs, temp, final)
+    data = json.dumps(result.to_json(), sort_keys=True).encode()
+    bfs.write_atomic(fs, final, data, bfs.join(root, TEMP_DIR))
     return final
 
 
