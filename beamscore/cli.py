@@ -264,7 +264,9 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
 
     warnings = check_launch(plan, options)
     if args.dry_run:
-        state = output_state(plan.config.output, config.overwrite, config.resume, config.force)
+        from beamscore.pipelines.resume import planned_files
+
+        state = output_state(plan.config.output, config.overwrite, config.resume, config.force, planned_files(plan))
         print(render_plan(plan, options, warnings, state))
         return 0
     for warning in warnings:

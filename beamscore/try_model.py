@@ -9,6 +9,8 @@ the directory.
 
 from __future__ import annotations
 
+import io
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -163,7 +165,7 @@ def save_outputs(outputs: dict[str, np.ndarray], outdir: str, overwrite: bool = 
         raise BeamscoreError(f"--outdir {outdir} is a file, not a directory")
     paths = {key: child(root, f"{key}.npy") for key in outputs}
     if not overwrite:
-        existing = [(k, p) for k, p in paths.items() if fs.exists(p)]
+        existing = [(k, p) for k, p in paths.items() if _exists(fs, p)]
         if existing:
             key, path = existing[0]
             raise BeamscoreError(f"--outdir: {path} exists (output {key!r}); pass --overwrite to replace it")
@@ -172,9 +174,16 @@ def save_outputs(outputs: dict[str, np.ndarray], outdir: str, overwrite: bool = 
         value = outputs[key]
         if value.dtype.kind == "O":
             value = value.astype(bytes)
-        with fs.open(path, "wb") as f:
-            np.save(f, value, allow_pickle=False)
+        buffer = io.BytesIO()
+        np.save(buffer, value, allow_pickle=False)
+        # a temporary file renamed over the name: a planted link there is replaced, never followed
+        bfs.write_atomic(fs, path, buffer.getvalue(), root)
     return {key: bfs.unstrip(fs, path) for key, path in paths.items()}
+
+
+def _exists(fs, path: str) -> bool:
+    """Whether ``path`` exists, counting a dangling symbolic link (which ``exists`` misses)."""
+    return os.path.lexists(path) if bfs.is_local(fs) else fs.exists(path)
 
 
 def format_saved(outputs: dict[str, np.ndarray], paths: dict[str, str]) -> str:

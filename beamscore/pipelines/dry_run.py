@@ -45,8 +45,12 @@ def check_launch(plan: Plan, options: PipelineOptions) -> list[str]:
     return warnings
 
 
-def output_state(output: str, overwrite: bool, resume: bool = False, force: bool = False) -> str:
-    """What a run would find at ``output``, read-only; raises where the run would refuse it."""
+def output_state(
+    output: str, overwrite: bool, resume: bool = False, force: bool = False, planned: set[str] | None = None
+) -> str:
+    """What a run would find at ``output``, read-only; raises where the run would refuse it.
+
+    ``planned``: the files the job would write (a foreign file at one of them is refused)."""
     fs, root = bfs.filesystem(output)
     if not fs.exists(root):
         return "new directory"
@@ -65,7 +69,7 @@ def output_state(output: str, overwrite: bool, resume: bool = False, force: bool
         return f"holds {what}; --resume reports it complete if it is this job's" + held
     if not overwrite:
         raise BeamscoreError(f"output {output!r} is not empty: it holds {what}; pass --overwrite to replace it")
-    check_others(output, found, force)
+    check_others(output, found, force, planned or set())
     kept = f", keeps {len(found.others)} other file(s)" if found.others else ""
     return f"holds {what}; --overwrite removes beamscore's {len(found.ours)} file(s){kept}" + held
 

@@ -5,8 +5,9 @@ pattern alone: the files its ``_manifest.json`` lists, its receipts in ``_units/
 files they list), the part files that the work units in ``_units/_job.json`` would write,
 those control files themselves, and temporary files of ours in ``_temporary/``. Every
 other file in the output directory (``part-of-thesis.docx``, ``part-archive/notes.csv``,
-a user's file in ``_temporary/``) is someone else's: ``--overwrite`` refuses, naming them,
-unless ``--force``, which removes beamscore's files and leaves the others where they are.
+a user's file in ``_temporary/``) is someone else's: ``--overwrite`` leaves it where it is
+and names it in a warning. Only a foreign file at a name the new job will write is refused
+(named, before anything is removed) unless ``--force``, which lets the job replace it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,13 +24,23 @@ import fsspec
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
 from beamscore.io import sink_for
+from beamscore.io.base import Sink
 from beamscore.pipelines.claim import CLAIM_FILE
 from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.manifest import MANIFEST
 from beamscore.transforms.receipts import UNITS_DIR
 from beamscore.transforms.temp import TEMP_DIR, clean_temp_dir, is_temp_name
 
-__all__ = ["JOB_FILE", "Survey", "check_others", "others_warning", "read_job", "remove_previous", "survey"]
+__all__ = [
+    "JOB_FILE",
+    "Survey",
+    "check_others",
+    "others_warning",
+    "read_job",
+    "remove_previous",
+    "survey",
+    "unit_files",
+]
 
 JOB_FILE = "_job.json"
 #: how many foreign files an error or warning names before "and N more"
@@ -113,12 +125,13 @@ def survey(output: str) -> Survey:
     return result
 
 
-def remove_previous(output: str, force: bool) -> list[str]:
+def remove_previous(output: str, force: bool, planned: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Remove the earlier job's files from ``output``; return the others, which are left.
 
-    Without ``force`` other files are refused before anything is removed."""
+    ``planned`` are the files (relative paths) the new job will write: another file at one
+    of those names is refused before anything is removed, unless ``force``."""
     found = survey(output)
-    check_others(output, found, force)
+    check_others(output, found, force, planned)
     fs, root = bfs.filesystem(output)
     for name in found.ours:
         with contextlib.suppress(FileNotFoundError):
@@ -132,19 +145,20 @@ def remove_previous(output: str, force: bool) -> list[str]:
     return found.others
 
 
-def check_others(output: str, found: Survey, force: bool) -> None:
-    """Refuse ``--overwrite`` of a directory that holds files beamscore did not write,
-    naming them, unless ``force``."""
-    if found.others and not force:
+def check_others(output: str, found: Survey, force: bool, planned: set[str] | frozenset[str]) -> None:
+    """Refuse ``--overwrite`` when a file beamscore did not write sits where the new job
+    will write one, naming them, unless ``force``. Other foreign files are simply left."""
+    clash = [name for name in found.others if name in planned]
+    if clash and not force:
         raise BeamscoreError(
-            f"--overwrite: output {output!r} holds {len(found.others)} file(s) beamscore did not write: "
-            f"{_names(found.others)}; move them away, or pass --force to replace only beamscore's files and keep them"
+            f"--overwrite: output {output!r} holds {len(clash)} file(s) that no earlier beamscore job recorded "
+            f"where this job will write: {_names(clash)}; move them away, or pass --force to replace them"
         )
 
 
 def others_warning(output: str, others: list[str]) -> str:
-    """The one-line warning ``--overwrite --force`` prints about the files it left."""
-    return f"--overwrite --force left {len(others)} file(s) beamscore did not write in {output}: {_names(others)}"
+    """The one-line warning ``--overwrite`` prints about the files it left."""
+    return f"--overwrite left {len(others)} file(s) beamscore did not write in {output}: {_names(others)}"
 
 
 def _names(names: list[str]) -> str:
@@ -153,21 +167,25 @@ def _names(names: list[str]) -> str:
 
 
 def _planned_files(job: dict[str, Any], output: str) -> set[str]:
-    """The files the units of a job file would write: outputs, dead letters, receipts."""
+    """The files the units of a job file would write."""
     try:
         sink = sink_for(str(job["output_format"]), output)
-        columns = [*job.get("outputs", []), *job.get("keep", [])]
+        columns = [str(c) for c in [*job.get("outputs", []), *job.get("keep", [])]]
         names = [str(unit[0]) for unit in job["units"]]
     except (KeyError, TypeError, IndexError, BeamscoreError):
         return set()
-    planned: set[str] = set()
-    for name in names:
-        if not re.fullmatch(r"part-\d{5}-\d{5}", name):
-            continue
-        planned.update(sink.unit_files(name, columns))
-        planned.add(f"{ERRORS_DIR}/{name}.parquet")
-        planned.add(f"{UNITS_DIR}/{name}.json")
-    return planned
+    return unit_files(sink, names, columns)
+
+
+def unit_files(sink: Sink, units: Iterable[str], columns: Sequence[str]) -> set[str]:
+    """Every file (relative to the output) that units named ``units`` write: outputs, dead
+    letters and receipts. A name that is not a part name contributes nothing."""
+    files: set[str] = set()
+    for name in units:
+        if re.fullmatch(r"part-\d{5}-\d{5}", name):
+            files.update(sink.unit_files(name, columns))
+            files.update((f"{ERRORS_DIR}/{name}.parquet", f"{UNITS_DIR}/{name}.json"))
+    return files
 
 
 def _manifest_files(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:

@@ -26,7 +26,7 @@ import fsspec
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
 from beamscore.pipelines.claim import CLAIM_FILE, Claim
-from beamscore.pipelines.overwrite import JOB_FILE, others_warning, read_job, remove_previous, survey
+from beamscore.pipelines.overwrite import JOB_FILE, others_warning, read_job, remove_previous, survey, unit_files
 from beamscore.pipelines.plan import Plan
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.dead_letters import ERRORS_DIR
@@ -34,7 +34,7 @@ from beamscore.transforms.manifest import MANIFEST
 from beamscore.transforms.receipts import UNITS_DIR, completed_units
 from beamscore.transforms.temp import TEMP_DIR
 
-__all__ = ["JOB_FILE", "Started", "input_versions", "job_identity", "start_output"]
+__all__ = ["JOB_FILE", "Started", "control_names", "input_versions", "job_identity", "planned_files", "start_output"]
 
 #: what identifies the version of a file, by filesystem: the first of these its ``info`` has
 _VERSION_KEYS = ("generation", "ETag", "etag", "mtime", "LastModified", "created")
@@ -106,6 +106,11 @@ def control_names(plan: Plan) -> list[str]:
     return [TEMP_DIR, UNITS_DIR, ERRORS_DIR, f"{ERRORS_DIR}/{TEMP_DIR}", MANIFEST, f"{UNITS_DIR}/{JOB_FILE}", *dirs]
 
 
+def planned_files(plan: Plan) -> set[str]:
+    """Every file (relative to the output) the units of ``plan`` may write."""
+    return unit_files(plan.sink, [u.name for u in plan.units], [*plan.outputs, *plan.config.keep])
+
+
 def start_output(plan: Plan) -> Started:
     """Claim the output directory of ``plan`` and prepare it; see the module docstring.
 
@@ -130,10 +135,11 @@ def _prepare(plan: Plan, fs: fsspec.AbstractFileSystem, root: str, started: Star
     entries = [e for e in fs.ls(root, detail=False) if e.rstrip("/").rsplit("/", 1)[-1] != CLAIM_FILE]
     identity = {**job_identity(plan), "input_versions": input_versions(plan.files)}
     if entries and config.overwrite:
-        left = remove_previous(config.output, config.force)
+        left = remove_previous(config.output, config.force, planned_files(plan))
         if left:
             started.warnings.append(others_warning(config.output, left))
     elif entries:
+        read_job(fs, root, config.output)  # a damaged job file: one line on how to recover
         found = survey(config.output)
         if found.others or found.job is not None or found.finished:
             _check_existing(plan, fs, root, identity, found.finished, started)
