@@ -4,8 +4,11 @@ Before a job looks at its output directory it creates the claim file, atomically
 it does not exist: ``O_EXCL`` (a hard link of a complete temporary file) on a local disk, a
 conditional write on object stores (gcsfs ``ifGenerationMatch=0``, S3 ``If-None-Match: *``,
 both through fsspec's ``mode="create"``). A second job finds the claim and is refused with
-one line naming the holder. The claim is read back after it is written, as a second guard
-where a store ignores the precondition.
+one line naming the holder. On object stores the claim is also looked for before it is
+written and read back after, a guard where a store ignores the precondition:
+``gcp-storage-emulator`` does (a second ``ifGenerationMatch=0`` upload simply replaces the
+object), so there only a job that starts while another holds the claim is refused, not two
+that write their claims in the same instant. moto's S3 server honours ``If-None-Match: *``.
 
 While the job runs, the launcher rewrites the claim's ``heartbeat`` every
 :data:`HEARTBEAT_S` seconds; it removes the claim when the job ends, whatever the outcome.
@@ -118,7 +121,12 @@ class Claim:
         ).encode()
 
     def _create(self) -> bool:
-        """Create the claim file only if none exists; False when another one is there."""
+        """Create the claim file only if none exists; False when another one is there.
+
+        On object stores the claim is looked for first as well: the conditional write is
+        what makes a race safe, the look is for stores (and emulators) that ignore it."""
+        if not bfs.is_local(self.fs) and self._read() is not None:
+            return False
         return _create_exclusive(self.fs, self.path, self._body())
 
     def _read(self) -> dict[str, Any] | None:
