@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-quick bench-scaling bench-baselines bench-read clean
+.PHONY: install demo test lint format bench bench-quick bench-scaling bench-baselines bench-read bench-codecs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-scaling: $(STAMP)
 # read + decode rows/s of each input format on one core; e.g. ARGS="--rows 500000 --formats tfrecord,parquet"
 bench-read: $(STAMP)
 	$(PY) -m benchmarks.read_formats $(ARGS)
+
+# Parquet output codecs: writer rows/s and bytes per row (README "Output compression").
+bench-codecs: $(STAMP)
+	$(PY) -m benchmarks.write_codecs $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-baselines build demo .pytest_cache

@@ -125,6 +125,18 @@ def _parser() -> argparse.ArgumentParser:
         "--output-format", dest="output_format", choices=("parquet", "npy"), help="output format (default parquet)"
     )
     score.add_argument(
+        "--output-compression",
+        dest="output_compression",
+        choices=("snappy", "zstd", "lz4", "gzip", "none"),
+        help="Parquet output codec (default snappy; --compression is the TFRecord input codec)",
+    )
+    score.add_argument(
+        "--output-compression-level",
+        dest="output_compression_level",
+        type=int,
+        help="codec level: zstd 1-22, lz4 1-12, gzip 1-9 (default: the codec's own)",
+    )
+    score.add_argument(
         "--resume", action="store_true", default=None, help="continue an unfinished output: skip units already written"
     )
     score.add_argument(
@@ -252,6 +264,8 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "overwrite": args.overwrite,
             "force": args.force,
             "output_format": args.output_format,
+            "output_compression": args.output_compression,
+            "output_compression_level": args.output_compression_level,
             "resume": args.resume,
             "reject_nan": args.reject_nan,
             "max_failed_rows": args.max_failed_rows,

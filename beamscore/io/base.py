@@ -134,6 +134,13 @@ class Sink(abc.ABC):
     """Writes one output format. Subclasses are small and stateless (they are pickled)."""
 
     format: str = ""
+    #: keyword options of ``__init__`` a user may set (``--output-compression``...);
+    #: :func:`beamscore.io.sink_for` refuses the others for this format.
+    options: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, object]:
+        """The writer settings a manifest records (e.g. the Parquet codec); none by default."""
+        return {}
 
     @abc.abstractmethod
     def open(self, unit: WorkUnit, metadata: dict[str, str]) -> UnitWriter:

@@ -75,6 +75,7 @@ class Plan:
             "inputs": self.files,
             "input_format": self.source.format,
             "output_format": self.sink.format,
+            "output_options": self.sink.describe(),
             "columns": {"outputs": self.outputs, "keep": list(self.config.keep)},
             "batch_size": self.batch_size,
             "output": self.config.output,
@@ -155,7 +156,12 @@ def plan_job(config: ScoreConfig) -> Plan:
         files=files,
         units=units,
         source=source,
-        sink=sink_for(config.output_format, config.output),
+        sink=sink_for(
+            config.output_format,
+            config.output,
+            compression=config.output_compression,
+            compression_level=config.output_compression_level,
+        ),
         batch_size=batch_size,
         started=started,
     )
