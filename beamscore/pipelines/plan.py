@@ -19,11 +19,11 @@ from beamscore import fs as bfs
 from beamscore.config import ScoreConfig
 from beamscore.errors import BeamscoreError
 from beamscore.io import sink_for, source_for
-from beamscore.io.base import Sink, Source, WorkUnit
+from beamscore.io.base import Sink, Source, WorkUnit, part_name
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model
 from beamscore.model.loader import ModelSpec
-from beamscore.paths import safe_component
+from beamscore.paths import check_name_lengths, safe_component
 from beamscore.transforms.read import plan_units
 
 __all__ = ["PLACEHOLDERS", "Plan", "plan_job", "resolve_output"]
@@ -138,6 +138,13 @@ def plan_job(config: ScoreConfig) -> Plan:
     if config.output_format == "npy":
         _check_npy_columns(columns, config.keep, files[0])
     units = plan_units(source, files)
+    sink = sink_for(
+        config.output_format,
+        config.output,
+        compression=config.output_compression,
+        compression_level=config.output_compression_level,
+    )
+    _check_output_names(config.output, sink, outputs, config.keep)
     batch_size = config.batch_size or _default_batch_size(bindings)
     return Plan(
         config=config,
@@ -156,12 +163,7 @@ def plan_job(config: ScoreConfig) -> Plan:
         files=files,
         units=units,
         source=source,
-        sink=sink_for(
-            config.output_format,
-            config.output,
-            compression=config.output_compression,
-            compression_level=config.output_compression_level,
-        ),
+        sink=sink,
         batch_size=batch_size,
         started=started,
     )
@@ -209,6 +211,19 @@ def _check_npy_columns(columns: dict, keep: list[str], where: str) -> None:
                     f"{where}: --keep column {name!r} has type {spec.dtype}, which .npy cannot hold without pickle "
                     "(use --output-format parquet)"
                 ) from None
+
+
+def _check_output_names(output: str, sink: Sink, outputs: list[str], keep: list[str]) -> None:
+    """Refuse output or ``--keep`` names whose files the output's filesystem cannot hold."""
+    fs, root = bfs.filesystem(output)
+    sample = part_name(99999, 99999)
+    names = {}
+    for kind, columns in (("output", outputs), ("--keep column", keep)):
+        for column in columns:
+            for rel in sink.unit_files(sample, [column]):
+                names[rel] = f"{kind} {column[:40]!r}{'...' if len(column) > 40 else ''} ({len(column)} characters)"
+    names.setdefault(f"{sample}.parquet", "the part names")
+    check_name_lengths(root, bfs.is_local(fs), names)
 
 
 def _default_batch_size(bindings: dict[str, InputBinding]) -> int:

@@ -202,3 +202,22 @@ def test_run_outdir_replaces_a_planted_link(models, tmp_path, capsys):
     assert main(args) == 2
     assert main([*args, "--overwrite"]) == 0
     assert not dangling.exists() and not (outdir / "scores.npy").is_symlink()
+
+
+def test_names_too_long_for_the_filesystem_are_refused_before_the_job(models, tmp_path, capsys):
+    long = "k" * 300
+    x = np.random.default_rng(3).normal(size=(20, 4)).astype(np.float32)
+    data = tmp_path / "in.parquet"
+    pq.write_table(
+        pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 4), long: np.arange(20)}), data
+    )
+    out = tmp_path / "out"
+    args = ["score", "--model", models["two_sig"], "--input", str(data), "--output", str(out), "--keep", long]
+    assert main([*args, "--output-format", "npy"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "--keep column 'kkkk" in err and "(300 characters)" in err and "longer than the 255 bytes" in err
+    assert not out.exists()
+    # in Parquet the name is a column, not a file name: fine
+    assert main(args) == 0
+    assert pq.read_table(out / "part-00000-00000.parquet")[long].to_pylist() == list(range(20))
