@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         "--input-examples", action="append", help='\'examples=[{"age":[22],"edu":["BS"]}]\' as tf.train.Examples'
     )
     run.add_argument("--allow-pickle", action="store_true", help="allow pickled .npy/.npz data (runs code)")
+    run.add_argument("--max-input-bytes", type=int, default=1 << 30, help="largest --inputs file read (default 1 GiB)")
     run.add_argument("--outdir", help="save each output as DIR/<output_key>.npy instead of printing it")
     run.add_argument("--overwrite", action="store_true", help="replace existing files in --outdir")
     run.add_argument("--print-options", help="numpy print options, e.g. 'precision=3,threshold=20'")
@@ -221,7 +222,9 @@ def _run(args: argparse.Namespace) -> int:
     from beamscore.model.inspect import inspect_model
 
     print_options = try_model.parse_print_options(args.print_options)
-    feeds = try_model.collect_feeds(args.inputs, args.input_exprs, args.input_examples, args.allow_pickle)
+    feeds = try_model.collect_feeds(
+        args.inputs, args.input_exprs, args.input_examples, args.allow_pickle, args.max_input_bytes
+    )
     result = try_model.run_signature(inspect_model(args.model, args.version), feeds, args.signature, args.tag_set)
     if args.outdir is None:
         print(try_model.format_outputs(result.outputs, print_options))

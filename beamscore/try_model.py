@@ -16,9 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from beamscore import fs as bfs
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, first_line
 from beamscore.model.feed_check import check_feeds
-from beamscore.model.feeds import evaluate_expression, parse_examples, parse_expressions, parse_inputs
+from beamscore.model.feeds import (
+    MAX_INPUT_BYTES,
+    evaluate_expression,
+    parse_examples,
+    parse_expressions,
+    parse_inputs,
+)
 from beamscore.model.inspect import DEFAULT_SIGNATURE, DEFAULT_TAGS, MetaGraphInfo, ModelInfo, SignatureInfo
 from beamscore.paths import child
 
@@ -56,12 +62,15 @@ def collect_feeds(
     exprs: list[str] | None = None,
     examples: list[str] | None = None,
     allow_pickle: bool = False,
+    max_input_bytes: int = MAX_INPUT_BYTES,
 ) -> dict[str, np.ndarray]:
-    """All arrays given by ``--inputs``, ``--input-exprs`` and ``--input-examples`` (each repeatable)."""
+    """All arrays given by ``--inputs``, ``--input-exprs`` and ``--input-examples`` (each repeatable).
+
+    ``max_input_bytes`` caps the size of each ``--inputs`` file, checked before reading it."""
     feeds: dict[str, np.ndarray] = {}
     origin: dict[str, str] = {}
     for flag, texts, parse in (
-        ("--inputs", inputs, lambda t: parse_inputs(t, allow_pickle)),
+        ("--inputs", inputs, lambda t: parse_inputs(t, allow_pickle, max_input_bytes)),
         ("--input-exprs", exprs, parse_expressions),
         ("--input-examples", examples, parse_examples),
     ):
@@ -137,10 +146,11 @@ def parse_print_options(text: str | None) -> dict[str, object]:
             raise BeamscoreError(f"--print-options {part.strip()!r}: expected NAME=VALUE with NAME one of {names}")
         options[key] = evaluate_expression(value, f"--print-options {key}", allow_calls=False)
     try:
-        with np.printoptions(**options):
-            pass
-    except (TypeError, ValueError) as exc:
-        raise BeamscoreError(f"--print-options {text!r}: {exc}") from None
+        with np.printoptions(**options):  # numpy checks some values only when it prints
+            str(np.array([[1.5, np.nan, -np.inf]] * 3))
+            str(np.arange(3))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BeamscoreError(f"--print-options {text!r}: {first_line(str(exc))}") from None
     return options
 
 
