@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.manifest import MANIFEST, WriteManifest
 from beamscore.transforms.read import ReadBatches
 from beamscore.transforms.run_signature import RunSignatureFn
+from beamscore.transforms.watchdog import LAUNCHER_ENV
 from beamscore.transforms.write import WriteBatches
 
 __all__ = ["JobResult", "build_pipeline", "failure", "run_plan"]
@@ -89,6 +91,8 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
 
             todo = {u.name: u.rows for u in plan.units if u.name not in done}
             reporter = Progress(todo, receipts_lister(plan.config.output), sys.stderr)
+        if runner_name(options) in LOCAL_RUNNERS:
+            os.environ[LAUNCHER_ENV] = str(os.getpid())  # inherited by multi-process workers
         start = time.perf_counter()
         with reporter:
             try:

@@ -14,6 +14,7 @@ from beamscore.io.parquet_sink import ParquetSink
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch, UnitResult
 from beamscore.transforms.receipts import write_receipt
+from beamscore.transforms.watchdog import watch_launcher
 
 __all__ = ["WriteBatches", "WriteParquet", "WriteUnitFn"]
 
@@ -48,6 +49,9 @@ class WriteUnitFn(beam.DoFn):
         self.rows_failed = beam.metrics.Metrics.counter("beamscore", "rows_failed")
         self.units_done = beam.metrics.Metrics.counter("beamscore", "units")
         self._open: dict[WorkUnit, _OpenUnit] = {}
+
+    def setup(self) -> None:
+        watch_launcher()  # a worker of a killed local launcher stops instead of committing units
 
     def start_bundle(self) -> None:
         self._open = {}
