@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -116,6 +117,15 @@ def _job_error(exc: BaseException) -> str:
     found = wrapped_message(exc)
     if found is not None:
         return found
+    # a storage error (a full disk, a permission) names its path: say it plainly
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, OSError) and current.strerror:
+            return f"the job failed writing or reading {current.filename}: {current.strerror}"
+        current = current.__cause__ or current.__context__
+    match = re.search(r"(?:OSError|IOError): \[Errno \d+\] ([^:\n]+): '([^'\n]+)'", str(exc))
+    if match:
+        return f"the job failed writing or reading {match.group(2)}: {match.group(1)}"
     return f"the job failed: {type(exc).__name__}: {first_line(str(exc))} (rerun with --debug for the traceback)"
 
 
