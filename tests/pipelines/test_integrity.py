@@ -6,15 +6,18 @@ Every test runs real ``beamscore score`` jobs (in process, DirectRunner) on real
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
 import builders
+import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import direct_call
+from s3_server import s3_server
 
 from beamscore.cli import main
 
@@ -221,3 +224,28 @@ def test_names_too_long_for_the_filesystem_are_refused_before_the_job(models, tm
     # in Parquet the name is a column, not a file name: fine
     assert main(args) == 0
     assert pq.read_table(out / "part-00000-00000.parquet")[long].to_pylist() == list(range(20))
+
+
+def test_resume_sees_an_object_rewritten_on_s3(models, data, tmp_path, capsys):
+    paths, _ids, x = data
+    with s3_server():
+        fs = fsspec.filesystem("s3")
+        fs.mkdir("inputs-bucket")
+        urls = []
+        for path in paths:
+            fs.put_file(path, f"inputs-bucket/{os.path.basename(path)}")
+            urls.append(f"s3://inputs-bucket/{os.path.basename(path)}")
+        out = tmp_path / "out"
+        assert score(models["two_sig"], urls, out) == 0
+        versions = json.loads((out / "_units" / "_job.json").read_text())["input_versions"]
+        assert all("ETag" in v for v in versions.values())
+        (out / "_manifest.json").unlink()
+        table = pq.read_table(paths[0])
+        flipped = pa.FixedSizeListArray.from_arrays(pa.array(-x[: len(x) // 2].reshape(-1)), x.shape[1])
+        buffer = io.BytesIO()
+        pq.write_table(table.set_column(table.schema.get_field_index("x"), "x", flipped), buffer, row_group_size=50)
+        fs.pipe_file(urls[0][len("s3://") :], buffer.getvalue())
+        capsys.readouterr()
+        assert score(models["two_sig"], urls, out, "--resume") == 2
+        err = capsys.readouterr().err
+        assert f"--resume: input {urls[0]} changed since" in err and "ETag was" in err
