@@ -165,3 +165,21 @@ def test_a_torn_claim_file_is_stale(models, shards, tmp_path, capsys, torn):
     (out / "_claim.json").write_bytes(torn)
     assert main(job_args(models["two_sig"], shards[0][0], str(out))) == 0
     assert "taking over the stale claim" in capsys.readouterr().err
+
+
+def test_the_heartbeat_refreshes_the_claim_and_release_removes_it(tmp_path, monkeypatch):
+    from beamscore.pipelines import claim as claim_module
+
+    monkeypatch.setattr(claim_module, "HEARTBEAT_S", 0.1)
+    out = tmp_path / "out"
+    held = claim_module.Claim.acquire(str(out))
+    first = json.loads((out / "_claim.json").read_text())
+    deadline = time.monotonic() + 5
+    while json.loads((out / "_claim.json").read_text())["heartbeat"] == first["heartbeat"]:
+        assert time.monotonic() < deadline, "the heartbeat never moved"
+        time.sleep(0.1)
+    assert json.loads((out / "_claim.json").read_text())["token"] == first["token"]
+    with pytest.raises(Exception, match="is being written by another job"):
+        claim_module.Claim.acquire(str(out))
+    held.release()
+    assert os.listdir(out) == []  # no claim, no temporary directory left behind
