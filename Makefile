@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-quick bench-scaling bench-baselines bench-read clean
+.PHONY: install demo test lint format bench bench-quick bench-scaling bench-baselines bench-read bench-codecs clean
 
 # One TensorFlow: the CPU one ([cpu]); a GPU machine installs [gpu] instead, never both.
 $(STAMP): pyproject.toml
@@ -56,6 +56,9 @@ bench-read: $(STAMP)
 .PHONY: bench-plan
 bench-plan: $(STAMP)
 	$(PY) -m benchmarks.plan $(ARGS)
+# Parquet output codecs: writer rows/s and bytes per row (README "Output compression").
+bench-codecs: $(STAMP)
+	$(PY) -m benchmarks.write_codecs $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-baselines build demo .pytest_cache

@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 import traceback
 from collections.abc import Sequence
 
-from beamscore.errors import BeamscoreError, JobFailed, first_line
+from beamscore.errors import BeamscoreError, JobFailed, first_line, wrapped_message
 
 __all__ = ["main"]
 
@@ -55,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         "--input-examples", action="append", help='\'examples=[{"age":[22],"edu":["BS"]}]\' as tf.train.Examples'
     )
     run.add_argument("--allow-pickle", action="store_true", help="allow pickled .npy/.npz data (runs code)")
+    run.add_argument("--max-input-bytes", type=int, default=1 << 30, help="largest --inputs file read (default 1 GiB)")
     run.add_argument("--outdir", help="save each output as DIR/<output_key>.npy instead of printing it")
     run.add_argument("--overwrite", action="store_true", help="replace existing files in --outdir")
     run.add_argument("--print-options", help="numpy print options, e.g. 'precision=3,threshold=20'")
@@ -122,7 +122,25 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--cast", action="store_true", default=None, help="allow lossy dtype casts (float64->float32)")
     score.add_argument("--overwrite", action="store_true", default=None, help="replace an existing output")
     score.add_argument(
+        "--force",
+        action="store_true",
+        default=None,
+        help="with --overwrite: replace beamscore's files even when the output also holds other files (they are kept)",
+    )
+    score.add_argument(
         "--output-format", dest="output_format", choices=("parquet", "npy"), help="output format (default parquet)"
+    )
+    score.add_argument(
+        "--output-compression",
+        dest="output_compression",
+        choices=("snappy", "zstd", "lz4", "gzip", "none"),
+        help="Parquet output codec (default snappy; --compression is the TFRecord input codec)",
+    )
+    score.add_argument(
+        "--output-compression-level",
+        dest="output_compression_level",
+        type=int,
+        help="codec level: zstd 1-22, lz4 1-12, gzip 1-9 (default: the codec's own)",
     )
     score.add_argument(
         "--resume", action="store_true", default=None, help="continue an unfinished output: skip units already written"
@@ -263,7 +281,9 @@ def _run(args: argparse.Namespace) -> int:
     from beamscore.model.inspect import inspect_model
 
     print_options = try_model.parse_print_options(args.print_options)
-    feeds = try_model.collect_feeds(args.inputs, args.input_exprs, args.input_examples, args.allow_pickle)
+    feeds = try_model.collect_feeds(
+        args.inputs, args.input_exprs, args.input_examples, args.allow_pickle, args.max_input_bytes
+    )
     from beamscore.model.checks import import_modules
 
     import_modules(args.imports or [])
@@ -318,7 +338,10 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "allow_pickle": args.allow_pickle,
             "cast": args.cast,
             "overwrite": args.overwrite,
+            "force": args.force,
             "output_format": args.output_format,
+            "output_compression": args.output_compression,
+            "output_compression_level": args.output_compression_level,
             "resume": args.resume,
             "reject_nan": args.reject_nan,
             "max_failed_rows": args.max_failed_rows,
@@ -331,7 +354,10 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     from beamscore.pipelines.dry_run import output_state, render_plan
 
     if args.dry_run:
-        print(render_plan(plan, options, warnings, output_state(plan.config.output, config.overwrite, config.resume)))
+        from beamscore.pipelines.resume import planned_files
+
+        state = output_state(plan.config.output, config.overwrite, config.resume, config.force, planned_files(plan))
+        print(render_plan(plan, options, warnings, state))
         from beamscore.doctor import dry_run_report
 
         gpu_report = dry_run_report(options.get_all_options(drop_default=True, retain_unknown_options=True))
@@ -342,6 +368,15 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"beamscore: warning: {warning}", file=sys.stderr)
     result = run_plan(plan, options, progress=args.progress)
     m = result.manifest
+    if result.complete:
+        print(
+            f"already complete: {plan.config.output} was finished by this job on {m.get('finished', '?')} "
+            f"(rows in {m['rows_in']:,}, out {m['rows_out']:,}, failed {m['rows_failed']:,}); nothing to do"
+        )
+        if result.failure:
+            print(f"beamscore: error: {result.failure}", file=sys.stderr)
+            return EXIT_FAILED
+        return 0
     rate = m["rows_out"] / result.seconds if result.seconds else 0.0
     print(
         f"scored {m['rows_in']:,} rows in {result.seconds:.1f}s ({rate:,.0f} rows/s) "
@@ -396,18 +431,7 @@ def _parse_pairs(flag: str, form: str, pairs: list[str] | None) -> dict[str, str
 
 def _find_beamscore_error(exc: BaseException) -> str | None:
     """Our message from an exception a runner wrapped (in-process or as traceback text)."""
-    seen = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, BeamscoreError):
-            return str(current)
-        current = current.__cause__ or current.__context__
-    match = re.search(r"BeamscoreError: (.+)", str(exc))
-    if match:
-        text = match.group(1).strip()
-        return re.sub(r" \[while running '.*'\]$", "", text)
-    return None
+    return wrapped_message(exc)
 
 
 def _fail(message: str, code: int, debug: bool) -> int:

@@ -42,8 +42,11 @@ SECTIONS: dict[str, dict[str, str]] = {
     "output": {
         "path": "output",
         "format": "output_format",
+        "compression": "output_compression",
+        "compression_level": "output_compression_level",
         "outputs": "outputs",
         "overwrite": "overwrite",
+        "force": "force",
         "resume": "resume",
         "max_failed_rows": "max_failed_rows",
         "max_failed_fraction": "max_failed_fraction",
@@ -72,7 +75,10 @@ class ScoreConfig:
     allow_pickle: bool = False
     outputs: list[str] = field(default_factory=list)
     output_format: str = "parquet"
+    output_compression: str | None = None
+    output_compression_level: int | None = None
     overwrite: bool = False
+    force: bool = False
     resume: bool = False
     reject_nan: bool = False
     max_failed_rows: int | None = None

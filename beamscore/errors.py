@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BeamscoreError", "JobFailed", "describe_failure", "first_line"]
+__all__ = ["BeamscoreError", "JobFailed", "describe_failure", "first_line", "wrapped_message"]
 
 
 class BeamscoreError(Exception):
@@ -39,6 +39,22 @@ def first_line(text: str, default: str = "") -> str:
     """The first non-blank line of ``text`` (library errors often run to many lines)."""
     stripped = text.strip()
     return stripped.splitlines()[0] if stripped else default
+
+
+def wrapped_message(exc: BaseException) -> str | None:
+    """Our message from an exception a runner wrapped (in-process or as traceback text)."""
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BeamscoreError):
+            return str(current)
+        current = current.__cause__ or current.__context__
+    match = re.search(r"BeamscoreError: (.+)", str(exc))
+    if match:
+        text = match.group(1).strip()
+        return re.sub(r" \[while running '.*'\]$", "", text)
+    return None
 
 
 def describe_failure(exc: BaseException) -> str:

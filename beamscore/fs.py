@@ -6,7 +6,10 @@ Everything that touches storage goes through fsspec, so a local path, ``file://`
 
 from __future__ import annotations
 
+import contextlib
+import os
 import posixpath
+import uuid
 from dataclasses import dataclass
 
 import fsspec
@@ -15,7 +18,20 @@ from fsspec.core import url_to_fs
 from beamscore.errors import BeamscoreError
 from beamscore.stores import check_reachable
 
-__all__ = ["FileFacts", "expand_globs", "filesystem", "is_local", "join", "list_files", "move", "unstrip"]
+__all__ = [
+    "FileFacts",
+    "expand_globs",
+    "filesystem",
+    "is_local",
+    "join",
+    "list_files",
+    "move",
+    "refuse_symlinks",
+    "remove_empty_dir",
+    "remove_file",
+    "unstrip",
+    "write_atomic",
+]
 
 _INSTALL_HINTS = {"gs": "beamscore[gcp]", "gcs": "beamscore[gcp]", "s3": "beamscore[s3]"}
 
@@ -56,12 +72,79 @@ def move(fs: fsspec.AbstractFileSystem, src: str, dst: str) -> None:
     temporary one is as safe; it is what s3fs does anyway and what gcsfs falls back to
     after trying the newer ``moveTo`` API, which storage emulators answer with 501 (gcsfs
     then retries for about 30 s per file before falling back).
+
+    Locally ``os.replace`` is used, not ``fs.mv`` (``shutil.move``): a symbolic link planted
+    at ``dst`` is replaced, never written through, and a link to a directory does not swallow
+    the file.
     """
     if is_local(fs):
-        fs.mv(src, dst)
+        os.replace(src, dst)
         return
     fs.copy(src, dst)
     fs.rm(src)
+
+
+def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, temp_dir: str) -> None:
+    """Write a small control file (job file, receipt, manifest) all at once or not at all.
+
+    Locally the bytes go to a unique file in ``temp_dir``, are synced, and renamed over
+    ``path``, so a crash or a full disk leaves the old file or none, never a torn one. On an
+    object store a single PUT is already atomic: an object appears only when complete.
+    """
+    if not is_local(fs):
+        fs.pipe_file(path, data)
+        return
+    os.makedirs(temp_dir, exist_ok=True)
+    temp = join(temp_dir, f"{posixpath.basename(path)}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.lexists(temp):
+            os.unlink(temp)
+        raise
+
+
+def remove_file(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Remove one file; a symbolic link is removed itself, never what it points at."""
+    if is_local(fs):
+        os.unlink(path)
+    else:
+        fs.rm_file(path)
+
+
+def remove_empty_dir(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Remove a local directory if it is empty; object stores have no directories to remove
+    (and gcsfs's ``rmdir`` deletes buckets), so there it does nothing."""
+    if is_local(fs):
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+
+
+def refuse_symlinks(fs: fsspec.AbstractFileSystem, root: str, names: list[str]) -> None:
+    """Refuse when any of ``names`` (paths relative to ``root``, or a parent of one) is a
+    symbolic link: beamscore never writes through a link out of its output directory.
+
+    Object stores have no links; the check is for local filesystems."""
+    if not is_local(fs):
+        return
+    checked: set[str] = set()
+    for name in names:
+        parts = name.strip("/").split("/")
+        for i in range(1, len(parts) + 1):
+            rel = "/".join(parts[:i])
+            if rel in checked:
+                continue
+            checked.add(rel)
+            path = join(root, rel)
+            if os.path.islink(path):
+                raise BeamscoreError(
+                    f"output {root}: {rel} is a symbolic link (to {os.readlink(path)}); beamscore does not "
+                    "write through links out of its output directory: remove it"
+                )
 
 
 def join(base: str, *parts: str) -> str:

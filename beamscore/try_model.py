@@ -9,14 +9,22 @@ the directory.
 
 from __future__ import annotations
 
+import io
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from beamscore import fs as bfs
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, first_line
 from beamscore.model.feed_check import check_feeds
-from beamscore.model.feeds import evaluate_expression, parse_examples, parse_expressions, parse_inputs
+from beamscore.model.feeds import (
+    MAX_INPUT_BYTES,
+    evaluate_expression,
+    parse_examples,
+    parse_expressions,
+    parse_inputs,
+)
 from beamscore.model.inspect import DEFAULT_SIGNATURE, DEFAULT_TAGS, MetaGraphInfo, ModelInfo, SignatureInfo
 from beamscore.paths import child
 
@@ -54,12 +62,15 @@ def collect_feeds(
     exprs: list[str] | None = None,
     examples: list[str] | None = None,
     allow_pickle: bool = False,
+    max_input_bytes: int = MAX_INPUT_BYTES,
 ) -> dict[str, np.ndarray]:
-    """All arrays given by ``--inputs``, ``--input-exprs`` and ``--input-examples`` (each repeatable)."""
+    """All arrays given by ``--inputs``, ``--input-exprs`` and ``--input-examples`` (each repeatable).
+
+    ``max_input_bytes`` caps the size of each ``--inputs`` file, checked before reading it."""
     feeds: dict[str, np.ndarray] = {}
     origin: dict[str, str] = {}
     for flag, texts, parse in (
-        ("--inputs", inputs, lambda t: parse_inputs(t, allow_pickle)),
+        ("--inputs", inputs, lambda t: parse_inputs(t, allow_pickle, max_input_bytes)),
         ("--input-exprs", exprs, parse_expressions),
         ("--input-examples", examples, parse_examples),
     ):
@@ -148,10 +159,11 @@ def parse_print_options(text: str | None) -> dict[str, object]:
             raise BeamscoreError(f"--print-options {part.strip()!r}: expected NAME=VALUE with NAME one of {names}")
         options[key] = evaluate_expression(value, f"--print-options {key}", allow_calls=False)
     try:
-        with np.printoptions(**options):
-            pass
-    except (TypeError, ValueError) as exc:
-        raise BeamscoreError(f"--print-options {text!r}: {exc}") from None
+        with np.printoptions(**options):  # numpy checks some values only when it prints
+            str(np.array([[1.5, np.nan, -np.inf]] * 3))
+            str(np.arange(3))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BeamscoreError(f"--print-options {text!r}: {first_line(str(exc))}") from None
     return options
 
 
@@ -176,7 +188,7 @@ def save_outputs(outputs: dict[str, np.ndarray], outdir: str, overwrite: bool = 
         raise BeamscoreError(f"--outdir {outdir} is a file, not a directory")
     paths = {key: child(root, f"{key}.npy") for key in outputs}
     if not overwrite:
-        existing = [(k, p) for k, p in paths.items() if fs.exists(p)]
+        existing = [(k, p) for k, p in paths.items() if _exists(fs, p)]
         if existing:
             key, path = existing[0]
             raise BeamscoreError(f"--outdir: {path} exists (output {key!r}); pass --overwrite to replace it")
@@ -185,9 +197,16 @@ def save_outputs(outputs: dict[str, np.ndarray], outdir: str, overwrite: bool = 
         value = outputs[key]
         if value.dtype.kind == "O":
             value = value.astype(bytes)
-        with fs.open(path, "wb") as f:
-            np.save(f, value, allow_pickle=False)
+        buffer = io.BytesIO()
+        np.save(buffer, value, allow_pickle=False)
+        # a temporary file renamed over the name: a planted link there is replaced, never followed
+        bfs.write_atomic(fs, path, buffer.getvalue(), root)
     return {key: bfs.unstrip(fs, path) for key, path in paths.items()}
+
+
+def _exists(fs, path: str) -> bool:
+    """Whether ``path`` exists, counting a dangling symbolic link (which ``exists`` misses)."""
+    return os.path.lexists(path) if bfs.is_local(fs) else fs.exists(path)
 
 
 def format_saved(outputs: dict[str, np.ndarray], paths: dict[str, str]) -> str:

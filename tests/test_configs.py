@@ -102,7 +102,10 @@ def test_dry_run_refuses_what_the_launch_would_refuse(models, shards, tmp_path, 
     (out / "part-00000-00000.parquet").write_bytes(b"x")
     assert dry_run("dataflow.yaml", models, shards, out) == 2
     assert "is not empty" in capsys.readouterr().err
-    assert dry_run("dataflow.yaml", models, shards, out, "--overwrite") == 0
+    # a file no beamscore job recorded, where this job would write: refused unless --force
+    assert dry_run("dataflow.yaml", models, shards, out, "--overwrite") == 2
+    assert "pass --force to replace them" in capsys.readouterr().err
+    assert dry_run("dataflow.yaml", models, shards, out, "--overwrite", "--force") == 0
     assert (out / "part-00000-00000.parquet").exists()
 
 

@@ -75,8 +75,14 @@ def source_for(fmt: str | None, example_path: str, rows_per_unit: int | None = N
     return cls(**given)
 
 
-def sink_for(fmt: str, output: str) -> Sink:
-    """The sink for output format ``fmt`` writing under ``output``."""
+def sink_for(fmt: str, output: str, **options: Any) -> Sink:
+    """The sink for output format ``fmt`` writing under ``output``; ``options`` not given
+    (``None``) are left to the sink, others must be among the sink's ``options``."""
     if fmt not in SINKS:
         raise BeamscoreError(f"output format {fmt!r} is not supported; formats: {', '.join(SINKS)}")
-    return SINKS[fmt](output)
+    cls = SINKS[fmt]
+    given = {k: v for k, v in options.items() if v is not None}
+    for name in given:
+        if name not in cls.options:
+            raise BeamscoreError(f"--output-{name.replace('_', '-')} does not apply to {fmt} output")
+    return cls(output, **given)

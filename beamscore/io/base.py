@@ -204,7 +204,20 @@ class Sink(abc.ABC):
     """Writes one output format. Subclasses are small and stateless (they are pickled)."""
 
     format: str = ""
+    #: keyword options of ``__init__`` a user may set (``--output-compression``...);
+    #: :func:`beamscore.io.sink_for` refuses the others for this format.
+    options: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, object]:
+        """The writer settings a manifest records (e.g. the Parquet codec); none by default."""
+        return {}
 
     @abc.abstractmethod
     def open(self, unit: WorkUnit, metadata: dict[str, str]) -> UnitWriter:
         """Start the output of ``unit``; ``metadata`` says which model made it."""
+
+    def unit_files(self, unit: str, columns: Sequence[str]) -> list[str]:
+        """The files, relative to the output directory, that the unit named ``unit`` writes
+        when its columns are ``columns``. ``--overwrite`` removes exactly these (and no other
+        file that merely looks like a part); the default is one ``UNIT.FORMAT`` file."""
+        return [f"{unit}.{self.format}"]

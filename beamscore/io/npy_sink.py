@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
+from collections.abc import Sequence
 from typing import IO
 
 import numpy as np
@@ -28,6 +28,7 @@ from beamscore.errors import BeamscoreError
 from beamscore.io.arrow import to_numpy
 from beamscore.io.base import Sink, UnitWriter, WorkUnit
 from beamscore.paths import safe_component
+from beamscore.transforms.temp import temp_path
 
 __all__ = ["NpySink", "column_dir"]
 
@@ -50,6 +51,9 @@ class NpySink(Sink):
 
     def open(self, unit: WorkUnit, metadata: dict[str, str]) -> UnitWriter:
         return _NpyUnitWriter(self.output, unit)
+
+    def unit_files(self, unit: str, columns: Sequence[str]) -> list[str]:
+        return [f"{column_dir(c)}/{unit}.npy" for c in columns]
 
 
 class _Column:
@@ -122,8 +126,8 @@ class _NpyUnitWriter(UnitWriter):
             for name, column in self.columns.items():
                 directory = bfs.join(self.root, column_dir(name))
                 final = bfs.join(directory, f"{self.unit.name}.npy")
-                temp = bfs.join(self.root, "_temporary", f"{self.unit.name}.{uuid.uuid4().hex}.npy")
-                self.fs.makedirs(bfs.join(self.root, "_temporary"), exist_ok=True)
+                temp = temp_path(self.root, self.unit.name, "npy")
+                self.fs.makedirs(temp.rsplit("/", 1)[0], exist_ok=True)
                 with self.fs.open(temp, "wb") as f:
                     column.write_to(f)
                 self.fs.makedirs(directory, exist_ok=True)

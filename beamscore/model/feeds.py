@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 
 from beamscore import fs as bfs
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, first_line
 
 __all__ = [
     "MAX_ELEMENTS",
+    "MAX_INPUT_BYTES",
     "evaluate_expression",
     "examples_to_array",
     "parse_examples",
@@ -43,6 +44,8 @@ __all__ = [
 
 #: The largest array an expression may build (``np.ones((10**6, 10**6))`` is refused, not attempted).
 MAX_ELEMENTS = 100_000_000
+#: The largest file ``--inputs`` reads (``--max-input-bytes`` raises it).
+MAX_INPUT_BYTES = 1 << 30
 
 _FILE_VALUE = re.compile(r"^(?P<path>.+?)(?:\[(?P<name>[^\[\]]+)\])?$")
 _NPY_MAGIC = b"\x93NUMPY"
@@ -113,7 +116,7 @@ def _split_top_level(text: str, flag: str) -> list[str]:
         current.append(ch)
         i += 1
     if quote:
-        raise BeamscoreError(f"{flag} {text!r}: unterminated string")
+        raise BeamscoreError(f"{flag} {_clip(text)}: unterminated string")
     parts.append("".join(current))
     return parts
 
@@ -122,24 +125,48 @@ def _split_top_level(text: str, flag: str) -> list[str]:
 # --inputs: .npy / .npz files
 
 
-def parse_inputs(text: str, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+def parse_inputs(text: str, allow_pickle: bool = False, max_bytes: int = MAX_INPUT_BYTES) -> dict[str, np.ndarray]:
     """Load the arrays named by ``--inputs 'x=a.npy;y=b.npz[arr]'``."""
     arrays = {}
     for key, value in split_pairs(text, "--inputs"):
         match = _FILE_VALUE.match(value)
         assert match is not None  # the pattern matches any non-empty text
-        arrays[_new_key(arrays, key, "--inputs")] = load_array(match["path"], match["name"], key, allow_pickle)
+        loaded = load_array(match["path"], match["name"], key, allow_pickle, max_bytes)
+        arrays[_new_key(arrays, key, "--inputs")] = loaded
     return arrays
 
 
-def load_array(url: str, name: str | None, key: str, allow_pickle: bool = False) -> np.ndarray:
-    """One array from a ``.npy`` or ``.npz`` file; ``name`` picks an array of an ``.npz``."""
+def load_array(
+    url: str, name: str | None, key: str, allow_pickle: bool = False, max_bytes: int = MAX_INPUT_BYTES
+) -> np.ndarray:
+    """One array from a ``.npy`` or ``.npz`` file; ``name`` picks an array of an ``.npz``.
+
+    The file is checked before it is read: a regular file (not ``/dev/zero``, a directory or
+    a pipe) of at most ``max_bytes``; an ``.npy`` header must claim no more than
+    :data:`MAX_ELEMENTS` values and no more bytes than the file holds."""
     where = f"--inputs {key}={url}" + (f"[{name}]" if name else "")
     fs, path = bfs.filesystem(url)
-    if not fs.exists(path):
-        raise BeamscoreError(f"{where}: file {url} does not exist")
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise BeamscoreError(f"{where}: file {url} does not exist") from None
+    if info.get("type") != "file":
+        raise BeamscoreError(f"{where}: {url} is not a regular file (it is a {info.get('type', 'special file')})")
+    size = info.get("size")
+    if not isinstance(size, int) or size > max_bytes:
+        raise BeamscoreError(
+            f"{where}: {url} is {size:,} bytes, over the limit of {max_bytes:,}; raise it with --max-input-bytes"
+            if isinstance(size, int)
+            else f"{where}: the size of {url} is unknown; only files of a known size are read"
+        )
     with fs.open(path, "rb") as f:
-        raw = f.read()
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise BeamscoreError(
+            f"{where}: {url} holds more than {max_bytes:,} bytes; raise the limit with --max-input-bytes"
+        )
+    if raw.startswith(_NPY_MAGIC):
+        _check_npy_header(raw, where, url)
     if not raw.startswith((_NPY_MAGIC, _ZIP_MAGIC)) and not allow_pickle:
         if raw.startswith(b"\x80"):  # pickle protocol 2 and later
             raise BeamscoreError(f"{where}: {url} holds pickled data; pass --allow-pickle to load it")
@@ -177,6 +204,29 @@ def load_array(url: str, name: str | None, key: str, allow_pickle: bool = False)
     return np.asarray(loaded)
 
 
+def _check_npy_header(raw: bytes, where: str, url: str) -> None:
+    """Refuse an ``.npy`` whose header claims more values than allowed or than the file holds
+    (``np.load`` would allocate what the header claims before reading a byte)."""
+    buffer = io.BytesIO(raw)
+    try:
+        version = np.lib.format.read_magic(buffer)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _fortran, dtype = read_header(buffer, max_header_size=10_000)
+    except (ValueError, OSError, EOFError) as exc:
+        raise BeamscoreError(f"{where}: {url} has a damaged .npy header: {first_line(str(exc))}") from None
+    values = math.prod(shape)
+    if values > MAX_ELEMENTS:
+        raise BeamscoreError(f"{where}: {url} claims shape {shape} ({values:,} values); the limit is {MAX_ELEMENTS:,}")
+    if dtype.hasobject:
+        return  # pickled: refused or unpickled below, sized by pickle
+    needed = values * dtype.itemsize
+    if needed > len(raw) - buffer.tell():
+        raise BeamscoreError(
+            f"{where}: {url} claims shape {shape} of {dtype} ({needed:,} bytes) but holds "
+            f"{len(raw) - buffer.tell():,} bytes of data"
+        )
+
+
 # --------------------------------------------------------------------------------------
 # --input-exprs: literals and a few numpy constructors, evaluated from the syntax tree
 
@@ -190,7 +240,7 @@ def parse_expressions(text: str) -> dict[str, np.ndarray]:
         try:
             arrays[_new_key(arrays, key, "--input-exprs")] = np.asarray(result)
         except ValueError as exc:  # ragged nested lists
-            raise BeamscoreError(f"{where}: {value!r} is not one rectangular array: {exc}") from None
+            raise BeamscoreError(f"{where}: {_clip(value)} is not one rectangular array: {exc}") from None
     return arrays
 
 
@@ -200,8 +250,18 @@ def evaluate_expression(text: str, where: str = "expression", allow_calls: bool 
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        raise BeamscoreError(f"{where}: {text!r} is not a Python expression: {exc.msg}") from None
-    return _Evaluator(where, text).value(tree.body, allow_calls=allow_calls)
+        raise BeamscoreError(f"{where}: {_clip(text)} is not a Python expression: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise BeamscoreError(f"{where}: {_clip(text)} is nested too deeply") from None
+    try:
+        return _Evaluator(where, text).value(tree.body, allow_calls=allow_calls)
+    except RecursionError:
+        raise BeamscoreError(f"{where}: {_clip(text)} is nested too deeply") from None
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """``text`` quoted for an error line, cut to ``limit`` characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
 
 
 def _shape_size(shape: Any) -> int:
@@ -345,7 +405,7 @@ def _parse_literal(text: str, where: str) -> ast.AST:
     try:
         return ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
-        raise BeamscoreError(f"{where}: {text!r} is not a list of dicts: {exc.msg}") from None
+        raise BeamscoreError(f"{where}: {_clip(text)} is not a list of dicts: {exc.msg}") from None
 
 
 def examples_to_array(examples: Any, where: str = "examples") -> np.ndarray:

@@ -16,6 +16,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
+from beamscore.pipelines.claim import CLAIM_FILE
+from beamscore.pipelines.overwrite import check_others, survey
 from beamscore.pipelines.plan import Plan
 from beamscore.pipelines.runners import (
     DASK_RUNNER,
@@ -62,23 +64,33 @@ def check_launch(plan: Plan, options: PipelineOptions) -> list[str]:
     return warnings
 
 
-def output_state(output: str, overwrite: bool, resume: bool = False) -> str:
-    """What a run would find at ``output``, read-only; raises where the run would refuse it."""
+def output_state(
+    output: str, overwrite: bool, resume: bool = False, force: bool = False, planned: set[str] | None = None
+) -> str:
+    """What a run would find at ``output``, read-only; raises where the run would refuse it.
+
+    ``planned``: the files the job would write (a foreign file at one of them is refused)."""
     fs, root = bfs.filesystem(output)
     if not fs.exists(root):
         return "new directory"
     if not fs.isdir(root):
         raise BeamscoreError(f"output {output!r} exists and is not a directory")
-    entries = fs.ls(root, detail=False)
+    entries = [e for e in fs.ls(root, detail=False) if e.rstrip("/").rsplit("/", 1)[-1] != CLAIM_FILE]
+    held = " (another job holds its claim now)" if fs.exists(bfs.join(root, CLAIM_FILE)) else ""
     if not entries:
-        return "empty directory"
-    finished = fs.exists(bfs.join(root, MANIFEST))
+        return "empty directory" + held
+    found = survey(output)
+    finished = found.finished
     what = "a finished result (_manifest.json)" if finished else f"{len(entries)} entries"
     if resume and not finished and not overwrite:
-        return f"holds {what}; --resume continues the unfinished job (units already written are skipped)"
+        return f"holds {what}; --resume continues the unfinished job (units already written are skipped)" + held
+    if resume and finished and not overwrite:
+        return f"holds {what}; --resume reports it complete if it is this job's" + held
     if not overwrite:
         raise BeamscoreError(f"output {output!r} is not empty: it holds {what}; pass --overwrite to replace it")
-    return f"holds {what}; --overwrite replaces beamscore's files"
+    check_others(output, found, force, planned or set())
+    kept = f", keeps {len(found.others)} other file(s)" if found.others else ""
+    return f"holds {what}; --overwrite removes beamscore's {len(found.ours)} file(s){kept}" + held
 
 
 def render_plan(plan: Plan, options: PipelineOptions, warnings: list[str], output: str) -> str:

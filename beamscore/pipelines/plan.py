@@ -27,21 +27,18 @@ from beamscore import fs as bfs
 from beamscore.config import ScoreConfig
 from beamscore.errors import BeamscoreError
 from beamscore.io import sink_for, source_for
-from beamscore.io.base import Sink, Source, WorkUnit
+from beamscore.io.base import Sink, Source, WorkUnit, part_name
 from beamscore.io.keep import keep_type
 from beamscore.io.schemas import SameSchema
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.checks import check_model_files, check_outputs, import_modules
 from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model, parse_tags
 from beamscore.model.loader import ModelSpec
-from beamscore.paths import safe_component
+from beamscore.paths import check_name_lengths, safe_component
 from beamscore.pipelines.survey import PlanningProgress, survey
-from beamscore.transforms.dead_letters import ERRORS_DIR
-from beamscore.transforms.manifest import MANIFEST
 from beamscore.transforms.read import schema_file
-from beamscore.transforms.receipts import UNITS_DIR
 
-__all__ = ["PLACEHOLDERS", "PLAN_ON_WORKERS_ABOVE", "Plan", "plan_job", "prepare_output", "resolve_output"]
+__all__ = ["PLACEHOLDERS", "PLAN_ON_WORKERS_ABOVE", "Plan", "plan_job", "resolve_output"]
 
 #: what ``{...}`` may stand for in an output path (for scheduled runs)
 PLACEHOLDERS = ("date", "datetime", "model_version")
@@ -103,6 +100,7 @@ class Plan:
             "output_format": self.sink.format,
             # TFRecord files hold no row count: their rows_in is the records as read
             "rows_in_count": "planned" if self.source.counts_rows else "as read",
+            "output_options": self.sink.describe(),
             "columns": {"outputs": self.outputs, "keep": list(self.config.keep)},
             "batch_size": self.batch_size,
             "output": self.config.output,
@@ -189,6 +187,13 @@ def plan_job(config: ScoreConfig) -> Plan:
     )
     on_workers = len(files) > PLAN_ON_WORKERS_ABOVE if config.plan_on_workers is None else config.plan_on_workers
     units = [] if on_workers else survey(source, facts, check, progress=PlanningProgress())
+    sink = sink_for(
+        config.output_format,
+        config.output,
+        compression=config.output_compression,
+        compression_level=config.output_compression_level,
+    )
+    _check_output_names(config.output, sink, outputs, config.keep)
     batch_size = config.batch_size or _default_batch_size(bindings)
     return Plan(
         config=config,
@@ -208,7 +213,7 @@ def plan_job(config: ScoreConfig) -> Plan:
         files=files,
         units=units,
         source=source,
-        sink=sink_for(config.output_format, config.output),
+        sink=sink,
         batch_size=batch_size,
         started=started,
         keep_types=keep_types,
@@ -262,6 +267,19 @@ def _check_npy_columns(columns: dict, keep: list[str], where: str) -> None:
                 ) from None
 
 
+def _check_output_names(output: str, sink: Sink, outputs: list[str], keep: list[str]) -> None:
+    """Refuse output or ``--keep`` names whose files the output's filesystem cannot hold."""
+    fs, root = bfs.filesystem(output)
+    sample = part_name(99999, 99999)
+    names = {}
+    for kind, columns in (("output", outputs), ("--keep column", keep)):
+        for column in columns:
+            for rel in sink.unit_files(sample, [column]):
+                names[rel] = f"{kind} {column[:40]!r}{'...' if len(column) > 40 else ''} ({len(column)} characters)"
+    names.setdefault(f"{sample}.parquet", "the part names")
+    check_name_lengths(root, bfs.is_local(fs), names)
+
+
 def _default_batch_size(bindings: dict[str, InputBinding]) -> int:
     """About ``TARGET_BATCH_BYTES`` of input per batch, at most ``MAX_DEFAULT_BATCH`` rows."""
     row_bytes = 0
@@ -271,48 +289,3 @@ def _default_batch_size(bindings: dict[str, InputBinding]) -> int:
     if row_bytes == 0:
         return MAX_DEFAULT_BATCH
     return max(1, min(MAX_DEFAULT_BATCH, TARGET_BATCH_BYTES // row_bytes))
-
-
-def prepare_output(output: str, overwrite: bool, resume: bool = False) -> None:
-    """Refuse an output dir that holds results unless ``overwrite`` (then remove only our
-    own files) or, for an unfinished one, ``resume`` (then keep it as it is).
-
-    A finished output (one with ``_manifest.json``) is refused even with ``resume``: there
-    is nothing left to do, and replacing it takes ``--overwrite``."""
-    fs, root = bfs.filesystem(output)
-    if not fs.exists(root):
-        fs.makedirs(root, exist_ok=True)
-        return
-    if not fs.isdir(root):
-        raise BeamscoreError(f"output {output!r} exists and is not a directory")
-    entries = fs.ls(root, detail=False)
-    if not entries:
-        return
-    finished = fs.exists(bfs.join(root, MANIFEST))
-    if overwrite:
-        for entry in entries:
-            if _ours(fs, entry):
-                fs.rm(entry, recursive=True)
-        return
-    if finished:
-        raise BeamscoreError(
-            f"output {output!r} is not empty: it holds a finished result (_manifest.json); "
-            "pass --overwrite to replace it"
-        )
-    if resume:
-        return
-    raise BeamscoreError(
-        f"output {output!r} is not empty: it holds {len(entries)} entries (an unfinished job?); "
-        "pass --resume to continue it or --overwrite to replace it"
-    )
-
-
-def _ours(fs, entry: str) -> bool:
-    """Whether ``entry`` (a child of the output dir) is something beamscore writes."""
-    name = entry.rstrip("/").rsplit("/", 1)[-1]
-    if name.startswith("part-") or name in (MANIFEST, "_temporary", ERRORS_DIR, UNITS_DIR):
-        return True
-    if fs.isdir(entry):  # an .npy column directory: nothing but part files
-        children = [c.rstrip("/").rsplit("/", 1)[-1] for c in fs.ls(entry, detail=False)]
-        return bool(children) and all(c.startswith("part-") and c.endswith(".npy") for c in children)
-    return False

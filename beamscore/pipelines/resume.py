@@ -1,27 +1,70 @@
-"""``--resume``: continue an unfinished output directory where a killed run stopped.
+"""Open an output directory for a job: claim it, then start, overwrite or ``--resume`` it.
 
-A run records what it is (:func:`job_identity`: model fingerprint, signature, inputs, work
-units, output format and columns) in ``OUTPUT/_units/_job.json`` before any unit is
-written. ``--resume`` on an unfinished directory checks that the same job is being run
-again, then skips every unit that has a receipt and whose files exist
-(:func:`~beamscore.transforms.receipts.completed_units`); the rest are redone. A different
-job, or a directory that no beamscore job started, is refused with the first difference.
+A run records what it is (:func:`job_identity`: model fingerprint, signature, inputs and
+their versions, work units, output format and columns) in ``OUTPUT/_units/_job.json``,
+written atomically, before any unit is written. ``--resume`` on an unfinished directory
+checks that the same job is being run again over the same input files (size and
+modification time, ETag or generation, :func:`input_versions`), then skips every unit that
+has a receipt and whose files exist (:func:`~beamscore.transforms.receipts.completed_units`);
+the rest are redone. A different job, an input rewritten in place, or a directory that no
+beamscore job started, is refused with the first difference. ``--resume`` on a finished
+output of the same job does nothing and reports it as complete.
+
+Everything here runs while the job holds the output's claim
+(:class:`~beamscore.pipelines.claim.Claim`), so two jobs never prepare one directory at once.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
+
+import fsspec
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
-from beamscore.pipelines.plan import Plan, prepare_output
+from beamscore.pipelines.claim import CLAIM_FILE, Claim
+from beamscore.pipelines.overwrite import JOB_FILE, others_warning, read_job, remove_previous, survey, unit_files
+from beamscore.pipelines.plan import Plan
 from beamscore.transforms.batch import UnitResult
+from beamscore.transforms.dead_letters import ERRORS_DIR
+from beamscore.transforms.manifest import MANIFEST
 from beamscore.transforms.receipts import UNITS_DIR, completed_units, planned_units
+from beamscore.transforms.temp import TEMP_DIR
 
-__all__ = ["JOB_FILE", "job_identity", "start_output"]
+__all__ = ["JOB_FILE", "Started", "control_names", "input_versions", "job_identity", "planned_files", "start_output"]
 
-JOB_FILE = "_job.json"
+#: what identifies the version of a file, by filesystem: the first of these its ``info`` has
+
+
+@dataclass
+class Started:
+    """An output opened for a job: the units an earlier run already did (``--resume``), the
+    claim to release when the job ends, and whether the job was already complete."""
+
+    done: dict[str, UnitResult] = field(default_factory=dict)
+    claim: Claim | None = None
+    complete: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def release(self) -> None:
+        """Give up the output's claim (when the job has ended, whatever the outcome)."""
+        if self.claim is not None:
+            self.claim.release()
+            self.claim = None
+
+    def __enter__(self) -> Started:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def input_versions(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Each input's size and version (GCS generation, S3 ETag, local mtime) as the planner's
+    one detailed listing gave them (:class:`~beamscore.fs.FileFacts`): no request per file."""
+    return {f.url: {"size": f.size, "version": f.version} for f in plan.facts}
 
 
 def job_identity(plan: Plan) -> dict[str, Any]:
@@ -44,44 +87,118 @@ def job_identity(plan: Plan) -> dict[str, Any]:
     return identity
 
 
-def start_output(plan: Plan) -> dict[str, UnitResult]:
-    """Prepare the output directory for ``plan``; return the units already done (resume).
+def control_names(plan: Plan) -> list[str]:
+    """Directories and control files a job writes into (checked for planted links)."""
+    columns = [*plan.outputs, *plan.config.keep]
+    dirs = {name.rsplit("/", 1)[0] for name in plan.sink.unit_files("part-00000-00000", columns) if "/" in name}
+    return [TEMP_DIR, UNITS_DIR, ERRORS_DIR, f"{ERRORS_DIR}/{TEMP_DIR}", MANIFEST, f"{UNITS_DIR}/{JOB_FILE}", *dirs]
 
-    A fresh (or overwritten) output gets the job file; a resumed one must hold the same job.
-    """
+
+def planned_files(plan: Plan) -> set[str]:
+    """Every file (relative to the output) the units of ``plan`` may write."""
+    return unit_files(plan.sink, [u.name for u in plan.units], [*plan.outputs, *plan.config.keep])
+
+
+def start_output(plan: Plan) -> Started:
+    """Claim the output directory of ``plan`` and prepare it; see the module docstring.
+
+    The caller releases the claim (:meth:`Started.release`) when the job ends."""
     config = plan.config
     fs, root = bfs.filesystem(config.output)
-    job_path = bfs.join(root, UNITS_DIR, JOB_FILE)
-    resuming = config.resume and not config.overwrite and fs.exists(root) and bool(fs.ls(root, detail=False))
-    prepare_output(config.output, config.overwrite, config.resume)
-    identity = job_identity(plan)
-    if not resuming:
-        fs.makedirs(bfs.join(root, UNITS_DIR), exist_ok=True)
-        with fs.open(job_path, "w") as f:
-            json.dump(identity, f)
-        return {}
-    if not fs.exists(job_path):
+    if fs.exists(root) and not fs.isdir(root):
+        raise BeamscoreError(f"output {config.output!r} exists and is not a directory")
+    bfs.refuse_symlinks(fs, root, control_names(plan))
+    started = Started(claim=Claim.acquire(config.output))
+    try:
+        _prepare(plan, fs, root, started)
+    except BaseException:
+        started.release()
+        raise
+    return started
+
+
+def _prepare(plan: Plan, fs: fsspec.AbstractFileSystem, root: str, started: Started) -> None:
+    config = plan.config
+    fs.invalidate_cache(root)
+    entries = [e for e in fs.ls(root, detail=False) if e.rstrip("/").rsplit("/", 1)[-1] != CLAIM_FILE]
+    identity = {**job_identity(plan), "input_versions": input_versions(plan)}
+    if entries and config.overwrite:
+        left = remove_previous(config.output, config.force, planned_files(plan))
+        if left:
+            started.warnings.append(others_warning(config.output, left))
+    elif entries:
+        read_job(fs, root, config.output)  # a damaged job file: one line on how to recover
+        found = survey(config.output)
+        if found.others or found.job is not None or found.finished:
+            _check_existing(plan, fs, root, identity, found.finished, started)
+            return
+        # only temporary files of a start that died before its job file: start afresh
+        remove_previous(config.output, force=False)
+    fs.makedirs(bfs.join(root, UNITS_DIR), exist_ok=True)
+    data = json.dumps(identity).encode()
+    bfs.write_atomic(fs, bfs.join(root, UNITS_DIR, JOB_FILE), data, bfs.join(root, TEMP_DIR))
+
+
+def _check_existing(
+    plan: Plan, fs: fsspec.AbstractFileSystem, root: str, identity: dict[str, Any], finished: bool, started: Started
+) -> None:
+    """An output that holds something, without ``--overwrite``: resume it or refuse."""
+    config = plan.config
+    if not config.resume:
+        if finished:
+            raise BeamscoreError(
+                f"output {config.output!r} is not empty: it holds a finished result (_manifest.json); "
+                "pass --overwrite to replace it"
+            )
         raise BeamscoreError(
-            f"--resume: output {config.output!r} holds files but no unfinished beamscore job "
-            f"({UNITS_DIR}/{JOB_FILE}); pass --overwrite to replace them"
+            f"output {config.output!r} is not empty (an unfinished job?); "
+            "pass --resume to continue it or --overwrite to replace it"
         )
-    with fs.open(job_path, "r") as f:
-        before = json.load(f)
+    before = read_job(fs, root, config.output)
+    if before is None:
+        what = "a finished result without a job file" if finished else "files but no unfinished beamscore job"
+        raise BeamscoreError(
+            f"--resume: output {config.output!r} holds {what} ({UNITS_DIR}/{JOB_FILE}); "
+            "pass --overwrite to replace them"
+        )
     for key, value in identity.items():
+        if key == "input_versions":
+            continue
         if key == "units" and key not in before:  # planned on the workers before: units checked below
             continue
         if before.get(key) != value:
-            was = _short(before.get(key))
             raise BeamscoreError(
-                f"--resume: output {config.output!r} was started by a different job: {key} was {was}, "
-                f"now {_short(value)}; pass --overwrite to start again"
+                f"--resume: output {config.output!r} was started by a different job: {key} was "
+                f"{_short(before.get(key))}, now {_short(value)}; pass --overwrite to start again"
             )
-    done = completed_units(config.output)
+    _check_inputs(config.output, before.get("input_versions"), identity["input_versions"])
+    if finished:
+        started.complete = True
+        return
     if plan.on_workers:  # the units are known from the earlier run: its file receipts or its plan
         planned = set(planned_units(config.output)) | {name for name, _ in before.get("units", [])}
     else:
         planned = {u.name for u in plan.units}
-    return {name: r for name, r in done.items() if name in planned}
+    started.done = {name: r for name, r in completed_units(config.output).items() if name in planned}
+
+
+def _check_inputs(output: str, before: dict[str, Any] | None, now: dict[str, Any]) -> None:
+    """Refuse a resume whose input files were rewritten since the job started."""
+    if not isinstance(before, dict):
+        return  # a job file from before input versions were recorded
+    for url, facts in now.items():
+        old = before.get(url)
+        if not isinstance(old, dict) or old == facts:
+            continue
+        changed = [
+            f"{k} was {old.get(k)}, now {facts.get(k)}"
+            for k in sorted(set(old) | set(facts))
+            if old.get(k) != facts.get(k)
+        ]
+        raise BeamscoreError(
+            f"--resume: input {url} changed since {output} was started ({'; '.join(changed)}); "
+            "resuming would mix rows of the old and the new file: pass --overwrite to start again"
+        )
 
 
 def _short(value: Any) -> str:

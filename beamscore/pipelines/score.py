@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -20,13 +21,14 @@ from beamscore.config import ScoreConfig, load_yaml
 from beamscore.errors import BeamscoreError, JobFailed, describe_failure
 from beamscore.model.loader import preload
 from beamscore.pipelines.plan import Plan, plan_job
-from beamscore.pipelines.resume import start_output
+from beamscore.pipelines.resume import Started, start_output
 from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, pipeline_options, release, runner_name, spread_units
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.manifest import MANIFEST, WriteManifest
 from beamscore.transforms.plan_files import PlanFiles, file_elements
 from beamscore.transforms.read import ReadBatches
 from beamscore.transforms.run_signature import RunSignature
+from beamscore.transforms.watchdog import LAUNCHER_ENV
 from beamscore.transforms.write import WriteBatches
 
 __all__ = ["JobFailed", "JobResult", "build_pipeline", "failure", "prepare", "run_plan", "score"]
@@ -38,13 +40,16 @@ _LOG = logging.getLogger("beamscore")
 class JobResult:
     """What a finished job reports: the manifest, the wall time, how many units an earlier
     run had already done (``--resume``) and, when too many rows failed, why the job counts
-    as failed (the outputs and the manifest are written all the same)."""
+    as failed (the outputs and the manifest are written all the same). ``complete``: a
+    ``--resume`` found the output already finished by the same job, and nothing ran."""
 
     manifest: dict[str, Any]
     seconds: float
     runner: str
     skipped: int = 0
     failure: str | None = None
+    #: ``--resume`` found the job already finished: nothing ran
+    complete: bool = False
 
 
 def build_pipeline(p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] | None = None) -> None:
@@ -90,41 +95,67 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
         # The model loads in this process anyway: load it now, before anything is written,
         # so corrupt weights are one line and exit 2, not a failed job.
         preload(plan.spec)
-    done = start_output(plan)
-    options = spread_units(options, len(plan.units) - len(done))
-    runner = make_runner(options)
-    p = beam.Pipeline(runner=runner, options=options)
-    build_pipeline(p, plan, done)
-    reporter: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if progress and not plan.on_workers and sys.stderr.isatty() and runner_name(options) in LOCAL_RUNNERS:
-        from beamscore.progress import Progress, receipts_lister
+    started = start_output(plan)
+    with started:
+        for warning in started.warnings:
+            print(f"beamscore: warning: {warning}", file=sys.stderr)
+        if started.complete:
+            return _finished(plan, options, started)
+        done = started.done
+        options = spread_units(options, len(plan.units) - len(done))
+        runner = make_runner(options)
+        p = beam.Pipeline(runner=runner, options=options)
+        build_pipeline(p, plan, done)
+        reporter: contextlib.AbstractContextManager = contextlib.nullcontext()
+        if progress and not plan.on_workers and sys.stderr.isatty() and runner_name(options) in LOCAL_RUNNERS:
+            from beamscore.progress import Progress, receipts_lister
 
-        todo = {u.name: u.rows for u in plan.units if u.name not in done}
-        reporter = Progress(todo, receipts_lister(plan.config.output), sys.stderr)
-    start = time.perf_counter()
-    with reporter:
-        running = None
-        try:
-            running = p.run()
-            running.wait_until_finish()
-        except Exception as exc:  # a worker failed: say why in one line
-            raise JobFailed(f"the job failed: {describe_failure(exc)}") from exc
-        finally:
-            if running is not None:
-                release(running)
-    seconds = time.perf_counter() - start
-    fs, root = bfs.filesystem(plan.config.output)
-    manifest_path = bfs.join(root, MANIFEST)
-    if not fs.exists(manifest_path):
-        raise BeamscoreError(f"the job ended without writing {plan.config.output}/{MANIFEST}")
-    with fs.open(manifest_path, "r") as f:
-        manifest = json.load(f)
+            todo = {u.name: u.rows for u in plan.units if u.name not in done}
+            reporter = Progress(todo, receipts_lister(plan.config.output), sys.stderr)
+        if runner_name(options) in LOCAL_RUNNERS:
+            os.environ[LAUNCHER_ENV] = str(os.getpid())  # inherited by multi-process workers
+        start = time.perf_counter()
+        with reporter:
+            running = None
+            try:
+                running = p.run()
+                running.wait_until_finish()
+            except Exception as exc:  # a worker failed: say why in one line
+                raise JobFailed(f"the job failed: {describe_failure(exc)}") from exc
+            finally:
+                if running is not None:
+                    release(running)
+        seconds = time.perf_counter() - start
+    manifest = _read_manifest(plan)
     return JobResult(
         manifest=manifest,
         seconds=seconds,
         runner=type(runner).__name__ if not isinstance(runner, str) else runner,
         skipped=len(done),
         failure=failure(manifest, plan.config),
+    )
+
+
+def _read_manifest(plan: Plan) -> dict[str, Any]:
+    fs, root = bfs.filesystem(plan.config.output)
+    manifest_path = bfs.join(root, MANIFEST)
+    fs.invalidate_cache(root)
+    if not fs.exists(manifest_path):
+        raise BeamscoreError(f"the job ended without writing {plan.config.output}/{MANIFEST}")
+    with fs.open(manifest_path, "r") as f:
+        return json.load(f)
+
+
+def _finished(plan: Plan, options: PipelineOptions, started: Started) -> JobResult:
+    """``--resume`` on an output this job already finished: nothing to run."""
+    manifest = _read_manifest(plan)
+    return JobResult(
+        manifest=manifest,
+        seconds=0.0,
+        runner=runner_name(options),
+        skipped=int(manifest.get("units", 0)),
+        failure=failure(manifest, plan.config),
+        complete=True,
     )
 
 

@@ -6,7 +6,6 @@ step that runs only after all :class:`~beamscore.transforms.batch.UnitResult` s 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import platform
@@ -19,6 +18,7 @@ from beamscore import fs as bfs
 from beamscore._version import __version__
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.dead_letters import ERRORS_DIR
+from beamscore.transforms.temp import TEMP_DIR, clean_temp_dir
 
 __all__ = ["MANIFEST", "WriteManifest", "device", "job_header", "remove_temporary", "versions", "write_manifest"]
 
@@ -83,23 +83,19 @@ def write_manifest(
         "versions": versions(),
     }
     fs, root = bfs.filesystem(output)
-    temp = bfs.join(root, "_temporary", MANIFEST)
-    fs.makedirs(temp.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(temp, "w") as f:
-        json.dump(manifest, f, indent=2, sort_keys=False)
-        f.write("\n")
-    bfs.move(fs, temp, bfs.join(root, MANIFEST))
+    data = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
+    bfs.write_atomic(fs, bfs.join(root, MANIFEST), data, bfs.join(root, TEMP_DIR))
     remove_temporary(output)
     return manifest
 
 
 def remove_temporary(output: str) -> None:
-    """Remove ``OUTPUT/_temporary/`` and ``OUTPUT/_errors/_temporary/`` once every unit is
-    committed (what is left there are files of attempts that failed)."""
+    """Remove our own files from ``OUTPUT/_temporary/`` and ``OUTPUT/_errors/_temporary/``
+    once every unit is committed (what is left there are files of attempts that failed);
+    anything else there is the user's and stays (:func:`~beamscore.transforms.temp.clean_temp_dir`)."""
     fs, root = bfs.filesystem(output)
-    for temp_dir in (bfs.join(root, "_temporary"), bfs.join(root, ERRORS_DIR, "_temporary")):
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm(temp_dir, recursive=True)
+    for directory in (root, bfs.join(root, ERRORS_DIR)):
+        clean_temp_dir(fs, bfs.join(directory, TEMP_DIR))
 
 
 def job_header(**fields: Any) -> dict[str, Any]:

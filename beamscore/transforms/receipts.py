@@ -11,10 +11,10 @@ since its files have deterministic names the redo overwrites whatever a killed r
 from __future__ import annotations
 
 import json
-import uuid
 
 from beamscore import fs as bfs
 from beamscore.transforms.batch import UnitResult
+from beamscore.transforms.temp import TEMP_DIR
 
 __all__ = ["FILES_DIR", "UNITS_DIR", "completed_units", "planned_units", "write_file_receipt", "write_receipt"]
 
@@ -28,12 +28,9 @@ def write_receipt(output: str, result: UnitResult) -> str:
     fs, root = bfs.filesystem(output)
     directory = bfs.join(root, UNITS_DIR)
     final = bfs.join(directory, f"{result.unit}.json")
-    temp = bfs.join(root, "_temporary", f"{result.unit}.{uuid.uuid4().hex}.json")
-    fs.makedirs(bfs.join(root, "_temporary"), exist_ok=True)
     fs.makedirs(directory, exist_ok=True)
-    with fs.open(temp, "w") as f:
-        json.dump(result.to_json(), f, sort_keys=True)
-    bfs.move(fs, temp, final)
+    data = json.dumps(result.to_json(), sort_keys=True).encode()
+    bfs.write_atomic(fs, final, data, bfs.join(root, TEMP_DIR))
     return final
 
 
@@ -63,17 +60,14 @@ def completed_units(output: str) -> dict[str, UnitResult]:
 def write_file_receipt(output: str, shard: int, facts: dict, units: list[list]) -> str:
     """Record how a worker split one input file (``--plan-on-workers``):
     ``OUTPUT/_units/_files/SSSSS.json`` with the file's facts and its ``[unit, rows]`` pairs,
-    written to a temporary name and renamed. Together these receipts list every unit of
+    written atomically (:func:`beamscore.fs.write_atomic`). Together these receipts list every unit of
     the job, as the launcher's plan does when it plans."""
     fs, root = bfs.filesystem(output)
     directory = bfs.join(root, UNITS_DIR, FILES_DIR)
     final = bfs.join(directory, f"{shard:05d}.json")
-    temp = bfs.join(root, "_temporary", f"file-{shard:05d}.{uuid.uuid4().hex}.json")
-    fs.makedirs(bfs.join(root, "_temporary"), exist_ok=True)
     fs.makedirs(directory, exist_ok=True)
-    with fs.open(temp, "w") as f:
-        json.dump({"shard": shard, "input": facts, "units": units}, f, sort_keys=True)
-    bfs.move(fs, temp, final)
+    data = json.dumps({"shard": shard, "input": facts, "units": units}, sort_keys=True).encode()
+    bfs.write_atomic(fs, final, data, bfs.join(root, TEMP_DIR))
     return final
 
 

@@ -15,6 +15,7 @@ from beamscore.io.parquet_sink import ParquetSink
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch, UnitResult
 from beamscore.transforms.receipts import write_receipt
+from beamscore.transforms.watchdog import watch_launcher
 
 __all__ = ["WriteBatches", "WriteParquet", "WriteUnitFn", "check_order"]
 
@@ -53,6 +54,9 @@ class WriteUnitFn(beam.DoFn):
         self._open: dict[WorkUnit, _OpenUnit] = {}
         # units this instance committed: a later batch of one would replace its file
         self._committed: set[WorkUnit] = set()
+
+    def setup(self) -> None:
+        watch_launcher()  # a worker of a killed local launcher stops instead of committing units
 
     def start_bundle(self) -> None:
         self._open = {}

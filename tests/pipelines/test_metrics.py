@@ -28,7 +28,8 @@ def test_counters_and_distributions(tmp_path):
     plan = plan_job(config)
     options = pipeline_options([], {})
     p = beam.Pipeline(runner=make_runner(options), options=options)
-    build_pipeline(p, plan, start_output(plan))
+    with start_output(plan) as started:
+        build_pipeline(p, plan, started.done)
     result = p.run()
     result.wait_until_finish()
     metrics = result.metrics().query(MetricsFilter().with_namespace("beamscore"))

@@ -67,9 +67,13 @@ def test_killed_run_then_resume_gives_the_uninterrupted_result(jm, many_units, t
 
     # without --resume the unfinished dir is refused, with it the job is finished
     assert main(job(jm["slow"], paths[0], out)) == 2
-    assert "pass --resume to continue it" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pass --resume to continue it" in err
+    # the killed launcher's claim names a process that is gone: taken over, and said so
+    assert "taking over the stale claim" in err and f"pid {proc.pid}" in err
     assert main([*job(jm["slow"], paths[0], out), "--resume"]) == 0
     assert "units already done, resumed" in capsys.readouterr().out
+    assert not (out / "_claim.json").exists()
     m = manifest_of(out)
     assert m["units"] == UNITS and m["units_resumed"] >= len(done_before)
     assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (len(ids), len(ids), 0)
@@ -78,8 +82,13 @@ def test_killed_run_then_resume_gives_the_uninterrupted_result(jm, many_units, t
     assert read_output(str(out)).equals(read_output(str(reference)))
     assert not (out / "_temporary").exists()
 
-    # a finished output is refused, --resume or not, unless --overwrite
-    assert main([*job(jm["slow"], paths[0], out), "--resume"]) == 2
+    # a finished output: --resume (a scheduler's retry after a success) is "already complete",
+    # exit 0, nothing rewritten; without --resume or --overwrite it is refused
+    before = {f: os.stat(out / f).st_mtime_ns for f in os.listdir(out) if f.startswith("part-")}
+    assert main([*job(jm["slow"], paths[0], out), "--resume"]) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert before == {f: os.stat(out / f).st_mtime_ns for f in os.listdir(out) if f.startswith("part-")}
+    assert main(job(jm["slow"], paths[0], out)) == 2
     assert "holds a finished result (_manifest.json); pass --overwrite" in capsys.readouterr().err
 
 

@@ -1,0 +1,59 @@
+"""Worker processes of a local multi-process run stop when their launcher dies.
+
+Beam's DirectRunner in ``multi_processing`` mode starts SDK worker processes that outlive a
+launcher killed with SIGKILL: they go on scoring and committing units that no manifest will
+ever cover, racing with the ``--resume`` that follows. The launcher of a local run puts its
+pid in :data:`LAUNCHER_ENV`; worker processes inherit it, and the first DoFn set up in a
+process other than the launcher starts a thread that checks every :data:`POLL_S` seconds
+that the launcher is alive and ends the process at once when it is not. Remote runners'
+workers do not inherit the variable and are not watched.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+__all__ = ["LAUNCHER_ENV", "POLL_S", "launcher_alive", "watch_launcher"]
+
+LAUNCHER_ENV = "BEAMSCORE_LAUNCHER_PID"
+POLL_S = 0.2
+#: exit status of a worker that ended because its launcher was gone
+EXIT_ORPHANED = 3
+
+_lock = threading.Lock()
+_watching = False
+
+
+def launcher_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def watch_launcher() -> None:
+    """Start the watch in this process if it is a worker of a local launcher (idempotent)."""
+    global _watching
+    text = os.environ.get(LAUNCHER_ENV, "")
+    if not text.isdigit() or int(text) == os.getpid():
+        return
+    with _lock:
+        if _watching:
+            return
+        _watching = True
+    launcher = int(text)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            # a killed launcher's children are reparented, and its pid stops existing
+            if os.getppid() != parent or not launcher_alive(launcher):
+                os._exit(EXIT_ORPHANED)
+            threading.Event().wait(POLL_S)
+
+    threading.Thread(target=watch, name="beamscore-launcher-watch", daemon=True).start()
