@@ -122,7 +122,7 @@ def test_resume_refuses_inputs_rewritten_in_place(models, data, tmp_path, capsys
     assert score(models["two_sig"], paths, out, "--resume") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert f"--resume: input {paths[1]} changed since" in err and "mtime was" in err and "--overwrite" in err
+    assert f"--resume: input {paths[1]} changed since" in err and "version was mtime:" in err and "--overwrite" in err
     assert score(models["two_sig"], paths, out, "--overwrite") == 0
     check_result(out, models["two_sig"], ids, x)
 
@@ -250,4 +250,4 @@ def test_resume_sees_an_object_rewritten_on_s3(models, data, tmp_path, capsys):
         capsys.readouterr()
         assert score(models["two_sig"], urls, out, "--resume") == 2
         err = capsys.readouterr().err
-        assert f"--resume: input {urls[0]} changed since" in err and "ETag was" in err
+        assert f"--resume: input {urls[0]} changed since" in err and "version was etag:" in err
