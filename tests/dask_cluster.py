@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+try:
+    from servers import free_port, stop
+except ImportError:  # imported as ``tests.dask_cluster`` (benchmarks/scaling.py)
+    from tests.servers import free_port, stop
+
 __all__ = ["DaskCluster", "dask_cluster"]
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STARTUP_S = 90
 #: One worker process of one thread, started by us (no nanny that would restart it), on loopback.
 WORKER_FLAGS = ["--nworkers", "1", "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -82,19 +80,6 @@ def _start(args: list[str], log: Path, env: dict[str, str], cwd: Path) -> subpro
         )
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
-    """Terminate all at once, then wait (a worker's graceful close takes seconds); kill stragglers."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-
-
 @contextmanager
 def dask_cluster(
     workdir: Path, workers: int = 2, env: Mapping[str, str] | None = None, python_path: list[str] | None = None
@@ -107,7 +92,7 @@ def dask_cluster(
     workdir.mkdir(parents=True, exist_ok=True)
     inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     full_env = _env(env, [PROJECT, *inherited] if python_path is None else python_path)
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     log = workdir / "scheduler.log"
     cluster = DaskCluster(
@@ -131,4 +116,4 @@ def dask_cluster(
                 time.sleep(0.2)
         yield cluster
     finally:
-        _stop([*cluster.workers, cluster.scheduler])
+        stop([*cluster.workers, cluster.scheduler], timeout=5)

@@ -8,11 +8,8 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,23 +18,13 @@ from pathlib import Path
 import fsspec
 import pytest
 from fsspec.registry import _registry as fsspec_classes  # the mutable registry behind fsspec.registry
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _emulator_command() -> list[str]:
-    script = os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator")
-    return [script] if os.path.exists(script) else [shutil.which("gcp-storage-emulator") or "gcp-storage-emulator"]
+from servers import free_port, stop, venv_script
 
 
 @contextmanager
 def gcs_emulator(workdir: Path, bucket: str, env: dict[str, str] | None = None) -> Iterator:
     """Start the emulator, make ``bucket`` and yield a gcsfs filesystem on it."""
-    port = _free_port()
+    port = free_port()
     log = workdir / "emulator.log"
     with pytest.MonkeyPatch.context() as mp, open(log, "wb") as log_file:
         mp.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
@@ -51,7 +38,7 @@ def gcs_emulator(workdir: Path, bucket: str, env: dict[str, str] | None = None) 
         for protocol in ("gs", "gcs"):
             mp.setitem(fsspec_classes, protocol, gcsfs.core.GCSFileSystem)
         process = subprocess.Popen(
-            [*_emulator_command(), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
+            [*venv_script("gcp-storage-emulator"), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
@@ -70,10 +57,5 @@ def gcs_emulator(workdir: Path, bucket: str, env: dict[str, str] | None = None) 
             fs.mkdir(bucket)
             yield fs
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop([process])
             gcsfs.core.GCSFileSystem.clear_instance_cache()

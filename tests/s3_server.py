@@ -10,11 +10,7 @@ in the server's memory and vanish with it; any key pair is accepted (FACTS.md).
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -25,6 +21,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from servers import free_port, stop, venv_script
 
 __all__ = ["S3_ENV", "s3_env", "s3_server", "s3_store"]
 
@@ -38,36 +35,20 @@ def s3_env(endpoint: str) -> dict[str, str]:
     return {**S3_ENV, "FSSPEC_S3_ENDPOINT_URL": endpoint}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _command() -> list[str]:
-    script = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    return [script] if os.path.exists(script) else [shutil.which("moto_server") or "moto_server"]
-
-
 @contextmanager
 def s3_server() -> Iterator[str]:
     """Run ``moto_server -H 127.0.0.1 -p PORT`` until the context ends; yield its URL."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:  # its request log; a pipe nobody reads would fill and stall it
         process = subprocess.Popen(
-            [*_command(), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+            [*venv_script("moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
         )
         try:
             _wait_until_it_answers(url, process, log)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop([process])
 
 
 @contextmanager

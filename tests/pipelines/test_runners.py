@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from runner_jobs import assert_same_result, beamscore_cli, job_args, run_in_process, worker_env
+from servers import free_port
 
 from beamscore.config import ScoreConfig
 from beamscore.pipelines.plan import plan_job
@@ -75,12 +76,6 @@ def test_multi_processing_equals_in_process_and_loads_once_per_worker(models, sh
     devices = collections.Counter(int(pid) for pid in DEVICE_LINE.findall(done.stderr))
     assert devices == dict.fromkeys(loads, 1), f"each worker logs its device once: {dict(devices)}"
     assert json.loads((out / "_manifest.json").read_text())["device"] == "CPU"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, log: str) -> None:
