@@ -34,6 +34,14 @@ def models(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def legacy(tmp_path_factory) -> dict[str, str]:
+    """TF1, TF Serving and broken models (see ``legacy_models.build_all``), built once."""
+    import legacy_models
+
+    return legacy_models.build_all(str(tmp_path_factory.mktemp("legacy")))
+
+
+@pytest.fixture(scope="session")
 def shards(tmp_path_factory) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Two Parquet shards of 700 rows in all (id, x[4], name), row groups of 128 rows."""
     root = tmp_path_factory.mktemp("shards")

@@ -221,3 +221,32 @@ def save_no_signature_model(path: str) -> str:
     module.triple = tf.function(lambda x: {"y": x * 3.0}, input_signature=[tf.TensorSpec([None], tf.float32)])
     tf.saved_model.save(module, path)
     return path
+
+
+def build_all(root: str) -> dict[str, str]:
+    """Every legacy model the tests use, under ``root`` (name -> path): TF1 exports, a TF
+    Serving version dir, ``.pbtxt`` copies, unregistered ops and broken variables."""
+    import builders
+
+    p = {name: os.path.join(root, name) for name in ("ex", "counter", "shape", "fixed", "nosig", "two", "base")}
+    save_tf1_example_model(p["ex"])
+    save_tf1_counter_model(p["counter"])
+    save_shape_model(p["shape"])
+    save_fixed_batch_model(p["fixed"])
+    save_no_signature_model(p["nosig"])
+    builders.save_two_signature_model(p["two"])
+    save_tf1_example_model(os.path.join(p["base"], "00000123"))
+    save_tf1_example_model(os.path.join(p["base"], "00000124"), b=5.0)
+    p["ex_txt"] = to_pbtxt(p["ex"], os.path.join(root, "ex_txt"))
+    p["two_txt"] = to_pbtxt(p["two"], os.path.join(root, "two_txt"))
+    p["text_op"] = with_renamed_op(p["two"], os.path.join(root, "text_op"), "Softmax", "WordpieceTokenizeWithOffsets")
+    p["odd_op"] = with_renamed_op(p["two"], os.path.join(root, "odd_op"), "Softmax", "BeamscoreNoSuchOp")
+    p["no_index"] = shutil.copytree(p["two"], os.path.join(root, "no_index"))
+    os.remove(os.path.join(p["no_index"], "variables", "variables.index"))
+    p["bad_index"] = shutil.copytree(p["two"], os.path.join(root, "bad_index"))
+    with open(os.path.join(p["bad_index"], "variables", "variables.index"), "wb") as f:
+        f.write(b"not a table")
+    p["bad_data"] = corrupt_data(shutil.copytree(p["two"], os.path.join(root, "bad_data")))
+    p["no_vars_dir"] = shutil.copytree(p["ex"], os.path.join(root, "no_vars_dir"))
+    shutil.rmtree(os.path.join(p["no_vars_dir"], "variables"))
+    return p

@@ -6,10 +6,8 @@ a fresh ``tf.compat.v1`` Session for TF1 graphs, ``tf.saved_model.load`` for TF2
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 
-import builders
 import legacy_models as lm
 import numpy as np
 import pytest
@@ -19,34 +17,6 @@ from beamscore.cli import main
 from beamscore.errors import BeamscoreError
 from beamscore.model.inspect import inspect_model
 from beamscore.model.loader import ModelSpec, load_model
-
-
-@pytest.fixture(scope="module")
-def legacy(tmp_path_factory) -> dict[str, str]:
-    root = str(tmp_path_factory.mktemp("legacy"))
-    p = {name: os.path.join(root, name) for name in ("ex", "counter", "fixed", "nosig", "two", "base")}
-    lm.save_tf1_example_model(p["ex"])
-    lm.save_tf1_counter_model(p["counter"])
-    lm.save_fixed_batch_model(p["fixed"])
-    lm.save_no_signature_model(p["nosig"])
-    builders.save_two_signature_model(p["two"])
-    lm.save_tf1_example_model(os.path.join(p["base"], "00000123"))
-    lm.save_tf1_example_model(os.path.join(p["base"], "00000124"), b=5.0)
-    p["ex_txt"] = lm.to_pbtxt(p["ex"], os.path.join(root, "ex_txt"))
-    p["two_txt"] = lm.to_pbtxt(p["two"], os.path.join(root, "two_txt"))
-    p["text_op"] = lm.with_renamed_op(
-        p["two"], os.path.join(root, "text_op"), "Softmax", "WordpieceTokenizeWithOffsets"
-    )
-    p["odd_op"] = lm.with_renamed_op(p["two"], os.path.join(root, "odd_op"), "Softmax", "BeamscoreNoSuchOp")
-    p["no_index"] = shutil.copytree(p["two"], os.path.join(root, "no_index"))
-    os.remove(os.path.join(p["no_index"], "variables", "variables.index"))
-    p["bad_index"] = shutil.copytree(p["two"], os.path.join(root, "bad_index"))
-    with open(os.path.join(p["bad_index"], "variables", "variables.index"), "wb") as f:
-        f.write(b"not a table")
-    p["bad_data"] = lm.corrupt_data(shutil.copytree(p["two"], os.path.join(root, "bad_data")))
-    p["no_vars_dir"] = shutil.copytree(p["ex"], os.path.join(root, "no_vars_dir"))
-    shutil.rmtree(os.path.join(p["no_vars_dir"], "variables"))
-    return p
 
 
 def run_saved(capsys, tmp_path, *args: str) -> dict[str, np.ndarray]:

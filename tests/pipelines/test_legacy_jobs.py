@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 
-import builders
 import legacy_models as lm
 import numpy as np
 import pyarrow as pa
@@ -24,21 +23,6 @@ from conftest import read_output
 
 from beamscore.cli import main
 from beamscore.io.parquet_sink import METADATA_KEY
-
-
-@pytest.fixture(scope="module")
-def legacy(tmp_path_factory) -> dict[str, str]:
-    root = str(tmp_path_factory.mktemp("legacy_jobs"))
-    p = {name: os.path.join(root, name) for name in ("ex", "counter", "shape", "fixed", "two", "base")}
-    lm.save_tf1_example_model(p["ex"])
-    lm.save_tf1_counter_model(p["counter"])
-    lm.save_shape_model(p["shape"])
-    lm.save_fixed_batch_model(p["fixed"])
-    builders.save_two_signature_model(p["two"])
-    lm.save_tf1_example_model(os.path.join(p["base"], "00000123"))
-    lm.save_tf1_example_model(os.path.join(p["base"], "00000124"), b=5.0)
-    p["bad_data"] = lm.corrupt_data(shutil.copytree(p["two"], os.path.join(root, "bad_data")))
-    return p
 
 
 def manifest_of(out) -> dict:
