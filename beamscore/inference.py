@@ -30,8 +30,7 @@ import pyarrow as pa
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from beamscore.errors import BeamscoreError
-from beamscore.model.inspect import SignatureInfo, inspect_model
-from beamscore.model.loader import LoadedModel, ModelSpec, load_model
+from beamscore.model.loader import LoadedModel, load_model, resolve_signature
 from beamscore.transforms.elements import pack, unpack
 from beamscore.transforms.run_signature import ElementScorer, output_schema
 
@@ -95,12 +94,7 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
         self._cast = cast
         self._reject_nan = reject_nan
         self._batch_size = batch_size
-        self._spec, self._signature = self._resolve(model, version)
-
-    def _resolve(self, model: str, version: int | None = None) -> tuple[ModelSpec, SignatureInfo]:
-        info = inspect_model(model, version)
-        signature = info.signature(self._signature_key, self._tag_set)
-        return ModelSpec(path=info.path, tags=self._tag_set, fingerprint=info.fingerprint), signature
+        self._spec, self._signature = resolve_signature(model, signature, tag_set, version)
 
     def load_model(self) -> _LoadedSignature:
         """Load the SavedModel (``RunInference`` shares it per process) and bind its signature."""
@@ -146,7 +140,7 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
         """Model refresh (``model_metadata_pcoll``): the next ``load_model`` loads
         ``model_path``, after checking it has the signature."""
         if model_path and model_path != self._spec.path:
-            self._spec, self._signature = self._resolve(model_path)
+            self._spec, self._signature = resolve_signature(model_path, self._signature_key, self._tag_set)
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         """Bytes of the column data (Beam's default pickles the whole batch to count them)."""

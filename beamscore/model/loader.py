@@ -27,10 +27,26 @@ from typing import Any
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
 from beamscore.model.checks import fixed_batch_size, import_modules
-from beamscore.model.inspect import SAVED_MODEL_PB, SAVED_MODEL_PBTXT, MetaGraphInfo, inspect_model, parse_tags
+from beamscore.model.inspect import (
+    SAVED_MODEL_PB,
+    SAVED_MODEL_PBTXT,
+    MetaGraphInfo,
+    SignatureInfo,
+    inspect_model,
+    parse_tags,
+)
 from beamscore.paths import child
 
-__all__ = ["LoadedModel", "ModelSpec", "is_transient", "load_count", "load_model", "local_copy", "preload"]
+__all__ = [
+    "LoadedModel",
+    "ModelSpec",
+    "is_transient",
+    "load_count",
+    "load_model",
+    "local_copy",
+    "preload",
+    "resolve_signature",
+]
 
 _LOG = logging.getLogger(__name__)
 _LOADS = 0
@@ -59,6 +75,17 @@ class ModelSpec:
         if self.jit_compile:
             key += f"|jit{self.fixed_batch}"
         return key + (f"|copies{self.copies}" if self.copies else "")
+
+
+def resolve_signature(
+    model: str, signature: str, tag_set: str = "serve", version: int | None = None, **spec: Any
+) -> tuple[ModelSpec, SignatureInfo]:
+    """Inspect ``model`` (a SavedModel or versioned base dir, any URL) when a transform is
+    built, so a wrong signature fails there; return what workers load (``spec``: the other
+    :class:`ModelSpec` fields) and the signature's facts."""
+    info = inspect_model(model, version)
+    sig = info.signature(signature, tag_set)
+    return ModelSpec(path=info.path, tags=tag_set, fingerprint=info.fingerprint, **spec), sig
 
 
 class LoadedModel:

@@ -19,8 +19,8 @@ from beamscore.io.arrow import column_spec, from_numpy
 from beamscore.io.keep import cast_kept, keep_type
 from beamscore.io.tfrecord import TFRecordSource
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
-from beamscore.model.inspect import SignatureInfo, inspect_model
-from beamscore.model.loader import LoadedModel, ModelSpec, load_model
+from beamscore.model.inspect import SignatureInfo
+from beamscore.model.loader import LoadedModel, ModelSpec, load_model, resolve_signature
 from beamscore.model.runner import OutputShapeError, SignatureRunner
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
@@ -439,15 +439,8 @@ class RunSignature(beam.PTransform):
         fixed_batch: int | None = None,
     ) -> None:
         super().__init__()
-        info = inspect_model(model, version)
-        sig = info.signature(signature, tag_set)
-        spec = ModelSpec(
-            path=info.path,
-            tags=tag_set,
-            fingerprint=info.fingerprint,
-            copies=model_copies,
-            jit_compile=jit_compile,
-            fixed_batch=fixed_batch,
+        spec, sig = resolve_signature(
+            model, signature, tag_set, version, copies=model_copies, jit_compile=jit_compile, fixed_batch=fixed_batch
         )
         self.fn = RunSignatureFn(spec, sig, bindings, outputs, keep, input_map, cast, reject_nan, batch_size=batch_size)
 
