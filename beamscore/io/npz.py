@@ -12,8 +12,8 @@ stores: ``--allow-pickle``), to one length.
 Damage is detected before it is scored: a zip member's CRC is checked only once the member
 has been read to its end, so each unit first reads its members through (:func:`verify`) and
 only then yields rows; a member that fails raises before any of its rows is scored (the
-unit's rows become one dead letter). This reads each member twice, the price of not
-scoring corrupt values.
+unit's rows become one dead letter). This reads each member twice (once per process,
+not once per unit), the price of not scoring corrupt values.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ from beamscore.model.binding import STRING, ColumnSpec
 __all__ = ["NpzSource", "verify"]
 
 _VERIFY_CHUNK = 1 << 20
+#: members this process has read through (CRC checked), so a file's later units skip it
+_verified: set[tuple] = set()
+_VERIFIED_MAX = 4096
 
 
 class NpzSource(Source):
@@ -145,13 +148,23 @@ class NpzSource(Source):
 
 def verify(archive: zipfile.ZipFile, member: str, where: str) -> None:
     """Read ``member`` to its end, so that zipfile checks its CRC; a mismatch (or a member
-    that does not inflate) is a :class:`BeamscoreError` naming it."""
+    that does not inflate) is a :class:`BeamscoreError` naming it.
+
+    A member this process has verified is not read again for the file's next unit: it is
+    known by its place, CRC and sizes in the zip directory, which a rewritten file changes."""
+    info = archive.getinfo(member)
+    key = (where, info.header_offset, info.CRC, info.compress_size, info.file_size)
+    if key in _verified:
+        return
     try:
         with archive.open(member) as stream:
             while stream.read(_VERIFY_CHUNK):
                 pass
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
         raise BeamscoreError(f"{where}: damaged: {first_line(str(exc))}") from None
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified.add(key)
 
 
 def _zip(f, url: str) -> zipfile.ZipFile:
