@@ -69,7 +69,7 @@ class Claim:
         claim = cls(output)
         _barrier("before")
         claim.fs.makedirs(claim.root, exist_ok=True)
-        if not claim._create():
+        if not claim._create() and not claim._create_if_released():
             other = claim._read()
             if other is not None and not _stale(other):
                 raise BeamscoreError(_held_message(output, other))
@@ -90,6 +90,13 @@ class Claim:
         claim._thread = threading.Thread(target=claim._beat, name="beamscore-claim", daemon=True)
         claim._thread.start()
         return claim
+
+    def _create_if_released(self) -> bool:
+        """After a failed create: the holder may have released its claim since; if no claim
+        file is there now, try once more (a vanished claim is not a stale one)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.invalidate_cache(self.root)
+        return not self.fs.exists(self.path) and self._create()
 
     def release(self) -> None:
         """Stop the heartbeat and remove the claim if it is still this job's."""
