@@ -23,6 +23,7 @@ __all__ = [
     "expand_globs",
     "filesystem",
     "is_local",
+    "is_object_store",
     "join",
     "list_files",
     "move",
@@ -84,18 +85,41 @@ def move(fs: fsspec.AbstractFileSystem, src: str, dst: str) -> None:
     fs.rm(src)
 
 
+#: stores where one PUT is atomic: an object appears only once its upload is complete
+_OBJECT_STORES = frozenset({"gs", "gcs", "s3", "s3a", "az", "abfs", "abfss", "adl", "memory"})
+
+
+def is_object_store(fs: fsspec.AbstractFileSystem) -> bool:
+    """True where a single write is atomic (GCS, S3, Azure, ``memory://``)."""
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    return any(p in _OBJECT_STORES for p in protocols)
+
+
 def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, temp_dir: str) -> None:
     """Write a small control file (job file, receipt, manifest) all at once or not at all.
 
     Locally the bytes go to a unique file in ``temp_dir``, are synced, and renamed over
     ``path``, so a crash or a full disk leaves the old file or none, never a torn one. On an
-    object store a single PUT is already atomic: an object appears only when complete.
+    object store a single PUT is already atomic: an object appears only when complete. Any
+    other filesystem (HDFS, SFTP, a wrapped local disk) gets the same temp-then-rename through
+    fsspec, since its plain write may leave a torn file behind.
     """
-    if not is_local(fs):
+    if is_object_store(fs):
         fs.pipe_file(path, data)
         return
-    os.makedirs(temp_dir, exist_ok=True)
     temp = join(temp_dir, f"{posixpath.basename(path)}.{uuid.uuid4().hex}.tmp")
+    if not is_local(fs):
+        fs.makedirs(temp_dir, exist_ok=True)
+        try:
+            fs.pipe_file(temp, data)
+            fs.mv(temp, path)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                if fs.exists(temp):
+                    fs.rm_file(temp)
+            raise
+        return
+    os.makedirs(temp_dir, exist_ok=True)
     try:
         with open(temp, "xb") as f:
             f.write(data)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import fsspec
+import fsspec.implementations.local
+import pytest
 
 from beamscore import fs as bfs
 
@@ -35,3 +38,35 @@ def test_memory_files_are_listed_with_their_urls_and_sizes():
     assert [(f.url, f.size) for f in facts] == [("memory:///facts/d/1.bin", 3), ("memory:///facts/d/2.bin", 2)]
     assert all(f.version for f in facts)
     fs.rm("/facts", recursive=True)
+
+
+class _TornWrites(fsspec.implementations.local.LocalFileSystem):
+    """A filesystem that is neither local nor an object store, whose writes stop half-way."""
+
+    protocol = ("torn",)
+
+    def _open(self, path, mode="rb", *args, **kwargs):
+        f = super()._open(path, mode, *args, **kwargs)
+        if "w" in mode:
+            real_write = f.write
+
+            def write(data):
+                real_write(bytes(data)[: len(data) // 2])
+                raise OSError(28, "No space left on device", path)
+
+            f.write = write
+        return f
+
+
+def test_write_atomic_on_other_filesystems_never_leaves_a_torn_file(tmp_path):
+    fs = _TornWrites()
+    final = str(tmp_path / "_units" / "part-00000-00000.json")
+    os.makedirs(os.path.dirname(final))
+    with open(final, "w") as f:
+        f.write('{"old": 1}')
+    with pytest.raises(OSError, match="No space left"):
+        bfs.write_atomic(fs, final, b'{"new": 2}', str(tmp_path / "_temporary"))
+    assert Path(final).read_text() == '{"old": 1}'  # the old receipt, whole
+    assert not os.listdir(tmp_path / "_temporary")  # and no temporary file left
+    assert not bfs.is_object_store(fs) and not bfs.is_local(fs)
+    assert bfs.is_object_store(fsspec.filesystem("memory"))
