@@ -32,6 +32,7 @@ __all__ = [
     "remove_file",
     "unstrip",
     "write_atomic",
+    "write_new_local",
 ]
 
 _INSTALL_HINTS = {"gs": "beamscore[gcp]", "gcs": "beamscore[gcp]", "s3": "beamscore[s3]"}
@@ -119,17 +120,32 @@ def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, temp_dir
                     fs.rm_file(temp)
             raise
         return
-    os.makedirs(temp_dir, exist_ok=True)
     try:
-        with open(temp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        write_new_local(temp, data)
         os.replace(temp, path)
     except BaseException:
         if os.path.lexists(temp):
             os.unlink(temp)
         raise
+
+
+def write_new_local(path: str, data: bytes) -> None:
+    """Create the local file ``path`` (which must not exist) with ``data``, synced.
+
+    Its directory is made as needed, and made again if another process removes it in between:
+    a finished job removes its empty ``_temporary/`` while a second job may be just about to
+    write there."""
+    for attempt in range(5):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            with open(path, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            return
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
 
 
 def remove_file(fs: fsspec.AbstractFileSystem, path: str) -> None:

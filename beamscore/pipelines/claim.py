@@ -161,11 +161,7 @@ def _create_exclusive(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> 
     if bfs.is_local(fs):
         root = path.rsplit("/", 1)[0]
         temp = temp_path(root, CLAIM_FILE, "tmp")
-        os.makedirs(temp.rsplit("/", 1)[0], exist_ok=True)
-        with open(temp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        bfs.write_new_local(temp, data)
         try:
             os.link(temp, path)  # fails if path exists (even as a dangling link): O_EXCL semantics
             return True
