@@ -9,10 +9,12 @@ it and says how to install it). ``--debug`` skips this.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
-__all__ = ["WithoutBeam", "import_tensorflow_quietly"]
+__all__ = ["WithoutBeam", "import_tensorflow_quietly", "stderr_fd_to"]
 
 
 def import_tensorflow_quietly() -> None:
@@ -53,3 +55,38 @@ class WithoutBeam:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def stderr_fd_to(path: str) -> Iterator[None]:
+    """Point file descriptor 2 at the file ``path`` while the block runs.
+
+    Processes started meanwhile inherit it: Beam's local SDK worker processes
+    (``--direct_running_mode=multi_processing``) ``print`` a failed bundle's traceback and log
+    at INFO straight to their stderr, hundreds of lines above the one that names the cause.
+    Where ``sys.stderr`` wrote to descriptor 2, it is pointed at a copy of the terminal's
+    descriptor meanwhile, so this process's own lines (progress, warnings) still show."""
+    stream = sys.stderr
+    inner = getattr(stream, "_stream", stream)  # WithoutBeam wraps the real stream
+    try:
+        on_fd2 = inner.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # a capture buffer (pytest), not a descriptor
+        on_fd2 = False
+    stream.flush()
+    saved = os.dup(2)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    terminal = None
+    try:
+        os.dup2(log, 2)
+        if on_fd2:
+            terminal = open(os.dup(saved), "w", buffering=1, encoding=inner.encoding, errors="backslashreplace")  # noqa: SIM115
+            sys.stderr = WithoutBeam(terminal) if stream is not inner else terminal
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(log)
+        sys.stderr = stream
+        if terminal is not None:
+            terminal.close()

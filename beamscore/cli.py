@@ -10,8 +10,10 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from beamscore.errors import BeamscoreError, JobFailed, first_line, wrapped_message
 
@@ -311,7 +313,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace, extra: list[str]) -> int:
     from beamscore.config import ScoreConfig, load_yaml
-    from beamscore.pipelines.score import prepare, run_plan
+    from beamscore.pipelines.score import prepare
 
     stray = _stray_arguments(extra)
     if stray:
@@ -366,7 +368,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
         return 0
     for warning in warnings:
         print(f"beamscore: warning: {warning}", file=sys.stderr)
-    result = run_plan(plan, options, progress=args.progress)
+    result = _run_plan(plan, options, args)
     m = result.manifest
     if result.complete:
         print(
@@ -432,6 +434,33 @@ def _parse_pairs(flag: str, form: str, pairs: list[str] | None) -> dict[str, str
 def _find_beamscore_error(exc: BaseException) -> str | None:
     """Our message from an exception a runner wrapped (in-process or as traceback text)."""
     return wrapped_message(exc)
+
+
+def _run_plan(plan: Any, options: Any, args: argparse.Namespace) -> Any:
+    """Run the job. Local worker processes write their stderr (Beam's log, failed bundles'
+    tracebacks) to a log file unless ``--debug``; it is removed when the job succeeds and
+    named in the error line when it fails."""
+    from beamscore.pipelines.runners import local_worker_processes
+    from beamscore.pipelines.score import run_plan
+
+    if args.debug or not local_worker_processes(options):
+        return run_plan(plan, options, progress=args.progress)
+    from beamscore._quiet import stderr_fd_to
+
+    log = os.path.join(tempfile.gettempdir(), f"beamscore-workers-{os.getpid()}.log")
+    try:
+        with stderr_fd_to(log):
+            result = run_plan(plan, options, progress=args.progress)
+    except JobFailed as exc:
+        if os.path.getsize(log):
+            raise JobFailed(f"{exc} (the worker processes' log: {log})", exc.manifest) from exc
+        os.unlink(log)
+        raise
+    except BaseException:
+        os.unlink(log)
+        raise
+    os.unlink(log)
+    return result
 
 
 def _fail(message: str, code: int, debug: bool) -> int:

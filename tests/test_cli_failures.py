@@ -36,9 +36,13 @@ def big_input(tmp_path_factory) -> str:
     return path
 
 
-def score_limited(model: str, source: str, out: str, *extra: str) -> subprocess.CompletedProcess:
+def score_limited(
+    model: str, source: str, out: str, *extra: str, tmpdir: str | None = None
+) -> subprocess.CompletedProcess:
     args = ["score", "--model", model, "--input", source, "--output", out, *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    if tmpdir:
+        env["TMPDIR"] = tmpdir
     return subprocess.run(
         [sys.executable, "-c", LIMITED, *args], capture_output=True, text=True, env=env, timeout=300, check=False
     )
@@ -59,6 +63,34 @@ def test_debug_shows_the_log_and_never_says_rerun_with_debug(models, big_input, 
     assert run.returncode == 1
     assert "Traceback" in run.stderr and "rerun with --debug" not in run.stderr
     assert run.stderr.strip().splitlines()[-1].endswith("write: OSError: [Errno 27] File too large")
+
+
+MULTI_PROCESS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+
+
+def test_worker_processes_keep_their_log_and_tracebacks_off_the_terminal(models, big_input, tmp_path):
+    """Beam's local worker processes print a failed bundle's traceback (and log at INFO) to
+    the stderr they inherit: it goes to a log file that the error line names."""
+    logs = tmp_path / "tmp"
+    logs.mkdir()
+    run = score_limited(models["two_sig"], big_input, str(tmp_path / "out"), *MULTI_PROCESS, tmpdir=str(logs))
+    assert run.returncode == 1, run.stderr
+    (line,) = run.stderr.strip().splitlines()  # one line, nothing of the workers' log
+    (log,) = logs.glob("beamscore-workers-*.log")
+    assert line.startswith(f"beamscore: error: the job failed: {big_input} (part-00000-00000): write: OSError: ")
+    assert "File too large" in line and line.endswith(f"(the worker processes' log: {log})")
+    assert "Traceback" in log.read_text() and "File too large" in log.read_text()
+
+
+def test_a_multi_process_job_that_succeeds_leaves_no_worker_log(models, tmp_path):
+    logs = tmp_path / "tmp"
+    logs.mkdir()
+    source = str(tmp_path / "small.parquet")
+    pq.write_table(pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(np.ones(40, np.float32)), 4)}), source)
+    run = score_limited(models["two_sig"], source, str(tmp_path / "out"), *MULTI_PROCESS, tmpdir=str(logs))
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == "" and "rows in 10, out 10, failed 0" in run.stdout
+    assert not list(logs.iterdir())
 
 
 def test_describe_failure_reads_a_runners_traceback_text():

@@ -41,6 +41,7 @@ __all__ = [
     "LOCAL_RUNNERS",
     "describe_runner",
     "launch_problems",
+    "local_worker_processes",
     "make_runner",
     "pipeline_options",
     "release",
@@ -147,13 +148,42 @@ def make_runner(options: PipelineOptions) -> PipelineRunner | str:
     if runner_name(options) in LOCAL_RUNNERS:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-        return FnApiRunner()
+        return FnApiRunner(provision_info=_worker_log_levels(options))
     if runner_name(options) == DASK_RUNNER:  # Beam knows it only by its full name: hand it an instance
         register_dask_options()
         from apache_beam.runners.dask.dask_runner import DaskRunner
 
         return DaskRunner()
     return runner_name(options)
+
+
+def local_worker_processes(options: PipelineOptions) -> bool:
+    """Whether the job runs in SDK worker processes on this machine that share its stderr
+    (``--direct_running_mode=multi_processing``)."""
+    mode = options.view_as(DirectOptions).direct_running_mode
+    return runner_name(options) in LOCAL_RUNNERS and mode == "multi_processing"
+
+
+def _worker_log_levels(options: PipelineOptions) -> Any:
+    """What the FnApiRunner tells its worker processes about logging: their log level options.
+
+    Created directly (not through the DirectRunner), Beam's FnApiRunner hands its SDK worker
+    processes no pipeline options at all, so ``--default_sdk_harness_log_level`` and
+    ``--sdk_harness_log_level_overrides`` would never reach them."""
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo
+    from google.protobuf import struct_pb2
+
+    worker = options.view_as(WorkerOptions)
+    levels = {
+        "beam:option:default_sdk_harness_log_level:v1": worker.default_sdk_harness_log_level,
+        "beam:option:sdk_harness_log_level_overrides:v1": worker.sdk_harness_log_level_overrides,
+    }
+    given = struct_pb2.Struct()
+    given.update({k: v for k, v in levels.items() if v})
+    return ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(retrieval_token="unused-retrieval-token", pipeline_options=given)
+    )
 
 
 def release(result: Any) -> None:

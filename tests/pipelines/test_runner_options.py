@@ -29,3 +29,18 @@ def test_explicit_choices_win():
 
 def test_remote_runners_are_untouched():
     assert _direct(["--runner=PortableRunner", "--job_endpoint=localhost:1"]) == ("in_memory", 1)
+
+
+def test_local_worker_processes_get_the_worker_log_level_options():
+    """Made directly, Beam's FnApiRunner hands its worker processes no pipeline options: the
+    log level flags reach them through the runner's provision info."""
+    from beamscore.pipelines.runners import local_worker_processes, make_runner
+
+    flags = ["--direct_running_mode=multi_processing", "--default_sdk_harness_log_level=ERROR"]
+    options = pipeline_options([*flags, '--sdk_harness_log_level_overrides={"absl": "CRITICAL"}'], {})
+    assert local_worker_processes(options)
+    given = make_runner(options)._provision_info.provision_info.pipeline_options
+    assert given["beam:option:default_sdk_harness_log_level:v1"] == "ERROR"
+    assert dict(given["beam:option:sdk_harness_log_level_overrides:v1"]) == {"absl": "CRITICAL"}
+    assert not local_worker_processes(pipeline_options([], {}))  # threads by default
+    assert not local_worker_processes(pipeline_options(["--runner=DataflowRunner"], {}))
