@@ -55,7 +55,9 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
     ``model`` is a SavedModel directory or versioned base dir (any fsspec URL), inspected
     here so that a wrong signature fails when the pipeline is built. ``outputs``,
     ``keep``, ``input_map``, ``cast`` and ``reject_nan`` mean what they mean for
-    :class:`~beamscore.transforms.run_signature.RunSignature`. ``max_batch_rows`` bounds
+    :class:`~beamscore.transforms.run_signature.RunSignature`, and ``imports`` (modules that
+    register custom ops, imported on the launcher and before each load) is ``--import``.
+    ``max_batch_rows`` bounds
     the rows of one ``run_inference`` call and ``batch_size`` those of one signature call
     (default: one call per element); other keyword arguments (``model_copies``,
     ``large_model``, ``min_batch_size``...) go to Beam's ``ModelHandler``.
@@ -75,6 +77,7 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
         reject_nan: bool = False,
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
         batch_size: int | None = None,
+        imports: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         # A fixed row budget: BatchElements (2.77) emits an *empty* batch when an element is
@@ -94,7 +97,10 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
         self._cast = cast
         self._reject_nan = reject_nan
         self._batch_size = batch_size
-        self._spec, self._signature = resolve_signature(model, signature, tag_set, version)
+        self._imports = tuple(imports)
+        self._spec, self._signature = resolve_signature(
+            model, signature, tag_set, version, outputs=self._outputs, imports=self._imports
+        )
 
     def load_model(self) -> _LoadedSignature:
         """Load the SavedModel (``RunInference`` shares it per process) and bind its signature."""
@@ -140,7 +146,9 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
         """Model refresh (``model_metadata_pcoll``): the next ``load_model`` loads
         ``model_path``, after checking it has the signature."""
         if model_path and model_path != self._spec.path:
-            self._spec, self._signature = resolve_signature(model_path, self._signature_key, self._tag_set)
+            self._spec, self._signature = resolve_signature(
+                model_path, self._signature_key, self._tag_set, outputs=self._outputs, imports=self._imports
+            )
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         """Bytes of the column data (Beam's default pickles the whole batch to count them)."""

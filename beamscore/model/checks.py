@@ -133,7 +133,14 @@ def fixed_batch_size(signature: SignatureInfo) -> int | None:
 
 
 def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> None:
-    """Refuse a signature with no inputs, and chosen outputs that are not one row per input row."""
+    """Refuse a signature with no inputs, outputs it does not produce, and chosen outputs that
+    are not one row per input row."""
+    unknown = [o for o in outputs if o not in signature.outputs]
+    if unknown:
+        raise BeamscoreError(
+            f"--outputs {', '.join(unknown)} not produced by signature {signature.key!r}; "
+            f"its outputs: {', '.join(sorted(signature.outputs))}"
+        )
     if not signature.inputs:
         raise BeamscoreError(
             f"signature {signature.key!r} of {path} has no inputs; beamscore feeds it rows, so it needs at least one"

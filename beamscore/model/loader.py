@@ -21,12 +21,13 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
-from beamscore.model.checks import fixed_batch_size, import_modules
+from beamscore.model.checks import check_model_files, check_outputs, fixed_batch_size, import_modules
 from beamscore.model.inspect import (
     SAVED_MODEL_PB,
     SAVED_MODEL_PBTXT,
@@ -78,14 +79,26 @@ class ModelSpec:
 
 
 def resolve_signature(
-    model: str, signature: str, tag_set: str = "serve", version: int | None = None, **spec: Any
+    model: str,
+    signature: str,
+    tag_set: str = "serve",
+    version: int | None = None,
+    outputs: Sequence[str] = (),
+    **spec: Any,
 ) -> tuple[ModelSpec, SignatureInfo]:
     """Inspect ``model`` (a SavedModel or versioned base dir, any URL) when a transform is
-    built, so a wrong signature fails there; return what workers load (``spec``: the other
-    :class:`ModelSpec` fields) and the signature's facts."""
+    built, so that a bad model fails there, on the launcher, as ``beamscore score`` checks it:
+    a wrong signature or tag set, ops not registered (after importing ``spec["imports"]``), a
+    missing or unreadable variables index, ``outputs`` the signature lacks or that are not one
+    row per input row. Return what workers load (``spec``: the other :class:`ModelSpec`
+    fields) and the signature's facts."""
+    imports = tuple(spec.pop("imports", ()))
+    import_modules(imports)
     info = inspect_model(model, version)
     sig = info.signature(signature, tag_set)
-    return ModelSpec(path=info.path, tags=tag_set, fingerprint=info.fingerprint, **spec), sig
+    check_model_files(info, info.meta_graph(tag_set), imports)
+    check_outputs(info.path, sig, list(outputs) or sorted(sig.outputs))
+    return ModelSpec(path=info.path, tags=tag_set, fingerprint=info.fingerprint, imports=imports, **spec), sig
 
 
 class LoadedModel:

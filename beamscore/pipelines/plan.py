@@ -163,12 +163,6 @@ def plan_job(config: ScoreConfig) -> Plan:
         types = source.column_types(first)
         keep_types = {name: keep_type(types[name]) for name in config.keep}
     outputs = list(config.outputs) or sorted(signature.outputs)
-    unknown = [o for o in outputs if o not in signature.outputs]
-    if unknown:
-        raise BeamscoreError(
-            f"--outputs {', '.join(unknown)} not produced by signature {signature.key!r}; "
-            f"its outputs: {', '.join(sorted(signature.outputs))}"
-        )
     check_outputs(info.path, signature, outputs)
     clash = sorted(set(outputs) & set(config.keep))
     if clash:

@@ -408,7 +408,10 @@ class RunSignature(beam.PTransform):
     (``{input: column}``) says; ``cast`` allows lossy dtype casts. An element is one
     signature call unless ``batch_size`` bounds the rows of a call (a Parquet row group
     can hold a million rows). ``model_copies`` and ``jit_compile`` (with ``fixed_batch``)
-    are ``beamscore score``'s ``--model-copies`` and ``--jit-compile``.
+    are ``beamscore score``'s ``--model-copies`` and ``--jit-compile``, ``imports`` its
+    ``--import`` (modules that register custom ops, imported here and before each load). The
+    model is checked as ``beamscore score`` checks it: unregistered ops, a missing or
+    unreadable variables index, outputs that are not one row per input row.
 
     Each output element holds the input's rows that were scored, their columns (all, or
     ``keep``) and the predictions (all outputs, or ``outputs``); see
@@ -437,10 +440,19 @@ class RunSignature(beam.PTransform):
         model_copies: int = 0,
         jit_compile: bool = False,
         fixed_batch: int | None = None,
+        imports: Sequence[str] = (),
     ) -> None:
         super().__init__()
         spec, sig = resolve_signature(
-            model, signature, tag_set, version, copies=model_copies, jit_compile=jit_compile, fixed_batch=fixed_batch
+            model,
+            signature,
+            tag_set,
+            version,
+            outputs=outputs,
+            imports=imports,
+            copies=model_copies,
+            jit_compile=jit_compile,
+            fixed_batch=fixed_batch,
         )
         self.fn = RunSignatureFn(spec, sig, bindings, outputs, keep, input_map, cast, reject_nan, batch_size=batch_size)
 
