@@ -276,13 +276,15 @@ def _entries(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, dict]:
     """Name -> info of what ``path`` names: a glob's matches, a directory's files, or the file.
 
     One listing call with details, so an object store is not asked about each file again.
+    A name with glob characters that exists as it is (``data[1].parquet``, as pandas and
+    Spark users do write) is that file, not a pattern that matches something else or nothing.
     """
-    if _has_magic(path):
-        return fs.glob(path, detail=True)
     try:
         info = fs.info(path)
     except FileNotFoundError:
-        return {}
+        info = None
+    if info is None:
+        return fs.glob(path, detail=True) if _has_magic(path) else {}
     if info["type"] == "directory":
         return fs.find(path, detail=True)
     return {path: info}

@@ -70,3 +70,15 @@ def test_write_atomic_on_other_filesystems_never_leaves_a_torn_file(tmp_path):
     assert not os.listdir(tmp_path / "_temporary")  # and no temporary file left
     assert not bfs.is_object_store(fs) and not bfs.is_local(fs)
     assert bfs.is_object_store(fsspec.filesystem("memory"))
+
+
+def test_a_file_whose_name_has_glob_characters_is_that_file(tmp_path):
+    for name in ("data[1].parquet", "data1.parquet", "q?.parquet", "qa.parquet"):
+        (tmp_path / name).write_bytes(b"x")
+    listed = lambda pattern: [os.path.basename(u) for u in bfs.expand_globs([str(tmp_path / pattern)])]  # noqa: E731
+    assert listed("data[1].parquet") == ["data[1].parquet"]  # not data1.parquet, which the glob matches
+    assert listed("q?.parquet") == ["q?.parquet"]
+    assert listed("data[12].parquet") == ["data1.parquet"]  # no such file: a pattern
+    assert listed("*.parquet") == ["data1.parquet", "data[1].parquet", "q?.parquet", "qa.parquet"]
+    with pytest.raises(bfs.BeamscoreError, match=r"matches no files"):
+        bfs.expand_globs([str(tmp_path / "nothing[0-9].parquet")])
