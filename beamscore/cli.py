@@ -381,7 +381,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
         return 0
     rate = m["rows_out"] / result.seconds if result.seconds else 0.0
     print(
-        f"scored {m['rows_in']:,} rows in {result.seconds:.1f}s ({rate:,.0f} rows/s) "
+        f"scored {_scored(m)} rows in {result.seconds:.1f}s ({rate:,.0f} rows/s) "
         f"with {m['model']['path']} [{m['model']['signature']}] on {result.runner}\n"
         f"  rows in {m['rows_in']:,}, out {m['rows_out']:,}, failed {m['rows_failed']:,}; "
         f"{m['units']} units, {len(m['outputs'])} files"
@@ -434,6 +434,12 @@ def _parse_pairs(flag: str, form: str, pairs: list[str] | None) -> dict[str, str
 def _find_beamscore_error(exc: BaseException) -> str | None:
     """Our message from an exception a runner wrapped (in-process or as traceback text)."""
     return wrapped_message(exc)
+
+
+def _scored(manifest: dict) -> str:
+    """``700`` when every row was scored, ``650 of 700`` when some failed."""
+    rows_in, rows_out = manifest["rows_in"], manifest["rows_out"]
+    return f"{rows_out:,}" if rows_out == rows_in else f"{rows_out:,} of {rows_in:,}"
 
 
 def _run_plan(plan: Any, options: Any, args: argparse.Namespace) -> Any:

@@ -393,13 +393,20 @@ class TFRecordSource(Source):
 
         kinds: dict[str, str] = {}
         lengths: dict[str, set[int]] = {}
+        garbled: BeamscoreError | None = None  # the first record that is not an Example
         with self._open(path) as f:
             for item in read_records(f, path, SAMPLE_RECORDS, limit=SAMPLE_RECORDS, tolerant=self.dead_letters):
                 if isinstance(item, BadRows):  # damaged: a dead letter when the file is read
                     continue
                 records, offsets = item
                 for i, record in enumerate(records):
-                    example = _decode(example_pb2, record, f"{path}: record {i} (byte offset {offsets[i]})")
+                    try:
+                        example = _decode(example_pb2, record, f"{path}: record {i} (byte offset {offsets[i]})")
+                    except BeamscoreError as exc:
+                        # one garbled record among Examples is a dead letter when the file is
+                        # read; a file none of whose sampled records is one is not Examples
+                        garbled = garbled or exc
+                        continue
                     for name, feature in example.features.feature.items():
                         kind = feature.WhichOneof("kind")
                         if kind is None:
@@ -410,6 +417,8 @@ class TFRecordSource(Source):
                                 f"earlier records have a {kinds[name]}"
                             )
                         lengths.setdefault(name, set()).add(len(getattr(feature, kind).value))
+        if garbled is not None and not kinds:
+            raise garbled
         return {
             name: _Feature(_KIND_DTYPE[kind], next(iter(lengths[name])) if len(lengths[name]) == 1 else None)
             for name, kind in kinds.items()

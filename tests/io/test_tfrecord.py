@@ -156,3 +156,26 @@ def test_an_unparseable_record_and_the_manifest_format(io_models, tmp_path, caps
     good = write_tfrecord(str(tmp_path / "in2" / "ok.tfrecord"), [example({"tokens": np.arange(5)}) for _ in range(3)])
     assert main(["score", "--model", io_models["tokens"], "--input", good, "--output", str(tmp_path / "o2")]) == 0
     assert json.loads((tmp_path / "o2" / "_manifest.json").read_text())["input_format"] == "tfrecord"
+
+
+def test_a_garbled_record_among_examples_is_a_dead_letter_not_a_refusal(io_models, tmp_path, capsys):
+    """Schema discovery skips a record that is not an Example when others in the sample are;
+    reading makes it a dead letter, and every other record is scored."""
+    tokens = np.arange(100, dtype=np.int64).reshape(20, 5)
+    good = [example({"id": np.int64(i), "tokens": tokens[i]}) for i in range(20)]
+    records = [*good[:2], b"\xff\xff garbled", *good[2:], b"\x0a\x05 cut"]
+    path = write_tfrecord(str(tmp_path / "in" / "mixed.tfrecord"), records)
+    out = tmp_path / "out"
+    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out), "--keep", "id"]
+    assert main([*args, "--max-failed-rows", "2"]) == 0, capsys.readouterr().err
+    m = json.loads((out / "_manifest.json").read_text())
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (22, 20, 2)
+    table = read_output(str(out))
+    assert table["id"].to_pylist() == list(range(20))
+    expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens)
+    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+    import pyarrow.parquet as pq
+
+    dead = pq.read_table(str(out / "_errors")).sort_by("row")
+    assert dead["row"].to_pylist() == [2, 21]
+    assert all(e.endswith("not a tf.train.Example") for e in dead["error"].to_pylist())
