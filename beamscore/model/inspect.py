@@ -242,9 +242,37 @@ def _resolve_version(fs, path: str, url: str, version: int | str | None) -> tupl
         return path, (name if name.isdigit() else None), versions
     if versions:
         return bfs.join(path, versions[-1]), versions[-1], versions
+    if not fs.isdir(path):
+        raise BeamscoreError(f"{url} is a file, not a SavedModel directory{_file_hint(url)}")
     raise BeamscoreError(
         f"{url} is not a SavedModel: no {SAVED_MODEL_PB} (or {SAVED_MODEL_PBTXT}) in it "
         "and no numeric version subdirectories"
+    )
+
+
+#: what a model file that is not a SavedModel directory is, and how to make one of it
+_MODEL_FILES = {
+    ".keras": "a Keras model file",
+    ".h5": "a Keras HDF5 model file",
+    ".hdf5": "a Keras HDF5 model file",
+    ".pb": "a bare graph file",
+    ".tflite": "a TensorFlow Lite model",
+}
+
+
+def _file_hint(url: str) -> str:
+    """``: a Keras model file; export a SavedModel with ...`` for the model files users try."""
+    suffix = "." + url.rsplit(".", 1)[-1].lower() if "." in url.rsplit("/", 1)[-1] else ""
+    what = _MODEL_FILES.get(suffix)
+    if what is None:
+        return "; --model takes the directory that holds saved_model.pb, or a versioned base dir"
+    if suffix == ".pb":
+        return f" ({what}); --model takes the directory that holds saved_model.pb and variables/"
+    if suffix == ".tflite":
+        return f" ({what}); beamscore runs SavedModels: score the SavedModel it was converted from"
+    return (
+        f" ({what}); export a SavedModel with keras.models.load_model({url.rsplit('/', 1)[-1]!r}).export(DIR) "
+        "(Keras 3) or tf.saved_model.save(model, DIR), and pass --model DIR"
     )
 
 

@@ -107,6 +107,23 @@ def test_errors(tmp_path):
         inspect_model(str(tmp_path / "bad"))
 
 
+def test_a_model_file_gets_how_to_export_a_saved_model(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.save(str(tmp_path / "model.keras"))
+    with pytest.raises(
+        BeamscoreError, match=r"model\.keras is a file, not a SavedModel directory \(a Keras model file\)"
+    ):
+        inspect_model(str(tmp_path / "model.keras"))
+    with pytest.raises(BeamscoreError, match=r"load_model\('model\.keras'\)\.export\(DIR\)"):
+        inspect_model(str(tmp_path / "model.keras"))
+    model.export(str(tmp_path / "exported"), verbose=False)
+    with pytest.raises(BeamscoreError, match="takes the directory that holds saved_model.pb and variables/"):
+        inspect_model(str(tmp_path / "exported" / "saved_model.pb"))
+    assert inspect_model(str(tmp_path / "exported")).signature("serving_default", "serve").inputs
+
+
 def test_parse_tags():
     assert parse_tags("serve, gpu") == ("gpu", "serve")
     assert parse_tags(["serve"]) == ("serve",)
