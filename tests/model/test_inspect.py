@@ -119,7 +119,7 @@ def test_a_model_file_gets_how_to_export_a_saved_model(tmp_path):
     with pytest.raises(BeamscoreError, match=r"load_model\('model\.keras'\)\.export\(DIR\)"):
         inspect_model(str(tmp_path / "model.keras"))
     model.export(str(tmp_path / "exported"), verbose=False)
-    with pytest.raises(BeamscoreError, match="takes the directory that holds saved_model.pb and variables/"):
+    with pytest.raises(BeamscoreError, match=r"takes the directory that holds saved_model\.pb and variables/"):
         inspect_model(str(tmp_path / "exported" / "saved_model.pb"))
     assert inspect_model(str(tmp_path / "exported")).signature("serving_default", "serve").inputs
 
