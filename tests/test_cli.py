@@ -296,6 +296,18 @@ def test_output_exists_refused_without_overwrite(models, shards, tmp_path, capsy
     (out / "notes.txt").write_text("mine")
     assert score(*args, "--overwrite") == 0
     assert (out / "notes.txt").read_text() == "mine"  # --overwrite removes only beamscore's files
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert score("--model", models["two_sig"], "--input", shards[0][0], "--output", str(mine)) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "is not empty: it holds files no beamscore job recorded (notes.txt); score into a new directory, "
+            "or pass --overwrite to write beside them (it removes only what an earlier beamscore job recorded)"
+        )
+    )
 
 
 def test_runtime_error_names_file_and_rows(models, tmp_path, capsys):

@@ -17,6 +17,7 @@ Everything here runs while the job holds the output's claim
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,7 +131,7 @@ def _prepare(plan: Plan, fs: fsspec.AbstractFileSystem, root: str, started: Star
         read_job(fs, root, config.output)  # a damaged job file: one line on how to recover
         found = survey(config.output)
         if found.others or found.job is not None or found.finished:
-            _check_existing(plan, fs, root, identity, found.finished, started)
+            _check_existing(plan, fs, root, identity, found.finished, started, found.others)
             return
         # only temporary files of a start that died before its job file: start afresh
         remove_previous(config.output, force=False)
@@ -140,11 +141,25 @@ def _prepare(plan: Plan, fs: fsspec.AbstractFileSystem, root: str, started: Star
 
 
 def _check_existing(
-    plan: Plan, fs: fsspec.AbstractFileSystem, root: str, identity: dict[str, Any], finished: bool, started: Started
+    plan: Plan,
+    fs: fsspec.AbstractFileSystem,
+    root: str,
+    identity: dict[str, Any],
+    finished: bool,
+    started: Started,
+    others: Sequence[str] = (),
 ) -> None:
     """An output that holds something, without ``--overwrite``: resume it or refuse."""
     config = plan.config
     if not config.resume:
+        if not finished and others and read_job(fs, root, config.output) is None:
+            shown = ", ".join(name.rsplit("/", 1)[-1] for name in others[:3])
+            more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+            raise BeamscoreError(
+                f"output {config.output!r} is not empty: it holds files no beamscore job recorded ({shown}{more}); "
+                "score into a new directory, or pass --overwrite to write beside them (it removes only "
+                "what an earlier beamscore job recorded)"
+            )
         if finished:
             raise BeamscoreError(
                 f"output {config.output!r} is not empty: it holds a finished result (_manifest.json); "
