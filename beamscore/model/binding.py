@@ -117,7 +117,14 @@ def bind_inputs(
         if column not in columns:
             # A TFRecord source offers the serialized record as column "*" (string inputs take it).
             raw = spec.dtype == STRING and RAW_COLUMN in columns
-            hint = f"--map {key}={RAW_COLUMN} feeds the serialized records" if raw else f"use --map {key}=COLUMN"
+            taken = {mapping.get(k, k) for k in signature.inputs}
+            fits = _fitting_columns(spec, {n: c for n, c in columns.items() if n not in taken | {RAW_COLUMN}})
+            if raw:
+                hint = f"--map {key}={RAW_COLUMN} feeds the serialized records"
+            elif len(fits) == 1:
+                hint = f"column {fits[0]!r} fits it: use --map {key}={fits[0]}"
+            else:
+                hint = f"use --map {key}=COLUMN"
             raise BeamscoreError(
                 f"{where}: no column {column!r} for signature input {key!r}; "
                 f"columns: {', '.join(sorted(columns)) or 'none'} ({hint})"
@@ -127,6 +134,21 @@ def bind_inputs(
         _check_shape(spec, col, where)
         bindings[key] = InputBinding(input=key, column=column, dtype=spec.dtype, shape=spec.shape, cast=cast)
     return bindings
+
+
+def _fitting_columns(spec: TensorSpec, columns: dict[str, ColumnSpec]) -> list[str]:
+    """The columns whose dtype and row shape ``spec`` takes without ``--cast``: what an
+    error suggests for ``--map`` when an input's name is no column's (Keras names the input
+    of a ``Sequential`` model ``keras_tensor``)."""
+    fits = []
+    for name, col in sorted(columns.items()):
+        try:
+            _check_dtype(spec, col, False, name)  # lossless casts are made without --cast
+            _check_shape(spec, col, name)
+            fits.append(name)
+        except BeamscoreError:
+            continue
+    return fits
 
 
 def _check_dtype(spec: TensorSpec, col: ColumnSpec, allow_cast: bool, where: str) -> bool:

@@ -67,3 +67,21 @@ def test_map_and_missing_columns():
         bind_inputs(sig(x=("float32", (None,))), {"feat": ColumnSpec("feat", "float32", ())})
     with pytest.raises(BeamscoreError, match="--map names 'y', not inputs of signature"):
         bind_inputs(sig(x=("float32", (None,))), {"x": ColumnSpec("x", "float32", ())}, {"y": "x"})
+
+
+def test_a_missing_column_error_names_the_one_column_that_fits():
+    """Keras names a Sequential model's input ``keras_tensor``: the error says which column fits."""
+    columns = {
+        "id": ColumnSpec("id", "int64", ()),
+        "x": ColumnSpec("x", "float32", (4,)),
+        "y": ColumnSpec("y", "float32", (3,)),
+        "n": ColumnSpec("n", "int32", (4,)),
+    }
+    with pytest.raises(BeamscoreError, match=r"\(column 'x' fits it: use --map keras_tensor=x\)$"):
+        bind_inputs(sig(keras_tensor=("float32", (None, 4))), columns)
+    both = {**columns, "z": ColumnSpec("z", "float32", (4,))}
+    with pytest.raises(BeamscoreError, match=r"\(use --map keras_tensor=COLUMN\)$"):  # two fit: no guess
+        bind_inputs(sig(keras_tensor=("float32", (None, 4))), both)
+    # a column already bound by name to another input is not offered
+    with pytest.raises(BeamscoreError, match=r"\(use --map a=COLUMN\)$"):
+        bind_inputs(sig(x=("float32", (None, 4)), a=("float32", (None, 4))), columns)
