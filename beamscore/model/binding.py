@@ -118,7 +118,7 @@ def bind_inputs(
             # A TFRecord source offers the serialized record as column "*" (string inputs take it).
             raw = spec.dtype == STRING and RAW_COLUMN in columns
             taken = {mapping.get(k, k) for k in signature.inputs}
-            fits = _fitting_columns(spec, {n: c for n, c in columns.items() if n not in taken | {RAW_COLUMN}})
+            fits = _fitting_columns(spec, {n: c for n, c in columns.items() if n not in taken})
             if raw:
                 hint = f"--map {key}={RAW_COLUMN} feeds the serialized records"
             elif len(fits) == 1:
