@@ -7,7 +7,8 @@ file whole.
 
 Foreign files: a fixed-size list column with null rows, which pyarrow cannot read, is read
 around (:mod:`beamscore.io.parquet_lists`); hive partition keys in the directory names are
-columns (:mod:`beamscore.io.hive`); ``--pad`` cuts or fills list columns to one length
+columns (:mod:`beamscore.io.hive`); fields of struct columns are columns ``parent.field``
+(:mod:`beamscore.io.structs`); ``--pad`` cuts or fills list columns to one length
 (:mod:`beamscore.io.pad`).
 
 Damage is detected, not scored: page checksums are verified when the writer stored them
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
-from beamscore.io import hive
+from beamscore.io import hive, structs
 from beamscore.io.arrow import column_spec
 from beamscore.io.base import FilePlan, Source, UnreadRows, WorkUnit
 from beamscore.io.pad import pad_spec, pad_table, parse_pad
@@ -82,9 +83,11 @@ class ParquetSource(Source):
         return types
 
     def _types(self, schema: pa.Schema) -> dict[str, pa.DataType]:
-        """The file's columns, then the partition keys it does not store."""
+        """The file's columns, then the partition keys it does not store, then the fields of
+        its struct columns (``parent.field``)."""
         types = {name: schema.field(name).type for name in schema.names}
-        return {**{k: t for k, t in self.partitions.items() if k not in types}, **types}
+        fields = {k: t for k, t in structs.field_types(schema).items() if k not in types}
+        return {**{k: t for k, t in self.partitions.items() if k not in types}, **types, **fields}
 
     def units(self, path: str, shard: int) -> list[WorkUnit]:
         return self._units(path, shard, self._file(path, lambda f: f.metadata))
@@ -122,10 +125,13 @@ class ParquetSource(Source):
             pf = _open(pq.ParquetFile, f, unit.path)
             stored = pf.schema_arrow.names
             partitions = {k: t for k, t in self.partitions.items() if k in columns and k not in stored}
-            missing = [c for c in columns if c not in stored and c not in partitions]
+            nested = {c: structs.field_path(pf.schema_arrow, c) for c in columns if c not in stored}
+            nested = {c: p for c, p in nested.items() if p is not None and c not in partitions}
+            missing = [c for c in columns if c not in stored and c not in partitions and c not in nested]
             if missing:
                 raise BeamscoreError(f"{unit.path}: no column {missing[0]!r}; columns: {', '.join(stored)}")
-            read = [c for c in columns if c in stored]
+            # a struct's field is read with its whole struct column, then taken out (_finish)
+            read = list(dict.fromkeys([*(c for c in columns if c in stored), *(p[0] for p in nested.values())]))
             meta = pf.metadata
             sizes = [meta.row_group(rg).num_rows for rg in range(unit.start, min(unit.stop, meta.num_row_groups))]
             if len(sizes) != unit.stop - unit.start or sum(sizes) != unit.rows:
@@ -141,7 +147,7 @@ class ParquetSource(Source):
                     for table in self._row_group(f, pf, unit.path, rg, first, read, batch_size):
                         empty = False
                         done += table.num_rows
-                        yield self._finish(table, unit.path, partitions, columns)
+                        yield self._finish(table, unit.path, partitions, columns, nested)
                 except (OSError, pa.ArrowException) as exc:
                     if not self.dead_letters:
                         raise BeamscoreError(f"{unit.path}: row group {rg}: {first_line(str(exc))}") from None
@@ -149,7 +155,8 @@ class ParquetSource(Source):
                     yield UnreadRows(first + done, first + size, reason)
                 first += size
             if empty:  # zero rows: one empty batch, so the unit still gets its (empty) output
-                yield self._finish(pf.schema_arrow.empty_table().select(read), unit.path, partitions, columns)
+                empty_table = pf.schema_arrow.empty_table().select(read)
+                yield self._finish(empty_table, unit.path, partitions, columns, nested)
 
     def _row_group(
         self, f, pf: pq.ParquetFile, url: str, rg: int, first_row: int, columns: list[str], batch_size: int
@@ -165,8 +172,18 @@ class ParquetSource(Source):
                 raise
             yield from read_lenient(f, url, pf.schema_arrow, [rg], first_row, columns, batch_size, done, exc)
 
-    def _finish(self, table: pa.Table, path: str, partitions: dict[str, pa.DataType], columns: list[str]) -> pa.Table:
-        """Pad, add the partition columns, and put the columns in the order asked for."""
+    def _finish(
+        self,
+        table: pa.Table,
+        path: str,
+        partitions: dict[str, pa.DataType],
+        columns: list[str],
+        nested: Mapping[str, list[str]] | None = None,
+    ) -> pa.Table:
+        """Take struct fields out, pad, add the partition columns, and put the columns in
+        the order asked for."""
+        for name, field in (nested or {}).items():
+            table = table.append_column(name, structs.read_field(table[field[0]], field))
         table = pad_table(table, self.pad)
         for name, array in hive.partition_arrays(path, partitions, table.num_rows).items():
             table = table.append_column(name, array)

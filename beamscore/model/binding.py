@@ -162,7 +162,7 @@ def _check_dtype(spec: TensorSpec, col: ColumnSpec, allow_cast: bool, where: str
     want = numpy_dtype(spec.dtype)
     try:
         have = np.dtype(col.dtype)
-    except TypeError:
+    except (TypeError, ValueError):  # a struct, map or timestamp column: no numpy dtype
         raise BeamscoreError(
             f"{where}: column {col.name!r} has type {col.dtype}, signature input {spec.key!r} expects {spec.dtype}"
         ) from None

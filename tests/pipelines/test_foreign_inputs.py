@@ -322,3 +322,54 @@ def test_a_kept_column_that_cannot_take_the_job_type_fails_its_rows(model, tmp_p
     got = pl.read_parquet(str(out / "part-*.parquet"))
     assert got["id"].to_list() == list(range(8)) and got.schema["id"] == pl.Int64
     np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x[:8])["s"], rtol=1e-6)
+
+
+# -- struct columns: fields as columns ``parent.field`` ------------------------------------
+
+NULL_STRUCTS = (3, 17)
+
+
+def write_struct_polars(path: str, x: np.ndarray) -> None:
+    rows = [None if i in NULL_STRUCTS else {"x": row.tolist(), "n": i} for i, row in enumerate(x)]
+    dtype = pl.Struct({"x": pl.Array(pl.Float32, 8), "n": pl.Int64})
+    pl.DataFrame({"id": np.arange(len(x)), "features": rows}, schema={"id": pl.Int64, "features": dtype}).write_parquet(
+        path, row_group_size=16
+    )
+
+
+def write_struct_duckdb(path: str, x: np.ndarray) -> None:
+    def feature(i: int, row: np.ndarray) -> str:
+        if i in NULL_STRUCTS:
+            return "NULL::STRUCT(x FLOAT[8], n BIGINT)"
+        return "{'x': [" + ", ".join(repr(float(v)) for v in row) + f"]::FLOAT[8], 'n': {i}}}"
+
+    values = ", ".join(f"({i}, {feature(i, row)})" for i, row in enumerate(x))
+    duckdb.sql(f"COPY (SELECT * FROM (VALUES {values}) t(id, features) ORDER BY id) TO '{path}' (ROW_GROUP_SIZE 16)")
+
+
+def write_struct_pyarrow(path: str, x: np.ndarray) -> None:
+    inner = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 8)
+    mask = pa.array(np.isin(np.arange(len(x)), NULL_STRUCTS))
+    features = pa.StructArray.from_arrays([inner, pa.array(np.arange(len(x)))], names=["x", "n"], mask=mask)
+    pq.write_table(pa.table({"id": np.arange(len(x)), "features": features}), path, row_group_size=16)
+
+
+@pytest.mark.parametrize(
+    "writer", [write_struct_polars, write_struct_duckdb, write_struct_pyarrow], ids=["polars", "duckdb", "pyarrow"]
+)
+def test_struct_fields_are_columns_and_null_structs_are_dead_letters(model, tmp_path, writer):
+    """BigQuery and Spark exports nest features in structs: ``--map x=features.x`` feeds a
+    field, ``--keep features.n`` keeps one; a null struct's row is a dead letter."""
+    x = vectors()
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "s.parquet")
+    writer(path, x)
+    out = tmp_path / "out"
+    m = score(model, "vec", path, out, "--map", "x=features.x", "--keep", "id,features.n", "--max-failed-rows", "2")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (40, 38, 2)
+    assert [(e["row"], e["stage"]) for e in errors_of(out)] == [(r, "validate") for r in NULL_STRUCTS]
+    table = read_output(str(out))
+    good = np.array([i for i in range(40) if i not in NULL_STRUCTS])
+    assert table["id"].to_pylist() == table["features.n"].to_pylist() == good.tolist()
+    expected = direct_call(model, "vec", x=x[good])["s"]
+    np.testing.assert_allclose(table["s"].to_numpy(), expected, rtol=1e-6)
