@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["field_path", "field_types", "read_field"]
+__all__ = ["field_path", "field_types", "read_field", "with_fields"]
 
 
 def field_types(schema: pa.Schema) -> dict[str, pa.DataType]:
@@ -59,3 +59,13 @@ def read_field(column: pa.ChunkedArray | pa.Array, path: list[str]) -> pa.Chunke
     """Field ``path[1:]`` of the struct column ``column`` (read as ``path[0]``); null where
     the struct (or a struct between) is null."""
     return pc.struct_field(column, path[1:])
+
+
+def with_fields(table: pa.Table, names: Iterable[str]) -> pa.Table:
+    """``table`` with a column for each of ``names`` that is a struct field path, not a column."""
+    for name in names:
+        if name not in table.column_names:
+            path = field_path(table.schema, name)
+            if path is not None:
+                table = table.append_column(name, read_field(table[path[0]], path))
+    return table

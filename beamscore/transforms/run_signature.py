@@ -15,6 +15,7 @@ from apache_beam.utils import shared
 
 from beamscore.doctor import worker_device
 from beamscore.errors import BeamscoreError
+from beamscore.io import structs
 from beamscore.io.arrow import column_spec, from_numpy
 from beamscore.io.keep import cast_kept, keep_type
 from beamscore.io.tfrecord import TFRecordSource
@@ -122,14 +123,16 @@ class ElementScorer:
 
     def runner_for(self, table: pa.Table, where: str) -> SignatureRunner:
         if self.runner is None:
-            specs = {f.name: column_spec(f.name, f.type) for f in table.schema}
+            types = {**structs.field_types(table.schema), **{f.name: f.type for f in table.schema}}
+            specs = {name: column_spec(name, t) for name, t in types.items()}
             bindings = bind_inputs(self.signature, specs, self.input_map, self.cast, where=where)
             self.runner = SignatureRunner(self.fn, bindings, self.outputs)
         return self.runner
 
     def score_table(self, table: pa.Table, where: str) -> Scored:
         runner = self.runner_for(table, where)
-        return score_table(runner, table, self.signature, self.reject_nan, where, self.batch_size)
+        fed = structs.with_fields(table, [b.column for b in runner.bindings.values()])  # input_map: features.x
+        return score_table(runner, fed, self.signature, self.reject_nan, where, self.batch_size)
 
     def score(self, el: Element) -> Scored:
         """Score one unpacked element; records (``examples``) are parsed here first, and a

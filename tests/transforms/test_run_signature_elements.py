@@ -223,3 +223,16 @@ def test_a_none_in_a_row_dict_is_a_dead_letter_of_that_row(models):
     assert bad["row"].to_pylist() == [1] and "is null" in bad["error"][0].as_py()
     expected = direct_call(models["two_sig"], "serving_default", x=x[[0, 2, 3]])["scores"]
     np.testing.assert_allclose(np.stack([r["scores"] for r in good]), expected, atol=1e-6)
+
+
+def test_a_struct_field_feeds_an_input_through_input_map(models, tmp_path):
+    """``ReadFromParquetBatched`` of a file whose features are nested in a struct column."""
+    x = _x(60)
+    features = pa.StructArray.from_arrays([_table(x, np.arange(60))["x"].combine_chunks()], names=["x"])
+    pq.write_table(pa.table({"id": np.arange(60), "features": features}), tmp_path / "in.parquet", row_group_size=25)
+    score = beamscore.RunSignature(models["two_sig"], input_map={"x": "features.x"}, keep=["id"])
+    out = _run(lambda p: {"scored": p | beam.io.ReadFromParquetBatched(str(tmp_path / "in.parquet")) | score})
+    table = pa.concat_tables(out["scored"]).sort_by("id")
+    assert table.column_names == ["id", "label", "scores"]
+    expected = direct_call(models["two_sig"], "serving_default", x=x)
+    np.testing.assert_allclose(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"], atol=1e-6)
