@@ -23,6 +23,14 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 
+def _model_argument(command: argparse.ArgumentParser) -> None:
+    """``MODEL``, or ``--dir MODEL`` as ``saved_model_cli`` spells it; its other flags
+    (``--tag_set``, ``--signature_def``, ``--input_exprs``, ``--input_examples``) are
+    accepted too, so a ``saved_model_cli`` command line works with the name changed."""
+    command.add_argument("model", nargs="?", help="SavedModel directory or versioned base dir (any fsspec URL)")
+    command.add_argument("--dir", help="the model, as saved_model_cli takes it")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="beamscore", description="Batch scoring with TensorFlow SavedModels on Apache Beam."
@@ -32,9 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser(
         "show", help="print a SavedModel's tag sets, signatures, inputs and outputs", allow_abbrev=False
     )
-    show.add_argument("model", help="SavedModel directory or versioned base dir (any fsspec URL)")
-    show.add_argument("--tag-set", help="comma-separated tag set, e.g. serve or serve,gpu")
-    show.add_argument("--signature", help="show this signature's inputs and outputs")
+    _model_argument(show)
+    show.add_argument("--tag-set", "--tag_set", help="comma-separated tag set, e.g. serve or serve,gpu")
+    show.add_argument("--signature", "--signature_def", help="show this signature's inputs and outputs")
     show.add_argument("--all", action="store_true", help="show every signature of every tag set")
     show.add_argument("--version", type=int, help="version subdirectory to use in a base dir (default: highest)")
     show.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -46,14 +54,19 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         epilog="KEY=VALUE pairs are separated by ';'; each input flag may be repeated.",
     )
-    run.add_argument("model", help="SavedModel directory or versioned base dir (any fsspec URL)")
-    run.add_argument("--signature", help="signature key (default serving_default, or the only one)")
-    run.add_argument("--tag-set", help="MetaGraph tag set (default: the only one, else serve)")
+    _model_argument(run)
+    run.add_argument("--signature", "--signature_def", help="signature key (default serving_default, or the only one)")
+    run.add_argument("--tag-set", "--tag_set", help="MetaGraph tag set (default: the only one, else serve)")
     run.add_argument("--version", type=int, help="version subdirectory of a base dir (default: highest)")
     run.add_argument("--inputs", action="append", help="'x=a.npy;y=b.npz[name];z=c.npz' arrays from files")
-    run.add_argument("--input-exprs", action="append", help="'x=[[1.0,2.0]];y=np.ones((2,3))' literals, no eval")
     run.add_argument(
-        "--input-examples", action="append", help='\'examples=[{"age":[22],"edu":["BS"]}]\' as tf.train.Examples'
+        "--input-exprs", "--input_exprs", action="append", help="'x=[[1.0,2.0]];y=np.ones((2,3))' literals, no eval"
+    )
+    run.add_argument(
+        "--input-examples",
+        "--input_examples",
+        action="append",
+        help='\'examples=[{"age":[22],"edu":["BS"]}]\' as tf.train.Examples',
     )
     run.add_argument("--allow-pickle", action="store_true", help="allow pickled .npy/.npz data (runs code)")
     run.add_argument("--max-input-bytes", type=int, default=1 << 30, help="largest --inputs file read (default 1 GiB)")
@@ -198,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command in ("show", "run"):
+        args.model = args.model or args.dir
+        if not args.model:
+            parser.error(f"{args.command}: give the SavedModel directory (MODEL, or --dir MODEL)")
     if args.command != "score" and extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(

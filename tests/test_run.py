@@ -54,6 +54,21 @@ def test_input_exprs_match_a_direct_call(models, capsys, tmp_path):
     assert got["scores"].dtype == np.float32 and got["label"].dtype == np.int64
 
 
+def test_a_saved_model_cli_command_line_works_with_the_name_changed(models, capsys, tmp_path):
+    """``saved_model_cli run --dir M --tag_set serve --signature_def S --input_exprs ...``"""
+    x = np.array([[1, 2, 3, 4]], dtype=np.float32)
+    args = ["--dir", models["two_sig"], "--tag_set", "serve", "--signature_def", "embed"]
+    assert main(["run", *args, "--input_exprs", "x=[[1, 2, 3, 4]]", "--outdir", str(tmp_path / "o")]) == 0
+    np.testing.assert_array_equal(
+        saved(tmp_path / "o")["embedding"], direct_call(models["two_sig"], "embed", x=x)["embedding"]
+    )
+    assert main(["show", "--dir", models["two_sig"], "--tag_set", "serve", "--signature_def", "embed"]) == 0
+    assert "signature 'embed'" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--input_exprs", "x=[[1, 2, 3, 4]]"])
+    assert exit_.value.code == 2 and "give the SavedModel directory (MODEL, or --dir MODEL)" in capsys.readouterr().err
+
+
 def test_numpy_calls_and_printed_outputs(models, capsys):
     text = run_ok(
         capsys,
