@@ -276,15 +276,18 @@ def _entries(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, dict]:
     """Name -> info of what ``path`` names: a glob's matches, a directory's files, or the file.
 
     One listing call with details, so an object store is not asked about each file again.
-    A name with glob characters that exists as it is (``data[1].parquet``, as pandas and
-    Spark users do write) is that file, not a pattern that matches something else or nothing.
+    A name with ``[`` that exists as it is (``data[1].parquet``) is that file, not a pattern
+    that matches ``data1.parquet`` or nothing; any other pattern that matches nothing is
+    looked up as a name (``what?.parquet``). A ``*`` pattern costs no request beyond its glob.
     """
+    if _has_magic(path) and "[" not in path:
+        found = fs.glob(path, detail=True)
+        if found:
+            return found
     try:
         info = fs.info(path)
     except FileNotFoundError:
-        info = None
-    if info is None:
-        return fs.glob(path, detail=True) if _has_magic(path) else {}
+        return fs.glob(path, detail=True) if "[" in path else {}
     if info["type"] == "directory":
         return fs.find(path, detail=True)
     return {path: info}

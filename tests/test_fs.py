@@ -73,12 +73,13 @@ def test_write_atomic_on_other_filesystems_never_leaves_a_torn_file(tmp_path):
 
 
 def test_a_file_whose_name_has_glob_characters_is_that_file(tmp_path):
-    for name in ("data[1].parquet", "data1.parquet", "q?.parquet", "qa.parquet"):
+    for name in ("data[1].parquet", "data1.parquet", "q?.parquet", "qa.parquet", "what*"):
         (tmp_path / name).write_bytes(b"x")
     listed = lambda pattern: [os.path.basename(u) for u in bfs.expand_globs([str(tmp_path / pattern)])]  # noqa: E731
     assert listed("data[1].parquet") == ["data[1].parquet"]  # not data1.parquet, which the glob matches
-    assert listed("q?.parquet") == ["q?.parquet"]
+    assert listed("q?.parquet") == ["q?.parquet", "qa.parquet"]  # without [: a pattern when it matches
     assert listed("data[12].parquet") == ["data1.parquet"]  # no such file: a pattern
     assert listed("*.parquet") == ["data1.parquet", "data[1].parquet", "q?.parquet", "qa.parquet"]
+    assert listed("what*") == ["what*"]
     with pytest.raises(bfs.BeamscoreError, match=r"matches no files"):
         bfs.expand_globs([str(tmp_path / "nothing[0-9].parquet")])
