@@ -7,15 +7,18 @@ traceback. Unknown ``--flags`` of ``score`` are Beam pipeline options and pass t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from beamscore.errors import BeamscoreError, JobFailed, first_line, wrapped_message
+from beamscore.errors import BeamscoreError, JobFailed, Terminated, first_line, wrapped_message
 
 __all__ = ["main"]
 
@@ -237,10 +240,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         from beamscore._quiet import WithoutBeam
 
         sys.stderr = WithoutBeam(stderr)
+    with _sigterm_unwinds():
+        try:
+            return _dispatch(args, extra)
+        finally:
+            sys.stderr = stderr
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While the command runs, SIGTERM raises :class:`Terminated` in the main thread (where
+    Python runs signal handlers) instead of killing the process where it stands."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        return _dispatch(args, extra)
+        yield
     finally:
-        sys.stderr = stderr
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
@@ -257,8 +279,11 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         return _fail(str(exc), EXIT_FAILED, args.debug)
     except BeamscoreError as exc:
         return _fail(str(exc), EXIT_USAGE, args.debug)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130, args.debug)
+    except (KeyboardInterrupt, Terminated) as exc:
+        what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        what += f": {exc}" if str(exc) else ""
+        hint = "; rerun with --resume to continue the job" if args.command == "score" else ""
+        return _fail(f"{what}{hint}", code, args.debug)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line unless --debug
         found = _find_beamscore_error(exc)
         if found is not None:

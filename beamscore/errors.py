@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BeamscoreError", "JobFailed", "describe_failure", "first_line", "wrapped_message"]
+__all__ = ["BeamscoreError", "JobFailed", "Terminated", "describe_failure", "first_line", "wrapped_message"]
 
 
 class BeamscoreError(Exception):
     """A user-facing error: the message is the whole story, no traceback needed."""
+
+
+class Terminated(BaseException):
+    """The launcher got SIGTERM (a scheduler's timeout, a Kubernetes pod stopping): raised
+    in the main thread so the job unwinds as for Ctrl-C, releasing its claim on the output
+    (a claim left behind would refuse the scheduler's retry on another machine for minutes)
+    and cancelling a job running on a remote runner. A ``BaseException``, like
+    ``KeyboardInterrupt``, so that no ``except Exception`` swallows it."""
 
 
 class JobFailed(BeamscoreError):

@@ -1,7 +1,7 @@
 """Kill a running ``beamscore score`` process mid-job (SIGKILL, as a lost machine), for the
 ``--resume`` tests on a local disk, on GCS and on S3.
 
-``kill_midway`` starts ``python -m beamscore ARGS`` and kills it once ``done()`` (how many
+``kill_midway`` starts ``python -m beamscore ARGS`` and kills it (or sends SIGTERM) once ``done()`` (how many
 units have receipts, counted however the store allows) reaches ``at_least``; the test then
 reruns the job with ``--resume`` and compares it with an uninterrupted run.
 """
@@ -19,12 +19,18 @@ __all__ = ["kill_midway"]
 
 
 def kill_midway(
-    args: list[str], env: Mapping[str, str], done: Callable[[], int], at_least: int, timeout: float = 120
+    args: list[str],
+    env: Mapping[str, str],
+    done: Callable[[], int],
+    at_least: int,
+    timeout: float = 120,
+    sig: int = signal.SIGKILL,
 ) -> subprocess.Popen:
-    """Run ``python -m beamscore ARGS`` and SIGKILL it once ``done() >= at_least``.
+    """Run ``python -m beamscore ARGS`` and send it ``sig`` (SIGKILL: a lost machine;
+    SIGTERM: a scheduler's timeout) once ``done() >= at_least``.
 
     Fails the test when the job ends first (the job is too quick to catch: make it slower).
-    Returns the killed, reaped process.
+    Returns the reaped process, its stderr as ``proc.stderr_text``.
     """
     proc = subprocess.Popen(
         [sys.executable, "-m", "beamscore", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env)
@@ -36,8 +42,11 @@ def kill_midway(
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "the job ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, sig)
+        _out, err = proc.communicate(timeout=60)  # SIGTERM: the process unwinds and exits itself
     finally:
-        proc.kill()
-        proc.communicate()
+        if proc.poll() is None:
+            proc.kill()
+            _out, err = proc.communicate()
+    proc.stderr_text = err.decode()
     return proc

@@ -98,11 +98,16 @@ class Claim:
             self.fs.invalidate_cache(self.root)
         return not self.fs.exists(self.path) and self._create()
 
-    def release(self) -> None:
-        """Stop the heartbeat and remove the claim if it is still this job's."""
+    def abandon(self) -> None:
+        """Stop the heartbeat but leave the claim: a job this launcher no longer watches may
+        still be writing (a remote job that a SIGTERM'd launcher could not cancel)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def release(self) -> None:
+        """Stop the heartbeat and remove the claim if it is still this job's."""
+        self.abandon()
         current = self._read()
         if current is not None and current.get("token") == self.token:
             with contextlib.suppress(FileNotFoundError):

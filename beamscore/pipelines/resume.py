@@ -48,11 +48,17 @@ class Started:
     claim: Claim | None = None
     complete: bool = False
     warnings: list[str] = field(default_factory=list)
+    #: the job may still be running elsewhere (SIGTERM, and a remote runner did not confirm
+    #: its cancel): the claim stays, without a heartbeat, and goes stale in its time
+    keep_claim: bool = False
 
     def release(self) -> None:
         """Give up the output's claim (when the job has ended, whatever the outcome)."""
         if self.claim is not None:
-            self.claim.release()
+            if self.keep_claim:
+                self.claim.abandon()
+            else:
+                self.claim.release()
             self.claim = None
 
     def __enter__(self) -> Started:

@@ -18,8 +18,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beamscore import fs as bfs
 from beamscore.config import ScoreConfig, load_yaml
-from beamscore.errors import BeamscoreError, JobFailed, describe_failure
+from beamscore.errors import BeamscoreError, JobFailed, Terminated, describe_failure
 from beamscore.model.loader import preload
+from beamscore.pipelines.claim import STALE_AFTER_S
 from beamscore.pipelines.plan import Plan, plan_job
 from beamscore.pipelines.resume import Started, start_output
 from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, pipeline_options, release, runner_name, spread_units
@@ -122,6 +123,18 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
                 running.wait_until_finish()
             except Exception as exc:  # a worker failed: say why in one line
                 raise JobFailed(f"the job failed: {describe_failure(exc)}") from exc
+            except Terminated:  # SIGTERM: a remote job must not go on writing without a claim
+                if runner_name(options) not in LOCAL_RUNNERS:
+                    # asked to cancel, its workers may still commit the units they hold, so
+                    # the claim stays (no heartbeat) until it goes stale
+                    asked = "was asked to cancel" if _cancel(running) else "could not be cancelled from here"
+                    started.keep_claim = True
+                    raise Terminated(
+                        f"the job on {runner_name(options)} {asked}; its claim on {plan.config.output} stays "
+                        f"until it is stale ({STALE_AFTER_S:.0f} s without a heartbeat, or at once on this "
+                        "machine)"
+                    ) from None
+                raise
             finally:
                 if running is not None:
                     release(running)
@@ -180,6 +193,17 @@ def failure(manifest: Mapping[str, Any], config: ScoreConfig) -> str | None:
         return None
     where = bfs.join(config.output, "_errors")
     return f"{failed:,} of {total:,} rows failed ({fraction:.2%}), over the limit ({'; '.join(broken)}); see {where}/"
+
+
+def _cancel(running: Any) -> bool:
+    """Ask a remote runner to cancel its job; whether it took the request."""
+    if running is None:  # interrupted while submitting: whether a job started is unknown
+        return False
+    try:
+        running.cancel()
+    except Exception:  # noqa: BLE001 - any runner's failure to cancel means the same here
+        return False
+    return True
 
 
 def prepare(config: ScoreConfig, beam_args: Sequence[str] = ()) -> tuple[Plan, PipelineOptions, list[str]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -243,4 +244,41 @@ def test_a_killed_worker_loses_nothing(slow_job, tmp_path):
             assert resumed.returncode == 0, resumed.stderr[-3000:]
         else:
             assert "rows in 700, out 700, failed 0" in stdout, stdout + stderr
+    assert_slow_result(out, ids, expected)
+
+
+@pytest.mark.distributed
+def test_sigterm_cancels_the_dask_job_and_keeps_its_claim_until_stale(slow_job, tmp_path):
+    """SIGTERM to a launcher whose job runs on a cluster: the job is asked to cancel, and the
+    claim stays (its workers may still commit the units they hold) without a heartbeat; a
+    retry on this machine takes the claim over (its launcher is gone) and finishes the job."""
+    args, ids, expected = slow_job
+    out = tmp_path / "out"
+    with dask_cluster(tmp_path / "cluster", workers=2) as cluster:
+        flags = ["--runner=DaskRunner", f"--dask_client_address={cluster.address}"]
+        job = subprocess.Popen(
+            [sys.executable, "-m", "beamscore", "score", *args, "--output", str(out), *flags],
+            env=worker_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        receipts = out / "_units"
+        deadline = time.monotonic() + 120
+        while not (receipts.exists() and len(list(receipts.glob("part-*.json"))) >= 2):
+            assert job.poll() is None, job.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, cluster.log_tail()
+            time.sleep(0.05)
+        job.send_signal(signal.SIGTERM)
+        _stdout, stderr = job.communicate(timeout=60)
+        assert job.returncode == 143, stderr[-3000:]
+        (line,) = stderr.strip().splitlines()
+        assert line.startswith("beamscore: error: terminated (SIGTERM): the job on DaskRunner was asked to cancel")
+        assert "; rerun with --resume to continue the job" in line
+        assert not (out / "_manifest.json").exists()  # (units in flight may still have committed)
+        assert json.loads((out / "_claim.json").read_text())["pid"] == job.pid  # kept, for the workers
+        resumed = beamscore_cli("score", *args, "--output", str(out), "--resume", *flags)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert "taking over the stale claim" in resumed.stderr
+    assert not (out / "_claim.json").exists()
     assert_slow_result(out, ids, expected)

@@ -92,6 +92,30 @@ def test_killed_run_then_resume_gives_the_uninterrupted_result(jm, many_units, t
     assert "holds a finished result (_manifest.json); pass --overwrite" in capsys.readouterr().err
 
 
+def test_sigterm_stops_the_job_releases_its_claim_and_resume_finishes_it(jm, many_units, tmp_path):
+    """A scheduler's timeout or a stopping Kubernetes pod sends SIGTERM: the launcher says so
+    in one line, exits 143 and releases its claim at once, so a retry on another machine is
+    not refused as "being written by another job" until the claim goes stale."""
+    paths, ids, _x = many_units
+    out = tmp_path / "out"
+    receipts = out / "_units"
+
+    def done() -> int:
+        return len([f for f in os.listdir(receipts) if f.startswith("part-")]) if receipts.exists() else 0
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = kill_midway(job(jm["slow"], paths[0], out), env, done, at_least=3, sig=signal.SIGTERM)
+    assert proc.returncode == 143, proc.stderr_text
+    assert proc.stderr_text.strip().splitlines() == [
+        "beamscore: error: terminated (SIGTERM); rerun with --resume to continue the job"
+    ]
+    assert not (out / "_claim.json").exists() and not (out / "_manifest.json").exists()
+    assert main([*job(jm["slow"], paths[0], out), "--resume"]) == 0
+    m = manifest_of(out)
+    assert (m["rows_in"], m["rows_out"], m["units"]) == (len(ids), len(ids), UNITS)
+    assert read_output(str(out))["id"].to_pylist() == ids.tolist()
+
+
 def test_resume_refuses_another_job_and_redoes_half_written_units(jm, models, many_units, tmp_path, capsys):
     paths, _ids, _x = many_units
     out = tmp_path / "out"
