@@ -12,7 +12,7 @@ is created, no job is submitted.
 
 from __future__ import annotations
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
@@ -35,17 +35,27 @@ __all__ = ["check_launch", "output_state", "render_plan"]
 LIST_LIMIT = 5
 
 
+def workers_in_this_process(options: PipelineOptions) -> bool:
+    """Whether the runner runs its SDK workers in this process (``LOOPBACK``, which
+    PrismRunner uses unless told otherwise), so they see this machine's files."""
+    environment = options.view_as(PortableOptions).environment_type
+    if runner_name(options) == "PrismRunner" and not environment:
+        return True
+    return (environment or "").upper() == "LOOPBACK"
+
+
 def check_launch(plan: Plan, options: PipelineOptions) -> list[str]:
     """The warnings about launching ``plan`` with ``options``; errors raise :class:`BeamscoreError`.
 
     Besides the runner's own options: a remote runner's workers cannot read paths on this
     machine, so local model, input or output paths are flagged (for Dask, unless the
-    scheduler is on loopback: its workers then share this machine's files).
+    scheduler is on loopback: its workers then share this machine's files; for any runner
+    whose workers run in this process, ``--environment_type=LOOPBACK``, PrismRunner's default).
     """
     errors, warnings = launch_problems(options)
     if errors:
         raise BeamscoreError("; ".join(errors))
-    remote = runner_name(options) not in LOCAL_RUNNERS
+    remote = runner_name(options) not in LOCAL_RUNNERS and not workers_in_this_process(options)
     if runner_name(options) == DASK_RUNNER:
         from beamscore.pipelines.dask_cluster import check_cluster
 
