@@ -6,6 +6,7 @@ from typing import Any
 
 from beamscore.errors import BeamscoreError
 from beamscore.io.base import Sink, Source, UnitWriter, WorkUnit
+from beamscore.io.detect import format_of
 from beamscore.io.npy import NpySource
 from beamscore.io.npy_sink import NpySink
 from beamscore.io.npz import NpzSource
@@ -28,17 +29,6 @@ __all__ = [
     "source_for",
 ]
 
-#: file suffix -> format name
-SUFFIXES = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".tfrecord": "tfrecord",
-    ".tfrecord.gz": "tfrecord",
-    ".tfrecords": "tfrecord",
-    ".tfrecords.gz": "tfrecord",
-    ".npz": "npz",
-    ".npy": "npy",
-}
 SOURCES: dict[str, type[Source]] = {
     "parquet": ParquetSource,
     "tfrecord": TFRecordSource,
@@ -49,19 +39,18 @@ SINKS: dict[str, type[Sink]] = {"parquet": ParquetSink, "npy": NpySink}
 
 
 def source_for(fmt: str | None, example_path: str, rows_per_unit: int | None = None, **options: Any) -> Source:
-    """The source for ``fmt``, or for the suffix of ``example_path`` when ``fmt`` is None.
+    """The source for ``fmt``, or for the format of ``example_path`` (its name, else its
+    first bytes: :mod:`beamscore.io.detect`) when ``fmt`` is None.
 
     ``rows_per_unit`` sets how finely big files are split into work units (formats that read
     whole files ignore it). ``options`` are format options (``compression``, ``pad``,
     ``allow_pickle``); one that is set but that the format does not take is an error."""
     if fmt is None:
-        for suffix, name in SUFFIXES.items():
-            if example_path.endswith(suffix):
-                fmt = name
-                break
-        else:
+        fmt = format_of(example_path)
+        if fmt is None:
             raise BeamscoreError(
-                f"cannot tell the format of {example_path} from its name; pass --format ({', '.join(SOURCES)})"
+                f"cannot tell the format of {example_path} from its name or its first bytes; "
+                f"pass --format ({', '.join(SOURCES)})"
             )
     if fmt not in SOURCES:
         raise BeamscoreError(f"input format {fmt!r} is not supported; formats: {', '.join(SOURCES)}")

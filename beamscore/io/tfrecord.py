@@ -54,7 +54,15 @@ from beamscore.io.pad import parse_pad
 from beamscore.model.binding import STRING, ColumnSpec
 from beamscore.model.inspect import SignatureInfo, TensorSpec
 
-__all__ = ["RAW", "SAMPLE_RECORDS", "TFRecordSource", "detect_compression", "parse_pad", "read_records"]
+__all__ = [
+    "RAW",
+    "SAMPLE_RECORDS",
+    "TFRecordSource",
+    "detect_compression",
+    "is_record_start",
+    "parse_pad",
+    "read_records",
+]
 
 #: The column that holds each serialized record, unparsed.
 RAW = "*"
@@ -472,16 +480,22 @@ class TFRecordSource(Source):
         return "not parseable with the features' specs"
 
 
+def is_record_start(head: bytes) -> bool:
+    """Whether ``head`` starts with a TFRecord header: a length and its masked CRC32C."""
+    if len(head) < 12:
+        return False
+    c = google_crc32c.value(head[:8])
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF == _CRC.unpack_from(head, 8)[0]
+
+
 def detect_compression(head: bytes) -> str:
     """``none``, ``gzip`` or ``zlib`` from a TFRecord file's first 12 bytes.
 
     A plain file starts with a record length whose masked CRC follows it, which settles it
     (a ZLIB header alone could also be the first bytes of a length). An empty file is plain.
     """
-    if len(head) >= 12:
-        c = google_crc32c.value(head[:8])
-        if (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF == _CRC.unpack_from(head, 8)[0]:
-            return "none"
+    if is_record_start(head):
+        return "none"
     if head[:2] == b"\x1f\x8b":
         return "gzip"
     if len(head) >= 2 and head[0] & 0x0F == 8 and head[0] >> 4 <= 7 and ((head[0] << 8) | head[1]) % 31 == 0:

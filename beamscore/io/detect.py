@@ -1,0 +1,76 @@
+"""Which input format a file is: from its name, else from its first bytes.
+
+Names first: ``.parquet``, ``.tfrecord[.gz]``, ``.npz``, ``.npy`` ... also before a shard
+suffix, as TensorFlow and Beam's ``WriteToTFRecord`` name shards
+(``train.tfrecord-00003-of-00010``). A name that says nothing (``data-00000-of-00001``,
+``part-0``) costs one read of the file's first 4 KiB: Parquet starts with ``PAR1``, ``.npy``
+with ``\\x93NUMPY``, ``.npz`` is a zip, and a TFRecord starts with a record length whose
+masked CRC32C follows it (checked after inflating, for GZIP and ZLIB files), which no other
+file does by chance.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+from beamscore import fs as bfs
+
+__all__ = ["SUFFIXES", "format_from_bytes", "format_from_name", "format_of"]
+
+#: file suffix -> format name
+SUFFIXES = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".tfrecord": "tfrecord",
+    ".tfrecord.gz": "tfrecord",
+    ".tfrecords": "tfrecord",
+    ".tfrecords.gz": "tfrecord",
+    ".npz": "npz",
+    ".npy": "npy",
+}
+_SHARD = re.compile(r"-\d+-of-\d+$")
+_HEAD = 4096
+
+
+def format_from_name(path: str) -> str | None:
+    """The format a file's name says, with or without a shard suffix; ``None`` if it says none."""
+    for name in (path, _SHARD.sub("", path)):
+        for suffix, fmt in SUFFIXES.items():
+            if name.endswith(suffix):
+                return fmt
+    return None
+
+
+def format_from_bytes(head: bytes) -> str | None:
+    """The format of a file that starts with ``head``; ``None`` when it is none of ours."""
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "npz"
+    from beamscore.io.tfrecord import detect_compression, is_record_start
+
+    codec = detect_compression(head[:12])
+    if codec == "none":
+        return "tfrecord" if is_record_start(head) else None
+    try:
+        inflated = zlib.decompressobj(31 if codec == "gzip" else 15).decompress(head, 12)
+    except zlib.error:
+        return None
+    return "tfrecord" if is_record_start(inflated) else None
+
+
+def format_of(path: str) -> str | None:
+    """The format of the file at ``path`` (any URL): its name, else its first bytes."""
+    fmt = format_from_name(path)
+    if fmt is not None:
+        return fmt
+    fs, local = bfs.filesystem(path)
+    try:
+        with fs.open(local, "rb") as f:
+            head = f.read(_HEAD)
+    except (OSError, ValueError):
+        return None
+    return format_from_bytes(head)
