@@ -289,7 +289,7 @@ def _entries(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, dict]:
     except FileNotFoundError:
         return fs.glob(path, detail=True) if "[" in path else {}
     if info["type"] == "directory":
-        return fs.find(path, detail=True)
+        return _files_under(fs, path)
     return {path: info}
 
 

@@ -83,3 +83,12 @@ def test_a_file_whose_name_has_glob_characters_is_that_file(tmp_path):
     assert listed("what*") == ["what*"]
     with pytest.raises(bfs.BeamscoreError, match=r"matches no files"):
         bfs.expand_globs([str(tmp_path / "nothing[0-9].parquet")])
+
+
+def test_a_directory_input_skips_hidden_names_at_every_level(tmp_path):
+    """An earlier job's ``_units/`` receipts and a ``.git`` or ``_temporary`` directory are not data."""
+    for name in ("a.parquet", "sub/b.parquet", "_units/part-00000-00000.json", ".git/HEAD", "sub/_temporary/x"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    listed = [os.path.relpath(u, tmp_path) for u in bfs.expand_globs([str(tmp_path)])]
+    assert listed == ["a.parquet", "sub/b.parquet"]

@@ -18,10 +18,12 @@ import dataclasses
 import datetime as dt
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+from fsspec.utils import glob_translate
 
 from beamscore import fs as bfs
 from beamscore.config import ScoreConfig
@@ -143,6 +145,8 @@ def plan_job(config: ScoreConfig) -> Plan:
         )
     facts = bfs.list_files(config.inputs)
     files = [f.url for f in facts]
+    example_part = sink_for(config.output_format, config.output).unit_files("part-00000-00000", ["x"])[0]
+    _check_output_apart(config.output, config.inputs, example_part)
     source = source_for(
         config.format,
         files[0],
@@ -188,6 +192,7 @@ def plan_job(config: ScoreConfig) -> Plan:
         compression_level=config.output_compression_level,
     )
     _check_output_names(config.output, sink, outputs, config.keep)
+
     batch_size = config.batch_size or _default_batch_size(bindings)
     return Plan(
         config=config,
@@ -215,6 +220,29 @@ def plan_job(config: ScoreConfig) -> Plan:
         on_workers=on_workers,
         schema_check=check,
     )
+
+
+def _check_output_apart(output: str, patterns: Sequence[str], example_part: str) -> None:
+    """Refuse an output that an ``--input`` would read on the next run (``--overwrite``,
+    ``--resume``, tomorrow's schedule): inside an input directory (read recursively), or
+    matched by an input glob, itself or its part files (``example_part``, e.g.
+    ``part-00000-00000.parquet``)."""
+    out_fs, out_path = bfs.filesystem(output)
+    out_dir = out_path.rstrip("/")
+    for pattern in patterns:
+        fs, path = bfs.filesystem(pattern)
+        if type(fs) is not type(out_fs):
+            continue
+        if any(c in path for c in "*?["):
+            matcher = re.compile(glob_translate(path))
+            hit = matcher.fullmatch(out_dir) or matcher.fullmatch(f"{out_dir}/{example_part}")
+        else:
+            hit = out_dir.startswith(path.rstrip("/") + "/") and fs.isdir(path)
+        if hit:
+            raise BeamscoreError(
+                f"output {output} is where --input {pattern} reads: the next run would take this job's part "
+                "files for inputs; score into a directory apart from the inputs"
+            )
 
 
 def resolve_output(template: str, model: ModelInfo, now: dt.datetime) -> str:

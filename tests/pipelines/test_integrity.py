@@ -251,3 +251,22 @@ def test_resume_sees_an_object_rewritten_on_s3(models, data, tmp_path, capsys):
         assert score(models["two_sig"], urls, out, "--resume") == 2
         err = capsys.readouterr().err
         assert f"--resume: input {urls[0]} changed since" in err and "version was etag:" in err
+
+
+def test_an_output_where_an_input_reads_is_refused_before_the_job(models, data, tmp_path, capsys):
+    """``--input DIR --output DIR/scores`` scores once, then the rerun (``--overwrite``,
+    tomorrow's schedule) would read its own part files: refused up front, nothing written."""
+    _paths, ids, x = data
+    inside = tmp_path / "in" / "scores"
+    for pattern in (str(tmp_path / "in"), str(tmp_path / "in" / "*")):
+        assert score(models["two_sig"], [pattern], inside) == 2
+        line = capsys.readouterr().err.strip()
+        assert line == (
+            f"beamscore: error: output {inside} is where --input {pattern} reads: the next run would take this "
+            "job's part files for inputs; score into a directory apart from the inputs"
+        )
+        assert not inside.exists()
+    # a glob that cannot match the output's part files is fine, on every run
+    assert score(models["two_sig"], [str(tmp_path / "in" / "*.parquet")], inside) == 0
+    check_result(inside, models["two_sig"], ids, x)
+    assert score(models["two_sig"], [str(tmp_path / "in" / "*.parquet")], inside, "--overwrite") == 0
