@@ -251,7 +251,8 @@ def test_a_killed_worker_loses_nothing(slow_job, tmp_path):
 def test_sigterm_cancels_the_dask_job_and_keeps_its_claim_until_stale(slow_job, tmp_path):
     """SIGTERM to a launcher whose job runs on a cluster: the job is asked to cancel, and the
     claim stays (its workers may still commit the units they hold) without a heartbeat; a
-    retry on this machine takes the claim over (its launcher is gone) and finishes the job."""
+    retry on this machine takes the claim over (its launcher is gone) and finishes the job
+    (or finds it already complete)."""
     args, ids, expected = slow_job
     out = tmp_path / "out"
     with dask_cluster(tmp_path / "cluster", workers=2) as cluster:
@@ -275,7 +276,8 @@ def test_sigterm_cancels_the_dask_job_and_keeps_its_claim_until_stale(slow_job, 
         (line,) = stderr.strip().splitlines()
         assert line.startswith("beamscore: error: terminated (SIGTERM): the job on DaskRunner was asked to cancel")
         assert "; rerun with --resume to continue the job" in line
-        assert not (out / "_manifest.json").exists()  # (units in flight may still have committed)
+        # tasks already on the workers run on (Beam's DaskRunner cancels only its result
+        # futures): they may commit more units, even the manifest, so the claim stays
         assert json.loads((out / "_claim.json").read_text())["pid"] == job.pid  # kept, for the workers
         resumed = beamscore_cli("score", *args, "--output", str(out), "--resume", *flags)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
