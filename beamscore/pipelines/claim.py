@@ -112,6 +112,8 @@ class Claim:
         if current is not None and current.get("token") == self.token:
             with contextlib.suppress(FileNotFoundError):
                 bfs.remove_file(self.fs, self.path)
+            # the heartbeat's writes made it; left empty, it is not left behind
+            bfs.remove_empty_dir(self.fs, bfs.join(self.root, TEMP_DIR))
         self.fs.invalidate_cache(self.root)
 
     def __enter__(self) -> Claim:
