@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
 from beamscore.io import hive, structs
-from beamscore.io.arrow import column_spec
+from beamscore.io.arrow import column_spec, without_views
 from beamscore.io.base import FilePlan, Source, UnreadRows, WorkUnit
 from beamscore.io.pad import pad_spec, pad_table, parse_pad
 from beamscore.io.parquet_lists import is_list_error, read_lenient
@@ -184,7 +184,7 @@ class ParquetSource(Source):
         the order asked for."""
         for name, field in (nested or {}).items():
             table = table.append_column(name, structs.read_field(table[field[0]], field))
-        table = pad_table(table, self.pad)
+        table = without_views(pad_table(table, self.pad))
         for name, array in hive.partition_arrays(path, partitions, table.num_rows).items():
             table = table.append_column(name, array)
         return table.select(columns)

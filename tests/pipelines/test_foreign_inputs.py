@@ -373,3 +373,33 @@ def test_struct_fields_are_columns_and_null_structs_are_dead_letters(model, tmp_
     assert table["id"].to_pylist() == table["features.n"].to_pylist() == good.tolist()
     expected = direct_call(model, "vec", x=x[good])["s"]
     np.testing.assert_allclose(table["s"].to_numpy(), expected, rtol=1e-6)
+
+
+# -- string_view / binary_view columns (pyarrow >= 16, duckdb) ---------------------------
+
+
+def test_string_view_columns_feed_string_inputs_and_are_kept(model, tmp_path):
+    """pyarrow writes a ``string_view`` column so that it reads back as one: it feeds a
+    string input, and a null row among them is a dead letter (pyarrow cannot ``take`` rows
+    of a view column; it failed the job). Kept view columns (in lists too) are written."""
+    words = [None if i == 3 else w for i, w in enumerate(WORDS)]
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "v.parquet")
+    columns = {
+        "s": pa.array(words, pa.string_view()),
+        "k": pa.array(words, pa.string_view()),
+        "b": pa.array([[w.encode()] for w in WORDS], pa.list_(pa.binary_view())),
+    }
+    pq.write_table(pa.table(columns), path)
+    assert pa.types.is_string_view(pq.read_schema(path).field("s").type)
+    out = tmp_path / "out"
+    m = score(model, "text", path, out, "--keep", "k,b", "--max-failed-rows", "1")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (len(WORDS), len(WORDS) - 1, 1)
+    assert [(e["row"], e["stage"]) for e in errors_of(out)] == [(3, "validate")]
+    good = [w for w in words if w is not None]
+    table = read_output(str(out))
+    assert table["k"].to_pylist() == good
+    assert table["b"].to_pylist() == [[w.encode()] for i, w in enumerate(WORDS) if i != 3]
+    expected = direct_call(model, "text", s=np.array([w.encode() for w in good], dtype=object))
+    assert table["n"].to_pylist() == expected["n"].tolist()
+    assert table["h"].to_pylist() == expected["h"].tolist()
