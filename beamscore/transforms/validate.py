@@ -50,13 +50,22 @@ def check_rows(
         _mark_structure(table[b.column], b, reasons)
     good = _good(n, reasons)
     sub = table.take(pa.array(good)) if reasons else table
+    unfit: dict[str, tuple[np.ndarray, list[str]]] = {}
     try:
-        columns = {b.column: _numpy(sub[b.column], b, where) for b in bindings.values()}
+        columns = {b.column: _numpy(sub[b.column], b, where, unfit) for b in bindings.values()}
     except BeamscoreError as exc:
         message = str(exc).removeprefix(f"{where}: ")
         for i in good.tolist():
             reasons[i] = message
         return _result(n, reasons, {})
+    if unfit:  # rows --cast could not keep (see _numpy): dead letters, the rest is fed
+        fits = np.ones(len(good), dtype=bool)
+        for rows, messages in unfit.values():
+            for i, message in zip(np.flatnonzero(rows).tolist(), messages, strict=True):
+                reasons.setdefault(int(good[i]), message)
+            fits &= ~rows
+        columns = {k: v[fits] for k, v in columns.items()}
+        good = good[fits]
     if reject_nan:
         finite = np.ones(len(good), dtype=bool)
         for b in bindings.values():
@@ -130,9 +139,15 @@ def _valid(arr: pa.Array) -> np.ndarray:
     return np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _numpy(column: pa.ChunkedArray, b: InputBinding, where: str) -> np.ndarray:
+def _numpy(
+    column: pa.ChunkedArray, b: InputBinding, where: str, unfit: dict[str, tuple[np.ndarray, list[str]]]
+) -> np.ndarray:
     """The column as the signature input's numpy array; a dtype that cannot be cast safely
-    (this shard's schema differs from the one planned) is an error for the whole batch."""
+    (this shard's schema differs from the one planned) is an error for the whole batch.
+
+    A ``--cast`` that cannot keep a value (out of the input dtype's range, NaN or infinity
+    into an integer) would wrap around or saturate in silence: such rows go to ``unfit``
+    (per row, with a message) instead."""
     values = to_numpy(column, b.column, where)
     if b.dtype == STRING:
         if values.dtype != object and values.dtype.kind not in "SU":
@@ -147,5 +162,47 @@ def _numpy(column: pa.ChunkedArray, b: InputBinding, where: str) -> np.ndarray:
                 raise BeamscoreError(
                     f"column {b.column!r} has dtype {actual}, signature input {b.input!r} expects {b.dtype}"
                 )
-            values = values.astype(want)
+            cast = _cast(values, want)
+            lost = _lost(values, cast)
+            if lost is not None:
+                unfit[b.column] = _unfit_rows(values, lost, b)
+            values = cast
     return b.prepare(values, where)
+
+
+def _cast(values: np.ndarray, want: np.dtype) -> np.ndarray:
+    with np.errstate(invalid="ignore", over="ignore"):
+        return values.astype(want)
+
+
+def _lost(values: np.ndarray, cast: np.ndarray) -> np.ndarray | None:
+    """Per value, whether ``cast`` lost it to more than rounding: out of an integer dtype's
+    range, NaN or infinity into an integer, a finite float that became infinite. ``None``
+    when every value was kept."""
+    want, have = cast.dtype, values.dtype
+    if want.kind in "iu" and have.kind == "f":
+        info = np.iinfo(want)
+        wide = values.astype(np.float64)  # the bounds are powers of two: exact in float64
+        lost = ~((wide >= float(info.min)) & (wide < float(info.max) + 1))
+    elif want.kind in "iu" and have.kind in "iu":
+        lost = cast.astype(have) != values  # a value out of range does not come back
+        if have.kind != want.kind:  # -1 -> uint64 -> int64 does come back: the sign tells
+            lost |= (values < 0) != (cast < 0)
+    elif want.kind == "f" and have.kind in "iuf":
+        lost = np.isinf(cast) & ~np.isinf(values)
+    else:
+        return None
+    return lost if lost.any() else None
+
+
+def _unfit_rows(values: np.ndarray, lost: np.ndarray, b: InputBinding) -> tuple[np.ndarray, list[str]]:
+    """Which rows hold a value the cast lost, and for each such row its message, naming
+    the first such value."""
+    flat, lost_flat = values.reshape(len(values), -1), lost.reshape(len(lost), -1)
+    rows = lost_flat.any(axis=1)
+    messages = [
+        f"column {b.column!r} holds {flat[i][lost_flat[i]][0]}, which {b.dtype} input {b.input!r} cannot hold "
+        "(--cast converts values in its range; it does not wrap or saturate them)"
+        for i in np.flatnonzero(rows).tolist()
+    ]
+    return rows, messages

@@ -403,3 +403,28 @@ def test_string_view_columns_feed_string_inputs_and_are_kept(model, tmp_path):
     expected = direct_call(model, "text", s=np.array([w.encode() for w in good], dtype=object))
     assert table["n"].to_pylist() == expected["n"].tolist()
     assert table["h"].to_pylist() == expected["h"].tolist()
+
+
+# -- --cast does not wrap or saturate -------------------------------------------------------
+
+
+def test_cast_values_out_of_the_input_range_are_dead_letters(model, tmp_path):
+    """A float64 export cast (``--cast``) into a float32 input: 1e300 became inf and was
+    scored; it is a dead letter now, and the other rows are scored as a direct call does."""
+    x = vectors().astype(np.float64)
+    x[7, 2] = 1e300
+    x[9, 0] = -1e39
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "d.parquet")
+    pq.write_table(pa.table({"id": np.arange(40), "x": pa.array(list(x), pa.list_(pa.float64(), 8))}), path)
+    out = tmp_path / "out"
+    m = score(model, "vec", path, out, "--cast", "--keep", "id", "--max-failed-rows", "2")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (40, 38, 2)
+    bad = errors_of(out)
+    assert [e["row"] for e in bad] == [7, 9]
+    assert "holds 1e+300, which float32 input 'x' cannot hold" in bad[0]["error"]
+    table = read_output(str(out))
+    good = np.array([i for i in range(40) if i not in (7, 9)])
+    assert table["id"].to_pylist() == good.tolist()
+    expected = direct_call(model, "vec", x=x[good].astype(np.float32))["s"]
+    np.testing.assert_allclose(table["s"].to_numpy(), expected, rtol=1e-6)
