@@ -113,7 +113,10 @@ def _mark_structure(column: pa.ChunkedArray, b: InputBinding, reasons: dict[int,
         parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
         for i in np.unique(parents[~_valid(flat)]).tolist():
             reasons.setdefault(int(i), f"column {b.column!r} has a null value inside its list; inputs must not be null")
-    if pa.types.is_fixed_size_list(t) or _is_nested(flat.type):
+    if _is_nested(flat.type):
+        _mark_nested(arr, b, reasons)
+        return
+    if pa.types.is_fixed_size_list(t):
         return
     lengths = pc.list_value_length(arr).fill_null(-1).to_numpy(zero_copy_only=False)
     dims = None if b.shape is None else b.shape[1:]
@@ -129,6 +132,38 @@ def _mark_structure(column: pa.ChunkedArray, b: InputBinding, reasons: dict[int,
         why = why.format(expected=expected)
     for i in np.flatnonzero((lengths != expected) & (lengths >= 0)).tolist():
         reasons.setdefault(i, f"column {b.column!r} has {lengths[i]} values, {why} ({pad_hint(b.column)})")
+
+
+def _mark_nested(arr: pa.Array, b: InputBinding, reasons: dict[int, str]) -> None:
+    """Record the rows of a list-of-lists column (``[[1, 2, 3], [4, 5, 6]]`` per row) that
+    hold a null at any depth, or a list whose length differs from the length most lists at
+    its depth have in this batch: the batch becomes one array only when every list at a
+    depth has one length, so one ragged row must not fail the others."""
+    owners = np.arange(len(arr), dtype=np.int64)  # the batch row of each value of `level`
+    level: pa.Array = arr
+    depth = 0
+    while _is_nested(level.type):
+        depth += 1
+        lengths = pc.list_value_length(level).fill_null(-1).to_numpy(zero_copy_only=False)
+        known = lengths >= 0
+        if known.any() and not pa.types.is_fixed_size_list(level.type):
+            values, counts = np.unique(lengths[known], return_counts=True)
+            usual = int(values[np.argmax(counts)])
+            odd = known & (lengths != usual)
+            for i in np.flatnonzero(odd).tolist():
+                reasons.setdefault(
+                    int(owners[i]),
+                    f"column {b.column!r} has a list of {lengths[i]} values at depth {depth} where the batch's "
+                    f"others have {usual}; nested lists must have one length per depth",
+                )
+        inner = pc.list_flatten(level)
+        owners = owners[pc.list_parent_indices(level).to_numpy(zero_copy_only=False)]
+        if inner.null_count:
+            for i in np.unique(owners[~_valid(inner)]).tolist():
+                reasons.setdefault(
+                    int(i), f"column {b.column!r} has a null value inside its list; inputs must not be null"
+                )
+        level = inner
 
 
 def _is_nested(t: pa.DataType) -> bool:

@@ -428,3 +428,34 @@ def test_cast_values_out_of_the_input_range_are_dead_letters(model, tmp_path):
     assert table["id"].to_pylist() == good.tolist()
     expected = direct_call(model, "vec", x=x[good].astype(np.float32))["s"]
     np.testing.assert_allclose(table["s"].to_numpy(), expected, rtol=1e-6)
+
+
+# -- lists of lists: one ragged row is one dead letter ----------------------------------------
+
+
+def test_a_ragged_row_of_a_list_of_lists_is_one_dead_letter(model, tmp_path):
+    """polars writes ``list[list[f32]]`` (2 x 4 per row, fed to ``[None, 8]``); a row with
+    an inner list of another length, or too few inner lists, or a null deep inside failed
+    every row of its batch, each with a message naming a wrong row; now it is the only one."""
+    x = vectors()
+    rows = [row.reshape(2, 4).tolist() for row in x]
+    rows[3] = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0, 8.0]]  # 8 values, but ragged
+    rows[10] = [x[10, :4].tolist()]
+    rows[17] = [[1.0, None, 3.0, 4.0], x[17, 4:].tolist()]
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "l.parquet")
+    pl.DataFrame(
+        {"id": np.arange(40), "x": rows}, schema={"id": pl.Int64, "x": pl.List(pl.List(pl.Float32))}
+    ).write_parquet(path)
+    out = tmp_path / "out"
+    m = score(model, "vec", path, out, "--keep", "id", "--batch-size", "20", "--max-failed-rows", "3")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (40, 37, 3)
+    bad = errors_of(out)
+    assert [e["row"] for e in bad] == [3, 10, 17]
+    assert "has a list of 3 values at depth 2 where the batch's others have 4" in bad[0]["error"]
+    assert "has a list of 1 values at depth 1 where the batch's others have 2" in bad[1]["error"]
+    assert "null value inside its list" in bad[2]["error"]
+    table = read_output(str(out))
+    good = np.array([i for i in range(40) if i not in (3, 10, 17)])
+    assert table["id"].to_pylist() == good.tolist()
+    np.testing.assert_allclose(table["s"].to_numpy(), direct_call(model, "vec", x=x[good])["s"], rtol=1e-6)

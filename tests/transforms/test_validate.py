@@ -79,3 +79,15 @@ def test_a_cast_row_of_a_list_is_a_dead_letter_when_one_of_its_values_does_not_f
     checked = check_rows(table, binding)
     assert checked.good.tolist() == [0, 2] and checked.errors[0].startswith("column 'x' holds 300, which int8")
     np.testing.assert_array_equal(checked.columns["x"], np.array([[1, 2], [-128, 127]], np.int8))
+
+
+def test_a_ragged_row_of_a_list_of_lists_fails_alone():
+    binding = {"x": InputBinding(input="x", column="x", dtype="float32", shape=(None, 2, 3), cast=False)}
+    grid = np.arange(30, dtype=np.float32).reshape(5, 2, 3)
+    rows = [r.tolist() for r in grid]
+    rows[1] = [[1.0, 2.0], [3.0, 4.0, 5.0, 6.0]]
+    rows[3] = [[1.0, 2.0, 3.0]]
+    checked = check_rows(pa.table({"x": pa.array(rows, pa.list_(pa.list_(pa.float32())))}), binding)
+    assert checked.good.tolist() == [0, 2, 4] and checked.bad.tolist() == [1, 3]
+    assert checked.errors[0].startswith("column 'x' has a list of 2 values at depth 2 where the batch's others have 3")
+    np.testing.assert_array_equal(checked.columns["x"], grid[[0, 2, 4]])
