@@ -67,7 +67,7 @@ class ParquetSource(Source):
 
     def _specs(self, path: str, schema: pa.Schema) -> dict[str, ColumnSpec]:
         """The columns of a file with this schema: stored, then hive keys; ``--pad`` applied."""
-        specs = {name: column_spec(name, t) for name, t in self._types(schema).items()}
+        specs = {name: column_spec(name, t) for name, t in self._types(schema, path).items()}
         for name, pad in self.pad.items():
             if name not in specs:
                 raise BeamscoreError(f"{path}: --pad {name}: no column {name!r}; columns: {', '.join(specs)}")
@@ -75,16 +75,25 @@ class ParquetSource(Source):
         return specs
 
     def column_types(self, path: str) -> dict[str, pa.DataType]:
-        types = self._types(self._file(path, lambda f: f.schema_arrow))
+        types = self._types(self._file(path, lambda f: f.schema_arrow), path)
         for name, pad in self.pad.items():
             if name in types:
                 leaf = types[name].value_type  # pad_spec (in columns) has refused any other type
                 types[name] = pa.list_(leaf.value_type if pa.types.is_dictionary(leaf) else leaf, pad.length)
         return types
 
-    def _types(self, schema: pa.Schema) -> dict[str, pa.DataType]:
+    def _types(self, schema: pa.Schema, path: str) -> dict[str, pa.DataType]:
         """The file's columns, then the partition keys it does not store, then the fields of
-        its struct columns (``parent.field``)."""
+        its struct columns (``parent.field``).
+
+        A file with two columns of one name (pyarrow writes them; polars, duckdb and Spark
+        refuse to read them) is refused: no column name could say which one is meant."""
+        twice = next((name for name in schema.names if schema.names.count(name) > 1), None)
+        if twice is not None:
+            raise BeamscoreError(
+                f"{path}: column {twice!r} appears {schema.names.count(twice)} times; beamscore cannot tell them "
+                "apart (rename them, e.g. with pyarrow's Table.rename_columns, and write the file again)"
+            )
         types = {name: schema.field(name).type for name in schema.names}
         fields = {k: t for k, t in structs.field_types(schema).items() if k not in types}
         return {**{k: t for k, t in self.partitions.items() if k not in types}, **types, **fields}

@@ -56,3 +56,17 @@ def test_units_are_runs_of_row_groups_and_only_needed_columns_are_read(tmp_path)
     assert {tuple(t.column_names) for t in tables} == {("x", "id")}
     assert max(t.num_rows for t in tables) <= 100
     assert pa.concat_tables(tables)["id"].to_numpy().tolist() == list(range(n))
+
+
+def test_a_file_with_two_columns_of_one_name_is_refused_in_one_line(models, tmp_path, capsys):
+    """pyarrow writes duplicate column names; planning failed with ``KeyError: 'Column x
+    does not exist in schema'``. It is one line naming the file and the column now."""
+    x = np.random.default_rng(4).normal(size=(10, 4)).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "twice.parquet")
+    column = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 4)
+    pq.write_table(pa.table([column, pa.array(np.arange(10)), column], names=["x", "id", "x"]), path)
+    code = main(["score", "--model", models["two_sig"], "--input", path, "--output", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"beamscore: error: {path}: column 'x' appears 2 times; beamscore cannot tell them apart")
