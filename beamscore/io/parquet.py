@@ -43,6 +43,9 @@ DEFAULT_ROWS_PER_UNIT = 1 << 20
 #: pyarrow's first read of a file is its last 64 KiB: with those, most footers parse
 #: without another request.
 FOOTER_TAIL = 64 << 10
+#: How many of a job's files :meth:`ParquetSource.column_types` reads for the type of a
+#: column that the first file stores as Arrow's ``null`` type (all null).
+NULL_TYPE_FILES = 64
 
 
 class ParquetSource(Source):
@@ -56,10 +59,12 @@ class ParquetSource(Source):
         self.rows_per_unit = rows_per_unit
         self.pad = parse_pad(pad)
         self.partitions: dict[str, pa.DataType] = {}  # hive partition keys (with_files)
+        self.first_files: tuple[str, ...] = ()  # where column_types looks past a null type
 
     def with_files(self, files: Sequence[str]) -> ParquetSource:
         planned = copy.copy(self)
         planned.partitions = hive.infer_partitions(files)
+        planned.first_files = tuple(files[:NULL_TYPE_FILES])
         return planned
 
     def columns(self, path: str) -> dict[str, ColumnSpec]:
@@ -75,7 +80,18 @@ class ParquetSource(Source):
         return specs
 
     def column_types(self, path: str) -> dict[str, pa.DataType]:
+        """The columns' types in ``path``; a column ``path`` stores as the ``null`` type (all
+        null: polars and pandas write it so) takes its type from the next of the job's first
+        files that has another, so that a kept column is not typed null for the whole job
+        and every value of the other files a dead letter."""
         types = self._types(self._file(path, lambda f: f.schema_arrow), path)
+        for other in self.first_files:
+            unknown = [name for name, t in types.items() if pa.types.is_null(t)]
+            if not unknown:
+                break
+            if other != path:
+                found = self._types(self._file(other, lambda f: f.schema_arrow), other)
+                types.update({n: found[n] for n in unknown if n in found and not pa.types.is_null(found[n])})
         for name, pad in self.pad.items():
             if name in types:
                 leaf = types[name].value_type  # pad_spec (in columns) has refused any other type
