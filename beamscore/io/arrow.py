@@ -72,7 +72,11 @@ def _leaf(t: pa.DataType) -> pa.DataType:
 
 def _decoded(t: pa.DataType) -> pa.DataType:
     """The values' type of a dictionary-encoded column (polars Categorical/Enum, pandas
-    category, ``dictionary_encode``): such a column feeds inputs as its values would."""
+    category, ``dictionary_encode``) and the storage type of an extension column other than
+    ``fixed_shape_tensor`` (``arrow.json`` text, ``arrow.uuid`` bytes, what duckdb and
+    pyarrow write): such a column feeds inputs as its values would."""
+    if isinstance(t, pa.BaseExtensionType) and not isinstance(t, pa.FixedShapeTensorType):
+        t = t.storage_type
     return t.value_type if pa.types.is_dictionary(t) else t
 
 
@@ -104,6 +108,8 @@ def to_numpy(column: pa.ChunkedArray | pa.Array, name: str, where: str) -> np.nd
 
 def _nested(arr: pa.Array, name: str, where: str) -> np.ndarray:
     _check_nulls(arr, name, where)
+    if isinstance(arr, pa.ExtensionArray):  # values of a list of extension values (see _decoded)
+        return to_numpy(arr, name, where)
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     n = len(arr)

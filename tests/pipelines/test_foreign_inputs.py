@@ -478,3 +478,35 @@ def test_a_kept_column_all_null_in_the_first_file_takes_its_type_from_the_next(m
     assert got.schema["label"] == pl.String
     assert got["label"].to_list() == [None] * 8 + [f"l{i}" for i in range(8, 20)]
     np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x)["s"], rtol=1e-6)
+
+
+# -- extension columns: arrow.json text, arrow.uuid bytes ------------------------------------
+
+
+def test_json_and_uuid_extension_columns_feed_string_inputs(model, tmp_path):
+    """pyarrow's ``arrow.json`` and duckdb's UUID (``arrow.uuid``) columns were refused for a
+    string input (``has dtype extension<arrow.json>``); they feed it as their text or bytes."""
+    (tmp_path / "in").mkdir()
+    texts = ['{"a": 1}', None, "[]", '"word"', "{}"]
+    json_path = str(tmp_path / "in" / "j.parquet")
+    column = pa.ExtensionArray.from_storage(pa.json_(), pa.array(texts))
+    pq.write_table(pa.table({"s": column, "k": column}), json_path)
+    assert isinstance(pq.read_schema(json_path).field("s").type, pa.JsonType)
+    out = tmp_path / "out"
+    m = score(model, "text", json_path, out, "--keep", "k", "--max-failed-rows", "1")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (5, 4, 1)
+    assert [e["row"] for e in errors_of(out)] == [1]
+    good = [t for t in texts if t is not None]
+    table = read_output(str(out))
+    assert table["k"].to_pylist() == good
+    expected = direct_call(model, "text", s=np.array([t.encode() for t in good], dtype=object))
+    assert table["h"].to_pylist() == expected["h"].tolist() and table["n"].to_pylist() == [len(t) for t in good]
+
+    uuid_path = str(tmp_path / "u.parquet")
+    duckdb.sql(f"COPY (SELECT uuid() AS s FROM range(6)) TO '{uuid_path}'")
+    assert isinstance(pq.read_schema(uuid_path).field("s").type, pa.UuidType)
+    m = score(model, "text", uuid_path, tmp_path / "out_u")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (6, 6, 0)
+    stored = [u.bytes for u in pq.read_table(uuid_path)["s"].to_pylist()]
+    expected = direct_call(model, "text", s=np.array(stored, dtype=object))
+    assert read_output(str(tmp_path / "out_u"))["h"].to_pylist() == expected["h"].tolist()
