@@ -129,6 +129,8 @@ def _nested(arr: pa.Array, name: str, where: str) -> np.ndarray:
         inner = _nested(arr.flatten(), name, where)
         width = int(lengths[0]) if n else 0
         return inner.reshape((n, width, *inner.shape[1:]))
+    if pa.types.is_decimal(t):  # bound with --cast only (binding._check_dtype): rounded to float64
+        return arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
     if _dtype_name(t) == STRING:
         if _is_text(t):
             arr = arr.cast(pa.large_binary())

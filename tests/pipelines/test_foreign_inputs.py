@@ -510,3 +510,26 @@ def test_json_and_uuid_extension_columns_feed_string_inputs(model, tmp_path):
     stored = [u.bytes for u in pq.read_table(uuid_path)["s"].to_pylist()]
     expected = direct_call(model, "text", s=np.array(stored, dtype=object))
     assert read_output(str(tmp_path / "out_u"))["h"].to_pylist() == expected["h"].tolist()
+
+
+# -- decimals (BigQuery NUMERIC, Spark DecimalType) with --cast -----------------------------
+
+
+def test_decimal_list_columns_feed_a_float_input_with_cast(model, tmp_path):
+    """duckdb ``DECIMAL(38,9)[8]`` (BigQuery NUMERIC exports alike) was refused for a float32
+    input even with ``--cast`` (``has type decimal128(38, 9)``); ``--cast`` converts it."""
+    x = np.round(vectors(12).astype(np.float64), 3)
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "d.parquet")
+    values = ", ".join(f"({i}, {[float(v) for v in row]}::DECIMAL(38,9)[8])" for i, row in enumerate(x))
+    duckdb.sql(f"COPY (SELECT * FROM (VALUES {values}) t(id, x) ORDER BY id) TO '{path}'")
+    assert pa.types.is_decimal(pq.read_schema(path).field("x").type.value_type)
+    assert (
+        main(["score", "--model", model, "--signature", "vec", "--input", path, "--output", str(tmp_path / "o")]) == 2
+    )
+    out = tmp_path / "out"
+    m = score(model, "vec", path, out, "--cast", "--keep", "id")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (12, 12, 0)
+    table = read_output(str(out))
+    assert table["id"].to_pylist() == list(range(12))
+    np.testing.assert_allclose(table["s"].to_numpy(), direct_call(model, "vec", x=x.astype(np.float32))["s"], rtol=1e-6)
