@@ -178,6 +178,12 @@ class ParquetSource(Source):
                         raise BeamscoreError(f"{unit.path}: row group {rg}: {first_line(str(exc))}") from None
                     reason = f"row group {rg}: {type(exc).__name__}: {first_line(str(exc))}"
                     yield UnreadRows(first + done, first + size, reason)
+                else:
+                    if done < size:  # the footer counts rows its pages do not hold: here, not at the end
+                        reason = f"row group {rg} holds {done} of the {size} rows its footer entry counts"
+                        if not self.dead_letters:
+                            raise BeamscoreError(f"{unit.path}: {reason}")
+                        yield UnreadRows(first + done, first + size, reason)
                 first += size
             if empty:  # zero rows: one empty batch, so the unit still gets its (empty) output
                 empty_table = pf.schema_arrow.empty_table().select(read)

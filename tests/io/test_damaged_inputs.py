@@ -413,3 +413,32 @@ def test_an_empty_directory_matched_by_the_glob_is_refused_in_one_line(models, r
     ]
     assert not out.exists() or not any(out.iterdir())
     shutil.rmtree(root / "part-1.parquet")
+
+
+def test_a_row_group_holding_fewer_rows_than_its_footer_counts_is_a_dead_letter_in_place(models, rows, tmp_path):
+    """A footer whose row group 0 counts 90 rows over pages that hold 77: the 13 missing rows
+    were one dead letter at the unit's end (``rows 300-312``), so every later row's position
+    was off by 13; they are ``rows 77-89``, and row group 1 starts at row 90 as planned."""
+    path = str(tmp_path / "short.parquet")
+    table = pa.table({"id": rows["id"], "x": pa.FixedSizeListArray.from_arrays(pa.array(rows["x"].reshape(-1)), 4)})
+    pq.write_table(table, path, row_group_size=77, compression="none", use_dictionary=False, write_statistics=False)
+    data = open(path, "rb").read()  # noqa: SIM115
+    length = int.from_bytes(data[-8:-4], "little")
+    footer = data[-8 - length : -8]
+    for at in (i for i in range(len(footer)) if footer[i : i + 2] == b"\x9a\x01"):  # zigzag varint of 77
+        patched = footer[:at] + b"\xb4\x01" + footer[at + 2 :]  # ... of 90: same length
+        open(path, "wb").write(data[: -8 - length] + patched + data[-8:])  # noqa: SIM115
+        meta = pq.read_metadata(path)
+        if meta.row_group(0).num_rows == 90 and meta.row_group(1).num_rows == 77:
+            break
+    else:
+        raise AssertionError("no footer entry of row group 0 found")
+    out = tmp_path / "out"
+    manifest = run_job(models["two_sig"], [path], out)
+    assert (manifest["rows_in"], manifest["rows_out"], manifest["rows_failed"]) == (313, 300, 13)
+    errors = dead_letters(out)
+    assert errors.select(["row", "count"]).to_pylist() == [{"row": 77, "count": 13}]
+    assert (
+        errors["error"][0].as_py() == "rows 77-89 unread: row group 0 holds 77 of the 90 rows its footer entry counts"
+    )
+    check_scored(out, models["two_sig"], rows, np.arange(300), "parquet")
