@@ -133,6 +133,15 @@ class ParquetSource(Source):
         return FilePlan(self._specs(path, pf.schema_arrow), self._units(path, shard, pf.metadata))
 
     def _units(self, path: str, shard: int, meta: pq.FileMetaData) -> list[WorkUnit]:
+        """Runs of row groups of about ``rows_per_unit`` rows. A footer whose row groups do not
+        add up to its own row count is damaged (pyarrow reads what the row groups count, so
+        rows would go missing unnoticed): refused."""
+        counted = sum(meta.row_group(rg).num_rows for rg in range(meta.num_row_groups))
+        if counted != meta.num_rows:
+            raise BeamscoreError(
+                f"{path}: damaged footer: it counts {meta.num_rows} rows, its {meta.num_row_groups} row groups "
+                f"{counted}; write the file again"
+            )
         units: list[WorkUnit] = []
         start, rows, first_row = 0, 0, 0
         for rg in range(meta.num_row_groups):
