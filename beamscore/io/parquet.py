@@ -3,7 +3,7 @@
 Work units are runs of consecutive row groups of about ``rows_per_unit`` rows, so a large
 file spreads over several workers while a small file stays one unit. Reading uses
 ``ParquetFile.iter_batches`` one row group at a time, which streams and never loads the
-file whole.
+file whole; the batches of row groups smaller than the batch size are joined (:class:`_Batches`).
 
 Foreign files: a fixed-size list column with null rows, which pyarrow cannot read, is read
 around (:mod:`beamscore.io.parquet_lists`); hive partition keys in the directory names are
@@ -175,25 +175,29 @@ class ParquetSource(Source):
                 )
             empty = True
             first = unit.file_row(0)
+            batches = _Batches(batch_size)
             for rg, size in zip(range(unit.start, unit.stop), sizes, strict=True):
                 done = 0
                 try:
                     for table in self._row_group(f, pf, unit.path, rg, first, read, batch_size):
                         empty = False
                         done += table.num_rows
-                        yield self._finish(table, unit.path, partitions, columns, nested)
+                        yield from batches.add(self._finish(table, unit.path, partitions, columns, nested))
                 except (OSError, pa.ArrowException) as exc:
                     if not self.dead_letters:
                         raise BeamscoreError(f"{unit.path}: row group {rg}: {first_line(str(exc))}") from None
                     reason = f"row group {rg}: {type(exc).__name__}: {first_line(str(exc))}"
+                    yield from batches.flush()
                     yield UnreadRows(first + done, first + size, reason)
                 else:
                     if done < size:  # the footer counts rows its pages do not hold: here, not at the end
                         reason = f"row group {rg} holds {done} of the {size} rows its footer entry counts"
                         if not self.dead_letters:
                             raise BeamscoreError(f"{unit.path}: {reason}")
+                        yield from batches.flush()
                         yield UnreadRows(first + done, first + size, reason)
                 first += size
+            yield from batches.flush()
             if empty:  # zero rows: one empty batch, so the unit still gets its (empty) output
                 empty_table = pf.schema_arrow.empty_table().select(read)
                 yield self._finish(empty_table, unit.path, partitions, columns, nested)
@@ -233,6 +237,42 @@ class ParquetSource(Source):
         fs, local = bfs.filesystem(path)
         with fs.open(local, "rb") as f:
             return get(_open(pq.ParquetFile, f, path))
+
+
+class _Batches:
+    """Joins the batches of small row groups into batches of ``batch_size`` rows.
+
+    A row group's batches never span row groups (each is read on its own, so that a damaged
+    one costs only its rows), so a file of many small row groups (a streaming writer's, one
+    per flush) gave the model as many small batches: one call per row for row groups of one
+    row. Batches of ``batch_size`` rows pass through; smaller ones are held and joined, and
+    :meth:`flush` yields what is held (before a dead letter, so rows keep their order)."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.held: list[pa.Table] = []
+        self.rows = 0
+
+    def add(self, table: pa.Table) -> Iterator[pa.Table]:
+        if self.held and table.schema != self.held[0].schema:  # a lenient read's list column
+            yield from self.flush()
+        if table.num_rows >= self.batch_size and not self.held:
+            yield table
+            return
+        self.held.append(table)
+        self.rows += table.num_rows
+        if self.rows >= self.batch_size:
+            joined = pa.concat_tables(self.held)
+            whole = joined.num_rows - joined.num_rows % self.batch_size
+            for start in range(0, whole, self.batch_size):
+                yield joined.slice(start, self.batch_size)
+            rest = joined.slice(whole)
+            self.held, self.rows = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def flush(self) -> Iterator[pa.Table]:
+        if self.held:
+            yield self.held[0] if len(self.held) == 1 else pa.concat_tables(self.held)
+        self.held, self.rows = [], 0
 
 
 def _open(factory, f, path: str):
