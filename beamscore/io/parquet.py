@@ -275,8 +275,14 @@ class _Batches:
         self.held, self.rows = [], 0
 
 
+#: The unit of INT96 timestamps (Spark, Hive, Impala): pyarrow's default, ns, wraps any date
+#: outside 1677-2262 (Spark's 9999-12-31 "no end" became 1816-03-29) without a word; us holds
+#: years 1-9999 and is Spark's own precision.
+INT96_UNIT = "us"
+
+
 def _open(factory, f, path: str):
     try:
-        return factory(f, page_checksum_verification=True)
+        return factory(f, page_checksum_verification=True, coerce_int96_timestamp_unit=INT96_UNIT)
     except (pa.ArrowInvalid, OSError) as exc:
         raise BeamscoreError(f"{path}: not a readable Parquet file: {exc}") from None

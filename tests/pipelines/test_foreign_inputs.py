@@ -533,3 +533,34 @@ def test_decimal_list_columns_feed_a_float_input_with_cast(model, tmp_path):
     table = read_output(str(out))
     assert table["id"].to_pylist() == list(range(12))
     np.testing.assert_allclose(table["s"].to_numpy(), direct_call(model, "vec", x=x.astype(np.float32))["s"], rtol=1e-6)
+
+
+# -- INT96 timestamps (Spark, Hive, Impala) -----------------------------------------------
+
+
+def test_int96_timestamps_outside_the_nanosecond_range_are_kept_as_written(model, tmp_path):
+    """Spark writes INT96 timestamps and 9999-12-31 as "no end"; read as pyarrow's default
+    nanoseconds it wrapped to 1816-03-29 in the kept column, silently. Read as microseconds
+    (Spark's own precision) every date of years 1-9999 is kept as written."""
+    import datetime
+
+    x = vectors(4)
+    stamps = [
+        datetime.datetime(2024, 5, 1, 12, 30, 15, 123456),
+        datetime.datetime(9999, 12, 31),
+        datetime.datetime(1000, 1, 1),
+        datetime.datetime(1970, 1, 1),
+    ]
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "spark.parquet")
+    table = pa.table(
+        {"t": pa.array(stamps, pa.timestamp("us")), "x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 8)}
+    )
+    pq.write_table(table, path, use_deprecated_int96_timestamps=True)
+    assert pq.ParquetFile(path).metadata.schema.column(0).physical_type == "INT96"
+    out = tmp_path / "out"
+    m = score(model, "vec", path, out, "--keep", "t")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (4, 4, 0)
+    got = read_output(str(out))
+    assert got["t"].to_pylist() == stamps
+    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x)["s"], rtol=1e-6)
