@@ -138,32 +138,43 @@ def _mark_nested(arr: pa.Array, b: InputBinding, reasons: dict[int, str]) -> Non
     """Record the rows of a list-of-lists column (``[[1, 2, 3], [4, 5, 6]]`` per row) that
     hold a null at any depth, or a list whose length differs from the length most lists at
     its depth have in this batch: the batch becomes one array only when every list at a
-    depth has one length, so one ragged row must not fail the others."""
-    owners = np.arange(len(arr), dtype=np.int64)  # the batch row of each value of `level`
+    depth has one length, so one ragged row must not fail the others.
+
+    A good batch costs one pass over each depth's lengths; which row a bad list or a null
+    belongs to is only worked out when there is one (:func:`_rows_of`)."""
+    chain: list[pa.Array] = []  # the list arrays from the top down to `level`'s parent
     level: pa.Array = arr
     depth = 0
     while _is_nested(level.type):
         depth += 1
-        lengths = pc.list_value_length(level).fill_null(-1).to_numpy(zero_copy_only=False)
-        known = lengths >= 0
-        if known.any() and not pa.types.is_fixed_size_list(level.type):
-            values, counts = np.unique(lengths[known], return_counts=True)
-            usual = int(values[np.argmax(counts)])
-            odd = known & (lengths != usual)
-            for i in np.flatnonzero(odd).tolist():
-                reasons.setdefault(
-                    int(owners[i]),
-                    f"column {b.column!r} has a list of {lengths[i]} values at depth {depth} where the batch's "
-                    f"others have {usual}; nested lists must have one length per depth",
-                )
+        if not pa.types.is_fixed_size_list(level.type):
+            lengths = pc.list_value_length(level).fill_null(-1).to_numpy(zero_copy_only=False)
+            known = lengths[lengths >= 0]
+            if len(known) and (known != known[0]).any():
+                usual = int(np.argmax(np.bincount(known)))
+                odd = np.flatnonzero((lengths >= 0) & (lengths != usual))
+                for i, row in zip(odd.tolist(), _rows_of(chain, odd).tolist(), strict=True):
+                    reasons.setdefault(
+                        int(row),
+                        f"column {b.column!r} has a list of {lengths[i]} values at depth {depth} where the batch's "
+                        f"others have {usual}; nested lists must have one length per depth",
+                    )
+        chain.append(level)
         inner = pc.list_flatten(level)
-        owners = owners[pc.list_parent_indices(level).to_numpy(zero_copy_only=False)]
         if inner.null_count:
-            for i in np.unique(owners[~_valid(inner)]).tolist():
+            for row in np.unique(_rows_of(chain, np.flatnonzero(~_valid(inner)))).tolist():
                 reasons.setdefault(
-                    int(i), f"column {b.column!r} has a null value inside its list; inputs must not be null"
+                    int(row), f"column {b.column!r} has a null value inside its list; inputs must not be null"
                 )
         level = inner
+
+
+def _rows_of(chain: list[pa.Array], index: np.ndarray) -> np.ndarray:
+    """The batch rows of the values ``index`` of the innermost list array of ``chain``
+    flattened (``chain[0]`` is the column)."""
+    for level in reversed(chain):
+        index = pc.list_parent_indices(level).to_numpy(zero_copy_only=False)[index]
+    return index
 
 
 def _is_nested(t: pa.DataType) -> bool:
