@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from beamscore.errors import BeamscoreError
-from beamscore.io.arrow import pad_hint, to_numpy
+from beamscore.io.arrow import pad_hint, to_numpy, without_views
 from beamscore.model.binding import STRING, InputBinding, lossless, numpy_dtype
 
 __all__ = ["Checked", "check_rows"]
@@ -49,7 +49,11 @@ def check_rows(
             return _all_bad(n, f"no column {b.column!r} for signature input {b.input!r}")
         _mark_structure(table[b.column], b, reasons)
     good = _good(n, reasons)
-    sub = table.take(pa.array(good)) if reasons else table
+    if reasons:  # only the bound columns, without views (pyarrow cannot take rows of those)
+        bound = without_views(table.select(list(dict.fromkeys(b.column for b in bindings.values()))))
+        sub = bound.take(pa.array(good))
+    else:
+        sub = table
     unfit: dict[str, tuple[np.ndarray, list[str]]] = {}
     try:
         columns = {b.column: _numpy(sub[b.column], b, where, unfit) for b in bindings.values()}

@@ -91,3 +91,15 @@ def test_a_ragged_row_of_a_list_of_lists_fails_alone():
     assert checked.good.tolist() == [0, 2, 4] and checked.bad.tolist() == [1, 3]
     assert checked.errors[0].startswith("column 'x' has a list of 2 values at depth 2 where the batch's others have 3")
     np.testing.assert_array_equal(checked.columns["x"], grid[[0, 2, 4]])
+
+
+def test_a_batch_with_a_bad_row_and_view_columns_is_checked_not_crashed():
+    """pyarrow cannot ``take`` rows of ``string_view`` columns: a batch (an Arrow table given
+    to ``RunSignature``) with a bad row and a view column, bound or not, raised
+    ``ArrowNotImplementedError``."""
+    binding = {"s": InputBinding(input="s", column="s", dtype="string", shape=(None,), cast=False)}
+    words = ["a", None, "ccc"]
+    table = pa.table({"s": pa.array(words, pa.string_view()), "note": pa.array(words, pa.string_view())})
+    checked = check_rows(table, binding)
+    assert checked.good.tolist() == [0, 2] and checked.bad.tolist() == [1]
+    assert checked.columns["s"].tolist() == [b"a", b"ccc"]
