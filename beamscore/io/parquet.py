@@ -81,17 +81,18 @@ class ParquetSource(Source):
 
     def column_types(self, path: str) -> dict[str, pa.DataType]:
         """The columns' types in ``path``; a column ``path`` stores as the ``null`` type (all
-        null: polars and pandas write it so) takes its type from the next of the job's first
-        files that has another, so that a kept column is not typed null for the whole job
-        and every value of the other files a dead letter."""
+        null: polars and pandas write it so), or as lists or structs of it (polars' ``[[], []]``
+        is ``list<null>``), takes its type from the next of the job's first files that has
+        another, so that a kept column is not typed null for the whole job and every value
+        of the other files a dead letter."""
         types = self._types(self._file(path, lambda f: f.schema_arrow), path)
         for other in self.first_files:
-            unknown = [name for name, t in types.items() if pa.types.is_null(t)]
+            unknown = [name for name, t in types.items() if _untyped(t)]
             if not unknown:
                 break
             if other != path:
                 found = self._types(self._file(other, lambda f: f.schema_arrow), other)
-                types.update({n: found[n] for n in unknown if n in found and not pa.types.is_null(found[n])})
+                types.update({n: found[n] for n in unknown if n in found and not _untyped(found[n])})
         for name, pad in self.pad.items():
             if name in types:
                 leaf = types[name].value_type  # pad_spec (in columns) has refused any other type
@@ -237,6 +238,17 @@ class ParquetSource(Source):
         fs, local = bfs.filesystem(path)
         with fs.open(local, "rb") as f:
             return get(_open(pq.ParquetFile, f, path))
+
+
+def _untyped(t: pa.DataType) -> bool:
+    """Whether ``t`` is Arrow's ``null`` type or holds it (``list<null>``, a struct field)."""
+    if pa.types.is_null(t):
+        return True
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _untyped(t.value_type)
+    if pa.types.is_struct(t):
+        return any(_untyped(t.field(i).type) for i in range(t.num_fields))
+    return False
 
 
 class _Batches:

@@ -462,21 +462,28 @@ def test_a_ragged_row_of_a_list_of_lists_is_one_dead_letter(model, tmp_path):
 
 
 def test_a_kept_column_all_null_in_the_first_file_takes_its_type_from_the_next(model, tmp_path):
-    """polars writes a column of only None as Arrow's ``null`` type. Kept from a first file
-    so written, it typed the job's output ``null`` and every row of the other files was a
-    dead letter (``cannot be written as null``); the next file's type is the job's now."""
+    """polars writes a column of only None as Arrow's ``null`` type, and one of only empty
+    lists as ``list<null>``. Kept from a first file so written, it typed the job's output
+    ``null`` and every row of the other files was a dead letter (``cannot be written as
+    null``); the next file's type is the job's now."""
     x = vectors(20)
     (tmp_path / "in").mkdir()
-    for name, rows, labels in (("a", slice(0, 8), [None] * 8), ("b", slice(8, 20), [f"l{i}" for i in range(8, 20)])):
-        frame = pl.DataFrame({"label": labels, "x": x[rows].tolist()}, schema_overrides={"x": pl.Array(pl.Float32, 8)})
+    for name, rows in (("a", range(0, 8)), ("b", range(8, 20))):
+        labels = [None if name == "a" else f"l{i}" for i in rows]
+        tags = [[] if name == "a" else [i, i] for i in rows]
+        frame = pl.DataFrame(
+            {"label": labels, "tags": tags, "x": x[rows].tolist()}, schema_overrides={"x": pl.Array(pl.Float32, 8)}
+        )
         frame.write_parquet(tmp_path / "in" / f"{name}.parquet")
-    assert pa.types.is_null(pq.read_schema(tmp_path / "in" / "a.parquet").field("label").type)
+    first = pq.read_schema(tmp_path / "in" / "a.parquet")
+    assert pa.types.is_null(first.field("label").type) and pa.types.is_null(first.field("tags").type.value_type)
     out = tmp_path / "out"
-    m = score(model, "vec", tmp_path / "in", out, "--keep", "label")
+    m = score(model, "vec", tmp_path / "in", out, "--keep", "label,tags")
     assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (20, 20, 0)
     got = pl.read_parquet(str(out / "part-*.parquet"))
-    assert got.schema["label"] == pl.String
+    assert (got.schema["label"], got.schema["tags"]) == (pl.String, pl.List(pl.Int64))
     assert got["label"].to_list() == [None] * 8 + [f"l{i}" for i in range(8, 20)]
+    assert got["tags"].to_list() == [[]] * 8 + [[i, i] for i in range(8, 20)]
     np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x)["s"], rtol=1e-6)
 
 
