@@ -15,7 +15,7 @@ import pyarrow as pa
 from beamscore.errors import BeamscoreError
 from beamscore.model.binding import STRING, ColumnSpec
 
-__all__ = ["arrow_type", "column_spec", "from_numpy", "pad_hint", "to_numpy"]
+__all__ = ["arrow_type", "column_spec", "from_numpy", "pad_hint", "to_numpy", "without_views"]
 
 
 _ARROW_NUMPY = {
@@ -72,17 +72,27 @@ def _leaf(t: pa.DataType) -> pa.DataType:
 
 def _decoded(t: pa.DataType) -> pa.DataType:
     """The values' type of a dictionary-encoded column (polars Categorical/Enum, pandas
-    category, ``dictionary_encode``): such a column feeds inputs as its values would."""
+    category, ``dictionary_encode``) and the storage type of an extension column other than
+    ``fixed_shape_tensor`` (``arrow.json`` text, ``arrow.uuid`` bytes, what duckdb and
+    pyarrow write): such a column feeds inputs as its values would."""
+    if isinstance(t, pa.BaseExtensionType) and not isinstance(t, pa.FixedShapeTensorType):
+        t = t.storage_type
     return t.value_type if pa.types.is_dictionary(t) else t
 
 
 def _dtype_name(t: pa.DataType) -> str:
     t = _decoded(t)
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+    if _is_text(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
         return STRING
     if pa.types.is_fixed_size_binary(t):
         return STRING
     return _ARROW_NUMPY.get(t.id, str(t))
+
+
+def _is_text(t: pa.DataType) -> bool:
+    """Whether ``t`` is one of Arrow's UTF-8 types: ``string``, ``large_string`` and
+    ``string_view`` (what pyarrow >= 16 and duckdb may write, and polars hands over)."""
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
 def to_numpy(column: pa.ChunkedArray | pa.Array, name: str, where: str) -> np.ndarray:
@@ -98,6 +108,8 @@ def to_numpy(column: pa.ChunkedArray | pa.Array, name: str, where: str) -> np.nd
 
 def _nested(arr: pa.Array, name: str, where: str) -> np.ndarray:
     _check_nulls(arr, name, where)
+    if isinstance(arr, pa.ExtensionArray):  # values of a list of extension values (see _decoded)
+        return to_numpy(arr, name, where)
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     n = len(arr)
@@ -117,11 +129,41 @@ def _nested(arr: pa.Array, name: str, where: str) -> np.ndarray:
         inner = _nested(arr.flatten(), name, where)
         width = int(lengths[0]) if n else 0
         return inner.reshape((n, width, *inner.shape[1:]))
+    if pa.types.is_decimal(t):  # bound with --cast only (binding._check_dtype): rounded to float64
+        return arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
     if _dtype_name(t) == STRING:
-        if pa.types.is_string(t) or pa.types.is_large_string(t):
+        if _is_text(t):
             arr = arr.cast(pa.large_binary())
         return arr.to_numpy(zero_copy_only=False)
     return arr.to_numpy(zero_copy_only=False)
+
+
+def without_views(table: pa.Table) -> pa.Table:
+    """``table`` with its ``string_view``/``binary_view`` values (at any depth of lists and
+    structs) as ``large_string``/``large_binary``: pyarrow (25) cannot ``take`` rows of a
+    view column, which every batch with a dead letter does, and Parquet files written from
+    view columns (pyarrow >= 16, duckdb) read back as views."""
+    for i, field in enumerate(table.schema):
+        plain = _unviewed(field.type)
+        if plain != field.type:
+            table = table.set_column(i, field.name, table.column(i).cast(plain))
+    return table
+
+
+def _unviewed(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_string_view(t):
+        return pa.large_string()
+    if pa.types.is_binary_view(t):
+        return pa.large_binary()
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_unviewed(t.value_type)))
+    if pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(_unviewed(t.value_type)))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(t.value_field.with_type(_unviewed(t.value_type)), t.list_size)
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_unviewed(f.type)) for f in (t.field(i) for i in range(t.num_fields))])
+    return t
 
 
 def pad_hint(name: str) -> str:
@@ -136,8 +178,19 @@ def _check_nulls(arr: pa.Array, name: str, where: str) -> None:
 
 
 def from_numpy(values: np.ndarray) -> pa.Array:
-    """A numpy batch of one output as an Arrow column (see the module docstring)."""
+    """A numpy batch of one output as an Arrow column (see the module docstring).
+
+    ``bfloat16`` (a mixed-precision model's output; Arrow has no such type) is written as
+    ``float32``, which holds every value; complex values, which no Arrow type holds, are
+    refused in one line."""
     values = np.ascontiguousarray(values)
+    if values.dtype.name == "bfloat16":
+        values = values.astype(np.float32)
+    elif values.dtype.kind == "c":
+        raise BeamscoreError(
+            f"an output has dtype {values.dtype}, which Arrow and Parquet cannot hold; "
+            "leave it out with --outputs, or return its real and imaginary parts"
+        )
     if values.dtype == object or values.dtype.kind in "SU":
         flat = pa.array(values.reshape(-1).tolist(), type=pa.binary())
     else:

@@ -13,6 +13,10 @@ So the launcher fixes each kept column's output type from the first file with
 * list types -> ``list`` of the widened values; fixed-size lists keep their size;
 * anything else (timestamps, dates, decimals, structs) as the first file has it.
 
+A column the first Parquet file stores as Arrow's ``null`` type (all null, as polars writes
+it; ``list<null>`` for only empty lists) takes its type from the next file that has another
+(:meth:`~beamscore.io.parquet.ParquetSource.column_types`).
+
 Every batch's kept columns are cast to those types (:func:`cast_kept`); a missing column is
 all null. A value the cast cannot hold fails its batch's rows as dead letters.
 """

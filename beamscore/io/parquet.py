@@ -3,7 +3,7 @@
 Work units are runs of consecutive row groups of about ``rows_per_unit`` rows, so a large
 file spreads over several workers while a small file stays one unit. Reading uses
 ``ParquetFile.iter_batches`` one row group at a time, which streams and never loads the
-file whole.
+file whole; the batches of row groups smaller than the batch size are joined (:class:`_Batches`).
 
 Foreign files: a fixed-size list column with null rows, which pyarrow cannot read, is read
 around (:mod:`beamscore.io.parquet_lists`); hive partition keys in the directory names are
@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
 from beamscore.io import hive, structs
-from beamscore.io.arrow import column_spec
+from beamscore.io.arrow import column_spec, without_views
 from beamscore.io.base import FilePlan, Source, UnreadRows, WorkUnit
 from beamscore.io.pad import pad_spec, pad_table, parse_pad
 from beamscore.io.parquet_lists import is_list_error, read_lenient
@@ -43,6 +43,9 @@ DEFAULT_ROWS_PER_UNIT = 1 << 20
 #: pyarrow's first read of a file is its last 64 KiB: with those, most footers parse
 #: without another request.
 FOOTER_TAIL = 64 << 10
+#: How many of a job's files :meth:`ParquetSource.column_types` reads for the type of a
+#: column that the first file stores as Arrow's ``null`` type (all null).
+NULL_TYPE_FILES = 64
 
 
 class ParquetSource(Source):
@@ -56,10 +59,12 @@ class ParquetSource(Source):
         self.rows_per_unit = rows_per_unit
         self.pad = parse_pad(pad)
         self.partitions: dict[str, pa.DataType] = {}  # hive partition keys (with_files)
+        self.first_files: tuple[str, ...] = ()  # where column_types looks past a null type
 
     def with_files(self, files: Sequence[str]) -> ParquetSource:
         planned = copy.copy(self)
         planned.partitions = hive.infer_partitions(files)
+        planned.first_files = tuple(files[:NULL_TYPE_FILES])
         return planned
 
     def columns(self, path: str) -> dict[str, ColumnSpec]:
@@ -67,7 +72,7 @@ class ParquetSource(Source):
 
     def _specs(self, path: str, schema: pa.Schema) -> dict[str, ColumnSpec]:
         """The columns of a file with this schema: stored, then hive keys; ``--pad`` applied."""
-        specs = {name: column_spec(name, t) for name, t in self._types(schema).items()}
+        specs = {name: column_spec(name, t) for name, t in self._types(schema, path).items()}
         for name, pad in self.pad.items():
             if name not in specs:
                 raise BeamscoreError(f"{path}: --pad {name}: no column {name!r}; columns: {', '.join(specs)}")
@@ -75,16 +80,37 @@ class ParquetSource(Source):
         return specs
 
     def column_types(self, path: str) -> dict[str, pa.DataType]:
-        types = self._types(self._file(path, lambda f: f.schema_arrow))
+        """The columns' types in ``path``; a column ``path`` stores as the ``null`` type (all
+        null: polars and pandas write it so), or as lists or structs of it (polars' ``[[], []]``
+        is ``list<null>``), takes its type from the next of the job's first files that has
+        another, so that a kept column is not typed null for the whole job and every value
+        of the other files a dead letter."""
+        types = self._types(self._file(path, lambda f: f.schema_arrow), path)
+        for other in self.first_files:
+            unknown = [name for name, t in types.items() if _untyped(t)]
+            if not unknown:
+                break
+            if other != path:
+                found = self._types(self._file(other, lambda f: f.schema_arrow), other)
+                types.update({n: found[n] for n in unknown if n in found and not _untyped(found[n])})
         for name, pad in self.pad.items():
             if name in types:
                 leaf = types[name].value_type  # pad_spec (in columns) has refused any other type
                 types[name] = pa.list_(leaf.value_type if pa.types.is_dictionary(leaf) else leaf, pad.length)
         return types
 
-    def _types(self, schema: pa.Schema) -> dict[str, pa.DataType]:
+    def _types(self, schema: pa.Schema, path: str) -> dict[str, pa.DataType]:
         """The file's columns, then the partition keys it does not store, then the fields of
-        its struct columns (``parent.field``)."""
+        its struct columns (``parent.field``).
+
+        A file with two columns of one name (pyarrow writes them; polars, duckdb and Spark
+        refuse to read them) is refused: no column name could say which one is meant."""
+        twice = next((name for name in schema.names if schema.names.count(name) > 1), None)
+        if twice is not None:
+            raise BeamscoreError(
+                f"{path}: column {twice!r} appears {schema.names.count(twice)} times; beamscore cannot tell them "
+                "apart (rename them, e.g. with pyarrow's Table.rename_columns, and write the file again)"
+            )
         types = {name: schema.field(name).type for name in schema.names}
         fields = {k: t for k, t in structs.field_types(schema).items() if k not in types}
         return {**{k: t for k, t in self.partitions.items() if k not in types}, **types, **fields}
@@ -108,6 +134,15 @@ class ParquetSource(Source):
         return FilePlan(self._specs(path, pf.schema_arrow), self._units(path, shard, pf.metadata))
 
     def _units(self, path: str, shard: int, meta: pq.FileMetaData) -> list[WorkUnit]:
+        """Runs of row groups of about ``rows_per_unit`` rows. A footer whose row groups do not
+        add up to its own row count is damaged (pyarrow reads what the row groups count, so
+        rows would go missing unnoticed): refused."""
+        counted = sum(meta.row_group(rg).num_rows for rg in range(meta.num_row_groups))
+        if counted != meta.num_rows:
+            raise BeamscoreError(
+                f"{path}: damaged footer: it counts {meta.num_rows} rows, its {meta.num_row_groups} row groups "
+                f"{counted}; write the file again"
+            )
         units: list[WorkUnit] = []
         start, rows, first_row = 0, 0, 0
         for rg in range(meta.num_row_groups):
@@ -141,19 +176,29 @@ class ParquetSource(Source):
                 )
             empty = True
             first = unit.file_row(0)
+            batches = _Batches(batch_size)
             for rg, size in zip(range(unit.start, unit.stop), sizes, strict=True):
                 done = 0
                 try:
                     for table in self._row_group(f, pf, unit.path, rg, first, read, batch_size):
                         empty = False
                         done += table.num_rows
-                        yield self._finish(table, unit.path, partitions, columns, nested)
+                        yield from batches.add(self._finish(table, unit.path, partitions, columns, nested))
                 except (OSError, pa.ArrowException) as exc:
                     if not self.dead_letters:
                         raise BeamscoreError(f"{unit.path}: row group {rg}: {first_line(str(exc))}") from None
                     reason = f"row group {rg}: {type(exc).__name__}: {first_line(str(exc))}"
+                    yield from batches.flush()
                     yield UnreadRows(first + done, first + size, reason)
+                else:
+                    if done < size:  # the footer counts rows its pages do not hold: here, not at the end
+                        reason = f"row group {rg} holds {done} of the {size} rows its footer entry counts"
+                        if not self.dead_letters:
+                            raise BeamscoreError(f"{unit.path}: {reason}")
+                        yield from batches.flush()
+                        yield UnreadRows(first + done, first + size, reason)
                 first += size
+            yield from batches.flush()
             if empty:  # zero rows: one empty batch, so the unit still gets its (empty) output
                 empty_table = pf.schema_arrow.empty_table().select(read)
                 yield self._finish(empty_table, unit.path, partitions, columns, nested)
@@ -184,7 +229,7 @@ class ParquetSource(Source):
         the order asked for."""
         for name, field in (nested or {}).items():
             table = table.append_column(name, structs.read_field(table[field[0]], field))
-        table = pad_table(table, self.pad)
+        table = without_views(pad_table(table, self.pad))
         for name, array in hive.partition_arrays(path, partitions, table.num_rows).items():
             table = table.append_column(name, array)
         return table.select(columns)
@@ -195,8 +240,61 @@ class ParquetSource(Source):
             return get(_open(pq.ParquetFile, f, path))
 
 
+def _untyped(t: pa.DataType) -> bool:
+    """Whether ``t`` is Arrow's ``null`` type or holds it (``list<null>``, a struct field)."""
+    if pa.types.is_null(t):
+        return True
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _untyped(t.value_type)
+    if pa.types.is_struct(t):
+        return any(_untyped(t.field(i).type) for i in range(t.num_fields))
+    return False
+
+
+class _Batches:
+    """Joins the batches of small row groups into batches of ``batch_size`` rows.
+
+    A row group's batches never span row groups (each is read on its own, so that a damaged
+    one costs only its rows), so a file of many small row groups (a streaming writer's, one
+    per flush) gave the model as many small batches: one call per row for row groups of one
+    row. Batches of ``batch_size`` rows pass through; smaller ones are held and joined, and
+    :meth:`flush` yields what is held (before a dead letter, so rows keep their order)."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.held: list[pa.Table] = []
+        self.rows = 0
+
+    def add(self, table: pa.Table) -> Iterator[pa.Table]:
+        if self.held and table.schema != self.held[0].schema:  # a lenient read's list column
+            yield from self.flush()
+        if table.num_rows >= self.batch_size and not self.held:
+            yield table
+            return
+        self.held.append(table)
+        self.rows += table.num_rows
+        if self.rows >= self.batch_size:
+            joined = pa.concat_tables(self.held)
+            whole = joined.num_rows - joined.num_rows % self.batch_size
+            for start in range(0, whole, self.batch_size):
+                yield joined.slice(start, self.batch_size)
+            rest = joined.slice(whole)
+            self.held, self.rows = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def flush(self) -> Iterator[pa.Table]:
+        if self.held:
+            yield self.held[0] if len(self.held) == 1 else pa.concat_tables(self.held)
+        self.held, self.rows = [], 0
+
+
+#: The unit of INT96 timestamps (Spark, Hive, Impala): pyarrow's default, ns, wraps any date
+#: outside 1677-2262 (Spark's 9999-12-31 "no end" became 1816-03-29) without a word; us holds
+#: years 1-9999 and is Spark's own precision.
+INT96_UNIT = "us"
+
+
 def _open(factory, f, path: str):
     try:
-        return factory(f, page_checksum_verification=True)
+        return factory(f, page_checksum_verification=True, coerce_int96_timestamp_unit=INT96_UNIT)
     except (pa.ArrowInvalid, OSError) as exc:
         raise BeamscoreError(f"{path}: not a readable Parquet file: {exc}") from None

@@ -76,7 +76,9 @@ def read_lenient(
 def _without_arrow_schema(f: BinaryIO, footer: bytes, row_groups, columns, batch_size, skip) -> Iterator[pa.Table]:
     renamed = footer.replace(_ARROW_KEY, b"ARROW:schem_")
     rebuild = pq.read_metadata(f).__reduce__()[0]  # pyarrow's own FileMetaData-from-Thrift
-    pf = pq.ParquetFile(f, metadata=rebuild(pa.py_buffer(renamed)), page_checksum_verification=True)
+    pf = pq.ParquetFile(
+        f, metadata=rebuild(pa.py_buffer(renamed)), page_checksum_verification=True, coerce_int96_timestamp_unit="us"
+    )
     for batch in pf.iter_batches(batch_size=batch_size, row_groups=list(row_groups), columns=columns):
         if skip >= batch.num_rows:
             skip -= batch.num_rows

@@ -160,6 +160,14 @@ def _check_dtype(spec: TensorSpec, col: ColumnSpec, allow_cast: bool, where: str
             f"{where}: column {col.name!r} has dtype {col.dtype}, signature input {spec.key!r} expects {spec.dtype}"
         )
     want = numpy_dtype(spec.dtype)
+    if col.dtype.startswith("decimal"):  # BigQuery NUMERIC, Spark DecimalType: to float with --cast
+        if want.kind == "f" and allow_cast:
+            return True
+        hint = "; pass --cast to convert decimals to float" if want.kind == "f" else ""
+        raise BeamscoreError(
+            f"{where}: column {col.name!r} has type {col.dtype}, "
+            f"signature input {spec.key!r} expects {spec.dtype}{hint}"
+        )
     try:
         have = np.dtype(col.dtype)
     except (TypeError, ValueError):  # a struct, map or timestamp column: no numpy dtype

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from beamscore.errors import BeamscoreError
-from beamscore.io.arrow import pad_hint, to_numpy
+from beamscore.io.arrow import pad_hint, to_numpy, without_views
 from beamscore.model.binding import STRING, InputBinding, lossless, numpy_dtype
 
 __all__ = ["Checked", "check_rows"]
@@ -49,14 +49,27 @@ def check_rows(
             return _all_bad(n, f"no column {b.column!r} for signature input {b.input!r}")
         _mark_structure(table[b.column], b, reasons)
     good = _good(n, reasons)
-    sub = table.take(pa.array(good)) if reasons else table
+    if reasons:  # only the bound columns, without views (pyarrow cannot take rows of those)
+        bound = without_views(table.select(list(dict.fromkeys(b.column for b in bindings.values()))))
+        sub = bound.take(pa.array(good))
+    else:
+        sub = table
+    unfit: dict[str, tuple[np.ndarray, list[str]]] = {}
     try:
-        columns = {b.column: _numpy(sub[b.column], b, where) for b in bindings.values()}
+        columns = {b.column: _numpy(sub[b.column], b, where, unfit) for b in bindings.values()}
     except BeamscoreError as exc:
         message = str(exc).removeprefix(f"{where}: ")
         for i in good.tolist():
             reasons[i] = message
         return _result(n, reasons, {})
+    if unfit:  # rows --cast could not keep (see _numpy): dead letters, the rest is fed
+        fits = np.ones(len(good), dtype=bool)
+        for rows, messages in unfit.values():
+            for i, message in zip(np.flatnonzero(rows).tolist(), messages, strict=True):
+                reasons.setdefault(int(good[i]), message)
+            fits &= ~rows
+        columns = {k: v[fits] for k, v in columns.items()}
+        good = good[fits]
     if reject_nan:
         finite = np.ones(len(good), dtype=bool)
         for b in bindings.values():
@@ -104,7 +117,10 @@ def _mark_structure(column: pa.ChunkedArray, b: InputBinding, reasons: dict[int,
         parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
         for i in np.unique(parents[~_valid(flat)]).tolist():
             reasons.setdefault(int(i), f"column {b.column!r} has a null value inside its list; inputs must not be null")
-    if pa.types.is_fixed_size_list(t) or _is_nested(flat.type):
+    if _is_nested(flat.type):
+        _mark_nested(arr, b, reasons)
+        return
+    if pa.types.is_fixed_size_list(t):
         return
     lengths = pc.list_value_length(arr).fill_null(-1).to_numpy(zero_copy_only=False)
     dims = None if b.shape is None else b.shape[1:]
@@ -122,6 +138,49 @@ def _mark_structure(column: pa.ChunkedArray, b: InputBinding, reasons: dict[int,
         reasons.setdefault(i, f"column {b.column!r} has {lengths[i]} values, {why} ({pad_hint(b.column)})")
 
 
+def _mark_nested(arr: pa.Array, b: InputBinding, reasons: dict[int, str]) -> None:
+    """Record the rows of a list-of-lists column (``[[1, 2, 3], [4, 5, 6]]`` per row) that
+    hold a null at any depth, or a list whose length differs from the length most lists at
+    its depth have in this batch: the batch becomes one array only when every list at a
+    depth has one length, so one ragged row must not fail the others.
+
+    A good batch costs one pass over each depth's lengths; which row a bad list or a null
+    belongs to is only worked out when there is one (:func:`_rows_of`)."""
+    chain: list[pa.Array] = []  # the list arrays from the top down to `level`'s parent
+    level: pa.Array = arr
+    depth = 0
+    while _is_nested(level.type):
+        depth += 1
+        if not pa.types.is_fixed_size_list(level.type):
+            lengths = pc.list_value_length(level).fill_null(-1).to_numpy(zero_copy_only=False)
+            known = lengths[lengths >= 0]
+            if len(known) and (known != known[0]).any():
+                usual = int(np.argmax(np.bincount(known)))
+                odd = np.flatnonzero((lengths >= 0) & (lengths != usual))
+                for i, row in zip(odd.tolist(), _rows_of(chain, odd).tolist(), strict=True):
+                    reasons.setdefault(
+                        int(row),
+                        f"column {b.column!r} has a list of {lengths[i]} values at depth {depth} where the batch's "
+                        f"others have {usual}; nested lists must have one length per depth",
+                    )
+        chain.append(level)
+        inner = pc.list_flatten(level)
+        if inner.null_count:
+            for row in np.unique(_rows_of(chain, np.flatnonzero(~_valid(inner)))).tolist():
+                reasons.setdefault(
+                    int(row), f"column {b.column!r} has a null value inside its list; inputs must not be null"
+                )
+        level = inner
+
+
+def _rows_of(chain: list[pa.Array], index: np.ndarray) -> np.ndarray:
+    """The batch rows of the values ``index`` of the innermost list array of ``chain``
+    flattened (``chain[0]`` is the column)."""
+    for level in reversed(chain):
+        index = pc.list_parent_indices(level).to_numpy(zero_copy_only=False)[index]
+    return index
+
+
 def _is_nested(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
@@ -130,9 +189,15 @@ def _valid(arr: pa.Array) -> np.ndarray:
     return np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _numpy(column: pa.ChunkedArray, b: InputBinding, where: str) -> np.ndarray:
+def _numpy(
+    column: pa.ChunkedArray, b: InputBinding, where: str, unfit: dict[str, tuple[np.ndarray, list[str]]]
+) -> np.ndarray:
     """The column as the signature input's numpy array; a dtype that cannot be cast safely
-    (this shard's schema differs from the one planned) is an error for the whole batch."""
+    (this shard's schema differs from the one planned) is an error for the whole batch.
+
+    A ``--cast`` that cannot keep a value (out of the input dtype's range, NaN or infinity
+    into an integer) would wrap around or saturate in silence: such rows go to ``unfit``
+    (per row, with a message) instead."""
     values = to_numpy(column, b.column, where)
     if b.dtype == STRING:
         if values.dtype != object and values.dtype.kind not in "SU":
@@ -147,5 +212,47 @@ def _numpy(column: pa.ChunkedArray, b: InputBinding, where: str) -> np.ndarray:
                 raise BeamscoreError(
                     f"column {b.column!r} has dtype {actual}, signature input {b.input!r} expects {b.dtype}"
                 )
-            values = values.astype(want)
+            cast = _cast(values, want)
+            lost = _lost(values, cast)
+            if lost is not None:
+                unfit[b.column] = _unfit_rows(values, lost, b)
+            values = cast
     return b.prepare(values, where)
+
+
+def _cast(values: np.ndarray, want: np.dtype) -> np.ndarray:
+    with np.errstate(invalid="ignore", over="ignore"):
+        return values.astype(want)
+
+
+def _lost(values: np.ndarray, cast: np.ndarray) -> np.ndarray | None:
+    """Per value, whether ``cast`` lost it to more than rounding: out of an integer dtype's
+    range, NaN or infinity into an integer, a finite float that became infinite. ``None``
+    when every value was kept."""
+    want, have = cast.dtype, values.dtype
+    if want.kind in "iu" and have.kind == "f":
+        info = np.iinfo(want)
+        wide = values.astype(np.float64)  # the bounds are powers of two: exact in float64
+        lost = ~((wide >= float(info.min)) & (wide < float(info.max) + 1))
+    elif want.kind in "iu" and have.kind in "iu":
+        lost = cast.astype(have) != values  # a value out of range does not come back
+        if have.kind != want.kind:  # -1 -> uint64 -> int64 does come back: the sign tells
+            lost |= (values < 0) != (cast < 0)
+    elif want.kind == "f" and have.kind in "iuf":
+        lost = np.isinf(cast) & ~np.isinf(values)
+    else:
+        return None
+    return lost if lost.any() else None
+
+
+def _unfit_rows(values: np.ndarray, lost: np.ndarray, b: InputBinding) -> tuple[np.ndarray, list[str]]:
+    """Which rows hold a value the cast lost, and for each such row its message, naming
+    the first such value."""
+    flat, lost_flat = values.reshape(len(values), -1), lost.reshape(len(lost), -1)
+    rows = lost_flat.any(axis=1)
+    messages = [
+        f"column {b.column!r} holds {flat[i][lost_flat[i]][0]}, which {b.dtype} input {b.input!r} cannot hold "
+        "(--cast converts values in its range; it does not wrap or saturate them)"
+        for i in np.flatnonzero(rows).tolist()
+    ]
+    return rows, messages

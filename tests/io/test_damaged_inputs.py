@@ -28,6 +28,7 @@ from conftest import direct_call
 from source_files import example, write_tfrecord
 
 from beamscore.config import ScoreConfig
+from beamscore.errors import BeamscoreError
 from beamscore.pipelines.plan import plan_job
 from beamscore.pipelines.runners import pipeline_options
 from beamscore.pipelines.score import run_plan
@@ -413,3 +414,56 @@ def test_an_empty_directory_matched_by_the_glob_is_refused_in_one_line(models, r
     ]
     assert not out.exists() or not any(out.iterdir())
     shutil.rmtree(root / "part-1.parquet")
+
+
+def patch_footer(path: str, old: bytes, new: bytes, done: Callable[[pq.FileMetaData], bool]) -> None:
+    """Replace the one occurrence of the Thrift varint ``old`` in the footer by ``new`` (of the
+    same length) after which ``done(metadata)`` holds."""
+    data = open(path, "rb").read()  # noqa: SIM115
+    length = int.from_bytes(data[-8:-4], "little")
+    footer = data[-8 - length : -8]
+    for at in (i for i in range(len(footer)) if footer[i : i + len(old)] == old):
+        open(path, "wb").write(data[: -8 - length] + footer[:at] + new + footer[at + len(old) :] + data[-8:])  # noqa: SIM115
+        if done(pq.read_metadata(path)):
+            return
+    raise AssertionError(f"no footer entry {old!r} found")
+
+
+def write_short_row_group(path: str, rows: dict[str, np.ndarray]) -> None:
+    """300 rows in row groups of 77, the footer's entry of row group 0 patched to 90 rows
+    (zigzag varints: 77 is 9a 01, 90 is b4 01)."""
+    table = pa.table({"id": rows["id"], "x": pa.FixedSizeListArray.from_arrays(pa.array(rows["x"].reshape(-1)), 4)})
+    pq.write_table(table, path, row_group_size=77, compression="none", use_dictionary=False, write_statistics=False)
+    patch_footer(
+        path, b"\x9a\x01", b"\xb4\x01", lambda m: m.row_group(0).num_rows == 90 and m.row_group(1).num_rows == 77
+    )
+
+
+def test_a_row_group_holding_fewer_rows_than_its_footer_counts_is_a_dead_letter_in_place(models, rows, tmp_path):
+    """A footer whose row group 0 counts 90 rows (and the file 313) over pages that hold 77:
+    the 13 missing rows were one dead letter at the unit's end (``rows 300-312``), so every
+    later row's position was off by 13; they are ``rows 77-89``, and row group 1 starts at
+    row 90 as planned."""
+    path = str(tmp_path / "short.parquet")
+    write_short_row_group(path, rows)
+    patch_footer(path, b"\xd8\x04", b"\xf2\x04", lambda m: m.num_rows == 313)  # the file's rows: 300 -> 313
+    out = tmp_path / "out"
+    manifest = run_job(models["two_sig"], [path], out)
+    assert (manifest["rows_in"], manifest["rows_out"], manifest["rows_failed"]) == (313, 300, 13)
+    errors = dead_letters(out)
+    assert errors.select(["row", "count"]).to_pylist() == [{"row": 77, "count": 13}]
+    assert (
+        errors["error"][0].as_py() == "rows 77-89 unread: row group 0 holds 77 of the 90 rows its footer entry counts"
+    )
+    check_scored(out, models["two_sig"], rows, np.arange(300), "parquet")
+
+
+def test_a_footer_whose_row_groups_do_not_add_up_to_its_rows_is_refused(models, rows, tmp_path, capsys):
+    """Row groups counting 313 rows in a footer that says 300: pyarrow reads what the row
+    groups count, so a row group counting fewer than it holds lost rows unnoticed."""
+    path = str(tmp_path / "short.parquet")
+    write_short_row_group(path, rows)
+    with pytest.raises(
+        BeamscoreError, match=r"short.parquet: damaged footer: it counts 300 rows, its 4 row groups 313"
+    ):
+        run_job(models["two_sig"], [path], tmp_path / "out")

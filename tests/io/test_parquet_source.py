@@ -56,3 +56,42 @@ def test_units_are_runs_of_row_groups_and_only_needed_columns_are_read(tmp_path)
     assert {tuple(t.column_names) for t in tables} == {("x", "id")}
     assert max(t.num_rows for t in tables) <= 100
     assert pa.concat_tables(tables)["id"].to_numpy().tolist() == list(range(n))
+
+
+def test_a_file_with_two_columns_of_one_name_is_refused_in_one_line(models, tmp_path, capsys):
+    """pyarrow writes duplicate column names; planning failed with ``KeyError: 'Column x
+    does not exist in schema'``. It is one line naming the file and the column now."""
+    x = np.random.default_rng(4).normal(size=(10, 4)).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "twice.parquet")
+    column = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 4)
+    pq.write_table(pa.table([column, pa.array(np.arange(10)), column], names=["x", "id", "x"]), path)
+    code = main(["score", "--model", models["two_sig"], "--input", path, "--output", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"beamscore: error: {path}: column 'x' appears 2 times; beamscore cannot tell them apart")
+
+
+def test_small_row_groups_are_joined_into_batches_of_batch_size(models, tmp_path, capsys):
+    """A streaming writer's file of one-row row groups gave the model one batch per row
+    (20,000 calls for 20,000 rows); row groups' batches are joined up to --batch-size now,
+    in order, and a damaged row group still costs only its own rows."""
+    x = np.random.default_rng(5).normal(size=(300, 4)).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "small.parquet")
+    table = pa.table({"id": np.arange(300), "x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 4)})
+    pq.write_table(table, path, row_group_size=7)
+    source = ParquetSource().with_files([path])
+    (unit,) = source.units(path, 0)
+    batches = list(source.read(unit, ["id", "x"], 64))
+    assert [b.num_rows for b in batches] == [64, 64, 64, 64, 44]
+    assert pa.concat_tables(batches)["id"].to_pylist() == list(range(300))
+    big = list(source.read(unit, ["id"], 5))  # row groups over --batch-size: as pyarrow reads them
+    assert all(b.num_rows <= 5 for b in big) and sum(b.num_rows for b in big) == 300
+    out = tmp_path / "out"
+    code = main(["score", "--model", models["two_sig"], "--input", path, "--output", str(out), "--keep", "id"])
+    assert code == 0, capsys.readouterr().err
+    got = read_output(str(out))
+    assert got["id"].to_pylist() == list(range(300))
+    expected = direct_call(models["two_sig"], "serving_default", x=x)
+    np.testing.assert_array_equal(got["label"].to_numpy(), expected["label"])

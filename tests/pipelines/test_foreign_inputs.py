@@ -373,3 +373,201 @@ def test_struct_fields_are_columns_and_null_structs_are_dead_letters(model, tmp_
     assert table["id"].to_pylist() == table["features.n"].to_pylist() == good.tolist()
     expected = direct_call(model, "vec", x=x[good])["s"]
     np.testing.assert_allclose(table["s"].to_numpy(), expected, rtol=1e-6)
+
+
+# -- string_view / binary_view columns (pyarrow >= 16, duckdb) ---------------------------
+
+
+def test_string_view_columns_feed_string_inputs_and_are_kept(model, tmp_path):
+    """pyarrow writes a ``string_view`` column so that it reads back as one: it feeds a
+    string input, and a null row among them is a dead letter (pyarrow cannot ``take`` rows
+    of a view column; it failed the job). Kept view columns (in lists too) are written."""
+    words = [None if i == 3 else w for i, w in enumerate(WORDS)]
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "v.parquet")
+    columns = {
+        "s": pa.array(words, pa.string_view()),
+        "k": pa.array(words, pa.string_view()),
+        "b": pa.array([[w.encode()] for w in WORDS], pa.list_(pa.binary_view())),
+    }
+    pq.write_table(pa.table(columns), path)
+    assert pa.types.is_string_view(pq.read_schema(path).field("s").type)
+    out = tmp_path / "out"
+    m = score(model, "text", path, out, "--keep", "k,b", "--max-failed-rows", "1")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (len(WORDS), len(WORDS) - 1, 1)
+    assert [(e["row"], e["stage"]) for e in errors_of(out)] == [(3, "validate")]
+    good = [w for w in words if w is not None]
+    table = read_output(str(out))
+    assert table["k"].to_pylist() == good
+    assert table["b"].to_pylist() == [[w.encode()] for i, w in enumerate(WORDS) if i != 3]
+    expected = direct_call(model, "text", s=np.array([w.encode() for w in good], dtype=object))
+    assert table["n"].to_pylist() == expected["n"].tolist()
+    assert table["h"].to_pylist() == expected["h"].tolist()
+
+
+# -- --cast does not wrap or saturate -------------------------------------------------------
+
+
+def test_cast_values_out_of_the_input_range_are_dead_letters(model, tmp_path):
+    """A float64 export cast (``--cast``) into a float32 input: 1e300 became inf and was
+    scored; it is a dead letter now, and the other rows are scored as a direct call does."""
+    x = vectors().astype(np.float64)
+    x[7, 2] = 1e300
+    x[9, 0] = -1e39
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "d.parquet")
+    pq.write_table(pa.table({"id": np.arange(40), "x": pa.array(list(x), pa.list_(pa.float64(), 8))}), path)
+    out = tmp_path / "out"
+    m = score(model, "vec", path, out, "--cast", "--keep", "id", "--max-failed-rows", "2")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (40, 38, 2)
+    bad = errors_of(out)
+    assert [e["row"] for e in bad] == [7, 9]
+    assert "holds 1e+300, which float32 input 'x' cannot hold" in bad[0]["error"]
+    table = read_output(str(out))
+    good = np.array([i for i in range(40) if i not in (7, 9)])
+    assert table["id"].to_pylist() == good.tolist()
+    expected = direct_call(model, "vec", x=x[good].astype(np.float32))["s"]
+    np.testing.assert_allclose(table["s"].to_numpy(), expected, rtol=1e-6)
+
+
+# -- lists of lists: one ragged row is one dead letter ----------------------------------------
+
+
+def test_a_ragged_row_of_a_list_of_lists_is_one_dead_letter(model, tmp_path):
+    """polars writes ``list[list[f32]]`` (2 x 4 per row, fed to ``[None, 8]``); a row with
+    an inner list of another length, or too few inner lists, or a null deep inside failed
+    every row of its batch, each with a message naming a wrong row; now it is the only one."""
+    x = vectors()
+    rows = [row.reshape(2, 4).tolist() for row in x]
+    rows[3] = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0, 8.0]]  # 8 values, but ragged
+    rows[10] = [x[10, :4].tolist()]
+    rows[17] = [[1.0, None, 3.0, 4.0], x[17, 4:].tolist()]
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "l.parquet")
+    pl.DataFrame(
+        {"id": np.arange(40), "x": rows}, schema={"id": pl.Int64, "x": pl.List(pl.List(pl.Float32))}
+    ).write_parquet(path)
+    out = tmp_path / "out"
+    m = score(model, "vec", path, out, "--keep", "id", "--batch-size", "20", "--max-failed-rows", "3")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (40, 37, 3)
+    bad = errors_of(out)
+    assert [e["row"] for e in bad] == [3, 10, 17]
+    assert "has a list of 3 values at depth 2 where the batch's others have 4" in bad[0]["error"]
+    assert "has a list of 1 values at depth 1 where the batch's others have 2" in bad[1]["error"]
+    assert "null value inside its list" in bad[2]["error"]
+    table = read_output(str(out))
+    good = np.array([i for i in range(40) if i not in (3, 10, 17)])
+    assert table["id"].to_pylist() == good.tolist()
+    np.testing.assert_allclose(table["s"].to_numpy(), direct_call(model, "vec", x=x[good])["s"], rtol=1e-6)
+
+
+def test_a_kept_column_all_null_in_the_first_file_takes_its_type_from_the_next(model, tmp_path):
+    """polars writes a column of only None as Arrow's ``null`` type, and one of only empty
+    lists as ``list<null>``. Kept from a first file so written, it typed the job's output
+    ``null`` and every row of the other files was a dead letter (``cannot be written as
+    null``); the next file's type is the job's now."""
+    x = vectors(20)
+    (tmp_path / "in").mkdir()
+    for name, rows in (("a", range(0, 8)), ("b", range(8, 20))):
+        labels = [None if name == "a" else f"l{i}" for i in rows]
+        tags = [[] if name == "a" else [i, i] for i in rows]
+        frame = pl.DataFrame(
+            {"label": labels, "tags": tags, "x": x[rows].tolist()}, schema_overrides={"x": pl.Array(pl.Float32, 8)}
+        )
+        frame.write_parquet(tmp_path / "in" / f"{name}.parquet")
+    first = pq.read_schema(tmp_path / "in" / "a.parquet")
+    assert pa.types.is_null(first.field("label").type) and pa.types.is_null(first.field("tags").type.value_type)
+    out = tmp_path / "out"
+    m = score(model, "vec", tmp_path / "in", out, "--keep", "label,tags")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (20, 20, 0)
+    got = pl.read_parquet(str(out / "part-*.parquet"))
+    assert (got.schema["label"], got.schema["tags"]) == (pl.String, pl.List(pl.Int64))
+    assert got["label"].to_list() == [None] * 8 + [f"l{i}" for i in range(8, 20)]
+    assert got["tags"].to_list() == [[]] * 8 + [[i, i] for i in range(8, 20)]
+    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x)["s"], rtol=1e-6)
+
+
+# -- extension columns: arrow.json text, arrow.uuid bytes ------------------------------------
+
+
+def test_json_and_uuid_extension_columns_feed_string_inputs(model, tmp_path):
+    """pyarrow's ``arrow.json`` and duckdb's UUID (``arrow.uuid``) columns were refused for a
+    string input (``has dtype extension<arrow.json>``); they feed it as their text or bytes."""
+    (tmp_path / "in").mkdir()
+    texts = ['{"a": 1}', None, "[]", '"word"', "{}"]
+    json_path = str(tmp_path / "in" / "j.parquet")
+    column = pa.ExtensionArray.from_storage(pa.json_(), pa.array(texts))
+    pq.write_table(pa.table({"s": column, "k": column}), json_path)
+    assert isinstance(pq.read_schema(json_path).field("s").type, pa.JsonType)
+    out = tmp_path / "out"
+    m = score(model, "text", json_path, out, "--keep", "k", "--max-failed-rows", "1")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (5, 4, 1)
+    assert [e["row"] for e in errors_of(out)] == [1]
+    good = [t for t in texts if t is not None]
+    table = read_output(str(out))
+    assert table["k"].to_pylist() == good
+    expected = direct_call(model, "text", s=np.array([t.encode() for t in good], dtype=object))
+    assert table["h"].to_pylist() == expected["h"].tolist() and table["n"].to_pylist() == [len(t) for t in good]
+
+    uuid_path = str(tmp_path / "u.parquet")
+    duckdb.sql(f"COPY (SELECT uuid() AS s FROM range(6)) TO '{uuid_path}'")
+    assert isinstance(pq.read_schema(uuid_path).field("s").type, pa.UuidType)
+    m = score(model, "text", uuid_path, tmp_path / "out_u")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (6, 6, 0)
+    stored = [u.bytes for u in pq.read_table(uuid_path)["s"].to_pylist()]
+    expected = direct_call(model, "text", s=np.array(stored, dtype=object))
+    assert read_output(str(tmp_path / "out_u"))["h"].to_pylist() == expected["h"].tolist()
+
+
+# -- decimals (BigQuery NUMERIC, Spark DecimalType) with --cast -----------------------------
+
+
+def test_decimal_list_columns_feed_a_float_input_with_cast(model, tmp_path):
+    """duckdb ``DECIMAL(38,9)[8]`` (BigQuery NUMERIC exports alike) was refused for a float32
+    input even with ``--cast`` (``has type decimal128(38, 9)``); ``--cast`` converts it."""
+    x = np.round(vectors(12).astype(np.float64), 3)
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "d.parquet")
+    values = ", ".join(f"({i}, {[float(v) for v in row]}::DECIMAL(38,9)[8])" for i, row in enumerate(x))
+    duckdb.sql(f"COPY (SELECT * FROM (VALUES {values}) t(id, x) ORDER BY id) TO '{path}'")
+    assert pa.types.is_decimal(pq.read_schema(path).field("x").type.value_type)
+    assert (
+        main(["score", "--model", model, "--signature", "vec", "--input", path, "--output", str(tmp_path / "o")]) == 2
+    )
+    out = tmp_path / "out"
+    m = score(model, "vec", path, out, "--cast", "--keep", "id")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (12, 12, 0)
+    table = read_output(str(out))
+    assert table["id"].to_pylist() == list(range(12))
+    np.testing.assert_allclose(table["s"].to_numpy(), direct_call(model, "vec", x=x.astype(np.float32))["s"], rtol=1e-6)
+
+
+# -- INT96 timestamps (Spark, Hive, Impala) -----------------------------------------------
+
+
+def test_int96_timestamps_outside_the_nanosecond_range_are_kept_as_written(model, tmp_path):
+    """Spark writes INT96 timestamps and 9999-12-31 as "no end"; read as pyarrow's default
+    nanoseconds it wrapped to 1816-03-29 in the kept column, silently. Read as microseconds
+    (Spark's own precision) every date of years 1-9999 is kept as written."""
+    import datetime
+
+    x = vectors(4)
+    stamps = [
+        datetime.datetime(2024, 5, 1, 12, 30, 15, 123456),
+        datetime.datetime(9999, 12, 31),
+        datetime.datetime(1000, 1, 1),
+        datetime.datetime(1970, 1, 1),
+    ]
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "spark.parquet")
+    table = pa.table(
+        {"t": pa.array(stamps, pa.timestamp("us")), "x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 8)}
+    )
+    pq.write_table(table, path, use_deprecated_int96_timestamps=True)
+    assert pq.ParquetFile(path).metadata.schema.column(0).physical_type == "INT96"
+    out = tmp_path / "out"
+    m = score(model, "vec", path, out, "--keep", "t")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (4, 4, 0)
+    got = read_output(str(out))
+    assert got["t"].to_pylist() == stamps
+    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x)["s"], rtol=1e-6)
