@@ -17,6 +17,7 @@ import numpy as np
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
+from beamscore.model.binding import widen_output
 from beamscore.model.feed_check import check_feeds
 from beamscore.model.feeds import (
     MAX_INPUT_BYTES,
@@ -181,7 +182,8 @@ def save_outputs(outputs: dict[str, np.ndarray], outdir: str, overwrite: bool = 
     """Write ``DIR/<key>.npy`` per output (names made safe); existing files need ``overwrite``.
 
     Every target is checked before any is written, so a refused run writes nothing. String
-    outputs are saved as fixed-width bytes (``S``), so reading them needs no pickle.
+    outputs are saved as fixed-width bytes (``S``), so reading them needs no pickle; bfloat16
+    ones as float32 (numpy would write a 2-byte void type that reads back as raw bytes).
     """
     fs, root = bfs.filesystem(outdir)
     if fs.exists(root) and not fs.isdir(root):
@@ -194,7 +196,7 @@ def save_outputs(outputs: dict[str, np.ndarray], outdir: str, overwrite: bool = 
             raise BeamscoreError(f"--outdir: {path} exists (output {key!r}); pass --overwrite to replace it")
     fs.makedirs(root, exist_ok=True)
     for key, path in paths.items():
-        value = outputs[key]
+        value = widen_output(outputs[key])
         if value.dtype.kind == "O":
             value = value.astype(bytes)
         buffer = io.BytesIO()
@@ -212,7 +214,7 @@ def _exists(fs, path: str) -> bool:
 def format_saved(outputs: dict[str, np.ndarray], paths: dict[str, str]) -> str:
     """One line per saved output: key, dtype, shape and the file it went to."""
     return "\n".join(
-        f"output {key!r}: {_dtype_name(outputs[key])} {tuple(outputs[key].shape)} -> {path}"
+        f"output {key!r}: {_dtype_name(widen_output(outputs[key]))} {tuple(outputs[key].shape)} -> {path}"
         for key, path in paths.items()
     )
 

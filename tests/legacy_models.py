@@ -19,6 +19,11 @@ Each builder writes one small model and says what is in it; nothing is downloade
   (-1, 4) but always has one row, and ``constant`` with no inputs.
 - :func:`save_fixed_batch_model`: a signature whose input declares a fixed first dimension
   (``x`` float32 [2, 3] -> ``y`` = row sums, [2]).
+- :func:`save_dtype_model`: outputs of dtypes Arrow has no type for: ``half`` bfloat16 and
+  ``wave`` complex64, beside a plain ``y`` (``x`` float32 [None, 3]).
+- :func:`save_tf1_sparse_model`: a TF1 export whose ``serving_default`` takes a
+  ``sparse_placeholder`` (a ``coo_sparse`` TensorInfo, no tensor name) beside a dense ``x``;
+  ``dense_only`` takes ``x`` alone.
 """
 
 from __future__ import annotations
@@ -223,6 +228,39 @@ def save_no_signature_model(path: str) -> str:
     return path
 
 
+class DtypeModule(tf.Module):
+    """``x`` float32 [None, 3] -> ``half`` = bfloat16(x / 7), ``wave`` = complex(x, -x), ``y`` = 2x."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def serve(self, x):
+        return {"half": tf.cast(x / 7.0, tf.bfloat16), "wave": tf.complex(x, -x), "y": x * 2.0}
+
+
+def save_dtype_model(path: str) -> str:
+    module = DtypeModule()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def save_tf1_sparse_model(path: str) -> str:
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        sparse = v1.sparse_placeholder(tf.float32, shape=[None, 5], name="sp")
+        x = v1.placeholder(tf.float32, [None, 3], name="x")
+        info = v1.saved_model.build_tensor_info
+        both = v1.saved_model.build_signature_def(
+            {"sp": info(sparse), "x": info(x)},
+            {"y": info(tf.sparse.reduce_sum(sparse, axis=1) + tf.reduce_sum(x, 1))},
+            "tensorflow/serving/predict",
+        )
+        dense = v1.saved_model.predict_signature_def({"x": x}, {"y": tf.reduce_sum(x, 1)})
+        builder = v1.saved_model.Builder(path)
+        builder.add_meta_graph_and_variables(sess, ["serve"], {"serving_default": both, "dense_only": dense})
+        builder.save()
+    return path
+
+
 def build_all(root: str) -> dict[str, str]:
     """Every legacy model the tests use, under ``root`` (name -> path): TF1 exports, a TF
     Serving version dir, ``.pbtxt`` copies, unregistered ops and broken variables."""
@@ -249,4 +287,6 @@ def build_all(root: str) -> dict[str, str]:
     p["bad_data"] = corrupt_data(shutil.copytree(p["two"], os.path.join(root, "bad_data")))
     p["no_vars_dir"] = shutil.copytree(p["ex"], os.path.join(root, "no_vars_dir"))
     shutil.rmtree(os.path.join(p["no_vars_dir"], "variables"))
+    p["dtypes"] = save_dtype_model(os.path.join(root, "dtypes"))
+    p["sparse"] = save_tf1_sparse_model(os.path.join(root, "sparse"))
     return p

@@ -18,7 +18,16 @@ import numpy as np
 from beamscore.errors import BeamscoreError
 from beamscore.model.inspect import SignatureInfo, TensorSpec
 
-__all__ = ["STRING", "ColumnSpec", "InputBinding", "bind_inputs", "lossless", "numpy_dtype"]
+__all__ = [
+    "STRING",
+    "ColumnSpec",
+    "InputBinding",
+    "bind_inputs",
+    "lossless",
+    "numpy_dtype",
+    "output_dtype",
+    "widen_output",
+]
 
 STRING = "string"
 #: The column name a TFRecord source gives the serialized records (``--map INPUT=*``).
@@ -50,6 +59,27 @@ def numpy_dtype(tf_dtype: str) -> np.dtype | None:
     if tf_dtype not in _NUMPY_DTYPES:
         raise BeamscoreError(f"signature dtype {tf_dtype} is not supported by beamscore")
     return np.dtype(_NUMPY_DTYPES[tf_dtype])
+
+
+#: Output dtypes with no Arrow or plain numpy type, written widened to one that holds every value
+#: exactly (a mixed-precision Keras model's bfloat16 head; numpy sees bfloat16 as a 2-byte void).
+WIDENED_OUTPUTS = {"bfloat16": np.dtype(np.float32)}
+
+
+def output_dtype(tf_dtype: str) -> np.dtype:
+    """The numpy dtype an output of TensorFlow dtype ``tf_dtype`` is written as: object for
+    strings, float32 for bfloat16 (see :data:`WIDENED_OUTPUTS`), else :func:`numpy_dtype`."""
+    base = tf_dtype.removesuffix("_ref")
+    if base in WIDENED_OUTPUTS:
+        return WIDENED_OUTPUTS[base]
+    return numpy_dtype(base) or np.dtype(object)
+
+
+def widen_output(values: np.ndarray) -> np.ndarray:
+    """``values`` as written: a bfloat16 array (numpy's 2-byte void to Arrow and ``np.save``)
+    becomes float32, which holds each value exactly; other arrays are returned as they are."""
+    widened = WIDENED_OUTPUTS.get(values.dtype.name)
+    return values.astype(widened) if widened is not None else values
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import logging
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
+from beamscore.model.binding import output_dtype
 from beamscore.model.inspect import VARIABLES_INDEX, MetaGraphInfo, ModelInfo, SignatureInfo
 
 __all__ = [
@@ -134,7 +135,7 @@ def fixed_batch_size(signature: SignatureInfo) -> int | None:
 
 def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> None:
     """Refuse a signature with no inputs, outputs it does not produce, and chosen outputs that
-    are not one row per input row."""
+    are not one row per input row or whose dtype no output file can hold (complex)."""
     unknown = [o for o in outputs if o not in signature.outputs]
     if unknown:
         raise BeamscoreError(
@@ -148,6 +149,7 @@ def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> No
     batch = fixed_batch_size(signature)
     for key in outputs:
         spec = signature.outputs[key]
+        _check_output_dtype(signature, key, outputs)
         if spec.shape is None or (len(spec.shape) > 0 and spec.shape[0] in (None, batch)):
             continue
         others = [o for o in signature.outputs if o != key]
@@ -157,3 +159,18 @@ def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> No
             f"output {key!r} of signature {signature.key!r} has shape {spec.shape_str()}, {why}, "
             f"not one row per input row; {hint}"
         )
+
+
+def _check_output_dtype(signature: SignatureInfo, key: str, outputs: list[str]) -> None:
+    """An output whose dtype has no Arrow or plain numpy type (complex64, resource, variant) is
+    refused here: on the workers it failed every batch with Arrow's "Unsupported numpy type"."""
+    spec = signature.outputs[key]
+    try:
+        output_dtype(spec.dtype)
+    except BeamscoreError:
+        others = [o for o in outputs if o != key] or [o for o in signature.outputs if o != key]
+        hint = f"leave it out with --outputs {','.join(others)}" if others else "re-export the signature"
+        raise BeamscoreError(
+            f"output {key!r} of signature {signature.key!r} has dtype {spec.dtype}, which beamscore cannot "
+            f"write (supported: bool, (u)int8-64, bfloat16/float16-64, string); {hint}"
+        ) from None

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from beamscore.errors import BeamscoreError, first_line
-from beamscore.model.binding import InputBinding
+from beamscore.model.binding import InputBinding, widen_output
 
 __all__ = ["FixedBatchSignature", "OutputShapeError", "SignatureRunner"]
 
@@ -78,9 +78,10 @@ def _rows_fed(feeds: Mapping[str, Any]) -> int | None:
 
 
 def _to_numpy(tensor: Any) -> np.ndarray:
+    """One output as the numpy array the sinks write (bfloat16 widened to float32)."""
     if isinstance(tensor, np.ndarray):  # a signature served by another process returns numpy
-        return tensor
-    return np.asarray(tensor.numpy())
+        return widen_output(tensor)
+    return widen_output(np.asarray(tensor.numpy()))
 
 
 class FixedBatchSignature:

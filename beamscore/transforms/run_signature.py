@@ -19,7 +19,7 @@ from beamscore.io import structs
 from beamscore.io.arrow import column_spec, from_numpy
 from beamscore.io.keep import cast_kept, keep_type
 from beamscore.io.tfrecord import TFRecordSource
-from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
+from beamscore.model.binding import InputBinding, bind_inputs, output_dtype
 from beamscore.model.inspect import SignatureInfo
 from beamscore.model.loader import LoadedModel, ModelSpec, load_model, resolve_signature
 from beamscore.model.runner import OutputShapeError, SignatureRunner
@@ -395,8 +395,7 @@ def output_schema(
 def _empty(spec) -> np.ndarray:
     """A zero-row output array of the output's dtype and shape (unknown dims as 0)."""
     dims = tuple(d or 0 for d in (spec.shape or (None,))[1:])
-    dtype = numpy_dtype(spec.dtype) or np.dtype(object)
-    return np.empty((0, *dims), dtype=dtype)
+    return np.empty((0, *dims), dtype=output_dtype(spec.dtype))
 
 
 class RunSignature(beam.PTransform):

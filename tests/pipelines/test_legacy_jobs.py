@@ -222,3 +222,27 @@ def test_jit_compile_is_refused_for_a_tf1_graph(legacy, tmp_path, capsys):
         capsys, ["score", "--model", legacy["ex"], "--input", records, "--output", str(out), "--jit-compile"]
     )
     assert "--jit-compile needs a TF2 SavedModel" in line and not out.exists()
+
+
+def test_bfloat16_output_is_written_as_float32_and_complex_is_refused(legacy, tmp_path, capsys):
+    """A bfloat16 output has no Arrow type: every batch failed with "Unsupported numpy type 256".
+    It is written widened to float32 (exact); a complex output is refused on the launcher."""
+    x = np.linspace(-3, 3, 21, dtype=np.float32).reshape(7, 3)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=x)
+    out = tmp_path / "out"
+    line = one_line_error(capsys, ["score", "--model", legacy["dtypes"], "--input", data, "--output", str(out)])
+    assert "output 'wave'" in line and "dtype complex64" in line and "--outputs half,y" in line
+    assert not out.exists()
+    for fmt in ("parquet", "npy"):
+        out = tmp_path / f"out_{fmt}"
+        argv = ["score", "--model", legacy["dtypes"], "--input", data, "--output", str(out), "--outputs", "half", "y"]
+        assert main([*argv, "--output-format", fmt]) == 0, capsys.readouterr().err
+        assert manifest_of(out)["rows_out"] == 7
+        fn = tf.saved_model.load(legacy["dtypes"]).signatures["serving_default"]
+        expected = fn(x=tf.constant(x))["half"].numpy().astype(np.float32)
+        if fmt == "parquet":
+            got = np.stack(read_output(str(out))["half"].to_numpy(zero_copy_only=False))
+        else:
+            got = np.concatenate([np.load(f) for f in sorted((out / "half").glob("*.npy"))])
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
