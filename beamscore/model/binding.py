@@ -23,6 +23,7 @@ __all__ = [
     "ColumnSpec",
     "InputBinding",
     "bind_inputs",
+    "check_dense_inputs",
     "lossless",
     "numpy_dtype",
     "output_dtype",
@@ -126,6 +127,25 @@ class InputBinding:
         return values
 
 
+#: TensorInfo encodings of inputs that are not one dense tensor: a TF1 ``sparse_placeholder``
+#: (indices, values and shape fed together) and a composite tensor (ragged, sparse).
+COMPOSITE_ENCODINGS = {"coo_sparse": "a SparseTensor", "composite_tensor": "a composite tensor"}
+
+
+def check_dense_inputs(signature: SignatureInfo) -> None:
+    """Refuse a signature with a SparseTensor or composite input: a column (or a ``run`` array)
+    is one dense tensor, and feeding it as such failed every row with TensorFlow's "Cannot
+    interpret feed_dict key as Tensor: The name '' ..."."""
+    for key, spec in signature.inputs.items():
+        what = COMPOSITE_ENCODINGS.get(spec.name)
+        if what is not None:
+            raise BeamscoreError(
+                f"signature {signature.key!r} input {key!r} is {what} ({spec.name} in the SignatureDef, "
+                f"{spec.dtype} {spec.shape_str()}); beamscore feeds dense tensors only: use a signature "
+                "with dense inputs or re-export one (e.g. tf.sparse.from_dense inside it)"
+            )
+
+
 def bind_inputs(
     signature: SignatureInfo,
     columns: dict[str, ColumnSpec],
@@ -134,6 +154,7 @@ def bind_inputs(
     where: str = "input",
 ) -> dict[str, InputBinding]:
     """Pair every signature input with a column and check dtype and shape compatibility."""
+    check_dense_inputs(signature)
     mapping = dict(mapping or {})
     unknown = sorted(set(mapping) - set(signature.inputs))
     if unknown:

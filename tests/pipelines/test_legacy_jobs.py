@@ -246,3 +246,20 @@ def test_bfloat16_output_is_written_as_float32_and_complex_is_refused(legacy, tm
             got = np.concatenate([np.load(f) for f in sorted((out / "half").glob("*.npy"))])
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, expected)
+
+
+def test_a_sparse_placeholder_input_is_refused_in_one_line(legacy, tmp_path, capsys):
+    """A TF1 ``sparse_placeholder`` input has no tensor name (``coo_sparse``): fed a column, every
+    row failed with "Cannot interpret feed_dict key as Tensor: The name '' ..."."""
+    x = np.arange(15, dtype=np.float32).reshape(5, 3)
+    data = parquet_input(tmp_path / "in" / "a.parquet", sp=np.ones((5, 5), np.float32), x=x)
+    out = tmp_path / "out"
+    line = one_line_error(capsys, ["score", "--model", legacy["sparse"], "--input", data, "--output", str(out)])
+    assert "input 'sp' is a SparseTensor (coo_sparse" in line and not out.exists()
+    argv = ["run", legacy["sparse"], "--input-exprs", "sp=[[1.0, 2, 3, 4, 5]];x=[[1.0, 2, 3]]"]
+    assert "input 'sp' is a SparseTensor" in one_line_error(capsys, argv)
+    argv = ["score", "--model", legacy["sparse"], "--signature", "dense_only", "--input", data, "--output", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert manifest_of(out)["rows_out"] == 5
+    expected = lm.session_call(legacy["sparse"], "dense_only", x=x)["y"]
+    np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), expected)
