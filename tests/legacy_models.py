@@ -20,7 +20,8 @@ Each builder writes one small model and says what is in it; nothing is downloade
 - :func:`save_fixed_batch_model`: a signature whose input declares a fixed first dimension
   (``x`` float32 [2, 3] -> ``y`` = row sums, [2]).
 - :func:`save_dtype_model`: outputs of dtypes Arrow has no type for: ``half`` bfloat16 and
-  ``wave`` complex64, beside a plain ``y`` (``x`` float32 [None, 3]).
+  ``wave`` complex64, beside a plain ``y`` (``x`` float32 [None, 3]); signature ``from_half``
+  takes a bfloat16 ``x``.
 - :func:`save_tf1_sparse_model`: a TF1 export whose ``serving_default`` takes a
   ``sparse_placeholder`` (a ``coo_sparse`` TensorInfo, no tensor name) beside a dense ``x``;
   ``dense_only`` takes ``x`` alone.
@@ -235,10 +236,14 @@ class DtypeModule(tf.Module):
     def serve(self, x):
         return {"half": tf.cast(x / 7.0, tf.bfloat16), "wave": tf.complex(x, -x), "y": x * 2.0}
 
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.bfloat16, name="x")])
+    def from_half(self, x):
+        return {"y": tf.cast(x, tf.float32) * 2.0}
+
 
 def save_dtype_model(path: str) -> str:
     module = DtypeModule()
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve, "from_half": module.from_half})
     return path
 
 

@@ -23,7 +23,7 @@ __all__ = [
     "ColumnSpec",
     "InputBinding",
     "bind_inputs",
-    "check_dense_inputs",
+    "check_feedable_inputs",
     "lossless",
     "numpy_dtype",
     "output_dtype",
@@ -132,10 +132,11 @@ class InputBinding:
 COMPOSITE_ENCODINGS = {"coo_sparse": "a SparseTensor", "composite_tensor": "a composite tensor"}
 
 
-def check_dense_inputs(signature: SignatureInfo) -> None:
-    """Refuse a signature with a SparseTensor or composite input: a column (or a ``run`` array)
-    is one dense tensor, and feeding it as such failed every row with TensorFlow's "Cannot
-    interpret feed_dict key as Tensor: The name '' ..."."""
+def check_feedable_inputs(signature: SignatureInfo) -> None:
+    """Refuse a signature input no column or ``run`` array can feed, naming it: a SparseTensor
+    or composite input (a column is one dense tensor; fed as one, every row failed with
+    TensorFlow's "Cannot interpret feed_dict key as Tensor: The name ''") and a dtype with no
+    numpy type (bfloat16, complex: "signature dtype bfloat16 is not supported" named no input)."""
     for key, spec in signature.inputs.items():
         what = COMPOSITE_ENCODINGS.get(spec.name)
         if what is not None:
@@ -144,6 +145,13 @@ def check_dense_inputs(signature: SignatureInfo) -> None:
                 f"{spec.dtype} {spec.shape_str()}); beamscore feeds dense tensors only: use a signature "
                 "with dense inputs or re-export one (e.g. tf.sparse.from_dense inside it)"
             )
+        try:
+            numpy_dtype(spec.dtype)
+        except BeamscoreError:
+            raise BeamscoreError(
+                f"signature {signature.key!r} input {key!r} has dtype {spec.dtype}, which beamscore cannot feed "
+                "(no column type holds it); re-export the signature with a float32 input and cast inside"
+            ) from None
 
 
 def bind_inputs(
@@ -154,7 +162,7 @@ def bind_inputs(
     where: str = "input",
 ) -> dict[str, InputBinding]:
     """Pair every signature input with a column and check dtype and shape compatibility."""
-    check_dense_inputs(signature)
+    check_feedable_inputs(signature)
     mapping = dict(mapping or {})
     unknown = sorted(set(mapping) - set(signature.inputs))
     if unknown:

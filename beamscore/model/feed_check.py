@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from beamscore.errors import BeamscoreError
-from beamscore.model.binding import STRING, check_dense_inputs, lossless, numpy_dtype
+from beamscore.model.binding import STRING, check_feedable_inputs, lossless, numpy_dtype
 from beamscore.model.inspect import SignatureInfo, TensorSpec
 
 __all__ = ["check_feeds", "check_one"]
@@ -26,7 +26,7 @@ def check_feeds(
 
     ``any_batch``: the signature declares a fixed batch size, which the runner meets by
     feeding batches of exactly that size, so the first dimension may be anything."""
-    check_dense_inputs(signature)
+    check_feedable_inputs(signature)
     unknown = [k for k in feeds if k not in signature.inputs]
     if unknown:
         raise BeamscoreError(

@@ -27,7 +27,7 @@ from typing import Any
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
-from beamscore.model.binding import check_dense_inputs
+from beamscore.model.binding import check_feedable_inputs
 from beamscore.model.checks import check_model_files, check_outputs, fixed_batch_size, import_modules
 from beamscore.model.inspect import (
     SAVED_MODEL_PB,
@@ -98,7 +98,7 @@ def resolve_signature(
     info = inspect_model(model, version)
     sig = info.signature(signature, tag_set)
     check_model_files(info, info.meta_graph(tag_set), imports)
-    check_dense_inputs(sig)
+    check_feedable_inputs(sig)
     check_outputs(info.path, sig, list(outputs) or sorted(sig.outputs))
     return ModelSpec(path=info.path, tags=tag_set, fingerprint=info.fingerprint, imports=imports, **spec), sig
 

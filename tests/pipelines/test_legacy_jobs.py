@@ -263,3 +263,14 @@ def test_a_sparse_placeholder_input_is_refused_in_one_line(legacy, tmp_path, cap
     assert manifest_of(out)["rows_out"] == 5
     expected = lm.session_call(legacy["sparse"], "dense_only", x=x)["y"]
     np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), expected)
+
+
+def test_an_input_of_a_dtype_no_column_holds_is_named(legacy, tmp_path, capsys):
+    """A bfloat16 input was refused as "signature dtype bfloat16 is not supported", naming no input."""
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((2, 3), np.float32))
+    out = tmp_path / "out"
+    argv = ["score", "--model", legacy["dtypes"], "--signature", "from_half", "--input", data, "--output", str(out)]
+    line = one_line_error(capsys, [*argv, "--cast"])
+    assert "signature 'from_half' input 'x' has dtype bfloat16, which beamscore cannot feed" in line
+    argv = ["run", legacy["dtypes"], "--signature", "from_half", "--input-exprs", "x=[[1.0, 2.0, 3.0]]"]
+    assert "input 'x' has dtype bfloat16" in one_line_error(capsys, argv)
