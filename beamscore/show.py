@@ -36,7 +36,7 @@ def render_text(info: ModelInfo, tag_set: str | None, signature: str | None, sho
     lines = [f"model:        {info.path}"]
     if info.versions:
         lines.append(f"versions:     {', '.join(info.versions)} (using {info.version})")
-    computed = " (computed by beamscore: no fingerprint.pb)" if info.fingerprint_computed else ""
+    computed = " (computed by beamscore: no usable fingerprint.pb)" if info.fingerprint_computed else ""
     lines.append(f"fingerprint:  {info.fingerprint or 'none (no fingerprint.pb)'}{computed}")
     if info.variables_bytes is not None:
         lines.append(f"variables:    {_size(info.variables_bytes)}")

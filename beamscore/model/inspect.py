@@ -404,15 +404,27 @@ def _tensor_spec(key: str, info) -> TensorSpec:
 
 
 def _read_fingerprint(fs, model_path: str) -> tuple[str | None, dict[str, str]]:
-    """TensorFlow's "singleprint" (four hashes joined by ``/``) and the raw fields."""
+    """TensorFlow's "singleprint" (four hashes joined by ``/``) and the raw fields; ``None`` when
+    there is no ``fingerprint.pb``, or one that is unreadable or all zeros (an empty file)."""
     fp_path = bfs.join(model_path, FINGERPRINT_PB)
     if not fs.exists(fp_path):
         return None, {}
+    from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import fingerprint_pb2
 
     fp = fingerprint_pb2.FingerprintDef()
     with fs.open(fp_path, "rb") as f:
-        fp.ParseFromString(f.read())
+        raw = f.read()
+    try:
+        fp.ParseFromString(raw)
+    except DecodeError as exc:
+        # TensorFlow loads such a model (it only logs the error): hash the files instead.
+        _LOG.warning("beamscore: %s is unreadable (%s); using a hash of the model files", fp_path, first_line(str(exc)))
+        return None, {}
+    if not any((fp.graph_def_program_hash, fp.signature_def_hash, fp.saved_object_graph_hash, fp.checkpoint_hash)):
+        # An empty file parses as all zeros: as a cache key it would be every such model's.
+        _LOG.warning("beamscore: %s holds no hashes; using a hash of the model files", fp_path)
+        return None, {}
     fields = {
         "saved_model_checksum": str(fp.saved_model_checksum),
         "graph_def_program_hash": str(fp.graph_def_program_hash),

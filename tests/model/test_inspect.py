@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import fsspec
 import pytest
@@ -127,3 +128,19 @@ def test_a_model_file_gets_how_to_export_a_saved_model(tmp_path):
 def test_parse_tags():
     assert parse_tags("serve, gpu") == ("gpu", "serve")
     assert parse_tags(["serve"]) == ("serve",)
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x0a\x05abc"])
+def test_an_empty_or_corrupt_fingerprint_pb_falls_back_to_the_content_hash(models, tmp_path, damage):
+    """TensorFlow loads such a model (it logs the error); beamscore raised DecodeError, and an
+    empty file read as fingerprint 0/0/0/0, the same cache key for every such model."""
+    infos = []
+    for name in ("two_sig", "keras"):
+        path = shutil.copytree(models[name], str(tmp_path / name))
+        with open(os.path.join(path, "fingerprint.pb"), "wb") as f:
+            f.write(damage)
+        loaded = tf.saved_model.load(path)  # TensorFlow's own loader takes it
+        assert loaded.signatures["serving_default"] is not None
+        infos.append(inspect_model(path))
+    assert all(i.fingerprint.startswith("computed:sha256:") and i.fingerprint_computed for i in infos)
+    assert infos[0].fingerprint != infos[1].fingerprint and infos[0].fingerprint_fields == {}
