@@ -97,6 +97,11 @@ def _graphs(info: ModelInfo, tag_set: str | None, signature: str | None, show_al
 
 def _sig_lines(sig: SignatureInfo) -> list[str]:
     lines = ["", f"signature '{sig.key}'  (method: {sig.method_name or 'none'})"]
+    if sig.composite_inputs:
+        lines.append(
+            f"  (takes a {', '.join(sig.composite_inputs)}: the inputs below are its components; "
+            "run can feed them, score cannot)"
+        )
     for title, specs in (("inputs", sig.inputs), ("outputs", sig.outputs)):
         lines.append(f"  {title}:")
         width = max((len(k) for k in specs), default=0)
@@ -111,6 +116,7 @@ def _sig_dict(sig: SignatureInfo) -> dict:
 
     return {
         "method_name": sig.method_name,
+        "composite_inputs": list(sig.composite_inputs),
         "inputs": {k: tensor(t) for k, t in sig.inputs.items()},
         "outputs": {k: tensor(t) for k, t in sig.outputs.items()},
     }

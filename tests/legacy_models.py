@@ -25,6 +25,9 @@ Each builder writes one small model and says what is in it; nothing is downloade
 - :func:`save_tf1_sparse_model`: a TF1 export whose ``serving_default`` takes a
   ``sparse_placeholder`` (a ``coo_sparse`` TensorInfo, no tensor name) beside a dense ``x``;
   ``dense_only`` takes ``x`` alone.
+- :func:`save_ragged_model`: TF2 signatures over a ``tf.RaggedTensorSpec`` (``serving_default``,
+  row sums: SignatureDef inputs ``x`` values and ``x_1`` row splits) and a
+  ``tf.SparseTensorSpec`` (``sparse``), beside a dense ``dense`` (``x`` [None, 3]).
 """
 
 from __future__ import annotations
@@ -266,6 +269,27 @@ def save_tf1_sparse_model(path: str) -> str:
     return path
 
 
+class RaggedModule(tf.Module):
+    @tf.function(input_signature=[tf.RaggedTensorSpec([None, None], tf.float32)])
+    def serve(self, x):
+        return {"y": tf.reduce_sum(x, axis=1)}
+
+    @tf.function(input_signature=[tf.SparseTensorSpec([None, 5], tf.float32)])
+    def sparse(self, x):
+        return {"y": tf.sparse.reduce_sum(x, axis=1, output_is_sparse=False)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def dense(self, x):
+        return {"y": tf.reduce_sum(x, axis=1)}
+
+
+def save_ragged_model(path: str) -> str:
+    module = RaggedModule()
+    signatures = {"serving_default": module.serve, "sparse": module.sparse, "dense": module.dense}
+    tf.saved_model.save(module, path, signatures=signatures)
+    return path
+
+
 def build_all(root: str) -> dict[str, str]:
     """Every legacy model the tests use, under ``root`` (name -> path): TF1 exports, a TF
     Serving version dir, ``.pbtxt`` copies, unregistered ops and broken variables."""
@@ -294,4 +318,5 @@ def build_all(root: str) -> dict[str, str]:
     shutil.rmtree(os.path.join(p["no_vars_dir"], "variables"))
     p["dtypes"] = save_dtype_model(os.path.join(root, "dtypes"))
     p["sparse"] = save_tf1_sparse_model(os.path.join(root, "sparse"))
+    p["ragged"] = save_ragged_model(os.path.join(root, "ragged"))
     return p

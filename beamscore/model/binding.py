@@ -132,11 +132,22 @@ class InputBinding:
 COMPOSITE_ENCODINGS = {"coo_sparse": "a SparseTensor", "composite_tensor": "a composite tensor"}
 
 
-def check_feedable_inputs(signature: SignatureInfo) -> None:
+def check_feedable_inputs(signature: SignatureInfo, components: bool = False) -> None:
     """Refuse a signature input no column or ``run`` array can feed, naming it: a SparseTensor
     or composite input (a column is one dense tensor; fed as one, every row failed with
     TensorFlow's "Cannot interpret feed_dict key as Tensor: The name ''") and a dtype with no
-    numpy type (bfloat16, complex: "signature dtype bfloat16 is not supported" named no input)."""
+    numpy type (bfloat16, complex: "signature dtype bfloat16 is not supported" named no input).
+
+    A TF2 signature over a ``tf.RaggedTensorSpec`` takes its components (values ``x``, row
+    splits ``x_1``), which columns cannot give row by row (``x`` has more values than rows):
+    refused unless ``components`` (``run``, fed each component's array as TensorFlow is)."""
+    if signature.composite_inputs and not components:
+        specs = ", ".join(signature.composite_inputs)
+        raise BeamscoreError(
+            f"signature {signature.key!r} takes a {specs}, flattened to the inputs "
+            f"{', '.join(signature.inputs)}; beamscore feeds one row of each column per input row, "
+            "so it cannot feed them: re-export the signature with dense inputs (padded, with a length input)"
+        )
     for key, spec in signature.inputs.items():
         what = COMPOSITE_ENCODINGS.get(spec.name)
         if what is not None:

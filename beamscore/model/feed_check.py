@@ -26,7 +26,7 @@ def check_feeds(
 
     ``any_batch``: the signature declares a fixed batch size, which the runner meets by
     feeding batches of exactly that size, so the first dimension may be anything."""
-    check_feedable_inputs(signature)
+    check_feedable_inputs(signature, components=True)
     unknown = [k for k in feeds if k not in signature.inputs]
     if unknown:
         raise BeamscoreError(

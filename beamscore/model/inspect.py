@@ -72,6 +72,10 @@ class SignatureInfo:
     method_name: str
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
+    #: The composite arguments (``RaggedTensorSpec``, ``SparseTensorSpec``) of the function a TF2
+    #: signature wraps: its inputs are then their component tensors (values, row splits...),
+    #: which no column can feed row by row. Empty for plain tensors and TF1 graphs.
+    composite_inputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,7 @@ def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGr
                 method_name=sd.method_name,
                 inputs={k: _tensor_spec(k, sd.inputs[k]) for k in sorted(sd.inputs)},
                 outputs={k: _tensor_spec(k, sd.outputs[k]) for k in sorted(sd.outputs)},
+                composite_inputs=_composite_inputs(mg, key),
             )
         graphs.append(
             MetaGraphInfo(
@@ -337,6 +342,53 @@ def _ops_used(mg) -> tuple[str, ...]:
     from tensorflow.python.framework import meta_graph
 
     return tuple(sorted(meta_graph.ops_used_by_graph_def(mg.graph_def)))
+
+
+def _composite_inputs(mg, key: str) -> tuple[str, ...]:
+    """The composite type specs among the arguments of the function signature ``key`` wraps.
+
+    TensorFlow flattens a ``RaggedTensorSpec`` signature argument ``x`` into SignatureDef
+    inputs ``x`` (values) and ``x_1`` (row splits), plain tensors nothing marks. The object
+    graph's signature node names the wrapper function; the wrapper calls the traced function,
+    whose saved input signature still holds the composite spec."""
+    graph = mg.object_graph_def
+    if not graph.nodes:
+        return ()
+    sig_nodes = [c.node_id for c in graph.nodes[0].children if c.local_name == "signatures"]
+    wrappers = [
+        graph.nodes[c.node_id].bare_concrete_function.concrete_function_name
+        for n in sig_nodes
+        for c in graph.nodes[n].children
+        if c.local_name == key
+    ]
+    called = {
+        node.attr["f"].func.name
+        for fn in mg.graph_def.library.function
+        if fn.signature.name in wrappers
+        for node in fn.node_def
+        if "f" in node.attr
+    }
+    found: list[str] = []
+    for name in sorted(called):
+        if name in graph.concrete_functions:
+            _type_specs(graph.concrete_functions[name].canonicalized_input_signature, found)
+    return tuple(found)
+
+
+def _type_specs(value, found: list[str]) -> None:
+    """Collect the class names of the composite type specs in a ``StructuredValue`` proto."""
+    kind = value.WhichOneof("kind")
+    if kind == "type_spec_value":
+        found.append(value.type_spec_value.type_spec_class_name or "CompositeTensorSpec")
+    elif kind in ("list_value", "tuple_value"):
+        for item in getattr(value, kind).values:
+            _type_specs(item, found)
+    elif kind == "dict_value":
+        for item in value.dict_value.fields.values():
+            _type_specs(item, found)
+    elif kind == "named_tuple_value":
+        for pair in value.named_tuple_value.values:
+            _type_specs(pair.value, found)
 
 
 def _functions_or_none(mg, url: str) -> tuple[FunctionInfo, ...]:

@@ -274,3 +274,30 @@ def test_an_input_of_a_dtype_no_column_holds_is_named(legacy, tmp_path, capsys):
     assert "signature 'from_half' input 'x' has dtype bfloat16, which beamscore cannot feed" in line
     argv = ["run", legacy["dtypes"], "--signature", "from_half", "--input-exprs", "x=[[1.0, 2.0, 3.0]]"]
     assert "input 'x' has dtype bfloat16" in one_line_error(capsys, argv)
+
+
+@pytest.mark.parametrize("signature, spec", [("serving_default", "RaggedTensorSpec"), ("sparse", "SparseTensorSpec")])
+def test_a_ragged_or_sparse_tf2_signature_is_refused_by_score(legacy, tmp_path, capsys, signature, spec):
+    """TensorFlow flattens a RaggedTensorSpec argument into inputs ``x`` (values) and ``x_1`` (row
+    splits): ``score`` said "no column 'x_1'", or fed a values column as rows."""
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=x, x_1=np.arange(4), x_2=np.arange(4))
+    out = tmp_path / "out"
+    argv = ["score", "--model", legacy["ragged"], "--signature", signature, "--input", data, "--output", str(out)]
+    line = one_line_error(capsys, argv)
+    assert f"signature {signature!r} takes a {spec}, flattened to the inputs x, x_1" in line and not out.exists()
+    argv = ["score", "--model", legacy["ragged"], "--signature", "dense", "--input", data, "--output", str(out)]
+    assert main([*argv, "--keep", "x_1"]) == 0, capsys.readouterr().err
+    direct = tf.saved_model.load(legacy["ragged"]).signatures["dense"](x=tf.constant(x))["y"].numpy()
+    np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), direct)
+
+
+def test_run_feeds_a_ragged_signature_its_components(legacy, tmp_path, capsys):
+    assert main(["show", legacy["ragged"], "--signature", "serving_default"]) == 0
+    assert "(takes a RaggedTensorSpec: the inputs below are its components" in capsys.readouterr().out
+    exprs = "x=[1.0, 2, 3];x_1=[0, 1, 3]"
+    assert main(["run", legacy["ragged"], "--input-exprs", exprs, "--outdir", str(tmp_path)]) == 0
+    fn = tf.saved_model.load(legacy["ragged"]).signatures["serving_default"]
+    expected = fn(x=tf.constant([1.0, 2, 3]), x_1=tf.constant([0, 1, 3], tf.int64))["y"].numpy()
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+    capsys.readouterr()
