@@ -225,7 +225,8 @@ def _resolve_version(fs, path: str, url: str, version: int | str | None) -> tupl
     has_pb = _is_saved_model(fs, path)
     versions: tuple[str, ...] = ()
     if fs.isdir(path):
-        subdirs = [e["name"] for e in fs.ls(path, detail=True) if e["type"] == "directory"]
+        # A version may be a symbolic link to an export dir (fsspec lists links as type "other").
+        subdirs = [e["name"] for e in fs.ls(path, detail=True) if e["type"] == "directory" or _dir_link(fs, e)]
         numeric = [s.rstrip("/").rsplit("/", 1)[-1] for s in subdirs]
         numeric = [n for n in numeric if n.isdigit() and _is_saved_model(fs, bfs.join(path, n))]
         versions = tuple(sorted(numeric, key=int))
@@ -252,6 +253,11 @@ def _resolve_version(fs, path: str, url: str, version: int | str | None) -> tupl
         f"{url} is not a SavedModel: no {SAVED_MODEL_PB} (or {SAVED_MODEL_PBTXT}) in it "
         "and no numeric version subdirectories"
     )
+
+
+def _dir_link(fs, entry: dict) -> bool:
+    """Whether a listed entry is a symbolic link to a directory (a TF Serving version often is)."""
+    return bool(entry.get("islink")) and fs.isdir(entry["name"])
 
 
 #: what a model file that is not a SavedModel directory is, and how to make one of it

@@ -301,3 +301,17 @@ def test_run_feeds_a_ragged_signature_its_components(legacy, tmp_path, capsys):
     expected = fn(x=tf.constant([1.0, 2, 3]), x_1=tf.constant([0, 1, 3], tf.int64))["y"].numpy()
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
     capsys.readouterr()
+
+
+def test_a_base_dir_whose_version_is_a_symbolic_link(legacy, tmp_path, capsys):
+    base = tmp_path / "base"
+    base.mkdir()
+    os.symlink(legacy["sparse"], base / "5")
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=x)
+    out = tmp_path / "out"
+    argv = ["score", "--model", str(base), "--signature", "dense_only", "--input", data, "--output", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert manifest_of(out)["model"]["version"] == "5"
+    expected = lm.session_call(legacy["sparse"], "dense_only", x=x)["y"]
+    np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), expected)
