@@ -21,7 +21,8 @@ Each builder writes one small model and says what is in it; nothing is downloade
   (``x`` float32 [2, 3] -> ``y`` = row sums, [2]).
 - :func:`save_dtype_model`: outputs of dtypes Arrow has no type for: ``half`` bfloat16 and
   ``wave`` complex64, beside a plain ``y`` (``x`` float32 [None, 3]); signature ``from_half``
-  takes a bfloat16 ``x``.
+  takes a bfloat16 ``x``; ``scaled`` is ``x * scale`` traced from ``scaled(x, scale=2.0)``: the
+  default became a required scalar input ``scale``.
 - :func:`save_tf1_sparse_model`: a TF1 export whose ``serving_default`` takes a
   ``sparse_placeholder`` (a ``coo_sparse`` TensorInfo, no tensor name) beside a dense ``x``;
   ``dense_only`` takes ``x`` alone.
@@ -243,10 +244,16 @@ class DtypeModule(tf.Module):
     def from_half(self, x):
         return {"y": tf.cast(x, tf.float32) * 2.0}
 
+    @tf.function
+    def scaled(self, x, scale=tf.constant(2.0)):  # noqa: B008 - the user pattern under test
+        return {"y": x * scale}
+
 
 def save_dtype_model(path: str) -> str:
     module = DtypeModule()
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve, "from_half": module.from_half})
+    scaled = module.scaled.get_concrete_function(tf.TensorSpec([None, 3], tf.float32, name="x"))
+    signatures = {"serving_default": module.serve, "from_half": module.from_half, "scaled": scaled}
+    tf.saved_model.save(module, path, signatures=signatures)
     return path
 
 

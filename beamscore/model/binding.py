@@ -184,6 +184,8 @@ def bind_inputs(
     bindings = {}
     for key, spec in signature.inputs.items():
         column = mapping.get(key, key)
+        if spec.shape == ():  # before the column: no column can feed it, so --map is no help
+            raise BeamscoreError(_scalar_input(spec))
         if column not in columns:
             # A TFRecord source offers the serialized record as column "*" (string inputs take it).
             raw = spec.dtype == STRING and RAW_COLUMN in columns
@@ -260,9 +262,7 @@ def _check_shape(spec: TensorSpec, col: ColumnSpec, where: str) -> None:
     if spec.shape is None or col.row_shape is None:
         return  # unknown rank, or a variable-length list: checked per batch
     if len(spec.shape) == 0:
-        raise BeamscoreError(
-            f"signature input {spec.key!r} is a scalar (shape ()), not a batch; beamscore feeds batches"
-        )
+        raise BeamscoreError(_scalar_input(spec))
     row_size = math.prod(col.row_shape)
     if _fill_unknown(spec.shape[1:], row_size) is None:
         raise BeamscoreError(
@@ -270,6 +270,16 @@ def _check_shape(spec: TensorSpec, col: ColumnSpec, where: str) -> None:
             f"{_shape_str((None, *col.row_shape))}), which does not fit signature input "
             f"{spec.key!r} of shape {_shape_str(spec.shape)}"
         )
+
+
+def _scalar_input(spec: TensorSpec) -> str:
+    """Why a scalar input cannot be fed: a ``tf.function`` argument with a default (``scale=2.0``)
+    traced into a signature becomes such a required input."""
+    return (
+        f"signature input {spec.key!r} is a scalar (shape ()), not a batch; beamscore feeds batches "
+        "(a tf.function argument with a default becomes a required scalar input: re-export the "
+        "signature with the value fixed, e.g. functools.partial or a lambda)"
+    )
 
 
 def _fill_unknown(inner: tuple[int | None, ...], row_size: int) -> tuple[int, ...] | None:

@@ -315,3 +315,14 @@ def test_a_base_dir_whose_version_is_a_symbolic_link(legacy, tmp_path, capsys):
     assert manifest_of(out)["model"]["version"] == "5"
     expected = lm.session_call(legacy["sparse"], "dense_only", x=x)["y"]
     np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), expected)
+
+
+def test_a_defaulted_argument_traced_into_a_scalar_input_is_refused_first(legacy, tmp_path, capsys):
+    """It said "no column 'scale' (use --map scale=COLUMN)", and once mapped, "is a scalar"."""
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((2, 3), np.float32), s=np.ones(2, np.float32))
+    out = tmp_path / "out"
+    argv = ["score", "--model", legacy["dtypes"], "--signature", "scaled", "--input", data, "--output", str(out)]
+    for extra in ([], ["--map", "scale=s"]):
+        line = one_line_error(capsys, [*argv, *extra])
+        assert "signature input 'scale' is a scalar (shape ())" in line and "argument with a default" in line
+    assert not out.exists()
