@@ -134,8 +134,8 @@ def fixed_batch_size(signature: SignatureInfo) -> int | None:
 
 
 def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> None:
-    """Refuse a signature with no inputs, outputs it does not produce, and chosen outputs that
-    are not one row per input row or whose dtype no output file can hold (complex)."""
+    """Refuse a signature with no inputs or no outputs, outputs it does not produce, and chosen
+    outputs that are not one row per input row or whose dtype no output file can hold (complex)."""
     unknown = [o for o in outputs if o not in signature.outputs]
     if unknown:
         raise BeamscoreError(
@@ -145,6 +145,11 @@ def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> No
     if not signature.inputs:
         raise BeamscoreError(
             f"signature {signature.key!r} of {path} has no inputs; beamscore feeds it rows, so it needs at least one"
+        )
+    if not signature.outputs:  # a job would write only the --keep columns and call it scored
+        raise BeamscoreError(
+            f"signature {signature.key!r} of {path} has no outputs; there is nothing to score (choose another "
+            "signature with --signature)"
         )
     batch = fixed_batch_size(signature)
     for key in outputs:

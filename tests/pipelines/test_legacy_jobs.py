@@ -326,3 +326,21 @@ def test_a_defaulted_argument_traced_into_a_scalar_input_is_refused_first(legacy
         line = one_line_error(capsys, [*argv, *extra])
         assert "signature input 'scale' is a scalar (shape ())" in line and "argument with a default" in line
     assert not out.exists()
+
+
+def test_a_signature_with_no_outputs_is_refused(tmp_path, capsys):
+    """A TF1 SignatureDef may have no outputs: the job wrote only the --keep columns and said scored."""
+    v1 = tf.compat.v1
+    model = str(tmp_path / "noout")
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        x = v1.placeholder(tf.float32, [None, 3], name="x")
+        info = v1.saved_model.build_tensor_info(x)
+        sig = v1.saved_model.build_signature_def({"x": info}, {}, "tensorflow/serving/predict")
+        builder = v1.saved_model.Builder(model)
+        builder.add_meta_graph_and_variables(sess, ["serve"], {"serving_default": sig})
+        builder.save()
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((2, 3), np.float32), id=np.arange(2))
+    out = tmp_path / "out"
+    line = one_line_error(capsys, ["score", "--model", model, "--input", data, "--output", str(out), "--keep", "id"])
+    assert "signature 'serving_default' of" in line and "has no outputs" in line and not out.exists()
