@@ -126,7 +126,7 @@ def run_signature(
     import tensorflow as tf
 
     from beamscore.model.checks import check_model_files, fixed_batch_size
-    from beamscore.model.loader import ModelSpec, load_model
+    from beamscore.model.loader import ModelSpec, load_model, tf_message
 
     mg = pick_meta_graph(info, tag_set)
     sig = pick_signature(info, mg, signature)
@@ -140,9 +140,7 @@ def run_signature(
     try:
         result = fn(**tensors)
     except (tf.errors.OpError, TypeError, ValueError) as exc:
-        raise BeamscoreError(
-            f"signature {sig.key!r} of {info.path} failed on these inputs: {_tf_message(exc)}"
-        ) from exc
+        raise BeamscoreError(f"signature {sig.key!r} of {info.path} failed on these inputs: {tf_message(exc)}") from exc
     outputs = {key: _numpy(result[key]) for key in sorted(result)}
     return TrialResult(info=info, tags=mg.tag_str, signature=sig, outputs=outputs)
 
@@ -217,18 +215,6 @@ def format_saved(outputs: dict[str, np.ndarray], paths: dict[str, str]) -> str:
         f"output {key!r}: {_dtype_name(widen_output(outputs[key]))} {tuple(outputs[key].shape)} -> {path}"
         for key, path in paths.items()
     )
-
-
-_TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[", "File ")
-
-
-def _tf_message(exc: BaseException) -> str:
-    """The line of a TensorFlow error that says what went wrong, without the node trace."""
-    text = getattr(exc, "message", None) or str(exc)
-    for line in text.splitlines():
-        if line.strip() and not line[:1].isspace() and not line.strip().startswith(_TF_NOISE):
-            return line.strip()
-    return type(exc).__name__
 
 
 def _numpy(value: object) -> np.ndarray:

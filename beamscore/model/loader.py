@@ -48,6 +48,7 @@ __all__ = [
     "local_copy",
     "preload",
     "resolve_signature",
+    "tf_message",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -177,8 +178,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     try:
         obj, kind = _load(tf, local, mg)
     except (tf.errors.OpError, ValueError, OSError, KeyError) as exc:
-        message = first_line(getattr(exc, "message", None) or str(exc), type(exc).__name__)
-        raise BeamscoreError(f"cannot load model {spec.path} [{mg.tag_str}]: {message}") from exc
+        raise BeamscoreError(f"cannot load model {spec.path} [{mg.tag_str}]: {tf_message(exc)}") from exc
     seconds = time.perf_counter() - start
     with _LOADS_LOCK:
         _LOADS += 1
@@ -200,6 +200,22 @@ def _load(tf: Any, local: str, mg: MetaGraphInfo) -> tuple[Any, str]:
             raise
         _LOG.info("beamscore: tf.saved_model.load failed (%s); running %s in a v1 Session", first_line(str(exc)), local)
         return SessionModel(local, list(mg.tags)), "session"
+
+
+_TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[", "File ")
+
+
+def tf_message(exc: BaseException) -> str:
+    """The line of a TensorFlow error that says what went wrong, without the node trace.
+
+    A graph error starts "Graph execution error:" and "Detected at node ..." (a model whose
+    vocabulary asset is missing failed to load with just that); the cause is the first line
+    that is none of those."""
+    text = getattr(exc, "message", None) or str(exc)
+    for line in text.splitlines():
+        if line.strip() and not line[:1].isspace() and not line.strip().startswith(_TF_NOISE):
+            return line.strip()
+    return type(exc).__name__
 
 
 #: Models the launcher loaded (:func:`preload`), handed to the first in-process load.

@@ -344,3 +344,35 @@ def test_a_signature_with_no_outputs_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     line = one_line_error(capsys, ["score", "--model", model, "--input", data, "--output", str(out), "--keep", "id"])
     assert "signature 'serving_default' of" in line and "has no outputs" in line and not out.exists()
+
+
+class VocabModule(tf.Module):
+    def __init__(self, vocab: str):
+        init = tf.lookup.TextFileInitializer(
+            vocab, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER
+        )
+        self.table = tf.lookup.StaticHashTable(init, -1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="s")])
+    def serve(self, s):
+        return {"index": self.table.lookup(s)}
+
+
+def test_a_missing_vocabulary_asset_is_named_not_graph_execution_error(tmp_path, capsys):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("a\nb\nc\n")
+    model = str(tmp_path / "m")
+    module = VocabModule(str(vocab))
+    tf.saved_model.save(module, model, signatures={"serving_default": module.serve})
+    data = parquet_input(tmp_path / "in" / "a.parquet", s=np.array(["c", "a", "zz"]))
+    out = tmp_path / "out"
+    assert main(["score", "--model", model, "--input", data, "--output", str(out)]) == 0, capsys.readouterr().err
+    direct = tf.saved_model.load(model).signatures["serving_default"](s=tf.constant(["c", "a", "zz"]))
+    np.testing.assert_array_equal(read_output(str(out))["index"].to_numpy(), direct["index"].numpy())
+    os.remove(os.path.join(model, "assets", "vocab.txt"))
+    out = tmp_path / "out2"
+    line = one_line_error(capsys, ["score", "--model", model, "--input", data, "--output", str(out)])
+    assert "cannot load model" in line and "assets/vocab.txt; No such file or directory" in line
+    assert "Graph execution error" not in line
+    line = one_line_error(capsys, ["run", model, "--input-exprs", "s=['a']"])
+    assert "assets/vocab.txt; No such file or directory" in line
