@@ -21,6 +21,7 @@ from beamscore.model.inspect import VARIABLES_INDEX, MetaGraphInfo, ModelInfo, S
 
 __all__ = [
     "OP_PACKAGES",
+    "check_jit_signature",
     "check_model_files",
     "check_outputs",
     "fixed_batch_size",
@@ -110,6 +111,19 @@ def _check_variables(info: ModelInfo) -> None:
         raise BeamscoreError(
             f"{info.path}: cannot read {VARIABLES_INDEX}: {first_line(str(exc), type(exc).__name__)}"
         ) from None
+
+
+def check_jit_signature(signature: SignatureInfo) -> None:
+    """Refuse ``--jit-compile`` for a signature with a string input or output: XLA has no string
+    type, and TensorFlow aborts the whole process (``Check failed: DataTypeCanUseMemcpy``, a core
+    dump, the job's claim left behind) at the first call instead of raising."""
+    for kind, specs in (("input", signature.inputs), ("output", signature.outputs)):
+        for key, spec in specs.items():
+            if spec.dtype.removesuffix("_ref") == "string":
+                raise BeamscoreError(
+                    f"--jit-compile cannot compile signature {signature.key!r}: its {kind} {key!r} is a string "
+                    "tensor, which XLA has no type for; score it without --jit-compile"
+                )
 
 
 def fixed_batch_size(signature: SignatureInfo) -> int | None:

@@ -28,7 +28,13 @@ from typing import Any
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
 from beamscore.model.binding import check_feedable_inputs
-from beamscore.model.checks import check_model_files, check_outputs, fixed_batch_size, import_modules
+from beamscore.model.checks import (
+    check_jit_signature,
+    check_model_files,
+    check_outputs,
+    fixed_batch_size,
+    import_modules,
+)
 from beamscore.model.inspect import (
     SAVED_MODEL_PB,
     SAVED_MODEL_PBTXT,
@@ -92,8 +98,8 @@ def resolve_signature(
     built, so that a bad model fails there, on the launcher, as ``beamscore score`` checks it:
     a wrong signature or tag set, ops not registered (after importing ``spec["imports"]``), a
     missing or unreadable variables index, a SparseTensor input, ``outputs`` the signature
-    lacks or that are not one row per input row. Return what workers load (``spec``: the other :class:`ModelSpec`
-    fields) and the signature's facts."""
+    lacks or that are not one row per input row, string tensors with ``jit_compile``. Return
+    what workers load (``spec``: the other :class:`ModelSpec` fields) and the signature's facts."""
     imports = tuple(spec.pop("imports", ()))
     import_modules(imports)
     info = inspect_model(model, version)
@@ -101,6 +107,8 @@ def resolve_signature(
     check_model_files(info, info.meta_graph(tag_set), imports)
     check_feedable_inputs(sig)
     check_outputs(info.path, sig, list(outputs) or sorted(sig.outputs))
+    if spec.get("jit_compile"):
+        check_jit_signature(sig)
     return ModelSpec(path=info.path, tags=tag_set, fingerprint=info.fingerprint, imports=imports, **spec), sig
 
 

@@ -21,7 +21,9 @@ import pytest
 import tensorflow as tf
 from conftest import read_output
 
+from beamscore import RunSignature
 from beamscore.cli import main
+from beamscore.errors import BeamscoreError
 from beamscore.io.parquet_sink import METADATA_KEY
 
 
@@ -376,3 +378,20 @@ def test_a_missing_vocabulary_asset_is_named_not_graph_execution_error(tmp_path,
     assert "Graph execution error" not in line
     line = one_line_error(capsys, ["run", model, "--input-exprs", "s=['a']"])
     assert "assets/vocab.txt; No such file or directory" in line
+
+
+def test_jit_compile_is_refused_for_string_tensors(tmp_path, capsys):
+    """XLA has no string type: TensorFlow aborted the process (``Check failed:
+    DataTypeCanUseMemcpy``, exit 134, a claim left in the output dir) at the first call."""
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("a\nb\n")
+    model = str(tmp_path / "m")
+    module = VocabModule(str(vocab))
+    tf.saved_model.save(module, model, signatures={"serving_default": module.serve})
+    data = parquet_input(tmp_path / "in" / "a.parquet", s=np.array(["b", "a"]))
+    out = tmp_path / "out"
+    line = one_line_error(capsys, ["score", "--model", model, "--input", data, "--output", str(out), "--jit-compile"])
+    assert "--jit-compile cannot compile signature 'serving_default': its input 's' is a string tensor" in line
+    assert not out.exists()
+    with pytest.raises(BeamscoreError, match="its input 's' is a string tensor"):
+        RunSignature(model, jit_compile=True, fixed_batch=8)
