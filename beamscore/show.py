@@ -107,6 +107,11 @@ def _sig_lines(sig: SignatureInfo) -> list[str]:
         width = max((len(k) for k in specs), default=0)
         for spec in specs.values():
             lines.append(f"    {spec.key:<{width}}  {spec.dtype:<8}  {spec.shape_str():<16}  {spec.name}")
+    if sig.defaulted:
+        lines.append("  inputs with a default (not fed by score; run may give them):")
+        width = max(len(k) for k in sig.defaulted)
+        for spec in sig.defaulted.values():
+            lines.append(f"    {spec.key:<{width}}  {spec.dtype:<8}  {spec.shape_str():<16}  {spec.name}")
     return lines
 
 
@@ -117,6 +122,7 @@ def _sig_dict(sig: SignatureInfo) -> dict:
     return {
         "method_name": sig.method_name,
         "composite_inputs": list(sig.composite_inputs),
+        "defaulted_inputs": {k: tensor(t) for k, t in sig.defaulted.items()},
         "inputs": {k: tensor(t) for k, t in sig.inputs.items()},
         "outputs": {k: tensor(t) for k, t in sig.outputs.items()},
     }

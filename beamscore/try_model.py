@@ -136,7 +136,8 @@ def run_signature(
         ModelSpec(path=info.path, tags=mg.tag_str, fingerprint=info.fingerprint, imports=tuple(imports))
     )
     fn = loaded.signature(sig.key)
-    tensors = {k: tf.constant(v, dtype=tf.as_dtype(sig.inputs[k].dtype)) for k, v in checked.items()}
+    specs = {**sig.defaulted, **sig.inputs}
+    tensors = {k: tf.constant(v, dtype=tf.as_dtype(specs[k].dtype)) for k, v in checked.items()}
     try:
         result = fn(**tensors)
     except (tf.errors.OpError, TypeError, ValueError) as exc:

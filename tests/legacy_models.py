@@ -26,6 +26,10 @@ Each builder writes one small model and says what is in it; nothing is downloade
 - :func:`save_tf1_sparse_model`: a TF1 export whose ``serving_default`` takes a
   ``sparse_placeholder`` (a ``coo_sparse`` TensorInfo, no tensor name) beside a dense ``x``;
   ``dense_only`` takes ``x`` alone.
+- :func:`save_tf1_defaults_model`: a TF1 export whose ``serving_default`` takes ``x`` [None, 3]
+  and ``scale`` [None, 3] (a ``placeholder_with_default``, still fed) plus scalar
+  ``placeholder_with_default`` inputs ``keep_prob`` (1.0, dropout) and ``is_training`` (False;
+  True zeroes ``y``): ``y = dropout(x) * scale``.
 - :func:`save_ragged_model`: TF2 signatures over a ``tf.RaggedTensorSpec`` (``serving_default``,
   row sums: SignatureDef inputs ``x`` values and ``x_1`` row splits) and a
   ``tf.SparseTensorSpec`` (``sparse``), beside a dense ``dense`` (``x`` [None, 3]).
@@ -276,6 +280,24 @@ def save_tf1_sparse_model(path: str) -> str:
     return path
 
 
+def save_tf1_defaults_model(path: str) -> str:
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        x = v1.placeholder(tf.float32, [None, 3], name="x")
+        keep = v1.placeholder_with_default(1.0, [], name="keep_prob")
+        training = v1.placeholder_with_default(False, [], name="is_training")
+        scale = v1.placeholder_with_default(tf.ones([1, 3]), [None, 3], name="scale")
+        y = tf.nn.dropout(x, rate=1 - keep) * scale
+        y = v1.where(training, y * 0, y)
+        inputs = {"x": x, "keep_prob": keep, "is_training": training, "scale": scale}
+        builder = v1.saved_model.Builder(path)
+        signature = v1.saved_model.predict_signature_def(inputs, {"y": y})
+        builder.add_meta_graph_and_variables(sess, ["serve"], {"serving_default": signature})
+        builder.save()
+    return path
+
+
 class RaggedModule(tf.Module):
     @tf.function(input_signature=[tf.RaggedTensorSpec([None, None], tf.float32)])
     def serve(self, x):
@@ -326,4 +348,5 @@ def build_all(root: str) -> dict[str, str]:
     p["dtypes"] = save_dtype_model(os.path.join(root, "dtypes"))
     p["sparse"] = save_tf1_sparse_model(os.path.join(root, "sparse"))
     p["ragged"] = save_ragged_model(os.path.join(root, "ragged"))
+    p["defaults"] = save_tf1_defaults_model(os.path.join(root, "defaults"))
     return p

@@ -76,6 +76,10 @@ class SignatureInfo:
     #: signature wraps: its inputs are then their component tensors (values, row splits...),
     #: which no column can feed row by row. Empty for plain tensors and TF1 graphs.
     composite_inputs: tuple[str, ...] = ()
+    #: Scalar inputs of a TF1 graph that are ``placeholder_with_default`` (``keep_prob``,
+    #: ``is_training``): a Session uses the default when they are not fed, so they are not in
+    #: ``inputs`` (which are fed from columns); ``run`` may still feed them.
+    defaulted: dict[str, TensorSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -306,16 +310,23 @@ def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGr
     graphs = []
     for mg in sm.meta_graphs:
         sigs = {}
+        # A Session (TF1 graphs) may leave a placeholder_with_default unfed; a TF2 function may not.
+        with_default = set() if mg.object_graph_def.nodes else _defaulted_placeholders(mg)
         for key in sorted(mg.signature_def):
             if key in HIDDEN_SIGNATURES:
                 continue
             sd = mg.signature_def[key]
+            inputs = {k: _tensor_spec(k, sd.inputs[k]) for k in sorted(sd.inputs)}
+            defaulted = {
+                k: spec for k, spec in inputs.items() if spec.shape == () and spec.name.split(":")[0] in with_default
+            }
             sigs[key] = SignatureInfo(
                 key=key,
                 method_name=sd.method_name,
-                inputs={k: _tensor_spec(k, sd.inputs[k]) for k in sorted(sd.inputs)},
+                inputs={k: spec for k, spec in inputs.items() if k not in defaulted},
                 outputs={k: _tensor_spec(k, sd.outputs[k]) for k in sorted(sd.outputs)},
                 composite_inputs=_composite_inputs(mg, key),
+                defaulted=defaulted,
             )
         graphs.append(
             MetaGraphInfo(
@@ -348,6 +359,11 @@ def _ops_used(mg) -> tuple[str, ...]:
     from tensorflow.python.framework import meta_graph
 
     return tuple(sorted(meta_graph.ops_used_by_graph_def(mg.graph_def)))
+
+
+def _defaulted_placeholders(mg) -> set[str]:
+    """The names of the graph's ``PlaceholderWithDefault`` nodes (inputs a Session may leave unfed)."""
+    return {n.name for n in mg.graph_def.node if n.op == "PlaceholderWithDefault"}
 
 
 def _composite_inputs(mg, key: str) -> tuple[str, ...]:

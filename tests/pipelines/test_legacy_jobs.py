@@ -395,3 +395,27 @@ def test_jit_compile_is_refused_for_string_tensors(tmp_path, capsys):
     assert not out.exists()
     with pytest.raises(BeamscoreError, match="its input 's' is a string tensor"):
         RunSignature(model, jit_compile=True, fixed_batch=8)
+
+
+def test_tf1_scalar_inputs_with_defaults_are_left_to_their_defaults(legacy, tmp_path, capsys):
+    """``keep_prob``/``is_training`` placeholder_with_default inputs were refused ("is a scalar",
+    ``run``: "needs input is_training"), though a Session runs the graph without them."""
+    x = np.linspace(-2, 2, 15, dtype=np.float32).reshape(5, 3)
+    scale = np.full((5, 3), 3.0, np.float32)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=x, scale=scale, keep_prob=np.full(5, 0.5, np.float32))
+    out = tmp_path / "out"
+    assert main(["score", "--model", legacy["defaults"], "--input", data, "--output", str(out)]) == 0
+    assert manifest_of(out)["rows_out"] == 5
+    expected = lm.session_call(legacy["defaults"], "serving_default", x=x, scale=scale)["y"]
+    np.testing.assert_array_equal(np.stack(read_output(str(out))["y"].to_numpy(zero_copy_only=False)), expected)
+    capsys.readouterr()
+    assert main(["show", legacy["defaults"], "--signature", "serving_default"]) == 0
+    shown = capsys.readouterr().out
+    assert "inputs with a default (not fed by score; run may give them):" in shown and "keep_prob:0" in shown
+    exprs = "x=[[1.0, 2.0, 3.0]];scale=[[1.0, 1.0, 1.0]];is_training=True"
+    assert main(["run", legacy["defaults"], "--input-exprs", exprs, "--outdir", str(tmp_path / "run")]) == 0
+    fed = {"x": np.array([[1.0, 2.0, 3.0]], np.float32), "scale": np.ones((1, 3), np.float32), "is_training": True}
+    expected = lm.session_call(legacy["defaults"], "serving_default", **fed)["y"]
+    np.testing.assert_array_equal(np.load(tmp_path / "run" / "y.npy"), expected)
+    assert not expected.any()  # is_training=True was fed (it zeroes y)
+    capsys.readouterr()
