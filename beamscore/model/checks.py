@@ -148,8 +148,9 @@ def fixed_batch_size(signature: SignatureInfo) -> int | None:
 
 
 def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> None:
-    """Refuse a signature with no inputs or no outputs, outputs it does not produce, and chosen
-    outputs that are not one row per input row or whose dtype no output file can hold (complex)."""
+    """Refuse a signature with no inputs or no outputs or naming tensors its graph lacks, outputs
+    it does not produce, and chosen outputs that are not one row per input row or whose dtype
+    no output file can hold (complex)."""
     unknown = [o for o in outputs if o not in signature.outputs]
     if unknown:
         raise BeamscoreError(
@@ -159,6 +160,12 @@ def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> No
     if not signature.inputs:
         raise BeamscoreError(
             f"signature {signature.key!r} of {path} has no inputs; beamscore feeds it rows, so it needs at least one"
+        )
+    if signature.missing_tensors:  # every row would fail in the Session, one bisected batch at a time
+        listed = ", ".join(signature.missing_tensors[:3]) + (" ..." if len(signature.missing_tensors) > 3 else "")
+        raise BeamscoreError(
+            f"signature {signature.key!r} of {path} names tensors its graph does not have: {listed}; "
+            "the SignatureDef does not match the graph (was the graph stripped or rewritten after export?)"
         )
     if not signature.outputs:  # a job would write only the --keep columns and call it scored
         raise BeamscoreError(

@@ -80,6 +80,9 @@ class SignatureInfo:
     #: ``is_training``): a Session uses the default when they are not fed, so they are not in
     #: ``inputs`` (which are fed from columns); ``run`` may still feed them.
     defaulted: dict[str, TensorSpec] = field(default_factory=dict)
+    #: ``key (tensor)`` of the inputs and outputs of a TF1 SignatureDef whose tensor's op is not
+    #: in the graph (a graph stripped or rewritten after the signature was written).
+    missing_tensors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,7 @@ def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGr
         sigs = {}
         # A Session (TF1 graphs) may leave a placeholder_with_default unfed; a TF2 function may not.
         with_default = set() if mg.object_graph_def.nodes else _defaulted_placeholders(mg)
+        ops = None if mg.object_graph_def.nodes else {n.name for n in mg.graph_def.node}
         for key in sorted(mg.signature_def):
             if key in HIDDEN_SIGNATURES:
                 continue
@@ -327,6 +331,7 @@ def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGr
                 outputs={k: _tensor_spec(k, sd.outputs[k]) for k in sorted(sd.outputs)},
                 composite_inputs=_composite_inputs(mg, key),
                 defaulted=defaulted,
+                missing_tensors=_missing_tensors(sd, ops),
             )
         graphs.append(
             MetaGraphInfo(
@@ -359,6 +364,20 @@ def _ops_used(mg) -> tuple[str, ...]:
     from tensorflow.python.framework import meta_graph
 
     return tuple(sorted(meta_graph.ops_used_by_graph_def(mg.graph_def)))
+
+
+def _missing_tensors(sd, ops: set[str] | None) -> tuple[str, ...]:
+    """``key (tensor)`` of each input and output of ``sd`` whose op is not among ``ops`` (a TF1
+    graph's nodes; ``None`` for TF2, whose signature tensors live in functions)."""
+    if ops is None:
+        return ()
+    missing = []
+    for kind, infos in (("input", sd.inputs), ("output", sd.outputs)):
+        for key in sorted(infos):
+            info = infos[key]
+            if info.WhichOneof("encoding") == "name" and info.name.split(":")[0].lstrip("^") not in ops:
+                missing.append(f"{kind} {key!r} ({info.name})")
+    return tuple(missing)
 
 
 def _defaulted_placeholders(mg) -> set[str]:

@@ -419,3 +419,21 @@ def test_tf1_scalar_inputs_with_defaults_are_left_to_their_defaults(legacy, tmp_
     np.testing.assert_array_equal(np.load(tmp_path / "run" / "y.npy"), expected)
     assert not expected.any()  # is_training=True was fed (it zeroes y)
     capsys.readouterr()
+
+
+def test_a_tf1_signature_naming_a_tensor_its_graph_lacks_is_refused(legacy, tmp_path, capsys):
+    """A graph stripped after export: every row failed in the Session (each batch bisected)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model = shutil.copytree(legacy["sparse"], str(tmp_path / "m"))
+    sm = saved_model_pb2.SavedModel()
+    with open(os.path.join(model, "saved_model.pb"), "rb") as f:
+        sm.ParseFromString(f.read())
+    sm.meta_graphs[0].signature_def["dense_only"].outputs["y"].name = "stripped/Sum:0"
+    with open(os.path.join(model, "saved_model.pb"), "wb") as f:
+        f.write(sm.SerializeToString())
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((3, 3), np.float32))
+    out = tmp_path / "out"
+    argv = ["score", "--model", model, "--signature", "dense_only", "--input", data, "--output", str(out)]
+    line = one_line_error(capsys, argv)
+    assert "names tensors its graph does not have: output 'y' (stripped/Sum:0)" in line and not out.exists()
