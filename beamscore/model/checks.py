@@ -18,6 +18,7 @@ from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
 from beamscore.model.binding import output_dtype
 from beamscore.model.inspect import VARIABLES_INDEX, MetaGraphInfo, ModelInfo, SignatureInfo
+from beamscore.model.tfpath import tf_readable
 
 __all__ = [
     "OP_PACKAGES",
@@ -104,7 +105,7 @@ def _check_variables(info: ModelInfo) -> None:
         return  # read on the workers' local copy; remote TF checkpoint reading needs TF's own filesystems
     import tensorflow as tf
 
-    prefix = index[: -len(".index")]
+    prefix = bfs.join(tf_readable(root), VARIABLES_INDEX)[: -len(".index")]  # TF globs the prefix
     try:
         tf.train.load_checkpoint(prefix)
     except Exception as exc:  # noqa: BLE001 - TF raises several kinds for one bad file

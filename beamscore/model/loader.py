@@ -43,6 +43,7 @@ from beamscore.model.inspect import (
     inspect_model,
     parse_tags,
 )
+from beamscore.model.tfpath import tf_readable
 from beamscore.paths import child
 
 __all__ = [
@@ -241,7 +242,8 @@ def preload(spec: ModelSpec) -> LoadedModel:
 
 
 def local_copy(url: str, fingerprint: str | None, cache_dir: str | None = None) -> str:
-    """A local directory holding the model at ``url``: the URL itself when it is local.
+    """A local directory holding the model at ``url``: the URL itself when it is local (through
+    a link when its path has glob characters TensorFlow would match, :mod:`.tfpath`).
 
     Remote models are copied into ``cache_dir`` (default ``$BEAMSCORE_CACHE`` or the temp
     dir) under a name derived from the fingerprint; the copy goes to a temporary directory
@@ -249,7 +251,7 @@ def local_copy(url: str, fingerprint: str | None, cache_dir: str | None = None) 
     """
     fs, path = bfs.filesystem(url)
     if bfs.is_local(fs):
-        return path
+        return tf_readable(path)
     cache_dir = (
         cache_dir or os.environ.get("BEAMSCORE_CACHE") or os.path.join(tempfile.gettempdir(), "beamscore-models")
     )

@@ -437,3 +437,20 @@ def test_a_tf1_signature_naming_a_tensor_its_graph_lacks_is_refused(legacy, tmp_
     argv = ["score", "--model", model, "--signature", "dense_only", "--input", data, "--output", str(out)]
     line = one_line_error(capsys, argv)
     assert "names tensors its graph does not have: output 'y' (stripped/Sum:0)" in line and not out.exists()
+
+
+def test_a_model_path_with_glob_characters_loads(legacy, tmp_path, capsys):
+    """TensorFlow globs the checkpoint prefix: ``model[1]`` failed with "cannot read
+    variables/variables.index: ... Failed to find any matching files" though the files are there."""
+    model = shutil.copytree(legacy["two"], str(tmp_path / "model[1]"))
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=x)
+    out = tmp_path / "out"
+    assert main(["score", "--model", model, "--input", data, "--output", str(out)]) == 0, capsys.readouterr().err
+    m = manifest_of(out)
+    assert m["rows_out"] == 3 and m["model"]["path"] == model
+    direct = tf.saved_model.load(legacy["two"]).signatures["serving_default"](x=tf.constant(x))
+    got = np.stack(read_output(str(out))["scores"].to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(got, direct["scores"].numpy(), rtol=1e-6)
+    assert main(["run", model, "--input-exprs", "x=[[1.0, 2.0, 3.0, 4.0]]"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
