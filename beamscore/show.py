@@ -36,7 +36,7 @@ def render_text(info: ModelInfo, tag_set: str | None, signature: str | None, sho
     lines = [f"model:        {info.path}"]
     if info.versions:
         lines.append(f"versions:     {', '.join(info.versions)} (using {info.version})")
-    computed = " (computed by beamscore: no fingerprint.pb)" if info.fingerprint_computed else ""
+    computed = " (computed by beamscore: no usable fingerprint.pb)" if info.fingerprint_computed else ""
     lines.append(f"fingerprint:  {info.fingerprint or 'none (no fingerprint.pb)'}{computed}")
     if info.variables_bytes is not None:
         lines.append(f"variables:    {_size(info.variables_bytes)}")
@@ -97,10 +97,20 @@ def _graphs(info: ModelInfo, tag_set: str | None, signature: str | None, show_al
 
 def _sig_lines(sig: SignatureInfo) -> list[str]:
     lines = ["", f"signature '{sig.key}'  (method: {sig.method_name or 'none'})"]
+    if sig.composite_inputs:
+        lines.append(
+            f"  (takes a {', '.join(sig.composite_inputs)}: the inputs below are its components; "
+            "run can feed them, score cannot)"
+        )
     for title, specs in (("inputs", sig.inputs), ("outputs", sig.outputs)):
         lines.append(f"  {title}:")
         width = max((len(k) for k in specs), default=0)
         for spec in specs.values():
+            lines.append(f"    {spec.key:<{width}}  {spec.dtype:<8}  {spec.shape_str():<16}  {spec.name}")
+    if sig.defaulted:
+        lines.append("  inputs with a default (not fed by score; run may give them):")
+        width = max(len(k) for k in sig.defaulted)
+        for spec in sig.defaulted.values():
             lines.append(f"    {spec.key:<{width}}  {spec.dtype:<8}  {spec.shape_str():<16}  {spec.name}")
     return lines
 
@@ -111,6 +121,8 @@ def _sig_dict(sig: SignatureInfo) -> dict:
 
     return {
         "method_name": sig.method_name,
+        "composite_inputs": list(sig.composite_inputs),
+        "defaulted_inputs": {k: tensor(t) for k, t in sig.defaulted.items()},
         "inputs": {k: tensor(t) for k, t in sig.inputs.items()},
         "outputs": {k: tensor(t) for k, t in sig.outputs.items()},
     }

@@ -17,6 +17,7 @@ import numpy as np
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
+from beamscore.model.binding import widen_output
 from beamscore.model.feed_check import check_feeds
 from beamscore.model.feeds import (
     MAX_INPUT_BYTES,
@@ -125,7 +126,7 @@ def run_signature(
     import tensorflow as tf
 
     from beamscore.model.checks import check_model_files, fixed_batch_size
-    from beamscore.model.loader import ModelSpec, load_model
+    from beamscore.model.loader import ModelSpec, load_model, tf_message
 
     mg = pick_meta_graph(info, tag_set)
     sig = pick_signature(info, mg, signature)
@@ -135,13 +136,12 @@ def run_signature(
         ModelSpec(path=info.path, tags=mg.tag_str, fingerprint=info.fingerprint, imports=tuple(imports))
     )
     fn = loaded.signature(sig.key)
-    tensors = {k: tf.constant(v, dtype=tf.as_dtype(sig.inputs[k].dtype)) for k, v in checked.items()}
+    specs = {**sig.defaulted, **sig.inputs}
+    tensors = {k: tf.constant(v, dtype=tf.as_dtype(specs[k].dtype)) for k, v in checked.items()}
     try:
         result = fn(**tensors)
     except (tf.errors.OpError, TypeError, ValueError) as exc:
-        raise BeamscoreError(
-            f"signature {sig.key!r} of {info.path} failed on these inputs: {_tf_message(exc)}"
-        ) from exc
+        raise BeamscoreError(f"signature {sig.key!r} of {info.path} failed on these inputs: {tf_message(exc)}") from exc
     outputs = {key: _numpy(result[key]) for key in sorted(result)}
     return TrialResult(info=info, tags=mg.tag_str, signature=sig, outputs=outputs)
 
@@ -181,7 +181,8 @@ def save_outputs(outputs: dict[str, np.ndarray], outdir: str, overwrite: bool = 
     """Write ``DIR/<key>.npy`` per output (names made safe); existing files need ``overwrite``.
 
     Every target is checked before any is written, so a refused run writes nothing. String
-    outputs are saved as fixed-width bytes (``S``), so reading them needs no pickle.
+    outputs are saved as fixed-width bytes (``S``), so reading them needs no pickle; bfloat16
+    ones as float32 (numpy would write a 2-byte void type that reads back as raw bytes).
     """
     fs, root = bfs.filesystem(outdir)
     if fs.exists(root) and not fs.isdir(root):
@@ -194,7 +195,7 @@ def save_outputs(outputs: dict[str, np.ndarray], outdir: str, overwrite: bool = 
             raise BeamscoreError(f"--outdir: {path} exists (output {key!r}); pass --overwrite to replace it")
     fs.makedirs(root, exist_ok=True)
     for key, path in paths.items():
-        value = outputs[key]
+        value = widen_output(outputs[key])
         if value.dtype.kind == "O":
             value = value.astype(bytes)
         buffer = io.BytesIO()
@@ -212,21 +213,9 @@ def _exists(fs, path: str) -> bool:
 def format_saved(outputs: dict[str, np.ndarray], paths: dict[str, str]) -> str:
     """One line per saved output: key, dtype, shape and the file it went to."""
     return "\n".join(
-        f"output {key!r}: {_dtype_name(outputs[key])} {tuple(outputs[key].shape)} -> {path}"
+        f"output {key!r}: {_dtype_name(widen_output(outputs[key]))} {tuple(outputs[key].shape)} -> {path}"
         for key, path in paths.items()
     )
-
-
-_TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[", "File ")
-
-
-def _tf_message(exc: BaseException) -> str:
-    """The line of a TensorFlow error that says what went wrong, without the node trace."""
-    text = getattr(exc, "message", None) or str(exc)
-    for line in text.splitlines():
-        if line.strip() and not line[:1].isspace() and not line.strip().startswith(_TF_NOISE):
-            return line.strip()
-    return type(exc).__name__
 
 
 def _numpy(value: object) -> np.ndarray:

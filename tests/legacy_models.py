@@ -19,6 +19,20 @@ Each builder writes one small model and says what is in it; nothing is downloade
   (-1, 4) but always has one row, and ``constant`` with no inputs.
 - :func:`save_fixed_batch_model`: a signature whose input declares a fixed first dimension
   (``x`` float32 [2, 3] -> ``y`` = row sums, [2]).
+- :func:`save_dtype_model`: outputs of dtypes Arrow has no type for: ``half`` bfloat16 and
+  ``wave`` complex64, beside a plain ``y`` (``x`` float32 [None, 3]); signature ``from_half``
+  takes a bfloat16 ``x``; ``scaled`` is ``x * scale`` traced from ``scaled(x, scale=2.0)``: the
+  default became a required scalar input ``scale``.
+- :func:`save_tf1_sparse_model`: a TF1 export whose ``serving_default`` takes a
+  ``sparse_placeholder`` (a ``coo_sparse`` TensorInfo, no tensor name) beside a dense ``x``;
+  ``dense_only`` takes ``x`` alone.
+- :func:`save_tf1_defaults_model`: a TF1 export whose ``serving_default`` takes ``x`` [None, 3]
+  and ``scale`` [None, 3] (a ``placeholder_with_default``, still fed) plus scalar
+  ``placeholder_with_default`` inputs ``keep_prob`` (1.0, dropout) and ``is_training`` (False;
+  True zeroes ``y``): ``y = dropout(x) * scale``.
+- :func:`save_ragged_model`: TF2 signatures over a ``tf.RaggedTensorSpec`` (``serving_default``,
+  row sums: SignatureDef inputs ``x`` values and ``x_1`` row splits) and a
+  ``tf.SparseTensorSpec`` (``sparse``), beside a dense ``dense`` (``x`` [None, 3]).
 """
 
 from __future__ import annotations
@@ -223,6 +237,88 @@ def save_no_signature_model(path: str) -> str:
     return path
 
 
+class DtypeModule(tf.Module):
+    """``x`` float32 [None, 3] -> ``half`` = bfloat16(x / 7), ``wave`` = complex(x, -x), ``y`` = 2x."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def serve(self, x):
+        return {"half": tf.cast(x / 7.0, tf.bfloat16), "wave": tf.complex(x, -x), "y": x * 2.0}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.bfloat16, name="x")])
+    def from_half(self, x):
+        return {"y": tf.cast(x, tf.float32) * 2.0}
+
+    @tf.function
+    def scaled(self, x, scale=tf.constant(2.0)):  # noqa: B008 - the user pattern under test
+        return {"y": x * scale}
+
+
+def save_dtype_model(path: str) -> str:
+    module = DtypeModule()
+    scaled = module.scaled.get_concrete_function(tf.TensorSpec([None, 3], tf.float32, name="x"))
+    signatures = {"serving_default": module.serve, "from_half": module.from_half, "scaled": scaled}
+    tf.saved_model.save(module, path, signatures=signatures)
+    return path
+
+
+def save_tf1_sparse_model(path: str) -> str:
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        sparse = v1.sparse_placeholder(tf.float32, shape=[None, 5], name="sp")
+        x = v1.placeholder(tf.float32, [None, 3], name="x")
+        info = v1.saved_model.build_tensor_info
+        both = v1.saved_model.build_signature_def(
+            {"sp": info(sparse), "x": info(x)},
+            {"y": info(tf.sparse.reduce_sum(sparse, axis=1) + tf.reduce_sum(x, 1))},
+            "tensorflow/serving/predict",
+        )
+        dense = v1.saved_model.predict_signature_def({"x": x}, {"y": tf.reduce_sum(x, 1)})
+        builder = v1.saved_model.Builder(path)
+        builder.add_meta_graph_and_variables(sess, ["serve"], {"serving_default": both, "dense_only": dense})
+        builder.save()
+    return path
+
+
+def save_tf1_defaults_model(path: str) -> str:
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        x = v1.placeholder(tf.float32, [None, 3], name="x")
+        keep = v1.placeholder_with_default(1.0, [], name="keep_prob")
+        training = v1.placeholder_with_default(False, [], name="is_training")
+        scale = v1.placeholder_with_default(tf.ones([1, 3]), [None, 3], name="scale")
+        y = tf.nn.dropout(x, rate=1 - keep) * scale
+        y = v1.where(training, y * 0, y)
+        inputs = {"x": x, "keep_prob": keep, "is_training": training, "scale": scale}
+        builder = v1.saved_model.Builder(path)
+        signature = v1.saved_model.predict_signature_def(inputs, {"y": y})
+        builder.add_meta_graph_and_variables(sess, ["serve"], {"serving_default": signature})
+        builder.save()
+    return path
+
+
+class RaggedModule(tf.Module):
+    @tf.function(input_signature=[tf.RaggedTensorSpec([None, None], tf.float32)])
+    def serve(self, x):
+        return {"y": tf.reduce_sum(x, axis=1)}
+
+    @tf.function(input_signature=[tf.SparseTensorSpec([None, 5], tf.float32)])
+    def sparse(self, x):
+        return {"y": tf.sparse.reduce_sum(x, axis=1, output_is_sparse=False)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def dense(self, x):
+        return {"y": tf.reduce_sum(x, axis=1)}
+
+
+def save_ragged_model(path: str) -> str:
+    module = RaggedModule()
+    signatures = {"serving_default": module.serve, "sparse": module.sparse, "dense": module.dense}
+    tf.saved_model.save(module, path, signatures=signatures)
+    return path
+
+
 def build_all(root: str) -> dict[str, str]:
     """Every legacy model the tests use, under ``root`` (name -> path): TF1 exports, a TF
     Serving version dir, ``.pbtxt`` copies, unregistered ops and broken variables."""
@@ -249,4 +345,8 @@ def build_all(root: str) -> dict[str, str]:
     p["bad_data"] = corrupt_data(shutil.copytree(p["two"], os.path.join(root, "bad_data")))
     p["no_vars_dir"] = shutil.copytree(p["ex"], os.path.join(root, "no_vars_dir"))
     shutil.rmtree(os.path.join(p["no_vars_dir"], "variables"))
+    p["dtypes"] = save_dtype_model(os.path.join(root, "dtypes"))
+    p["sparse"] = save_tf1_sparse_model(os.path.join(root, "sparse"))
+    p["ragged"] = save_ragged_model(os.path.join(root, "ragged"))
+    p["defaults"] = save_tf1_defaults_model(os.path.join(root, "defaults"))
     return p

@@ -346,3 +346,16 @@ def test_model_failure_is_one_line_with_tensorflows_reason(trial, capsys):
     line = run_fails(capsys, trial["examples"], "--input-examples", 'examples=[{"age": [1, 2], "education": [3]}]')
     assert "signature 'serving_default' of" in line and "failed on these inputs:" in line
     assert "Key: education, Index: 0.  Data types don't match. Expected type: string, Actual type: int64" in line
+
+
+def test_bfloat16_output_is_saved_as_float32(legacy, capsys, tmp_path):
+    """``np.save`` of a bfloat16 array writes a 2-byte void type that reads back as raw bytes."""
+    out = tmp_path / "out"
+    printed = run_ok(capsys, legacy["dtypes"], "--input-exprs", "x=[[1.5, -2.0, 3.0]]", "--outdir", str(out))
+    assert "output 'half': float32 (1, 3)" in printed
+    x = np.array([[1.5, -2.0, 3.0]], dtype=np.float32)
+    expected = tf.saved_model.load(legacy["dtypes"]).signatures["serving_default"](x=tf.constant(x))
+    got = saved(out)
+    assert got["half"].dtype == np.float32 and got["wave"].dtype == np.complex64
+    np.testing.assert_array_equal(got["half"], expected["half"].numpy().astype(np.float32))
+    np.testing.assert_array_equal(got["wave"], expected["wave"].numpy())

@@ -57,7 +57,7 @@ def test_signature_view_matches_loaded_signature(models, capsys):
 def test_multi_tag_set_model_is_shown_per_tag_set(trial, capsys):
     text = show(capsys, trial["tf1"], "--all")
     assert "tag sets:     serve; gpu,serve" in text
-    assert "(computed by beamscore: no fingerprint.pb)" in text
+    assert "(computed by beamscore: no usable fingerprint.pb)" in text
     serve, gpu = text.split("tag set 'serve': signatures serving_default")[1].split("\ntag set 'gpu,serve': signatures")
     assert (
         "signature 'serving_default'" in serve

@@ -180,13 +180,11 @@ def _check_nulls(arr: pa.Array, name: str, where: str) -> None:
 def from_numpy(values: np.ndarray) -> pa.Array:
     """A numpy batch of one output as an Arrow column (see the module docstring).
 
-    ``bfloat16`` (a mixed-precision model's output; Arrow has no such type) is written as
-    ``float32``, which holds every value; complex values, which no Arrow type holds, are
-    refused in one line."""
+    Complex values, which no Arrow type holds, are refused in one line (the launcher refuses
+    such outputs first; bfloat16 ones arrive widened to float32, see
+    :func:`beamscore.model.binding.widen_output`)."""
     values = np.ascontiguousarray(values)
-    if values.dtype.name == "bfloat16":
-        values = values.astype(np.float32)
-    elif values.dtype.kind == "c":
+    if values.dtype.kind == "c":
         raise BeamscoreError(
             f"an output has dtype {values.dtype}, which Arrow and Parquet cannot hold; "
             "leave it out with --outputs, or return its real and imaginary parts"

@@ -18,7 +18,17 @@ import numpy as np
 from beamscore.errors import BeamscoreError
 from beamscore.model.inspect import SignatureInfo, TensorSpec
 
-__all__ = ["STRING", "ColumnSpec", "InputBinding", "bind_inputs", "lossless", "numpy_dtype"]
+__all__ = [
+    "STRING",
+    "ColumnSpec",
+    "InputBinding",
+    "bind_inputs",
+    "check_feedable_inputs",
+    "lossless",
+    "numpy_dtype",
+    "output_dtype",
+    "widen_output",
+]
 
 STRING = "string"
 #: The column name a TFRecord source gives the serialized records (``--map INPUT=*``).
@@ -50,6 +60,27 @@ def numpy_dtype(tf_dtype: str) -> np.dtype | None:
     if tf_dtype not in _NUMPY_DTYPES:
         raise BeamscoreError(f"signature dtype {tf_dtype} is not supported by beamscore")
     return np.dtype(_NUMPY_DTYPES[tf_dtype])
+
+
+#: Output dtypes with no Arrow or plain numpy type, written widened to one that holds every value
+#: exactly (a mixed-precision Keras model's bfloat16 head; numpy sees bfloat16 as a 2-byte void).
+WIDENED_OUTPUTS = {"bfloat16": np.dtype(np.float32)}
+
+
+def output_dtype(tf_dtype: str) -> np.dtype:
+    """The numpy dtype an output of TensorFlow dtype ``tf_dtype`` is written as: object for
+    strings, float32 for bfloat16 (see :data:`WIDENED_OUTPUTS`), else :func:`numpy_dtype`."""
+    base = tf_dtype.removesuffix("_ref")
+    if base in WIDENED_OUTPUTS:
+        return WIDENED_OUTPUTS[base]
+    return numpy_dtype(base) or np.dtype(object)
+
+
+def widen_output(values: np.ndarray) -> np.ndarray:
+    """``values`` as written: a bfloat16 array (numpy's 2-byte void to Arrow and ``np.save``)
+    becomes float32, which holds each value exactly; other arrays are returned as they are."""
+    widened = WIDENED_OUTPUTS.get(values.dtype.name)
+    return values.astype(widened) if widened is not None else values
 
 
 @dataclass(frozen=True)
@@ -96,6 +127,44 @@ class InputBinding:
         return values
 
 
+#: TensorInfo encodings of inputs that are not one dense tensor: a TF1 ``sparse_placeholder``
+#: (indices, values and shape fed together) and a composite tensor (ragged, sparse).
+COMPOSITE_ENCODINGS = {"coo_sparse": "a SparseTensor", "composite_tensor": "a composite tensor"}
+
+
+def check_feedable_inputs(signature: SignatureInfo, components: bool = False) -> None:
+    """Refuse a signature input no column or ``run`` array can feed, naming it: a SparseTensor
+    or composite input (a column is one dense tensor; fed as one, every row failed with
+    TensorFlow's "Cannot interpret feed_dict key as Tensor: The name ''") and a dtype with no
+    numpy type (bfloat16, complex: "signature dtype bfloat16 is not supported" named no input).
+
+    A TF2 signature over a ``tf.RaggedTensorSpec`` takes its components (values ``x``, row
+    splits ``x_1``), which columns cannot give row by row (``x`` has more values than rows):
+    refused unless ``components`` (``run``, fed each component's array as TensorFlow is)."""
+    if signature.composite_inputs and not components:
+        specs = ", ".join(signature.composite_inputs)
+        raise BeamscoreError(
+            f"signature {signature.key!r} takes a {specs}, flattened to the inputs "
+            f"{', '.join(signature.inputs)}; beamscore feeds one row of each column per input row, "
+            "so it cannot feed them: re-export the signature with dense inputs (padded, with a length input)"
+        )
+    for key, spec in signature.inputs.items():
+        what = COMPOSITE_ENCODINGS.get(spec.name)
+        if what is not None:
+            raise BeamscoreError(
+                f"signature {signature.key!r} input {key!r} is {what} ({spec.name} in the SignatureDef, "
+                f"{spec.dtype} {spec.shape_str()}); beamscore feeds dense tensors only: use a signature "
+                "with dense inputs or re-export one (e.g. tf.sparse.from_dense inside it)"
+            )
+        try:
+            numpy_dtype(spec.dtype)
+        except BeamscoreError:
+            raise BeamscoreError(
+                f"signature {signature.key!r} input {key!r} has dtype {spec.dtype}, which beamscore cannot feed "
+                "(no column type holds it); re-export the signature with a float32 input and cast inside"
+            ) from None
+
+
 def bind_inputs(
     signature: SignatureInfo,
     columns: dict[str, ColumnSpec],
@@ -104,6 +173,7 @@ def bind_inputs(
     where: str = "input",
 ) -> dict[str, InputBinding]:
     """Pair every signature input with a column and check dtype and shape compatibility."""
+    check_feedable_inputs(signature)
     mapping = dict(mapping or {})
     unknown = sorted(set(mapping) - set(signature.inputs))
     if unknown:
@@ -114,6 +184,8 @@ def bind_inputs(
     bindings = {}
     for key, spec in signature.inputs.items():
         column = mapping.get(key, key)
+        if spec.shape == ():  # before the column: no column can feed it, so --map is no help
+            raise BeamscoreError(_scalar_input(spec))
         if column not in columns:
             # A TFRecord source offers the serialized record as column "*" (string inputs take it).
             raw = spec.dtype == STRING and RAW_COLUMN in columns
@@ -198,9 +270,7 @@ def _check_shape(spec: TensorSpec, col: ColumnSpec, where: str) -> None:
     if spec.shape is None or col.row_shape is None:
         return  # unknown rank, or a variable-length list: checked per batch
     if len(spec.shape) == 0:
-        raise BeamscoreError(
-            f"signature input {spec.key!r} is a scalar (shape ()), not a batch; beamscore feeds batches"
-        )
+        raise BeamscoreError(_scalar_input(spec))
     row_size = math.prod(col.row_shape)
     if _fill_unknown(spec.shape[1:], row_size) is None:
         raise BeamscoreError(
@@ -208,6 +278,16 @@ def _check_shape(spec: TensorSpec, col: ColumnSpec, where: str) -> None:
             f"{_shape_str((None, *col.row_shape))}), which does not fit signature input "
             f"{spec.key!r} of shape {_shape_str(spec.shape)}"
         )
+
+
+def _scalar_input(spec: TensorSpec) -> str:
+    """Why a scalar input cannot be fed: a ``tf.function`` argument with a default (``scale=2.0``)
+    traced into a signature becomes such a required input."""
+    return (
+        f"signature input {spec.key!r} is a scalar (shape ()), not a batch; beamscore feeds batches "
+        "(a tf.function argument with a default becomes a required scalar input: re-export the "
+        "signature with the value fixed, e.g. functools.partial or a lambda)"
+    )
 
 
 def _fill_unknown(inner: tuple[int | None, ...], row_size: int) -> tuple[int, ...] | None:

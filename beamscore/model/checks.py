@@ -16,10 +16,13 @@ import logging
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
+from beamscore.model.binding import output_dtype
 from beamscore.model.inspect import VARIABLES_INDEX, MetaGraphInfo, ModelInfo, SignatureInfo
+from beamscore.model.tfpath import tf_readable
 
 __all__ = [
     "OP_PACKAGES",
+    "check_jit_signature",
     "check_model_files",
     "check_outputs",
     "fixed_batch_size",
@@ -102,13 +105,26 @@ def _check_variables(info: ModelInfo) -> None:
         return  # read on the workers' local copy; remote TF checkpoint reading needs TF's own filesystems
     import tensorflow as tf
 
-    prefix = index[: -len(".index")]
+    prefix = bfs.join(tf_readable(root), VARIABLES_INDEX)[: -len(".index")]  # TF globs the prefix
     try:
         tf.train.load_checkpoint(prefix)
     except Exception as exc:  # noqa: BLE001 - TF raises several kinds for one bad file
         raise BeamscoreError(
             f"{info.path}: cannot read {VARIABLES_INDEX}: {first_line(str(exc), type(exc).__name__)}"
         ) from None
+
+
+def check_jit_signature(signature: SignatureInfo) -> None:
+    """Refuse ``--jit-compile`` for a signature with a string input or output: XLA has no string
+    type, and TensorFlow aborts the whole process (``Check failed: DataTypeCanUseMemcpy``, a core
+    dump, the job's claim left behind) at the first call instead of raising."""
+    for kind, specs in (("input", signature.inputs), ("output", signature.outputs)):
+        for key, spec in specs.items():
+            if spec.dtype.removesuffix("_ref") == "string":
+                raise BeamscoreError(
+                    f"--jit-compile cannot compile signature {signature.key!r}: its {kind} {key!r} is a string "
+                    "tensor, which XLA has no type for; score it without --jit-compile"
+                )
 
 
 def fixed_batch_size(signature: SignatureInfo) -> int | None:
@@ -133,8 +149,9 @@ def fixed_batch_size(signature: SignatureInfo) -> int | None:
 
 
 def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> None:
-    """Refuse a signature with no inputs, outputs it does not produce, and chosen outputs that
-    are not one row per input row."""
+    """Refuse a signature with no inputs or no outputs or naming tensors its graph lacks, outputs
+    it does not produce, and chosen outputs that are not one row per input row or whose dtype
+    no output file can hold (complex)."""
     unknown = [o for o in outputs if o not in signature.outputs]
     if unknown:
         raise BeamscoreError(
@@ -145,9 +162,21 @@ def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> No
         raise BeamscoreError(
             f"signature {signature.key!r} of {path} has no inputs; beamscore feeds it rows, so it needs at least one"
         )
+    if signature.missing_tensors:  # every row would fail in the Session, one bisected batch at a time
+        listed = ", ".join(signature.missing_tensors[:3]) + (" ..." if len(signature.missing_tensors) > 3 else "")
+        raise BeamscoreError(
+            f"signature {signature.key!r} of {path} names tensors its graph does not have: {listed}; "
+            "the SignatureDef does not match the graph (was the graph stripped or rewritten after export?)"
+        )
+    if not signature.outputs:  # a job would write only the --keep columns and call it scored
+        raise BeamscoreError(
+            f"signature {signature.key!r} of {path} has no outputs; there is nothing to score (choose another "
+            "signature with --signature)"
+        )
     batch = fixed_batch_size(signature)
     for key in outputs:
         spec = signature.outputs[key]
+        _check_output_dtype(signature, key, outputs)
         if spec.shape is None or (len(spec.shape) > 0 and spec.shape[0] in (None, batch)):
             continue
         others = [o for o in signature.outputs if o != key]
@@ -157,3 +186,18 @@ def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> No
             f"output {key!r} of signature {signature.key!r} has shape {spec.shape_str()}, {why}, "
             f"not one row per input row; {hint}"
         )
+
+
+def _check_output_dtype(signature: SignatureInfo, key: str, outputs: list[str]) -> None:
+    """An output whose dtype has no Arrow or plain numpy type (complex64, resource, variant) is
+    refused here: on the workers it failed every batch with Arrow's "Unsupported numpy type"."""
+    spec = signature.outputs[key]
+    try:
+        output_dtype(spec.dtype)
+    except BeamscoreError:
+        others = [o for o in outputs if o != key] or [o for o in signature.outputs if o != key]
+        hint = f"leave it out with --outputs {','.join(others)}" if others else "re-export the signature"
+        raise BeamscoreError(
+            f"output {key!r} of signature {signature.key!r} has dtype {spec.dtype}, which beamscore cannot "
+            f"write (supported: bool, (u)int8-64, bfloat16/float16-64, string); {hint}"
+        ) from None

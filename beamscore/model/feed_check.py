@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from beamscore.errors import BeamscoreError
-from beamscore.model.binding import STRING, lossless, numpy_dtype
+from beamscore.model.binding import STRING, check_feedable_inputs, lossless, numpy_dtype
 from beamscore.model.inspect import SignatureInfo, TensorSpec
 
 __all__ = ["check_feeds", "check_one"]
@@ -22,11 +22,13 @@ __all__ = ["check_feeds", "check_one"]
 def check_feeds(
     signature: SignatureInfo, feeds: dict[str, np.ndarray], any_batch: bool = False
 ) -> dict[str, np.ndarray]:
-    """Every signature input given once, no other key, each with a fitting dtype and shape.
+    """Every signature input given once, no other key, each with a fitting dtype and shape;
+    inputs with a default (``signature.defaulted``) may be left out.
 
     ``any_batch``: the signature declares a fixed batch size, which the runner meets by
     feeding batches of exactly that size, so the first dimension may be anything."""
-    unknown = [k for k in feeds if k not in signature.inputs]
+    check_feedable_inputs(signature, components=True)
+    unknown = [k for k in feeds if k not in signature.inputs and k not in signature.defaulted]
     if unknown:
         raise BeamscoreError(
             f"input {unknown[0]!r} is not an input of signature {signature.key!r}; "
@@ -39,7 +41,10 @@ def check_feeds(
             f"signature {signature.key!r} needs input {wanted}; "
             "give it with --inputs, --input-exprs or --input-examples"
         )
-    return {key: check_one(spec, feeds[key], any_batch) for key, spec in signature.inputs.items()}
+    checked = {key: check_one(spec, feeds[key], any_batch) for key, spec in signature.inputs.items()}
+    # a TF1 placeholder_with_default: fed when given, else the graph's default
+    checked.update({key: check_one(spec, feeds[key]) for key, spec in signature.defaulted.items() if key in feeds})
+    return checked
 
 
 def check_one(spec: TensorSpec, value: np.ndarray, any_batch: bool = False) -> np.ndarray:

@@ -72,6 +72,17 @@ class SignatureInfo:
     method_name: str
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
+    #: The composite arguments (``RaggedTensorSpec``, ``SparseTensorSpec``) of the function a TF2
+    #: signature wraps: its inputs are then their component tensors (values, row splits...),
+    #: which no column can feed row by row. Empty for plain tensors and TF1 graphs.
+    composite_inputs: tuple[str, ...] = ()
+    #: Scalar inputs of a TF1 graph that are ``placeholder_with_default`` (``keep_prob``,
+    #: ``is_training``): a Session uses the default when they are not fed, so they are not in
+    #: ``inputs`` (which are fed from columns); ``run`` may still feed them.
+    defaulted: dict[str, TensorSpec] = field(default_factory=dict)
+    #: ``key (tensor)`` of the inputs and outputs of a TF1 SignatureDef whose tensor's op is not
+    #: in the graph (a graph stripped or rewritten after the signature was written).
+    missing_tensors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -221,7 +232,8 @@ def _resolve_version(fs, path: str, url: str, version: int | str | None) -> tupl
     has_pb = _is_saved_model(fs, path)
     versions: tuple[str, ...] = ()
     if fs.isdir(path):
-        subdirs = [e["name"] for e in fs.ls(path, detail=True) if e["type"] == "directory"]
+        # A version may be a symbolic link to an export dir (fsspec lists links as type "other").
+        subdirs = [e["name"] for e in fs.ls(path, detail=True) if e["type"] == "directory" or _dir_link(fs, e)]
         numeric = [s.rstrip("/").rsplit("/", 1)[-1] for s in subdirs]
         numeric = [n for n in numeric if n.isdigit() and _is_saved_model(fs, bfs.join(path, n))]
         versions = tuple(sorted(numeric, key=int))
@@ -248,6 +260,11 @@ def _resolve_version(fs, path: str, url: str, version: int | str | None) -> tupl
         f"{url} is not a SavedModel: no {SAVED_MODEL_PB} (or {SAVED_MODEL_PBTXT}) in it "
         "and no numeric version subdirectories"
     )
+
+
+def _dir_link(fs, entry: dict) -> bool:
+    """Whether a listed entry is a symbolic link to a directory (a TF Serving version often is)."""
+    return bool(entry.get("islink")) and fs.isdir(entry["name"])
 
 
 #: what a model file that is not a SavedModel directory is, and how to make one of it
@@ -296,15 +313,25 @@ def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGr
     graphs = []
     for mg in sm.meta_graphs:
         sigs = {}
+        # A Session (TF1 graphs) may leave a placeholder_with_default unfed; a TF2 function may not.
+        with_default = set() if mg.object_graph_def.nodes else _defaulted_placeholders(mg)
+        ops = None if mg.object_graph_def.nodes else {n.name for n in mg.graph_def.node}
         for key in sorted(mg.signature_def):
             if key in HIDDEN_SIGNATURES:
                 continue
             sd = mg.signature_def[key]
+            inputs = {k: _tensor_spec(k, sd.inputs[k]) for k in sorted(sd.inputs)}
+            defaulted = {
+                k: spec for k, spec in inputs.items() if spec.shape == () and spec.name.split(":")[0] in with_default
+            }
             sigs[key] = SignatureInfo(
                 key=key,
                 method_name=sd.method_name,
-                inputs={k: _tensor_spec(k, sd.inputs[k]) for k in sorted(sd.inputs)},
+                inputs={k: spec for k, spec in inputs.items() if k not in defaulted},
                 outputs={k: _tensor_spec(k, sd.outputs[k]) for k in sorted(sd.outputs)},
+                composite_inputs=_composite_inputs(mg, key),
+                defaulted=defaulted,
+                missing_tensors=_missing_tensors(sd, ops),
             )
         graphs.append(
             MetaGraphInfo(
@@ -337,6 +364,72 @@ def _ops_used(mg) -> tuple[str, ...]:
     from tensorflow.python.framework import meta_graph
 
     return tuple(sorted(meta_graph.ops_used_by_graph_def(mg.graph_def)))
+
+
+def _missing_tensors(sd, ops: set[str] | None) -> tuple[str, ...]:
+    """``key (tensor)`` of each input and output of ``sd`` whose op is not among ``ops`` (a TF1
+    graph's nodes; ``None`` for TF2, whose signature tensors live in functions)."""
+    if ops is None:
+        return ()
+    missing = []
+    for kind, infos in (("input", sd.inputs), ("output", sd.outputs)):
+        for key in sorted(infos):
+            info = infos[key]
+            if info.WhichOneof("encoding") == "name" and info.name.split(":")[0].lstrip("^") not in ops:
+                missing.append(f"{kind} {key!r} ({info.name})")
+    return tuple(missing)
+
+
+def _defaulted_placeholders(mg) -> set[str]:
+    """The names of the graph's ``PlaceholderWithDefault`` nodes (inputs a Session may leave unfed)."""
+    return {n.name for n in mg.graph_def.node if n.op == "PlaceholderWithDefault"}
+
+
+def _composite_inputs(mg, key: str) -> tuple[str, ...]:
+    """The composite type specs among the arguments of the function signature ``key`` wraps.
+
+    TensorFlow flattens a ``RaggedTensorSpec`` signature argument ``x`` into SignatureDef
+    inputs ``x`` (values) and ``x_1`` (row splits), plain tensors nothing marks. The object
+    graph's signature node names the wrapper function; the wrapper calls the traced function,
+    whose saved input signature still holds the composite spec."""
+    graph = mg.object_graph_def
+    if not graph.nodes:
+        return ()
+    sig_nodes = [c.node_id for c in graph.nodes[0].children if c.local_name == "signatures"]
+    wrappers = [
+        graph.nodes[c.node_id].bare_concrete_function.concrete_function_name
+        for n in sig_nodes
+        for c in graph.nodes[n].children
+        if c.local_name == key
+    ]
+    called = {
+        node.attr["f"].func.name
+        for fn in mg.graph_def.library.function
+        if fn.signature.name in wrappers
+        for node in fn.node_def
+        if "f" in node.attr
+    }
+    found: list[str] = []
+    for name in sorted(called):
+        if name in graph.concrete_functions:
+            _type_specs(graph.concrete_functions[name].canonicalized_input_signature, found)
+    return tuple(found)
+
+
+def _type_specs(value, found: list[str]) -> None:
+    """Collect the class names of the composite type specs in a ``StructuredValue`` proto."""
+    kind = value.WhichOneof("kind")
+    if kind == "type_spec_value":
+        found.append(value.type_spec_value.type_spec_class_name or "CompositeTensorSpec")
+    elif kind in ("list_value", "tuple_value"):
+        for item in getattr(value, kind).values:
+            _type_specs(item, found)
+    elif kind == "dict_value":
+        for item in value.dict_value.fields.values():
+            _type_specs(item, found)
+    elif kind == "named_tuple_value":
+        for pair in value.named_tuple_value.values:
+            _type_specs(pair.value, found)
 
 
 def _functions_or_none(mg, url: str) -> tuple[FunctionInfo, ...]:
@@ -404,15 +497,27 @@ def _tensor_spec(key: str, info) -> TensorSpec:
 
 
 def _read_fingerprint(fs, model_path: str) -> tuple[str | None, dict[str, str]]:
-    """TensorFlow's "singleprint" (four hashes joined by ``/``) and the raw fields."""
+    """TensorFlow's "singleprint" (four hashes joined by ``/``) and the raw fields; ``None`` when
+    there is no ``fingerprint.pb``, or one that is unreadable or all zeros (an empty file)."""
     fp_path = bfs.join(model_path, FINGERPRINT_PB)
     if not fs.exists(fp_path):
         return None, {}
+    from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import fingerprint_pb2
 
     fp = fingerprint_pb2.FingerprintDef()
     with fs.open(fp_path, "rb") as f:
-        fp.ParseFromString(f.read())
+        raw = f.read()
+    try:
+        fp.ParseFromString(raw)
+    except DecodeError as exc:
+        # TensorFlow loads such a model (it only logs the error): hash the files instead.
+        _LOG.warning("beamscore: %s is unreadable (%s); using a hash of the model files", fp_path, first_line(str(exc)))
+        return None, {}
+    if not any((fp.graph_def_program_hash, fp.signature_def_hash, fp.saved_object_graph_hash, fp.checkpoint_hash)):
+        # An empty file parses as all zeros: as a cache key it would be every such model's.
+        _LOG.warning("beamscore: %s holds no hashes; using a hash of the model files", fp_path)
+        return None, {}
     fields = {
         "saved_model_checksum": str(fp.saved_model_checksum),
         "graph_def_program_hash": str(fp.graph_def_program_hash),

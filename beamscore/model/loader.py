@@ -27,7 +27,14 @@ from typing import Any
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
-from beamscore.model.checks import check_model_files, check_outputs, fixed_batch_size, import_modules
+from beamscore.model.binding import check_feedable_inputs
+from beamscore.model.checks import (
+    check_jit_signature,
+    check_model_files,
+    check_outputs,
+    fixed_batch_size,
+    import_modules,
+)
 from beamscore.model.inspect import (
     SAVED_MODEL_PB,
     SAVED_MODEL_PBTXT,
@@ -36,6 +43,7 @@ from beamscore.model.inspect import (
     inspect_model,
     parse_tags,
 )
+from beamscore.model.tfpath import tf_readable
 from beamscore.paths import child
 
 __all__ = [
@@ -47,6 +55,7 @@ __all__ = [
     "local_copy",
     "preload",
     "resolve_signature",
+    "tf_message",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -89,15 +98,18 @@ def resolve_signature(
     """Inspect ``model`` (a SavedModel or versioned base dir, any URL) when a transform is
     built, so that a bad model fails there, on the launcher, as ``beamscore score`` checks it:
     a wrong signature or tag set, ops not registered (after importing ``spec["imports"]``), a
-    missing or unreadable variables index, ``outputs`` the signature lacks or that are not one
-    row per input row. Return what workers load (``spec``: the other :class:`ModelSpec`
-    fields) and the signature's facts."""
+    missing or unreadable variables index, a SparseTensor input, ``outputs`` the signature
+    lacks or that are not one row per input row, string tensors with ``jit_compile``. Return
+    what workers load (``spec``: the other :class:`ModelSpec` fields) and the signature's facts."""
     imports = tuple(spec.pop("imports", ()))
     import_modules(imports)
     info = inspect_model(model, version)
     sig = info.signature(signature, tag_set)
     check_model_files(info, info.meta_graph(tag_set), imports)
+    check_feedable_inputs(sig)
     check_outputs(info.path, sig, list(outputs) or sorted(sig.outputs))
+    if spec.get("jit_compile"):
+        check_jit_signature(sig)
     return ModelSpec(path=info.path, tags=tag_set, fingerprint=info.fingerprint, imports=imports, **spec), sig
 
 
@@ -175,8 +187,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     try:
         obj, kind = _load(tf, local, mg)
     except (tf.errors.OpError, ValueError, OSError, KeyError) as exc:
-        message = first_line(getattr(exc, "message", None) or str(exc), type(exc).__name__)
-        raise BeamscoreError(f"cannot load model {spec.path} [{mg.tag_str}]: {message}") from exc
+        raise BeamscoreError(f"cannot load model {spec.path} [{mg.tag_str}]: {tf_message(exc)}") from exc
     seconds = time.perf_counter() - start
     with _LOADS_LOCK:
         _LOADS += 1
@@ -200,6 +211,22 @@ def _load(tf: Any, local: str, mg: MetaGraphInfo) -> tuple[Any, str]:
         return SessionModel(local, list(mg.tags)), "session"
 
 
+_TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[", "File ")
+
+
+def tf_message(exc: BaseException) -> str:
+    """The line of a TensorFlow error that says what went wrong, without the node trace.
+
+    A graph error starts "Graph execution error:" and "Detected at node ..." (a model whose
+    vocabulary asset is missing failed to load with just that); the cause is the first line
+    that is none of those."""
+    text = getattr(exc, "message", None) or str(exc)
+    for line in text.splitlines():
+        if line.strip() and not line[:1].isspace() and not line.strip().startswith(_TF_NOISE):
+            return line.strip()
+    return type(exc).__name__
+
+
 #: Models the launcher loaded (:func:`preload`), handed to the first in-process load.
 _PRELOADED: dict[str, LoadedModel] = {}
 
@@ -215,7 +242,8 @@ def preload(spec: ModelSpec) -> LoadedModel:
 
 
 def local_copy(url: str, fingerprint: str | None, cache_dir: str | None = None) -> str:
-    """A local directory holding the model at ``url``: the URL itself when it is local.
+    """A local directory holding the model at ``url``: the URL itself when it is local (through
+    a link when its path has glob characters TensorFlow would match, :mod:`.tfpath`).
 
     Remote models are copied into ``cache_dir`` (default ``$BEAMSCORE_CACHE`` or the temp
     dir) under a name derived from the fingerprint; the copy goes to a temporary directory
@@ -223,7 +251,7 @@ def local_copy(url: str, fingerprint: str | None, cache_dir: str | None = None) 
     """
     fs, path = bfs.filesystem(url)
     if bfs.is_local(fs):
-        return path
+        return tf_readable(path)
     cache_dir = (
         cache_dir or os.environ.get("BEAMSCORE_CACHE") or os.path.join(tempfile.gettempdir(), "beamscore-models")
     )

@@ -13,15 +13,16 @@ final partial batch then reuses the compiled program instead of compiling (and t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from beamscore.errors import BeamscoreError, first_line
-from beamscore.model.binding import InputBinding
+from beamscore.model.binding import InputBinding, widen_output
 
-__all__ = ["FixedBatchSignature", "OutputShapeError", "SignatureRunner"]
+__all__ = ["BatchError", "FixedBatchSignature", "OutputShapeError", "SignatureRunner", "XlaCompileError"]
 
 
 class SignatureRunner:
@@ -58,6 +59,8 @@ class SignatureRunner:
             raise OutputShapeError(f"{where}: {exc}") from exc
         except (tf.errors.InvalidArgumentError, TypeError, ValueError) as exc:
             first = first_line(str(exc), type(exc).__name__)
+            if _XLA_UNSUPPORTED in first:
+                raise XlaCompileError(f"{where}: {_xla_reason(first)}") from exc
             raise BeamscoreError(f"{where}: the model failed on this batch: {first}") from exc
         out = {key: _to_numpy(result[key]) for key in self.outputs}
         n = _rows_fed(feeds)
@@ -78,9 +81,10 @@ def _rows_fed(feeds: Mapping[str, Any]) -> int | None:
 
 
 def _to_numpy(tensor: Any) -> np.ndarray:
+    """One output as the numpy array the sinks write (bfloat16 widened to float32)."""
     if isinstance(tensor, np.ndarray):  # a signature served by another process returns numpy
-        return tensor
-    return np.asarray(tensor.numpy())
+        return widen_output(tensor)
+    return widen_output(np.asarray(tensor.numpy()))
 
 
 class FixedBatchSignature:
@@ -140,8 +144,30 @@ def _rows(key: str, value: Any, rows: int, batch: int) -> Any:
     return value[:rows]
 
 
-class OutputShapeError(BeamscoreError):
-    """An output whose first dimension is not the batch's row count: the whole batch failed.
+class BatchError(BeamscoreError):
+    """A failure of the whole call, not of a row: bisection must not isolate rows (it would
+    only repeat the failure, or stitch together results of different shapes); every row of
+    the call fails."""
 
-    Not a row's fault, so bisection must not isolate rows (a one-row call would pass and
-    results of different shapes would be stitched together): every row of the call fails."""
+
+class OutputShapeError(BatchError):
+    """An output whose first dimension is not the batch's row count: the whole batch failed
+    (a one-row call would pass)."""
+
+
+class XlaCompileError(BatchError):
+    """``--jit-compile``: XLA cannot compile the signature (an op with no XLA kernel). Every
+    call fails the same way; bisecting each batch down to single rows recompiled and failed
+    about ``2 * rows`` times per batch."""
+
+
+#: What TensorFlow says when an XLA-compiled function holds an op XLA cannot compile.
+_XLA_UNSUPPORTED = "Detected unsupported operations when trying to compile"
+_XLA_OP = re.compile(r"No registered '([^']+)' OpKernel for (\w+)")
+
+
+def _xla_reason(message: str) -> str:
+    """``--jit-compile: XLA cannot compile op 'AsString' (XLA_CPU_JIT) ...`` from TensorFlow's line."""
+    found = _XLA_OP.search(message)
+    what = f"op {found[1]!r} ({found[2]})" if found else "this signature"
+    return f"--jit-compile: XLA cannot compile {what}; score without --jit-compile (TensorFlow: {message[:300]})"

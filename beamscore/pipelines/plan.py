@@ -33,7 +33,7 @@ from beamscore.io.base import Sink, Source, WorkUnit, part_name
 from beamscore.io.keep import keep_type
 from beamscore.io.schemas import SameSchema
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
-from beamscore.model.checks import check_model_files, check_outputs, import_modules
+from beamscore.model.checks import check_jit_signature, check_model_files, check_outputs, import_modules
 from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model, parse_tags
 from beamscore.model.loader import ModelSpec
 from beamscore.paths import check_name_lengths, safe_component
@@ -143,6 +143,8 @@ def plan_job(config: ScoreConfig) -> Plan:
             f"--jit-compile needs a TF2 SavedModel; {info.path} [{meta_graph.tag_str}] is a TF1 graph "
             "(no object graph), run in a v1 Session"
         )
+    if config.jit_compile:
+        check_jit_signature(signature)
     facts = bfs.list_files(config.inputs)
     files = [f.url for f in facts]
     example_part = sink_for(config.output_format, config.output).unit_files("part-00000-00000", ["x"])[0]

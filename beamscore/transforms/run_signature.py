@@ -19,10 +19,10 @@ from beamscore.io import structs
 from beamscore.io.arrow import column_spec, from_numpy
 from beamscore.io.keep import cast_kept, keep_type
 from beamscore.io.tfrecord import TFRecordSource
-from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
+from beamscore.model.binding import InputBinding, bind_inputs, output_dtype
 from beamscore.model.inspect import SignatureInfo
 from beamscore.model.loader import LoadedModel, ModelSpec, load_model, resolve_signature
-from beamscore.model.runner import OutputShapeError, SignatureRunner
+from beamscore.model.runner import BatchError, SignatureRunner
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
 from beamscore.transforms.elements import Element, pack, unpack
@@ -341,7 +341,7 @@ def call_isolating(
     ``2 * log2(n)`` extra calls, and nothing at all when the model does not raise."""
     try:
         return runner(columns), [], []
-    except OutputShapeError as exc:  # the batch's fault, not a row's: never bisect it
+    except BatchError as exc:  # the batch's fault, not a row's (shape, XLA compile): never bisect it
         return None, list(range(n)), [str(exc)] * n
     except BeamscoreError as exc:
         if n == 1:
@@ -395,8 +395,7 @@ def output_schema(
 def _empty(spec) -> np.ndarray:
     """A zero-row output array of the output's dtype and shape (unknown dims as 0)."""
     dims = tuple(d or 0 for d in (spec.shape or (None,))[1:])
-    dtype = numpy_dtype(spec.dtype) or np.dtype(object)
-    return np.empty((0, *dims), dtype=dtype)
+    return np.empty((0, *dims), dtype=output_dtype(spec.dtype))
 
 
 class RunSignature(beam.PTransform):

@@ -48,3 +48,20 @@ def test_known_op_packages():
     assert package_for_op("SimpleMLInferenceOpWithHandle") == "tensorflow_decision_forests"
     assert package_for_op("Addons>ImageProjectiveTransformV2") == "tensorflow_addons"
     assert package_for_op("MatMul") is None
+
+
+DTYPES = (("c", "complex64"), ("h", "bfloat16"), ("v", "variant"))
+
+
+def test_outputs_of_dtypes_no_file_holds_are_refused():
+    s = SignatureInfo(
+        "s",
+        "tensorflow/serving/predict",
+        {"x": TensorSpec("x", "float32", (None, 3), "x:0")},
+        {k: TensorSpec(k, d, (None, 3), f"{k}:0") for k, d in DTYPES},
+    )
+    check_outputs("m", s, ["h"])
+    with pytest.raises(BeamscoreError, match=r"output 'c' .* dtype complex64, .*--outputs h,v"):
+        check_outputs("m", s, ["c", "h", "v"])
+    with pytest.raises(BeamscoreError, match=r"output 'v' .* dtype variant"):
+        check_outputs("m", s, ["h", "v"])

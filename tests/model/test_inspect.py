@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import fsspec
 import pytest
@@ -127,3 +128,33 @@ def test_a_model_file_gets_how_to_export_a_saved_model(tmp_path):
 def test_parse_tags():
     assert parse_tags("serve, gpu") == ("gpu", "serve")
     assert parse_tags(["serve"]) == ("serve",)
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x0a\x05abc"])
+def test_an_empty_or_corrupt_fingerprint_pb_falls_back_to_the_content_hash(models, tmp_path, damage):
+    """TensorFlow loads such a model (it logs the error); beamscore raised DecodeError, and an
+    empty file read as fingerprint 0/0/0/0, the same cache key for every such model."""
+    infos = []
+    for name in ("two_sig", "keras"):
+        path = shutil.copytree(models[name], str(tmp_path / name))
+        with open(os.path.join(path, "fingerprint.pb"), "wb") as f:
+            f.write(damage)
+        loaded = tf.saved_model.load(path)  # TensorFlow's own loader takes it
+        assert loaded.signatures["serving_default"] is not None
+        infos.append(inspect_model(path))
+    assert all(i.fingerprint.startswith("computed:sha256:") and i.fingerprint_computed for i in infos)
+    assert infos[0].fingerprint != infos[1].fingerprint and infos[0].fingerprint_fields == {}
+
+
+def test_versions_that_are_symbolic_links(models, tmp_path):
+    """TF Serving base dirs often link each version to an export dir; fsspec lists a link as
+    type "other", so such a base dir was "not a SavedModel"."""
+    base = tmp_path / "base"
+    base.mkdir()
+    os.symlink(os.path.join(models["versioned"], "1"), base / "3")
+    os.symlink(os.path.join(models["versioned"], "2"), base / "10")
+    os.symlink(str(tmp_path / "missing"), base / "11")  # dangling: not a version
+    info = inspect_model(str(base))
+    assert (info.versions, info.version, info.path) == (("3", "10"), "10", str(base / "10"))
+    assert info.fingerprint == tf.saved_model.experimental.read_fingerprint(str(base / "10")).singleprint()
+    assert inspect_model(str(base), version=3).path == str(base / "3")

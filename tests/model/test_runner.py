@@ -118,3 +118,36 @@ def test_score_with_gpu_options_matches_a_direct_call(models, shards, tmp_path, 
         ("--jit-compile" in flags),
         (1 if "--model-copies" in flags else None),
     )
+
+
+class _StringInside(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def serve(self, x):
+        return {"n": tf.strings.length(tf.strings.as_string(x))}
+
+
+def test_an_op_xla_cannot_compile_fails_the_batch_once_not_per_row(tmp_path):
+    """Each failing call was bisected down to single rows: about 2 * rows compile failures per
+    batch, each row's dead letter saying "the model failed on this row"."""
+    from beamscore.model.binding import InputBinding
+    from beamscore.model.runner import SignatureRunner, XlaCompileError
+    from beamscore.transforms.run_signature import call_isolating
+
+    module = _StringInside()
+    tf.saved_model.save(module, str(tmp_path / "m"), signatures={"serving_default": module.serve})
+    fn = load_model(ModelSpec(path=str(tmp_path / "m"), jit_compile=True, fixed_batch=4)).signature("serving_default")
+    calls = []
+
+    def counted(**feeds):
+        calls.append(1)
+        return fn(**feeds)
+
+    counted.structured_outputs = fn.structured_outputs
+    binding = InputBinding(input="x", column="x", dtype="float32", shape=(None, 3), cast=False)
+    runner = SignatureRunner(counted, {"x": binding})
+    with pytest.raises(XlaCompileError, match="XLA cannot compile op 'AsString'"):
+        runner({"x": _rows(3)[:, :3]}, "f.parquet rows 0-3")
+    calls.clear()
+    good, bad, messages = call_isolating(runner, {"x": _rows(16)[:, :3]}, 16)
+    assert good is None and bad == list(range(16)) and len(calls) == 1
+    assert "--jit-compile: XLA cannot compile op 'AsString'" in messages[0]

@@ -21,7 +21,9 @@ import pytest
 import tensorflow as tf
 from conftest import read_output
 
+from beamscore import RunSignature
 from beamscore.cli import main
+from beamscore.errors import BeamscoreError
 from beamscore.io.parquet_sink import METADATA_KEY
 
 
@@ -222,3 +224,233 @@ def test_jit_compile_is_refused_for_a_tf1_graph(legacy, tmp_path, capsys):
         capsys, ["score", "--model", legacy["ex"], "--input", records, "--output", str(out), "--jit-compile"]
     )
     assert "--jit-compile needs a TF2 SavedModel" in line and not out.exists()
+
+
+def test_bfloat16_output_is_written_as_float32_and_complex_is_refused(legacy, tmp_path, capsys):
+    """A bfloat16 output has no Arrow type: every batch failed with "Unsupported numpy type 256".
+    It is written widened to float32 (exact); a complex output is refused on the launcher."""
+    x = np.linspace(-3, 3, 21, dtype=np.float32).reshape(7, 3)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=x)
+    out = tmp_path / "out"
+    line = one_line_error(capsys, ["score", "--model", legacy["dtypes"], "--input", data, "--output", str(out)])
+    assert "output 'wave'" in line and "dtype complex64" in line and "--outputs half,y" in line
+    assert not out.exists()
+    for fmt in ("parquet", "npy"):
+        out = tmp_path / f"out_{fmt}"
+        argv = ["score", "--model", legacy["dtypes"], "--input", data, "--output", str(out), "--outputs", "half", "y"]
+        assert main([*argv, "--output-format", fmt]) == 0, capsys.readouterr().err
+        assert manifest_of(out)["rows_out"] == 7
+        fn = tf.saved_model.load(legacy["dtypes"]).signatures["serving_default"]
+        expected = fn(x=tf.constant(x))["half"].numpy().astype(np.float32)
+        if fmt == "parquet":
+            got = np.stack(read_output(str(out))["half"].to_numpy(zero_copy_only=False))
+        else:
+            got = np.concatenate([np.load(f) for f in sorted((out / "half").glob("*.npy"))])
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_a_sparse_placeholder_input_is_refused_in_one_line(legacy, tmp_path, capsys):
+    """A TF1 ``sparse_placeholder`` input has no tensor name (``coo_sparse``): fed a column, every
+    row failed with "Cannot interpret feed_dict key as Tensor: The name '' ..."."""
+    x = np.arange(15, dtype=np.float32).reshape(5, 3)
+    data = parquet_input(tmp_path / "in" / "a.parquet", sp=np.ones((5, 5), np.float32), x=x)
+    out = tmp_path / "out"
+    line = one_line_error(capsys, ["score", "--model", legacy["sparse"], "--input", data, "--output", str(out)])
+    assert "input 'sp' is a SparseTensor (coo_sparse" in line and not out.exists()
+    argv = ["run", legacy["sparse"], "--input-exprs", "sp=[[1.0, 2, 3, 4, 5]];x=[[1.0, 2, 3]]"]
+    assert "input 'sp' is a SparseTensor" in one_line_error(capsys, argv)
+    argv = ["score", "--model", legacy["sparse"], "--signature", "dense_only", "--input", data, "--output", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert manifest_of(out)["rows_out"] == 5
+    expected = lm.session_call(legacy["sparse"], "dense_only", x=x)["y"]
+    np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), expected)
+
+
+def test_an_input_of_a_dtype_no_column_holds_is_named(legacy, tmp_path, capsys):
+    """A bfloat16 input was refused as "signature dtype bfloat16 is not supported", naming no input."""
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((2, 3), np.float32))
+    out = tmp_path / "out"
+    argv = ["score", "--model", legacy["dtypes"], "--signature", "from_half", "--input", data, "--output", str(out)]
+    line = one_line_error(capsys, [*argv, "--cast"])
+    assert "signature 'from_half' input 'x' has dtype bfloat16, which beamscore cannot feed" in line
+    argv = ["run", legacy["dtypes"], "--signature", "from_half", "--input-exprs", "x=[[1.0, 2.0, 3.0]]"]
+    assert "input 'x' has dtype bfloat16" in one_line_error(capsys, argv)
+
+
+@pytest.mark.parametrize("signature, spec", [("serving_default", "RaggedTensorSpec"), ("sparse", "SparseTensorSpec")])
+def test_a_ragged_or_sparse_tf2_signature_is_refused_by_score(legacy, tmp_path, capsys, signature, spec):
+    """TensorFlow flattens a RaggedTensorSpec argument into inputs ``x`` (values) and ``x_1`` (row
+    splits): ``score`` said "no column 'x_1'", or fed a values column as rows."""
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=x, x_1=np.arange(4), x_2=np.arange(4))
+    out = tmp_path / "out"
+    argv = ["score", "--model", legacy["ragged"], "--signature", signature, "--input", data, "--output", str(out)]
+    line = one_line_error(capsys, argv)
+    assert f"signature {signature!r} takes a {spec}, flattened to the inputs x, x_1" in line and not out.exists()
+    argv = ["score", "--model", legacy["ragged"], "--signature", "dense", "--input", data, "--output", str(out)]
+    assert main([*argv, "--keep", "x_1"]) == 0, capsys.readouterr().err
+    direct = tf.saved_model.load(legacy["ragged"]).signatures["dense"](x=tf.constant(x))["y"].numpy()
+    np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), direct)
+
+
+def test_run_feeds_a_ragged_signature_its_components(legacy, tmp_path, capsys):
+    assert main(["show", legacy["ragged"], "--signature", "serving_default"]) == 0
+    assert "(takes a RaggedTensorSpec: the inputs below are its components" in capsys.readouterr().out
+    exprs = "x=[1.0, 2, 3];x_1=[0, 1, 3]"
+    assert main(["run", legacy["ragged"], "--input-exprs", exprs, "--outdir", str(tmp_path)]) == 0
+    fn = tf.saved_model.load(legacy["ragged"]).signatures["serving_default"]
+    expected = fn(x=tf.constant([1.0, 2, 3]), x_1=tf.constant([0, 1, 3], tf.int64))["y"].numpy()
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+    capsys.readouterr()
+
+
+def test_a_base_dir_whose_version_is_a_symbolic_link(legacy, tmp_path, capsys):
+    base = tmp_path / "base"
+    base.mkdir()
+    os.symlink(legacy["sparse"], base / "5")
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=x)
+    out = tmp_path / "out"
+    argv = ["score", "--model", str(base), "--signature", "dense_only", "--input", data, "--output", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert manifest_of(out)["model"]["version"] == "5"
+    expected = lm.session_call(legacy["sparse"], "dense_only", x=x)["y"]
+    np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), expected)
+
+
+def test_a_defaulted_argument_traced_into_a_scalar_input_is_refused_first(legacy, tmp_path, capsys):
+    """It said "no column 'scale' (use --map scale=COLUMN)", and once mapped, "is a scalar"."""
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((2, 3), np.float32), s=np.ones(2, np.float32))
+    out = tmp_path / "out"
+    argv = ["score", "--model", legacy["dtypes"], "--signature", "scaled", "--input", data, "--output", str(out)]
+    for extra in ([], ["--map", "scale=s"]):
+        line = one_line_error(capsys, [*argv, *extra])
+        assert "signature input 'scale' is a scalar (shape ())" in line and "argument with a default" in line
+    assert not out.exists()
+
+
+def test_a_signature_with_no_outputs_is_refused(tmp_path, capsys):
+    """A TF1 SignatureDef may have no outputs: the job wrote only the --keep columns and said scored."""
+    v1 = tf.compat.v1
+    model = str(tmp_path / "noout")
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        x = v1.placeholder(tf.float32, [None, 3], name="x")
+        info = v1.saved_model.build_tensor_info(x)
+        sig = v1.saved_model.build_signature_def({"x": info}, {}, "tensorflow/serving/predict")
+        builder = v1.saved_model.Builder(model)
+        builder.add_meta_graph_and_variables(sess, ["serve"], {"serving_default": sig})
+        builder.save()
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((2, 3), np.float32), id=np.arange(2))
+    out = tmp_path / "out"
+    line = one_line_error(capsys, ["score", "--model", model, "--input", data, "--output", str(out), "--keep", "id"])
+    assert "signature 'serving_default' of" in line and "has no outputs" in line and not out.exists()
+
+
+class VocabModule(tf.Module):
+    def __init__(self, vocab: str):
+        init = tf.lookup.TextFileInitializer(
+            vocab, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER
+        )
+        self.table = tf.lookup.StaticHashTable(init, -1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="s")])
+    def serve(self, s):
+        return {"index": self.table.lookup(s)}
+
+
+def test_a_missing_vocabulary_asset_is_named_not_graph_execution_error(tmp_path, capsys):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("a\nb\nc\n")
+    model = str(tmp_path / "m")
+    module = VocabModule(str(vocab))
+    tf.saved_model.save(module, model, signatures={"serving_default": module.serve})
+    data = parquet_input(tmp_path / "in" / "a.parquet", s=np.array(["c", "a", "zz"]))
+    out = tmp_path / "out"
+    assert main(["score", "--model", model, "--input", data, "--output", str(out)]) == 0, capsys.readouterr().err
+    direct = tf.saved_model.load(model).signatures["serving_default"](s=tf.constant(["c", "a", "zz"]))
+    np.testing.assert_array_equal(read_output(str(out))["index"].to_numpy(), direct["index"].numpy())
+    os.remove(os.path.join(model, "assets", "vocab.txt"))
+    out = tmp_path / "out2"
+    line = one_line_error(capsys, ["score", "--model", model, "--input", data, "--output", str(out)])
+    assert "cannot load model" in line and "assets/vocab.txt; No such file or directory" in line
+    assert "Graph execution error" not in line
+    line = one_line_error(capsys, ["run", model, "--input-exprs", "s=['a']"])
+    assert "assets/vocab.txt; No such file or directory" in line
+
+
+def test_jit_compile_is_refused_for_string_tensors(tmp_path, capsys):
+    """XLA has no string type: TensorFlow aborted the process (``Check failed:
+    DataTypeCanUseMemcpy``, exit 134, a claim left in the output dir) at the first call."""
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("a\nb\n")
+    model = str(tmp_path / "m")
+    module = VocabModule(str(vocab))
+    tf.saved_model.save(module, model, signatures={"serving_default": module.serve})
+    data = parquet_input(tmp_path / "in" / "a.parquet", s=np.array(["b", "a"]))
+    out = tmp_path / "out"
+    line = one_line_error(capsys, ["score", "--model", model, "--input", data, "--output", str(out), "--jit-compile"])
+    assert "--jit-compile cannot compile signature 'serving_default': its input 's' is a string tensor" in line
+    assert not out.exists()
+    with pytest.raises(BeamscoreError, match="its input 's' is a string tensor"):
+        RunSignature(model, jit_compile=True, fixed_batch=8)
+
+
+def test_tf1_scalar_inputs_with_defaults_are_left_to_their_defaults(legacy, tmp_path, capsys):
+    """``keep_prob``/``is_training`` placeholder_with_default inputs were refused ("is a scalar",
+    ``run``: "needs input is_training"), though a Session runs the graph without them."""
+    x = np.linspace(-2, 2, 15, dtype=np.float32).reshape(5, 3)
+    scale = np.full((5, 3), 3.0, np.float32)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=x, scale=scale, keep_prob=np.full(5, 0.5, np.float32))
+    out = tmp_path / "out"
+    assert main(["score", "--model", legacy["defaults"], "--input", data, "--output", str(out)]) == 0
+    assert manifest_of(out)["rows_out"] == 5
+    expected = lm.session_call(legacy["defaults"], "serving_default", x=x, scale=scale)["y"]
+    np.testing.assert_array_equal(np.stack(read_output(str(out))["y"].to_numpy(zero_copy_only=False)), expected)
+    capsys.readouterr()
+    assert main(["show", legacy["defaults"], "--signature", "serving_default"]) == 0
+    shown = capsys.readouterr().out
+    assert "inputs with a default (not fed by score; run may give them):" in shown and "keep_prob:0" in shown
+    exprs = "x=[[1.0, 2.0, 3.0]];scale=[[1.0, 1.0, 1.0]];is_training=True"
+    assert main(["run", legacy["defaults"], "--input-exprs", exprs, "--outdir", str(tmp_path / "run")]) == 0
+    fed = {"x": np.array([[1.0, 2.0, 3.0]], np.float32), "scale": np.ones((1, 3), np.float32), "is_training": True}
+    expected = lm.session_call(legacy["defaults"], "serving_default", **fed)["y"]
+    np.testing.assert_array_equal(np.load(tmp_path / "run" / "y.npy"), expected)
+    assert not expected.any()  # is_training=True was fed (it zeroes y)
+    capsys.readouterr()
+
+
+def test_a_tf1_signature_naming_a_tensor_its_graph_lacks_is_refused(legacy, tmp_path, capsys):
+    """A graph stripped after export: every row failed in the Session (each batch bisected)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model = shutil.copytree(legacy["sparse"], str(tmp_path / "m"))
+    sm = saved_model_pb2.SavedModel()
+    with open(os.path.join(model, "saved_model.pb"), "rb") as f:
+        sm.ParseFromString(f.read())
+    sm.meta_graphs[0].signature_def["dense_only"].outputs["y"].name = "stripped/Sum:0"
+    with open(os.path.join(model, "saved_model.pb"), "wb") as f:
+        f.write(sm.SerializeToString())
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((3, 3), np.float32))
+    out = tmp_path / "out"
+    argv = ["score", "--model", model, "--signature", "dense_only", "--input", data, "--output", str(out)]
+    line = one_line_error(capsys, argv)
+    assert "names tensors its graph does not have: output 'y' (stripped/Sum:0)" in line and not out.exists()
+
+
+def test_a_model_path_with_glob_characters_loads(legacy, tmp_path, capsys):
+    """TensorFlow globs the checkpoint prefix: ``model[1]`` failed with "cannot read
+    variables/variables.index: ... Failed to find any matching files" though the files are there."""
+    model = shutil.copytree(legacy["two"], str(tmp_path / "model[1]"))
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=x)
+    out = tmp_path / "out"
+    assert main(["score", "--model", model, "--input", data, "--output", str(out)]) == 0, capsys.readouterr().err
+    m = manifest_of(out)
+    assert m["rows_out"] == 3 and m["model"]["path"] == model
+    direct = tf.saved_model.load(legacy["two"]).signatures["serving_default"](x=tf.constant(x))
+    got = np.stack(read_output(str(out))["scores"].to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(got, direct["scores"].numpy(), rtol=1e-6)
+    assert main(["run", model, "--input-exprs", "x=[[1.0, 2.0, 3.0, 4.0]]"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
