@@ -13,8 +13,10 @@ refused unless ``--allow-pickle``. :func:`read_header` and :func:`read_rows` als
 
 from __future__ import annotations
 
+import ast
 import copy
 import math
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -66,7 +68,7 @@ def read_header(f: BinaryIO, where: str, allow_pickle: bool = False) -> NpyHeade
         elif version == (2, 0):
             shape, fortran, dtype = fmt.read_array_header_2_0(f)
         else:
-            shape, fortran, dtype = fmt._read_array_header(f, version)
+            shape, fortran, dtype = _read_header_3_0(f, version)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # zip: a damaged npz member
         raise BeamscoreError(f"{where}: not a .npy array: {exc}") from None
     if dtype.hasobject and not allow_pickle:
@@ -79,6 +81,40 @@ def read_header(f: BinaryIO, where: str, allow_pickle: bool = False) -> NpyHeade
     if len(shape) == 0:
         raise BeamscoreError(f"{where}: is a scalar (shape ()); an array needs one row per entry of its first axis")
     return NpyHeader(dtype, tuple(shape), fortran, f.tell())
+
+
+def _read_header_3_0(f: BinaryIO, version: tuple[int, int]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The header of a version 3.0 ``.npy`` stream (``write_array(..., version=(3, 0))``, or
+    numpy's choice for a header with non-latin-1 field names): a version 2.0 header, UTF-8.
+
+    numpy has no public reader for it (its private one moved in numpy 2), so it is read here:
+    a little-endian uint32 length, then a Python dict literal. Any other version is refused.
+    """
+    if version != (3, 0):
+        raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]} (this reads 1.0, 2.0 and 3.0)")
+    raw = f.read(4)
+    if len(raw) != 4:
+        raise EOFError("the header ends before its length")
+    (length,) = struct.unpack("<I", raw)
+    text = f.read(length)
+    if len(text) != length:
+        raise EOFError(f"the header ends after {len(text)} of its {length} bytes")
+    try:
+        fields = ast.literal_eval(text.decode("utf-8"))
+    except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot parse the header {text[:80]!r}: {exc}") from None
+    if not isinstance(fields, dict) or set(fields) != {"descr", "fortran_order", "shape"}:
+        raise ValueError(f"the header is not a dict of descr, fortran_order and shape: {text[:80]!r}")
+    shape, fortran = fields["shape"], fields["fortran_order"]
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise ValueError(f"shape is not a tuple of sizes: {shape!r}")
+    if not isinstance(fortran, bool):
+        raise ValueError(f"fortran_order is not a bool: {fortran!r}")
+    try:
+        dtype = np.lib.format.descr_to_dtype(fields["descr"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"descr is not a dtype: {fields['descr']!r} ({exc})") from None
+    return shape, fortran, dtype
 
 
 def column_spec(name: str, header: NpyHeader) -> ColumnSpec:

@@ -119,3 +119,32 @@ def test_npy_object_array_and_scalar_are_refused(tmp_path):
     np.save(scalar, np.float32(3))
     with pytest.raises(BeamscoreError, match=r"is a scalar \(shape \(\)\)"):
         NpySource().units(scalar, 0)
+
+
+def test_npy_and_npz_with_a_version_3_header_are_scored(tmp_path, models, capsys):
+    """``write_array(..., version=(3, 0))`` (a UTF-8 header) was an AttributeError: numpy 2
+    moved the private header reader the source called."""
+    import zipfile
+
+    x = np.random.default_rng(3).normal(size=(7, 4)).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    npy = str(tmp_path / "in" / "v3.npy")
+    with open(npy, "wb") as f:
+        np.lib.format.write_array(f, x, version=(3, 0))
+    npz = str(tmp_path / "in" / "v3.npz")
+    with zipfile.ZipFile(npz, "w") as archive, archive.open("x.npy", "w") as member:
+        np.lib.format.write_array(member, x, version=(3, 0))
+    expected = direct_call(models["two_sig"], "serving_default", x=x)["scores"]
+    for path in (npy, npz):
+        out = tmp_path / f"out-{path[-3:]}"
+        code = main(["score", "--model", models["two_sig"], "--input", path, "--output", str(out)])
+        assert code == 0, capsys.readouterr().err
+        np.testing.assert_allclose(stacked(read_output(str(out)), "scores"), expected, rtol=1e-6)
+    bad = str(tmp_path / "v4.npy")
+    with open(npy, "rb") as f:
+        data = bytearray(f.read())
+    data[6] = 4  # a version this reader does not know
+    with open(bad, "wb") as f:
+        f.write(data)
+    with pytest.raises(BeamscoreError, match=r"v4\.npy: not a \.npy array: .*version"):
+        NpySource().columns(bad)
