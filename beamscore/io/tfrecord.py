@@ -61,6 +61,7 @@ RAW = "*"
 #: How many leading records of a file :meth:`TFRecordSource.columns` looks at.
 SAMPLE_RECORDS = 64
 _CHUNK = 8 << 20
+_MAX_READ = 64 << 20  # the most one read asks for
 _HEADER = struct.Struct("<QI")
 _CRC = struct.Struct("<I")
 _KIND_DTYPE = {"float_list": "float32", "int64_list": "int64", "bytes_list": STRING}
@@ -126,14 +127,21 @@ def read_records(
             yield from _bad_record(error, tolerant, records, offsets, count, None)
             return
         end = pos + 12 + length + 4
-        while end > len(buf) and not eof:
-            try:
-                more = _read(f, path, max(_CHUNK, end - len(buf)), base + len(buf))
-            except BeamscoreError as error:
-                yield from _bad_record(error, tolerant, records, offsets, count, None)
-                return
-            eof = not more
-            buf, base, end, pos = buf[pos:] + more, base + pos, end - pos, 0
+        if end > len(buf) and not eof:
+            # read what the record needs in bounded steps, joined once: a length field that
+            # claims more than the file holds (damage) ends in "truncated", not MemoryError
+            parts, have = [buf[pos:]], len(buf) - pos
+            buf, base, end, pos = b"", base + pos, end - pos, 0
+            while have < end and not eof:
+                try:
+                    more = _read(f, path, min(max(_CHUNK, end - have), _MAX_READ), base + have)
+                except BeamscoreError as error:
+                    yield from _bad_record(error, tolerant, records, offsets, count, None)
+                    return
+                eof = not more
+                parts.append(more)
+                have += len(more)
+            buf = b"".join(parts)
         if end > len(buf):
             error = BeamscoreError(
                 f"{path}: truncated record {count} at byte offset {base + pos}: it needs {length + 16} bytes, "
@@ -229,8 +237,8 @@ class TFRecordSource(Source):
         return [WorkUnit(shard, 0, path, 0, 0, 0)]
 
     def has_rows(self, path: str) -> bool:
-        with self._open(path) as f:
-            return any(records for records, _ in read_records(f, path, 1, limit=1))
+        with self._open(path) as f:  # a damaged first record: not the file to take the schema from
+            return any(not isinstance(item, BadRows) and item[0] for item in read_records(f, path, 1, 1, tolerant=True))
 
     def parse(self, records: list[bytes], where: str = "records") -> pa.Table:
         """Parse serialized Examples already in memory (``ReadFromTFRecord``'s elements)
@@ -394,9 +402,11 @@ class TFRecordSource(Source):
         kinds: dict[str, str] = {}
         lengths: dict[str, set[int]] = {}
         garbled: BeamscoreError | None = None  # the first record that is not an Example
+        damaged: BadRows | None = None  # the first record that cannot be framed or fails a CRC
         with self._open(path) as f:
-            for item in read_records(f, path, SAMPLE_RECORDS, limit=SAMPLE_RECORDS, tolerant=self.dead_letters):
+            for item in read_records(f, path, SAMPLE_RECORDS, limit=SAMPLE_RECORDS, tolerant=True):
                 if isinstance(item, BadRows):  # damaged: a dead letter when the file is read
+                    damaged = damaged or item
                     continue
                 records, offsets = item
                 for i, record in enumerate(records):
@@ -419,6 +429,10 @@ class TFRecordSource(Source):
                         lengths.setdefault(name, set()).add(len(getattr(feature, kind).value))
         if garbled is not None and not kinds:
             raise garbled
+        if damaged is not None and not kinds and not self.dead_letters:
+            # the launcher's schema file has no readable record to describe the job: refuse it
+            # (a damaged record after a good one is a dead letter, wherever the sample ends)
+            raise BeamscoreError(damaged.error)
         return {
             name: _Feature(_KIND_DTYPE[kind], next(iter(lengths[name])) if len(lengths[name]) == 1 else None)
             for name, kind in kinds.items()

@@ -179,3 +179,60 @@ def test_a_garbled_record_among_examples_is_a_dead_letter_not_a_refusal(io_model
     dead = pq.read_table(str(out / "_errors")).sort_by("row")
     assert dead["row"].to_pylist() == [2, 21]
     assert all(e.endswith("not a tf.train.Example") for e in dead["error"].to_pylist())
+
+
+def _masked_crc(data: bytes) -> int:
+    import google_crc32c
+
+    c = google_crc32c.value(data)
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+@pytest.mark.parametrize("tail", ["huge-length", "trailing-garbage", "cut"])
+def test_framing_damage_in_the_sampled_records_of_the_only_file_is_a_dead_letter(io_models, tmp_path, capsys, tail):
+    """Damage among the first 64 records of the launcher's schema file: a length field that
+    claims 2**60 bytes (was ``MemoryError``), bytes appended after the last record, a file
+    cut inside a record (each was a refusal of the whole job, yet a dead letter in a second
+    file). The records before it are scored; the damage is one dead letter."""
+    import struct
+
+    tokens = np.arange(50, dtype=np.int64).reshape(10, 5)
+    path = write_tfrecord(
+        str(tmp_path / "in" / "t.tfrecord"), [example({"id": np.int64(i), "tokens": tokens[i]}) for i in range(10)]
+    )
+    with open(path, "r+b") as f:
+        if tail == "huge-length":
+            length = struct.pack("<Q", 1 << 60)
+            f.seek(0, 2)
+            f.write(length + struct.pack("<I", _masked_crc(length)) + b"x" * 40)
+        elif tail == "trailing-garbage":
+            f.seek(0, 2)
+            f.write(b"garbage\n")
+        else:
+            f.truncate(f.seek(0, 2) - 10)
+    scored = 9 if tail == "cut" else 10
+    out = tmp_path / "out"
+    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out), "--keep", "id"]
+    assert main([*args, "--max-failed-rows", "1"]) == 0, capsys.readouterr().err
+    m = json.loads((out / "_manifest.json").read_text())
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (scored + 1, scored, 1)
+    table = read_output(str(out))
+    assert table["id"].to_pylist() == list(range(scored))
+    expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens[:scored])
+    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+    import pyarrow.parquet as pq
+
+    (error,) = pq.read_table(str(out / "_errors"))["error"].to_pylist()
+    assert error.startswith(f"{path}: truncated record {scored} at byte offset ")
+
+
+def test_a_file_with_no_readable_record_is_still_refused_up_front(io_models, tmp_path, capsys):
+    path = str(tmp_path / "in" / "not.tfrecord")
+    (tmp_path / "in").mkdir()
+    with open(path, "wb") as f:
+        f.write(b"PAR1" + bytes(range(40)))
+    out = tmp_path / "out"
+    assert main(["score", "--model", io_models["tokens"], "--input", path, "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{path}: corrupt record 0 at byte offset 0: the length's CRC does not match" in err[0]
+    assert not (out / "_manifest.json").exists()
