@@ -51,7 +51,7 @@ from beamscore.io.arrow import from_numpy
 from beamscore.io.base import BadRows, Source, WorkUnit
 from beamscore.io.pad import pad_value as _pad_value
 from beamscore.io.pad import parse_pad
-from beamscore.model.binding import STRING, ColumnSpec
+from beamscore.model.binding import STRING, ColumnSpec, numpy_dtype
 from beamscore.model.inspect import SignatureInfo, TensorSpec
 
 __all__ = ["RAW", "SAMPLE_RECORDS", "TFRecordSource", "detect_compression", "parse_pad", "read_records"]
@@ -226,7 +226,10 @@ class TFRecordSource(Source):
             for column, spec in self.inputs.items():
                 if column != RAW and column != self.raw_candidate:
                     self.features[column] = _Feature(_kind_of(spec.dtype), _fixed_length(spec))
-        out = {name: ColumnSpec(name, feat.dtype, self._row_shape(name, feat)) for name, feat in self.features.items()}
+        out = {
+            name: ColumnSpec(name, self._column_dtype(name, feat), self._row_shape(name, feat))
+            for name, feat in self.features.items()
+        }
         out[RAW] = ColumnSpec(RAW, STRING, ())
         if self.raw_candidate and self.raw_candidate not in out:
             self.raw_columns.add(self.raw_candidate)
@@ -319,18 +322,70 @@ class TFRecordSource(Source):
                 out[name] = pa.array(records, type=pa.binary())
                 continue
             value = values[name]
+            narrow = self._narrowed(name)
             if self._kept_only(name):  # null where a record lacks the feature
                 out[name] = self._kept_column(name, value, first, offsets, path)
             elif isinstance(value, tf.RaggedTensor):
                 pad = self.pad.get(name)
                 if pad is not None:
                     default = _pad_value(pad, self.features[name].dtype, name)
-                    out[name] = from_numpy(value.to_tensor(default_value=default, shape=[None, pad.length]).numpy())
+                    dense = value.to_tensor(default_value=default, shape=[None, pad.length]).numpy()
+                    out[name] = from_numpy(self._narrow(name, narrow, dense, None, first, offsets, path))
+                elif narrow is not None:
+                    flat = value.flat_values.numpy()
+                    rows = value.value_rowids().numpy()
+                    flat = self._narrow(name, narrow, flat, rows, first, offsets, path)
+                    splits = pa.array(value.row_splits.numpy().astype(np.int64))
+                    out[name] = pa.LargeListArray.from_arrays(splits, from_numpy(flat))
                 else:
                     out[name] = _list_array(value)
             else:
-                out[name] = from_numpy(value.numpy())
+                out[name] = from_numpy(self._narrow(name, narrow, value.numpy(), None, first, offsets, path))
         return pa.table(out)
+
+    def _narrowed(self, name: str) -> np.dtype | None:
+        """The dtype an ``int64_list`` feature is narrowed to: the integer or bool input it
+        feeds, when that is narrower than int64 (TFRecord has no other integer kind, so an
+        int32 input could never be fed without ``--cast``, which wraps values that do not
+        fit). Each value is checked (:meth:`_narrow`); ``None`` when the feature is not one."""
+        spec = self.inputs.get(name)
+        feat = self.features.get(name) if self.features else None
+        if spec is None or feat is None or feat.dtype != "int64" or spec.dtype == STRING:
+            return None
+        try:
+            want = numpy_dtype(spec.dtype)
+        except BeamscoreError:
+            return None
+        if want is None or want.kind not in "iub" or want == np.dtype(np.int64):
+            return None
+        return want
+
+    def _column_dtype(self, name: str, feat: _Feature) -> str:
+        narrow = self._narrowed(name)
+        return feat.dtype if narrow is None else narrow.name
+
+    def _narrow(self, name, dtype, values: np.ndarray, rows, first, offsets, path) -> np.ndarray:
+        """``values`` (int64) as ``dtype``; a value outside its range (not 0 or 1 for bool)
+        is a :class:`BeamscoreError` naming the record, feature, value and input. ``rows``
+        gives each value's record for a flat (ragged) array, else the first axis does."""
+        if dtype is None:
+            return values
+        if dtype.kind == "b":
+            bad = (values != 0) & (values != 1)
+        else:
+            info = np.iinfo(dtype)
+            bad = (values < info.min) | (values > min(info.max, np.iinfo(np.int64).max))
+        if bad.any():
+            flat = np.flatnonzero(bad.reshape(-1))[0]
+            i = int(rows[flat]) if rows is not None else int(flat // max(1, values[:1].size))
+            value = int(values.reshape(-1)[flat])
+            spec = self.inputs[name]
+            allowed = "0 or 1" if dtype.kind == "b" else f"{np.iinfo(dtype).min}..{np.iinfo(dtype).max}"
+            raise BeamscoreError(
+                f"{path}: record {first + i} (byte offset {offsets[i]}): feature {name!r} holds {value}, "
+                f"which does not fit input {spec.key!r} of dtype {spec.dtype} ({allowed})"
+            )
+        return values.astype(dtype)
 
     def _feature_spec(self, name: str, tf):
         feat = self.features.get(name)

@@ -236,3 +236,51 @@ def test_a_file_with_no_readable_record_is_still_refused_up_front(io_models, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{path}: corrupt record 0 at byte offset 0: the length's CRC does not match" in err[0]
     assert not (out / "_manifest.json").exists()
+
+
+def save_int32_bool_model(path: str) -> str:
+    """``ids`` int32 [None, 3] and ``flag`` bool [None] -> ``score`` int32 [None]: inputs
+    no TFRecord feature kind matches (``int64_list`` is the only integer kind)."""
+    import tensorflow as tf
+
+    class Module(tf.Module):
+        signature = [tf.TensorSpec([None, 3], tf.int32, name="ids"), tf.TensorSpec([None], tf.bool, name="flag")]
+
+        @tf.function(input_signature=signature)
+        def serve(self, ids, flag):
+            return {"score": tf.reduce_sum(ids * tf.constant([1, 10, 100]), axis=1) * tf.cast(flag, tf.int32)}
+
+    module = Module()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def test_int64_features_feed_int32_and_bool_inputs_checked_per_record(tmp_path, capsys):
+    """An int32 or bool input was refused without --cast (TFRecord cannot hold anything
+    else), and --cast wrapped 2**33 to 0. Now each value is checked: one that does not fit
+    is a dead letter naming record, feature, value and input; the others are scored."""
+    model = save_int32_bool_model(str(tmp_path / "model"))
+    ids = np.arange(30, dtype=np.int64).reshape(10, 3) - 5
+    flag = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 1], dtype=np.int64)
+    ids[3, 1] = 1 << 33
+    flag[6] = 2
+    records = [example({"id": np.int64(i), "ids": ids[i], "flag": flag[i]}) for i in range(10)]
+    path = write_tfrecord(str(tmp_path / "in" / "ints.tfrecord"), records)
+    out = tmp_path / "out"
+    args = ["score", "--model", model, "--input", path, "--output", str(out), "--keep", "id"]
+    assert main([*args, "--max-failed-rows", "2"]) == 0, capsys.readouterr().err
+    m = json.loads((out / "_manifest.json").read_text())
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (10, 8, 2)
+    good = [i for i in range(10) if i not in (3, 6)]
+    table = read_output(str(out))
+    assert table["id"].to_pylist() == good
+    expected = direct_call(model, "serving_default", ids=ids[good].astype(np.int32), flag=flag[good].astype(bool))
+    np.testing.assert_array_equal(table["score"].to_numpy(), expected["score"])
+    import pyarrow.parquet as pq
+
+    dead = pq.read_table(str(out / "_errors")).sort_by("row")
+    assert dead["row"].to_pylist() == [3, 6]
+    first, second = dead["error"].to_pylist()
+    assert f"{path}: record 3 (byte offset " in first
+    assert "feature 'ids' holds 8589934592, which does not fit input 'ids' of dtype int32" in first
+    assert "feature 'flag' holds 2, which does not fit input 'flag' of dtype bool (0 or 1)" in second
