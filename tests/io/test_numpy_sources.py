@@ -148,3 +148,35 @@ def test_npy_and_npz_with_a_version_3_header_are_scored(tmp_path, models, capsys
         f.write(data)
     with pytest.raises(BeamscoreError, match=r"v4\.npy: not a \.npy array: .*version"):
         NpySource().columns(bad)
+
+
+def test_npz_arrays_beside_the_rows_are_left_out_not_refused(tmp_path, models, capsys):
+    """``np.savez(x=..., id=..., class_names=..., version=3)``: an array of another length
+    or a scalar the signature does not read refused the whole file; now the inputs' arrays
+    set the rows and the others are not columns. (An object array is still refused without
+    --allow-pickle: see test_an_object_array_is_refused_unless_allow_pickle.)"""
+    x = np.random.default_rng(5).normal(size=(9, 4)).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "data.npz")
+    np.savez(path, x=x, id=np.arange(9), class_names=np.array(["cat", "dog"]), version=np.int64(3))
+    out = tmp_path / "out"
+    args = ["score", "--model", models["two_sig"], "--input", path, "--output", str(out)]
+    assert main([*args, "--keep", "id"]) == 0, capsys.readouterr().err
+    table = read_output(str(out))
+    assert table["id"].to_pylist() == list(range(9))
+    expected = direct_call(models["two_sig"], "serving_default", x=x)["scores"]
+    np.testing.assert_allclose(stacked(table, "scores"), expected, rtol=1e-6)
+    assert main([*args.copy(), "--keep", "class_names", "--overwrite"]) == 2
+    assert "no column 'class_names' to --keep; columns: id, x" in capsys.readouterr().err
+    # an input array that does not fit is still refused, naming it; unbound, the file is too
+    bad = str(tmp_path / "in2" / "bad.npz")
+    (tmp_path / "in2").mkdir()
+    np.savez(bad, x=x, id=np.arange(8))
+    assert main(["score", "--model", models["two_sig"], "--input", bad, "--output", str(tmp_path / "o2")]) == 0
+    with pytest.raises(BeamscoreError, match=r"arrays disagree on their number of rows \(x has 9, id has 8\)"):
+        NpzSource().columns(bad)
+    np.savez(bad, x=np.float32(1), x2=x)
+    bound = NpzSource().bind(inspect_model(models["two_sig"]).signature(), {})
+    with pytest.raises(BeamscoreError, match=r"bad\.npz: array 'x': is a scalar"):
+        bound.columns(bad)
+    assert set(NpzSource().bind(inspect_model(models["two_sig"]).signature(), {"x": "x2"}).columns(bad)) == {"x2"}
