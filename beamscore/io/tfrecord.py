@@ -524,8 +524,11 @@ class TFRecordSource(Source):
         for name, feature_spec in spec.items():
             feature = example.features.feature.get(name)
             kind = feature.WhichOneof("kind") if feature is not None else None
-            if kind is None:
+            if feature is None:
                 return f"feature {name!r} is missing; features: {', '.join(sorted(example.features.feature))}"
+            if kind is None:  # tf.train.Feature() with no list set: no values of any kind
+                expected = f", expected {math.prod(feature_spec.shape)}" if hasattr(feature_spec, "shape") else ""
+                return f"feature {name!r} is empty (a tf.train.Feature with no value list set: 0 values{expected})"
             want = self.features[name].dtype
             if _KIND_DTYPE[kind] != want:
                 return f"feature {name!r} holds {_KIND_DTYPE[kind]} values ({kind}), expected {want}"

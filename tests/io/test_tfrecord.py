@@ -284,3 +284,28 @@ def test_int64_features_feed_int32_and_bool_inputs_checked_per_record(tmp_path, 
     assert f"{path}: record 3 (byte offset " in first
     assert "feature 'ids' holds 8589934592, which does not fit input 'ids' of dtype int32" in first
     assert "feature 'flag' holds 2, which does not fit input 'flag' of dtype bool (0 or 1)" in second
+
+
+def test_an_empty_feature_is_named_as_empty_not_as_missing(io_models, tmp_path, capsys):
+    """``tf.train.Feature()`` (no list set, as a writer that skips empty values leaves it)
+    was reported as "feature 'tokens' is missing; features: tokens"."""
+    import tensorflow as tf
+
+    tokens = np.arange(15, dtype=np.int64).reshape(3, 5)
+    records = [example({"tokens": t}) for t in tokens]
+    empty = tf.train.Example(features=tf.train.Features(feature={"tokens": tf.train.Feature()}))
+    records.insert(1, empty.SerializeToString())
+    path = write_tfrecord(str(tmp_path / "in" / "empty.tfrecord"), records)
+    out = tmp_path / "out"
+    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out), "--max-failed-rows", "1"]
+    assert main(args) == 0, capsys.readouterr().err
+    table = read_output(str(out))
+    expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens)
+    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+    import pyarrow.parquet as pq
+
+    (error,) = pq.read_table(str(out / "_errors"))["error"].to_pylist()
+    assert error == (
+        f"{path}: record 1 (byte offset {len(records[0]) + 16}): feature 'tokens' is empty "
+        "(a tf.train.Feature with no value list set: 0 values, expected 5)"
+    )
