@@ -454,8 +454,8 @@ class TFRecordSource(Source):
     def _sample(self, path: str) -> dict[str, _Feature]:
         from tensorflow.core.example import example_pb2
 
-        kinds: dict[str, str] = {}
-        lengths: dict[str, set[int]] = {}
+        kinds: dict[str, dict[str, int]] = {}  # feature -> kind -> records, in order of first sight
+        lengths: dict[tuple[str, str], set[int]] = {}
         garbled: BeamscoreError | None = None  # the first record that is not an Example
         damaged: BadRows | None = None  # the first record that cannot be framed or fails a CRC
         with self._open(path) as f:
@@ -476,22 +476,23 @@ class TFRecordSource(Source):
                         kind = feature.WhichOneof("kind")
                         if kind is None:
                             continue
-                        if kinds.setdefault(name, kind) != kind:
-                            raise BeamscoreError(
-                                f"{path}: record {i} (byte offset {offsets[i]}): feature {name!r} is a {kind}, "
-                                f"earlier records have a {kinds[name]}"
-                            )
-                        lengths.setdefault(name, set()).add(len(getattr(feature, kind).value))
+                        seen = kinds.setdefault(name, {})
+                        seen[kind] = seen.get(kind, 0) + 1
+                        lengths.setdefault((name, kind), set()).add(len(getattr(feature, kind).value))
         if garbled is not None and not kinds:
             raise garbled
         if damaged is not None and not kinds and not self.dead_letters:
             # the launcher's schema file has no readable record to describe the job: refuse it
             # (a damaged record after a good one is a dead letter, wherever the sample ends)
             raise BeamscoreError(damaged.error)
-        return {
-            name: _Feature(_KIND_DTYPE[kind], next(iter(lengths[name])) if len(lengths[name]) == 1 else None)
-            for name, kind in kinds.items()
-        }
+        features = {}
+        for name, seen in kinds.items():
+            # the kind most sampled records hold (the first seen on a tie): a record with
+            # another kind is one dead letter when the file is read, not a refusal of the job
+            kind = max(seen, key=seen.__getitem__)
+            found = lengths[(name, kind)]
+            features[name] = _Feature(_KIND_DTYPE[kind], next(iter(found)) if len(found) == 1 else None)
+        return features
 
     def _open(self, url: str):
         fs, path = bfs.filesystem(url)

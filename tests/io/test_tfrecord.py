@@ -309,3 +309,32 @@ def test_an_empty_feature_is_named_as_empty_not_as_missing(io_models, tmp_path, 
         f"{path}: record 1 (byte offset {len(records[0]) + 16}): feature 'tokens' is empty "
         "(a tf.train.Feature with no value list set: 0 values, expected 5)"
     )
+
+
+def test_a_record_of_another_feature_kind_in_the_sample_is_a_dead_letter(io_models, tmp_path, capsys):
+    """One record among the first 64 whose ``tokens`` is a float_list (another writer)
+    refused the whole job ("is a float_list, earlier records have a int64_list"), while the
+    same record further on was a dead letter. The kind most sampled records hold wins."""
+    tokens = np.arange(60, dtype=np.int64).reshape(12, 5)
+    records = [example({"id": np.int64(i), "tokens": tokens[i]}) for i in range(12)]
+    records[0] = example({"id": np.int64(0), "tokens": tokens[0].astype(np.float32)})
+    records[7] = example({"id": np.int64(7), "tokens": np.array([b"a"] * 5)})
+    path = write_tfrecord(str(tmp_path / "in" / "kinds.tfrecord"), records)
+    out = tmp_path / "out"
+    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out), "--keep", "id"]
+    assert main([*args, "--max-failed-rows", "2"]) == 0, capsys.readouterr().err
+    m = json.loads((out / "_manifest.json").read_text())
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (12, 10, 2)
+    good = [i for i in range(12) if i not in (0, 7)]
+    table = read_output(str(out))
+    assert table["id"].to_pylist() == good
+    expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens[good])
+    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+    import pyarrow.parquet as pq
+
+    errors = pq.read_table(str(out / "_errors")).sort_by("row")["error"].to_pylist()
+    assert (
+        errors[0]
+        == f"{path}: record 0 (byte offset 0): feature 'tokens' holds float32 values (float_list), expected int64"
+    )
+    assert errors[1].endswith("feature 'tokens' holds string values (bytes_list), expected int64")
