@@ -57,9 +57,15 @@ def pad_value(pad: Pad, dtype: str, name: str) -> Any:
             return float(pad.value or 0)
         if np.dtype(dtype).kind == "b":
             return pad.value.lower() in ("1", "true")
-        return int(pad.value or 0)
+        value = int(pad.value or 0)
     except (ValueError, TypeError):
         raise BeamscoreError(f"--pad {name}={pad.length}:{pad.value}: {pad.value!r} is not a {dtype} value") from None
+    info = np.iinfo(dtype)
+    if not info.min <= value <= info.max:  # refused here, not as every padded row failing to convert
+        raise BeamscoreError(
+            f"--pad {name}={pad.length}:{pad.value}: {value} does not fit {dtype} ({info.min}..{info.max})"
+        )
+    return value
 
 
 def pad_spec(spec: ColumnSpec, pad: Pad, where: str) -> ColumnSpec:

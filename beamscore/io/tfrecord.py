@@ -230,6 +230,10 @@ class TFRecordSource(Source):
             name: ColumnSpec(name, self._column_dtype(name, feat), self._row_shape(name, feat))
             for name, feat in self.features.items()
         }
+        for name, pad in self.pad.items():  # a fill value of the wrong type is refused up front
+            if name in out:
+                _pad_value(pad, self.features[name].dtype, name)
+                _pad_value(pad, out[name].dtype, name)  # and one an int32 input cannot hold
         out[RAW] = ColumnSpec(RAW, STRING, ())
         if self.raw_candidate and self.raw_candidate not in out:
             self.raw_columns.add(self.raw_candidate)

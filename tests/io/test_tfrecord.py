@@ -338,3 +338,17 @@ def test_a_record_of_another_feature_kind_in_the_sample_is_a_dead_letter(io_mode
         == f"{path}: record 0 (byte offset 0): feature 'tokens' holds float32 values (float_list), expected int64"
     )
     assert errors[1].endswith("feature 'tokens' holds string values (bytes_list), expected int64")
+
+
+def test_a_pad_fill_value_of_the_wrong_type_is_refused_before_the_job(io_models, tmp_path, capsys):
+    """``--pad tokens=5:abc`` on an int64 feature was checked only while parsing: every
+    record became a dead letter carrying the flag's error. It is refused up front."""
+    records = [example({"tokens": np.arange(n, dtype=np.int64)}) for n in (3, 5, 7)]
+    path = write_tfrecord(str(tmp_path / "in" / "t.tfrecord"), records)
+    out = tmp_path / "out"
+    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out), "--pad", "tokens=5:abc"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "beamscore: error: --pad tokens=5:abc: 'abc' is not a int64 value"
+    ]
+    assert not (out / "_manifest.json").exists()
