@@ -231,6 +231,11 @@ class TFRecordSource(Source):
             for name, feat in self.features.items()
         }
         for name, pad in self.pad.items():  # a fill value of the wrong type is refused up front
+            if name not in out and features and not self.dead_letters:  # the launcher's schema file
+                raise BeamscoreError(
+                    f"{path}: --pad {name}: no feature {name!r} in the first {SAMPLE_RECORDS} records; "
+                    f"features: {', '.join(sorted(features))}"
+                )
             if name in out:
                 _pad_value(pad, self.features[name].dtype, name)
                 _pad_value(pad, out[name].dtype, name)  # and one an int32 input cannot hold

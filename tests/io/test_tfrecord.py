@@ -352,3 +352,21 @@ def test_a_pad_fill_value_of_the_wrong_type_is_refused_before_the_job(io_models,
         "beamscore: error: --pad tokens=5:abc: 'abc' is not a int64 value"
     ]
     assert not (out / "_manifest.json").exists()
+
+
+def test_pad_naming_no_feature_is_refused_like_npz(io_models, tmp_path, capsys):
+    """``--pad token=5`` (a typo of ``tokens``) was silently ignored, and ragged ``tokens``
+    then failed record by record, each message asking for the --pad already given."""
+    records = [example({"tokens": np.arange(n, dtype=np.int64)}) for n in (3, 5, 7)]
+    path = write_tfrecord(str(tmp_path / "in" / "t.tfrecord"), records)
+    out = tmp_path / "out"
+    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out)]
+    assert main([*args, "--pad", "token=5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"beamscore: error: {path}: --pad token: no feature 'token' in the first 64 records; features: tokens"
+    ]
+    assert main([*args, "--pad", "tokens=5"]) == 0, capsys.readouterr().err
+    padded = np.array([[0, 1, 2, 0, 0], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4]], dtype=np.int64)
+    expected = direct_call(io_models["tokens"], "serving_default", tokens=padded)
+    np.testing.assert_array_equal(read_output(str(out))["total"].to_numpy(), expected["total"])
