@@ -587,6 +587,7 @@ class _Inflate:
         self.buf = bytearray()
         self.error: BaseException | None = None
         self.done = False
+        self.padded = False  # a GZIP member ended, then zero bytes (block padding) so far
 
     def read(self, n: int = -1) -> bytes:
         while (n < 0 or len(self.buf) < n) and not self.done and self.error is None:
@@ -605,11 +606,11 @@ class _Inflate:
             if not self.inflater.eof:
                 self.error = EOFError("the compressed stream ends before its end-of-stream marker (cut short)")
             return
-        saved = self.inflater.copy()
+        saved, padded = self.inflater.copy(), self.padded
         try:
             self.buf += self._feed(chunk)
         except zlib.error:  # salvage what precedes the damage: feed the chunk again in small steps
-            self.inflater = saved
+            self.inflater, self.padded = saved, padded
             for i in range(0, len(chunk), 16):
                 try:
                     self.buf += self._feed(chunk[i : i + 16])
@@ -618,9 +619,20 @@ class _Inflate:
                     return
 
     def _feed(self, chunk: bytes) -> bytes:
+        if self.padded:  # zero bytes after a GZIP member are padding (gzip and Python's gzip skip them)
+            chunk = chunk.lstrip(b"\0")
+            if not chunk:
+                return b""
+            self.padded = False
+            self.inflater = zlib.decompressobj(self.wbits)
         out = self.inflater.decompress(chunk)
         while self.inflater.eof and self.inflater.unused_data:  # the next GZIP member
             rest = self.inflater.unused_data
+            if self.wbits > zlib.MAX_WBITS:
+                rest = rest.lstrip(b"\0")
+                if not rest:
+                    self.padded = True
+                    break
             self.inflater = zlib.decompressobj(self.wbits)
             out += self.inflater.decompress(rest)
         return out

@@ -370,3 +370,27 @@ def test_pad_naming_no_feature_is_refused_like_npz(io_models, tmp_path, capsys):
     padded = np.array([[0, 1, 2, 0, 0], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4]], dtype=np.int64)
     expected = direct_call(io_models["tokens"], "serving_default", tokens=padded)
     np.testing.assert_array_equal(read_output(str(out))["total"].to_numpy(), expected["total"])
+
+
+def test_zero_padding_after_gzip_members_is_skipped(io_models, tmp_path, capsys):
+    """A GZIP file padded with zero bytes (a tape or block store's padding, which gzip and
+    Python's gzip skip) after a member, with another member after the padding: the zeros
+    were read as a member header ("incorrect header check"), one dead letter more."""
+    import gzip
+
+    tokens = np.arange(40, dtype=np.int64).reshape(8, 5)
+    plain = write_tfrecord(str(tmp_path / "p.tfrecord"), [example({"tokens": t}) for t in tokens])
+    data = open(plain, "rb").read()  # noqa: SIM115
+    cut = sum(len(example({"tokens": t})) + 16 for t in tokens[:3])
+    path = tmp_path / "in" / "padded.tfrecord.gz"
+    path.parent.mkdir()
+    path.write_bytes(gzip.compress(data[:cut]) + bytes(300) + gzip.compress(data[cut:]) + bytes(4096))
+    assert len(gzip.decompress(path.read_bytes())) == len(data)  # as Python's gzip reads it
+    out = tmp_path / "out"
+    assert main(["score", "--model", io_models["tokens"], "--input", str(path), "--output", str(out)]) == 0, (
+        capsys.readouterr().err
+    )
+    m = json.loads((out / "_manifest.json").read_text())
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (8, 8, 0)
+    expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens)
+    np.testing.assert_array_equal(read_output(str(out))["total"].to_numpy(), expected["total"])
