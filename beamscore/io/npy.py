@@ -161,14 +161,41 @@ def row_units(path: str, shard: int, rows: int, rows_per_unit: int) -> list[Work
     ]
 
 
-def to_arrow(values: np.ndarray) -> pa.Array:
+def to_arrow(values: np.ndarray, where: str = "array", first: int = 0) -> pa.Array:
     """A numpy slice as an Arrow column; unicode strings become UTF-8 bytes, and an object
-    array of arrays (ragged rows, as only pickle stores them) a list column."""
+    array of arrays (ragged rows, as only pickle stores them) a list column. Any other object
+    array is strings (:func:`_object_strings`); ``where`` and ``first`` (the slice's first
+    row) name a value that is not one."""
     if values.dtype.kind == "U":
         values = np.char.encode(values, "utf-8")
-    if values.dtype == object and values.ndim == 1 and any(isinstance(v, np.ndarray | list | tuple) for v in values):
-        return _ragged(values)
+    if values.dtype == object:
+        if values.ndim == 1 and any(isinstance(v, np.ndarray | list | tuple) for v in values):
+            return _ragged(values)
+        values = _object_strings(values, where, first)
     return from_numpy(values)
+
+
+def _object_strings(values: np.ndarray, where: str, first: int) -> np.ndarray:
+    """An object array of strings as pandas leaves one (``df["name"].to_numpy()``): ``str``
+    (UTF-8 encoded) or ``bytes``, and ``None`` or a float NaN where a value is missing, which
+    becomes a null (that row a dead letter, the others scored; a NaN failed the whole unit).
+    Any other value is refused, naming its row."""
+    flat = values.reshape(-1)
+    out = np.empty(len(flat), dtype=object)
+    per_row = max(1, math.prod(values.shape[1:]))
+    for i, value in enumerate(flat.tolist()):
+        if isinstance(value, bytes):
+            out[i] = value
+        elif isinstance(value, str):
+            out[i] = value.encode("utf-8")
+        elif value is None or (isinstance(value, float) and math.isnan(value)):
+            out[i] = None
+        else:
+            raise BeamscoreError(
+                f"{where}: row {first + i // per_row} holds {value!r} ({type(value).__name__}); "
+                "an object array is read as strings (str or bytes; None or NaN for a missing value)"
+            )
+    return out.reshape(values.shape)
 
 
 def _ragged(values: np.ndarray) -> pa.Array:
@@ -240,7 +267,7 @@ class NpySource(Source):
                     values = _native(np.ascontiguousarray(mapped[start:stop]))
                 else:
                     values = read_rows(f, header, start, stop, unit.path)
-                column = to_arrow(values)
+                column = to_arrow(values, unit.path, start)
                 yield pa.table({name: column for name in columns})
 
     def _header(self, url: str) -> NpyHeader:

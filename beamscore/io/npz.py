@@ -116,7 +116,11 @@ class NpzSource(Source):
                 stop = min(start + batch_size, unit.stop)
                 table = pa.table(
                     {
-                        name: to_arrow(read_rows(stream, header, start, stop, f"{unit.path}: array {name!r}"))
+                        name: to_arrow(
+                            read_rows(stream, header, start, stop, f"{unit.path}: array {name!r}"),
+                            f"{unit.path}: array {name!r}",
+                            start,
+                        )
                         for name, (stream, header) in streams.items()
                     }
                 )

@@ -180,3 +180,26 @@ def test_npz_arrays_beside_the_rows_are_left_out_not_refused(tmp_path, models, c
     with pytest.raises(BeamscoreError, match=r"bad\.npz: array 'x': is a scalar"):
         bound.columns(bad)
     assert set(NpzSource().bind(inspect_model(models["two_sig"]).signature(), {"x": "x2"}).columns(bad)) == {"x2"}
+
+
+def test_a_pickled_string_array_with_nan_for_missing_values(tmp_path, models, capsys):
+    """``np.savez(..., name=df["name"].to_numpy())``: pandas leaves an object array of str
+    with NaN (or None) where a value is missing. The NaN failed every row of the unit
+    (``ArrowTypeError: Expected bytes, got a 'float' object``); it is now a null."""
+    x = np.random.default_rng(9).normal(size=(6, 4)).astype(np.float32)
+    names = np.array(["ann", np.nan, "bé", None, b"raw", "eve"], dtype=object)
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "frame.npz")
+    np.savez(path, x=x, name=names)
+    out = tmp_path / "out"
+    args = ["score", "--model", models["two_sig"], "--input", path, "--output", str(out), "--allow-pickle"]
+    assert main([*args, "--keep", "name"]) == 0, capsys.readouterr().err
+    table = read_output(str(out))
+    assert table["name"].to_pylist() == [b"ann", None, "bé".encode(), None, b"raw", b"eve"]
+    expected = direct_call(models["two_sig"], "serving_default", x=x)["scores"]
+    np.testing.assert_allclose(stacked(table, "scores"), expected, rtol=1e-6)
+    np.savez(path, x=x, name=np.array(["a", "b", 7, "d", "e", "f"], dtype=object))
+    with pytest.raises(
+        BeamscoreError, match=r"frame\.npz: array 'name': row 2 holds 7 \(int\); an object array is read"
+    ):
+        read_all(NpzSource(allow_pickle=True), path, ["x", "name"])
