@@ -78,6 +78,17 @@ def read_header(f: BinaryIO, where: str, allow_pickle: bool = False) -> NpyHeade
         )
     if dtype.names is not None:
         raise BeamscoreError(f"{where}: structured arrays (dtype {dtype}) are not supported; save one array per column")
+    # Arrow has no complex or long double type: every row failed to convert, after planning
+    if dtype.kind == "c":
+        raise BeamscoreError(
+            f"{where}: complex arrays (dtype {dtype}) are not supported; save the real and imaginary parts "
+            "as two arrays (x.real, x.imag)"
+        )
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        raise BeamscoreError(
+            f"{where}: long double arrays (dtype {dtype}) are not supported; save them as float64 "
+            "(x.astype(np.float64))"
+        )
     if len(shape) == 0:
         raise BeamscoreError(f"{where}: is a scalar (shape ()); an array needs one row per entry of its first axis")
     return NpyHeader(dtype, tuple(shape), fortran, f.tell())

@@ -203,3 +203,38 @@ def test_a_pickled_string_array_with_nan_for_missing_values(tmp_path, models, ca
         BeamscoreError, match=r"frame\.npz: array 'name': row 2 holds 7 \(int\); an object array is read"
     ):
         read_all(NpzSource(allow_pickle=True), path, ["x", "name"])
+
+
+def test_complex_and_long_double_arrays_are_refused_up_front(tmp_path, capsys):
+    """Arrow has no complex or long double type: with --cast (a float64 input) the job
+    was planned, then every row failed (``ArrowNotImplementedError: Unsupported numpy type
+    13``). A model built here takes float64 ``d``."""
+    import tensorflow as tf
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float64, name="d")])
+        def serve(self, d):
+            return {"score": d * 2}
+
+    model = str(tmp_path / "model")
+    module = Module()
+    tf.saved_model.save(module, model, signatures={"serving_default": module.serve})
+    (tmp_path / "in").mkdir()
+    for dtype, message in [
+        (np.complex128, "complex arrays (dtype complex128) are not supported; save the real and imaginary parts"),
+        (
+            np.longdouble,
+            f"long double arrays (dtype {np.dtype(np.longdouble)}) are not supported; save them as float64",
+        ),
+    ]:
+        path = str(tmp_path / "in" / f"{np.dtype(dtype).name}.npy")
+        np.save(path, np.array([1.5, 2.5], dtype=dtype))
+        out = tmp_path / f"out-{np.dtype(dtype).name}"
+        assert main(["score", "--model", model, "--input", path, "--output", str(out), "--cast"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"beamscore: error: {path}: {message}"), err
+    path = str(tmp_path / "in" / "ok.npy")
+    np.save(path, np.array([1.5, 2.5]))
+    assert main(["score", "--model", model, "--input", path, "--output", str(tmp_path / "ok")]) == 0
+    expected = direct_call(model, "serving_default", d=np.array([1.5, 2.5]))["score"]
+    np.testing.assert_array_equal(read_output(str(tmp_path / "ok"))["score"].to_numpy(), expected)
