@@ -104,6 +104,13 @@ def _pad_array(arr: pa.Array, pad: Pad, name: str) -> pa.Array:
         flat = arr.values.slice(offsets[0], offsets[-1] - offsets[0])
     if pa.types.is_dictionary(flat.type):
         flat = flat.dictionary_decode()
+    nested = flat.type
+    if pa.types.is_list(nested) or pa.types.is_large_list(nested) or pa.types.is_fixed_size_list(nested):
+        # a row of lists: cutting or filling it to LENGTH values has no meaning (it failed
+        # inside Arrow: "Could not convert 0.0 with type float: was not a sequence")
+        raise BeamscoreError(
+            f"--pad {name}: column {name!r} has type {t}, lists of lists; --pad takes a list of values"
+        )
     fill = pad_value(pad, column_spec(name, flat.type).dtype, name)
     # where each kept value goes: row * width + its position in the row, for positions < width
     parents = np.repeat(np.arange(n, dtype=np.int64), lengths)

@@ -55,3 +55,21 @@ def test_pad_value_checks_type_and_range():
         pad_value(Pad(3, "128"), "int8", "t")
     with pytest.raises(BeamscoreError, match=r"'1\.5' is not a int32 value"):
         pad_value(Pad(3, "1.5"), "int32", "t")
+
+
+def test_a_list_of_lists_column_is_named_not_an_arrow_error(tmp_path):
+    """A Parquet ``list<list<float>>`` column with ``--pad`` failed inside Arrow ("Could not
+    convert 0.0 with type float: was not a sequence"); it now names the column and type."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from beamscore.io.pad import pad_table
+
+    path = str(tmp_path / "nested.parquet")
+    nested = pa.array([[[1.0, 2.0]], [[3.0]], [[1.0], [2.0, 3.0]]], type=pa.list_(pa.list_(pa.float32())))
+    pq.write_table(pa.table({"v": nested, "w": pa.array([[1.0], [], [2.0, 3.0, 4.0]])}), path)
+    table = pq.read_table(path)
+    padded = pad_table(table, {"w": Pad(2, "9")})
+    assert padded["w"].to_pylist() == [[1.0, 9.0], [9.0, 9.0], [2.0, 3.0]]
+    with pytest.raises(BeamscoreError, match=r"--pad v: column 'v' has type list<.*list<.*float>>, lists of lists"):
+        pad_table(table, {"v": Pad(3)})
