@@ -296,13 +296,28 @@ class TFRecordSource(Source):
 
     def _tables(self, records, offsets, first, columns, spec, path, tf) -> Iterator[pa.Table | BadRows]:
         """One table for the batch; if it does not parse, the records that do not become
-        :class:`BadRows` in their place and the runs of good ones tables (failure path only)."""
+        :class:`BadRows` in their place and the runs of good ones tables (failure path only).
+
+        Any other error (a bug's, not the data's) makes the batch's records dead letters that
+        name it: they were read, so they count (raised, they were lost from ``rows_in``)."""
         try:
-            yield self._table(records, offsets, first, columns, spec, path, tf)
-            return
+            table = self._table(records, offsets, first, columns, spec, path, tf)
         except BeamscoreError:
             if not spec or not self.dead_letters:
                 raise
+        except Exception as exc:
+            if not self.dead_letters:
+                raise
+            where = f"{path}: records {first}-{first + len(records) - 1}"
+            yield BadRows(
+                rows=list(range(first, first + len(records))),
+                error=f"{where}: {type(exc).__name__}: {first_line(str(exc))}",
+                raw=list(records),
+            )
+            return
+        else:
+            yield table
+            return
         start = 0
         for i, record in enumerate(records):
             try:  # the batch's own check on this record alone (_table explains what is wrong)
@@ -500,7 +515,10 @@ class TFRecordSource(Source):
             # another kind is one dead letter when the file is read, not a refusal of the job
             kind = max(seen, key=seen.__getitem__)
             found = lengths[(name, kind)]
-            features[name] = _Feature(_KIND_DTYPE[kind], next(iter(found)) if len(found) == 1 else None)
+            # always 0 values (an empty list in every sampled record): a list column, as Arrow
+            # has no fixed-size list of 0 values
+            fixed = next(iter(found)) if len(found) == 1 and found != {0} else None
+            features[name] = _Feature(_KIND_DTYPE[kind], fixed)
         return features
 
     def _open(self, url: str):

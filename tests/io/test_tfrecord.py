@@ -394,3 +394,42 @@ def test_zero_padding_after_gzip_members_is_skipped(io_models, tmp_path, capsys)
     assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (8, 8, 0)
     expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens)
     np.testing.assert_array_equal(read_output(str(out))["total"].to_numpy(), expected["total"])
+
+
+def test_a_kept_feature_empty_in_every_record_is_a_list_column(io_models, tmp_path, capsys):
+    """``tags`` with 0 values in every record (``int64_list {}``) was sampled as a fixed
+    length of 0, which Arrow cannot hold: the batch raised, its records were neither scored
+    nor counted (rows_in 1 of 3). It is now a list column of empty lists."""
+    tokens = np.arange(15, dtype=np.int64).reshape(3, 5)
+    empty = np.array([], dtype=np.int64)
+    records = [example({"tokens": t, "tags": empty, "names": np.array([], dtype=bytes)}) for t in tokens]
+    path = write_tfrecord(str(tmp_path / "in" / "t.tfrecord"), records)
+    out = tmp_path / "out"
+    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out)]
+    assert main([*args, "--keep", "tags", "--keep", "names"]) == 0, capsys.readouterr().err
+    m = json.loads((out / "_manifest.json").read_text())
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (3, 3, 0)
+    table = read_output(str(out))
+    assert table["tags"].to_pylist() == [[], [], []] and table["names"].to_pylist() == [[], [], []]
+    expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens)
+    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+
+
+def test_an_unexpected_error_in_a_batch_makes_its_records_dead_letters(io_models, tmp_path, monkeypatch):
+    """Records that were read count, whatever goes wrong after: an error that is not the
+    data's (a bug) makes the batch's records dead letters naming it (it lost them)."""
+    tokens = np.arange(20, dtype=np.int64).reshape(4, 5)
+    path = write_tfrecord(str(tmp_path / "t.tfrecord"), [example({"tokens": t}) for t in tokens])
+    from beamscore.model.inspect import inspect_model
+
+    source = TFRecordSource().bind(inspect_model(io_models["tokens"]).signature(), {}).with_dead_letters()
+    source.columns(path)
+
+    def broken(*args, **kwargs):
+        raise ValueError("cannot reshape array")
+
+    monkeypatch.setattr(TFRecordSource, "_table", broken)
+    (unit,) = source.units(path, 0)
+    (bad,) = list(source.read(unit, ["tokens"], 64))
+    assert list(bad.rows) == [0, 1, 2, 3]
+    assert bad.error == f"{path}: records 0-3: ValueError: cannot reshape array"
