@@ -91,6 +91,8 @@ def read_header(f: BinaryIO, where: str, allow_pickle: bool = False) -> NpyHeade
         )
     if len(shape) == 0:
         raise BeamscoreError(f"{where}: is a scalar (shape ()); an array needs one row per entry of its first axis")
+    if 0 in shape[1:]:  # a fixed-size list of 0 values, which Arrow cannot hold (every row failed)
+        raise BeamscoreError(f"{where}: has rows of 0 values (shape {tuple(shape)}); nothing to feed or keep")
     return NpyHeader(dtype, tuple(shape), fortran, f.tell())
 
 

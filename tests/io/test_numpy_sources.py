@@ -238,3 +238,26 @@ def test_complex_and_long_double_arrays_are_refused_up_front(tmp_path, capsys):
     assert main(["score", "--model", model, "--input", path, "--output", str(tmp_path / "ok")]) == 0
     expected = direct_call(model, "serving_default", d=np.array([1.5, 2.5]))["score"]
     np.testing.assert_array_equal(read_output(str(tmp_path / "ok"))["score"].to_numpy(), expected)
+
+
+def test_an_array_of_zero_width_rows_is_refused_up_front_or_left_out(tmp_path, models, capsys):
+    """An array of shape (n, 0) became a fixed-size list of 0 values, which Arrow refuses:
+    ``--keep z`` planned, then every row was "unread: ArrowInvalid: list_size needs to be a
+    strict positive integer". A .npy of it is refused up front; in an .npz no input reads
+    it is left out of the columns."""
+    x = np.random.default_rng(2).normal(size=(3, 4)).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    npy = str(tmp_path / "in" / "empty-rows.npy")
+    np.save(npy, np.zeros((3, 0), np.float32))
+    assert main(["score", "--model", models["two_sig"], "--input", npy, "--output", str(tmp_path / "o1")]) == 2
+    assert f"{npy}: has rows of 0 values (shape (3, 0))" in capsys.readouterr().err
+    npz = str(tmp_path / "in" / "with-empty.npz")
+    np.savez(npz, x=x, z=np.zeros((3, 0), np.float32))
+    out = tmp_path / "out"
+    assert main(["score", "--model", models["two_sig"], "--input", npz, "--output", str(out)]) == 0
+    expected = direct_call(models["two_sig"], "serving_default", x=x)["scores"]
+    np.testing.assert_allclose(stacked(read_output(str(out)), "scores"), expected, rtol=1e-6)
+    assert (
+        main(["score", "--model", models["two_sig"], "--input", npz, "--output", str(tmp_path / "o3"), "--keep", "z"])
+        == 2
+    )
