@@ -260,6 +260,8 @@ class TFRecordSource(Source):
         file to sample). A signature that takes serialized Examples gets them unparsed."""
         import tensorflow as tf
 
+        if self.raw_candidate and self.features is None:
+            self._settle_raw_candidate(records)
         if self.raw_candidate:
             return pa.table({self.raw_candidate: pa.array(records, type=pa.binary())})
         if self.features is None:
@@ -269,6 +271,24 @@ class TFRecordSource(Source):
         columns = list(self.features)
         spec = {c: self._feature_spec(c, tf) for c in columns}
         return self._table(records, [0] * len(records), 0, columns, spec, where, tf)
+
+    def _settle_raw_candidate(self, records: list[bytes]) -> None:
+        """Whether the one string input takes the records whole, from the first records
+        :meth:`parse` is given, as :meth:`columns` decides from a file's: it does unless they
+        are Examples that hold a feature of its name (a text model's ``text`` [None] input
+        was fed whole serialized Examples, silently). Decided once: ``features`` is then set."""
+        from google.protobuf.message import DecodeError
+        from tensorflow.core.example import example_pb2
+
+        for record in records[:SAMPLE_RECORDS]:
+            try:
+                example = example_pb2.Example.FromString(record)
+            except DecodeError:
+                continue
+            if self.raw_candidate in example.features.feature:
+                self.raw_candidate = None
+                return
+        self.features = {}
 
     # -- worker side ---------------------------------------------------------------------
 

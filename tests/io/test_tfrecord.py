@@ -433,3 +433,37 @@ def test_an_unexpected_error_in_a_batch_makes_its_records_dead_letters(io_models
     (bad,) = list(source.read(unit, ["tokens"], 64))
     assert list(bad.rows) == [0, 1, 2, 3]
     assert bad.error == f"{path}: records 0-3: ValueError: cannot reshape array"
+
+
+def test_parse_feeds_a_feature_named_as_the_only_string_input_not_the_whole_record(tmp_path):
+    """``RunSignature`` over ``ReadFromTFRecord`` parses records with :meth:`parse`, which
+    fed a text model's one string input ``text`` [None] the whole serialized Example even
+    when the Examples hold a ``text`` feature (``beamscore score`` parsed it): silently wrong
+    scores. Records without that feature still go whole (an Estimator export)."""
+    import tensorflow as tf
+
+    from beamscore.model.inspect import inspect_model
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve(self, text):
+            return {"length": tf.strings.length(text)}
+
+    model = str(tmp_path / "model")
+    module = Module()
+    tf.saved_model.save(module, model, signatures={"serving_default": module.serve})
+    signature = inspect_model(model).signature()
+    texts = np.array([b"hello", b"hi", b"a longer text"], dtype=object)
+    records = [example({"text": np.array([t]), "id": np.int64(i)}) for i, t in enumerate(texts)]
+    source = TFRecordSource().bind(signature, {})
+    table = source.parse(records)
+    assert table["text"].to_pylist() == list(texts)
+    assert source.parse(records[1:])["text"].to_pylist() == list(texts[1:])
+    expected = direct_call(model, "serving_default", text=texts)["length"]
+    fn = tf.saved_model.load(model).signatures["serving_default"]
+    got = fn(text=tf.constant(table["text"].to_pylist()))["length"].numpy()
+    np.testing.assert_array_equal(got, expected)
+    other = [example({"body": np.array([t])}) for t in texts]
+    raw = TFRecordSource().bind(signature, {})
+    assert raw.parse(other)["text"].to_pylist() == other
+    assert raw.parse(other[:1])["text"].to_pylist() == other[:1]
