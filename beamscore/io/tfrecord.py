@@ -17,7 +17,8 @@ The schema is not in the file, so it comes from two places:
   that feeds an input with a fully known shape is parsed as a ``FixedLenFeature`` of that
   many values, and a record with another length is an error naming the feature, the record
   and both lengths (``--pad FEATURE=LENGTH[:VALUE]`` pads or truncates instead).
-* :meth:`TFRecordSource.columns` reads the first :data:`SAMPLE_RECORDS` records of a file:
+* :meth:`TFRecordSource.columns` reads the first :data:`SAMPLE_RECORDS` records of a file
+  (fewer when they hold :data:`SAMPLE_BYTES`: the planner samples 32 files at once):
   each feature's kind (``float_list`` -> float32, ``int64_list`` -> int64, ``bytes_list``
   -> bytes) and length (one length: fixed, several: variable). The launcher's call fixes
   the kinds for every file of the job (they travel with the pickled source).
@@ -54,12 +55,14 @@ from beamscore.io.pad import parse_pad
 from beamscore.model.binding import STRING, ColumnSpec, numpy_dtype
 from beamscore.model.inspect import SignatureInfo, TensorSpec
 
-__all__ = ["RAW", "SAMPLE_RECORDS", "TFRecordSource", "detect_compression", "parse_pad", "read_records"]
+__all__ = ["RAW", "SAMPLE_BYTES", "SAMPLE_RECORDS", "TFRecordSource", "detect_compression", "parse_pad", "read_records"]
 
 #: The column that holds each serialized record, unparsed.
 RAW = "*"
 #: How many leading records of a file :meth:`TFRecordSource.columns` looks at.
 SAMPLE_RECORDS = 64
+#: ... or fewer, once they hold this many bytes (and one of them is an Example).
+SAMPLE_BYTES = 64 << 20
 _CHUNK = 8 << 20
 _MAX_READ = 64 << 20  # the most one read asks for
 _HEADER = struct.Struct("<QI")
@@ -502,20 +505,24 @@ class TFRecordSource(Source):
         lengths: dict[tuple[str, str], set[int]] = {}
         garbled: BeamscoreError | None = None  # the first record that is not an Example
         damaged: BadRows | None = None  # the first record that cannot be framed or fails a CRC
+        index, sampled = 0, 0  # the next record's index; the bytes of the records sampled
         with self._open(path) as f:
-            for item in read_records(f, path, SAMPLE_RECORDS, limit=SAMPLE_RECORDS, tolerant=True):
+            # one record at a time, up to SAMPLE_RECORDS or SAMPLE_BYTES: 64 records of video
+            # frames held at once, in each of the planner's 32 threads, ran it out of memory
+            for item in read_records(f, path, 1, limit=SAMPLE_RECORDS, tolerant=True):
                 if isinstance(item, BadRows):  # damaged: a dead letter when the file is read
                     damaged = damaged or item
+                    index = item.rows[-1] + 1
                     continue
-                records, offsets = item
-                for i, record in enumerate(records):
-                    try:
-                        example = _decode(example_pb2, record, f"{path}: record {i} (byte offset {offsets[i]})")
-                    except BeamscoreError as exc:
-                        # one garbled record among Examples is a dead letter when the file is
-                        # read; a file none of whose sampled records is one is not Examples
-                        garbled = garbled or exc
-                        continue
+                (record,), (offset,) = item
+                index, sampled = index + 1, sampled + len(record)
+                try:
+                    example = _decode(example_pb2, record, f"{path}: record {index - 1} (byte offset {offset})")
+                except BeamscoreError as exc:
+                    # one garbled record among Examples is a dead letter when the file is
+                    # read; a file none of whose sampled records is one is not Examples
+                    garbled = garbled or exc
+                else:
                     for name, feature in example.features.feature.items():
                         kind = feature.WhichOneof("kind")
                         if kind is None:
@@ -523,6 +530,8 @@ class TFRecordSource(Source):
                         seen = kinds.setdefault(name, {})
                         seen[kind] = seen.get(kind, 0) + 1
                         lengths.setdefault((name, kind), set()).add(len(getattr(feature, kind).value))
+                if sampled >= SAMPLE_BYTES and kinds:
+                    break
         if garbled is not None and not kinds:
             raise garbled
         if damaged is not None and not kinds and not self.dead_letters:

@@ -467,3 +467,20 @@ def test_parse_feeds_a_feature_named_as_the_only_string_input_not_the_whole_reco
     raw = TFRecordSource().bind(signature, {})
     assert raw.parse(other)["text"].to_pylist() == other
     assert raw.parse(other[:1])["text"].to_pylist() == other[:1]
+
+
+def test_schema_sampling_stops_at_a_byte_budget(tmp_path, monkeypatch):
+    """The planner samples 32 files at once, each up to 64 records held together: with
+    records of video frames it ran out of memory. Sampling reads one record at a time and
+    stops once SAMPLE_BYTES are seen (here 1 byte: after the first record)."""
+    import beamscore.io.tfrecord as tfrecord
+
+    frames = [np.full(1000, i + 1, dtype=np.uint8).tobytes() for i in range(4)]
+    records = [example({"frame": np.array([f]), "tags": np.arange(2 + i)}) for i, f in enumerate(frames)]
+    path = write_tfrecord(str(tmp_path / "v.tfrecord"), records)
+    assert TFRecordSource().columns(path)["tags"].row_shape is None  # 2, 3, 4, 5 values: variable
+    monkeypatch.setattr(tfrecord, "SAMPLE_BYTES", 1)
+    columns = TFRecordSource().columns(path)
+    assert columns["tags"].row_shape == (2,) and columns["frame"].dtype == "string"
+    table = read_all(TFRecordSource(), path, ["frame"])
+    assert table["frame"].to_pylist() == frames
