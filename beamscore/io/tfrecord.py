@@ -508,7 +508,7 @@ class TFRecordSource(Source):
         index, sampled = 0, 0  # the next record's index; the bytes of the records sampled
         with self._open(path) as f:
             # one record at a time, up to SAMPLE_RECORDS or SAMPLE_BYTES: 64 records of video
-            # frames held at once, in each of the planner's 32 threads, ran it out of memory
+            # frames held at once, in each of the planner's 32 threads, can exhaust its memory
             for item in read_records(f, path, 1, limit=SAMPLE_RECORDS, tolerant=True):
                 if isinstance(item, BadRows):  # damaged: a dead letter when the file is read
                     damaged = damaged or item

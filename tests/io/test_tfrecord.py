@@ -471,7 +471,7 @@ def test_parse_feeds_a_feature_named_as_the_only_string_input_not_the_whole_reco
 
 def test_schema_sampling_stops_at_a_byte_budget(tmp_path, monkeypatch):
     """The planner samples 32 files at once, each up to 64 records held together: with
-    records of video frames it ran out of memory. Sampling reads one record at a time and
+    records of video frames that is gigabytes per file. Sampling reads one record at a time and
     stops once SAMPLE_BYTES are seen (here 1 byte: after the first record)."""
     import beamscore.io.tfrecord as tfrecord
 
