@@ -38,6 +38,7 @@ __all__ = ["ALL", "NpyHeader", "NpySource", "column_spec", "read_header", "read_
 #: The column name of a ``.npy`` file's one array.
 ALL = "*"
 DEFAULT_ROWS_PER_UNIT = 1 << 20
+_MAX_HEADER = 1 << 16  # bytes of a version 3.0 header (numpy's own readers stop at 10,000)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,8 @@ def _read_header_3_0(f: BinaryIO, version: tuple[int, int]) -> tuple[tuple[int, 
     if len(raw) != 4:
         raise EOFError("the header ends before its length")
     (length,) = struct.unpack("<I", raw)
+    if length > _MAX_HEADER:  # numpy too refuses to literal_eval a huge header (a damaged length)
+        raise ValueError(f"the header claims {length} bytes (at most {_MAX_HEADER})")
     text = f.read(length)
     if len(text) != length:
         raise EOFError(f"the header ends after {len(text)} of its {length} bytes")

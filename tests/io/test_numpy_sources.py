@@ -148,6 +148,12 @@ def test_npy_and_npz_with_a_version_3_header_are_scored(tmp_path, models, capsys
         f.write(data)
     with pytest.raises(BeamscoreError, match=r"v4\.npy: not a \.npy array: .*version"):
         NpySource().columns(bad)
+    data[6] = 3
+    data[8:12] = (1 << 31).to_bytes(4, "little")  # a damaged header length
+    with open(bad, "wb") as f:
+        f.write(data)
+    with pytest.raises(BeamscoreError, match=r"not a \.npy array: the header claims 2147483648 bytes"):
+        NpySource().columns(bad)
 
 
 def test_npz_arrays_beside_the_rows_are_left_out_not_refused(tmp_path, models, capsys):
