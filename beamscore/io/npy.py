@@ -13,8 +13,10 @@ refused unless ``--allow-pickle``. :func:`read_header` and :func:`read_rows` als
 
 from __future__ import annotations
 
+import ast
 import copy
 import math
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -36,6 +38,7 @@ __all__ = ["ALL", "NpyHeader", "NpySource", "column_spec", "read_header", "read_
 #: The column name of a ``.npy`` file's one array.
 ALL = "*"
 DEFAULT_ROWS_PER_UNIT = 1 << 20
+_MAX_HEADER = 1 << 16  # bytes of a version 3.0 header (numpy's own readers stop at 10,000)
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def read_header(f: BinaryIO, where: str, allow_pickle: bool = False) -> NpyHeade
         elif version == (2, 0):
             shape, fortran, dtype = fmt.read_array_header_2_0(f)
         else:
-            shape, fortran, dtype = fmt._read_array_header(f, version)
+            shape, fortran, dtype = _read_header_3_0(f, version)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # zip: a damaged npz member
         raise BeamscoreError(f"{where}: not a .npy array: {exc}") from None
     if dtype.hasobject and not allow_pickle:
@@ -76,9 +79,58 @@ def read_header(f: BinaryIO, where: str, allow_pickle: bool = False) -> NpyHeade
         )
     if dtype.names is not None:
         raise BeamscoreError(f"{where}: structured arrays (dtype {dtype}) are not supported; save one array per column")
+    # Arrow has no complex or long double type: every row failed to convert, after planning
+    if dtype.kind == "c":
+        raise BeamscoreError(
+            f"{where}: complex arrays (dtype {dtype}) are not supported; save the real and imaginary parts "
+            "as two arrays (x.real, x.imag)"
+        )
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        raise BeamscoreError(
+            f"{where}: long double arrays (dtype {dtype}) are not supported; save them as float64 "
+            "(x.astype(np.float64))"
+        )
     if len(shape) == 0:
         raise BeamscoreError(f"{where}: is a scalar (shape ()); an array needs one row per entry of its first axis")
+    if 0 in shape[1:]:  # a fixed-size list of 0 values, which Arrow cannot hold (every row failed)
+        raise BeamscoreError(f"{where}: has rows of 0 values (shape {tuple(shape)}); nothing to feed or keep")
     return NpyHeader(dtype, tuple(shape), fortran, f.tell())
+
+
+def _read_header_3_0(f: BinaryIO, version: tuple[int, int]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The header of a version 3.0 ``.npy`` stream (``write_array(..., version=(3, 0))``, or
+    numpy's choice for a header with non-latin-1 field names): a version 2.0 header, UTF-8.
+
+    numpy has no public reader for it (its private one moved in numpy 2), so it is read here:
+    a little-endian uint32 length, then a Python dict literal. Any other version is refused.
+    """
+    if version != (3, 0):
+        raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]} (this reads 1.0, 2.0 and 3.0)")
+    raw = f.read(4)
+    if len(raw) != 4:
+        raise EOFError("the header ends before its length")
+    (length,) = struct.unpack("<I", raw)
+    if length > _MAX_HEADER:  # numpy too refuses to literal_eval a huge header (a damaged length)
+        raise ValueError(f"the header claims {length} bytes (at most {_MAX_HEADER})")
+    text = f.read(length)
+    if len(text) != length:
+        raise EOFError(f"the header ends after {len(text)} of its {length} bytes")
+    try:
+        fields = ast.literal_eval(text.decode("utf-8"))
+    except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot parse the header {text[:80]!r}: {exc}") from None
+    if not isinstance(fields, dict) or set(fields) != {"descr", "fortran_order", "shape"}:
+        raise ValueError(f"the header is not a dict of descr, fortran_order and shape: {text[:80]!r}")
+    shape, fortran = fields["shape"], fields["fortran_order"]
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise ValueError(f"shape is not a tuple of sizes: {shape!r}")
+    if not isinstance(fortran, bool):
+        raise ValueError(f"fortran_order is not a bool: {fortran!r}")
+    try:
+        dtype = np.lib.format.descr_to_dtype(fields["descr"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"descr is not a dtype: {fields['descr']!r} ({exc})") from None
+    return shape, fortran, dtype
 
 
 def column_spec(name: str, header: NpyHeader) -> ColumnSpec:
@@ -125,14 +177,41 @@ def row_units(path: str, shard: int, rows: int, rows_per_unit: int) -> list[Work
     ]
 
 
-def to_arrow(values: np.ndarray) -> pa.Array:
+def to_arrow(values: np.ndarray, where: str = "array", first: int = 0) -> pa.Array:
     """A numpy slice as an Arrow column; unicode strings become UTF-8 bytes, and an object
-    array of arrays (ragged rows, as only pickle stores them) a list column."""
+    array of arrays (ragged rows, as only pickle stores them) a list column. Any other object
+    array is strings (:func:`_object_strings`); ``where`` and ``first`` (the slice's first
+    row) name a value that is not one."""
     if values.dtype.kind == "U":
         values = np.char.encode(values, "utf-8")
-    if values.dtype == object and values.ndim == 1 and any(isinstance(v, np.ndarray | list | tuple) for v in values):
-        return _ragged(values)
+    if values.dtype == object:
+        if values.ndim == 1 and any(isinstance(v, np.ndarray | list | tuple) for v in values):
+            return _ragged(values)
+        values = _object_strings(values, where, first)
     return from_numpy(values)
+
+
+def _object_strings(values: np.ndarray, where: str, first: int) -> np.ndarray:
+    """An object array of strings as pandas leaves one (``df["name"].to_numpy()``): ``str``
+    (UTF-8 encoded) or ``bytes``, and ``None`` or a float NaN where a value is missing, which
+    becomes a null (that row a dead letter, the others scored; a NaN failed the whole unit).
+    Any other value is refused, naming its row."""
+    flat = values.reshape(-1)
+    out = np.empty(len(flat), dtype=object)
+    per_row = max(1, math.prod(values.shape[1:]))
+    for i, value in enumerate(flat.tolist()):
+        if isinstance(value, bytes):
+            out[i] = value
+        elif isinstance(value, str):
+            out[i] = value.encode("utf-8")
+        elif value is None or (isinstance(value, float) and math.isnan(value)):
+            out[i] = None
+        else:
+            raise BeamscoreError(
+                f"{where}: row {first + i // per_row} holds {value!r} ({type(value).__name__}); "
+                "an object array is read as strings (str or bytes; None or NaN for a missing value)"
+            )
+    return out.reshape(values.shape)
 
 
 def _ragged(values: np.ndarray) -> pa.Array:
@@ -204,7 +283,7 @@ class NpySource(Source):
                     values = _native(np.ascontiguousarray(mapped[start:stop]))
                 else:
                     values = read_rows(f, header, start, stop, unit.path)
-                column = to_arrow(values)
+                column = to_arrow(values, unit.path, start)
                 yield pa.table({name: column for name in columns})
 
     def _header(self, url: str) -> NpyHeader:

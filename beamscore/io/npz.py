@@ -18,6 +18,7 @@ not once per unit), the price of not scoring corrupt values.
 
 from __future__ import annotations
 
+import copy
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -33,6 +34,7 @@ from beamscore.io.base import FilePlan, Source, WorkUnit
 from beamscore.io.npy import DEFAULT_ROWS_PER_UNIT, NpyHeader, column_spec, read_header, read_rows, row_units, to_arrow
 from beamscore.io.pad import pad_spec, pad_table, parse_pad
 from beamscore.model.binding import STRING, ColumnSpec
+from beamscore.model.inspect import SignatureInfo
 
 __all__ = ["NpzSource", "verify"]
 
@@ -57,6 +59,15 @@ class NpzSource(Source):
         self.rows_per_unit = rows_per_unit
         self.allow_pickle = allow_pickle
         self.pad = parse_pad(pad)
+        self.inputs: frozenset[str] | None = None  # the arrays the signature's inputs read (bind)
+
+    def bind(self, signature: SignatureInfo, mapping: Mapping[str, str]) -> NpzSource:
+        """A copy that knows which arrays feed the signature: an archive often carries other
+        arrays beside the rows (``class_names``, a scalar ``version``), which are then left
+        out of the columns instead of refusing the file."""
+        bound = copy.copy(self)
+        bound.inputs = frozenset(mapping.get(key, key) for key in signature.inputs)
+        return bound
 
     def columns(self, path: str) -> dict[str, ColumnSpec]:
         return self._specs(path, self._headers(path))
@@ -105,7 +116,11 @@ class NpzSource(Source):
                 stop = min(start + batch_size, unit.stop)
                 table = pa.table(
                     {
-                        name: to_arrow(read_rows(stream, header, start, stop, f"{unit.path}: array {name!r}"))
+                        name: to_arrow(
+                            read_rows(stream, header, start, stop, f"{unit.path}: array {name!r}"),
+                            f"{unit.path}: array {name!r}",
+                            start,
+                        )
                         for name, (stream, header) in streams.items()
                     }
                 )
@@ -138,12 +153,29 @@ class NpzSource(Source):
             headers = {}
             for name, member in _members(archive).items():
                 with archive.open(member) as stream:
-                    headers[name] = read_header(stream, f"{url}: array {name!r}", self.allow_pickle)
+                    try:
+                        headers[name] = read_header(stream, f"{url}: array {name!r}", self.allow_pickle)
+                    except BeamscoreError:
+                        # a scalar or a structured array no input reads is not a column; an
+                        # object array is still refused without --allow-pickle (--keep may name it)
+                        if not self._aside(name, headers) or _pickled(archive, member):
+                            raise
         lengths = {name: h.rows for name, h in headers.items()}
+        if self.inputs is not None:  # the rows are the inputs' rows; another length is not a column
+            rows = {n for name, n in lengths.items() if name in self.inputs}
+            if len(rows) == 1:
+                (n,) = rows
+                headers = {name: h for name, h in headers.items() if h.rows == n or not self._aside(name, headers)}
+                lengths = {name: h.rows for name, h in headers.items()}
         if len(set(lengths.values())) > 1:
             listed = ", ".join(f"{name} has {n}" for name, n in lengths.items())
             raise BeamscoreError(f"{url}: arrays disagree on their number of rows ({listed}); each array is a column")
         return headers
+
+    def _aside(self, name: str, headers: Mapping[str, NpyHeader]) -> bool:
+        """Whether array ``name`` may be left out of the columns when it cannot be one: only
+        for a bound source (:meth:`bind`), and only when no input and no ``--pad`` reads it."""
+        return self.inputs is not None and name not in self.inputs and name not in self.pad
 
 
 def verify(archive: zipfile.ZipFile, member: str, where: str) -> None:
@@ -165,6 +197,15 @@ def verify(archive: zipfile.ZipFile, member: str, where: str) -> None:
     if len(_verified) >= _VERIFIED_MAX:
         _verified.clear()
     _verified.add(key)
+
+
+def _pickled(archive: zipfile.ZipFile, member: str) -> bool:
+    """Whether ``member``'s header says it holds Python objects (only pickle reads them)."""
+    try:
+        with archive.open(member) as stream:
+            return read_header(stream, member, allow_pickle=True).dtype.hasobject
+    except BeamscoreError:
+        return False
 
 
 def _zip(f, url: str) -> zipfile.ZipFile:

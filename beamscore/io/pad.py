@@ -57,9 +57,15 @@ def pad_value(pad: Pad, dtype: str, name: str) -> Any:
             return float(pad.value or 0)
         if np.dtype(dtype).kind == "b":
             return pad.value.lower() in ("1", "true")
-        return int(pad.value or 0)
+        value = int(pad.value or 0)
     except (ValueError, TypeError):
         raise BeamscoreError(f"--pad {name}={pad.length}:{pad.value}: {pad.value!r} is not a {dtype} value") from None
+    info = np.iinfo(dtype)
+    if not info.min <= value <= info.max:  # refused here, not as every padded row failing to convert
+        raise BeamscoreError(
+            f"--pad {name}={pad.length}:{pad.value}: {value} does not fit {dtype} ({info.min}..{info.max})"
+        )
+    return value
 
 
 def pad_spec(spec: ColumnSpec, pad: Pad, where: str) -> ColumnSpec:
@@ -98,6 +104,13 @@ def _pad_array(arr: pa.Array, pad: Pad, name: str) -> pa.Array:
         flat = arr.values.slice(offsets[0], offsets[-1] - offsets[0])
     if pa.types.is_dictionary(flat.type):
         flat = flat.dictionary_decode()
+    nested = flat.type
+    if pa.types.is_list(nested) or pa.types.is_large_list(nested) or pa.types.is_fixed_size_list(nested):
+        # a row of lists: cutting or filling it to LENGTH values has no meaning (it failed
+        # inside Arrow: "Could not convert 0.0 with type float: was not a sequence")
+        raise BeamscoreError(
+            f"--pad {name}: column {name!r} has type {t}, lists of lists; --pad takes a list of values"
+        )
     fill = pad_value(pad, column_spec(name, flat.type).dtype, name)
     # where each kept value goes: row * width + its position in the row, for positions < width
     parents = np.repeat(np.arange(n, dtype=np.int64), lengths)

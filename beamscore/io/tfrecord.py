@@ -17,7 +17,8 @@ The schema is not in the file, so it comes from two places:
   that feeds an input with a fully known shape is parsed as a ``FixedLenFeature`` of that
   many values, and a record with another length is an error naming the feature, the record
   and both lengths (``--pad FEATURE=LENGTH[:VALUE]`` pads or truncates instead).
-* :meth:`TFRecordSource.columns` reads the first :data:`SAMPLE_RECORDS` records of a file:
+* :meth:`TFRecordSource.columns` reads the first :data:`SAMPLE_RECORDS` records of a file
+  (fewer when they hold :data:`SAMPLE_BYTES`: the planner samples 32 files at once):
   each feature's kind (``float_list`` -> float32, ``int64_list`` -> int64, ``bytes_list``
   -> bytes) and length (one length: fixed, several: variable). The launcher's call fixes
   the kinds for every file of the job (they travel with the pickled source).
@@ -51,11 +52,12 @@ from beamscore.io.arrow import from_numpy
 from beamscore.io.base import BadRows, Source, WorkUnit
 from beamscore.io.pad import pad_value as _pad_value
 from beamscore.io.pad import parse_pad
-from beamscore.model.binding import STRING, ColumnSpec
+from beamscore.model.binding import STRING, ColumnSpec, numpy_dtype
 from beamscore.model.inspect import SignatureInfo, TensorSpec
 
 __all__ = [
     "RAW",
+    "SAMPLE_BYTES",
     "SAMPLE_RECORDS",
     "TFRecordSource",
     "detect_compression",
@@ -68,7 +70,10 @@ __all__ = [
 RAW = "*"
 #: How many leading records of a file :meth:`TFRecordSource.columns` looks at.
 SAMPLE_RECORDS = 64
+#: ... or fewer, once they hold this many bytes (and one of them is an Example).
+SAMPLE_BYTES = 64 << 20
 _CHUNK = 8 << 20
+_MAX_READ = 64 << 20  # the most one read asks for
 _HEADER = struct.Struct("<QI")
 _CRC = struct.Struct("<I")
 _KIND_DTYPE = {"float_list": "float32", "int64_list": "int64", "bytes_list": STRING}
@@ -134,14 +139,21 @@ def read_records(
             yield from _bad_record(error, tolerant, records, offsets, count, None)
             return
         end = pos + 12 + length + 4
-        while end > len(buf) and not eof:
-            try:
-                more = _read(f, path, max(_CHUNK, end - len(buf)), base + len(buf))
-            except BeamscoreError as error:
-                yield from _bad_record(error, tolerant, records, offsets, count, None)
-                return
-            eof = not more
-            buf, base, end, pos = buf[pos:] + more, base + pos, end - pos, 0
+        if end > len(buf) and not eof:
+            # read what the record needs in bounded steps, joined once: a length field that
+            # claims more than the file holds (damage) ends in "truncated", not MemoryError
+            parts, have = [buf[pos:]], len(buf) - pos
+            buf, base, end, pos = b"", base + pos, end - pos, 0
+            while have < end and not eof:
+                try:
+                    more = _read(f, path, min(max(_CHUNK, end - have), _MAX_READ), base + have)
+                except BeamscoreError as error:
+                    yield from _bad_record(error, tolerant, records, offsets, count, None)
+                    return
+                eof = not more
+                parts.append(more)
+                have += len(more)
+            buf = b"".join(parts)
         if end > len(buf):
             error = BeamscoreError(
                 f"{path}: truncated record {count} at byte offset {base + pos}: it needs {length + 16} bytes, "
@@ -226,7 +238,19 @@ class TFRecordSource(Source):
             for column, spec in self.inputs.items():
                 if column != RAW and column != self.raw_candidate:
                     self.features[column] = _Feature(_kind_of(spec.dtype), _fixed_length(spec))
-        out = {name: ColumnSpec(name, feat.dtype, self._row_shape(name, feat)) for name, feat in self.features.items()}
+        out = {
+            name: ColumnSpec(name, self._column_dtype(name, feat), self._row_shape(name, feat))
+            for name, feat in self.features.items()
+        }
+        for name, pad in self.pad.items():  # a fill value of the wrong type is refused up front
+            if name not in out and features and not self.dead_letters:  # the launcher's schema file
+                raise BeamscoreError(
+                    f"{path}: --pad {name}: no feature {name!r} in the first {SAMPLE_RECORDS} records; "
+                    f"features: {', '.join(sorted(features))}"
+                )
+            if name in out:
+                _pad_value(pad, self.features[name].dtype, name)
+                _pad_value(pad, out[name].dtype, name)  # and one an int32 input cannot hold
         out[RAW] = ColumnSpec(RAW, STRING, ())
         if self.raw_candidate and self.raw_candidate not in out:
             self.raw_columns.add(self.raw_candidate)
@@ -237,8 +261,8 @@ class TFRecordSource(Source):
         return [WorkUnit(shard, 0, path, 0, 0, 0)]
 
     def has_rows(self, path: str) -> bool:
-        with self._open(path) as f:
-            return any(records for records, _ in read_records(f, path, 1, limit=1))
+        with self._open(path) as f:  # a damaged first record: not the file to take the schema from
+            return any(not isinstance(item, BadRows) and item[0] for item in read_records(f, path, 1, 1, tolerant=True))
 
     def parse(self, records: list[bytes], where: str = "records") -> pa.Table:
         """Parse serialized Examples already in memory (``ReadFromTFRecord``'s elements)
@@ -248,6 +272,8 @@ class TFRecordSource(Source):
         file to sample). A signature that takes serialized Examples gets them unparsed."""
         import tensorflow as tf
 
+        if self.raw_candidate and self.features is None:
+            self._settle_raw_candidate(records)
         if self.raw_candidate:
             return pa.table({self.raw_candidate: pa.array(records, type=pa.binary())})
         if self.features is None:
@@ -257,6 +283,24 @@ class TFRecordSource(Source):
         columns = list(self.features)
         spec = {c: self._feature_spec(c, tf) for c in columns}
         return self._table(records, [0] * len(records), 0, columns, spec, where, tf)
+
+    def _settle_raw_candidate(self, records: list[bytes]) -> None:
+        """Whether the one string input takes the records whole, from the first records
+        :meth:`parse` is given, as :meth:`columns` decides from a file's: it does unless they
+        are Examples that hold a feature of its name (a text model's ``text`` [None] input
+        was fed whole serialized Examples, silently). Decided once: ``features`` is then set."""
+        from google.protobuf.message import DecodeError
+        from tensorflow.core.example import example_pb2
+
+        for record in records[:SAMPLE_RECORDS]:
+            try:
+                example = example_pb2.Example.FromString(record)
+            except DecodeError:
+                continue
+            if self.raw_candidate in example.features.feature:
+                self.raw_candidate = None
+                return
+        self.features = {}
 
     # -- worker side ---------------------------------------------------------------------
 
@@ -284,13 +328,28 @@ class TFRecordSource(Source):
 
     def _tables(self, records, offsets, first, columns, spec, path, tf) -> Iterator[pa.Table | BadRows]:
         """One table for the batch; if it does not parse, the records that do not become
-        :class:`BadRows` in their place and the runs of good ones tables (failure path only)."""
+        :class:`BadRows` in their place and the runs of good ones tables (failure path only).
+
+        Any other error (a bug's, not the data's) makes the batch's records dead letters that
+        name it: they were read, so they count (raised, they were lost from ``rows_in``)."""
         try:
-            yield self._table(records, offsets, first, columns, spec, path, tf)
-            return
+            table = self._table(records, offsets, first, columns, spec, path, tf)
         except BeamscoreError:
             if not spec or not self.dead_letters:
                 raise
+        except Exception as exc:
+            if not self.dead_letters:
+                raise
+            where = f"{path}: records {first}-{first + len(records) - 1}"
+            yield BadRows(
+                rows=list(range(first, first + len(records))),
+                error=f"{where}: {type(exc).__name__}: {first_line(str(exc))}",
+                raw=list(records),
+            )
+            return
+        else:
+            yield table
+            return
         start = 0
         for i, record in enumerate(records):
             try:  # the batch's own check on this record alone (_table explains what is wrong)
@@ -319,18 +378,70 @@ class TFRecordSource(Source):
                 out[name] = pa.array(records, type=pa.binary())
                 continue
             value = values[name]
+            narrow = self._narrowed(name)
             if self._kept_only(name):  # null where a record lacks the feature
                 out[name] = self._kept_column(name, value, first, offsets, path)
             elif isinstance(value, tf.RaggedTensor):
                 pad = self.pad.get(name)
                 if pad is not None:
                     default = _pad_value(pad, self.features[name].dtype, name)
-                    out[name] = from_numpy(value.to_tensor(default_value=default, shape=[None, pad.length]).numpy())
+                    dense = value.to_tensor(default_value=default, shape=[None, pad.length]).numpy()
+                    out[name] = from_numpy(self._narrow(name, narrow, dense, None, first, offsets, path))
+                elif narrow is not None:
+                    flat = value.flat_values.numpy()
+                    rows = value.value_rowids().numpy()
+                    flat = self._narrow(name, narrow, flat, rows, first, offsets, path)
+                    splits = pa.array(value.row_splits.numpy().astype(np.int64))
+                    out[name] = pa.LargeListArray.from_arrays(splits, from_numpy(flat))
                 else:
                     out[name] = _list_array(value)
             else:
-                out[name] = from_numpy(value.numpy())
+                out[name] = from_numpy(self._narrow(name, narrow, value.numpy(), None, first, offsets, path))
         return pa.table(out)
+
+    def _narrowed(self, name: str) -> np.dtype | None:
+        """The dtype an ``int64_list`` feature is narrowed to: the integer or bool input it
+        feeds, when that is narrower than int64 (TFRecord has no other integer kind, so an
+        int32 input could never be fed without ``--cast``, which wraps values that do not
+        fit). Each value is checked (:meth:`_narrow`); ``None`` when the feature is not one."""
+        spec = self.inputs.get(name)
+        feat = self.features.get(name) if self.features else None
+        if spec is None or feat is None or feat.dtype != "int64" or spec.dtype == STRING:
+            return None
+        try:
+            want = numpy_dtype(spec.dtype)
+        except BeamscoreError:
+            return None
+        if want is None or want.kind not in "iub" or want == np.dtype(np.int64):
+            return None
+        return want
+
+    def _column_dtype(self, name: str, feat: _Feature) -> str:
+        narrow = self._narrowed(name)
+        return feat.dtype if narrow is None else narrow.name
+
+    def _narrow(self, name, dtype, values: np.ndarray, rows, first, offsets, path) -> np.ndarray:
+        """``values`` (int64) as ``dtype``; a value outside its range (not 0 or 1 for bool)
+        is a :class:`BeamscoreError` naming the record, feature, value and input. ``rows``
+        gives each value's record for a flat (ragged) array, else the first axis does."""
+        if dtype is None:
+            return values
+        if dtype.kind == "b":
+            bad = (values != 0) & (values != 1)
+        else:
+            info = np.iinfo(dtype)
+            bad = (values < info.min) | (values > min(info.max, np.iinfo(np.int64).max))
+        if bad.any():
+            flat = np.flatnonzero(bad.reshape(-1))[0]
+            i = int(rows[flat]) if rows is not None else int(flat // max(1, values[:1].size))
+            value = int(values.reshape(-1)[flat])
+            spec = self.inputs[name]
+            allowed = "0 or 1" if dtype.kind == "b" else f"{np.iinfo(dtype).min}..{np.iinfo(dtype).max}"
+            raise BeamscoreError(
+                f"{path}: record {first + i} (byte offset {offsets[i]}): feature {name!r} holds {value}, "
+                f"which does not fit input {spec.key!r} of dtype {spec.dtype} ({allowed})"
+            )
+        return values.astype(dtype)
 
     def _feature_spec(self, name: str, tf):
         feat = self.features.get(name)
@@ -399,38 +510,54 @@ class TFRecordSource(Source):
     def _sample(self, path: str) -> dict[str, _Feature]:
         from tensorflow.core.example import example_pb2
 
-        kinds: dict[str, str] = {}
-        lengths: dict[str, set[int]] = {}
+        kinds: dict[str, dict[str, int]] = {}  # feature -> kind -> records, in order of first sight
+        lengths: dict[tuple[str, str], set[int]] = {}
         garbled: BeamscoreError | None = None  # the first record that is not an Example
+        damaged: BadRows | None = None  # the first record that cannot be framed or fails a CRC
+        index, sampled = 0, 0  # the next record's index; the bytes of the records sampled
         with self._open(path) as f:
-            for item in read_records(f, path, SAMPLE_RECORDS, limit=SAMPLE_RECORDS, tolerant=self.dead_letters):
+            # one record at a time, up to SAMPLE_RECORDS or SAMPLE_BYTES: 64 records of video
+            # frames held at once, in each of the planner's 32 threads, can exhaust its memory
+            for item in read_records(f, path, 1, limit=SAMPLE_RECORDS, tolerant=True):
                 if isinstance(item, BadRows):  # damaged: a dead letter when the file is read
+                    damaged = damaged or item
+                    index = item.rows[-1] + 1
                     continue
-                records, offsets = item
-                for i, record in enumerate(records):
-                    try:
-                        example = _decode(example_pb2, record, f"{path}: record {i} (byte offset {offsets[i]})")
-                    except BeamscoreError as exc:
-                        # one garbled record among Examples is a dead letter when the file is
-                        # read; a file none of whose sampled records is one is not Examples
-                        garbled = garbled or exc
-                        continue
+                (record,), (offset,) = item
+                index, sampled = index + 1, sampled + len(record)
+                try:
+                    example = _decode(example_pb2, record, f"{path}: record {index - 1} (byte offset {offset})")
+                except BeamscoreError as exc:
+                    # one garbled record among Examples is a dead letter when the file is
+                    # read; a file none of whose sampled records is one is not Examples
+                    garbled = garbled or exc
+                else:
                     for name, feature in example.features.feature.items():
                         kind = feature.WhichOneof("kind")
                         if kind is None:
                             continue
-                        if kinds.setdefault(name, kind) != kind:
-                            raise BeamscoreError(
-                                f"{path}: record {i} (byte offset {offsets[i]}): feature {name!r} is a {kind}, "
-                                f"earlier records have a {kinds[name]}"
-                            )
-                        lengths.setdefault(name, set()).add(len(getattr(feature, kind).value))
+                        seen = kinds.setdefault(name, {})
+                        seen[kind] = seen.get(kind, 0) + 1
+                        lengths.setdefault((name, kind), set()).add(len(getattr(feature, kind).value))
+                if sampled >= SAMPLE_BYTES and kinds:
+                    break
         if garbled is not None and not kinds:
             raise garbled
-        return {
-            name: _Feature(_KIND_DTYPE[kind], next(iter(lengths[name])) if len(lengths[name]) == 1 else None)
-            for name, kind in kinds.items()
-        }
+        if damaged is not None and not kinds and not self.dead_letters:
+            # the launcher's schema file has no readable record to describe the job: refuse it
+            # (a damaged record after a good one is a dead letter, wherever the sample ends)
+            raise BeamscoreError(damaged.error)
+        features = {}
+        for name, seen in kinds.items():
+            # the kind most sampled records hold (the first seen on a tie): a record with
+            # another kind is one dead letter when the file is read, not a refusal of the job
+            kind = max(seen, key=seen.__getitem__)
+            found = lengths[(name, kind)]
+            # always 0 values (an empty list in every sampled record): a list column, as Arrow
+            # has no fixed-size list of 0 values
+            fixed = next(iter(found)) if len(found) == 1 and found != {0} else None
+            features[name] = _Feature(_KIND_DTYPE[kind], fixed)
+        return features
 
     def _open(self, url: str):
         fs, path = bfs.filesystem(url)
@@ -463,8 +590,11 @@ class TFRecordSource(Source):
         for name, feature_spec in spec.items():
             feature = example.features.feature.get(name)
             kind = feature.WhichOneof("kind") if feature is not None else None
-            if kind is None:
+            if feature is None:
                 return f"feature {name!r} is missing; features: {', '.join(sorted(example.features.feature))}"
+            if kind is None:  # tf.train.Feature() with no list set: no values of any kind
+                expected = f", expected {math.prod(feature_spec.shape)}" if hasattr(feature_spec, "shape") else ""
+                return f"feature {name!r} is empty (a tf.train.Feature with no value list set: 0 values{expected})"
             want = self.features[name].dtype
             if _KIND_DTYPE[kind] != want:
                 return f"feature {name!r} holds {_KIND_DTYPE[kind]} values ({kind}), expected {want}"
@@ -519,6 +649,7 @@ class _Inflate:
         self.buf = bytearray()
         self.error: BaseException | None = None
         self.done = False
+        self.padded = False  # a GZIP member ended, then zero bytes (block padding) so far
 
     def read(self, n: int = -1) -> bytes:
         while (n < 0 or len(self.buf) < n) and not self.done and self.error is None:
@@ -537,11 +668,11 @@ class _Inflate:
             if not self.inflater.eof:
                 self.error = EOFError("the compressed stream ends before its end-of-stream marker (cut short)")
             return
-        saved = self.inflater.copy()
+        saved, padded = self.inflater.copy(), self.padded
         try:
             self.buf += self._feed(chunk)
         except zlib.error:  # salvage what precedes the damage: feed the chunk again in small steps
-            self.inflater = saved
+            self.inflater, self.padded = saved, padded
             for i in range(0, len(chunk), 16):
                 try:
                     self.buf += self._feed(chunk[i : i + 16])
@@ -550,9 +681,20 @@ class _Inflate:
                     return
 
     def _feed(self, chunk: bytes) -> bytes:
+        if self.padded:  # zero bytes after a GZIP member are padding (gzip and Python's gzip skip them)
+            chunk = chunk.lstrip(b"\0")
+            if not chunk:
+                return b""
+            self.padded = False
+            self.inflater = zlib.decompressobj(self.wbits)
         out = self.inflater.decompress(chunk)
         while self.inflater.eof and self.inflater.unused_data:  # the next GZIP member
             rest = self.inflater.unused_data
+            if self.wbits > zlib.MAX_WBITS:
+                rest = rest.lstrip(b"\0")
+                if not rest:
+                    self.padded = True
+                    break
             self.inflater = zlib.decompressobj(self.wbits)
             out += self.inflater.decompress(rest)
         return out

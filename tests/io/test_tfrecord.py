@@ -179,3 +179,308 @@ def test_a_garbled_record_among_examples_is_a_dead_letter_not_a_refusal(io_model
     dead = pq.read_table(str(out / "_errors")).sort_by("row")
     assert dead["row"].to_pylist() == [2, 21]
     assert all(e.endswith("not a tf.train.Example") for e in dead["error"].to_pylist())
+
+
+def _masked_crc(data: bytes) -> int:
+    import google_crc32c
+
+    c = google_crc32c.value(data)
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+@pytest.mark.parametrize("tail", ["huge-length", "trailing-garbage", "cut"])
+def test_framing_damage_in_the_sampled_records_of_the_only_file_is_a_dead_letter(io_models, tmp_path, capsys, tail):
+    """Damage among the first 64 records of the launcher's schema file: a length field that
+    claims 2**60 bytes (was ``MemoryError``), bytes appended after the last record, a file
+    cut inside a record (each was a refusal of the whole job, yet a dead letter in a second
+    file). The records before it are scored; the damage is one dead letter."""
+    import struct
+
+    tokens = np.arange(50, dtype=np.int64).reshape(10, 5)
+    path = write_tfrecord(
+        str(tmp_path / "in" / "t.tfrecord"), [example({"id": np.int64(i), "tokens": tokens[i]}) for i in range(10)]
+    )
+    with open(path, "r+b") as f:
+        if tail == "huge-length":
+            length = struct.pack("<Q", 1 << 60)
+            f.seek(0, 2)
+            f.write(length + struct.pack("<I", _masked_crc(length)) + b"x" * 40)
+        elif tail == "trailing-garbage":
+            f.seek(0, 2)
+            f.write(b"garbage\n")
+        else:
+            f.truncate(f.seek(0, 2) - 10)
+    scored = 9 if tail == "cut" else 10
+    out = tmp_path / "out"
+    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out), "--keep", "id"]
+    assert main([*args, "--max-failed-rows", "1"]) == 0, capsys.readouterr().err
+    m = json.loads((out / "_manifest.json").read_text())
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (scored + 1, scored, 1)
+    table = read_output(str(out))
+    assert table["id"].to_pylist() == list(range(scored))
+    expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens[:scored])
+    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+    import pyarrow.parquet as pq
+
+    (error,) = pq.read_table(str(out / "_errors"))["error"].to_pylist()
+    assert error.startswith(f"{path}: truncated record {scored} at byte offset ")
+
+
+def test_a_file_with_no_readable_record_is_still_refused_up_front(io_models, tmp_path, capsys):
+    path = str(tmp_path / "in" / "not.tfrecord")
+    (tmp_path / "in").mkdir()
+    with open(path, "wb") as f:
+        f.write(b"PAR1" + bytes(range(40)))
+    out = tmp_path / "out"
+    assert main(["score", "--model", io_models["tokens"], "--input", path, "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{path}: corrupt record 0 at byte offset 0: the length's CRC does not match" in err[0]
+    assert not (out / "_manifest.json").exists()
+
+
+def save_int32_bool_model(path: str) -> str:
+    """``ids`` int32 [None, 3] and ``flag`` bool [None] -> ``score`` int32 [None]: inputs
+    no TFRecord feature kind matches (``int64_list`` is the only integer kind)."""
+    import tensorflow as tf
+
+    class Module(tf.Module):
+        signature = [tf.TensorSpec([None, 3], tf.int32, name="ids"), tf.TensorSpec([None], tf.bool, name="flag")]
+
+        @tf.function(input_signature=signature)
+        def serve(self, ids, flag):
+            return {"score": tf.reduce_sum(ids * tf.constant([1, 10, 100]), axis=1) * tf.cast(flag, tf.int32)}
+
+    module = Module()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def test_int64_features_feed_int32_and_bool_inputs_checked_per_record(tmp_path, capsys):
+    """An int32 or bool input was refused without --cast (TFRecord cannot hold anything
+    else), and --cast wrapped 2**33 to 0. Now each value is checked: one that does not fit
+    is a dead letter naming record, feature, value and input; the others are scored."""
+    model = save_int32_bool_model(str(tmp_path / "model"))
+    ids = np.arange(30, dtype=np.int64).reshape(10, 3) - 5
+    flag = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 1], dtype=np.int64)
+    ids[3, 1] = 1 << 33
+    flag[6] = 2
+    records = [example({"id": np.int64(i), "ids": ids[i], "flag": flag[i]}) for i in range(10)]
+    path = write_tfrecord(str(tmp_path / "in" / "ints.tfrecord"), records)
+    out = tmp_path / "out"
+    args = ["score", "--model", model, "--input", path, "--output", str(out), "--keep", "id"]
+    assert main([*args, "--max-failed-rows", "2"]) == 0, capsys.readouterr().err
+    m = json.loads((out / "_manifest.json").read_text())
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (10, 8, 2)
+    good = [i for i in range(10) if i not in (3, 6)]
+    table = read_output(str(out))
+    assert table["id"].to_pylist() == good
+    expected = direct_call(model, "serving_default", ids=ids[good].astype(np.int32), flag=flag[good].astype(bool))
+    np.testing.assert_array_equal(table["score"].to_numpy(), expected["score"])
+    import pyarrow.parquet as pq
+
+    dead = pq.read_table(str(out / "_errors")).sort_by("row")
+    assert dead["row"].to_pylist() == [3, 6]
+    first, second = dead["error"].to_pylist()
+    assert f"{path}: record 3 (byte offset " in first
+    assert "feature 'ids' holds 8589934592, which does not fit input 'ids' of dtype int32" in first
+    assert "feature 'flag' holds 2, which does not fit input 'flag' of dtype bool (0 or 1)" in second
+
+
+def test_an_empty_feature_is_named_as_empty_not_as_missing(io_models, tmp_path, capsys):
+    """``tf.train.Feature()`` (no list set, as a writer that skips empty values leaves it)
+    was reported as "feature 'tokens' is missing; features: tokens"."""
+    import tensorflow as tf
+
+    tokens = np.arange(15, dtype=np.int64).reshape(3, 5)
+    records = [example({"tokens": t}) for t in tokens]
+    empty = tf.train.Example(features=tf.train.Features(feature={"tokens": tf.train.Feature()}))
+    records.insert(1, empty.SerializeToString())
+    path = write_tfrecord(str(tmp_path / "in" / "empty.tfrecord"), records)
+    out = tmp_path / "out"
+    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out), "--max-failed-rows", "1"]
+    assert main(args) == 0, capsys.readouterr().err
+    table = read_output(str(out))
+    expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens)
+    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+    import pyarrow.parquet as pq
+
+    (error,) = pq.read_table(str(out / "_errors"))["error"].to_pylist()
+    assert error == (
+        f"{path}: record 1 (byte offset {len(records[0]) + 16}): feature 'tokens' is empty "
+        "(a tf.train.Feature with no value list set: 0 values, expected 5)"
+    )
+
+
+def test_a_record_of_another_feature_kind_in_the_sample_is_a_dead_letter(io_models, tmp_path, capsys):
+    """One record among the first 64 whose ``tokens`` is a float_list (another writer)
+    refused the whole job ("is a float_list, earlier records have a int64_list"), while the
+    same record further on was a dead letter. The kind most sampled records hold wins."""
+    tokens = np.arange(60, dtype=np.int64).reshape(12, 5)
+    records = [example({"id": np.int64(i), "tokens": tokens[i]}) for i in range(12)]
+    records[0] = example({"id": np.int64(0), "tokens": tokens[0].astype(np.float32)})
+    records[7] = example({"id": np.int64(7), "tokens": np.array([b"a"] * 5)})
+    path = write_tfrecord(str(tmp_path / "in" / "kinds.tfrecord"), records)
+    out = tmp_path / "out"
+    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out), "--keep", "id"]
+    assert main([*args, "--max-failed-rows", "2"]) == 0, capsys.readouterr().err
+    m = json.loads((out / "_manifest.json").read_text())
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (12, 10, 2)
+    good = [i for i in range(12) if i not in (0, 7)]
+    table = read_output(str(out))
+    assert table["id"].to_pylist() == good
+    expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens[good])
+    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+    import pyarrow.parquet as pq
+
+    errors = pq.read_table(str(out / "_errors")).sort_by("row")["error"].to_pylist()
+    assert (
+        errors[0]
+        == f"{path}: record 0 (byte offset 0): feature 'tokens' holds float32 values (float_list), expected int64"
+    )
+    assert errors[1].endswith("feature 'tokens' holds string values (bytes_list), expected int64")
+
+
+def test_a_pad_fill_value_of_the_wrong_type_is_refused_before_the_job(io_models, tmp_path, capsys):
+    """``--pad tokens=5:abc`` on an int64 feature was checked only while parsing: every
+    record became a dead letter carrying the flag's error. It is refused up front."""
+    records = [example({"tokens": np.arange(n, dtype=np.int64)}) for n in (3, 5, 7)]
+    path = write_tfrecord(str(tmp_path / "in" / "t.tfrecord"), records)
+    out = tmp_path / "out"
+    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out), "--pad", "tokens=5:abc"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "beamscore: error: --pad tokens=5:abc: 'abc' is not a int64 value"
+    ]
+    assert not (out / "_manifest.json").exists()
+
+
+def test_pad_naming_no_feature_is_refused_like_npz(io_models, tmp_path, capsys):
+    """``--pad token=5`` (a typo of ``tokens``) was silently ignored, and ragged ``tokens``
+    then failed record by record, each message asking for the --pad already given."""
+    records = [example({"tokens": np.arange(n, dtype=np.int64)}) for n in (3, 5, 7)]
+    path = write_tfrecord(str(tmp_path / "in" / "t.tfrecord"), records)
+    out = tmp_path / "out"
+    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out)]
+    assert main([*args, "--pad", "token=5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"beamscore: error: {path}: --pad token: no feature 'token' in the first 64 records; features: tokens"
+    ]
+    assert main([*args, "--pad", "tokens=5"]) == 0, capsys.readouterr().err
+    padded = np.array([[0, 1, 2, 0, 0], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4]], dtype=np.int64)
+    expected = direct_call(io_models["tokens"], "serving_default", tokens=padded)
+    np.testing.assert_array_equal(read_output(str(out))["total"].to_numpy(), expected["total"])
+
+
+def test_zero_padding_after_gzip_members_is_skipped(io_models, tmp_path, capsys):
+    """A GZIP file padded with zero bytes (a tape or block store's padding, which gzip and
+    Python's gzip skip) after a member, with another member after the padding: the zeros
+    were read as a member header ("incorrect header check"), one dead letter more."""
+    import gzip
+
+    tokens = np.arange(40, dtype=np.int64).reshape(8, 5)
+    plain = write_tfrecord(str(tmp_path / "p.tfrecord"), [example({"tokens": t}) for t in tokens])
+    data = open(plain, "rb").read()  # noqa: SIM115
+    cut = sum(len(example({"tokens": t})) + 16 for t in tokens[:3])
+    path = tmp_path / "in" / "padded.tfrecord.gz"
+    path.parent.mkdir()
+    path.write_bytes(gzip.compress(data[:cut]) + bytes(300) + gzip.compress(data[cut:]) + bytes(4096))
+    assert len(gzip.decompress(path.read_bytes())) == len(data)  # as Python's gzip reads it
+    out = tmp_path / "out"
+    assert main(["score", "--model", io_models["tokens"], "--input", str(path), "--output", str(out)]) == 0, (
+        capsys.readouterr().err
+    )
+    m = json.loads((out / "_manifest.json").read_text())
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (8, 8, 0)
+    expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens)
+    np.testing.assert_array_equal(read_output(str(out))["total"].to_numpy(), expected["total"])
+
+
+def test_a_kept_feature_empty_in_every_record_is_a_list_column(io_models, tmp_path, capsys):
+    """``tags`` with 0 values in every record (``int64_list {}``) was sampled as a fixed
+    length of 0, which Arrow cannot hold: the batch raised, its records were neither scored
+    nor counted (rows_in 1 of 3). It is now a list column of empty lists."""
+    tokens = np.arange(15, dtype=np.int64).reshape(3, 5)
+    empty = np.array([], dtype=np.int64)
+    records = [example({"tokens": t, "tags": empty, "names": np.array([], dtype=bytes)}) for t in tokens]
+    path = write_tfrecord(str(tmp_path / "in" / "t.tfrecord"), records)
+    out = tmp_path / "out"
+    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out)]
+    assert main([*args, "--keep", "tags", "--keep", "names"]) == 0, capsys.readouterr().err
+    m = json.loads((out / "_manifest.json").read_text())
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (3, 3, 0)
+    table = read_output(str(out))
+    assert table["tags"].to_pylist() == [[], [], []] and table["names"].to_pylist() == [[], [], []]
+    expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens)
+    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+
+
+def test_an_unexpected_error_in_a_batch_makes_its_records_dead_letters(io_models, tmp_path, monkeypatch):
+    """Records that were read count, whatever goes wrong after: an error that is not the
+    data's (a bug) makes the batch's records dead letters naming it (it lost them)."""
+    tokens = np.arange(20, dtype=np.int64).reshape(4, 5)
+    path = write_tfrecord(str(tmp_path / "t.tfrecord"), [example({"tokens": t}) for t in tokens])
+    from beamscore.model.inspect import inspect_model
+
+    source = TFRecordSource().bind(inspect_model(io_models["tokens"]).signature(), {}).with_dead_letters()
+    source.columns(path)
+
+    def broken(*args, **kwargs):
+        raise ValueError("cannot reshape array")
+
+    monkeypatch.setattr(TFRecordSource, "_table", broken)
+    (unit,) = source.units(path, 0)
+    (bad,) = list(source.read(unit, ["tokens"], 64))
+    assert list(bad.rows) == [0, 1, 2, 3]
+    assert bad.error == f"{path}: records 0-3: ValueError: cannot reshape array"
+
+
+def test_parse_feeds_a_feature_named_as_the_only_string_input_not_the_whole_record(tmp_path):
+    """``RunSignature`` over ``ReadFromTFRecord`` parses records with :meth:`parse`, which
+    fed a text model's one string input ``text`` [None] the whole serialized Example even
+    when the Examples hold a ``text`` feature (``beamscore score`` parsed it): silently wrong
+    scores. Records without that feature still go whole (an Estimator export)."""
+    import tensorflow as tf
+
+    from beamscore.model.inspect import inspect_model
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve(self, text):
+            return {"length": tf.strings.length(text)}
+
+    model = str(tmp_path / "model")
+    module = Module()
+    tf.saved_model.save(module, model, signatures={"serving_default": module.serve})
+    signature = inspect_model(model).signature()
+    texts = np.array([b"hello", b"hi", b"a longer text"], dtype=object)
+    records = [example({"text": np.array([t]), "id": np.int64(i)}) for i, t in enumerate(texts)]
+    source = TFRecordSource().bind(signature, {})
+    table = source.parse(records)
+    assert table["text"].to_pylist() == list(texts)
+    assert source.parse(records[1:])["text"].to_pylist() == list(texts[1:])
+    expected = direct_call(model, "serving_default", text=texts)["length"]
+    fn = tf.saved_model.load(model).signatures["serving_default"]
+    got = fn(text=tf.constant(table["text"].to_pylist()))["length"].numpy()
+    np.testing.assert_array_equal(got, expected)
+    other = [example({"body": np.array([t])}) for t in texts]
+    raw = TFRecordSource().bind(signature, {})
+    assert raw.parse(other)["text"].to_pylist() == other
+    assert raw.parse(other[:1])["text"].to_pylist() == other[:1]
+
+
+def test_schema_sampling_stops_at_a_byte_budget(tmp_path, monkeypatch):
+    """The planner samples 32 files at once, each up to 64 records held together: with
+    records of video frames that is gigabytes per file. Sampling reads one record at a time and
+    stops once SAMPLE_BYTES are seen (here 1 byte: after the first record)."""
+    import beamscore.io.tfrecord as tfrecord
+
+    frames = [np.full(1000, i + 1, dtype=np.uint8).tobytes() for i in range(4)]
+    records = [example({"frame": np.array([f]), "tags": np.arange(2 + i)}) for i, f in enumerate(frames)]
+    path = write_tfrecord(str(tmp_path / "v.tfrecord"), records)
+    assert TFRecordSource().columns(path)["tags"].row_shape is None  # 2, 3, 4, 5 values: variable
+    monkeypatch.setattr(tfrecord, "SAMPLE_BYTES", 1)
+    columns = TFRecordSource().columns(path)
+    assert columns["tags"].row_shape == (2,) and columns["frame"].dtype == "string"
+    table = read_all(TFRecordSource(), path, ["frame"])
+    assert table["frame"].to_pylist() == frames
