@@ -214,25 +214,31 @@ def assert_slow_result(out, ids, expected) -> None:
     assert manifest["rows_failed"] == 0 and manifest["units"] == 28 and len(manifest["outputs"]) == 28
 
 
+def start_slow_job(args: list[str], out, cluster) -> tuple[subprocess.Popen, object]:
+    """Start ``beamscore score ARGS`` on the cluster; return it once 2 units have receipts."""
+    job = subprocess.Popen(
+        [sys.executable, "-m", "beamscore", "score", *args],
+        env=worker_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    receipts = out / "_units"
+    deadline = time.monotonic() + 120
+    while not (receipts.exists() and len(list(receipts.glob("part-*.json"))) >= 2):
+        assert job.poll() is None, job.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, cluster.log_tail()
+        time.sleep(0.05)
+    return job, receipts
+
+
 @pytest.mark.distributed
 def test_a_killed_worker_loses_nothing(slow_job, tmp_path):
     args, ids, expected = slow_job
     out = tmp_path / "out"
     with dask_cluster(tmp_path / "cluster", workers=2) as cluster:
         flags = ["--runner=DaskRunner", f"--dask_client_address={cluster.address}"]
-        job = subprocess.Popen(
-            [sys.executable, "-m", "beamscore", "score", *args, "--output", str(out), *flags],
-            env=worker_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        receipts = out / "_units"
-        deadline = time.monotonic() + 120
-        while not (receipts.exists() and len(list(receipts.glob("part-*.json"))) >= 2):
-            assert job.poll() is None, job.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, cluster.log_tail()
-            time.sleep(0.05)
+        job, receipts = start_slow_job([*args, "--output", str(out), *flags], out, cluster)
         cluster.kill_worker(0)
         done_at_kill = len(list(receipts.glob("part-*.json")))
         finished_at_kill = (out / "_manifest.json").exists()
@@ -257,19 +263,7 @@ def test_sigterm_cancels_the_dask_job_and_keeps_its_claim_until_stale(slow_job, 
     out = tmp_path / "out"
     with dask_cluster(tmp_path / "cluster", workers=2) as cluster:
         flags = ["--runner=DaskRunner", f"--dask_client_address={cluster.address}"]
-        job = subprocess.Popen(
-            [sys.executable, "-m", "beamscore", "score", *args, "--output", str(out), *flags],
-            env=worker_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        receipts = out / "_units"
-        deadline = time.monotonic() + 120
-        while not (receipts.exists() and len(list(receipts.glob("part-*.json"))) >= 2):
-            assert job.poll() is None, job.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, cluster.log_tail()
-            time.sleep(0.05)
+        job, _receipts = start_slow_job([*args, "--output", str(out), *flags], out, cluster)
         job.send_signal(signal.SIGTERM)
         _stdout, stderr = job.communicate(timeout=60)
         assert job.returncode == 143, stderr[-3000:]
