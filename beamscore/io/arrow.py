@@ -4,7 +4,8 @@ Inputs: scalar, fixed-size list, list (equal lengths within a batch) and Arrow's
 ``fixed_shape_tensor`` columns become one numpy array of shape ``(rows, *row_shape)``.
 Outputs: a 1-d array becomes a plain column, a 2-d array a fixed-size list, and anything of
 higher rank a ``fixed_shape_tensor`` column, so the shape survives the round trip while
-other Parquet readers still see plain (nested) lists.
+other Parquet readers still see plain (nested) lists; an output whose declared row shape has
+an unknown dimension becomes (nested) variable-length lists, the same type in every batch.
 """
 
 from __future__ import annotations
@@ -177,8 +178,13 @@ def _check_nulls(arr: pa.Array, name: str, where: str) -> None:
         raise BeamscoreError(f"{where}: column {name!r} has a null at row {row}; inputs must not be null")
 
 
-def from_numpy(values: np.ndarray) -> pa.Array:
+def from_numpy(values: np.ndarray, variable: bool = False) -> pa.Array:
     """A numpy batch of one output as an Arrow column (see the module docstring).
+
+    ``variable``: the output declares a row width unknown until it runs (shape ``(-1, -1)``,
+    e.g. tokens padded per batch), so it is written as (nested) variable-length lists, one
+    type for every batch whatever its width, where fixed-size lists would give each batch
+    its own type and the part files no common schema.
 
     Complex values, which no Arrow type holds, are refused in one line (the launcher refuses
     such outputs first; bfloat16 ones arrive widened to float32, see
@@ -192,10 +198,16 @@ def from_numpy(values: np.ndarray) -> pa.Array:
     if values.dtype == object or values.dtype.kind in "SU":
         flat = pa.array(values.reshape(-1).tolist(), type=pa.binary())
     else:
-        if values.ndim > 2:
+        if values.ndim > 2 and not variable:
             return pa.FixedShapeTensorArray.from_numpy_ndarray(values)
         flat = pa.array(values.reshape(-1))
     if values.ndim <= 1:
+        return flat
+    if variable:
+        for level in reversed(range(1, values.ndim)):
+            lists = int(np.prod(values.shape[:level]))
+            offsets = pa.array(np.arange(lists + 1, dtype=np.int64) * values.shape[level], type=pa.int32())
+            flat = pa.ListArray.from_arrays(offsets, flat)
         return flat
     for size in reversed(values.shape[1:]):
         flat = pa.FixedSizeListArray.from_arrays(flat, size)

@@ -22,7 +22,7 @@ dict per scored row (an ``examples`` row keeps its record under ``"example"``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,10 +129,12 @@ def pack(
     good: np.ndarray,
     predictions: Mapping[str, np.ndarray],
     keep: Sequence[str] | None = None,
+    variable: Collection[str] = (),
 ) -> Any:
     """The element's kind again: its ``good`` rows (all columns, or ``keep``) and one column
-    per prediction. A prediction named like a kept input column is an error, not a silent
-    replacement."""
+    per prediction (``variable``: those written as variable-length lists, see
+    :func:`beamscore.io.arrow.from_numpy`). A prediction named like a kept input column is an
+    error, not a silent replacement."""
     all_rows = len(good) == element.num_rows
     if element.kind == "examples":
         records = element.original if all_rows else [element.original[i] for i in good.tolist()]
@@ -154,7 +156,7 @@ def pack(
     else:
         table = element.table if all_rows else element.table.take(pa.array(good, type=pa.int64()))
         columns = {n: table[n] for n in names}
-        columns.update({k: from_numpy(v) for k, v in predictions.items()})
+        columns.update({k: from_numpy(v, k in variable) for k, v in predictions.items()})
         out = pa.table(columns)
         if element.kind == "record_batch":
             out = out.combine_chunks().to_batches()[0] if out.num_rows else pa.RecordBatch.from_pylist([], out.schema)

@@ -190,6 +190,7 @@ class RunSignatureFn(beam.DoFn):
         self.signature = signature
         self.bindings = dict(bindings) if bindings is not None else None
         self.outputs = list(outputs) or sorted(signature.outputs)
+        self.variable_outputs = {k for k in self.outputs if variable_rows(signature.outputs[k])}
         self.keep = None if keep is None else list(keep)
         self.keep_types = dict(keep_types or {})
         self.input_map = dict(input_map or {})
@@ -259,7 +260,10 @@ class RunSignatureFn(beam.DoFn):
         for index, errors, stage in scored.rejected:
             failed.append(dead_letters.from_table_rows(batch.unit, table, index, positions[index], errors, stage))
         good = scored.good
-        out = {key: from_numpy(values) for key, values in scored.outputs.items()}
+        out = {
+            key: from_numpy(values, variable_rows(self.signature.outputs[key]))
+            for key, values in scored.outputs.items()
+        }
         kept = table if len(good) == table.num_rows else table.take(pa.array(good, type=pa.int64()))
         try:
             for name in self.keep or ():
@@ -273,7 +277,8 @@ class RunSignatureFn(beam.DoFn):
                 )
             )
             good = good[:0]
-            out = {key: from_numpy(_empty(self.signature.outputs[key])) for key in self.outputs}
+            specs = self.signature.outputs
+            out = {key: from_numpy(_empty(specs[key]), variable_rows(specs[key])) for key in self.outputs}
             out.update({name: pa.nulls(0, type=self._keep_type(name, table)) for name in self.keep or ()})
         self._measure(table.num_rows, start)
         return dataclasses.replace(
@@ -303,7 +308,7 @@ class RunSignatureFn(beam.DoFn):
                 )
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, (el.key, dead) if el.keyed else dead)
         self._measure(el.num_rows, start)
-        yield pack(el, scored.good, scored.outputs, self.keep)
+        yield pack(el, scored.good, scored.outputs, self.keep, self.variable_outputs)
 
     def _measure(self, rows: int, start: float) -> None:
         self.batches.inc()
@@ -380,16 +385,23 @@ def output_schema(
     signature: SignatureInfo, outputs: Sequence[str], keep: Sequence[str] | None, input_schema: pa.Schema
 ) -> pa.Schema:
     """The schema of scored tables: the kept input columns (all when ``keep`` is ``None``),
-    then one column per output. An output of unknown shape has no type before it runs."""
+    then one column per output (variable-length lists where the declared row shape has an
+    unknown dimension). An output of unknown rank has no type before it runs."""
     fields = [input_schema.field(n) for n in (input_schema.names if keep is None else keep)]
     for key in list(outputs) or sorted(signature.outputs):
         spec = signature.outputs[key]
-        if spec.shape is None or any(d is None for d in spec.shape[1:]):
+        if spec.shape is None:
             raise BeamscoreError(
                 f"output {key!r} has shape {spec.shape_str()}; its column type is known only at run time"
             )
-        fields.append(pa.field(key, from_numpy(_empty(spec)).type))
+        fields.append(pa.field(key, from_numpy(_empty(spec), variable_rows(spec)).type))
     return pa.schema(fields)
+
+
+def variable_rows(spec: Any) -> bool:
+    """Whether an output's declared row shape has an unknown dimension (``(-1, -1)``): its
+    width may change from batch to batch, so it is written as variable-length lists."""
+    return spec.shape is not None and any(d is None for d in spec.shape[1:])
 
 
 def _empty(spec) -> np.ndarray:
