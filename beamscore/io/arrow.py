@@ -16,7 +16,7 @@ import pyarrow as pa
 from beamscore.errors import BeamscoreError
 from beamscore.model.binding import STRING, ColumnSpec
 
-__all__ = ["arrow_type", "column_spec", "from_numpy", "pad_hint", "to_numpy", "without_views"]
+__all__ = ["arrow_type", "column_spec", "from_numpy", "pad_hint", "take_rows", "to_numpy", "without_views"]
 
 
 _ARROW_NUMPY = {
@@ -149,6 +149,16 @@ def without_views(table: pa.Table) -> pa.Table:
         if plain != field.type:
             table = table.set_column(i, field.name, table.column(i).cast(plain))
     return table
+
+
+def take_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """``table.take(rows)`` that also works on ``string_view``/``binary_view`` columns (which
+    pyarrow cannot take rows of): those are taken as large strings and cast back, so the
+    result has ``table``'s schema."""
+    index = pa.array(rows, type=pa.int64())
+    plain = without_views(table)
+    taken = plain.take(index)
+    return taken if plain.schema == table.schema else taken.cast(table.schema)
 
 
 def _unviewed(t: pa.DataType) -> pa.DataType:

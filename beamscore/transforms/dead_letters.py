@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from beamscore.io.arrow import take_rows
 from beamscore.io.base import BadRows, UnreadRows, WorkUnit
 
 __all__ = [
@@ -132,7 +133,7 @@ def _raw_json(table: pa.Table, index: np.ndarray) -> list[bytes | None]:
     raw: list[bytes | None] = [None] * len(index)
     if len(index) and table.num_columns:
         head = index[:RAW_ROWS]
-        for i, row in enumerate(table.take(pa.array(head)).to_pylist()):  # failure path only
+        for i, row in enumerate(take_rows(table, head).to_pylist()):  # failure path only
             text = json.dumps(row, default=_jsonable, allow_nan=True).encode()
             raw[i] = text if len(text) <= RAW_LIMIT else None
     return raw

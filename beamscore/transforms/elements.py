@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from beamscore.errors import BeamscoreError
-from beamscore.io.arrow import from_numpy
+from beamscore.io.arrow import from_numpy, take_rows
 
 __all__ = ["EXAMPLE", "Element", "pack", "unpack"]
 
@@ -154,7 +154,7 @@ def pack(
         rows = element.original if all_rows else [element.original[i] for i in good.tolist()]
         out = _rows_out([{n: row[n] for n in names} for row in rows], predictions)
     else:
-        table = element.table if all_rows else element.table.take(pa.array(good, type=pa.int64()))
+        table = element.table if all_rows else take_rows(element.table, good)
         columns = {n: table[n] for n in names}
         columns.update({k: from_numpy(v, k in variable) for k, v in predictions.items()})
         out = pa.table(columns)

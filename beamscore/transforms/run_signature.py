@@ -16,7 +16,7 @@ from apache_beam.utils import shared
 from beamscore.doctor import worker_device
 from beamscore.errors import BeamscoreError
 from beamscore.io import structs
-from beamscore.io.arrow import column_spec, from_numpy
+from beamscore.io.arrow import column_spec, from_numpy, take_rows
 from beamscore.io.keep import cast_kept, keep_type
 from beamscore.io.tfrecord import TFRecordSource
 from beamscore.model.binding import InputBinding, bind_inputs, output_dtype
@@ -264,7 +264,7 @@ class RunSignatureFn(beam.DoFn):
             key: from_numpy(values, variable_rows(self.signature.outputs[key]))
             for key, values in scored.outputs.items()
         }
-        kept = table if len(good) == table.num_rows else table.take(pa.array(good, type=pa.int64()))
+        kept = table if len(good) == table.num_rows else take_rows(table, good)
         try:
             for name in self.keep or ():
                 out[name] = cast_kept(

@@ -236,3 +236,18 @@ def test_a_struct_field_feeds_an_input_through_input_map(models, tmp_path):
     assert table.column_names == ["id", "label", "scores"]
     expected = direct_call(models["two_sig"], "serving_default", x=x)
     np.testing.assert_allclose(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"], atol=1e-6)
+
+
+def test_a_bad_row_beside_a_string_view_column_is_a_dead_letter_and_the_view_kept(models):
+    """pyarrow cannot ``take`` rows of ``string_view`` columns (duckdb, pyarrow >= 16): a bad row
+    among them raised ``ArrowNotImplementedError`` where the others are kept."""
+    x = _x(4)
+    x[2, 1] = np.nan
+    table = _table(x, np.arange(4)).append_column("name", pa.array(list("abcd")).cast(pa.string_view()))
+    score = beamscore.RunSignature(models["two_sig"], reject_nan=True).with_exception_handling()
+    out = _run(lambda p: dict(zip(("scored", "dead"), p | beam.Create([table]) | score, strict=True)))
+    (scored,) = out["scored"]
+    assert scored.schema.field("name").type == pa.string_view()
+    assert scored["name"].to_pylist() == ["a", "b", "d"] and scored["id"].to_pylist() == [0, 1, 3]
+    (dead,) = out["dead"]
+    assert dead["row"].to_pylist() == [2] and b'"name": "c"' in dead["raw"][0].as_py()
