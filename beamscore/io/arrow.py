@@ -103,6 +103,11 @@ def to_numpy(column: pa.ChunkedArray | pa.Array, name: str, where: str) -> np.nd
         arr = arr.storage if not isinstance(arr.type, pa.FixedShapeTensorType) else arr
         if isinstance(arr.type, pa.FixedShapeTensorType):
             _check_nulls(arr, name, where)
+            t = arr.type
+            if pa.types.is_boolean(t.value_type) and list(t.permutation or range(len(t.shape))) == list(
+                range(len(t.shape))
+            ):  # pyarrow's to_numpy_ndarray: "bool is not valid data type for a tensor"
+                return arr.storage.flatten().to_numpy(zero_copy_only=False).reshape((len(arr), *t.shape))
             return arr.to_numpy_ndarray()
     return _nested(arr, name, where)
 
