@@ -17,6 +17,11 @@ A column the first Parquet file stores as Arrow's ``null`` type (all null, as po
 it; ``list<null>`` for only empty lists) takes its type from the next file that has another
 (:meth:`~beamscore.io.parquet.ParquetSource.column_types`).
 
+When the launcher has read every file's schema (it plans every file, as it does unless
+``--plan-on-workers``) and a numeric column (or fixed-size list of numbers) has one dtype and
+shape in all of them, nothing needs widening: the output keeps the files' own type (an
+``int32`` id stays ``int32``, ``float32`` features are not doubled) (:func:`job_keep_types`).
+
 Every batch's kept columns are cast to those types (:func:`cast_kept`); a missing column is
 all null. A value the cast cannot hold fails its batch's rows as dead letters.
 """
@@ -27,7 +32,7 @@ import pyarrow as pa
 
 from beamscore.errors import BeamscoreError
 
-__all__ = ["cast_kept", "keep_type"]
+__all__ = ["cast_kept", "job_keep_types", "keep_type"]
 
 
 def keep_type(t: pa.DataType) -> pa.DataType:
@@ -47,6 +52,23 @@ def keep_type(t: pa.DataType) -> pa.DataType:
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
         return pa.list_(keep_type(t.value_type))
     return t
+
+
+def job_keep_types(first: dict[str, pa.DataType], seen: dict[str, set] | None = None) -> dict[str, pa.DataType]:
+    """Each kept column's output type: the first file's own type where it is numeric (or a
+    fixed-size list of numbers) and ``seen`` (its dtype and row shape in every file, from
+    :class:`~beamscore.io.schemas.SameSchema`) holds one, else :func:`keep_type`'s widening."""
+    out = {}
+    for name, t in first.items():
+        agreed = seen is not None and len(seen.get(name, ())) == 1
+        out[name] = t if agreed and _plain_numbers(t) else keep_type(t)
+    return out
+
+
+def _plain_numbers(t: pa.DataType) -> bool:
+    if pa.types.is_fixed_size_list(t):
+        return _plain_numbers(t.value_type)
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
 
 
 def cast_kept(column: pa.ChunkedArray | pa.Array | None, name: str, type_: pa.DataType, rows: int) -> pa.Array:

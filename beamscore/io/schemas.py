@@ -38,6 +38,9 @@ class SameSchema:
         self.first = first
         self.expected = {name: expected[name] for name in inputs}
         self.keep = list(keep) if keep_required else []
+        #: each kept column's (dtype, row shape) in every file checked: where all agree, the
+        #: output keeps the files' own type (:func:`beamscore.io.keep.job_keep_types`)
+        self.keep_specs: dict[str, set[tuple[str, tuple[int, ...] | None]]] = {name: set() for name in self.keep}
 
     def __call__(self, path: str, columns: Mapping[str, ColumnSpec]) -> None:
         for name, want in self.expected.items():
@@ -59,6 +62,7 @@ class SameSchema:
                     f"{path}: no column {name!r} to --keep, which the first input {self.first} has; "
                     f"columns: {', '.join(sorted(columns)) or 'none'}"
                 )
+            self.keep_specs[name].add((columns[name].dtype, columns[name].row_shape))
 
 
 def _describe(spec: ColumnSpec) -> str:

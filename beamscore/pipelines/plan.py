@@ -30,7 +30,7 @@ from beamscore.config import ScoreConfig
 from beamscore.errors import BeamscoreError
 from beamscore.io import sink_for, source_for
 from beamscore.io.base import Sink, Source, WorkUnit, part_name
-from beamscore.io.keep import keep_type
+from beamscore.io.keep import job_keep_types
 from beamscore.io.schemas import SameSchema
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.checks import check_jit_signature, check_model_files, check_outputs, import_modules
@@ -164,10 +164,10 @@ def plan_job(config: ScoreConfig) -> Plan:
     missing_keep = [k for k in config.keep if k not in columns]
     if missing_keep:
         raise BeamscoreError(f"{first}: no column {missing_keep[0]!r} to --keep; columns: {', '.join(sorted(columns))}")
-    keep_types = {}
+    first_types: dict[str, pa.DataType] = {}
     if config.keep:
         types = source.column_types(first)
-        keep_types = {name: keep_type(types[name]) for name in config.keep}
+        first_types = {name: types[name] for name in config.keep}
     outputs = list(config.outputs) or sorted(signature.outputs)
     check_outputs(info.path, signature, outputs)
     clash = sorted(set(outputs) & set(config.keep))
@@ -187,6 +187,8 @@ def plan_job(config: ScoreConfig) -> Plan:
     )
     on_workers = len(files) > PLAN_ON_WORKERS_ABOVE if config.plan_on_workers is None else config.plan_on_workers
     units = [] if on_workers else survey(source, facts, check, progress=PlanningProgress())
+    # every file's schema seen (launcher planning): a numeric kept column all files agree on keeps its type
+    keep_types = job_keep_types(first_types, None if on_workers else check.keep_specs)
     sink = sink_for(
         config.output_format,
         config.output,

@@ -223,12 +223,12 @@ def test_hive_partition_keys_are_columns_to_keep(model, tmp_path):
     m = score(model, "vec", base, out, "--keep", "id,date,region,shard")
     assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (30, 30, 0)
     got = pl.read_parquet(str(out / "part-*.parquet")).sort("id")
-    # the same values and types as pyarrow.dataset's hive partitioning gives (then widened)
+    # the same values and types as pyarrow.dataset's hive partitioning gives
     theirs = ds.dataset(str(base), partitioning="hive").to_table().sort_by("id")
     assert got["date"].to_list() == theirs["date"].to_pylist() == dates.tolist()
     assert got["region"].to_list() == theirs["region"].to_pylist() == regions.tolist()
     assert got["shard"].to_list() == theirs["shard"].to_pylist()
-    assert (theirs.schema.field("shard").type, got.schema["shard"]) == (pa.int32(), pl.Int64)
+    assert (theirs.schema.field("shard").type, got.schema["shard"]) == (pa.int32(), pl.Int32)
     expected = direct_call(model, "vec", x=x[got["id"].to_numpy()])["s"]
     np.testing.assert_allclose(got["s"].to_numpy(), expected, rtol=1e-6)
 
@@ -276,6 +276,33 @@ def test_kept_columns_have_one_type_across_part_files(model, tmp_path):
     assert got["id"].to_list() == good.tolist()
     assert got["name"].to_list() == [f"n{i}" for i in good]
     np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x[good])["s"], rtol=1e-6)
+
+
+def test_kept_columns_all_files_agree_on_keep_their_own_type(model, tmp_path):
+    """Every file's footer is read when the launcher plans: an int32 id and float32 weights in
+    all of them stay int32 and float32 (no widening, which doubled float columns); with
+    ``--plan-on-workers`` the launcher sees one file, so it widens as before."""
+    x = vectors(20)
+    (tmp_path / "in").mkdir()
+    for i, rows in enumerate((slice(0, 8), slice(8, 20))):
+        table = pa.table(
+            {
+                "id": pa.array(np.arange(20)[rows], pa.int32()),
+                "w": pa.FixedSizeListArray.from_arrays(pa.array(x[rows, :2].reshape(-1)), 2),
+                "x": pa.FixedSizeListArray.from_arrays(pa.array(x[rows].reshape(-1)), 8),
+            }
+        )
+        pq.write_table(table, tmp_path / "in" / f"{i}.parquet")
+    out = tmp_path / "out"
+    score(model, "vec", tmp_path / "in", out, "--keep", "id,w")
+    got = pl.read_parquet(str(out / "part-*.parquet"))
+    assert (got.schema["id"], got.schema["w"]) == (pl.Int32, pl.Array(pl.Float32, 2))
+    np.testing.assert_array_equal(np.stack(got["w"].to_numpy()), x[:, :2])
+    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x)["s"], rtol=1e-6)
+    widened = tmp_path / "widened"
+    score(model, "vec", tmp_path / "in", widened, "--keep", "id,w", "--plan-on-workers")
+    got = pl.read_parquet(str(widened / "part-*.parquet"))
+    assert (got.schema["id"], got.schema["w"]) == (pl.Int64, pl.Array(pl.Float64, 2))
 
 
 def test_a_kept_feature_a_tfrecord_record_lacks_is_null_and_the_row_is_scored(model, tmp_path):
