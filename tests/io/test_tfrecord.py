@@ -23,6 +23,13 @@ def records_of(rows: dict[str, np.ndarray]) -> list[bytes]:
     return [example({k: v[i] for k, v in rows.items()}) for i in range(n)]
 
 
+def score_tokens(io_models, path: str, out, capsys, max_failed: int) -> dict:
+    """Score ``path`` with the tokens model keeping ``id``; the job must pass; its manifest."""
+    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out), "--keep", "id"]
+    assert main([*args, "--max-failed-rows", str(max_failed)]) == 0, capsys.readouterr().err
+    return json.loads((out / "_manifest.json").read_text())
+
+
 def read_all(source: TFRecordSource, path: str, columns: list[str], batch_size: int = 64):
     import pyarrow as pa
 
@@ -166,9 +173,7 @@ def test_a_garbled_record_among_examples_is_a_dead_letter_not_a_refusal(io_model
     records = [*good[:2], b"\xff\xff garbled", *good[2:], b"\x0a\x05 cut"]
     path = write_tfrecord(str(tmp_path / "in" / "mixed.tfrecord"), records)
     out = tmp_path / "out"
-    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out), "--keep", "id"]
-    assert main([*args, "--max-failed-rows", "2"]) == 0, capsys.readouterr().err
-    m = json.loads((out / "_manifest.json").read_text())
+    m = score_tokens(io_models, path, out, capsys, max_failed=2)
     assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (22, 20, 2)
     table = read_output(str(out))
     assert table["id"].to_pylist() == list(range(20))
@@ -212,9 +217,7 @@ def test_framing_damage_in_the_sampled_records_of_the_only_file_is_a_dead_letter
             f.truncate(f.seek(0, 2) - 10)
     scored = 9 if tail == "cut" else 10
     out = tmp_path / "out"
-    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out), "--keep", "id"]
-    assert main([*args, "--max-failed-rows", "1"]) == 0, capsys.readouterr().err
-    m = json.loads((out / "_manifest.json").read_text())
+    m = score_tokens(io_models, path, out, capsys, max_failed=1)
     assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (scored + 1, scored, 1)
     table = read_output(str(out))
     assert table["id"].to_pylist() == list(range(scored))
@@ -321,9 +324,7 @@ def test_a_record_of_another_feature_kind_in_the_sample_is_a_dead_letter(io_mode
     records[7] = example({"id": np.int64(7), "tokens": np.array([b"a"] * 5)})
     path = write_tfrecord(str(tmp_path / "in" / "kinds.tfrecord"), records)
     out = tmp_path / "out"
-    args = ["score", "--model", io_models["tokens"], "--input", path, "--output", str(out), "--keep", "id"]
-    assert main([*args, "--max-failed-rows", "2"]) == 0, capsys.readouterr().err
-    m = json.loads((out / "_manifest.json").read_text())
+    m = score_tokens(io_models, path, out, capsys, max_failed=2)
     assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (12, 10, 2)
     good = [i for i in range(12) if i not in (0, 7)]
     table = read_output(str(out))
