@@ -496,19 +496,18 @@ def _run_plan(plan: Any, options: Any, args: argparse.Namespace) -> Any:
     from beamscore._quiet import stderr_fd_to
 
     log = os.path.join(tempfile.gettempdir(), f"beamscore-workers-{os.getpid()}.log")
+    kept = False
     try:
         with stderr_fd_to(log):
-            result = run_plan(plan, options, progress=args.progress)
+            return run_plan(plan, options, progress=args.progress)
     except JobFailed as exc:
-        if os.path.getsize(log):
+        kept = os.path.getsize(log) > 0
+        if kept:
             raise JobFailed(f"{exc} (the worker processes' log: {log})", exc.manifest) from exc
-        os.unlink(log)
         raise
-    except BaseException:
-        os.unlink(log)
-        raise
-    os.unlink(log)
-    return result
+    finally:
+        if not kept:
+            os.unlink(log)
 
 
 def _fail(message: str, code: int, debug: bool) -> int:

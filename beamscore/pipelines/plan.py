@@ -147,8 +147,13 @@ def plan_job(config: ScoreConfig) -> Plan:
         check_jit_signature(signature)
     facts = bfs.list_files(config.inputs)
     files = [f.url for f in facts]
-    example_part = sink_for(config.output_format, config.output).unit_files("part-00000-00000", ["x"])[0]
-    _check_output_apart(config.output, config.inputs, example_part)
+    sink = sink_for(
+        config.output_format,
+        config.output,
+        compression=config.output_compression,
+        compression_level=config.output_compression_level,
+    )
+    _check_output_apart(config.output, config.inputs, sink.unit_files("part-00000-00000", ["x"])[0])
     source = source_for(
         config.format,
         files[0],
@@ -189,14 +194,7 @@ def plan_job(config: ScoreConfig) -> Plan:
     units = [] if on_workers else survey(source, facts, check, progress=PlanningProgress())
     # every file's schema seen (launcher planning): a numeric kept column all files agree on keeps its type
     keep_types = job_keep_types(first_types, None if on_workers else check.keep_specs)
-    sink = sink_for(
-        config.output_format,
-        config.output,
-        compression=config.output_compression,
-        compression_level=config.output_compression_level,
-    )
     _check_output_names(config.output, sink, outputs, config.keep)
-
     batch_size = config.batch_size or _default_batch_size(bindings)
     return Plan(
         config=config,

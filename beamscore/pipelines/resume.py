@@ -17,7 +17,6 @@ Everything here runs while the job holds the output's claim
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +25,15 @@ import fsspec
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
 from beamscore.pipelines.claim import CLAIM_FILE, Claim
-from beamscore.pipelines.overwrite import JOB_FILE, others_warning, read_job, remove_previous, survey, unit_files
+from beamscore.pipelines.overwrite import (
+    JOB_FILE,
+    Survey,
+    others_warning,
+    read_job,
+    remove_previous,
+    survey,
+    unit_files,
+)
 from beamscore.pipelines.plan import Plan
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.dead_letters import ERRORS_DIR
@@ -137,7 +144,7 @@ def _prepare(plan: Plan, fs: fsspec.AbstractFileSystem, root: str, started: Star
         read_job(fs, root, config.output)  # a damaged job file: one line on how to recover
         found = survey(config.output)
         if found.others or found.job is not None or found.finished:
-            _check_existing(plan, fs, root, identity, found.finished, started, found.others)
+            _check_existing(plan, identity, found, started)
             return
         # only temporary files of a start that died before its job file: start afresh
         remove_previous(config.output, force=False)
@@ -146,19 +153,12 @@ def _prepare(plan: Plan, fs: fsspec.AbstractFileSystem, root: str, started: Star
     bfs.write_atomic(fs, bfs.join(root, UNITS_DIR, JOB_FILE), data, bfs.join(root, TEMP_DIR))
 
 
-def _check_existing(
-    plan: Plan,
-    fs: fsspec.AbstractFileSystem,
-    root: str,
-    identity: dict[str, Any],
-    finished: bool,
-    started: Started,
-    others: Sequence[str] = (),
-) -> None:
-    """An output that holds something, without ``--overwrite``: resume it or refuse."""
+def _check_existing(plan: Plan, identity: dict[str, Any], found: Survey, started: Started) -> None:
+    """An output that holds something (``found``), without ``--overwrite``: resume it or refuse."""
     config = plan.config
+    finished, others, before = found.finished, found.others, found.job
     if not config.resume:
-        if not finished and others and read_job(fs, root, config.output) is None:
+        if not finished and others and before is None:
             shown = ", ".join(name.rsplit("/", 1)[-1] for name in others[:3])
             more = f" and {len(others) - 3} more" if len(others) > 3 else ""
             raise BeamscoreError(
@@ -175,7 +175,6 @@ def _check_existing(
             f"output {config.output!r} is not empty (an unfinished job?); "
             "pass --resume to continue it or --overwrite to replace it"
         )
-    before = read_job(fs, root, config.output)
     if before is None:
         what = "a finished result without a job file" if finished else "files but no unfinished beamscore job"
         raise BeamscoreError(
