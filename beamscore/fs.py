@@ -115,9 +115,8 @@ def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, temp_dir
             fs.pipe_file(temp, data)
             fs.mv(temp, path)
         except BaseException:
-            with contextlib.suppress(Exception):
-                if fs.exists(temp):
-                    fs.rm_file(temp)
+            with contextlib.suppress(Exception):  # not there (the write failed first): nothing to remove
+                fs.rm_file(temp)
             raise
         return
     try:

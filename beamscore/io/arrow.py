@@ -178,7 +178,7 @@ def _unviewed(t: pa.DataType) -> pa.DataType:
     if pa.types.is_fixed_size_list(t):
         return pa.list_(t.value_field.with_type(_unviewed(t.value_type)), t.list_size)
     if pa.types.is_struct(t):
-        return pa.struct([f.with_type(_unviewed(f.type)) for f in (t.field(i) for i in range(t.num_fields))])
+        return pa.struct([f.with_type(_unviewed(f.type)) for f in t])
     return t
 
 

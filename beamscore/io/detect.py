@@ -15,6 +15,7 @@ import re
 import zlib
 
 from beamscore import fs as bfs
+from beamscore.io.tfrecord import WBITS, detect_compression, is_record_start
 
 __all__ = ["SUFFIXES", "format_from_bytes", "format_from_name", "format_of"]
 
@@ -50,13 +51,13 @@ def format_from_bytes(head: bytes) -> str | None:
         return "npy"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "npz"
-    from beamscore.io.tfrecord import detect_compression, is_record_start
-
-    codec = detect_compression(head[:12])
+    if is_record_start(head):
+        return "tfrecord"
+    codec = detect_compression(head)
     if codec == "none":
-        return "tfrecord" if is_record_start(head) else None
+        return None
     try:
-        inflated = zlib.decompressobj(31 if codec == "gzip" else 15).decompress(head, 12)
+        inflated = zlib.decompressobj(WBITS[codec]).decompress(head, 12)
     except zlib.error:
         return None
     return "tfrecord" if is_record_start(inflated) else None

@@ -110,18 +110,14 @@ class NpzSource(Source):
                     raise BeamscoreError(
                         f"{where}: has {header.rows} rows, the plan has {unit.stop} (the file changed after planning)"
                     )
-                streams[name] = (stream, header)
+                streams[name] = (stream, header, where)
             starts = range(unit.start, unit.stop, batch_size) or range(unit.start, unit.start + 1)
             for start in starts:
                 stop = min(start + batch_size, unit.stop)
                 table = pa.table(
                     {
-                        name: to_arrow(
-                            read_rows(stream, header, start, stop, f"{unit.path}: array {name!r}"),
-                            f"{unit.path}: array {name!r}",
-                            start,
-                        )
-                        for name, (stream, header) in streams.items()
+                        name: to_arrow(read_rows(stream, header, start, stop, where), where, start)
+                        for name, (stream, header, where) in streams.items()
                     }
                 )
                 yield pad_table(table, self.pad)
@@ -158,21 +154,21 @@ class NpzSource(Source):
                     except BeamscoreError:
                         # a scalar or a structured array no input reads is not a column; an
                         # object array is still refused without --allow-pickle (--keep may name it)
-                        if not self._aside(name, headers) or _pickled(archive, member):
+                        if not self._aside(name) or _pickled(archive, member):
                             raise
         lengths = {name: h.rows for name, h in headers.items()}
         if self.inputs is not None:  # the rows are the inputs' rows; another length is not a column
             rows = {n for name, n in lengths.items() if name in self.inputs}
             if len(rows) == 1:
                 (n,) = rows
-                headers = {name: h for name, h in headers.items() if h.rows == n or not self._aside(name, headers)}
+                headers = {name: h for name, h in headers.items() if h.rows == n or not self._aside(name)}
                 lengths = {name: h.rows for name, h in headers.items()}
         if len(set(lengths.values())) > 1:
             listed = ", ".join(f"{name} has {n}" for name, n in lengths.items())
             raise BeamscoreError(f"{url}: arrays disagree on their number of rows ({listed}); each array is a column")
         return headers
 
-    def _aside(self, name: str, headers: Mapping[str, NpyHeader]) -> bool:
+    def _aside(self, name: str) -> bool:
         """Whether array ``name`` may be left out of the columns when it cannot be one: only
         for a bound source (:meth:`bind`), and only when no input and no ``--pad`` reads it."""
         return self.inputs is not None and name not in self.inputs and name not in self.pad

@@ -20,6 +20,7 @@ hold the rows planned (the file was replaced after planning) is not read at all.
 
 from __future__ import annotations
 
+import collections
 import copy
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -33,7 +34,7 @@ from beamscore.io import hive, structs
 from beamscore.io.arrow import column_spec, without_views
 from beamscore.io.base import FilePlan, Source, UnreadRows, WorkUnit
 from beamscore.io.pad import pad_spec, pad_table, parse_pad
-from beamscore.io.parquet_lists import is_list_error, read_lenient
+from beamscore.io.parquet_lists import INT96_UNIT, is_list_error, read_lenient
 from beamscore.io.tails import OutsideTail, TailFile
 from beamscore.model.binding import ColumnSpec
 
@@ -105,10 +106,11 @@ class ParquetSource(Source):
 
         A file with two columns of one name (pyarrow writes them; polars, duckdb and Spark
         refuse to read them) is refused: no column name could say which one is meant."""
-        twice = next((name for name in schema.names if schema.names.count(name) > 1), None)
+        counts = collections.Counter(schema.names)
+        twice = next((name for name, n in counts.items() if n > 1), None)
         if twice is not None:
             raise BeamscoreError(
-                f"{path}: column {twice!r} appears {schema.names.count(twice)} times; beamscore cannot tell them "
+                f"{path}: column {twice!r} appears {counts[twice]} times; beamscore cannot tell them "
                 "apart (rename them, e.g. with pyarrow's Table.rename_columns, and write the file again)"
             )
         types = {name: schema.field(name).type for name in schema.names}
@@ -223,12 +225,12 @@ class ParquetSource(Source):
         path: str,
         partitions: dict[str, pa.DataType],
         columns: list[str],
-        nested: Mapping[str, list[str]] | None = None,
+        nested: Mapping[str, list[str]],
     ) -> pa.Table:
         """Take struct fields out, pad, add the partition columns, and put the columns in
         the order asked for."""
-        for name, field in (nested or {}).items():
-            table = table.append_column(name, structs.read_field(table[field[0]], field))
+        for name, field in nested.items():
+            table = table.append_column(name, structs.read_field(table, field))
         table = without_views(pad_table(table, self.pad))
         for name, array in hive.partition_arrays(path, partitions, table.num_rows).items():
             table = table.append_column(name, array)
@@ -285,12 +287,6 @@ class _Batches:
         if self.held:
             yield self.held[0] if len(self.held) == 1 else pa.concat_tables(self.held)
         self.held, self.rows = [], 0
-
-
-#: The unit of INT96 timestamps (Spark, Hive, Impala): pyarrow's default, ns, wraps any date
-#: outside 1677-2262 (Spark's 9999-12-31 "no end" became 1816-03-29) without a word; us holds
-#: years 1-9999 and is Spark's own precision.
-INT96_UNIT = "us"
 
 
 def _open(factory, f, path: str):

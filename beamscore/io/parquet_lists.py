@@ -31,7 +31,12 @@ import pyarrow.parquet as pq
 
 from beamscore.errors import BeamscoreError
 
-__all__ = ["is_list_error", "read_lenient"]
+__all__ = ["INT96_UNIT", "is_list_error", "read_lenient"]
+
+#: The unit of INT96 timestamps (Spark, Hive, Impala), for every Parquet reader here: pyarrow's
+#: default, ns, wraps any date outside 1677-2262 (Spark's 9999-12-31 "no end" became
+#: 1816-03-29) without a word; us holds years 1-9999 and is Spark's own precision.
+INT96_UNIT = "us"
 
 _LIST_ERRORS = ("Expected all lists to be of size", "Length spanned by list offsets")
 _ARROW_KEY = b"ARROW:schema"
@@ -77,7 +82,10 @@ def _without_arrow_schema(f: BinaryIO, footer: bytes, row_groups, columns, batch
     renamed = footer.replace(_ARROW_KEY, b"ARROW:schem_")
     rebuild = pq.read_metadata(f).__reduce__()[0]  # pyarrow's own FileMetaData-from-Thrift
     pf = pq.ParquetFile(
-        f, metadata=rebuild(pa.py_buffer(renamed)), page_checksum_verification=True, coerce_int96_timestamp_unit="us"
+        f,
+        metadata=rebuild(pa.py_buffer(renamed)),
+        page_checksum_verification=True,
+        coerce_int96_timestamp_unit=INT96_UNIT,
     )
     for batch in pf.iter_batches(batch_size=batch_size, row_groups=list(row_groups), columns=columns):
         if skip >= batch.num_rows:

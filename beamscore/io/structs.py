@@ -28,14 +28,10 @@ def field_types(schema: pa.Schema) -> dict[str, pa.DataType]:
 
 def _walk(prefix: str, type_: pa.DataType, out: dict[str, pa.DataType]) -> None:
     if pa.types.is_struct(type_):
-        for child in _children(type_):
+        for child in type_:  # a StructType iterates over its fields
             name = f"{prefix}.{child.name}"
             out[name] = child.type
             _walk(name, child.type, out)
-
-
-def _children(type_: pa.StructType) -> Iterable[pa.Field]:
-    return (type_.field(i) for i in range(type_.num_fields))
 
 
 def field_path(schema: pa.Schema, name: str) -> list[str] | None:
@@ -49,16 +45,16 @@ def _path(fields: list[pa.Field], name: str, top: bool = False) -> list[str] | N
         if not top and name == field.name:
             return [field.name]
         if name.startswith(field.name + ".") and pa.types.is_struct(field.type):
-            rest = _path(list(_children(field.type)), name[len(field.name) + 1 :])
+            rest = _path(list(field.type), name[len(field.name) + 1 :])
             if rest is not None:
                 return [field.name, *rest]
     return None
 
 
-def read_field(column: pa.ChunkedArray | pa.Array, path: list[str]) -> pa.ChunkedArray | pa.Array:
-    """Field ``path[1:]`` of the struct column ``column`` (read as ``path[0]``); null where
-    the struct (or a struct between) is null."""
-    return pc.struct_field(column, path[1:])
+def read_field(table: pa.Table, path: list[str]) -> pa.ChunkedArray:
+    """The field at ``path`` (``["features", "x"]``) of ``table``'s struct column ``path[0]``;
+    null where the struct (or a struct between) is null."""
+    return pc.struct_field(table[path[0]], path[1:])
 
 
 def with_fields(table: pa.Table, names: Iterable[str]) -> pa.Table:
@@ -67,5 +63,5 @@ def with_fields(table: pa.Table, names: Iterable[str]) -> pa.Table:
         if name not in table.column_names:
             path = field_path(table.schema, name)
             if path is not None:
-                table = table.append_column(name, read_field(table[path[0]], path))
+                table = table.append_column(name, read_field(table, path))
     return table

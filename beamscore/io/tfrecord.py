@@ -59,6 +59,7 @@ __all__ = [
     "RAW",
     "SAMPLE_BYTES",
     "SAMPLE_RECORDS",
+    "WBITS",
     "TFRecordSource",
     "detect_compression",
     "is_record_start",
@@ -78,7 +79,8 @@ _HEADER = struct.Struct("<QI")
 _CRC = struct.Struct("<I")
 _KIND_DTYPE = {"float_list": "float32", "int64_list": "int64", "bytes_list": STRING}
 _COMPRESSIONS = ("gzip", "zlib", "none")
-_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "zlib": zlib.MAX_WBITS}
+#: zlib's ``wbits`` for each compression a TFRecord file may have
+WBITS = {"gzip": 16 + zlib.MAX_WBITS, "zlib": zlib.MAX_WBITS}
 _RAW_CHUNK = 1 << 20
 
 
@@ -109,7 +111,7 @@ def read_records(
     records: list[bytes] = []
     offsets: list[int] = []
     count = 0
-    unpack_header, unpack_crc, crc32c = _HEADER.unpack_from, _CRC.unpack_from, google_crc32c.value
+    unpack_header, unpack_crc = _HEADER.unpack_from, _CRC.unpack_from
     while limit is None or count < limit:
         if len(buf) - pos < 12 and not eof:
             try:
@@ -130,8 +132,7 @@ def read_records(
             yield from _bad_record(error, tolerant, records, offsets, count, None)
             return
         length, length_crc = unpack_header(buf, pos)
-        c = crc32c(buf[pos : pos + 8])
-        if (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF != length_crc:  # masked CRC32C
+        if _masked_crc(buf[pos : pos + 8]) != length_crc:
             error = BeamscoreError(
                 f"{path}: corrupt record {count} at byte offset {base + pos}: the length's CRC does not match "
                 "(not a TFRecord file, a compressed file read as plain, or damaged data)"
@@ -162,8 +163,7 @@ def read_records(
             yield from _bad_record(error, tolerant, records, offsets, count, None)
             return
         data = buf[pos + 12 : end - 4]
-        c = crc32c(data)
-        if (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF != unpack_crc(buf, end - 4)[0]:
+        if _masked_crc(data) != unpack_crc(buf, end - 4)[0]:
             error = BeamscoreError(
                 f"{path}: corrupt record {count} at byte offset {base + pos}: the data's CRC does not match"
             )
@@ -569,8 +569,8 @@ class TFRecordSource(Source):
         if compression is None:
             compression = detect_compression(raw.read(12))
             raw.seek(0)
-        if compression in _WBITS:
-            return _Inflate(raw, _WBITS[compression])
+        if compression in WBITS:
+            return _Inflate(raw, WBITS[compression])
         return raw
 
     def _explain(self, records, offsets, first, spec, path, tf, exc) -> BeamscoreError:
@@ -614,8 +614,13 @@ def is_record_start(head: bytes) -> bool:
     """Whether ``head`` starts with a TFRecord header: a length and its masked CRC32C."""
     if len(head) < 12:
         return False
-    c = google_crc32c.value(head[:8])
-    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF == _CRC.unpack_from(head, 8)[0]
+    return _masked_crc(head[:8]) == _CRC.unpack_from(head, 8)[0]
+
+
+def _masked_crc(data: bytes) -> int:
+    """TFRecord's masked CRC32C of ``data``, as stored after a record's length and data."""
+    c = google_crc32c.value(data)
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def detect_compression(head: bytes) -> str:
