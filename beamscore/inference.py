@@ -32,7 +32,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from beamscore.errors import BeamscoreError
 from beamscore.model.loader import LoadedModel, load_model, resolve_signature
 from beamscore.transforms.elements import pack, unpack
-from beamscore.transforms.run_signature import ElementScorer, output_schema, variable_rows
+from beamscore.transforms.run_signature import ElementScorer, output_schema
 
 __all__ = ["SignatureModelHandler"]
 
@@ -134,8 +134,7 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
                     f"{el.where}: row {int(index[0])}: {errors[0]} ({scored.rows_failed} of {el.num_rows} rows failed "
                     f"at {stage}; beamscore.RunSignature(...).with_exception_handling() dead-letters single rows)"
                 )
-            variable = {k for k in scored.outputs if variable_rows(self._signature.outputs[k])}
-            inference = pack(el, scored.good, scored.outputs, self._keep, variable)
+            inference = pack(el, scored.good, scored.outputs, self._keep, model.scorer.variable_outputs)
             results.append(PredictionResult(element, inference, model.loaded.spec.path))
         return results
 

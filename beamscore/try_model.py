@@ -17,7 +17,7 @@ import numpy as np
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
-from beamscore.model.binding import widen_output
+from beamscore.model.binding import WIDENED_OUTPUTS, widen_output
 from beamscore.model.feed_check import check_feeds
 from beamscore.model.feeds import (
     MAX_INPUT_BYTES,
@@ -213,7 +213,7 @@ def _exists(fs, path: str) -> bool:
 def format_saved(outputs: dict[str, np.ndarray], paths: dict[str, str]) -> str:
     """One line per saved output: key, dtype, shape and the file it went to."""
     return "\n".join(
-        f"output {key!r}: {_dtype_name(widen_output(outputs[key]))} {tuple(outputs[key].shape)} -> {path}"
+        f"output {key!r}: {_dtype_name(outputs[key], saved=True)} {tuple(outputs[key].shape)} -> {path}"
         for key, path in paths.items()
     )
 
@@ -224,5 +224,9 @@ def _numpy(value: object) -> np.ndarray:
     return np.asarray(numpy() if callable(numpy) else value)
 
 
-def _dtype_name(value: np.ndarray) -> str:
-    return "string" if value.dtype.kind in "OSU" else value.dtype.name
+def _dtype_name(value: np.ndarray, saved: bool = False) -> str:
+    """``value``'s dtype as printed; ``saved``: as written to ``.npy`` (bfloat16 widened,
+    :data:`~beamscore.model.binding.WIDENED_OUTPUTS`), without converting the array."""
+    if value.dtype.kind in "OSU":
+        return "string"
+    return WIDENED_OUTPUTS.get(value.dtype.name, value.dtype).name if saved else value.dtype.name

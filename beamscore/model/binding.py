@@ -267,10 +267,9 @@ def lossless(have: np.dtype, want: np.dtype) -> bool:
 
 
 def _check_shape(spec: TensorSpec, col: ColumnSpec, where: str) -> None:
+    """Whether ``col``'s rows fit ``spec`` (a scalar input is refused before, by :func:`bind_inputs`)."""
     if spec.shape is None or col.row_shape is None:
         return  # unknown rank, or a variable-length list: checked per batch
-    if len(spec.shape) == 0:
-        raise BeamscoreError(_scalar_input(spec))
     row_size = math.prod(col.row_shape)
     if _fill_unknown(spec.shape[1:], row_size) is None:
         raise BeamscoreError(

@@ -316,6 +316,7 @@ def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGr
         # A Session (TF1 graphs) may leave a placeholder_with_default unfed; a TF2 function may not.
         with_default = set() if mg.object_graph_def.nodes else _defaulted_placeholders(mg)
         ops = None if mg.object_graph_def.nodes else {n.name for n in mg.graph_def.node}
+        composite = _composite_inputs(mg)
         for key in sorted(mg.signature_def):
             if key in HIDDEN_SIGNATURES:
                 continue
@@ -329,7 +330,7 @@ def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGr
                 method_name=sd.method_name,
                 inputs={k: spec for k, spec in inputs.items() if k not in defaulted},
                 outputs={k: _tensor_spec(k, sd.outputs[k]) for k in sorted(sd.outputs)},
-                composite_inputs=_composite_inputs(mg, key),
+                composite_inputs=composite.get(key, ()),
                 defaulted=defaulted,
                 missing_tensors=_missing_tensors(sd, ops),
             )
@@ -385,35 +386,37 @@ def _defaulted_placeholders(mg) -> set[str]:
     return {n.name for n in mg.graph_def.node if n.op == "PlaceholderWithDefault"}
 
 
-def _composite_inputs(mg, key: str) -> tuple[str, ...]:
-    """The composite type specs among the arguments of the function signature ``key`` wraps.
+def _composite_inputs(mg) -> dict[str, tuple[str, ...]]:
+    """Signature key -> the composite type specs among the arguments of the function it wraps.
 
     TensorFlow flattens a ``RaggedTensorSpec`` signature argument ``x`` into SignatureDef
     inputs ``x`` (values) and ``x_1`` (row splits), plain tensors nothing marks. The object
     graph's signature node names the wrapper function; the wrapper calls the traced function,
-    whose saved input signature still holds the composite spec."""
+    whose saved input signature still holds the composite spec. One pass over the function
+    library for all of a MetaGraph's signatures."""
     graph = mg.object_graph_def
     if not graph.nodes:
-        return ()
+        return {}
     sig_nodes = [c.node_id for c in graph.nodes[0].children if c.local_name == "signatures"]
-    wrappers = [
-        graph.nodes[c.node_id].bare_concrete_function.concrete_function_name
+    wrapper_of = {
+        c.local_name: graph.nodes[c.node_id].bare_concrete_function.concrete_function_name
         for n in sig_nodes
         for c in graph.nodes[n].children
-        if c.local_name == key
-    ]
-    called = {
-        node.attr["f"].func.name
+    }
+    wrappers = set(wrapper_of.values())
+    calls = {
+        fn.signature.name: {node.attr["f"].func.name for node in fn.node_def if "f" in node.attr}
         for fn in mg.graph_def.library.function
         if fn.signature.name in wrappers
-        for node in fn.node_def
-        if "f" in node.attr
     }
-    found: list[str] = []
-    for name in sorted(called):
-        if name in graph.concrete_functions:
-            _type_specs(graph.concrete_functions[name].canonicalized_input_signature, found)
-    return tuple(found)
+    out: dict[str, tuple[str, ...]] = {}
+    for key, wrapper in wrapper_of.items():
+        found: list[str] = []
+        for name in sorted(calls.get(wrapper, ())):
+            if name in graph.concrete_functions:
+                _type_specs(graph.concrete_functions[name].canonicalized_input_signature, found)
+        out[key] = tuple(found)
+    return out
 
 
 def _type_specs(value, found: list[str]) -> None:

@@ -93,15 +93,16 @@ def resolve_signature(
     tag_set: str = "serve",
     version: int | None = None,
     outputs: Sequence[str] = (),
+    imports: Sequence[str] = (),
     **spec: Any,
 ) -> tuple[ModelSpec, SignatureInfo]:
     """Inspect ``model`` (a SavedModel or versioned base dir, any URL) when a transform is
     built, so that a bad model fails there, on the launcher, as ``beamscore score`` checks it:
-    a wrong signature or tag set, ops not registered (after importing ``spec["imports"]``), a
+    a wrong signature or tag set, ops not registered (after importing ``imports``), a
     missing or unreadable variables index, a SparseTensor input, ``outputs`` the signature
     lacks or that are not one row per input row, string tensors with ``jit_compile``. Return
     what workers load (``spec``: the other :class:`ModelSpec` fields) and the signature's facts."""
-    imports = tuple(spec.pop("imports", ()))
+    imports = tuple(imports)
     import_modules(imports)
     info = inspect_model(model, version)
     sig = info.signature(signature, tag_set)
@@ -211,7 +212,7 @@ def _load(tf: Any, local: str, mg: MetaGraphInfo) -> tuple[Any, str]:
         return SessionModel(local, list(mg.tags)), "session"
 
 
-_TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[", "File ")
+_TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "defined at", "[[", "File ")
 
 
 def tf_message(exc: BaseException) -> str:
@@ -219,7 +220,8 @@ def tf_message(exc: BaseException) -> str:
 
     A graph error starts "Graph execution error:" and "Detected at node ..." (a model whose
     vocabulary asset is missing failed to load with just that); the cause is the first line
-    that is none of those."""
+    that is none of those (nor an indented line of the node trace). Used for load errors,
+    ``run``'s call errors and, through ``model_message``, rows that make the model raise."""
     text = getattr(exc, "message", None) or str(exc)
     for line in text.splitlines():
         if line.strip() and not line[:1].isspace() and not line.strip().startswith(_TF_NOISE):

@@ -82,9 +82,8 @@ def _rows_fed(feeds: Mapping[str, Any]) -> int | None:
 
 def _to_numpy(tensor: Any) -> np.ndarray:
     """One output as the numpy array the sinks write (bfloat16 widened to float32)."""
-    if isinstance(tensor, np.ndarray):  # a signature served by another process returns numpy
-        return widen_output(tensor)
-    return widen_output(np.asarray(tensor.numpy()))
+    # a signature served by another process (--model-copies) returns numpy already
+    return widen_output(tensor if isinstance(tensor, np.ndarray) else np.asarray(tensor.numpy()))
 
 
 class FixedBatchSignature:

@@ -21,7 +21,7 @@ from beamscore.io.keep import cast_kept, keep_type
 from beamscore.io.tfrecord import TFRecordSource
 from beamscore.model.binding import InputBinding, bind_inputs, output_dtype
 from beamscore.model.inspect import SignatureInfo
-from beamscore.model.loader import LoadedModel, ModelSpec, load_model, resolve_signature
+from beamscore.model.loader import LoadedModel, ModelSpec, load_model, resolve_signature, tf_message
 from beamscore.model.runner import BatchError, SignatureRunner
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
@@ -115,6 +115,8 @@ class ElementScorer:
         self.batch_size = batch_size
         self.signature = signature
         self.outputs = list(outputs) or sorted(signature.outputs)
+        #: outputs written as variable-length lists (:func:`variable_rows`), fixed once
+        self.variable_outputs = {k for k in self.outputs if variable_rows(signature.outputs[k])}
         self.input_map = dict(input_map or {})
         self.cast = cast
         self.reject_nan = reject_nan
@@ -190,7 +192,6 @@ class RunSignatureFn(beam.DoFn):
         self.signature = signature
         self.bindings = dict(bindings) if bindings is not None else None
         self.outputs = list(outputs) or sorted(signature.outputs)
-        self.variable_outputs = {k for k in self.outputs if variable_rows(signature.outputs[k])}
         self.keep = None if keep is None else list(keep)
         self.keep_types = dict(keep_types or {})
         self.input_map = dict(input_map or {})
@@ -260,10 +261,7 @@ class RunSignatureFn(beam.DoFn):
         for index, errors, stage in scored.rejected:
             failed.append(dead_letters.from_table_rows(batch.unit, table, index, positions[index], errors, stage))
         good = scored.good
-        out = {
-            key: from_numpy(values, variable_rows(self.signature.outputs[key]))
-            for key, values in scored.outputs.items()
-        }
+        out = {key: from_numpy(values, key in self._scorer.variable_outputs) for key, values in scored.outputs.items()}
         kept = table if len(good) == table.num_rows else take_rows(table, good)
         try:
             for name in self.keep or ():
@@ -278,7 +276,7 @@ class RunSignatureFn(beam.DoFn):
             )
             good = good[:0]
             specs = self.signature.outputs
-            out = {key: from_numpy(_empty(specs[key]), variable_rows(specs[key])) for key in self.outputs}
+            out = {key: from_numpy(_empty(specs[key]), key in self._scorer.variable_outputs) for key in self.outputs}
             out.update({name: pa.nulls(0, type=self._keep_type(name, table)) for name in self.keep or ()})
         self._measure(table.num_rows, start)
         return dataclasses.replace(
@@ -308,7 +306,7 @@ class RunSignatureFn(beam.DoFn):
                 )
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, (el.key, dead) if el.keyed else dead)
         self._measure(el.num_rows, start)
-        yield pack(el, scored.good, scored.outputs, self.keep, self.variable_outputs)
+        yield pack(el, scored.good, scored.outputs, self.keep, self._scorer.variable_outputs)
 
     def _measure(self, rows: int, start: float) -> None:
         self.batches.inc()
@@ -368,17 +366,9 @@ def call_isolating(
     return merged, bad_left + [mid + i for i in bad_right], msg_left + msg_right
 
 
-_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "defined at", "File ")
-
-
 def model_message(exc: BaseException) -> str:
     """The informative line of a model error (TensorFlow's first lines are boilerplate)."""
-    cause = exc.__cause__ or exc
-    text = getattr(cause, "message", None) or str(cause)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(_NOISE) and not line.startswith("[[")]
-    line = (useful or lines or [type(cause).__name__])[0]
-    return f"the model failed on this row: {line[:500]}"
+    return f"the model failed on this row: {tf_message(exc.__cause__ or exc)[:500]}"
 
 
 def output_schema(

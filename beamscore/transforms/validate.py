@@ -213,7 +213,7 @@ def _numpy(
                     f"column {b.column!r} has dtype {actual}, signature input {b.input!r} expects {b.dtype}"
                 )
             cast = _cast(values, want)
-            lost = _lost(values, cast)
+            lost = None if lossless(values.dtype, want) else _lost(values, cast)  # a widening loses nothing
             if lost is not None:
                 unfit[b.column] = _unfit_rows(values, lost, b)
             values = cast
@@ -232,7 +232,7 @@ def _lost(values: np.ndarray, cast: np.ndarray) -> np.ndarray | None:
     want, have = cast.dtype, values.dtype
     if want.kind in "iu" and have.kind == "f":
         info = np.iinfo(want)
-        wide = values.astype(np.float64)  # the bounds are powers of two: exact in float64
+        wide = values.astype(np.float64, copy=False)  # the bounds are powers of two: exact in float64
         lost = ~((wide >= float(info.min)) & (wide < float(info.max) + 1))
     elif want.kind in "iu" and have.kind in "iu":
         lost = cast.astype(have) != values  # a value out of range does not come back
