@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-quick bench-scaling bench-baselines bench-read bench-codecs clean
+.PHONY: install demo test lint format bench bench-quick bench-scaling bench-baselines bench-read bench-codecs bench-row-groups clean
 
 # One TensorFlow: the CPU one ([cpu]); a GPU machine installs [gpu] instead, never both.
 $(STAMP): pyproject.toml
@@ -56,6 +56,10 @@ bench-read: $(STAMP)
 .PHONY: bench-plan
 bench-plan: $(STAMP)
 	$(PY) -m benchmarks.plan $(ARGS)
+# rows/s of scoring a Parquet file of tiny row groups (one row each by default); e.g. ARGS="--row-group-rows 16"
+bench-row-groups: $(STAMP)
+	$(PY) -m benchmarks.small_row_groups $(ARGS)
+
 # Parquet output codecs: writer rows/s and bytes per row (README "Output compression").
 bench-codecs: $(STAMP)
 	$(PY) -m benchmarks.write_codecs $(ARGS)
