@@ -34,6 +34,7 @@ a job's ``rows_in`` is the records as read).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import struct
 import zlib
@@ -387,14 +388,9 @@ class TFRecordSource(Source):
                     default = _pad_value(pad, self.features[name].dtype, name)
                     dense = value.to_tensor(default_value=default, shape=[None, pad.length]).numpy()
                     out[name] = from_numpy(self._narrow(name, narrow, dense, None, first, offsets, path))
-                elif narrow is not None:
-                    flat = value.flat_values.numpy()
-                    rows = value.value_rowids().numpy()
-                    flat = self._narrow(name, narrow, flat, rows, first, offsets, path)
-                    splits = pa.array(value.row_splits.numpy().astype(np.int64))
-                    out[name] = pa.LargeListArray.from_arrays(splits, from_numpy(flat))
-                else:
-                    out[name] = _list_array(value)
+                else:  # narrowed value by value, each bad one named by its record (row splits)
+                    check = functools.partial(self._narrow, name, narrow, first=first, offsets=offsets, path=path)
+                    out[name] = _list_array(value, check)
             else:
                 out[name] = from_numpy(self._narrow(name, narrow, value.numpy(), None, first, offsets, path))
         return pa.table(out)
@@ -420,10 +416,11 @@ class TFRecordSource(Source):
         narrow = self._narrowed(name)
         return feat.dtype if narrow is None else narrow.name
 
-    def _narrow(self, name, dtype, values: np.ndarray, rows, first, offsets, path) -> np.ndarray:
+    def _narrow(self, name, dtype, values: np.ndarray, splits, first, offsets, path) -> np.ndarray:
         """``values`` (int64) as ``dtype``; a value outside its range (not 0 or 1 for bool)
-        is a :class:`BeamscoreError` naming the record, feature, value and input. ``rows``
-        gives each value's record for a flat (ragged) array, else the first axis does."""
+        is a :class:`BeamscoreError` naming the record, feature, value and input. ``splits``
+        (row splits) give each value's record for a flat (ragged) array, else the first axis
+        does; they are searched only when a value does not fit."""
         if dtype is None:
             return values
         if dtype.kind == "b":
@@ -433,7 +430,10 @@ class TFRecordSource(Source):
             bad = (values < info.min) | (values > min(info.max, np.iinfo(np.int64).max))
         if bad.any():
             flat = np.flatnonzero(bad.reshape(-1))[0]
-            i = int(rows[flat]) if rows is not None else int(flat // max(1, values[:1].size))
+            if splits is not None:
+                i = int(np.searchsorted(splits, flat, side="right")) - 1
+            else:
+                i = int(flat // max(1, values[:1].size))
             value = int(values.reshape(-1)[flat])
             spec = self.inputs[name]
             allowed = "0 or 1" if dtype.kind == "b" else f"{np.iinfo(dtype).min}..{np.iinfo(dtype).max}"
@@ -733,7 +733,11 @@ def _fixed_length(spec: TensorSpec | None) -> int | None:
     return math.prod(spec.shape[1:])
 
 
-def _list_array(value) -> pa.Array:
-    """A ragged parse result as an Arrow list column (no per-row Python)."""
-    offsets = pa.array(value.row_splits.numpy().astype(np.int64))
-    return pa.LargeListArray.from_arrays(offsets, from_numpy(value.flat_values.numpy()))
+def _list_array(value, convert=None) -> pa.Array:
+    """A ragged parse result as an Arrow list column (no per-row Python); ``convert(flat,
+    splits)`` turns the flat values into what is written (a narrowing, checked)."""
+    splits = value.row_splits.numpy().astype(np.int64)
+    flat = value.flat_values.numpy()
+    if convert is not None:
+        flat = convert(flat, splits)
+    return pa.LargeListArray.from_arrays(pa.array(splits), from_numpy(flat))
