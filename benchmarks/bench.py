@@ -102,8 +102,8 @@ def _run_child(job: dict[str, Any], work: str, env_extra: dict[str, str], log: s
     rows = rep["rows"]
     first, end = rep["first"], rep["end"]
     steady_rows = rows - min(job["batch_size"], rows)
-    spans = [("python start (to the bench child's first line)", 0.0, rep["main"] - t0)]
-    spans += [(name, a - t0, b - t0) for name, a, b in rep.get("spans", [])]
+    spans = [("python start (to the bench child's first line)", 0.0, rep["main"] - t0, 0.0, 0.0)]
+    spans += [(name, a - t0, b - t0, ca, cb) for name, a, b, ca, cb in rep.get("spans", [])]
     return {
         "rows": rows,
         "wall": t1 - t0,

@@ -44,7 +44,8 @@ import numpy as np
 __all__ = ["PATHS", "main"]
 
 _FIRST: list[float] = []
-#: (name, start, end) of each step before the first batch, wall clock (see :func:`_watch_imports`)
+#: (name, start, end, cpu start, cpu end) of each step before the first batch: wall clock and
+#: CPU time of the whole process (see :func:`_watch_imports`)
 _SPANS: list[tuple[str, float, float]] = []
 #: anything else a path reports (``parts``: microseconds per row of each part)
 _EXTRA: dict[str, Any] = {}
@@ -67,12 +68,14 @@ def _span(name: str, fn: Callable) -> Callable:
     """``fn``, recording the wall-clock span of each call made before the first batch."""
 
     def timed(*args, **kwargs):
-        start, before_first = time.time(), not _FIRST
+        start, cpu, before_first = time.time(), time.process_time(), not _FIRST
         try:
             return fn(*args, **kwargs)
         finally:
             if before_first:  # one that ends after the first batch (the runner) is cut there
-                _SPANS.append((name, start, min(time.time(), _FIRST[0]) if _FIRST else time.time()))
+                end = min(time.time(), _FIRST[0]) if _FIRST else time.time()
+                end_cpu = _EXTRA["startup_cpu"] if _FIRST else time.process_time()
+                _SPANS.append((name, start, end, cpu, end_cpu))
 
     timed.__wrapped__ = fn  # type: ignore[attr-defined]
     return timed
@@ -135,12 +138,12 @@ def _watch_imports(steps: list[tuple[str, str, str]] = ()) -> None:
         with lock:
             mine = top not in open_
             open_.add(top)
-        start = time.time()
+        start, cpu = time.time(), time.process_time()
         try:
             return real(name, globals, locals, fromlist, level)
         finally:
             if mine:
-                _SPANS.append((f"import {top}", start, time.time()))
+                _SPANS.append((f"import {top}", start, time.time(), cpu, time.process_time()))
             if pending:
                 with lock:
                     patch()
@@ -201,10 +204,10 @@ def _time_signature_calls() -> None:
     call = runner.SignatureRunner.__call__
 
     def timed(self, columns, where="batch"):
-        start = time.time()
+        start, cpu = time.time(), time.process_time()
         result = call(self, columns, where)
         if not _FIRST:
-            _SPANS.append(("first batch (signature call)", start, time.time()))
+            _SPANS.append(("first batch (signature call)", start, time.time(), cpu, time.process_time()))
         _first_batch_done()
         return result
 
