@@ -32,6 +32,7 @@ EXPECTED = {
     "SignatureModelHandler",
     "score",
     "JobFailed",
+    "RowsFailed",
 }
 
 
