@@ -37,7 +37,8 @@ class Block:
 def pages() -> list[str]:
     """README.md and every docs page, relative to the repository root."""
     found = ["README.md"]
-    for directory, _, files in os.walk(DOCS):
+    for directory, subdirs, files in os.walk(DOCS):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("_"))  # docs/_pending/: not on the site yet
         found += sorted(os.path.relpath(os.path.join(directory, f), ROOT) for f in files if f.endswith(".md"))
     return found
 
