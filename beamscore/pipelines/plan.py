@@ -129,9 +129,12 @@ class Plan:
             "version": self.model.version,
             "signature": self.signature.key,
             "tag_set": ",".join(parse_tags(self.config.tag_set)),
-            "map": dict(sorted(self.config.map.items())),
+            "map": {name: b.column for name, b in sorted(self.bindings.items())},  # --map and the default
             "cast": bool(self.config.cast),
-            "pad": {name: f"{p.length}:{p.value}" for name, p in sorted(parse_pad(self.config.pad).items())},
+            "pad": {
+                name: f"{p.length}:{p.value}" if p.value else str(p.length)
+                for name, p in sorted(parse_pad(self.config.pad).items())
+            },
             "keep": list(self.config.keep),
             "outputs": list(self.outputs),
             "output_format": self.sink.format,
