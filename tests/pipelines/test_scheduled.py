@@ -111,13 +111,13 @@ def job(model: str, data: str, out, *extra: str) -> list[str]:
 
 def test_exit_0_status_succeeded_and_success_written_last(models, data, tmp_path):
     out = tmp_path / "out"
-    run = beamscore(*job(models["two_sig"], data, out, "--keep", "id", "--date", "2026-12-01"))
+    run = beamscore(*job(models["two_sig"], data, out, "--keep", "id", "x", "--date", "2026-12-01"))
     assert run.returncode == EXIT_OK, run.stderr
     m = manifest_of(out)
     assert (m["status"], m["status_reason"]) == ("succeeded", None)
     assert m["date"] == "2026-12-01"
     assert set(m["settings"]) == SETTINGS
-    assert m["settings"]["keep"] == ["id"] and m["settings"]["map"] == {"x": "x"}
+    assert m["settings"]["keep"] == ["id", "x"] and m["settings"]["map"] == {"x": "x"}
     assert m["settings"]["output_compression"] == "snappy" and m["settings"]["fixed_batch_size"] is None
     success = out / "_SUCCESS"
     assert success.read_bytes() == b""
