@@ -38,8 +38,21 @@ FIELDS = {
     "a": "weekday name, abbreviated (Tue)",
     "A": "weekday name (Tuesday)",
 }
-_MONTHS = ("January February March April May June July August September October November December").split()
-_DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _FIELD = re.compile(r"%(.?)|\{date\}", re.DOTALL)
 
 

@@ -98,9 +98,7 @@ def data(tmp_path_factory) -> str:
     x = rng.normal(size=(200, 4)).astype(np.float32)
     x[37, 0] = 150.0
     path = tmp_path_factory.mktemp("data") / "in.parquet"
-    table = pa.table(
-        {"id": np.arange(200), "x": fixed(x), "x2": fixed(x * 2), "name": [f"n{i}" for i in range(200)]}
-    )
+    table = pa.table({"id": np.arange(200), "x": fixed(x), "x2": fixed(x * 2), "name": [f"n{i}" for i in range(200)]})
     pq.write_table(table, path, row_group_size=50)
     return str(path)
 
@@ -314,7 +312,7 @@ def test_docs_cron_line_runs_as_written(models, tmp_path):
     venv = tmp_path / "srv" / ".venv" / "bin"
     venv.mkdir(parents=True)
     os.symlink(os.path.join(os.path.dirname(sys.executable), "beamscore"), venv / "beamscore")
-    for night in (1, 2):  # the second run (a retry after a success) is "already complete"
+    for _night in (1, 2):  # the second run (a retry after a success) is "already complete"
         run = subprocess.run(["/bin/sh", "-c", moved], env=ENV, capture_output=True, text=True, timeout=600)
         log = (tmp_path / "beamscore.log").read_text()
         assert run.returncode == 0, log[-3000:]
@@ -329,7 +327,10 @@ def test_docs_cron_line_runs_as_written(models, tmp_path):
 def test_docs_airflow_task_runs_as_written(models, tmp_path):
     tree = ast.parse(docs_block("scheduled.md", "airflow"))
     (command,) = [
-        ast.literal_eval(k.value) for node in ast.walk(tree) if isinstance(node, ast.Call) for k in node.keywords
+        ast.literal_eval(k.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        for k in node.keywords
         if k.arg == "bash_command"
     ]
     import jinja2
