@@ -148,6 +148,12 @@ def test_exit_1_rows_over_the_limit_status_failed_no_success(jm, data, tmp_path,
     # and one with the default limit again: failed, _SUCCESS gone
     assert main([*job(jm["raising"], data, out, "--keep", "id"), "--resume"]) == EXIT_ROWS_FAILED
     assert manifest_of(out)["status"] == "failed" and not (out / "_SUCCESS").exists()
+    # an unfinished output with a stale _SUCCESS (its manifest gone): the resumed run that
+    # fails again leaves no _SUCCESS
+    (out / "_manifest.json").unlink()
+    (out / "_SUCCESS").write_bytes(b"")
+    assert main([*job(jm["raising"], data, out, "--keep", "id"), "--resume"]) == EXIT_ROWS_FAILED
+    assert manifest_of(out)["units_resumed"] == 4 and not (out / "_SUCCESS").exists()
 
 
 def test_exit_2_refused_before_anything_is_written(models, data, tmp_path):
@@ -239,6 +245,24 @@ def test_resume_with_a_setting_changed_is_refused(models, data, tmp_path, capsys
         "pass --overwrite to start again"
     )
     assert main([*job(model, data, out, *first), "--resume"]) == EXIT_OK  # unchanged: it resumes
+
+
+def test_resume_with_another_tag_set_is_refused(legacy, tmp_path, capsys):
+    """The TF1 example model has the same signatures under ``serve`` and ``serve,gpu`` (the
+    latter with other weights): resuming under the other tag set would mix them."""
+    import legacy_models
+
+    records = legacy_models.write_examples_tfrecord(str(tmp_path / "in.tfrecord"), np.linspace(-4, 4, 37))
+    out = tmp_path / "out"
+    args = ["score", "--model", legacy["ex"], "--input", records, "--output", str(out)]
+    assert main([*args, "--tag-set", "serve"]) == EXIT_OK, capsys.readouterr().err
+    (out / "_manifest.json").unlink()
+    capsys.readouterr()
+    assert main([*args, "--tag-set", "serve,gpu", "--resume"]) == EXIT_USAGE
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith(
+        'was started by a different job: --tag-set was "serve", now "gpu,serve"; pass --overwrite to start again'
+    )
 
 
 # --date and the fields it fills
