@@ -14,14 +14,15 @@ from docs_blocks import ROOT, RUNNABLE, blocks, docs_block, pages
 
 
 def _fetched_examples() -> set[tuple[str, str]]:
-    """(page, name) of every ``docs_block("page", "name")`` call in the tests."""
+    """(page, name) of every call in the tests whose first two arguments are a page and a name,
+    ``docs_block("page.md", "name")`` or a helper that passes them on."""
     found = set()
     tests = os.path.join(ROOT, "tests")
     for directory, _, files in os.walk(tests):
         for name in files:
             if name.endswith(".py"):
                 with open(os.path.join(directory, name), encoding="utf-8") as f:
-                    for page, example in re.findall(r'docs_block\(\s*"([^"]+)",\s*"([^"]+)"', f.read()):
+                    for page, example in re.findall(r'\(\s*"([\w./-]+\.md)",\s*"([\w-]+)"', f.read()):
                         page = page if page == "README.md" or page.startswith("docs/") else "docs/" + page
                         found.add((page, example))
     return found
