@@ -432,7 +432,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             print(f"beamscore: error: {result.failure}", file=sys.stderr)
             return EXIT_FAILED
         return 0
-    rate = m["rows_out"] / result.seconds if result.seconds else 0.0
+    rate = (m["rows_out"] - result.rows_resumed) / result.seconds if result.seconds else 0.0  # this run's rows
     print(
         f"scored {_scored(m)} rows in {result.seconds:.1f}s ({rate:,.0f} rows/s) "
         f"with {m['model']['path']} [{m['model']['signature']}] on {result.runner}\n"
