@@ -471,7 +471,8 @@ def _npy_batches(fs: Any, path: str, batch_rows: int) -> Iterator[np.ndarray]:
 
 
 def _status(manifest: dict) -> tuple[str, str]:
-    """succeeded or failed, from the manifest's own status or from its failure limits."""
+    """succeeded or failed: the manifest's own ``status`` (and ``status_reason``) where it has
+    one, else judged from its ``failure_limits`` as ``beamscore score`` judges them."""
     failed, total = int(manifest["rows_failed"]), int(manifest["rows_in"])
     fraction = failed / total if total else 0.0
     said = manifest.get("status")
@@ -486,6 +487,8 @@ def _status(manifest: dict) -> tuple[str, str]:
         checks.append((failed == 0, "no failed rows allowed by default"))
     broken = [text for ok, text in checks if not ok]
     status = said or ("failed" if broken else "succeeded")
+    if said == "failed" and manifest.get("status_reason"):  # the job's own words
+        return status, str(manifest["status_reason"])
     if not failed:
         return status, "every row scored"
     where = "over the limit" if broken else "within the limit"

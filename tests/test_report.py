@@ -252,3 +252,21 @@ def test_memory_stays_flat_on_a_large_output(tmp_path):
     for key in ("arrow_peak", "numpy_peak"):
         assert b[key] < 1.25 * a[key] + (1 << 20), (key, a, b)
         assert b[key] < data / 2, (key, a, b)
+
+
+def test_status_failed_from_the_limits_or_the_manifests_own_words(out, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    manifest = _manifest(str(copy))
+    manifest.pop("status", None), manifest.pop("status_reason", None)
+    manifest["failure_limits"] = {"max_failed_rows": None, "max_failed_fraction": None}
+    (copy / "_manifest.json").write_text(json.dumps(manifest))
+    got = report.build(str(copy))
+    assert (got.status, got.status_detail) == (
+        "failed",
+        "20 of 600 rows failed (3.33%), over the limit (no failed rows allowed by default)",
+    )
+    manifest.update(status="failed", status_reason="20 of 600 rows failed, said the job")
+    (copy / "_manifest.json").write_text(json.dumps(manifest))
+    got = report.build(str(copy))
+    assert (got.status, got.status_detail) == ("failed", "20 of 600 rows failed, said the job")
