@@ -270,3 +270,31 @@ def test_status_failed_from_the_limits_or_the_manifests_own_words(out, tmp_path)
     (copy / "_manifest.json").write_text(json.dumps(manifest))
     got = report.build(str(copy))
     assert (got.status, got.status_detail) == ("failed", "20 of 600 rows failed, said the job")
+
+
+def test_npy_output(models, tmp_path, capsys):
+    """--output-format npy: files are read a batch of rows at a time from their headers on."""
+    out = tmp_path / "npy"
+    paths, _ids, x = _npy_inputs(tmp_path)
+    args = ["score", "--model", models["two_sig"], "--input", paths, "--output", str(out), "--output-format", "npy"]
+    assert main([*args, "--keep", "id", "--rows-per-unit", "100"]) == 0
+    capsys.readouterr()
+    got = report.build(str(out), batch_rows=7)  # batches that do not divide the files' rows
+    by_name = {c.name: c for c in got.columns}
+    assert sorted(by_name) == ["label", "scores"]
+    scores = np.concatenate([np.load(p).reshape(-1) for p in sorted((out / "scores").glob("part-*.npy"))])
+    assert by_name["scores"].count == scores.size == len(x) * 3 and by_name["scores"].per_row == 3
+    assert by_name["scores"].min == scores.min() and by_name["scores"].max == scores.max()
+    assert math.isclose(by_name["scores"].mean, scores.astype(np.float64).mean(), rel_tol=1e-9)
+    files = {f.name: f.rows for f in got.files}
+    assert files == {
+        f"{d}/{p.name}": len(np.load(p)) for d in ("scores", "label", "id") for p in (out / d).glob("*.npy")
+    }
+
+
+def _npy_inputs(tmp_path) -> tuple[str, list, np.ndarray]:
+    x = np.random.default_rng(3).normal(size=(250, 4)).astype(np.float32)
+    os.makedirs(tmp_path / "in")
+    table = pa.table({"id": np.arange(250), "x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 4)})
+    pq.write_table(table, tmp_path / "in" / "a.parquet", row_group_size=100)
+    return str(tmp_path / "in" / "a.parquet"), [], x
