@@ -185,7 +185,7 @@ def bind_inputs(
     for key, spec in signature.inputs.items():
         column = mapping.get(key, key)
         if spec.shape == ():  # before the column: no column can feed it, so --map is no help
-            raise BeamscoreError(_scalar_input(spec))
+            raise BeamscoreError(_scalar_input(spec, signature.tf1))
         if column not in columns:
             # A TFRecord source offers the serialized record as column "*" (string inputs take it).
             raw = spec.dtype == STRING and RAW_COLUMN in columns
@@ -279,14 +279,22 @@ def _check_shape(spec: TensorSpec, col: ColumnSpec, where: str) -> None:
         )
 
 
-def _scalar_input(spec: TensorSpec) -> str:
+def _scalar_input(spec: TensorSpec, tf1: bool = False) -> str:
     """Why a scalar input cannot be fed: a ``tf.function`` argument with a default (``scale=2.0``)
-    traced into a signature becomes such a required input."""
-    return (
-        f"signature input {spec.key!r} is a scalar (shape ()), not a batch; beamscore feeds batches "
-        "(a tf.function argument with a default becomes a required scalar input: re-export the "
-        "signature with the value fixed, e.g. functools.partial or a lambda)"
-    )
+    traced into a signature becomes such a required input; in a TF1 graph it is a ``placeholder``
+    with no default (one made with ``placeholder_with_default`` is left to its default)."""
+    if tf1:
+        why = (
+            f"it is a TF1 placeholder ({spec.name}) with no default: re-export the graph with "
+            "tf.compat.v1.placeholder_with_default (beamscore leaves those to their default), or call "
+            "it with beamscore run, which feeds scalars"
+        )
+    else:
+        why = (
+            "a tf.function argument with a default becomes a required scalar input: re-export the "
+            "signature with the value fixed, e.g. functools.partial or a lambda"
+        )
+    return f"signature input {spec.key!r} is a scalar (shape ()), not a batch; beamscore feeds batches ({why})"
 
 
 def _fill_unknown(inner: tuple[int | None, ...], row_size: int) -> tuple[int, ...] | None:

@@ -83,6 +83,8 @@ class SignatureInfo:
     #: ``key (tensor)`` of the inputs and outputs of a TF1 SignatureDef whose tensor's op is not
     #: in the graph (a graph stripped or rewritten after the signature was written).
     missing_tensors: tuple[str, ...] = ()
+    #: Whether the SignatureDef is a TF1 graph's (no object graph: run in a v1 Session).
+    tf1: bool = False
 
 
 @dataclass(frozen=True)
@@ -333,6 +335,7 @@ def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGr
                 composite_inputs=composite.get(key, ()),
                 defaulted=defaulted,
                 missing_tensors=_missing_tensors(sd, ops),
+                tf1=not mg.object_graph_def.nodes,
             )
         graphs.append(
             MetaGraphInfo(

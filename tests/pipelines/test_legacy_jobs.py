@@ -330,6 +330,24 @@ def test_a_defaulted_argument_traced_into_a_scalar_input_is_refused_first(legacy
     assert not out.exists()
 
 
+def test_a_tf1_scalar_placeholder_is_refused_with_a_tf1_hint(tmp_path, capsys):
+    """The hint about tf.function defaults does not apply to a TF1 graph."""
+    v1 = tf.compat.v1
+    model = str(tmp_path / "scalar")
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        x = v1.placeholder(tf.float32, [None, 3], name="x")
+        k = v1.placeholder(tf.float32, [], name="k")
+        info = v1.saved_model.build_tensor_info
+        sig = v1.saved_model.build_signature_def({"x": info(x), "k": info(k)}, {"y": info(x * k)}, "predict")
+        builder = v1.saved_model.Builder(model)
+        builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={"serving_default": sig})
+        builder.save()
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((2, 3), np.float32), k=np.ones(2, np.float32))
+    line = one_line_error(capsys, ["score", "--model", model, "--input", data, "--output", str(tmp_path / "o")])
+    assert "'k' is a scalar" in line and "TF1 placeholder (k:0)" in line and "tf.function" not in line
+
+
 def test_a_signature_with_no_outputs_is_refused(tmp_path, capsys):
     """A TF1 SignatureDef may have no outputs: the job wrote only the --keep columns and said scored."""
     v1 = tf.compat.v1
