@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BeamscoreError", "JobFailed", "Terminated", "describe_failure", "first_line", "wrapped_message"]
+__all__ = [
+    "BeamscoreError",
+    "JobFailed",
+    "Terminated",
+    "describe_failure",
+    "first_line",
+    "summarise",
+    "wrapped_message",
+]
 
 
 class BeamscoreError(Exception):
@@ -88,3 +96,14 @@ def describe_failure(exc: BaseException) -> str:
         cause = re.sub(r"^(?:RuntimeError: )+", "", cause)
         return f"step {step!r}: {cause}"
     return f"{type(exc).__name__}: {first_line(text, 'no message')}"
+
+
+def summarise(names: list[str] | tuple[str, ...], what: str, limit: int = 5, more: str = "") -> str:
+    """``3 sparse inputs: a, b, c``, or past ``limit`` names ``18 sparse inputs: a, b, c, d, e, ...``
+    and ``more`` (``" (see beamscore show)"``): a list in a refusal line stays short, however long
+    the list (a TFT graph has dozens of inputs)."""
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    if len(names) > limit:
+        shown += ", ..." + more
+    return f"{len(names)} {what}: {shown}"
