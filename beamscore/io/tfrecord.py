@@ -219,13 +219,19 @@ class TFRecordSource(Source):
         self.raw_candidate: str | None = None  # a serialized-Example input's name (bind)
         self.raw_columns: set[str] = {RAW}
         self.features: dict[str, _Feature] | None = None  # fixed by columns() on the launcher
+        self.ragged: set[str] = set()  # features feeding ragged or sparse inputs (bind)
 
     # -- launcher side -------------------------------------------------------------------
 
     def bind(self, signature: SignatureInfo, mapping: Mapping[str, str]) -> TFRecordSource:
         bound = copy.copy(self)
         bound.raw_columns = set(self.raw_columns)
-        bound.inputs = {mapping.get(key, key): spec for key, spec in signature.inputs.items()}
+        parts = signature.component_keys()
+        bound.inputs = {mapping.get(key, key): spec for key, spec in signature.inputs.items() if key not in parts}
+        # a ragged or sparse input's feature is parsed as varying length, whatever the sample says
+        bound.ragged = {mapping.get(key, key) for key in signature.composites}
+        for key, composite in signature.composites.items():
+            bound.inputs[mapping.get(key, key)] = TensorSpec(key, composite.dtype, (None, None), "")
         if len(signature.inputs) == 1:
             key, spec = next(iter(signature.inputs.items()))
             # [None] or unknown rank: TF1 Estimator / build_signature_def exports declare no shape.
@@ -491,6 +497,8 @@ class TFRecordSource(Source):
 
     def _parse_shape(self, name: str, feat: _Feature) -> list[int] | None:
         """``[k]`` or ``[]`` (a scalar) for a fixed-length feature; ``None`` for a ragged one."""
+        if name in self.ragged:
+            return None
         spec = self.inputs.get(name)
         length = _fixed_length(spec) if spec is not None else None
         if length is None:

@@ -21,6 +21,7 @@ from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
 
 __all__ = [
+    "CompositeInput",
     "FunctionInfo",
     "MetaGraphInfo",
     "ModelInfo",
@@ -65,6 +66,33 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class CompositeInput:
+    """A ``tf.RaggedTensorSpec`` or ``tf.SparseTensorSpec`` argument of a TF2 signature.
+
+    TensorFlow flattens it into SignatureDef inputs named from the argument: ``x`` (values) and
+    ``x_1`` (row splits) for a ragged ``x``; ``sp`` (indices), ``sp_1`` (values) and ``sp_2``
+    (dense shape) for a sparse ``sp``. beamscore feeds it from one list column, building the
+    components per batch. ``kind`` is ``"ragged"`` or ``"sparse"``; ``shape`` the dense shape
+    (``(None, None)``, or ``(None, 4)`` for a sparse input of declared width); ``components``
+    the SignatureDef keys in TensorFlow's order; ``feedable`` is False for what one list column
+    cannot give (ragged_rank > 1, sparse of rank other than 2), with ``why``.
+    """
+
+    key: str
+    kind: str
+    dtype: str
+    shape: tuple[int | None, ...] | None
+    components: tuple[str, ...]
+    feedable: bool = True
+    why: str = ""
+    #: the components' dtype names, in ``components`` order (row splits may be int32)
+    component_dtypes: tuple[str, ...] = ()
+
+    def shape_str(self) -> str:
+        return TensorSpec(self.key, self.dtype, self.shape, "").shape_str()
+
+
+@dataclass(frozen=True)
 class SignatureInfo:
     """A SignatureDef: its key, method name and input and output specs (sorted by key)."""
 
@@ -85,6 +113,13 @@ class SignatureInfo:
     missing_tensors: tuple[str, ...] = ()
     #: Whether the SignatureDef is a TF1 graph's (no object graph: run in a v1 Session).
     tf1: bool = False
+    #: The ragged and sparse arguments, by argument name, whose components are among ``inputs``
+    #: (:class:`CompositeInput`); a column feeds each whole.
+    composites: dict[str, CompositeInput] = field(default_factory=dict)
+
+    def component_keys(self) -> set[str]:
+        """The SignatureDef inputs that are parts of a composite input."""
+        return {k for c in self.composites.values() for k in c.components}
 
 
 @dataclass(frozen=True)
@@ -318,7 +353,7 @@ def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGr
         # A Session (TF1 graphs) may leave a placeholder_with_default unfed; a TF2 function may not.
         with_default = set() if mg.object_graph_def.nodes else _defaulted_placeholders(mg)
         ops = None if mg.object_graph_def.nodes else {n.name for n in mg.graph_def.node}
-        composite = _composite_inputs(mg)
+        composite, specs = _composite_inputs(mg)
         for key in sorted(mg.signature_def):
             if key in HIDDEN_SIGNATURES:
                 continue
@@ -333,6 +368,7 @@ def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGr
                 inputs={k: spec for k, spec in inputs.items() if k not in defaulted},
                 outputs={k: _tensor_spec(k, sd.outputs[k]) for k in sorted(sd.outputs)},
                 composite_inputs=composite.get(key, ()),
+                composites=_match_composites(specs.get(key, []), inputs),
                 defaulted=defaulted,
                 missing_tensors=_missing_tensors(sd, ops),
                 tf1=not mg.object_graph_def.nodes,
@@ -389,7 +425,7 @@ def _defaulted_placeholders(mg) -> set[str]:
     return {n.name for n in mg.graph_def.node if n.op == "PlaceholderWithDefault"}
 
 
-def _composite_inputs(mg) -> dict[str, tuple[str, ...]]:
+def _composite_inputs(mg) -> tuple[dict[str, tuple[str, ...]], dict[str, list]]:
     """Signature key -> the composite type specs among the arguments of the function it wraps.
 
     TensorFlow flattens a ``RaggedTensorSpec`` signature argument ``x`` into SignatureDef
@@ -399,7 +435,7 @@ def _composite_inputs(mg) -> dict[str, tuple[str, ...]]:
     library for all of a MetaGraph's signatures."""
     graph = mg.object_graph_def
     if not graph.nodes:
-        return {}
+        return {}, {}
     sig_nodes = [c.node_id for c in graph.nodes[0].children if c.local_name == "signatures"]
     wrapper_of = {
         c.local_name: graph.nodes[c.node_id].bare_concrete_function.concrete_function_name
@@ -413,12 +449,79 @@ def _composite_inputs(mg) -> dict[str, tuple[str, ...]]:
         if fn.signature.name in wrappers
     }
     out: dict[str, tuple[str, ...]] = {}
+    decoded: dict[str, list] = {}
     for key, wrapper in wrapper_of.items():
         found: list[str] = []
         for name in sorted(calls.get(wrapper, ())):
             if name in graph.concrete_functions:
-                _type_specs(graph.concrete_functions[name].canonicalized_input_signature, found)
+                signature = graph.concrete_functions[name].canonicalized_input_signature
+                before = len(found)
+                _type_specs(signature, found)
+                if len(found) > before:
+                    decoded.setdefault(key, []).extend(_decoded_composites(signature))
         out[key] = tuple(found)
+    return out, decoded
+
+
+def _decoded_composites(signature) -> list:
+    """``(name or None, spec)`` for each ragged or sparse spec of a saved input signature, in
+    TensorFlow's flattening order (a keyword argument's name is known; a positional one's not)."""
+    try:
+        import tensorflow as tf
+        from tensorflow.python.saved_model import nested_structure_coder
+
+        args, kwargs = nested_structure_coder.decode_proto(signature)
+    except Exception as exc:  # noqa: BLE001 - informative: the inputs stay unfeedable as before
+        _LOG.info("beamscore: cannot decode a saved input signature: %s", exc)
+        return []
+    found = []
+    composite = (tf.RaggedTensorSpec, tf.SparseTensorSpec)
+    for spec in tf.nest.flatten(args, expand_composites=False):
+        if isinstance(spec, composite):
+            found.append((None, spec))
+    for name in sorted(kwargs):
+        for spec in tf.nest.flatten(kwargs[name], expand_composites=False):
+            if isinstance(spec, composite):
+                found.append((name, spec))
+    return found
+
+
+def _match_composites(decoded: list, inputs: dict[str, TensorSpec]) -> dict[str, CompositeInput]:
+    """Pair each decoded composite spec with the SignatureDef inputs that are its components:
+    ``B``, ``B_1``, ... with the component dtypes in order (the argument's own name ``B`` when
+    known). A spec no keys match is left out (its inputs stay plain, and refused as before)."""
+    if not decoded:
+        return {}
+    import tensorflow as tf
+
+    used: set[str] = set()
+    out: dict[str, CompositeInput] = {}
+    for name, spec in decoded:
+        parts = spec._component_specs  # TensorFlow's flattening: ragged values, splits; sparse indices, values, shape
+        dtypes = [p.dtype.name for p in parts]
+
+        def fits(base: str, dtypes=dtypes) -> bool:
+            keys = [base] + [f"{base}_{i}" for i in range(1, len(dtypes))]
+            return all(
+                k in inputs and k not in used and inputs[k].dtype == d for k, d in zip(keys, dtypes, strict=True)
+            )
+
+        bases = [name] if name is not None and fits(name) else [k for k in inputs if fits(k)]
+        if not bases:
+            continue
+        base = bases[0]
+        keys = tuple([base] + [f"{base}_{i}" for i in range(1, len(dtypes))])
+        used.update(keys)
+        shape = None if spec.shape.rank is None else tuple(spec.shape.as_list())
+        if isinstance(spec, tf.RaggedTensorSpec):
+            ok = spec.ragged_rank == 1 and shape is not None and len(shape) == 2
+            why = "" if ok else "a ragged input other than [batch, None] (ragged_rank 1, rank 2)"
+            kind = "ragged"
+        else:
+            ok = shape is not None and len(shape) == 2
+            why = "" if ok else "a sparse input of rank other than 2"
+            kind = "sparse"
+        out[base] = CompositeInput(base, kind, spec.dtype.name, shape, keys, ok, why, tuple(dtypes))
     return out
 
 
