@@ -169,12 +169,13 @@ def check_feedable_inputs(signature: SignatureInfo, components: bool = False) ->
     if sparse:
         key, spec = sparse[0]
         what = COMPOSITE_ENCODINGS[spec.name]
-        listed = summarise([k for k, _ in sparse], "inputs", more=_SHOW)
-        subject = f"input {key!r} is {what}" if len(sparse) == 1 else f"{listed} are {what}s"
+        if len(sparse) == 1:
+            subject = f"input {key!r} is {what} ({spec.name} in the SignatureDef, {spec.dtype} {spec.shape_str()})"
+        else:
+            subject = f"takes {summarise([k for k, _ in sparse], 'TF1 sparse inputs', more=_SHOW)}"
         raise BeamscoreError(
-            f"signature {signature.key!r} {subject} ({spec.name} in the SignatureDef, "
-            f"{spec.dtype} {spec.shape_str()}); beamscore feeds TF1 sparse placeholders to no signature: use one "
-            "with dense inputs or re-export it (tf.function with a tf.SparseTensorSpec input, which beamscore feeds)"
+            f"signature {signature.key!r} {subject}; beamscore cannot feed TF1 sparse placeholders: re-export "
+            "it with tf.SparseTensorSpec inputs (fed from list columns) or dense ones"
         )
     for key, spec in signature.inputs.items():
         try:
