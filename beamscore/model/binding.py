@@ -187,6 +187,15 @@ def check_feedable_inputs(signature: SignatureInfo, components: bool = False) ->
             ) from None
 
 
+def _listed(columns: dict, limit: int = 12) -> str:
+    """``a, b, c`` or, past ``limit`` names, ``a, b, ..., l, ... (40 in all)``: a file may have
+    thousands of columns, a refusal line stays short."""
+    names = sorted(columns)
+    if not names:
+        return "none"
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
 #: what a summarised list of inputs points to
 _SHOW = " (see beamscore show)"
 
@@ -207,7 +216,7 @@ def bind_inputs(
     if unknown:
         raise BeamscoreError(
             f"--map names {', '.join(repr(u) for u in unknown[:5])}, not inputs of signature "
-            f"{signature.key!r}; its {summarise(fed, 'inputs', more=_SHOW)}"
+            f"{signature.key!r}; its inputs: {_listed(dict.fromkeys(fed))}"
         )
     bindings = {}
     for key, composite in signature.composites.items():
@@ -230,8 +239,7 @@ def bind_inputs(
             else:
                 hint = f"use --map {key}=COLUMN"
             raise BeamscoreError(
-                f"{where}: no column {column!r} for signature input {key!r}; "
-                f"{summarise(sorted(columns), 'columns', limit=12) if columns else 'no columns'} ({hint})"
+                f"{where}: no column {column!r} for signature input {key!r}; columns: {_listed(columns)} ({hint})"
             )
         col = columns[column]
         cast = _check_dtype(spec, col, allow_cast, where)
@@ -249,7 +257,7 @@ def _bind_composite(
     if column not in columns:
         raise BeamscoreError(
             f"{where}: no column {column!r} for the {kind}; it is fed from a list column "
-            f"({summarise(sorted(columns), 'columns', limit=12) if columns else 'no columns'}; "
+            f"(columns: {_listed(columns)}; "
             f"use --map {composite.key}=COLUMN)"
         )
     col = columns[column]
