@@ -226,7 +226,8 @@ def _load(tf: Any, local: str, mg: MetaGraphInfo) -> tuple[Any, str]:
 
 def _unloadable(path: str, cause: str, session_exc: BaseException) -> str:
     """The one line for a model neither loader can load, with the way out."""
-    keras2 = "install tf-keras (pip install 'beamscore[keras2]') and pass --import tf_keras"
+    # not an extra: tf-keras requires `tensorflow`, which pip would install over tensorflow-cpu
+    keras2 = "install tf-keras (pip install --no-deps 'tf-keras~=2.21.0') and pass --import tf_keras"
     return (
         f"cannot load model {path}: tf.saved_model.load failed ({cause}) and so did a v1 Session "
         f"({tf_message(session_exc)}); if it is a Keras 2 export (tf.keras model.save), {keras2}, "
