@@ -1,6 +1,7 @@
 """SavedModels with ragged and sparse signature inputs, and their inputs as Parquet and TFRecord.
 
-- :func:`save_tft_model`: a TFT-style transform graph: ``words`` (``tf.SparseTensorSpec``
+- :func:`save_tft_model`: a TFT-style transform graph over one dict of features ``inputs``
+  (so the SignatureDef inputs are ``inputs``, ``inputs_1``, ... :data:`TFT_KEYS`): ``words`` (``tf.SparseTensorSpec``
   [None, None] string) looked up in a vocabulary file (an asset, as TFT writes them; unknown
   words get id 4), ``counts`` (``tf.SparseTensorSpec`` [None, 4] int64, declared width) ->
   ``id_sum`` (sum of the word ids per row, int64), ``known`` (how many words of the row are in
@@ -30,9 +31,12 @@ class TftModule(tf.Module):
         self.table = tf.lookup.StaticVocabularyTable(init, num_oov_buckets=1)
 
     @tf.function(
-        input_signature=[tf.SparseTensorSpec([None, None], tf.string), tf.SparseTensorSpec([None, 4], tf.int64)]
+        input_signature=[
+            {"words": tf.SparseTensorSpec([None, None], tf.string), "counts": tf.SparseTensorSpec([None, 4], tf.int64)}
+        ]
     )
-    def transform(self, words, counts):
+    def transform(self, inputs):
+        words, counts = inputs["words"], inputs["counts"]
         ids = tf.sparse.map_values(self.table.lookup, words)
         rows = words.dense_shape[0]
         known = tf.cast(ids.values < len(VOCAB), tf.float32)
@@ -41,6 +45,11 @@ class TftModule(tf.Module):
             "known": tf.math.unsorted_segment_sum(known, ids.indices[:, 0], rows),
             "count_total": tf.math.unsorted_segment_sum(counts.values, counts.indices[:, 0], counts.dense_shape[0]),
         }
+
+
+#: the SignatureDef keys TensorFlow gives the TFT model's dict argument ``inputs``: its entries
+#: in sorted key order, each sparse one's indices, values and dense shape
+TFT_KEYS = {"counts": ("inputs", "inputs_1", "inputs_2"), "words": ("inputs_3", "inputs_4", "inputs_5")}
 
 
 def save_tft_model(path: str) -> str:

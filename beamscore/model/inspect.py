@@ -464,44 +464,55 @@ def _composite_inputs(mg) -> tuple[dict[str, tuple[str, ...]], dict[str, list]]:
 
 
 def _decoded_composites(signature) -> list:
-    """``(name or None, spec)`` for each ragged or sparse spec of a saved input signature, in
-    TensorFlow's flattening order (a keyword argument's name is known; a positional one's not)."""
+    """``(name or None, leaves)`` for each argument of a saved input signature that holds a ragged
+    or sparse spec: ``leaves`` are ``(label, spec)`` in TensorFlow's flattening order (a dict
+    argument's keys sorted; ``label`` is the innermost key, ``None`` for a bare spec). A keyword
+    argument's name is known, a positional one's is found from the SignatureDef keys."""
     try:
         import tensorflow as tf
         from tensorflow.python.saved_model import nested_structure_coder
+        from tensorflow.python.util import nest
 
         args, kwargs = nested_structure_coder.decode_proto(signature)
     except Exception as exc:  # noqa: BLE001 - informative: the inputs stay unfeedable as before
         _LOG.info("beamscore: cannot decode a saved input signature: %s", exc)
         return []
-    found = []
     composite = (tf.RaggedTensorSpec, tf.SparseTensorSpec)
-    for spec in tf.nest.flatten(args, expand_composites=False):
-        if isinstance(spec, composite):
-            found.append((None, spec))
-    for name in sorted(kwargs):
-        for spec in tf.nest.flatten(kwargs[name], expand_composites=False):
-            if isinstance(spec, composite):
-                found.append((name, spec))
+    found = []
+    for name, arg in [(None, a) for a in args] + sorted(kwargs.items()):
+        leaves = [
+            (str(path[-1]) if path else None, spec)
+            for path, spec in nest.flatten_with_tuple_paths(arg, expand_composites=False)
+        ]
+        if any(isinstance(spec, composite) for _, spec in leaves):
+            found.append((name, leaves))
     return found
 
 
 def _match_composites(decoded: list, inputs: dict[str, TensorSpec]) -> dict[str, CompositeInput]:
-    """Pair each decoded composite spec with the SignatureDef inputs that are its components:
-    ``B``, ``B_1``, ... with the component dtypes in order (the argument's own name ``B`` when
-    known). A spec no keys match is left out (its inputs stay plain, and refused as before)."""
+    """Pair each decoded argument's ragged and sparse specs with the SignatureDef inputs that are
+    their components. TensorFlow names an argument ``B``'s flattened tensors ``B``, ``B_1``,
+    ``B_2``... in order (a ragged spec gives values and row splits; a sparse one indices, values
+    and dense shape; a dict argument all its entries' in sorted key order), so the keys are
+    found by that run of names with the component dtypes in order. A composite is named after
+    its dict key (a TFT feature's name), else after ``B``. An argument no keys match is left out
+    (its inputs stay plain, and are refused as before)."""
     if not decoded:
         return {}
     import tensorflow as tf
 
     used: set[str] = set()
     out: dict[str, CompositeInput] = {}
-    for name, spec in decoded:
-        parts = spec._component_specs  # TensorFlow's flattening: ragged values, splits; sparse indices, values, shape
-        dtypes = [p.dtype.name for p in parts]
+    for name, leaves in decoded:
+        # TensorFlow's flattening: ragged values, splits; sparse indices, values, shape
+        parts = [list(getattr(spec, "_component_specs", [spec])) for _, spec in leaves]
+        dtypes = [p.dtype.name for group in parts for p in group]
+
+        def keys_of(base: str, count: int = len(dtypes)) -> list[str]:
+            return [base] + [f"{base}_{i}" for i in range(1, count)]
 
         def fits(base: str, dtypes=dtypes) -> bool:
-            keys = [base] + [f"{base}_{i}" for i in range(1, len(dtypes))]
+            keys = keys_of(base, len(dtypes))
             return all(
                 k in inputs and k not in used and inputs[k].dtype == d for k, d in zip(keys, dtypes, strict=True)
             )
@@ -509,19 +520,26 @@ def _match_composites(decoded: list, inputs: dict[str, TensorSpec]) -> dict[str,
         bases = [name] if name is not None and fits(name) else [k for k in inputs if fits(k)]
         if not bases:
             continue
-        base = bases[0]
-        keys = tuple([base] + [f"{base}_{i}" for i in range(1, len(dtypes))])
+        keys = keys_of(bases[0])
         used.update(keys)
-        shape = None if spec.shape.rank is None else tuple(spec.shape.as_list())
-        if isinstance(spec, tf.RaggedTensorSpec):
-            ok = spec.ragged_rank == 1 and shape is not None and len(shape) == 2
-            why = "" if ok else "a ragged input other than [batch, None] (ragged_rank 1, rank 2)"
-            kind = "ragged"
-        else:
-            ok = shape is not None and len(shape) == 2
-            why = "" if ok else "a sparse input of rank other than 2"
-            kind = "sparse"
-        out[base] = CompositeInput(base, kind, spec.dtype.name, shape, keys, ok, why, tuple(dtypes))
+        at = 0
+        for (label, spec), group in zip(leaves, parts, strict=True):
+            own = tuple(keys[at : at + len(group)])
+            at += len(group)
+            if not isinstance(spec, tf.RaggedTensorSpec | tf.SparseTensorSpec):
+                continue
+            key = label if label is not None and label not in inputs and label not in out else own[0]
+            shape = None if spec.shape.rank is None else tuple(spec.shape.as_list())
+            if isinstance(spec, tf.RaggedTensorSpec):
+                ok = spec.ragged_rank == 1 and shape is not None and len(shape) == 2
+                why = "" if ok else "a ragged input other than [batch, None] (ragged_rank 1, rank 2)"
+                kind = "ragged"
+            else:
+                ok = shape is not None and len(shape) == 2
+                why = "" if ok else "a sparse input of rank other than 2"
+                kind = "sparse"
+            dts = tuple(p.dtype.name for p in group)
+            out[key] = CompositeInput(key, kind, spec.dtype.name, shape, own, ok, why, dts)
     return out
 
 

@@ -51,8 +51,9 @@ def direct_tft(model: str, words: list[list], counts: list[list]) -> dict[str, n
     fn = tf.saved_model.load(model).signatures["serving_default"]
     feeds = {}
     for name, lists, dtype, width in (("words", words, tf.string, None), ("counts", counts, tf.int64, 4)):
-        for suffix, value in sparse_parts(lists, dtype, width).items():
-            feeds[name + suffix] = tf.constant(value)
+        parts = sparse_parts(lists, dtype, width)
+        for key, suffix in zip(cm.TFT_KEYS[name], ("", "_1", "_2"), strict=True):
+            feeds[key] = tf.constant(parts[suffix])
     return {k: v.numpy() for k, v in fn(**feeds).items()}
 
 
@@ -153,12 +154,13 @@ def test_score_a_ragged_ids_embedding_model(composite, tmp_path, capsys, fmt):
 
 
 def test_run_takes_the_components_as_saved_model_cli_does(composite, tmp_path, capsys):
-    """A sparse input's dense shape (2,) was taken for a fixed batch size of 2 and the call cut."""
+    """A sparse input's dense shape (2,) was taken for a fixed batch size of 2 and the call cut;
+    the components go by TensorFlow's SignatureDef keys, as ``saved_model_cli run`` takes them."""
     words, counts = WORDS[:3], COUNTS[:3]
     w, c = sparse_parts(words, tf.string), sparse_parts(counts, tf.int64, 4)
     exprs = (
-        f"words={w[''].tolist()};words_1={[s.decode() for s in w['_1']]};words_2={w['_2'].tolist()};"
-        f"counts={c[''].tolist()};counts_1={c['_1'].tolist()};counts_2={c['_2'].tolist()}"
+        f"inputs_3={w[''].tolist()};inputs_4={[s.decode() for s in w['_1']]};inputs_5={w['_2'].tolist()};"
+        f"inputs={c[''].tolist()};inputs_1={c['_1'].tolist()};inputs_2={c['_2'].tolist()}"
     )
     assert main(["run", composite["tft"], "--input-exprs", exprs, "--outdir", str(tmp_path)]) == 0, (
         capsys.readouterr().err
@@ -173,6 +175,7 @@ def test_show_says_which_column_kind_feeds_each(composite, capsys):
     out = capsys.readouterr().out
     assert "counts  sparse int64 (-1, 4)  <- a list column of up to 4 values per row" in out
     assert "words   sparse string (-1, -1)  <- a list column of any length" in out
+    assert "components inputs_3 indices, inputs_4 values, inputs_5 dense shape" in out
 
 
 def test_many_tf1_sparse_inputs_are_refused_in_one_short_line(tmp_path, capsys):
