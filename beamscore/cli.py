@@ -35,7 +35,7 @@ EXIT_USAGE = exitcodes.EXIT_USAGE
 EXIT_FAILED = 1
 #: ``--version`` given without a number: print the program's versions (its old meaning, the
 #: model's version, is ``--model-version N``)
-_PRINT_VERSIONS = "print-versions"
+_PRINT_VERSIONS = object()  # not a str: argparse would convert a str const with type=int
 
 SCORE_EXAMPLES = """\
 examples:
@@ -506,7 +506,9 @@ def _resolve_model(args: argparse.Namespace, stray: list[str]) -> None:
         raise UsageError(f"unexpected argument {extra[0]!r}; {hint} (MODEL or --model)")
     args.model = given[0] if given else None
     if not args.model and args.command in ("show", "run"):
-        raise UsageError(f"{args.command}: give the SavedModel directory (MODEL, or --model MODEL)")
+        raise UsageError(
+            f"{args.command}: give the SavedModel directory (MODEL, or --model MODEL; --dir MODEL as saved_model_cli)"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -530,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _print_summary(summary, code, lines.last_error)
             return code
         args.summary = summary
-        if getattr(args, "model_version", None) == _PRINT_VERSIONS:
+        if getattr(args, "model_version", None) is _PRINT_VERSIONS:
             print(program_versions())
             return 0
         code = _run_command(args, extra, lines)

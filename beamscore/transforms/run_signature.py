@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -202,6 +204,8 @@ class RunSignatureFn(beam.DoFn):
         self._shared = shared.Shared()
         self._scorer: ElementScorer | None = None
         self._unreported_load_ms: int | None = None
+        self._unrecorded_load_s: float | None = None
+        self._worker: str | None = None
         self._device: str | None = None
         self.batches = beam.metrics.Metrics.counter("beamscore", "batches")
         self.model_loads = beam.metrics.Metrics.counter("beamscore", "model_loads")
@@ -220,6 +224,8 @@ class RunSignatureFn(beam.DoFn):
         model = self._shared.acquire(load, tag=self.model.key)
         # Metrics updated in setup() are lost (no bundle is active): report in start_bundle.
         self._unreported_load_ms = int(model.load_seconds * 1000) if loaded_here else None
+        self._unrecorded_load_s = model.load_seconds if loaded_here else None  # on the next batch, for the manifest
+        self._worker = f"{socket.gethostname()}:{os.getpid()}"
         fn = model.signature(self.signature.key)
         self._device = worker_device(fn)  # logged once per process, with the doctor's verdict
         self._scorer = ElementScorer(
@@ -278,9 +284,13 @@ class RunSignatureFn(beam.DoFn):
             specs = self.signature.outputs
             out = {key: from_numpy(_empty(specs[key]), key in self._scorer.variable_outputs) for key in self.outputs}
             out.update({name: pa.nulls(0, type=self._keep_type(name, table)) for name in self.keep or ()})
-        self._measure(table.num_rows, start)
+        seconds = self._measure(table.num_rows, start)
+        load, self._unrecorded_load_s = self._unrecorded_load_s, None
         return dataclasses.replace(
             batch,
+            seconds=seconds,
+            worker=self._worker,
+            model_load_s=load,
             table=pa.table(out),
             rows_in=batch.source_rows,
             failed=dead_letters.concat(failed),
@@ -308,10 +318,13 @@ class RunSignatureFn(beam.DoFn):
         self._measure(el.num_rows, start)
         yield pack(el, scored.good, scored.outputs, self.keep, self._scorer.variable_outputs)
 
-    def _measure(self, rows: int, start: float) -> None:
+    def _measure(self, rows: int, start: float) -> float:
+        """Count one batch of ``rows`` begun at ``start``; return its seconds."""
+        seconds = time.perf_counter() - start
         self.batches.inc()
         self.batch_rows.update(rows)
-        self.batch_ms.update(int((time.perf_counter() - start) * 1000))
+        self.batch_ms.update(int(seconds * 1000))
+        return seconds
 
 
 def call_in_batches(
