@@ -44,7 +44,8 @@ def slow_job(tmp_path_factory):
 def test_off_a_terminal_progress_is_a_timestamped_line_every_interval_and_json_is_the_summary(slow_job, tmp_path):
     model, data = slow_job
     out = tmp_path / "out"
-    args = [model, "--input", data, "--output", str(out), "--batch_size", "5", "--progress-every", "0.5", "--json"]
+    args = [model, "--input", data, "--output", str(out), "--batch_size", "5", "--rows_per_unit", "50"]
+    args += ["--progress-every", "0.5", "--json"]
     proc = subprocess.run(
         [sys.executable, "-m", "beamscore", "score", *args], capture_output=True, text=True, timeout=600
     )

@@ -29,8 +29,8 @@ class Batch:
 
     ``device`` is where the model ran on this batch (``GPU:0 (NVIDIA L4)`` or ``CPU``), set
     by the scoring step for the manifest, as are ``seconds`` (its time in that step),
-    ``worker`` (``host:pid`` of the process) and ``model_load_s`` (on the first batch a
-    process scored after loading the model: how long the load took).
+    ``worker`` (``host:pid`` of the process) and ``model_loads`` (the seconds of each model
+    load of the process first told by this batch).
     """
 
     unit: WorkUnit
@@ -44,7 +44,7 @@ class Batch:
     device: str | None = None
     seconds: float = 0.0
     worker: str | None = None
-    model_load_s: float | None = None
+    model_loads: tuple[float, ...] = ()
 
     @property
     def source_rows(self) -> int:

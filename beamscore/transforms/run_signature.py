@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -40,6 +41,11 @@ __all__ = [
     "output_schema",
     "score_table",
 ]
+
+#: seconds of each model load in this process not yet reported on a scored batch (for the
+#: manifest's metrics: the DoFn instance that loaded the model may not be the one scoring)
+_UNRECORDED_LOADS: list[float] = []
+_LOADS_LOCK = threading.Lock()
 
 
 #: the tag of RunSignature's dead-letter output (see :meth:`RunSignature.with_exception_handling`)
@@ -204,7 +210,6 @@ class RunSignatureFn(beam.DoFn):
         self._shared = shared.Shared()
         self._scorer: ElementScorer | None = None
         self._unreported_load_ms: int | None = None
-        self._unrecorded_load_s: float | None = None
         self._worker: str | None = None
         self._device: str | None = None
         self.batches = beam.metrics.Metrics.counter("beamscore", "batches")
@@ -224,7 +229,9 @@ class RunSignatureFn(beam.DoFn):
         model = self._shared.acquire(load, tag=self.model.key)
         # Metrics updated in setup() are lost (no bundle is active): report in start_bundle.
         self._unreported_load_ms = int(model.load_seconds * 1000) if loaded_here else None
-        self._unrecorded_load_s = model.load_seconds if loaded_here else None  # on the next batch, for the manifest
+        if loaded_here:  # told by the next batch this process scores, whichever DoFn instance has it
+            with _LOADS_LOCK:
+                _UNRECORDED_LOADS.append(model.load_seconds)
         self._worker = f"{socket.gethostname()}:{os.getpid()}"
         fn = model.signature(self.signature.key)
         self._device = worker_device(fn)  # logged once per process, with the doctor's verdict
@@ -285,12 +292,14 @@ class RunSignatureFn(beam.DoFn):
             out = {key: from_numpy(_empty(specs[key]), key in self._scorer.variable_outputs) for key in self.outputs}
             out.update({name: pa.nulls(0, type=self._keep_type(name, table)) for name in self.keep or ()})
         seconds = self._measure(table.num_rows, start)
-        load, self._unrecorded_load_s = self._unrecorded_load_s, None
+        with _LOADS_LOCK:
+            loads = tuple(_UNRECORDED_LOADS)
+            _UNRECORDED_LOADS.clear()
         return dataclasses.replace(
             batch,
             seconds=seconds,
             worker=self._worker,
-            model_load_s=load,
+            model_loads=loads,
             table=pa.table(out),
             rows_in=batch.source_rows,
             failed=dead_letters.concat(failed),

@@ -96,9 +96,8 @@ class WriteUnitFn(beam.DoFn):
         state.batches += 1
         state.seconds += batch.seconds
         state.worker = batch.worker or state.worker
-        if batch.model_load_s is not None:
-            state.loads += 1
-            state.load_seconds += batch.model_load_s
+        state.loads += len(batch.model_loads)
+        state.load_seconds += sum(batch.model_loads)
         if batch.failed is not None:
             state.failed.append(batch.failed)
         self.rows_out.inc(batch.table.num_rows)
