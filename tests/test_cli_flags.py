@@ -233,3 +233,16 @@ def test_unknown_beam_option_is_refused_from_python_too(models, shards, tmp_path
     with pytest.raises(BeamscoreError, match=r"unknown option --direct_num_wokers .*did you mean --direct_num_workers"):
         score(models["two_sig"], shards[0][0], str(tmp_path / "o"), beam_args=["--direct_num_wokers=2"])
     assert not os.path.exists(tmp_path / "o")
+
+
+def test_the_docs_examples_of_flags_and_versions(capsys):
+    import shlex
+
+    from docs_blocks import console_commands, docs_block
+
+    ((command, output),) = console_commands(docs_block("cli.md", "mistyped-flag"))
+    assert main(shlex.split(command)[1:]) == 2
+    assert capsys.readouterr().err.splitlines() == output
+    ((command, output),) = console_commands(docs_block("cli.md", "versions"))
+    assert command == "beamscore --version"
+    assert [line.split()[0] for line in output] == [line.split()[0] for line in program_versions().splitlines()]
