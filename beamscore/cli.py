@@ -82,7 +82,7 @@ def program_versions() -> str:
     import platform
 
     from beamscore._version import __version__
-    from beamscore.doctor import tensorflow_distributions
+    from beamscore.doctor import TF_DISTRIBUTIONS
 
     def version(name: str) -> str:
         try:
@@ -90,7 +90,9 @@ def program_versions() -> str:
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
 
-    tf = tensorflow_distributions()
+    # each name looked up (a scan of every installed distribution takes a second on a busy machine)
+    tf = {name: version(name) for name in TF_DISTRIBUTIONS}
+    tf = {name: v for name, v in sorted(tf.items()) if v != "not installed"}
     if not tf:
         tf_line = "not installed (pip install 'beamscore[cpu]' or 'beamscore[gpu]')"
     else:
