@@ -29,6 +29,7 @@ __all__ = [
     "ParquetSink",
     "ParquetSource",
     "ReadBatches",
+    "RowsFailed",
     "RunSignature",
     "ScoreConfig",
     "SignatureModelHandler",
@@ -65,6 +66,7 @@ _LAZY = {
     "WriteManifest": "beamscore.transforms.manifest",
     "score": "beamscore.pipelines.score",
     "JobFailed": "beamscore.errors",
+    "RowsFailed": "beamscore.errors",
 }
 
 

@@ -1,4 +1,4 @@
-"""``beamscore show | run | score | doctor``: argument parsing and error reporting, nothing else.
+"""``beamscore show | run | score | doctor | report``: argument parsing and error reporting, nothing else.
 
 Errors we can explain are one line on stderr and exit code 2; ``--debug`` adds the
 traceback. A ``--flag`` of ``score`` that is not beamscore's is a Beam pipeline option and
@@ -26,13 +26,14 @@ from typing import Any
 
 from beamscore import exitcodes
 from beamscore.console import LOG_FORMATS, JsonLogFormatter, StderrLines
-from beamscore.errors import BeamscoreError, JobFailed, Terminated, first_line, wrapped_message
+from beamscore.errors import BeamscoreError, JobFailed, RowsFailed, Terminated, first_line, wrapped_message
+from beamscore.exitcodes import EXIT_CRASHED, EXIT_ROWS_FAILED
 from beamscore.flags import canonical, split_beam_flags, unknown_flag_error
 
 __all__ = ["main", "parse", "program_versions", "score_flags"]
 
 EXIT_USAGE = exitcodes.EXIT_USAGE
-EXIT_FAILED = 1
+EXIT_FAILED = 1  # doctor --require-gpu without a GPU
 #: ``--version`` given without a number: print the program's versions (its old meaning, the
 #: model's version, is ``--model-version N``)
 _PRINT_VERSIONS = object()  # not a str: argparse would convert a str const with type=int
@@ -176,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action=_Versions, help="print the versions of beamscore, TensorFlow, Beam and pyarrow"
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{show,run,score,doctor}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{show,run,score,doctor,report}")
 
     show = sub.add_parser(
         "show", help="print a SavedModel's tag sets, signatures, inputs and outputs", allow_abbrev=False
@@ -234,6 +235,14 @@ def _parser() -> argparse.ArgumentParser:
         "--require-gpu", action="store_true", help="exit 1 unless TensorFlow uses a GPU (for GPU images)"
     )
     _common(doctor)
+
+    report = sub.add_parser(
+        "report", help="summarise an output: rows, files, dead letters, outputs' distributions", allow_abbrev=False
+    )
+    report.add_argument("output", metavar="OUT", help="the output directory of a job (any fsspec URL)")
+    report.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
+    report.add_argument("--json", action="store_true", help="print JSON for scripts")
+    _common(report)
     return parser
 
 
@@ -343,6 +352,11 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
 
     output = score.add_argument_group("output")
     output.add_argument("--output", metavar="DIR", help="required: output directory, any fsspec URL")
+    output.add_argument(
+        "--date",
+        help="the day filled into {date} and %%Y/%%m/%%d fields of --input and --output: "
+        "YYYY-MM-DD, today or yesterday (default: today, UTC); %%%% is a literal %%",
+    )
     output.add_argument(
         "--outputs", action="append", nargs="+", metavar="KEY", help="signature outputs to write (default: all)"
     )
@@ -501,6 +515,10 @@ def parse(argv: Sequence[str], parser: argparse.ArgumentParser | None = None) ->
 
 def _resolve_model(args: argparse.Namespace, stray: list[str]) -> None:
     """One ``args.model`` from ``MODEL``, ``--model`` or ``--dir``; anything else is a mistake."""
+    if not hasattr(args, "model_arg"):  # report: no model
+        if stray:
+            raise UsageError(f"unexpected argument {stray[0]!r}")
+        return
     given = [v for v in (args.model_arg, args.model, getattr(args, "dir", None)) if v]
     if stray or len(set(given)) > 1:
         extra = [*stray, *([args.model_arg] if args.model and args.model_arg else [])]
@@ -619,9 +637,15 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
             return _run(args)
         if args.command == "doctor":
             return _doctor(args)
+        if args.command == "report":
+            from beamscore.report import main as report_main
+
+            return report_main(args.output, html_path=args.html, as_json=args.json)
         return _score(args, extra)
-    except JobFailed as exc:  # the job ran and a worker failed
-        return _fail(str(exc), EXIT_FAILED, args.debug)
+    except RowsFailed as exc:  # the job ran; too many rows failed (outputs and manifest written)
+        return _fail(str(exc), EXIT_ROWS_FAILED, args.debug)
+    except JobFailed as exc:  # the job crashed: a worker, the runner or a store failed
+        return _fail(str(exc), EXIT_CRASHED, args.debug)
     except BeamscoreError as exc:
         return _fail(str(exc), EXIT_USAGE, args.debug)
     except (KeyboardInterrupt, Terminated) as exc:
@@ -639,7 +663,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         if found is not None:
             return _fail(found, EXIT_USAGE, args.debug)
         hint = "" if args.debug else " (rerun with --debug for the traceback)"
-        return _fail(f"{type(exc).__name__}: {first_line(str(exc))}{hint}", EXIT_FAILED, args.debug)
+        return _fail(f"{type(exc).__name__}: {first_line(str(exc))}{hint}", EXIT_CRASHED, args.debug)
 
 
 def _third_party_chatter(record: logging.LogRecord) -> bool:
@@ -736,6 +760,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "max_failed_fraction": args.max_failed_fraction,
             "imports": args.imports,
             "plan_on_workers": args.plan_on_workers,
+            "date": args.date,
         }
     )
     if args.progress_every is not None and not args.progress_every > 0:
@@ -774,9 +799,9 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
         )
         if result.failure:
             print(f"beamscore: error: {result.failure}", file=sys.stderr)
-            return EXIT_FAILED
+            return EXIT_ROWS_FAILED
         return 0
-    rate = m["rows_out"] / result.seconds if result.seconds else 0.0
+    rate = (m["rows_out"] - result.rows_resumed) / result.seconds if result.seconds else 0.0  # this run's rows
     print(
         f"scored {_scored(m)} rows in {result.seconds:.1f}s ({rate:,.0f} rows/s) "
         f"with {m['model']['path']} [{m['model']['signature']}] on {result.runner}\n"
@@ -789,7 +814,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     )
     if result.failure:
         print(f"beamscore: error: {result.failure}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_ROWS_FAILED
     return 0
 
 

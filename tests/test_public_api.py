@@ -33,6 +33,7 @@ EXPECTED = {
     "SignatureModelHandler",
     "score",
     "JobFailed",
+    "RowsFailed",
 }
 
 
