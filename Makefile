@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[cpu,dev]'
+	# tf-keras (Keras 2 test models) requires `tensorflow`, which would overwrite tensorflow-cpu: no deps
+	$(PY) -m pip install --quiet --no-deps 'tf-keras>=2.21,<2.22'
 	touch $(STAMP)
 
 install: $(STAMP)

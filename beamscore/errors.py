@@ -17,6 +17,7 @@ __all__ = [
     "Terminated",
     "describe_failure",
     "first_line",
+    "summarise",
     "wrapped_message",
 ]
 
@@ -107,3 +108,14 @@ def describe_failure(exc: BaseException) -> str:
         cause = re.sub(r"^(?:RuntimeError: )+", "", cause)
         return f"step {step!r}: {cause}"
     return f"{type(exc).__name__}: {first_line(text, 'no message')}"
+
+
+def summarise(names: list[str] | tuple[str, ...], what: str, limit: int = 5, more: str = "") -> str:
+    """``3 sparse inputs: a, b, c``, or past ``limit`` names ``18 sparse inputs: a, b, c, d, e, ...``
+    and ``more`` (``" (see beamscore show)"``): a list in a refusal line stays short, however long
+    the list (a TFT graph has dozens of inputs)."""
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    if len(names) > limit:
+        shown += ", ..." + more
+    return f"{len(names)} {what}: {shown}"

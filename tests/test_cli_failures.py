@@ -39,7 +39,8 @@ def big_input(tmp_path_factory) -> str:
 def score_limited(
     model: str, source: str, out: str, *extra: str, tmpdir: str | None = None
 ) -> subprocess.CompletedProcess:
-    args = ["score", "--model", model, "--input", source, "--output", out, *extra]
+    # --no-progress: off a terminal a progress line is due every 30 s, and a loaded machine may get there
+    args = ["score", "--model", model, "--input", source, "--output", out, "--no-progress", *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     if tmpdir:
         env["TMPDIR"] = tmpdir

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,10 +24,19 @@ from beamscore.model.loader import preload
 from beamscore.pipelines.claim import STALE_AFTER_S
 from beamscore.pipelines.plan import Plan, plan_job
 from beamscore.pipelines.resume import Started, start_output
-from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, pipeline_options, release, runner_name, spread_units
+from beamscore.pipelines.runners import (
+    DASK_RUNNER,
+    LOCAL_RUNNERS,
+    make_runner,
+    pipeline_options,
+    release,
+    runner_name,
+    spread_units,
+)
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.manifest import MANIFEST, WriteManifest, failure_reason, mark_success, remove_temporary
 from beamscore.transforms.plan_files import PlanFiles, file_elements
+from beamscore.transforms.progress_file import ReportRows
 from beamscore.transforms.read import ReadBatches
 from beamscore.transforms.run_signature import RunSignature
 from beamscore.transforms.temp import TEMP_DIR
@@ -56,8 +66,13 @@ class JobResult:
     complete: bool = False
 
 
-def build_pipeline(p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] | None = None) -> None:
+def build_pipeline(
+    p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] | None = None, progress_file: str | None = None
+) -> None:
     """Units -> read -> score -> write -> manifest. Wiring only.
+
+    ``progress_file``: the launcher's file each scored batch appends its row count to
+    (:class:`~beamscore.transforms.progress_file.ReportRows`), for the progress line.
 
     When ``plan.on_workers``, the units come from the file list, planned on the workers
     (:class:`~beamscore.transforms.plan_files.PlanFiles`), and the manifest learns every
@@ -80,21 +95,27 @@ def build_pipeline(p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] 
     else:
         todo = p | "Units" >> beam.Create([u for u in plan.units if u.name not in done])
         expected = [u.name for u in plan.units]
-    results = (
+    scored = (
         todo
         | "Read" >> ReadBatches(plan.source, plan.read_columns, plan.batch_size)
         | "Run" >> RunSignature.for_plan(plan)
-        | "Write" >> WriteBatches(plan.sink, plan.file_metadata(), config.output, tidy=False)
     )
+    if progress_file is not None:
+        scored = scored | "Progress" >> beam.ParDo(ReportRows(progress_file))
+    results = scored | "Write" >> WriteBatches(plan.sink, plan.file_metadata(), config.output, tidy=False)
     _ = results | "Manifest" >> WriteManifest(
         config.output, plan.header(), previous=list(done.values()), expected_units=expected
     )
 
 
-def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> JobResult:
+def run_plan(
+    plan: Plan, options: PipelineOptions, progress: bool = True, progress_every: float | None = None
+) -> JobResult:
     """Run the job to completion and read back its manifest.
 
-    ``progress`` shows a progress line on stderr for local runs when stderr is a terminal."""
+    ``progress`` reports progress on stderr (:mod:`beamscore.progress`): redrawn in place on a
+    terminal, else a timestamped line every ``progress_every`` seconds (default
+    :data:`~beamscore.progress.PROGRESS_EVERY`)."""
     if runner_name(options) in LOCAL_RUNNERS and not plan.spec.copies:
         # The model loads in this process anyway: load it now, before anything is written,
         # so corrupt weights are one line and exit 2, not a failed job.
@@ -109,13 +130,8 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
         options = spread_units(options, len(plan.units) - len(done))
         runner = make_runner(options)
         p = beam.Pipeline(runner=runner, options=options)
-        build_pipeline(p, plan, done)
-        reporter: contextlib.AbstractContextManager = contextlib.nullcontext()
-        if progress and not plan.on_workers and sys.stderr.isatty() and runner_name(options) in LOCAL_RUNNERS:
-            from beamscore.progress import Progress, receipts_lister
-
-            todo = {u.name: u.rows for u in plan.units if u.name not in done}
-            reporter = Progress(todo, receipts_lister(plan.config.output), sys.stderr)
+        reporter, counter = _progress(plan, options, done, progress, progress_every)
+        build_pipeline(p, plan, done, progress_file=counter.path if counter is not None else None)
         if runner_name(options) in LOCAL_RUNNERS:
             os.environ[LAUNCHER_ENV] = str(os.getpid())  # inherited by multi-process workers
         start = time.perf_counter()
@@ -141,6 +157,8 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
             finally:
                 if running is not None:
                     release(running)
+                if counter is not None:
+                    counter.remove()
         seconds = time.perf_counter() - start
     manifest = _read_manifest(plan)
     return JobResult(
@@ -151,6 +169,32 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
         failure=failure(manifest, plan.config),
         rows_resumed=sum(unit.rows_out for unit in done.values()),
     )
+
+
+def _progress(
+    plan: Plan, options: PipelineOptions, done: Mapping[str, UnitResult], show: bool, every: float | None
+) -> tuple[contextlib.AbstractContextManager, Any]:
+    """The progress reporter of a run (a no-op when ``show`` is false or the units are planned
+    on the workers) and its :class:`~beamscore.progress.RowCounter` where the workers can
+    append to a file on this machine (local runners, Dask), else ``None``."""
+    if not show or plan.on_workers:
+        return contextlib.nullcontext(), None
+    from beamscore.progress import PROGRESS_EVERY, Progress, RowCounter, receipts_lister
+
+    counter = None
+    if runner_name(options) in (*LOCAL_RUNNERS, DASK_RUNNER):
+        fd, path = tempfile.mkstemp(prefix=f"beamscore-progress-{os.getpid()}-", suffix=".txt")
+        os.close(fd)
+        counter = RowCounter(path)
+    todo = {u.name: u.rows for u in plan.units if u.name not in done}
+    reporter = Progress(
+        todo,
+        receipts_lister(plan.config.output),
+        sys.stderr,
+        rows=counter,
+        every=PROGRESS_EVERY if every is None else every,
+    )
+    return reporter, counter
 
 
 def _read_manifest(plan: Plan) -> dict[str, Any]:

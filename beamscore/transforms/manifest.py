@@ -34,6 +34,7 @@ __all__ = [
     "failure_reason",
     "job_header",
     "mark_success",
+    "metrics",
     "remove_temporary",
     "versions",
     "write_manifest",
@@ -63,6 +64,25 @@ def device(results: Iterable[UnitResult]) -> str | None:
     whose workers differ) are listed, sorted; ``None`` when no unit was scored."""
     found = sorted({r.device for r in results if r.device})
     return ", ".join(found) if found else None
+
+
+def metrics(results: Iterable[UnitResult]) -> dict[str, Any]:
+    """The counters an operator asks about, over every unit (resumed ones included): batches
+    and their mean rows and latency in the scoring step, model loads, worker processes
+    (``host:pid``) and loads per worker (more than 1: the model was loaded again)."""
+    results = list(results)
+    batches = sum(r.batches for r in results)
+    loads = sum(r.model_loads for r in results)
+    workers = len({r.worker for r in results if r.worker})
+    return {
+        "batches": batches,
+        "batch_rows_mean": round(sum(r.rows_in for r in results) / batches, 1) if batches else None,
+        "batch_latency_ms_mean": round(1000 * sum(r.batch_seconds for r in results) / batches, 3) if batches else None,
+        "model_loads": loads,
+        "model_load_ms_mean": round(1000 * sum(r.model_load_seconds for r in results) / loads, 1) if loads else None,
+        "workers": workers,
+        "model_loads_per_worker": round(loads / workers, 2) if workers else None,
+    }
 
 
 def failure_reason(rows_in: int, rows_failed: int, limits: Mapping[str, Any] | None, output: str) -> str | None:
@@ -150,6 +170,7 @@ def write_manifest(
         "rows_failed": rows_failed,
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "device": device(ordered),
+        "metrics": metrics(ordered),
         "versions": versions(),
     }
     fs, root = bfs.filesystem(output)
@@ -186,11 +207,11 @@ class WriteManifest(beam.PTransform):
     the job's description copied to the top of the manifest (``beamscore score`` puts the
     model, signature, inputs and options there); without one, :func:`job_header` is used.
     The manifest adds ``status`` and ``status_reason``, ``outputs``, ``errors``, ``units``,
-    ``rows_in``, ``rows_out``, ``rows_failed``, ``finished`` and ``versions``; ``_SUCCESS``
-    follows when the status is ``"succeeded"`` (by the header's ``failure_limits``, or no
-    failed row at all without them). ``previous`` and ``expected_units`` as in
-    :func:`write_manifest`; ``expected_units`` may also be a PCollection holding one list of
-    unit names (units planned on the workers)."""
+    ``rows_in``, ``rows_out``, ``rows_failed``, ``finished``, ``metrics`` (:func:`metrics`)
+    and ``versions``; ``_SUCCESS`` follows when the status is ``"succeeded"`` (by the header's
+    ``failure_limits``, or no failed row at all without them). ``previous`` and
+    ``expected_units`` as in :func:`write_manifest`; ``expected_units`` may also be a
+    PCollection holding one list of unit names (units planned on the workers)."""
 
     def __init__(
         self,
