@@ -8,6 +8,16 @@ Builds the models and data under ``--work`` (reused between runs), then runs eac
 - the steady rate as a multiple of R0's (the in-memory ceiling),
 - start-up: process start to the first batch's outputs, and peak RSS (``wait4``'s ``ru_maxrss``).
 
+Then, for the targets of issue 25:
+
+- **start-up breakdown** of P beside R1's: when each step before the first batch ran
+  (imports, listing, footers, model inspection, pipeline construction, model load, first
+  batch), as wall-clock spans from the process's spawn; steps that overlap show as such;
+- **bound**: each part of P timed alone on one core in the same run (``parts`` in
+  :mod:`benchmarks.paths`: reading Parquet or TFRecord, the model, writing with each codec),
+  summed per row and divided by the cores, beside P's steady rate for that input and codec;
+- **small job**: P and R1 on the same ``--small-rows`` rows (20,000), whole-process rates.
+
 B1 and B2 run in the same interpreter with ``.venv-baselines`` (tf-keras, tfx-bsl; see
 ``benchmarks/baselines.txt``) on ``PYTHONPATH``; B1 with ``TF_USE_LEGACY_KERAS=1``. They are
 ~100x slower, so they run on a smaller data set of the same rows (``--baseline-rows``) and are
@@ -28,6 +38,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: P's output codecs (the first is P's default); the parts child times the writer with each.
+#: gzip writes ~1k rows/s (about 1,000 s for the default 1M rows): only with --codecs gzip.
+CODECS = ("snappy", "zstd", "lz4", "none", "gzip")
+DEFAULT_CODECS = CODECS[:4]
 BASELINES = os.path.join(ROOT, ".venv-baselines")
 
 __all__ = ["Result", "main"]
@@ -55,6 +69,12 @@ class Result:
     subset: bool = False
     error: str = ""
     raw: list[dict[str, float]] = field(default_factory=list)
+    #: which row this is, for the targets (``P``, ``P-zstd``, ``P-tfrecord``, ``P-small``...)
+    key: str = ""
+    #: the output codec of a P row, for its bound
+    codec: str = "snappy"
+    #: start-up spans ``(name, start, end)`` in seconds from spawn, of the median run
+    spans: list = field(default_factory=list)
 
 
 def _run_child(job: dict[str, Any], work: str, env_extra: dict[str, str], log: str) -> dict[str, float]:
@@ -84,6 +104,8 @@ def _run_child(job: dict[str, Any], work: str, env_extra: dict[str, str], log: s
     rows = rep["rows"]
     first, end = rep["first"], rep["end"]
     steady_rows = rows - min(job["batch_size"], rows)
+    spans = [("python start (to the bench child's first line)", 0.0, rep["main"] - t0, 0.0, 0.0)]
+    spans += [(name, a - t0, b - t0, ca, cb) for name, a, b, ca, cb in rep.get("spans", [])]
     return {
         "rows": rows,
         "wall": t1 - t0,
@@ -91,6 +113,11 @@ def _run_child(job: dict[str, Any], work: str, env_extra: dict[str, str], log: s
         "steady": steady_rows / (end - first) if end > first and steady_rows else 0.0,
         "startup": first - t0,
         "rss_mib": usage.ru_maxrss / 1024,
+        "spans": sorted(spans, key=lambda span: span[1]),
+        "parts": rep.get("parts"),
+        "startup_cpu": rep.get("startup_cpu", 0.0),
+        # CPU time (every thread) per row after the first batch: what P spends, beside its parts' sum
+        "steady_cpu_us": (rep["end_cpu"] - rep.get("startup_cpu", 0.0)) * 1e6 / steady_rows if steady_rows else 0.0,
     }
 
 
@@ -108,6 +135,8 @@ def _measure(res: Result, job: dict[str, Any], args, env: dict[str, str]) -> Res
     res.runs = len(res.raw)
     for key in ("rows", "whole", "steady", "startup", "rss_mib"):
         setattr(res, key, statistics.median(r[key] for r in res.raw))
+    by_startup = sorted(res.raw, key=lambda r: r["startup"])
+    res.spans = by_startup[len(by_startup) // 2]["spans"]
     res.rows = int(res.rows)
     print(f" {res.whole:,.0f} rows/s whole, {res.steady:,.0f} steady, start-up {res.startup:.1f}s")
     return res
@@ -125,7 +154,7 @@ def _prepare(args) -> dict:
     os.makedirs(args.work, exist_ok=True)
     request = os.path.join(args.work, "prepare-request.json")
     answer = os.path.join(args.work, "prepare.json")
-    keys = ("work", "rows", "shards", "baseline_rows", "rss_rows", "images", "models")
+    keys = ("work", "rows", "shards", "baseline_rows", "small_rows", "rss_rows", "images", "models")
     with open(request, "w") as f:
         json.dump({k: getattr(args, k) for k in keys}, f)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
@@ -171,62 +200,82 @@ def run_all(args) -> list[Result]:
     if "mlp" not in args.models:
         selected -= {"B1", "B2"}
     b = args.batch_size
+    codecs = list(args.codecs)
+    p_parquet = job("P", mlp_data, mlp, "serving_default", "x", mlp_outs, b, format="parquet")
     plan: list[tuple[Result, dict, dict]] = [
-        (Result("mlp", "R0", "npz"), job("R0", mlp_data, mlp, "serving_default", "x", mlp_outs, b), threads),
-        (Result("mlp", "R1", "parquet"), job("R1", mlp_data, mlp, "serving_default", "x", mlp_outs, b), threads),
+        (Result("mlp", "R0", "npz", key="R0"), job("R0", mlp_data, mlp, "serving_default", "x", mlp_outs, b), threads),
         (
-            Result("mlp", "P", "parquet"),
-            job("P", mlp_data, mlp, "serving_default", "x", mlp_outs, b, format="parquet"),
+            Result("mlp", "R1", "parquet", key="R1"),
+            job("R1", mlp_data, mlp, "serving_default", "x", mlp_outs, b),
             threads,
         ),
+        (Result("mlp", "P", "parquet", key="P", codec=codecs[0]), _with_codec(p_parquet, codecs[0]), threads),
     ]
     if ready["tfrecord"]:
+        p_tfrecord = job("P", mlp_data, mlp, "serving_default", "x", mlp_outs, b, format="tfrecord")
         plan.append(
             (
-                Result("mlp", "P", "tfrecord"),
-                job("P", mlp_data, mlp, "serving_default", "x", mlp_outs, b, format="tfrecord"),
+                Result("mlp", "P", "tfrecord", key="P-tfrecord", codec=codecs[0]),
+                _with_codec(p_tfrecord, codecs[0]),
                 threads,
             )
         )
     elif "mlp" in args.models:
         results.append(Result("mlp", "P", "tfrecord", error="beamscore has no TFRecord source yet"))
-    plan += [
-        (
-            Result("mlp", "T", "parquet", note="ReadFromParquetBatched → RunSignature → WriteToParquetBatched"),
-            job("T", mlp_data, mlp, "serving_default", "x", mlp_outs, b),
-            threads,
-        ),
-        (
-            Result("mlp", "H", "parquet", note="as T, RunInference(SignatureModelHandler)"),
-            job("H", mlp_data, mlp, "serving_default", "x", mlp_outs, b),
-            threads,
-        ),
-    ]
-    threaded = ["--direct_num_workers=2", "--direct_running_mode=multi_threading"]
-    plan.append(
-        (
-            Result("mlp", "P", "parquet", note="2 Beam worker threads (" + " ".join(threaded) + ")"),
-            job("P", mlp_data, mlp, "serving_default", "x", mlp_outs, b, format="parquet", extra=threaded),
-            threads,
-        )
-    )
-    if args.rss_rows:
-        big = data["rss"]
+    for codec in codecs[1:]:
         plan.append(
             (
-                Result("mlp", "P", "parquet", note=f"{big.rows:,} rows: peak RSS vs the first P row"),
-                job("P", big, mlp, "serving_default", "x", mlp_outs, b, format="parquet"),
+                Result("mlp", "P", "parquet", note=f"--output-compression {codec}", key=f"P-{codec}", codec=codec),
+                _with_codec(p_parquet, codec),
                 threads,
             )
         )
     plan += [
         (
-            Result("mlp", "P", "parquet", note=f"{small.rows:,} rows, as B1/B2", subset=True),
+            Result(
+                "mlp", "T", "parquet", note="ReadFromParquetBatched → RunSignature → WriteToParquetBatched", key="T"
+            ),
+            job("T", mlp_data, mlp, "serving_default", "x", mlp_outs, b),
+            threads,
+        ),
+        (
+            Result("mlp", "H", "parquet", note="as T, RunInference(SignatureModelHandler)", key="H"),
+            job("H", mlp_data, mlp, "serving_default", "x", mlp_outs, b),
+            threads,
+        ),
+    ]
+    if args.rss_rows:
+        big = data["rss"]
+        plan.append(
+            (
+                Result("mlp", "P", "parquet", note=f"{big.rows:,} rows: peak RSS vs the first P row", key="P-rss"),
+                job("P", big, mlp, "serving_default", "x", mlp_outs, b, format="parquet"),
+                threads,
+            )
+        )
+    if "job" in data:
+        job_data = data["job"]
+        note = f"{job_data.rows:,} rows: a small job"
+        plan += [
+            (
+                Result("mlp", "R1", "parquet", note=note, subset=True, key="R1-small"),
+                job("R1", job_data, mlp, "serving_default", "x", mlp_outs, b),
+                threads,
+            ),
+            (
+                Result("mlp", "P", "parquet", note=note, subset=True, key="P-small"),
+                job("P", job_data, mlp, "serving_default", "x", mlp_outs, b, format="parquet"),
+                threads,
+            ),
+        ]
+    plan += [
+        (
+            Result("mlp", "P", "parquet", note=f"{small.rows:,} rows, as B1/B2", subset=True, key="P-baseline"),
             job("P", small, mlp, "serving_default", "x", mlp_outs, b, format="parquet"),
             threads,
         ),
         (
-            Result("mlp", "B1", "parquet", note=f"{small.rows:,} rows; tf-keras, TF_USE_LEGACY_KERAS=1"),
+            Result("mlp", "B1", "parquet", note=f"{small.rows:,} rows; tf-keras, TF_USE_LEGACY_KERAS=1", key="B1"),
             job("B1", small, mlp, "serving_default", "x", mlp_outs, b),
             {**threads, **base_env, "TF_USE_LEGACY_KERAS": "1"},
         ),
@@ -236,7 +285,7 @@ def run_all(args) -> list[Result]:
             {**threads, **base_env, "TF_USE_LEGACY_KERAS": "1"},
         ),
         (
-            Result("mlp", "B2", "tfrecord", note=f"{small.rows:,} rows; tfx-bsl 1.21, serve_examples"),
+            Result("mlp", "B2", "tfrecord", note=f"{small.rows:,} rows; tfx-bsl 1.21, serve_examples", key="B2"),
             job("B2", small, mlp, "serve_examples", "examples", mlp_outs, b),
             {**threads, **base_env},
         ),
@@ -250,15 +299,21 @@ def run_all(args) -> list[Result]:
             outs = ["output_0"]
             p_job = job("P", img, path, "serve", key, outs, ib, format="parquet", extra=["--map", f"{key}=x"])
             plan += [
-                (Result(name, "R0", "npz"), job("R0", img, path, "serve", key, outs, ib), threads),
-                (Result(name, "R1", "parquet"), job("R1", img, path, "serve", key, outs, ib), threads),
-                (Result(name, "P", "parquet"), p_job, threads),
+                (Result(name, "R0", "npz", key="R0"), job("R0", img, path, "serve", key, outs, ib), threads),
+                (Result(name, "R1", "parquet", key="R1"), job("R1", img, path, "serve", key, outs, ib), threads),
+                (Result(name, "P", "parquet", key="P"), p_job, threads),
             ]
             if args.jit:
                 jit_job = {**p_job, "extra": [*p_job["extra"], "--jit-compile"]}
                 plan.append((Result(name, "P", "parquet", note="--jit-compile"), jit_job, threads))
+    if "P" in selected and "mlp" in args.models and ready["tfrecord"]:
+        parts_job = job("parts", mlp_data, mlp, "serving_default", "x", mlp_outs, b)
+        parts_job.update(parts_rows=min(args.rows, args.parts_rows), codecs=codecs)
+        plan.insert(
+            0, (Result("mlp", "parts", "parquet", key="parts", note="each part alone, one core"), parts_job, {})
+        )
     for res, spec, env in plan:
-        if res.path not in selected or res.model not in args.models:
+        if res.path not in selected | {"parts"} or res.model not in args.models:
             continue
         if res.path in ("B1", "B2") and not have_baselines:
             res.error = f"{BASELINES} missing: run `make bench-baselines`"
@@ -268,15 +323,21 @@ def run_all(args) -> list[Result]:
     return results
 
 
-def _find(results: list[Result], model: str, path: str, input_: str, small: bool = False) -> Result | None:
+def _with_codec(job: dict, codec: str) -> dict:
+    """A P job writing with ``--output-compression codec``."""
+    return {**job, "extra": [*job.get("extra", []), "--output-compression", codec]}
+
+
+def _find(results: list[Result], model: str, key: str) -> Result | None:
+    """The row of ``model`` with ``key`` (``R0``, ``P``, ``P-zstd``, ``P-small``...), if it ran."""
     for r in results:
-        if (r.model, r.path, r.input, r.subset) == (model, path, input_, small):
+        if (r.model, r.key) == (model, key):
             return r if not r.error else None
     return None
 
 
 def table(results: list[Result], args) -> str:
-    """The results as a Markdown table, then the targets with their ratios."""
+    """The results as a Markdown table, then the start-up breakdown, the bound, the targets."""
     r0 = {r.model: r for r in results if r.path == "R0" and not r.error}
     lines = [
         "| model | path | input | rows | rows/s (whole process) | rows/s (steady) | x R0 (steady) | start-up s | "
@@ -284,6 +345,8 @@ def table(results: list[Result], args) -> str:
         "|---|---|---|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in results:
+        if r.key == "parts":
+            continue
         if r.error:
             lines.append(f"| {r.model} | {r.path} | {r.input} | | | | | | | not run: {r.error} |")
             continue
@@ -298,9 +361,86 @@ def table(results: list[Result], args) -> str:
         f"medians of {args.repeat} run(s); batch {args.batch_size} (MLP), {args.image_batch_size} (images); "
         f"TF threads: {args.threads or 'TF default'}; {os.cpu_count()} CPUs"
     )
-    lines.append("")
-    lines += _targets(results)
+    for section in (_startup_table(results), _bound_table(results), _targets(results)):
+        if section:
+            lines += ["", *section]
     return "\n".join(lines)
+
+
+def _startup_table(results: list[Result]) -> list[str]:
+    """Where R1's and P's start-up went: each step's span in seconds from spawn, side by side,
+    with the CPU seconds of the whole process meanwhile (spans that overlap ran on different
+    threads; a step that ran twice shows both)."""
+    r1, p = _find(results, "mlp", "R1"), _find(results, "mlp", "P")
+    if r1 is None or p is None or not p.spans:
+        return []
+    names = list(dict.fromkeys(span[0] for span in sorted([*p.spans, *r1.spans], key=lambda s: s[1])))
+
+    def cell(r: Result, name: str, cpu: bool = False) -> str:
+        if cpu:
+            return ", ".join(f"{cb - ca:.2f}" for n, _, _, ca, cb in r.spans if n == name)
+        return ", ".join(f"{a:.2f}-{b:.2f} ({b - a:.2f})" for n, a, b, _, _ in r.spans if n == name)
+
+    out = [
+        "Start-up, MLP: wall seconds from spawn, from-to (length), and CPU seconds of the whole process "
+        f"meanwhile (every thread); P - R1 = {p.startup - r1.startup:+.2f} s",
+        "",
+        "| step | R1 | R1 CPU | P | P CPU |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    out += [f"| {n} | {cell(r1, n)} | {cell(r1, n, True)} | {cell(p, n)} | {cell(p, n, True)} |" for n in names]
+    cpu = [statistics.median(run["startup_cpu"] for run in r.raw) for r in (r1, p)]
+    out.append(f"| **first batch's outputs** | {r1.startup:.2f} | {cpu[0]:.2f} | {p.startup:.2f} | {cpu[1]:.2f} |")
+    return out
+
+
+def _bounds(results: list[Result]) -> list[tuple[Result, dict[str, float], float]]:
+    """For each MLP P row of the full data set: its parts (µs of one core per row) and the
+    bound they give, ``cores / sum`` rows/s."""
+    parts = _find(results, "mlp", "parts")
+    if parts is None or not parts.raw or not parts.raw[0].get("parts"):
+        return []
+    us = {
+        k: statistics.median(r["parts"]["us_per_row"][k] for r in parts.raw)
+        for k in parts.raw[0]["parts"]["us_per_row"]
+    }
+    cores = len(os.sched_getaffinity(0))
+    out = []
+    for r in results:
+        if r.model != "mlp" or r.path != "P" or r.subset or r.error or r.key in ("P-rss",):
+            continue
+        write = us.get(f"write {r.codec}")
+        if write is None:
+            continue
+        row = {"read": us[f"read {r.input}"], "model": us["model"], "write": write}
+        out.append((r, row, cores * 1e6 / sum(row.values())))
+    return out
+
+
+def _bound_table(results: list[Result]) -> list[str]:
+    bounds = _bounds(results)
+    if not bounds:
+        return []
+    cores = len(os.sched_getaffinity(0))
+    out = [
+        f"Bound: each part alone on one core (µs a row), summed, divided by {cores} cores; P steady beside it",
+        "",
+        "| input | codec | read µs | model µs | write µs | sum µs | bound rows/s | P steady rows/s | P / bound "
+        "| P CPU µs a row |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r, row, bound in bounds:
+        cpu = statistics.median(run["steady_cpu_us"] for run in r.raw)
+        out.append(
+            f"| {r.input} | {r.codec} | {row['read']:.2f} | {row['model']:.2f} | {row['write']:.2f} | "
+            f"{sum(row.values()):.2f} | {bound:,.0f} | {r.steady:,.0f} | {r.steady / bound:.2f} | {cpu:.2f} |"
+        )
+    out += [
+        "",
+        "P CPU µs a row: CPU time of every thread after the first batch, per row; above the sum it is overhead,",
+        "and P steady below cores / (P CPU) means the cores were not kept busy.",
+    ]
+    return out
 
 
 def _ratio(a: Result | None, b: Result | None, attr_a: str, attr_b: str) -> float | None:
@@ -310,37 +450,51 @@ def _ratio(a: Result | None, b: Result | None, attr_a: str, attr_b: str) -> floa
 
 
 def _targets(results: list[Result]) -> list[str]:
-    p = _find(results, "mlp", "P", "parquet")
-    p_small = _find(results, "mlp", "P", "parquet", small=True)
-    checks = [
-        ("MLP P/R0, steady", _ratio(p, _find(results, "mlp", "R0", "npz"), "steady", "steady"), 0.5),
-        ("MLP P/R1, whole process", _ratio(p, _find(results, "mlp", "R1", "parquet"), "whole", "whole"), 1.2),
-        ("MLP P/B1, steady", _ratio(p_small, _find(results, "mlp", "B1", "parquet"), "steady", "steady"), 30),
-        ("MLP T (RunSignature)/P, steady", _ratio(_find(results, "mlp", "T", "parquet"), p, "steady", "steady"), 0.8),
-        ("MLP H (ModelHandler)/P, steady", _ratio(_find(results, "mlp", "H", "parquet"), p, "steady", "steady"), 0.8),
+    p = _find(results, "mlp", "P")
+    r1 = _find(results, "mlp", "R1")
+    checks: list[tuple[str, float | None, float]] = [
+        ("MLP P/R0, steady", _ratio(p, _find(results, "mlp", "R0"), "steady", "steady"), 0.5),
+        ("MLP P/R1, whole process", _ratio(p, r1, "whole", "whole"), 1.2),
+        (
+            "MLP P start-up - R1 start-up, s",
+            None if p is None or r1 is None else p.startup - r1.startup,
+            -0.5,
+        ),
+    ]
+    checks += [
+        (f"MLP P/bound, steady ({r.input}, {r.codec})", r.steady / bound, 0.9) for r, _, bound in _bounds(results)
+    ]
+    checks += [
+        (
+            "MLP P/R1 on a small job, whole process",
+            _ratio(_find(results, "mlp", "P-small"), _find(results, "mlp", "R1-small"), "whole", "whole"),
+            0.5,
+        ),
+        (
+            "MLP P/B1, steady",
+            _ratio(_find(results, "mlp", "P-baseline"), _find(results, "mlp", "B1"), "steady", "steady"),
+            30,
+        ),
+        ("MLP T (RunSignature)/P, steady", _ratio(_find(results, "mlp", "T"), p, "steady", "steady"), 0.8),
+        ("MLP H (ModelHandler)/P, steady", _ratio(_find(results, "mlp", "H"), p, "steady", "steady"), 0.8),
         (
             "MLP P(tfrecord)/B2, steady",
-            _ratio(_find(results, "mlp", "P", "tfrecord"), _find(results, "mlp", "B2", "tfrecord"), "steady", "steady"),
+            _ratio(_find(results, "mlp", "P-tfrecord"), _find(results, "mlp", "B2"), "steady", "steady"),
             15,
         ),
         (
             "MobileNetV2 P/R0, steady",
-            _ratio(
-                _find(results, "mobilenet", "P", "parquet"),
-                _find(results, "mobilenet", "R0", "npz"),
-                "steady",
-                "steady",
-            ),
-            0.9,
+            _ratio(_find(results, "mobilenet", "P"), _find(results, "mobilenet", "R0"), "steady", "steady"),
+            0.95,
         ),
     ]
-    rss_big = next((r for r in results if "peak RSS vs" in r.note and not r.error), None)
+    rss_big = _find(results, "mlp", "P-rss")
     if rss_big is not None and p is not None:
         checks.append((f"MLP P peak RSS {rss_big.rows:,} rows / {p.rows:,} rows", rss_big.rss_mib / p.rss_mib, -1.10))
     out = ["| target | measured | wanted | |", "|---|--:|--:|---|"]
     for name, value, want in checks:
         if value is None:
-            out.append(f"| {name} | n/a | >= {want} | not measured |")
+            out.append(f"| {name} | n/a | {'<=' if want < 0 else '>='} {abs(want)} | not measured |")
         elif want < 0:  # an upper bound
             out.append(f"| {name} | {value:.2f} | <= {-want} | {'met' if value <= -want else 'MISSED'} |")
         else:
@@ -364,6 +518,15 @@ def _parser() -> argparse.ArgumentParser:
         "--models", nargs="+", default=["mlp", "mobilenet"], help="mlp, mobilenet, resnet50 (default mlp mobilenet)"
     )
     ap.add_argument("--rss-rows", type=int, default=0, help="also run P on this many rows (Parquet only), for RSS")
+    ap.add_argument("--small-rows", type=int, default=20_000, help="rows of the small job (P and R1; 0 skips it)")
+    ap.add_argument(
+        "--codecs",
+        nargs="+",
+        default=list(DEFAULT_CODECS),
+        choices=CODECS,
+        help="output codecs P runs with (first: default)",
+    )
+    ap.add_argument("--parts-rows", type=int, default=500_000, help="rows on which each part is timed alone")
     ap.add_argument("--jit", action="store_true", help="also run P with --jit-compile on the image models")
     ap.add_argument("--work", default=os.path.join(ROOT, "build", "bench"), help="models, data, outputs, logs")
     ap.add_argument("--json", help="also write the results as JSON here")

@@ -204,6 +204,10 @@ def prepare(spec: dict) -> dict:
     data = os.path.join(work, "data")
     out["data"]["mlp"] = build_dataset(os.path.join(data, "mlp"), "mlp", spec["rows"], spec["shards"])
     out["data"]["small"] = build_dataset(os.path.join(data, "mlp-small"), "mlp", spec["baseline_rows"], 2)
+    if spec.get("small_rows"):  # a small scheduled job: start-up is most of it
+        out["data"]["job"] = build_dataset(
+            os.path.join(data, "mlp-job"), "mlp", spec["small_rows"], 2, parquet_only=True
+        )
     if spec.get("rss_rows"):
         out["data"]["rss"] = build_dataset(
             os.path.join(data, "mlp-rss"), "mlp", spec["rss_rows"], spec["shards"] * 4, parquet_only=True

@@ -17,14 +17,24 @@ Paths (same model, batch size and TF thread settings for all):
   ``beam_batching``, Beam's own adaptive ``BatchElements`` defaults.
 - ``B2``: tfx-bsl ``RunInference`` over TFRecord with a serialized-Example signature, writing
   ``PredictionLog`` s to TFRecord.
+- ``parts``: not a path but its parts, each timed alone on one core: reading (Parquet and
+  TFRecord, up to the model's numpy arrays), the model on in-memory rows, and writing the
+  outputs (to Arrow, then Parquet with each codec); what P could reach is their sum per row
+  divided by the cores (the "bound" row of :mod:`benchmarks.bench`).
+
+Start-up: R1 and P also report *spans*, ``(name, start, end)`` wall-clock times of the steps
+before the first batch (imports, listing, footers, model inspection, pipeline construction,
+model load, the first signature call), recorded by wrapping those functions in the child.
 """
 
 from __future__ import annotations
 
+import builtins
 import glob
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,17 +44,111 @@ import numpy as np
 __all__ = ["PATHS", "main"]
 
 _FIRST: list[float] = []
+#: (name, start, end, cpu start, cpu end) of each step before the first batch: wall clock and
+#: CPU time of the whole process (see :func:`_watch_imports`)
+_SPANS: list[tuple[str, float, float]] = []
+#: anything else a path reports (``parts``: microseconds per row of each part)
+_EXTRA: dict[str, Any] = {}
+_MAIN = time.time()  # this module is imported right after the interpreter starts
 
 
 def _first_batch_done() -> None:
     """Record (once per process) when the first batch's outputs exist."""
     if not _FIRST:
         _FIRST.append(time.time())
+        _EXTRA["startup_cpu"] = time.process_time()
 
 
 def _as_input(x: np.ndarray, shape: list[int]) -> np.ndarray:
     """A batch as the model takes it: float32, reshaped to the input's row shape."""
     return x.reshape((len(x), *shape)).astype(np.float32, copy=False)
+
+
+def _span(name: str, fn: Callable) -> Callable:
+    """``fn``, recording the wall-clock span of each call made before the first batch."""
+
+    def timed(*args, **kwargs):
+        start, cpu, before_first = time.time(), time.process_time(), not _FIRST
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if before_first:  # one that ends after the first batch (the runner) is cut there
+                end = min(time.time(), _FIRST[0]) if _FIRST else time.time()
+                end_cpu = _EXTRA["startup_cpu"] if _FIRST else time.process_time()
+                _SPANS.append((name, start, end, cpu, end_cpu))
+
+    timed.__wrapped__ = fn  # type: ignore[attr-defined]
+    return timed
+
+
+def _wrap(module: Any, attr: str, name: str) -> None:
+    """Time ``module.attr`` (a function, or a method when ``module`` is a class) under ``name``."""
+    setattr(module, attr, _span(name, getattr(module, attr)))
+
+
+#: top-level packages whose first import is timed
+_TIMED_IMPORTS = ("tensorflow", "apache_beam", "pyarrow", "beamscore")
+
+#: (module, attribute, span name): the steps of ``beamscore score`` before its first batch.
+#: An attribute is ``function`` or ``Class.method``; one the code no longer has is skipped.
+_STEPS = [
+    ("beamscore.pipelines.plan", "inspect_model", "model inspection"),
+    ("beamscore.model.loader", "inspect_model", "model inspection (load)"),
+    ("beamscore.fs", "list_files", "listing"),
+    ("beamscore.pipelines.plan", "schema_file", "first file's schema"),
+    ("beamscore.pipelines.plan", "survey", "footers"),
+    ("beamscore.pipelines.score", "plan_job", "planning (all)"),
+    ("beamscore.pipelines.score", "start_output", "output claim"),
+    ("beamscore.pipelines.score", "build_pipeline", "pipeline construction"),
+    ("beamscore.model.loader", "_load", "model load (TF)"),
+    ("beamscore.transforms.run_signature", "load_model", "model load (worker)"),
+    ("apache_beam.pipeline", "Pipeline.run", "runner start"),
+    ("beamscore.transforms.run_signature", "RunSignatureFn.setup", "worker setup"),
+]
+
+
+def _watch_imports(steps: list[tuple[str, str, str]] = ()) -> None:
+    """Record the first import of each of :data:`_TIMED_IMPORTS` (on any thread) as a span,
+    and wrap each of ``steps`` once its module has been imported (so that nothing is
+    imported earlier, or on another thread, than the code under test does)."""
+    real = builtins.__import__
+    lock = threading.RLock()
+    open_: set[str] = set()
+    pending = list(steps)
+
+    def patch() -> None:
+        for step in list(pending):
+            module_name, attr, name = step
+            module = sys.modules.get(module_name)
+            owner, _, method = attr.rpartition(".")
+            target = getattr(module, owner, None) if owner else module
+            if target is not None and hasattr(target, method):
+                pending.remove(step)
+                _wrap(target, method, name)
+
+    def timed_import(name, globals=None, locals=None, fromlist=(), level=0):
+        top = name.partition(".")[0] if level == 0 else ""
+        if top not in _TIMED_IMPORTS or top in sys.modules:
+            try:
+                return real(name, globals, locals, fromlist, level)
+            finally:
+                if pending:
+                    with lock:
+                        patch()
+        with lock:
+            mine = top not in open_
+            open_.add(top)
+        start, cpu = time.time(), time.process_time()
+        try:
+            return real(name, globals, locals, fromlist, level)
+        finally:
+            if mine:
+                _SPANS.append((f"import {top}", start, time.time(), cpu, time.process_time()))
+            if pending:
+                with lock:
+                    patch()
+
+    builtins.__import__ = timed_import
 
 
 def r0(job: dict[str, Any]) -> int:
@@ -64,11 +168,12 @@ def r0(job: dict[str, Any]) -> int:
 
 def r1(job: dict[str, Any]) -> int:
     """What a user hand-writes: ``iter_batches`` -> signature -> ``ParquetWriter`` per shard."""
+    _watch_imports()
     import pyarrow as pa
     import pyarrow.parquet as pq
     import tensorflow as tf
 
-    fn = tf.saved_model.load(job["model"]).signatures[job["signature"]]
+    fn = _span("model load (TF)", tf.saved_model.load)(job["model"]).signatures[job["signature"]]
     os.makedirs(job["output"], exist_ok=True)
     rows = 0
     for i, path in enumerate(job["parquet"]):
@@ -99,7 +204,10 @@ def _time_signature_calls() -> None:
     call = runner.SignatureRunner.__call__
 
     def timed(self, columns, where="batch"):
+        start, cpu = time.time(), time.process_time()
         result = call(self, columns, where)
+        if not _FIRST:
+            _SPANS.append(("first batch (signature call)", start, time.time(), cpu, time.process_time()))
         _first_batch_done()
         return result
 
@@ -108,6 +216,7 @@ def _time_signature_calls() -> None:
 
 def p(job: dict[str, Any]) -> int:
     """``beamscore score`` through its CLI entry point, in this process."""
+    _watch_imports(_STEPS)
     from beamscore import cli
 
     _time_signature_calls()
@@ -258,6 +367,96 @@ def b2(job: dict[str, Any]) -> int:
     return job["rows"]
 
 
+def parts(job: dict[str, Any]) -> int:
+    """P's parts, each timed alone on one core: reading Parquet and TFRecord (to the model's
+    numpy arrays, as P's reader and validation do), the model on those arrays (R0), and writing
+    (outputs to Arrow as P does, then Parquet with P's writer for each codec). Reports, in
+    ``parts``, microseconds of that core per row: CPU time of the whole process, every thread.
+
+    The process is pinned to one core before TensorFlow starts, so its thread pools have one
+    thread each. The first ``parts_rows`` rows (whole work units) are measured."""
+    import shutil
+
+    core = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    from beamscore._quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import pyarrow as pa
+    import tensorflow as tf
+
+    from beamscore.config import ScoreConfig
+    from beamscore.io.arrow import from_numpy
+    from beamscore.io.keep import cast_kept
+    from beamscore.io.parquet_sink import ParquetSink
+    from beamscore.model.runner import SignatureRunner
+    from beamscore.pipelines.plan import plan_job
+    from beamscore.transforms.validate import check_rows
+
+    limit = job.get("parts_rows") or job["rows"]
+    scratch = os.path.join(job["output"], "parts")
+
+    def planned(fmt: str):
+        pattern = os.path.join(job["data"], fmt, "*." + fmt)
+        config = ScoreConfig(
+            model=job["model"],
+            signature=job["signature"],
+            inputs=[pattern],
+            output=scratch,
+            keep=["id"],
+            batch_size=job["batch_size"],
+            format=fmt,
+            overwrite=True,
+        )
+        return plan_job(config)
+
+    def read(plan, unit) -> list:
+        source = plan.source.with_dead_letters()
+        tables = (t for t in source.read(unit, plan.read_columns, plan.batch_size) if t.num_rows)
+        return [(t, check_rows(t, plan.bindings, False, unit.path)) for t in tables]
+
+    cpu = time.process_time
+    codecs = job["codecs"]
+    spent = {"read parquet": 0.0, "read tfrecord": 0.0, "model": 0.0, **{f"write {c}": 0.0 for c in codecs}}
+    plan = planned("parquet")
+    fn = tf.saved_model.load(job["model"]).signatures[job["signature"]]
+    runner = SignatureRunner(fn, plan.bindings, plan.outputs)
+    sinks = {c: ParquetSink(os.path.join(scratch, c), compression=c) for c in codecs}
+    rows = 0
+    for unit in plan.units:
+        if rows >= limit:
+            break
+        start = cpu()
+        batches = read(plan, unit)
+        spent["read parquet"] += cpu() - start
+        if not rows:
+            runner(batches[0][1].columns)  # warm-up, as R0's steady rate leaves out its first batch
+        start = cpu()
+        outputs = [runner(checked.columns) for _, checked in batches]
+        spent["model"] += cpu() - start
+        for codec, sink in sinks.items():
+            start = cpu()
+            writer = sink.open(unit, plan.file_metadata())
+            for (table, _), out in zip(batches, outputs, strict=True):  # as RunSignatureFn._process_batch
+                cols = {k: from_numpy(v) for k, v in out.items()}
+                cols["id"] = cast_kept(table["id"], "id", plan.keep_types["id"], table.num_rows)
+                writer.write(pa.table(cols))
+            writer.close()
+            spent[f"write {codec}"] += cpu() - start
+        rows += sum(len(checked.good) for _, checked in batches)
+    tf_plan, tf_rows = planned("tfrecord"), 0
+    for unit in tf_plan.units:
+        if tf_rows >= rows:
+            break
+        start = cpu()
+        tf_rows += sum(len(checked.good) for _, checked in read(tf_plan, unit))
+        spent["read tfrecord"] += cpu() - start
+    shutil.rmtree(scratch, ignore_errors=True)
+    per_row = {k: v * 1e6 / (tf_rows if k == "read tfrecord" else rows) for k, v in spent.items()}
+    _EXTRA["parts"] = {"us_per_row": per_row, "rows": rows, "core": core}
+    return rows
+
+
 PATHS: dict[str, Callable[[dict[str, Any]], int]] = {
     "R0": r0,
     "R1": r1,
@@ -266,6 +465,7 @@ PATHS: dict[str, Callable[[dict[str, Any]], int]] = {
     "H": h,
     "B1": b1,
     "B2": b2,
+    "parts": parts,
 }
 
 
@@ -274,10 +474,12 @@ def main(argv: list[str]) -> int:
     job = json.loads(argv[0])
     rows = PATHS[job["path"]](job)
     end = time.time()
-    if "output" in job and not glob.glob(os.path.join(job["output"], "*")) and job["path"] != "R0":
+    _EXTRA["end_cpu"] = time.process_time()
+    if "output" in job and not glob.glob(os.path.join(job["output"], "*")) and job["path"] not in ("R0", "parts"):
         raise SystemExit(f"{job['path']} wrote nothing to {job['output']}")
     with open(argv[1], "w") as f:
-        json.dump({"rows": rows, "first": _FIRST[0] if _FIRST else end, "end": end}, f)
+        report = {"rows": rows, "first": _FIRST[0] if _FIRST else end, "end": end, "main": _MAIN}
+        json.dump({**report, "spans": _SPANS, **_EXTRA}, f)
     return 0
 
 

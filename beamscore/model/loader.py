@@ -39,6 +39,7 @@ from beamscore.model.inspect import (
     SAVED_MODEL_PB,
     SAVED_MODEL_PBTXT,
     MetaGraphInfo,
+    ModelInfo,
     SignatureInfo,
     inspect_model,
     parse_tags,
@@ -54,6 +55,7 @@ __all__ = [
     "load_model",
     "local_copy",
     "preload",
+    "remember",
     "resolve_signature",
     "tf_message",
 ]
@@ -104,7 +106,7 @@ def resolve_signature(
     what workers load (``spec``: the other :class:`ModelSpec` fields) and the signature's facts."""
     imports = tuple(imports)
     import_modules(imports)
-    info = inspect_model(model, version)
+    info = remember(inspect_model(model, version))
     sig = info.signature(signature, tag_set)
     check_model_files(info, info.meta_graph(tag_set), imports)
     check_feedable_inputs(sig)
@@ -184,7 +186,9 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     configure_gpus()
     import_modules(spec.imports)
     local = local_copy(spec.path, spec.fingerprint)
-    mg = inspect_model(local).meta_graph(spec.tags)
+    with _LOADS_LOCK:
+        known = _INSPECTED.get((spec.path, spec.fingerprint)) if spec.fingerprint else None
+    mg = (known or inspect_model(local)).meta_graph(spec.tags)
     try:
         obj, kind = _load(tf, local, mg)
     except BeamscoreError:
@@ -254,6 +258,18 @@ def tf_message(exc: BaseException) -> str:
 
 #: Models the launcher loaded (:func:`preload`), handed to the first in-process load.
 _PRELOADED: dict[str, LoadedModel] = {}
+#: Models this process inspected, by (path, fingerprint) (:func:`remember`).
+_INSPECTED: dict[tuple[str, str], ModelInfo] = {}
+
+
+def remember(info: ModelInfo) -> ModelInfo:
+    """Keep the launcher's inspection of a model, so that a load of the same model (same
+    path and fingerprint) in this process (a local runner's worker, :func:`preload`) takes
+    its MetaGraph from it instead of reading and parsing ``saved_model.pb`` again."""
+    if info.fingerprint:
+        with _LOADS_LOCK:
+            _INSPECTED[(info.path, info.fingerprint)] = info
+    return info
 
 
 def preload(spec: ModelSpec) -> LoadedModel:

@@ -36,7 +36,7 @@ from beamscore.io.schemas import SameSchema
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.checks import check_jit_signature, check_model_files, check_outputs, import_modules
 from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model, parse_tags
-from beamscore.model.loader import ModelSpec
+from beamscore.model.loader import ModelSpec, remember
 from beamscore.paths import check_name_lengths, safe_component
 from beamscore.pipelines.survey import PlanningProgress, survey
 from beamscore.transforms.read import schema_file
@@ -163,7 +163,7 @@ def plan_job(config: ScoreConfig) -> Plan:
     now = dt.datetime.now(dt.UTC)
     started = now.isoformat(timespec="seconds")
     import_modules(config.imports)  # custom op libraries register their ops before the checks
-    info = inspect_model(config.model, config.version)
+    info = remember(inspect_model(config.model, config.version))  # a local runner's load reuses it
     config = dataclasses.replace(config, output=resolve_output(config.output, info, now))
     signature = info.signature(config.signature, config.tag_set)
     meta_graph = info.meta_graph(config.tag_set)

@@ -67,6 +67,31 @@ MAX_DASK_PARTITIONS = 1000
 LOCAL_THREADS = 2
 
 
+class _Options(PipelineOptions):
+    """``PipelineOptions`` that make each view (``view_as(StandardOptions)``...) once.
+
+    Beam makes a new view, parsing every flag again, each time one is asked for: about 200
+    times while it builds and submits beamscore's pipeline (type checks ask per transform),
+    a few tenths of a second of every job's start-up. A view shares its values with the
+    options (``_all_options``), so a kept one stays current. Copies and pickles leave the
+    cache behind."""
+
+    def view_as(self, cls):
+        views = self.__dict__.get("_views")
+        if views is None:
+            views = {}
+            object.__setattr__(self, "_views", views)  # Beam's __setattr__ takes only option names
+        view = views.get(cls)
+        if view is None:
+            view = views[cls] = super().view_as(cls)
+        return view
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_views", None)
+        return state
+
+
 def pipeline_options(flags: list[str], from_config: dict[str, Any]) -> PipelineOptions:
     """Beam options from the config's ``pipeline_options`` overridden by CLI flags.
 
@@ -79,12 +104,10 @@ def pipeline_options(flags: list[str], from_config: dict[str, Any]) -> PipelineO
         if all(any(a.startswith(f"--dask_{n}") for a in args) for n in ("npartitions", "partition_size")):
             # Beam's parser would print its whole usage and exit
             raise BeamscoreError("--dask_npartitions and --dask_partition_size exclude each other; give one")
-    options = PipelineOptions(args)
+    options = _Options(args)
     chose_mode = any(a.startswith(("--direct_running_mode", "--direct_num_workers")) for a in args)
     if runner_name(options) in LOCAL_RUNNERS and not chose_mode:
-        options = PipelineOptions(
-            [*args, "--direct_running_mode=multi_threading", f"--direct_num_workers={LOCAL_THREADS}"]
-        )
+        options = _Options([*args, "--direct_running_mode=multi_threading", f"--direct_num_workers={LOCAL_THREADS}"])
     return options
 
 

@@ -59,3 +59,62 @@ def test_a_codec_that_cannot_work_is_refused_before_the_job(models, shards, tmp_
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def _column_meta(path) -> dict:
+    """``{column path: (encodings, statistics written)}`` of a file's first row group."""
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    return {
+        group.column(c).path_in_schema: (set(group.column(c).encodings), group.column(c).is_stats_set)
+        for c in range(group.num_columns)
+    }
+
+
+@pytest.mark.parametrize("codec", ["zstd", "snappy"])
+def test_outputs_are_written_without_statistics_and_split_under_zstd(tmp_path, codec):
+    """Scalar columns (an id) keep min/max statistics and strings their dictionary; list and
+    tensor columns get neither; under zstd their float values are BYTE_STREAM_SPLIT. The
+    values read back unchanged either way."""
+    import numpy as np
+
+    from beamscore.io.arrow import from_numpy
+    from beamscore.io.base import WorkUnit
+    from beamscore.io.parquet_sink import ParquetSink
+
+    rng = np.random.default_rng(0)
+    table = pa.table(
+        {
+            "id": pa.array(np.arange(50)),
+            "label": pa.array([f"l{i % 3}" for i in range(50)]),
+            "scores": from_numpy(rng.random((50, 4), dtype=np.float32)),
+            "image": from_numpy(rng.random((50, 2, 3))),  # a fixed_shape_tensor column of float64
+            "tokens": from_numpy(np.arange(100).reshape(50, 2)),
+        }
+    )
+    writer = ParquetSink(str(tmp_path / codec), compression=codec).open(WorkUnit(0, 0, "in", 0, 1, 50), {})
+    writer.write(table)
+    (path,) = writer.close()
+    meta = _column_meta(path)
+    split = codec == "zstd"
+    assert meta["id"][1] and meta["label"][1]
+    assert "RLE_DICTIONARY" in meta["label"][0] and "RLE_DICTIONARY" not in meta["scores.list.element"][0]
+    for column in ("scores.list.element", "image.list.element", "tokens.list.element"):
+        assert not meta[column][1], column
+    assert ("BYTE_STREAM_SPLIT" in meta["scores.list.element"][0]) is split
+    assert ("BYTE_STREAM_SPLIT" in meta["image.list.element"][0]) is split
+    assert "BYTE_STREAM_SPLIT" not in meta["tokens.list.element"][0]  # integers stay PLAIN
+    assert pq.read_table(path).equals(table)
+
+
+def test_tensor_statistics_are_written_when_asked(tmp_path):
+    import numpy as np
+
+    from beamscore.io.arrow import from_numpy
+    from beamscore.io.base import WorkUnit
+    from beamscore.io.parquet_sink import ParquetSink
+
+    table = pa.table({"scores": from_numpy(np.ones((3, 2), dtype=np.float32))})
+    writer = ParquetSink(str(tmp_path), tensor_statistics=True).open(WorkUnit(0, 0, "in", 0, 1, 3), {})
+    writer.write(table)
+    (path,) = writer.close()
+    assert _column_meta(path)["scores.list.element"][1]

@@ -1,0 +1,86 @@
+"""Start-up work a job does not repeat or need: TensorFlow imported without Keras, Beam's
+option views made once, the model inspected once per process on a local runner."""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+from conftest import direct_call, read_output
+from scores import assert_scores_close
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_tensorflow_is_imported_without_keras_and_a_keras_export_still_scores(models, shards, tmp_path):
+    """The CLI's TensorFlow import skips Keras (a fifth of the import); a model Keras
+    exported still loads and scores, and ``import keras`` works afterwards."""
+    paths, ids, x = shards
+    out = tmp_path / "out"
+    code = (
+        "import sys\n"
+        "from beamscore._quiet import import_tensorflow_quietly\n"
+        "import_tensorflow_quietly()\n"
+        "assert 'tensorflow' in sys.modules and 'keras' not in sys.modules, sorted(sys.modules)[:5]\n"
+        "from beamscore.cli import main\n"
+        f"code = main(['score', '--model', {models['keras']!r}, '--input', {paths[1]!r}, '--output', {str(out)!r},"
+        " '--map', 'features=x', '--keep', 'id'])\n"
+        "import keras, tensorflow as tf\n"
+        "assert tf.keras.layers.Dense(2)(tf.zeros([1, 3])).shape == (1, 2)\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = read_output(str(out))
+    rows = np.isin(ids, table["id"].to_numpy())
+    expected = direct_call(models["keras"], "serving_default", features=x[rows])
+    assert_scores_close(np.stack(table["output_0"].to_numpy(zero_copy_only=False)), expected["output_0"])
+
+
+def test_option_views_are_made_once_and_stay_current():
+    from apache_beam.options.pipeline_options import StandardOptions, TypeOptions
+
+    from beamscore.pipelines.runners import pipeline_options
+
+    options = pipeline_options(["--runner=DirectRunner"], {})
+    view = options.view_as(StandardOptions)
+    assert options.view_as(StandardOptions) is view
+    view.streaming = True  # a view writes through to the options and to every other view
+    assert options.get_all_options()["streaming"] and options.view_as(StandardOptions).streaming
+    assert options.view_as(TypeOptions).pipeline_type_check
+    for other in (copy.deepcopy(options), pickle.loads(pickle.dumps(options))):
+        assert "_views" not in other.__dict__  # a copy makes its own views, of its own values
+        assert other.view_as(StandardOptions).streaming
+        other.view_as(StandardOptions).streaming = False
+        assert options.view_as(StandardOptions).streaming
+
+
+def test_a_local_load_takes_the_launchers_inspection(models, shards, tmp_path, monkeypatch):
+    """On a local runner the worker's load reuses the plan's MetaGraph: saved_model.pb is
+    read and parsed once by beamscore (TensorFlow's loader reads it once more itself)."""
+    from beamscore.config import ScoreConfig
+    from beamscore.errors import BeamscoreError
+    from beamscore.model import loader
+    from beamscore.pipelines.plan import plan_job
+
+    paths, _, _ = shards
+    plan = plan_job(ScoreConfig(model=models["two_sig"], inputs=[paths[0]], output=str(tmp_path / "o"), keep=["id"]))
+
+    def again(*args, **kwargs):
+        raise AssertionError("the model was inspected again")
+
+    monkeypatch.setattr(loader, "inspect_model", again)
+    loaded = loader.load_model(plan.spec)
+    assert loaded.meta_graph is plan.model.meta_graph(plan.config.tag_set)
+    other = loader.ModelSpec(path=plan.spec.path, fingerprint="another")  # not the model inspected
+    try:
+        loader.load_model(other)
+    except AssertionError:
+        pass
+    else:
+        raise BeamscoreError("a model of another fingerprint took the remembered inspection")
