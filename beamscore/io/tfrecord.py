@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
-from beamscore.io.arrow import from_numpy
+from beamscore.io.arrow import from_numpy, pad_hint
 from beamscore.io.base import BadRows, Source, WorkUnit
 from beamscore.io.pad import pad_value as _pad_value
 from beamscore.io.pad import parse_pad
@@ -603,10 +603,7 @@ class TFRecordSource(Source):
                 if have != expected:
                     fed = self.inputs.get(name)
                     target = f" for input {fed.key!r} of shape {fed.shape_str()}" if fed is not None else ""
-                    return (
-                        f"feature {name!r} has {have} values, expected {expected}{target}; "
-                        f"pass --pad {name}=LENGTH[:VALUE] to pad or truncate"
-                    )
+                    return f"feature {name!r} has {have} values, expected {expected}{target}; {pad_hint(name)}"
         return "not parseable with the features' specs"
 
 

@@ -31,6 +31,7 @@ from beamscore.transforms.read import ReadBatches
 from beamscore.transforms.run_signature import RunSignature
 from beamscore.transforms.watchdog import LAUNCHER_ENV
 from beamscore.transforms.write import WriteBatches
+from beamscore.wording import bare, option
 
 __all__ = ["JobFailed", "JobResult", "build_pipeline", "failure", "prepare", "run_plan", "score"]
 
@@ -183,11 +184,13 @@ def failure(manifest: Mapping[str, Any], config: ScoreConfig) -> str | None:
     fraction = failed / total if total else 1.0
     limits = []
     if config.max_failed_rows is not None:
-        limits.append((failed <= config.max_failed_rows, f"--max-failed-rows {config.max_failed_rows}"))
+        limits.append((failed <= config.max_failed_rows, option("max_failed_rows", str(config.max_failed_rows))))
     if config.max_failed_fraction is not None:
-        limits.append((fraction <= config.max_failed_fraction, f"--max-failed-fraction {config.max_failed_fraction}"))
+        limits.append(
+            (fraction <= config.max_failed_fraction, option("max_failed_fraction", str(config.max_failed_fraction)))
+        )
     if not limits:
-        limits.append((False, "no failed rows allowed by default; see --max-failed-rows"))
+        limits.append((False, f"no failed rows allowed by default; see {bare('max_failed_rows')}"))
     broken = [text for ok, text in limits if not ok]
     if not broken:
         return None

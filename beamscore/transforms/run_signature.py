@@ -27,6 +27,7 @@ from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
 from beamscore.transforms.elements import Element, pack, unpack
 from beamscore.transforms.validate import check_rows
+from beamscore.wording import bare
 
 __all__ = [
     "DEAD_LETTERS",
@@ -87,7 +88,7 @@ def score_table(
         if values.shape[:1] != (len(good),):
             raise BeamscoreError(
                 f"{where}: output {key!r} has shape {values.shape}, not one row per input row "
-                f"({len(good)}); use --outputs to leave it out"
+                f"({len(good)}); leave it out with {bare('outputs')}"
             )
     return Scored(results, good, rejected)
 

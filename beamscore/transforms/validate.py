@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from beamscore.errors import BeamscoreError
 from beamscore.io.arrow import pad_hint, to_numpy, without_views
 from beamscore.model.binding import STRING, InputBinding, lossless, numpy_dtype
+from beamscore.wording import option
 
 __all__ = ["Checked", "check_rows"]
 
@@ -77,7 +78,7 @@ def check_rows(
             if values.dtype.kind == "f" and values.size:
                 ok = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
                 for i in np.flatnonzero(~ok & finite).tolist():
-                    reasons[int(good[i])] = f"column {b.column!r} holds NaN or infinity (--reject-nan)"
+                    reasons[int(good[i])] = f"column {b.column!r} holds NaN or infinity ({option('reject_nan')})"
                 finite &= ok
         if not finite.all():
             columns = {k: v[finite] for k, v in columns.items()}
@@ -252,7 +253,7 @@ def _unfit_rows(values: np.ndarray, lost: np.ndarray, b: InputBinding) -> tuple[
     rows = lost_flat.any(axis=1)
     messages = [
         f"column {b.column!r} holds {flat[i][lost_flat[i]][0]}, which {b.dtype} input {b.input!r} cannot hold "
-        "(--cast converts values in its range; it does not wrap or saturate them)"
+        f"({option('cast')} converts values in its range; it does not wrap or saturate them)"
         for i in np.flatnonzero(rows).tolist()
     ]
     return rows, messages
