@@ -176,11 +176,12 @@ def pack(
         else:
             out = _rows_out([{n: row[n] for n in keep} for row in rows], predictions)
     elif element.kind == "numpy":
-        names = list(element.original) if keep is None else list(keep)
+        names = list(element.original) if keep is None else [n for n in keep if n in element.original]
         kept = {n: element.original[n] if all_rows else element.original[n][good] for n in names}
         out = {**kept, **predictions}
     else:
-        names = element.table.column_names if keep is None else list(keep)
+        columns_in = element.table.column_names
+        names = columns_in if keep is None else [n for n in keep if n in columns_in]  # absent: no row scored
         table = element.table if all_rows else take_rows(element.table, good)
         columns = {n: table[n] for n in names}
         columns.update({k: from_numpy(v, k in variable) for k, v in predictions.items()})

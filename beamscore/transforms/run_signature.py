@@ -537,6 +537,8 @@ class RunSignatureFn(beam.DoFn):
             dead = dead_letters.concat(
                 [dead_letters.from_element_rows(el.where, rows, i, e, stage) for i, e, stage in scored.rejected]
             )
+            if dead is not None and len(scored.rejected) > 1:
+                dead = dead.sort_by("row")  # rows in the element's order, whichever check found them
         if dead is not None:
             if not self.dead_letter_output:
                 first = int(dead["row"][0].as_py())

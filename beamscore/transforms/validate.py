@@ -210,8 +210,9 @@ def _numpy(
         if values.dtype != want:
             if values.dtype == object or not (b.cast or lossless(values.dtype, want)):
                 actual = str(column.type) if values.dtype == object else str(values.dtype)
+                hint = "" if values.dtype == object else f"; casting would lose information (pass {option('cast')})"
                 raise BeamscoreError(
-                    f"column {b.column!r} has dtype {actual}, signature input {b.input!r} expects {b.dtype}"
+                    f"column {b.column!r} has dtype {actual}, signature input {b.input!r} expects {b.dtype}{hint}"
                 )
             cast = _cast(values, want)
             lost = None if lossless(values.dtype, want) else _lost(values, cast)  # a widening loses nothing
