@@ -240,7 +240,7 @@ def test_the_handler_given_none_raises_one_beamscore_error(models):
 def test_messages_name_python_parameters_not_cli_flags(models):
     """A ragged list column in a table: the CLI says --pad; RunSignature has no pad."""
     table = pa.table({"x": pa.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0]], pa.list_(pa.float32()))})
-    scored, dead = _run([table], beamscore.RunSignature(models["two_sig"]).with_exception_handling())
+    _, dead = _run([table], beamscore.RunSignature(models["two_sig"]).with_exception_handling())
     (letter,) = dead
     error = letter["error"][0].as_py()
     assert letter["row"].to_pylist() == [1] and "--" not in error and "before RunSignature" in error
