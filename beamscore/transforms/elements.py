@@ -180,6 +180,7 @@ def pack(
         kept = {n: element.original[n] if all_rows else element.original[n][good] for n in names}
         out = {**kept, **predictions}
     else:
+        assert element.table is not None  # a table or record batch
         columns_in = element.table.column_names
         names = columns_in if keep is None else [n for n in keep if n in columns_in]  # absent: no row scored
         table = element.table if all_rows else take_rows(element.table, good)

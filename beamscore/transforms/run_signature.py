@@ -265,8 +265,6 @@ class ElementScorer:
     def _score_examples(self, el: Element) -> Scored:
         """Serialized Examples: parsed in one call; when that fails, halves are parsed until
         each bad record is found alone (named by its index), and the others are scored."""
-        if self._examples is None:
-            self._examples = TFRecordSource().bind(self.signature, self.input_map)
         records = el.original
         tables: list[pa.Table] = []
         index: list[np.ndarray] = []
@@ -303,6 +301,8 @@ class ElementScorer:
         bad: dict[int, str],
     ) -> None:
         """Parse ``records`` (the element's records from ``first``); on failure, bisect."""
+        if self._examples is None:
+            self._examples = TFRecordSource().bind(self.signature, self.input_map)
         try:
             tables.append(self._examples.parse(records, where, first))
             index.append(np.arange(first, first + len(records)))
@@ -428,7 +428,7 @@ class RunSignatureFn(beam.DoFn):
         #: the front end whose words the worker's messages use (:mod:`beamscore.wording`)
         self.front = wording.current()
         self._shared = shared.Shared()
-        self._scorer: ElementScorer | None = None
+        self._scorer: ElementScorer = None  # type: ignore[assignment]  # made in setup()
         self._unreported_load_ms: int | None = None
         self._device: str | None = None
         self.batches = beam.metrics.Metrics.counter("beamscore", "batches")
@@ -599,6 +599,8 @@ def call_isolating(
         merged = None
     elif len(parts) == 1:
         merged = parts[0]
+    elif left is None or right is None:  # (for type checkers: len(parts) == 2)
+        raise AssertionError("unreachable")
     elif any(left[k].shape[1:] != right[k].shape[1:] for k in left):
         # Halves whose outputs differ in shape cannot be stitched into one batch: all rows fail.
         shapes = "; ".join(f"{k}: {left[k].shape} and {right[k].shape}" for k in left)
