@@ -32,6 +32,7 @@ from beamscore.wording import bare, speaking
 
 __all__ = [
     "DEAD_LETTERS",
+    "SCORED",
     "ElementScorer",
     "RunSignature",
     "RunSignatureFn",
@@ -47,6 +48,13 @@ __all__ = [
 
 #: the tag of RunSignature's dead-letter output (see :meth:`RunSignature.with_exception_handling`)
 DEAD_LETTERS = "dead_letters"
+#: the tag of its scored output
+SCORED = "scored"
+
+
+def _tagged(item: tuple[str, Any], tag: str) -> list[Any]:
+    """The value of a ``(tag, value)`` pair of :class:`RunSignatureFn`'s output, if ``tag``'s."""
+    return [item[1]] if item[0] == tag else []
 
 
 @dataclasses.dataclass
@@ -472,8 +480,11 @@ class RunSignatureFn(beam.DoFn):
         with speaking(self.front):
             if isinstance(element, Batch):
                 yield self._process_batch(element)
-            else:
+            elif self.dead_letter_output:  # one output of (tag, value): see RunSignature.expand
                 yield from self._process_element(element)
+            else:
+                for _, value in self._process_element(element):
+                    yield value
 
     def _keep_type(self, name: str, table: pa.Table) -> pa.DataType:
         """The job's output type of a kept column; without a plan, the first batch's, widened."""
@@ -527,7 +538,7 @@ class RunSignatureFn(beam.DoFn):
                 raise
             self.element_failed.inc()
             dead = dead_letters.for_element(exc.where, str(exc).removeprefix(f"{exc.where}: "))
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, (exc.key, dead) if exc.keyed else dead)
+            yield DEAD_LETTERS, ((exc.key, dead) if exc.keyed else dead)
             return
         scored = self._scorer.score(el)
         dead = None
@@ -546,9 +557,9 @@ class RunSignatureFn(beam.DoFn):
                     f"{el.where}: row {first}: {dead['error'][0].as_py()} ({dead.num_rows} of {el.num_rows} rows "
                     "failed; RunSignature(...).with_exception_handling() sends bad rows to a dead-letter output)"
                 )
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, (el.key, dead) if el.keyed else dead)
+            yield DEAD_LETTERS, ((el.key, dead) if el.keyed else dead)
         self._measure(el.num_rows, start)
-        yield pack(el, scored.good, scored.outputs, self.keep, self._scorer.variable_outputs)
+        yield SCORED, pack(el, scored.good, scored.outputs, self.keep, self._scorer.variable_outputs)
 
     def _measure(self, rows: int, start: float) -> None:
         self.batches.inc()
@@ -800,10 +811,14 @@ class RunSignature(beam.PTransform):
         return output_schema(self.fn.signature, self.fn.outputs, self.fn.keep, input_schema)
 
     def expand(self, pcoll: beam.PCollection) -> Any:
-        results = pcoll | "Score" >> beam.ParDo(self.fn).with_outputs(DEAD_LETTERS, main="scored")
-        if self.fn.dead_letter_output:
-            return results.scored, results[DEAD_LETTERS]
-        return results.scored
+        results = pcoll | "Score" >> beam.ParDo(self.fn)
+        if not self.fn.dead_letter_output:
+            return results
+        # One output of (tag, value) split by two plain steps, not a multi-output ParDo: Beam
+        # 2.77's DaskRunner merges a ParDo's tagged outputs (every element on every tag).
+        scored = results | "Scored" >> beam.FlatMap(_tagged, SCORED)
+        dead = results | "DeadLetters" >> beam.FlatMap(_tagged, DEAD_LETTERS)
+        return scored, dead
 
     def display_data(self) -> dict[str, Any]:
         return {
