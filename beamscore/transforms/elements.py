@@ -96,7 +96,10 @@ class Element:
         or ``numpy`` element (the array)."""
         if self.kind == "numpy":
             return self.original[name]
-        return [r.get(name, MISSING) if isinstance(r, Mapping) else MISSING for r in self.original]
+        try:  # the usual case, without a per-row isinstance
+            return [r[name] for r in self.original]
+        except (KeyError, TypeError, IndexError):
+            return [r.get(name, MISSING) if isinstance(r, Mapping) else MISSING for r in self.original]
 
 
 _EXPECTED = (

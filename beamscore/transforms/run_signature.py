@@ -227,6 +227,11 @@ class ElementScorer:
     def _rows_lacking_keep(self, el: Element) -> dict[int, str]:
         if el.kind != "rows" or not self.keep:
             return {}
+        try:  # the usual case: every row has every key
+            if all(k in r for k in self.keep for r in el.original):
+                return {}
+        except TypeError:  # a row that is not a dict: its own message below
+            pass
         bad = {}
         for i, row in enumerate(el.original):
             if not isinstance(row, Mapping):
