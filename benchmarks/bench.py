@@ -245,6 +245,11 @@ def run_all(args) -> list[Result]:
         per_row = f"{small.rows:,} rows, one element per row"
         plan += [
             (
+                Result("mlp", "D0", "rows", note=f"{per_row}: the floor, batched and counted, no model", subset=True),
+                job("D0", small, mlp, "serving_default", "x", mlp_outs, b),
+                threads,
+            ),
+            (
                 Result("mlp", "D", "rows", note=f"{per_row}: row dicts → BatchElements → RunSignature", subset=True),
                 job("D", small, mlp, "serving_default", "x", mlp_outs, b),
                 threads,
@@ -389,7 +394,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, help="TF intra- and inter-op threads for every path (default: TF's)")
     ap.add_argument("--repeat", type=int, help="runs per path; the table shows medians (default 3; --quick 1)")
     ap.add_argument(
-        "--paths", nargs="+", default=["R0", "R1", "P", "T", "H", "B1", "B2", "D", "E", "BH"], help="which paths to run"
+        "--paths",
+        nargs="+",
+        default=["R0", "R1", "P", "T", "H", "B1", "B2", "D0", "D", "E", "BH"],
+        help="which paths to run",
     )
     ap.add_argument(
         "--models", nargs="+", default=["mlp", "mobilenet"], help="mlp, mobilenet, resnet50 (default mlp mobilenet)"

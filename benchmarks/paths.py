@@ -21,6 +21,7 @@ Paths (same model, batch size and TF thread settings for all):
 Per-row elements, the path most Beam pipelines meet first (each starts from the same
 in-memory rows, one element per row, and ends by counting the rows scored):
 
+- ``D0``: the floor of the others: the same row dicts batched and counted, no model.
 - ``D``: row dicts ``{"id", "x"}`` -> ``BatchElements`` -> ``beamscore.RunSignature(keep=["id"])``.
 - ``E``: serialized ``tf.train.Example`` records -> ``BatchElements`` -> ``beamscore.RunSignature``.
 - ``BH``: ``(id, x)`` pairs -> ``RunInference(KeyedModelHandler(TFModelHandlerNumpy))`` with the
@@ -309,6 +310,18 @@ def _per_row_pipeline(job: dict[str, Any], make: Callable[[int, np.ndarray], Any
     return job["rows"]
 
 
+def d0(job: dict[str, Any]) -> int:
+    """The floor of D and BH: the same rows made, batched by ``BatchElements`` and counted, no model."""
+    import apache_beam as beam
+
+    return _per_row_pipeline(job, lambda i, x: {"id": i, "x": x}, beam.Map(_batch_done))
+
+
+def _batch_done(batch: Any) -> Any:
+    _first_batch_done()
+    return batch
+
+
 def d(job: dict[str, Any]) -> int:
     """Row dicts batched by ``BatchElements`` -> ``beamscore.RunSignature``."""
     import beamscore
@@ -385,6 +398,7 @@ PATHS: dict[str, Callable[[dict[str, Any]], int]] = {
     "H": h,
     "B1": b1,
     "B2": b2,
+    "D0": d0,
     "D": d,
     "E": e,
     "BH": bh,
@@ -392,7 +406,7 @@ PATHS: dict[str, Callable[[dict[str, Any]], int]] = {
 
 
 #: paths that write no files (they count the rows they scored)
-NO_FILES = {"R0", "D", "E", "BH"}
+NO_FILES = {"R0", "D0", "D", "E", "BH"}
 
 
 def main(argv: list[str]) -> int:
