@@ -205,6 +205,12 @@ def _parser() -> argparse.ArgumentParser:
         "--require-gpu", action="store_true", help="exit 1 unless TensorFlow uses a GPU (for GPU images)"
     )
     doctor.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    report = sub.add_parser("report", help="summarise an output: rows, files, dead letters, outputs' distributions")
+    report.add_argument("output", metavar="OUT", help="the output directory of a job (any fsspec URL)")
+    report.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
+    report.add_argument("--json", action="store_true", help="print JSON for scripts")
+    report.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -226,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:
         from beamscore._quiet import import_tensorflow_quietly
 
-        import_tensorflow_quietly()
+        if args.command != "report":  # report reads files only: no TensorFlow, no Beam
+            import_tensorflow_quietly()
         for name in ("apache_beam", "absl", "tensorflow"):
             logging.getLogger(name).setLevel(logging.ERROR)
         from beamscore.stores import STORE_LOGGERS
@@ -274,6 +281,10 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
             return _run(args)
         if args.command == "doctor":
             return _doctor(args)
+        if args.command == "report":
+            from beamscore.report import main as report_main
+
+            return report_main(args.output, html_path=args.html, as_json=args.json)
         return _score(args, extra)
     except JobFailed as exc:  # the job ran and a worker failed
         return _fail(str(exc), EXIT_FAILED, args.debug)
@@ -421,7 +432,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             print(f"beamscore: error: {result.failure}", file=sys.stderr)
             return EXIT_FAILED
         return 0
-    rate = m["rows_out"] / result.seconds if result.seconds else 0.0
+    rate = (m["rows_out"] - result.rows_resumed) / result.seconds if result.seconds else 0.0  # this run's rows
     print(
         f"scored {_scored(m)} rows in {result.seconds:.1f}s ({rate:,.0f} rows/s) "
         f"with {m['model']['path']} [{m['model']['signature']}] on {result.runner}\n"

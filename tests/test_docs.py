@@ -11,17 +11,19 @@ import numpy as np
 import pyarrow.parquet as pq
 from conftest import direct_call
 from docs_blocks import ROOT, RUNNABLE, blocks, docs_block, pages
+from scores import assert_scores_close
 
 
 def _fetched_examples() -> set[tuple[str, str]]:
-    """(page, name) of every ``docs_block("page", "name")`` call in the tests."""
+    """(page, name) of every call in the tests whose first two arguments are a page and a name,
+    ``docs_block("page.md", "name")`` or a helper that passes them on."""
     found = set()
     tests = os.path.join(ROOT, "tests")
     for directory, _, files in os.walk(tests):
         for name in files:
             if name.endswith(".py"):
                 with open(os.path.join(directory, name), encoding="utf-8") as f:
-                    for page, example in re.findall(r'docs_block\(\s*"([^"]+)",\s*"([^"]+)"', f.read()):
+                    for page, example in re.findall(r'\(\s*"([\w./-]+\.md)",\s*"([\w-]+)"', f.read()):
                         page = page if page == "README.md" or page.startswith("docs/") else "docs/" + page
                         found.add((page, example))
     return found
@@ -70,7 +72,7 @@ def test_docs_api_pipeline_example_runs(models, tmp_path, monkeypatch):
     table = pq.read_table(["scored/" + f for f in files])
     got = table.sort_by("id")
     expected = direct_call(models["two_sig"], "serving_default", x=x)
-    np.testing.assert_allclose(np.stack(got["scores"].to_numpy(zero_copy_only=False)), expected["scores"], atol=1e-6)
+    assert_scores_close(np.stack(got["scores"].to_numpy(zero_copy_only=False)), expected["scores"])
     assert got["id"].to_pylist() == list(range(rows))
     assert builders  # the fixture models come from tests/builders.py
 
@@ -110,7 +112,7 @@ def test_docs_api_arrow_example(models, tmp_path, monkeypatch):
     _run_example("arrow")  # docs_block("api.md", "arrow")
     got = pq.read_table(["scored-arrow/" + f for f in os.listdir("scored-arrow")]).sort_by("id")
     assert got.column_names == ["id", "x", "scores"] and got["id"].to_pylist() == list(range(len(x)))
-    np.testing.assert_allclose(np.stack(got["scores"].to_numpy(zero_copy_only=False)), _scores(models, x), atol=1e-6)
+    assert_scores_close(np.stack(got["scores"].to_numpy(zero_copy_only=False)), _scores(models, x))
 
 
 def test_docs_api_numpy_example_with_dead_letters(models, tmp_path, monkeypatch):
@@ -118,7 +120,7 @@ def test_docs_api_numpy_example_with_dead_letters(models, tmp_path, monkeypatch)
     np.save("data/chunk-0.npy", x[:100])
     np.save("data/chunk-1.npy", x[100:150].astype(np.float64))  # lossy to float32: every row a dead letter
     _run_example("numpy")  # docs_block("api.md", "numpy")
-    np.testing.assert_allclose(np.load("scored-numpy/chunk-0.npy"), _scores(models, x[:100]), atol=1e-6)
+    assert_scores_close(np.load("scored-numpy/chunk-0.npy"), _scores(models, x[:100]))
     assert np.load("scored-numpy/chunk-1.npy").shape == (0, 3)
     dead = pq.read_table("scored-numpy/chunk-1.errors.parquet")
     assert dead["row"].to_pylist() == list(range(50))
@@ -143,7 +145,7 @@ def test_docs_api_tfrecord_example(models, tmp_path, monkeypatch):
             lines.extend(f)
     got = np.array(sorted(json.loads(line) for line in lines))
     expected = np.array(sorted(_scores(models, x).tolist()))
-    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert_scores_close(got, expected)
 
 
 def test_docs_api_runinference_example(models, tmp_path, monkeypatch, capsys):
@@ -151,7 +153,7 @@ def test_docs_api_runinference_example(models, tmp_path, monkeypatch, capsys):
     _run_example("runinference")  # docs_block("api.md", "runinference")
     got = pq.read_table(["scored-handler/" + f for f in os.listdir("scored-handler")]).sort_by("id")
     assert got["id"].to_pylist() == list(range(len(x)))
-    np.testing.assert_allclose(np.stack(got["scores"].to_numpy(zero_copy_only=False)), _scores(models, x), atol=1e-6)
+    assert_scores_close(np.stack(got["scores"].to_numpy(zero_copy_only=False)), _scores(models, x))
     assert "failed:" not in capsys.readouterr().out
 
 
@@ -161,5 +163,5 @@ def test_docs_api_score_example(models, tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.split() == [str(len(x)), str(len(x)), "0"]
     got = pq.read_table(["scored-job/" + f for f in sorted(os.listdir("scored-job")) if f.startswith("part-")])
     assert got["id"].to_pylist() == list(range(len(x)))
-    np.testing.assert_allclose(np.stack(got["scores"].to_numpy(zero_copy_only=False)), _scores(models, x), atol=1e-6)
+    assert_scores_close(np.stack(got["scores"].to_numpy(zero_copy_only=False)), _scores(models, x))
     assert os.path.exists("scored-job/_manifest.json") and not os.path.exists("scored-job/_temporary")

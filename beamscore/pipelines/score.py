@@ -52,6 +52,8 @@ class JobResult:
     runner: str
     skipped: int = 0
     failure: str | None = None
+    #: rows out of the units an earlier run had done (not scored in ``seconds``)
+    rows_resumed: int = 0
     #: ``--resume`` found the job already finished: nothing ran
     complete: bool = False
 
@@ -149,6 +151,7 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
         runner=type(runner).__name__ if not isinstance(runner, str) else runner,
         skipped=len(done),
         failure=failure(manifest, plan.config),
+        rows_resumed=sum(unit.rows_out for unit in done.values()),
     )
 
 
