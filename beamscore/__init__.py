@@ -51,6 +51,7 @@ __all__ = [
     "ParquetSink",
     "ParquetSource",
     "ReadBatches",
+    "RowsFailed",
     "RunSignature",
     "ScoreConfig",
     "SignatureModelHandler",
@@ -87,6 +88,7 @@ _LAZY = {
     "WriteManifest": "beamscore.transforms.manifest",
     "score": "beamscore.pipelines.score",
     "JobFailed": "beamscore.errors",
+    "RowsFailed": "beamscore.errors",
 }
 
 

@@ -18,12 +18,12 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from beamscore.errors import BeamscoreError, JobFailed, Terminated, first_line, wrapped_message
+from beamscore.errors import BeamscoreError, JobFailed, RowsFailed, Terminated, first_line, wrapped_message
+from beamscore.exitcodes import EXIT_CRASHED, EXIT_ROWS_FAILED, EXIT_USAGE
 
 __all__ = ["main"]
 
-EXIT_USAGE = 2
-EXIT_FAILED = 1
+EXIT_FAILED = 1  # doctor --require-gpu without a GPU
 
 
 def _model_argument(command: argparse.ArgumentParser) -> None:
@@ -115,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
         help="read .npz/.npy object arrays (unpickles: only for files you trust)",
     )
     score.add_argument("--output", help="output directory")
+    score.add_argument(
+        "--date",
+        help="the day filled into {date} and %%Y/%%m/%%d fields of --input and --output: "
+        "YYYY-MM-DD, today or yesterday (default today, UTC); %%%% is a literal %%",
+    )
     score.add_argument("--signature", help="signature key (default serving_default)")
     score.add_argument("--tag-set", dest="tag_set", help="MetaGraph tag set (default serve)")
     score.add_argument("--keep", action="append", nargs="+", help="input columns to copy to the output")
@@ -286,8 +291,10 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
 
             return report_main(args.output, html_path=args.html, as_json=args.json)
         return _score(args, extra)
-    except JobFailed as exc:  # the job ran and a worker failed
-        return _fail(str(exc), EXIT_FAILED, args.debug)
+    except RowsFailed as exc:  # the job ran; too many rows failed (outputs and manifest written)
+        return _fail(str(exc), EXIT_ROWS_FAILED, args.debug)
+    except JobFailed as exc:  # the job crashed: a worker, the runner or a store failed
+        return _fail(str(exc), EXIT_CRASHED, args.debug)
     except BeamscoreError as exc:
         return _fail(str(exc), EXIT_USAGE, args.debug)
     except (KeyboardInterrupt, Terminated) as exc:
@@ -305,7 +312,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         if found is not None:
             return _fail(found, EXIT_USAGE, args.debug)
         hint = "" if args.debug else " (rerun with --debug for the traceback)"
-        return _fail(f"{type(exc).__name__}: {first_line(str(exc))}{hint}", EXIT_FAILED, args.debug)
+        return _fail(f"{type(exc).__name__}: {first_line(str(exc))}{hint}", EXIT_CRASHED, args.debug)
 
 
 def _third_party_chatter(record: logging.LogRecord) -> bool:
@@ -403,6 +410,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "max_failed_fraction": args.max_failed_fraction,
             "imports": args.imports,
             "plan_on_workers": args.plan_on_workers,
+            "date": args.date,
         }
     )
     plan, options, warnings = prepare(config, extra)  # the path of beamscore.score() too
@@ -430,7 +438,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
         )
         if result.failure:
             print(f"beamscore: error: {result.failure}", file=sys.stderr)
-            return EXIT_FAILED
+            return EXIT_ROWS_FAILED
         return 0
     rate = (m["rows_out"] - result.rows_resumed) / result.seconds if result.seconds else 0.0  # this run's rows
     print(
@@ -443,7 +451,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     )
     if result.failure:
         print(f"beamscore: error: {result.failure}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_ROWS_FAILED
     return 0
 
 

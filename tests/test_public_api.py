@@ -34,6 +34,7 @@ EXPECTED = {
     "SignatureModelHandler",
     "score",
     "JobFailed",
+    "RowsFailed",
 }
 
 

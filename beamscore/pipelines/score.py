@@ -20,22 +20,33 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beamscore import fs as bfs
 from beamscore.config import ScoreConfig, load_yaml
-from beamscore.errors import BeamscoreError, JobFailed, Terminated, describe_failure
+from beamscore.errors import BeamscoreError, JobFailed, RowsFailed, Terminated, describe_failure
 from beamscore.model.loader import preload
 from beamscore.pipelines.claim import STALE_AFTER_S
 from beamscore.pipelines.plan import Plan, plan_job
 from beamscore.pipelines.resume import Started, start_output
 from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, pipeline_options, release, runner_name, spread_units
 from beamscore.transforms.batch import UnitResult
-from beamscore.transforms.manifest import MANIFEST, WriteManifest
+from beamscore.transforms.manifest import MANIFEST, WriteManifest, failure_reason, mark_success, remove_temporary
 from beamscore.transforms.plan_files import PlanFiles, file_elements
 from beamscore.transforms.read import ReadBatches
 from beamscore.transforms.run_signature import RunSignature
+from beamscore.transforms.temp import TEMP_DIR
 from beamscore.transforms.watchdog import LAUNCHER_ENV
 from beamscore.transforms.write import WriteBatches
-from beamscore.wording import SCORE, bare, option, speaking
+from beamscore.wording import SCORE, speaking
 
-__all__ = ["JobFailed", "JobResult", "as_found", "build_pipeline", "failure", "prepare", "run_plan", "score"]
+__all__ = [
+    "JobFailed",
+    "JobResult",
+    "RowsFailed",
+    "as_found",
+    "build_pipeline",
+    "failure",
+    "prepare",
+    "run_plan",
+    "score",
+]
 
 _LOG = logging.getLogger("beamscore")
 
@@ -160,14 +171,14 @@ def _read_manifest(plan: Plan) -> dict[str, Any]:
     manifest_path = bfs.join(root, MANIFEST)
     fs.invalidate_cache(root)
     if not fs.exists(manifest_path):
-        raise BeamscoreError(f"the job ended without writing {plan.config.output}/{MANIFEST}")
+        raise JobFailed(f"the job ended without writing {plan.config.output}/{MANIFEST}")
     with fs.open(manifest_path, "r") as f:
         return json.load(f)
 
 
 def _finished(plan: Plan, options: PipelineOptions, started: Started) -> JobResult:
     """``--resume`` on an output this job already finished: nothing to run."""
-    manifest = _read_manifest(plan)
+    manifest = _settle(plan, _read_manifest(plan))
     return JobResult(
         manifest=manifest,
         seconds=0.0,
@@ -179,28 +190,34 @@ def _finished(plan: Plan, options: PipelineOptions, started: Started) -> JobResu
 
 
 def failure(manifest: Mapping[str, Any], config: ScoreConfig) -> str | None:
-    """Why a finished job counts as failed (too many rows failed), or ``None``.
+    """Why a finished job counts as failed (too many rows failed) under the limits of
+    ``config``, or ``None`` (:func:`~beamscore.transforms.manifest.failure_reason`)."""
+    limits = {"max_failed_rows": config.max_failed_rows, "max_failed_fraction": config.max_failed_fraction}
+    return failure_reason(int(manifest["rows_in"]), int(manifest["rows_failed"]), limits, config.output)
 
-    With neither limit set any failed row fails the job; with one or both set, every limit
-    given must hold."""
-    failed, total = int(manifest["rows_failed"]), int(manifest["rows_in"])
-    if not failed:
-        return None
-    fraction = failed / total if total else 1.0
-    limits = []
-    if config.max_failed_rows is not None:
-        limits.append((failed <= config.max_failed_rows, option("max_failed_rows", str(config.max_failed_rows))))
-    if config.max_failed_fraction is not None:
-        limits.append(
-            (fraction <= config.max_failed_fraction, option("max_failed_fraction", str(config.max_failed_fraction)))
-        )
-    if not limits:
-        limits.append((False, f"no failed rows allowed by default; see {bare('max_failed_rows')}"))
-    broken = [text for ok, text in limits if not ok]
-    if not broken:
-        return None
-    where = bfs.join(config.output, "_errors")
-    return f"{failed:,} of {total:,} rows failed ({fraction:.2%}), over the limit ({'; '.join(broken)}); see {where}/"
+
+def _settle(plan: Plan, manifest: dict[str, Any]) -> dict[str, Any]:
+    """A finished output met again by ``--resume``: judge it by this run's failure limits
+    (a retry may allow more failed rows) and, where the verdict differs from the recorded
+    one (or none is recorded), rewrite the manifest's status and ``_SUCCESS`` to match."""
+    config = plan.config
+    reason = failure(manifest, config)
+    limits = {"max_failed_rows": config.max_failed_rows, "max_failed_fraction": config.max_failed_fraction}
+    status = "failed" if reason else "succeeded"
+    if (manifest.get("status"), manifest.get("status_reason"), manifest.get("failure_limits")) == (
+        status,
+        reason,
+        limits,
+    ):
+        return manifest
+    manifest = {"status": status, "status_reason": reason, **manifest}  # status first, as written
+    manifest.update(status=status, status_reason=reason, failure_limits=limits)
+    fs, root = bfs.filesystem(config.output)
+    data = (json.dumps(manifest, indent=2) + "\n").encode()
+    bfs.write_atomic(fs, bfs.join(root, MANIFEST), data, bfs.join(root, TEMP_DIR))
+    remove_temporary(config.output)
+    mark_success(config.output, reason is None)
+    return manifest
 
 
 def _cancel(running: Any) -> bool:
@@ -241,10 +258,23 @@ def score(
     ``map``, ``outputs``, ``batch_size``, ``overwrite``, ``resume``, ``max_failed_rows``,
     ``pipeline_options={"runner": ...}``...: the fields of :class:`~beamscore.config.ScoreConfig`);
     ``config`` a YAML job config they override; ``beam_args`` Beam flags as on the command
-    line. A job refused before it runs raises :class:`~beamscore.errors.BeamscoreError`; one
-    with too many failed rows raises :class:`JobFailed` (its outputs and manifest are written).
+    line; ``date`` is ``--date`` (a ``datetime.date`` or ``"YYYY-MM-DD"``).
+
+    Outcomes, as the CLI's exit codes (:mod:`beamscore.exitcodes`):
+
+    - the manifest is returned: the job succeeded (``"status": "succeeded"``, ``_SUCCESS``
+      written; exit 0);
+    - :class:`~beamscore.errors.RowsFailed`: more rows failed than the limits allow; the
+      outputs and the manifest (``exc.manifest``, ``"status": "failed"``) are written,
+      ``_SUCCESS`` is not (exit 1);
+    - :class:`~beamscore.errors.BeamscoreError` (not a ``JobFailed``): refused before anything
+      was written (exit 2);
+    - :class:`~beamscore.errors.JobFailed` (not a ``RowsFailed``): the job crashed (a worker,
+      the runner, a store); nothing is committed past the receipts and ``resume=True``
+      continues it (exit 3). ``RowsFailed`` is a subclass: catch it first;
+    - ``KeyboardInterrupt`` / :class:`~beamscore.errors.Terminated`: stopped (exit 130/143).
     """
-    known = {f.name for f in dataclasses.fields(ScoreConfig)} - {"model", "inputs", "output"}
+    known = {f.name for f in dataclasses.fields(ScoreConfig)} - {"model", "inputs", "output", "origins"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise BeamscoreError(f"score() got unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}")
@@ -263,7 +293,7 @@ def score(
             _LOG.warning("beamscore: warning: %s", warning)
         result = run_plan(plan, pipeline, progress=progress)
     if result.failure:
-        raise JobFailed(result.failure, result.manifest)
+        raise RowsFailed(result.failure, result.manifest)
     return result.manifest
 
 

@@ -2,12 +2,18 @@
 
 The manifest is the commit marker of a job: no manifest, no result. It is written by one
 step that runs only after all :class:`~beamscore.transforms.batch.UnitResult` s are in.
+Its ``status`` says whether the job succeeded: ``"failed"`` when more rows failed than the
+header's ``failure_limits`` allow (``status_reason`` says by how much). Then, last of all,
+an empty ``_SUCCESS`` file (the Hadoop/Spark convention that Airflow sensors and Spark
+readers know) is written only when the status is ``"succeeded"``, and removed otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import platform
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -19,10 +25,24 @@ from beamscore._version import __version__
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.temp import TEMP_DIR, clean_temp_dir
+from beamscore.wording import bare, current, option, speaking
 
-__all__ = ["MANIFEST", "WriteManifest", "device", "job_header", "remove_temporary", "versions", "write_manifest"]
+__all__ = [
+    "MANIFEST",
+    "SUCCESS",
+    "WriteManifest",
+    "device",
+    "failure_reason",
+    "job_header",
+    "mark_success",
+    "remove_temporary",
+    "versions",
+    "write_manifest",
+]
 
 MANIFEST = "_manifest.json"
+#: written last, empty, only when the job succeeded (status "succeeded")
+SUCCESS = "_SUCCESS"
 
 
 def versions() -> dict[str, str]:
@@ -44,6 +64,53 @@ def device(results: Iterable[UnitResult]) -> str | None:
     whose workers differ) are listed, sorted; ``None`` when no unit was scored."""
     found = sorted({r.device for r in results if r.device})
     return ", ".join(found) if found else None
+
+
+def failure_reason(rows_in: int, rows_failed: int, limits: Mapping[str, Any] | None, output: str) -> str | None:
+    """Why a job with these counts failed, or ``None`` when it succeeded.
+
+    ``limits`` holds ``max_failed_rows`` and ``max_failed_fraction`` (``None``: not set).
+    With neither set any failed row fails the job; with one or both set, every limit given
+    must hold."""
+    if not rows_failed:
+        return None
+    limits = limits or {}
+    max_rows, max_fraction = limits.get("max_failed_rows"), limits.get("max_failed_fraction")
+    fraction = rows_failed / rows_in if rows_in else 1.0
+    checks = []
+    if max_rows is not None:
+        checks.append((rows_failed <= max_rows, option("max_failed_rows", str(max_rows))))
+    if max_fraction is not None:
+        checks.append((fraction <= max_fraction, option("max_failed_fraction", str(max_fraction))))
+    if not checks:
+        checks.append((False, f"no failed rows allowed by default; see {bare('max_failed_rows')}"))
+    broken = [text for ok, text in checks if not ok]
+    if not broken:
+        return None
+    where = bfs.join(output, "_errors")
+    return (
+        f"{rows_failed:,} of {rows_in:,} rows failed ({fraction:.2%}), over the limit ({'; '.join(broken)}); "
+        f"see {where}/"
+    )
+
+
+def mark_success(output: str, succeeded: bool) -> None:
+    """Write the empty ``OUTPUT/_SUCCESS`` when ``succeeded``, else remove a stale one.
+
+    A link planted at that name is removed, never written through."""
+    fs, root = bfs.filesystem(output)
+    path = bfs.join(root, SUCCESS)
+    if bfs.is_local(fs):
+        if os.path.lexists(path):
+            os.unlink(path)
+        if succeeded:
+            bfs.write_new_local(path, b"")
+        return
+    if succeeded:
+        fs.pipe_file(path, b"")
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(path)
 
 
 def write_manifest(
@@ -69,15 +136,19 @@ def write_manifest(
     header = dict(header)
     if header.get("units_planned", 0) is None and expected_units is not None:  # planned on the workers
         header["units_planned"] = len(set(expected_units))
+    rows_in, rows_failed = sum(r.rows_in for r in ordered), sum(r.rows_failed for r in ordered)
+    reason = failure_reason(rows_in, rows_failed, header.get("failure_limits"), output)
     manifest = {
+        "status": "failed" if reason else "succeeded",
+        "status_reason": reason,
         **header,
         "outputs": [f for r in ordered for f in r.files],
         "errors": [f for r in ordered for f in r.errors],
         "units": len(ordered),
         "units_resumed": len({r.unit for r in old} - {r.unit for r in new}),
-        "rows_in": sum(r.rows_in for r in ordered),
+        "rows_in": rows_in,
         "rows_out": sum(r.rows_out for r in ordered),
-        "rows_failed": sum(r.rows_failed for r in ordered),
+        "rows_failed": rows_failed,
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "device": device(ordered),
         "versions": versions(),
@@ -86,6 +157,7 @@ def write_manifest(
     data = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
     bfs.write_atomic(fs, bfs.join(root, MANIFEST), data, bfs.join(root, TEMP_DIR))
     remove_temporary(output)
+    mark_success(output, reason is None)  # last: a sensor waiting for _SUCCESS sees a whole result
     return manifest
 
 
@@ -114,8 +186,10 @@ class WriteManifest(beam.PTransform):
     Gathers every unit's result, then writes ``OUTPUT/_manifest.json`` last. ``header`` is
     the job's description copied to the top of the manifest (``beamscore score`` puts the
     model, signature, inputs and options there); without one, :func:`job_header` is used.
-    The manifest adds ``outputs``, ``errors``, ``units``, ``rows_in``, ``rows_out``,
-    ``rows_failed``, ``finished`` and ``versions``. ``previous`` and ``expected_units`` as in
+    The manifest adds ``status`` and ``status_reason``, ``outputs``, ``errors``, ``units``,
+    ``rows_in``, ``rows_out``, ``rows_failed``, ``finished`` and ``versions``; ``_SUCCESS``
+    follows when the status is ``"succeeded"`` (by the header's ``failure_limits``, or no
+    failed row at all without them). ``previous`` and ``expected_units`` as in
     :func:`write_manifest`; ``expected_units`` may also be a PCollection holding one list of
     unit names (units planned on the workers)."""
 
@@ -133,12 +207,22 @@ class WriteManifest(beam.PTransform):
         self.expected_units = expected_units
         if expected_units is not None and not isinstance(expected_units, beam.PCollection):
             self.expected_units = list(expected_units)
+        #: the front end whose words status_reason uses (the launcher's: beamscore.wording)
+        self.front = current()
 
     def expand(self, results):
         output, header, previous, expected = self.output, self.header, self.previous, self.expected_units
+        front = self.front
         gathered = results | "Gather" >> beam.combiners.ToList()
         if isinstance(expected, beam.PCollection):
             return gathered | "Write" >> beam.Map(
-                lambda rs, names: write_manifest(output, header, rs, previous, names), beam.pvalue.AsSingleton(expected)
+                lambda rs, names: _write_as(front, output, header, rs, previous, names),
+                beam.pvalue.AsSingleton(expected),
             )
-        return gathered | "Write" >> beam.Map(lambda rs: write_manifest(output, header, rs, previous, expected))
+        return gathered | "Write" >> beam.Map(lambda rs: _write_as(front, output, header, rs, previous, expected))
+
+
+def _write_as(front: str, *args: Any) -> dict[str, Any]:
+    """:func:`write_manifest` with messages in the words of the front end that built the job."""
+    with speaking(front):
+        return write_manifest(*args)

@@ -192,7 +192,7 @@ def test_resume_tells_a_replaced_export_without_fingerprint_pb_apart(legacy, tmp
     shutil.rmtree(model)
     shutil.copytree(os.path.join(legacy["base"], "00000124"), model)  # re-exported in place, other weights
     line = one_line_error(capsys, [*argv, "--resume"])
-    assert "was started by a different job: model_fingerprint was" in line
+    assert "was started by a different job: the model (fingerprint) was" in line
 
 
 def test_launcher_refuses_broken_models_before_writing(legacy, tmp_path, capsys):

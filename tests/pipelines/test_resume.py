@@ -135,7 +135,7 @@ def test_resume_refuses_another_job_and_redoes_half_written_units(jm, models, ma
     pq.write_table(first.slice(0, 3), out / "part-00000-00007.parquet")  # garbage under the final name
     code = main([*job(models["two_sig"], paths[0], out)[:-2], "--rows-per-unit", "40", "--resume"])
     assert code == 2
-    assert "was started by a different job: model_fingerprint was" in capsys.readouterr().err
+    assert "was started by a different job: the model (fingerprint) was" in capsys.readouterr().err
     assert main([*job(jm["slow"], paths[0], out), "--resume"]) == 0
     m = manifest_of(out)
     assert m["units_resumed"] == UNITS - 2 and m["units"] == UNITS
