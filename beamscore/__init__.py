@@ -24,7 +24,7 @@ from beamscore.errors import BeamscoreError
 
 if TYPE_CHECKING:  # the same names as _LAZY (a test keeps them in step); never run
     from beamscore.config import ScoreConfig
-    from beamscore.errors import JobFailed
+    from beamscore.errors import JobFailed, RowsFailed
     from beamscore.inference import SignatureModelHandler
     from beamscore.io.base import WorkUnit
     from beamscore.io.npy import NpySource
