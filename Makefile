@@ -30,6 +30,8 @@ docs: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy
+	$(PY) scripts/typecheck_examples.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

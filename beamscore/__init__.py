@@ -8,16 +8,38 @@ their own pipeline, a ``ModelHandler`` for Beam's ``RunInference``, and model in
     tables | beamscore.RunSignature(model)            # tables from beam.io.ReadFromParquetBatched
     tables | RunInference(beamscore.SignatureModelHandler(model))
 
-Names are imported lazily so that ``import beamscore`` does not import TensorFlow or Beam.
+Names are imported lazily so that ``import beamscore`` does not import TensorFlow or Beam;
+the ``TYPE_CHECKING`` block beside the lazy table shows every name to type checkers and
+editors (mypy, pyright and jedi see a module ``__getattr__``'s names as ``Any``), and
+``py.typed`` says the annotations are meant to be used.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from beamscore._version import __version__
 from beamscore.errors import BeamscoreError
+
+if TYPE_CHECKING:  # the same names as _LAZY (a test keeps them in step); never run
+    from beamscore.config import ScoreConfig
+    from beamscore.errors import JobFailed, RowsFailed
+    from beamscore.inference import SignatureModelHandler
+    from beamscore.io.base import WorkUnit
+    from beamscore.io.npy import NpySource
+    from beamscore.io.npy_sink import NpySink
+    from beamscore.io.npz import NpzSource
+    from beamscore.io.parquet import ParquetSource
+    from beamscore.io.parquet_sink import ParquetSink
+    from beamscore.io.tfrecord import TFRecordSource
+    from beamscore.model.inspect import ModelInfo, inspect_model
+    from beamscore.pipelines.plan import plan_job
+    from beamscore.pipelines.score import score
+    from beamscore.transforms.manifest import WriteManifest
+    from beamscore.transforms.read import ReadBatches, plan_units
+    from beamscore.transforms.run_signature import RunSignature
+    from beamscore.transforms.write import WriteBatches, WriteParquet
 
 __all__ = [
     "BeamscoreError",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from beamscore.errors import BeamscoreError
+from beamscore.wording import flag
 
 __all__ = ["PATH_KEYS", "SECTIONS", "ScoreConfig", "load_yaml"]
 
@@ -112,37 +113,41 @@ class ScoreConfig:
     def validate(self) -> ScoreConfig:
         """Check the required fields and value ranges; return self."""
         missing = [
-            flag
-            for flag, value in (("--model", self.model), ("--input", self.inputs), ("--output", self.output))
+            flag(name)
+            for name, value in (("model", self.model), ("inputs", self.inputs), ("output", self.output))
             if not value
         ]
         if missing:
             raise BeamscoreError(f"missing {', '.join(missing)} (give it as a flag or in --config)")
-        for flag, value in (
-            ("--batch-size", self.batch_size),
-            ("--rows-per-unit", self.rows_per_unit),
-            ("--model-copies", self.model_copies),
+        for name, value in (
+            ("batch_size", self.batch_size),
+            ("rows_per_unit", self.rows_per_unit),
+            ("model_copies", self.model_copies),
         ):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise BeamscoreError(f"{flag} must be a whole number of at least 1, got {value!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise BeamscoreError(f"{flag(name)} must be a whole number of at least 1, got {value!r}")
         if self.output_format not in ("parquet", "npy"):
-            raise BeamscoreError(f"--output-format {self.output_format!r} is not supported; choose parquet or npy")
+            raise BeamscoreError(
+                f"{flag('output_format')} {self.output_format!r} is not supported; choose parquet or npy"
+            )
         if self.max_failed_rows is not None and (not isinstance(self.max_failed_rows, int) or self.max_failed_rows < 0):
             raise BeamscoreError(
-                f"--max-failed-rows must be a whole number of at least 0, got {self.max_failed_rows!r}"
+                f"{flag('max_failed_rows')} must be a whole number of at least 0, got {self.max_failed_rows!r}"
             )
         fraction = self.max_failed_fraction
         if fraction is not None and (
             isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1
         ):
-            raise BeamscoreError(f"--max-failed-fraction must be a number from 0 to 1, got {fraction!r}")
+            raise BeamscoreError(f"{flag('max_failed_fraction')} must be a number from 0 to 1, got {fraction!r}")
         if not isinstance(self.imports, list) or not all(isinstance(m, str) and m for m in self.imports):
             raise BeamscoreError(f"--import / model.imports must be module names, got {self.imports!r}")
         if self.plan_on_workers is not None and not isinstance(self.plan_on_workers, bool):
             raise BeamscoreError(f"input.plan_on_workers must be true or false, got {self.plan_on_workers!r}")
         clash = sorted(set(self.keep) & set(self.outputs))
         if clash:
-            raise BeamscoreError(f"--keep column(s) {', '.join(clash)} clash with --outputs of the same name")
+            raise BeamscoreError(
+                f"{flag('keep')} column(s) {', '.join(clash)} clash with {flag('outputs')} of the same name"
+            )
         from beamscore.dates import parse_date
 
         parse_date(self.date)

@@ -32,7 +32,14 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from beamscore.errors import BeamscoreError
 from beamscore.model.loader import LoadedModel, load_model, resolve_signature
 from beamscore.transforms.elements import pack, unpack
-from beamscore.transforms.run_signature import ElementScorer, output_schema
+from beamscore.transforms.run_signature import (
+    ElementScorer,
+    check_arguments,
+    check_count,
+    check_names,
+    output_schema,
+)
+from beamscore.wording import BEAM, speaking
 
 __all__ = ["SignatureModelHandler"]
 
@@ -80,27 +87,34 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
         imports: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
-        # A fixed row budget: BatchElements (2.77) emits an *empty* batch when an element is
-        # larger than its current target, which KeyedModelHandler cannot unpack; with the
-        # target fixed at max_batch_rows and sizes capped there, that cannot happen.
-        super().__init__(
-            min_batch_size=max_batch_rows,
-            max_batch_size=max_batch_rows,
-            element_size_fn=functools.partial(num_rows, cap=max_batch_rows),
-            **kwargs,
-        )
-        self._signature_key = signature
-        self._tag_set = tag_set
-        self._outputs = list(outputs)
-        self._keep = None if keep is None else list(keep)
-        self._input_map = dict(input_map or {})
-        self._cast = cast
-        self._reject_nan = reject_nan
-        self._batch_size = batch_size
-        self._imports = tuple(imports)
-        self._spec, self._signature = resolve_signature(
-            model, signature, tag_set, version, outputs=self._outputs, imports=self._imports
-        )
+        with speaking(BEAM):
+            check_count("max_batch_rows", max_batch_rows)
+            check_count("batch_size", batch_size, optional=True)
+            check_names("outputs", outputs)
+            check_names("keep", keep)
+            check_names("imports", imports)
+            # A fixed row budget: BatchElements (2.77) emits an *empty* batch when an element is
+            # larger than its current target, which KeyedModelHandler cannot unpack; with the
+            # target fixed at max_batch_rows and sizes capped there, that cannot happen.
+            super().__init__(
+                min_batch_size=max_batch_rows,
+                max_batch_size=max_batch_rows,
+                element_size_fn=functools.partial(num_rows, cap=max_batch_rows),
+                **kwargs,
+            )
+            self._signature_key = signature
+            self._tag_set = tag_set
+            self._outputs = list(outputs)
+            self._keep = None if keep is None else list(keep)
+            self._input_map = dict(input_map or {})
+            self._cast = cast
+            self._reject_nan = reject_nan
+            self._batch_size = batch_size
+            self._imports = tuple(imports)
+            self._spec, self._signature = resolve_signature(
+                model, signature, tag_set, version, outputs=self._outputs, imports=self._imports
+            )
+            check_arguments(self._signature, self._outputs, self._keep, input_map)
 
     def load_model(self) -> _LoadedSignature:
         """Load the SavedModel (``RunInference`` shares it per process) and bind its signature."""
@@ -114,6 +128,7 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
             self._cast,
             self._reject_nan,
             self._batch_size,
+            self._keep,
         )
         return _LoadedSignature(loaded, scorer)
 
@@ -125,17 +140,19 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
     ) -> Iterable[PredictionResult]:
         """One ``PredictionResult(element, element with predictions, model path)`` per element."""
         results = []
-        for element in batch:
-            el = unpack(element)
-            scored = model.scorer.score(el)
-            if scored.rejected:
-                index, errors, stage = scored.rejected[0]
-                raise BeamscoreError(
-                    f"{el.where}: row {int(index[0])}: {errors[0]} ({scored.rows_failed} of {el.num_rows} rows failed "
-                    f"at {stage}; beamscore.RunSignature(...).with_exception_handling() dead-letters single rows)"
-                )
-            inference = pack(el, scored.good, scored.outputs, self._keep, model.scorer.variable_outputs)
-            results.append(PredictionResult(element, inference, model.loaded.spec.path))
+        with speaking(BEAM):
+            for element in batch:
+                el = unpack(element)  # None, an ndarray...: a BeamscoreError naming its type
+                scored = model.scorer.score(el)
+                if scored.rejected:
+                    index, errors, stage = scored.rejected[0]
+                    raise BeamscoreError(
+                        f"{el.where}: row {int(index[0])}: {errors[0]} ({scored.rows_failed} of {el.num_rows} rows "
+                        f"failed at {stage}; beamscore.RunSignature(...).with_exception_handling() dead-letters "
+                        "single rows)"
+                    )
+                inference = pack(el, scored.good, scored.outputs, self._keep, model.scorer.variable_outputs)
+                results.append(PredictionResult(element, inference, model.loaded.spec.path))
         return results
 
     def validate_inference_args(self, inference_args: dict[str, Any] | None) -> None:
@@ -146,9 +163,10 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
         """Model refresh (``model_metadata_pcoll``): the next ``load_model`` loads
         ``model_path``, after checking it has the signature."""
         if model_path and model_path != self._spec.path:
-            self._spec, self._signature = resolve_signature(
-                model_path, self._signature_key, self._tag_set, outputs=self._outputs, imports=self._imports
-            )
+            with speaking(BEAM):
+                self._spec, self._signature = resolve_signature(
+                    model_path, self._signature_key, self._tag_set, outputs=self._outputs, imports=self._imports
+                )
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         """Bytes of the column data (Beam's default pickles the whole batch to count them)."""
@@ -165,15 +183,19 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
 
 def num_rows(element: Any, cap: int | None = None) -> int:
     """Rows of one element, at most ``cap`` (``BatchElements``' ``element_size_fn``, so
-    that batch sizes count rows)."""
+    that batch sizes count rows); 1 for what is no batch (``None``...: refused when scored)."""
     if isinstance(element, tuple) and len(element) == 2:
         element = element[1]
     if isinstance(element, pa.Table | pa.RecordBatch):
         rows = element.num_rows
     elif isinstance(element, Mapping):
-        rows = len(next(iter(element.values()), ()))
-    else:
+        first = next(iter(element.values()), ())
+        rows = len(first) if isinstance(first, np.ndarray) and first.ndim else 1
+    elif isinstance(element, list):
         rows = len(element)
+    else:
+        rows = 1
+    rows = max(rows, 1)  # an empty element still takes a place in the batch
     return rows if cap is None else min(rows, cap)
 
 
@@ -186,5 +208,5 @@ def num_bytes(element: Any) -> int:
     if isinstance(element, Mapping):
         return sum(v.nbytes for v in element.values() if isinstance(v, np.ndarray))
     if isinstance(element, list) and element and isinstance(element[0], bytes):
-        return sum(len(r) for r in element)
+        return sum(len(r) for r in element if isinstance(r, bytes))
     return 64 * len(element) if isinstance(element, list) else 0

@@ -290,6 +290,32 @@ def run_all(args) -> list[Result]:
             {**threads, **base_env},
         ),
     ]
+    if "mlp" in args.models:  # per-row elements: beamscore on row dicts and records against Beam's handler
+        per_row = f"{small.rows:,} rows, one element per row"
+        plan += [
+            (
+                Result("mlp", "D0", "rows", note=f"{per_row}: the floor, batched and counted, no model", subset=True),
+                job("D0", small, mlp, "serving_default", "x", mlp_outs, b),
+                threads,
+            ),
+            (
+                Result("mlp", "D", "rows", note=f"{per_row}: row dicts → BatchElements → RunSignature", subset=True),
+                job("D", small, mlp, "serving_default", "x", mlp_outs, b),
+                threads,
+            ),
+            (
+                Result(
+                    "mlp", "E", "records", note=f"{per_row}: tf.Examples → BatchElements → RunSignature", subset=True
+                ),
+                job("E", small, mlp, "serving_default", "x", mlp_outs, b),
+                threads,
+            ),
+            (
+                Result("mlp", "BH", "rows", note=f"{per_row}: RunInference(TFModelHandlerNumpy)", subset=True),
+                job("BH", small, mlp, "serving_default", "x", mlp_outs, b),
+                {**threads, **base_env},
+            ),
+        ]
     image_models = [m for m in args.models if m in ready["inputs"]]
     if image_models:
         img = data["image"]
@@ -314,6 +340,10 @@ def run_all(args) -> list[Result]:
         )
     for res, spec, env in plan:
         if res.path not in selected | {"parts"} or res.model not in args.models:
+            continue
+        if res.path == "BH" and not os.path.isdir(os.path.join(BASELINES, "tensorflow_hub")):
+            res.error = f"{BASELINES} missing: run `make bench-baselines`"
+            results.append(res)
             continue
         if res.path in ("B1", "B2") and not have_baselines:
             res.error = f"{BASELINES} missing: run `make bench-baselines`"
@@ -488,6 +518,10 @@ def _targets(results: list[Result]) -> list[str]:
             0.95,
         ),
     ]
+    bh = _find(results, "mlp", "BH", "rows", small=True)
+    for path, input_, name in (("D", "rows", "row dicts"), ("E", "records", "records")):
+        mine = _find(results, "mlp", path, input_, small=True)
+        checks.append((f"MLP {path} ({name})/BH (Beam's handler), steady", _ratio(mine, bh, "steady", "steady"), 3))
     rss_big = _find(results, "mlp", "P-rss")
     if rss_big is not None and p is not None:
         checks.append((f"MLP P peak RSS {rss_big.rows:,} rows / {p.rows:,} rows", rss_big.rss_mib / p.rss_mib, -1.10))
@@ -513,7 +547,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--image-batch-size", type=int, default=64, help="images per signature call (--quick: 32)")
     ap.add_argument("--threads", type=int, help="TF intra- and inter-op threads for every path (default: TF's)")
     ap.add_argument("--repeat", type=int, help="runs per path; the table shows medians (default 3; --quick 1)")
-    ap.add_argument("--paths", nargs="+", default=["R0", "R1", "P", "T", "H", "B1", "B2"], help="which paths to run")
+    ap.add_argument(
+        "--paths",
+        nargs="+",
+        default=["R0", "R1", "P", "T", "H", "B1", "B2", "D0", "D", "E", "BH"],
+        help="which paths to run",
+    )
     ap.add_argument(
         "--models", nargs="+", default=["mlp", "mobilenet"], help="mlp, mobilenet, resnet50 (default mlp mobilenet)"
     )

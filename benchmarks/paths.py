@@ -25,6 +25,16 @@ Paths (same model, batch size and TF thread settings for all):
 Start-up: R1 and P also report *spans*, ``(name, start, end)`` wall-clock times of the steps
 before the first batch (imports, listing, footers, model inspection, pipeline construction,
 model load, the first signature call), recorded by wrapping those functions in the child.
+
+Per-row elements, the path most Beam pipelines meet first (each starts from the same
+in-memory rows, one element per row, and ends by counting the rows scored):
+
+- ``D0``: the floor of the others: the same row dicts batched and counted, no model.
+- ``D``: row dicts ``{"id", "x"}`` -> ``BatchElements`` -> ``beamscore.RunSignature(keep=["id"])``.
+- ``E``: serialized ``tf.train.Example`` records -> ``BatchElements`` -> ``beamscore.RunSignature``.
+- ``BH``: ``(id, x)`` pairs -> ``RunInference(KeyedModelHandler(TFModelHandlerNumpy))`` with the
+  ``load_model`` override the docs show for Keras 3 (``tf.saved_model.load``) and an
+  ``inference_fn`` calling the named signature; needs ``tensorflow_hub`` (``.venv-baselines``).
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PATHS", "main"]
+__all__ = ["NO_FILES", "PATHS", "main"]
 
 _FIRST: list[float] = []
 #: (name, start, end, cpu start, cpu end) of each step before the first batch: wall clock and
@@ -457,6 +467,128 @@ def parts(job: dict[str, Any]) -> int:
     return rows
 
 
+def _row_source(job: dict[str, Any], pipeline: Any, make: Callable[[int, np.ndarray], Any]) -> Any:
+    """One element per row of the job's npz files, made by ``make(id, x_row)``."""
+    import apache_beam as beam
+
+    shape = job["input_shape"]
+
+    def rows(path: str):
+        with np.load(path) as f:
+            ids, x = f["id"], _as_input(f["x"], shape)
+        for i in range(len(x)):
+            yield make(int(ids[i]), x[i])
+
+    return pipeline | beam.Create(job["npz"]) | beam.FlatMap(rows)
+
+
+def _count(job: dict[str, Any], scored: Any, per_batch: bool) -> None:
+    """Count the rows scored (batches: their lengths) and check it when the pipeline ends."""
+    import apache_beam as beam
+
+    sizes = scored | beam.Map(len) if per_batch else scored | beam.Map(lambda _: 1)
+    _ = sizes | beam.CombineGlobally(sum) | beam.Map(_expect, job["rows"])
+
+
+def _expect(got: int, want: int) -> None:
+    if got != want:
+        raise SystemExit(f"scored {got:,} rows of {want:,}")
+
+
+def _per_row_pipeline(job: dict[str, Any], make: Callable[[int, np.ndarray], Any], score: Any) -> int:
+    import apache_beam as beam
+
+    from beamscore.pipelines.runners import make_runner
+
+    _time_signature_calls()
+    b = job["batch_size"]
+    options = beam.options.pipeline_options.PipelineOptions([])
+    with beam.Pipeline(runner=make_runner(options), options=options) as pipeline:
+        batches = _row_source(job, pipeline, make) | beam.BatchElements(min_batch_size=b, max_batch_size=b)
+        _count(job, batches | score, per_batch=True)
+    return job["rows"]
+
+
+def d0(job: dict[str, Any]) -> int:
+    """The floor of D and BH: the same rows made, batched by ``BatchElements`` and counted, no model."""
+    import apache_beam as beam
+
+    return _per_row_pipeline(job, lambda i, x: {"id": i, "x": x}, beam.Map(_batch_done))
+
+
+def _batch_done(batch: Any) -> Any:
+    _first_batch_done()
+    return batch
+
+
+def d(job: dict[str, Any]) -> int:
+    """Row dicts batched by ``BatchElements`` -> ``beamscore.RunSignature``."""
+    import beamscore
+
+    run = beamscore.RunSignature(job["model"], job["signature"], outputs=job["outputs"], keep=["id"])
+    return _per_row_pipeline(job, lambda i, x: {"id": i, "x": x}, run)
+
+
+def e(job: dict[str, Any]) -> int:
+    """Serialized Examples (read from the job's TFRecord files) batched by ``BatchElements``
+    -> ``beamscore.RunSignature``."""
+    import apache_beam as beam
+
+    import beamscore
+    from beamscore.io.tfrecord import read_records
+    from beamscore.pipelines.runners import make_runner
+
+    def records(path: str):
+        with open(path, "rb") as f:
+            for item in read_records(f, path, 4096):
+                yield from item[0]
+
+    _time_signature_calls()
+    run = beamscore.RunSignature(job["model"], job["signature"], outputs=job["outputs"])
+    b = job["batch_size"]
+    files = sorted(glob.glob(os.path.join(job["data"], "tfrecord", "*.tfrecord")))
+    options = beam.options.pipeline_options.PipelineOptions([])
+    with beam.Pipeline(runner=make_runner(options), options=options) as pipeline:
+        batches = (
+            pipeline
+            | beam.Create(files)
+            | beam.FlatMap(records)
+            | beam.BatchElements(min_batch_size=b, max_batch_size=b)
+        )
+        _count(job, batches | run, per_batch=True)
+    return job["rows"]
+
+
+def bh(job: dict[str, Any]) -> int:
+    """Beam's ``TFModelHandlerNumpy`` on the same rows (``load_model`` overridden for Keras 3)."""
+    import apache_beam as beam
+    import tensorflow as tf
+    from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+    from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerNumpy
+
+    from beamscore.pipelines.runners import make_runner
+
+    name, key = job["signature"], job["input"]
+
+    class SavedModelHandler(TFModelHandlerNumpy):
+        def load_model(self):  # Keras 3 cannot load a plain SavedModel with tf.keras.models.load_model
+            return tf.saved_model.load(self._model_uri)
+
+    def inference_fn(model, batch, inference_args, model_id=None):
+        out = model.signatures[name](**{key: tf.constant(np.stack(batch))})
+        outs = {k: v.numpy() for k, v in out.items()}
+        _first_batch_done()
+        return [PredictionResult(x, {k: v[i] for k, v in outs.items()}, model_id) for i, x in enumerate(batch)]
+
+    b = job["batch_size"]
+    handler = SavedModelHandler(job["model"], inference_fn=inference_fn, min_batch_size=b, max_batch_size=b)
+    options = beam.options.pipeline_options.PipelineOptions([])
+    with beam.Pipeline(runner=make_runner(options), options=options) as pipeline:
+        scored = _row_source(job, pipeline, lambda i, x: (i, x)) | RunInference(KeyedModelHandler(handler))
+        _count(job, scored, per_batch=False)
+    return job["rows"]
+
+
 PATHS: dict[str, Callable[[dict[str, Any]], int]] = {
     "R0": r0,
     "R1": r1,
@@ -466,7 +598,15 @@ PATHS: dict[str, Callable[[dict[str, Any]], int]] = {
     "B1": b1,
     "B2": b2,
     "parts": parts,
+    "D0": d0,
+    "D": d,
+    "E": e,
+    "BH": bh,
 }
+
+
+#: paths that write no files (they count the rows they scored)
+NO_FILES = {"R0", "parts", "D0", "D", "E", "BH"}
 
 
 def main(argv: list[str]) -> int:
@@ -475,7 +615,7 @@ def main(argv: list[str]) -> int:
     rows = PATHS[job["path"]](job)
     end = time.time()
     _EXTRA["end_cpu"] = time.process_time()
-    if "output" in job and not glob.glob(os.path.join(job["output"], "*")) and job["path"] not in ("R0", "parts"):
+    if "output" in job and not glob.glob(os.path.join(job["output"], "*")) and job["path"] not in NO_FILES:
         raise SystemExit(f"{job['path']} wrote nothing to {job['output']}")
     with open(argv[1], "w") as f:
         report = {"rows": rows, "first": _FIRST[0] if _FIRST else end, "end": end, "main": _MAIN}

@@ -52,9 +52,13 @@ def assert_scores_close(got, want, err_msg: str = "") -> None:
             rtol, atol = FLOAT64_RTOL, FLOAT64_ATOL
         else:
             rtol, atol = FLOAT32_RTOL, FLOAT32_ATOL
-        np.testing.assert_allclose(got.astype(np.complex128 if kind == "c" else np.float64),
-                                   want.astype(np.complex128 if kind == "c" else np.float64),
-                                   rtol=rtol, atol=atol, err_msg=err_msg)
+        np.testing.assert_allclose(
+            got.astype(np.complex128 if kind == "c" else np.float64),
+            want.astype(np.complex128 if kind == "c" else np.float64),
+            rtol=rtol,
+            atol=atol,
+            err_msg=err_msg,
+        )
     else:
         np.testing.assert_array_equal(got, want, err_msg=err_msg)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -61,3 +62,48 @@ def test_all_is_what_the_docs_document():
 
 def test_every_lazy_name_is_public():
     assert set(beamscore._LAZY) <= set(beamscore.__all__)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_type_checkers_see_every_lazy_name():
+    """The TYPE_CHECKING block imports each name of the lazy table from its module, and the
+    package ships py.typed: mypy, pyright and jedi saw every public name as Any."""
+    import ast
+
+    with open(os.path.join(ROOT, "beamscore", "__init__.py")) as f:
+        tree = ast.parse(f.read())
+    block = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    typed = {alias.name: node.module for node in block.body for alias in node.names}
+    assert typed == beamscore._LAZY
+    assert os.path.exists(os.path.join(ROOT, "beamscore", "py.typed"))
+
+
+def test_mypy_catches_a_misspelled_parameter_and_a_wrong_type(tmp_path):
+    code = (
+        "import beamscore\n"
+        'beamscore.RunSignature("m", kep=["id"])\n'
+        'beamscore.SignatureModelHandler("m", max_batch_rows="big")\n'
+        'manifest: int = beamscore.score("m", "in", "out")\n'
+    )
+    (tmp_path / "user.py").write_text(code)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            "pyproject.toml",
+            "--no-error-summary",
+            str(tmp_path / "user.py"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    out = run.stdout
+    assert 'Unexpected keyword argument "kep" for "RunSignature"' in out, out
+    assert 'Argument "max_batch_rows" to "SignatureModelHandler" has incompatible type "str"' in out, out
+    assert 'has type "dict[str, Any]", variable has type "int"' in out, out

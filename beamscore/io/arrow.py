@@ -183,8 +183,13 @@ def _unviewed(t: pa.DataType) -> pa.DataType:
 
 
 def pad_hint(name: str) -> str:
-    """What a ragged-row error suggests: ``--pad``, which gives every row one length."""
-    return f"pass --pad {name}=LENGTH[:VALUE] to pad or truncate every row to LENGTH values"
+    """What a ragged-row error suggests: ``--pad``, which gives every row one length (the
+    transforms have no ``pad``: there, a step before them that pads)."""
+    from beamscore.wording import BEAM, current, pair
+
+    if current() == BEAM:
+        return "pad or truncate every row to one length before RunSignature (e.g. in a beam.Map)"
+    return f"pass {pair('pad', name, 'LENGTH[:VALUE]')} to pad or truncate every row to LENGTH values"
 
 
 def _check_nulls(arr: pa.Array, name: str, where: str) -> None:

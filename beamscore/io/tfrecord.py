@@ -50,7 +50,7 @@ import pyarrow.compute as pc
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line, summarise
-from beamscore.io.arrow import from_numpy
+from beamscore.io.arrow import from_numpy, pad_hint
 from beamscore.io.base import BadRows, Source, WorkUnit
 from beamscore.io.pad import pad_value as _pad_value
 from beamscore.io.pad import parse_pad
@@ -272,9 +272,10 @@ class TFRecordSource(Source):
         with self._open(path) as f:  # a damaged first record: not the file to take the schema from
             return any(not isinstance(item, BadRows) and item[0] for item in read_records(f, path, 1, 1, tolerant=True))
 
-    def parse(self, records: list[bytes], where: str = "records") -> pa.Table:
+    def parse(self, records: list[bytes], where: str = "records", first: int = 0) -> pa.Table:
         """Parse serialized Examples already in memory (``ReadFromTFRecord``'s elements)
-        into the columns of the bound signature's inputs, one batch call.
+        into the columns of the bound signature's inputs, one batch call. A bad record is
+        named by its index (``first`` is the first record's) in ``where``: no byte offset.
 
         Needs :meth:`bind`; feature kinds and lengths come from the signature (there is no
         file to sample). A signature that takes serialized Examples gets them unparsed."""
@@ -290,7 +291,7 @@ class TFRecordSource(Source):
             }
         columns = list(self.features)
         spec = {c: self._feature_spec(c, tf) for c in columns}
-        return self._table(records, [0] * len(records), 0, columns, spec, where, tf)
+        return self._table(records, [None] * len(records), first, columns, spec, where, tf)
 
     def _settle_raw_candidate(self, records: list[bytes]) -> None:
         """Whether the one string input takes the records whole, from the first records
@@ -445,7 +446,7 @@ class TFRecordSource(Source):
             spec = self.inputs[name]
             allowed = "0 or 1" if dtype.kind == "b" else f"{np.iinfo(dtype).min}..{np.iinfo(dtype).max}"
             raise BeamscoreError(
-                f"{path}: record {first + i} (byte offset {offsets[i]}): feature {name!r} holds {value}, "
+                f"{_record(path, first + i, offsets[i])}: feature {name!r} holds {value}, "
                 f"which does not fit input {spec.key!r} of dtype {spec.dtype} ({allowed})"
             )
         return values.astype(dtype)
@@ -481,7 +482,7 @@ class TFRecordSource(Source):
         if len(wrong):
             i = int(wrong[0])
             raise BeamscoreError(
-                f"{path}: record {first + i} (byte offset {offsets[i]}): feature {name!r} has {lengths[i]} values, "
+                f"{_record(path, first + i, offsets[i])}: feature {name!r} has {lengths[i]} values, "
                 f"expected {width} (or none: a kept feature a record lacks is written as null)"
             )
         present = lengths == width
@@ -607,7 +608,7 @@ class TFRecordSource(Source):
             try:
                 tf.io.parse_example(tf.constant([record]), spec)
             except (tf.errors.InvalidArgumentError, ValueError):
-                where = f"{path}: record {first + i} (byte offset {offsets[i]})"
+                where = _record(path, first + i, offsets[i])
                 example = _decode(example_pb2, record, where)
                 return BeamscoreError(f"{where}: {self._mismatch(example, spec, tf)}")
         return BeamscoreError(f"{path}: records {first}-{first + len(records) - 1}: {first_line(str(exc))}")
@@ -629,10 +630,7 @@ class TFRecordSource(Source):
                 if have != expected:
                     fed = self.inputs.get(name)
                     target = f" for input {fed.key!r} of shape {fed.shape_str()}" if fed is not None else ""
-                    return (
-                        f"feature {name!r} has {have} values, expected {expected}{target}; "
-                        f"pass --pad {name}=LENGTH[:VALUE] to pad or truncate"
-                    )
+                    return f"feature {name!r} has {have} values, expected {expected}{target}; {pad_hint(name)}"
         return "not parseable with the features' specs"
 
 
@@ -702,6 +700,11 @@ def _other_payload(path: str) -> str:
     if _SNAPSHOT.search(path):
         return f" (a tf.data.Dataset.save snapshot); {_SNAPSHOT_WAY_OUT}"
     return f" (records of another proto or format); {_WAY_OUT}"
+
+
+def _record(path: str, index: int, offset: int | None) -> str:
+    """Where a record is: its index, and its byte offset in a file (none for records in memory)."""
+    return f"{path}: record {index}" if offset is None else f"{path}: record {index} (byte offset {offset})"
 
 
 def is_record_start(head: bytes) -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 
 from beamscore.errors import BeamscoreError, summarise
 from beamscore.model.inspect import CompositeInput, SignatureInfo, TensorSpec
+from beamscore.wording import bare, option, pair
 
 __all__ = [
     "STRING",
@@ -215,7 +216,7 @@ def bind_inputs(
     unknown = sorted(set(mapping) - set(fed))
     if unknown:
         raise BeamscoreError(
-            f"--map names {', '.join(repr(u) for u in unknown[:5])}, not inputs of signature "
+            f"{bare('map')} names {', '.join(repr(u) for u in unknown[:5])}, not inputs of signature "
             f"{signature.key!r}; its inputs: {_listed(dict.fromkeys(fed))}"
         )
     bindings = {}
@@ -233,11 +234,11 @@ def bind_inputs(
             taken = {mapping.get(k, k) for k in fed}
             fits = _fitting_columns(spec, {n: c for n, c in columns.items() if n not in taken})
             if raw:
-                hint = f"--map {key}={RAW_COLUMN} feeds the serialized records"
+                hint = f"{pair('map', key, RAW_COLUMN)} feeds the serialized records"
             elif len(fits) == 1:
-                hint = f"column {fits[0]!r} fits it: use --map {key}={fits[0]}"
+                hint = f"column {fits[0]!r} fits it: use {pair('map', key, fits[0])}"
             else:
-                hint = f"use --map {key}=COLUMN"
+                hint = f"use {pair('map', key, 'COLUMN')}"
             raise BeamscoreError(
                 f"{where}: no column {column!r} for signature input {key!r}; columns: {_listed(columns)} ({hint})"
             )
@@ -303,7 +304,7 @@ def _check_dtype(spec: TensorSpec, col: ColumnSpec, allow_cast: bool, where: str
     if col.dtype.startswith("decimal"):  # BigQuery NUMERIC, Spark DecimalType: to float with --cast
         if want.kind == "f" and allow_cast:
             return True
-        hint = "; pass --cast to convert decimals to float" if want.kind == "f" else ""
+        hint = f"; pass {option('cast')} to convert decimals to float" if want.kind == "f" else ""
         raise BeamscoreError(
             f"{where}: column {col.name!r} has type {col.dtype}, "
             f"signature input {spec.key!r} expects {spec.dtype}{hint}"
@@ -320,7 +321,7 @@ def _check_dtype(spec: TensorSpec, col: ColumnSpec, allow_cast: bool, where: str
         return True
     raise BeamscoreError(
         f"{where}: column {col.name!r} has dtype {col.dtype}, signature input {spec.key!r} "
-        f"expects {spec.dtype}; casting would lose information (pass --cast to cast anyway)"
+        f"expects {spec.dtype}; casting would lose information (pass {option('cast')} to cast anyway)"
     )
 
 

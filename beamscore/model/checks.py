@@ -15,10 +15,12 @@ import importlib
 import logging
 
 from beamscore import fs as bfs
+from beamscore import wording
 from beamscore.errors import BeamscoreError, first_line
 from beamscore.model.binding import output_dtype
 from beamscore.model.inspect import VARIABLES_INDEX, MetaGraphInfo, ModelInfo, SignatureInfo
 from beamscore.model.tfpath import tf_readable
+from beamscore.wording import bare, option
 
 __all__ = [
     "OP_PACKAGES",
@@ -70,7 +72,7 @@ def import_modules(names: tuple[str, ...] | list[str]) -> None:
             importlib.import_module(name)
         except Exception as exc:  # any failure of a user's module is one line
             why = f"{type(exc).__name__}: {first_line(str(exc))}"
-            raise BeamscoreError(f"--import {name}: cannot import it: {why}") from exc
+            raise BeamscoreError(f"{option('import', wording.names([name]))}: cannot import it: {why}") from exc
 
 
 def check_model_files(info: ModelInfo, mg: MetaGraphInfo, imports: tuple[str, ...] | list[str] = ()) -> None:
@@ -84,9 +86,9 @@ def check_model_files(info: ModelInfo, mg: MetaGraphInfo, imports: tuple[str, ..
         imported = f" (imported: {', '.join(imports)})" if imports else ""
         more = f" and {len(missing) - 1} more ({', '.join(missing[1:4])})" if len(missing) > 1 else ""
         hint = (
-            f"it is registered by {package}: install it and pass --import {package}"
+            f"it is registered by {package}: install it and pass {option('import', wording.names([package]))}"
             if package
-            else "pass --import MODULE with the package that registers it"
+            else f"pass {option('import', wording.names(['MODULE']))} with the package that registers it"
         )
         raise BeamscoreError(
             f"{info.path} [{mg.tag_str}] uses op {op!r}{more}, which is not registered in this TensorFlow"
@@ -162,7 +164,7 @@ def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> No
     unknown = [o for o in outputs if o not in signature.outputs]
     if unknown:
         raise BeamscoreError(
-            f"--outputs {', '.join(unknown)} not produced by signature {signature.key!r}; "
+            f"{bare('outputs')} {', '.join(unknown)} not produced by signature {signature.key!r}; "
             f"its outputs: {', '.join(sorted(signature.outputs))}"
         )
     if not signature.inputs:
@@ -188,7 +190,7 @@ def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> No
             continue
         others = [o for o in signature.outputs if o != key]
         why = "a scalar" if not spec.shape else f"a fixed first dimension of {spec.shape[0]}"
-        hint = f"leave it out with --outputs {','.join(others)}" if others else "re-export the signature"
+        hint = f"leave it out with {option('outputs', wording.names(others))}" if others else "re-export the signature"
         raise BeamscoreError(
             f"output {key!r} of signature {signature.key!r} has shape {spec.shape_str()}, {why}, "
             f"not one row per input row; {hint}"
@@ -203,7 +205,7 @@ def _check_output_dtype(signature: SignatureInfo, key: str, outputs: list[str]) 
         output_dtype(spec.dtype)
     except BeamscoreError:
         others = [o for o in outputs if o != key] or [o for o in signature.outputs if o != key]
-        hint = f"leave it out with --outputs {','.join(others)}" if others else "re-export the signature"
+        hint = f"leave it out with {option('outputs', wording.names(others))}" if others else "re-export the signature"
         raise BeamscoreError(
             f"output {key!r} of signature {signature.key!r} has dtype {spec.dtype}, which beamscore cannot "
             f"write (supported: bool, (u)int8-64, bfloat16/float16-64, string); {hint}"

@@ -21,6 +21,7 @@ import numpy as np
 
 from beamscore.errors import BeamscoreError, first_line
 from beamscore.model.binding import InputBinding, widen_output
+from beamscore.wording import bare
 
 __all__ = ["BatchError", "FixedBatchSignature", "OutputShapeError", "SignatureRunner", "XlaCompileError"]
 
@@ -41,7 +42,7 @@ class SignatureRunner:
         missing = [o for o in self.outputs if o not in available]
         if missing:
             raise BeamscoreError(
-                f"--outputs {', '.join(missing)} not produced by the signature; "
+                f"{bare('outputs')} {', '.join(missing)} not produced by the signature; "
                 f"its outputs: {', '.join(sorted(available))}"
             )
 

@@ -28,6 +28,7 @@ from beamscore.pipelines.runners import (
     runner_name,
 )
 from beamscore.transforms.manifest import MANIFEST
+from beamscore.wording import option
 
 __all__ = ["check_launch", "output_state", "render_plan"]
 
@@ -97,7 +98,9 @@ def output_state(
     if resume and finished and not overwrite:
         return f"holds {what}; --resume reports it complete if it is this job's" + held
     if not overwrite:
-        raise BeamscoreError(f"output {output!r} is not empty: it holds {what}; pass --overwrite to replace it")
+        raise BeamscoreError(
+            f"output {output!r} is not empty: it holds {what}; pass {option('overwrite')} to replace it"
+        )
     check_others(output, found, force, planned or set())
     kept = f", keeps {len(found.others)} other file(s)" if found.others else ""
     return f"holds {what}; --overwrite removes beamscore's {len(found.ours)} file(s){kept}" + held

@@ -30,6 +30,7 @@ from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.manifest import MANIFEST, SUCCESS
 from beamscore.transforms.receipts import UNITS_DIR
 from beamscore.transforms.temp import TEMP_DIR, clean_temp_dir, is_temp_name
+from beamscore.wording import option
 
 __all__ = [
     "JOB_FILE",
@@ -79,7 +80,7 @@ def read_job(fs: fsspec.AbstractFileSystem, root: str, output: str) -> dict[str,
         what = "empty" if not data.strip() else f"damaged ({len(data)} bytes, not a JSON object)"
         raise BeamscoreError(
             f"{bfs.join(output, UNITS_DIR, JOB_FILE)} is {what}, as after a start that ran out of disk space: "
-            "the unfinished job cannot be resumed; pass --overwrite to start it again"
+            f"the unfinished job cannot be resumed; pass {option('overwrite')} to start it again"
         )
     return job
 
@@ -151,8 +152,9 @@ def check_others(output: str, found: Survey, force: bool, planned: set[str] | fr
     clash = [name for name in found.others if name in planned]
     if clash and not force:
         raise BeamscoreError(
-            f"--overwrite: output {output!r} holds {len(clash)} file(s) that no earlier beamscore job recorded "
-            f"where this job will write: {_names(clash)}; move them away, or pass --force to replace them"
+            f"{option('overwrite')}: output {output!r} holds {len(clash)} file(s) that no earlier beamscore job "
+            f"recorded where this job will write: {_names(clash)}; move them away, or pass {option('force')} to "
+            "replace them"
         )
 
 

@@ -42,6 +42,7 @@ from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.manifest import MANIFEST, mark_success
 from beamscore.transforms.receipts import UNITS_DIR, completed_units, planned_units
 from beamscore.transforms.temp import TEMP_DIR
+from beamscore.wording import option
 
 __all__ = [
     "IDENTITY_NAMES",
@@ -199,23 +200,23 @@ def _check_existing(plan: Plan, identity: dict[str, Any], found: Survey, started
             more = f" and {len(others) - 3} more" if len(others) > 3 else ""
             raise BeamscoreError(
                 f"output {config.output!r} is not empty: it holds files no beamscore job recorded ({shown}{more}); "
-                "score into a new directory, or pass --overwrite to write beside them (it removes only "
+                f"score into a new directory, or pass {option('overwrite')} to write beside them (it removes only "
                 "what an earlier beamscore job recorded)"
             )
         if finished:
             raise BeamscoreError(
                 f"output {config.output!r} is not empty: it holds a finished result (_manifest.json); "
-                "pass --overwrite to replace it"
+                f"pass {option('overwrite')} to replace it"
             )
         raise BeamscoreError(
             f"output {config.output!r} is not empty (an unfinished job?); "
-            "pass --resume to continue it or --overwrite to replace it"
+            f"pass {option('resume')} to continue it or {option('overwrite')} to replace it"
         )
     if before is None:
         what = "a finished result without a job file" if finished else "files but no unfinished beamscore job"
         raise BeamscoreError(
-            f"--resume: output {config.output!r} holds {what} ({UNITS_DIR}/{JOB_FILE}); "
-            "pass --overwrite to replace them"
+            f"{option('resume')}: output {config.output!r} holds {what} ({UNITS_DIR}/{JOB_FILE}); "
+            f"pass {option('overwrite')} to replace them"
         )
     for key, value in identity.items():
         if key == "input_versions":
@@ -226,9 +227,9 @@ def _check_existing(plan: Plan, identity: dict[str, Any], found: Survey, started
             continue
         if before[key] != value:
             raise BeamscoreError(
-                f"--resume: output {config.output!r} was started by a different job: "
+                f"{option('resume')}: output {config.output!r} was started by a different job: "
                 f"{IDENTITY_NAMES.get(key, key)} was {_short(before[key])}, now {_short(value)}; "
-                "pass --overwrite to start again"
+                f"pass {option('overwrite')} to start again"
             )
     _check_inputs(config.output, before.get("input_versions"), identity["input_versions"])
     if finished:
@@ -255,8 +256,8 @@ def _check_inputs(output: str, before: dict[str, Any] | None, now: dict[str, Any
             if old.get(k) != facts.get(k)
         ]
         raise BeamscoreError(
-            f"--resume: input {url} changed since {output} was started ({'; '.join(changed)}); "
-            "resuming would mix rows of the old and the new file: pass --overwrite to start again"
+            f"{option('resume')}: input {url} changed since {output} was started ({'; '.join(changed)}); "
+            f"resuming would mix rows of the old and the new file: pass {option('overwrite')} to start again"
         )
 
 

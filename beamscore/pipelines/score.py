@@ -7,10 +7,12 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +44,19 @@ from beamscore.transforms.run_signature import RunSignature
 from beamscore.transforms.temp import TEMP_DIR
 from beamscore.transforms.watchdog import LAUNCHER_ENV
 from beamscore.transforms.write import WriteBatches
+from beamscore.wording import SCORE, speaking
 
-__all__ = ["JobFailed", "JobResult", "RowsFailed", "build_pipeline", "failure", "prepare", "run_plan", "score"]
+__all__ = [
+    "JobFailed",
+    "JobResult",
+    "RowsFailed",
+    "as_found",
+    "build_pipeline",
+    "failure",
+    "prepare",
+    "run_plan",
+    "score",
+]
 
 _LOG = logging.getLogger("beamscore")
 
@@ -309,14 +322,55 @@ def score(
     unknown = sorted(set(options) - known)
     if unknown:
         raise BeamscoreError(f"score() got unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}")
-    base = load_yaml(config) if config else ScoreConfig()
-    job = base.merged(
-        {"model": model, "inputs": [inputs] if isinstance(inputs, str) else list(inputs), "output": output, **options}
-    )
-    plan, pipeline, warnings = prepare(job, beam_args)
-    for warning in warnings:
-        _LOG.warning("beamscore: warning: %s", warning)
-    result = run_plan(plan, pipeline, progress=progress)
+    with as_found(), speaking(SCORE):
+        base = load_yaml(config) if config else ScoreConfig()
+        job = base.merged(
+            {
+                "model": model,
+                "inputs": [inputs] if isinstance(inputs, str) else list(inputs),
+                "output": output,
+                **options,
+            }
+        )
+        plan, pipeline, warnings = prepare(job, beam_args)
+        for warning in warnings:
+            _LOG.warning("beamscore: warning: %s", warning)
+        result = run_plan(plan, pipeline, progress=progress)
     if result.failure:
         raise RowsFailed(result.failure, result.manifest)
     return result.manifest
+
+
+@contextlib.contextmanager
+def as_found() -> Iterator[None]:
+    """Leave the caller's process as it was: :func:`score` runs in someone's notebook or
+    scheduler, so the environment (``BEAMSCORE_LAUNCHER_PID``, set for a local run's
+    workers), the signal handlers, the root and ``beamscore`` loggers' handlers and levels
+    and the working directory are put back however the job ends."""
+    env = dict(os.environ)
+    cwd = os.getcwd()
+    main = threading.current_thread() is threading.main_thread()
+    handlers = {s: signal.getsignal(s) for s in _SIGNALS} if main else {}
+    loggers = [logging.getLogger(), logging.getLogger("beamscore")]
+    logs = [(lg, list(lg.handlers), lg.level) for lg in loggers]
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(env):
+            del os.environ[key]
+        for key, value in env.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+        for sig, handler in handlers.items():
+            if handler is not None and signal.getsignal(sig) != handler:
+                signal.signal(sig, handler)
+        for lg, kept, level in logs:
+            lg.handlers[:] = kept
+            lg.setLevel(level)
+        if os.getcwd() != cwd:
+            os.chdir(cwd)
+
+
+_SIGNALS = [
+    s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")) if s
+]

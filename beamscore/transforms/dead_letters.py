@@ -15,7 +15,8 @@ not be read at all (``rows A-B unread: <reason>``, ``row`` is A) the length of t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +31,7 @@ __all__ = [
     "SCHEMA",
     "concat",
     "count",
+    "for_element",
     "from_bad_rows",
     "from_element_rows",
     "from_table_rows",
@@ -113,18 +115,41 @@ def from_table_rows(
     return _table(unit, rows, stage, errors, _raw_json(table, index))
 
 
-def from_element_rows(
-    source: str, rows: pa.Table | Sequence[bytes], index: np.ndarray, errors: str | Sequence[str], stage: str
-) -> pa.Table:
+def from_element_rows(source: str, rows: Any, index: np.ndarray, errors: str | Sequence[str], stage: str) -> pa.Table:
     """Dead letters for rows ``index`` of one element of a user's pipeline (no work unit):
     ``source`` says which element (its key), ``row`` is the row's index in the element and
-    ``raw`` the row as JSON, or the record itself when ``rows`` are serialized records."""
+    ``raw`` the row as JSON (``rows``: a table, a list of row dicts or a dict of numpy
+    columns), or the record itself when ``rows`` are serialized records."""
     index = np.asarray(index, dtype=np.int64)
     if isinstance(rows, pa.Table):
         raw = _raw_json(rows, index)
+    elif isinstance(rows, Mapping):  # numpy columns
+        raw = [_json({k: v[i] for k, v in rows.items()}) for i in index[:RAW_ROWS].tolist()]
+        raw += [None] * (len(index) - len(raw))
     else:
-        raw = [rows[i] if len(rows[i]) <= RAW_LIMIT else None for i in index.tolist()]
+        raw = []
+        for i in index[:RAW_ROWS].tolist():
+            row = rows[i]
+            if isinstance(row, bytes):
+                raw.append(row if len(row) <= RAW_LIMIT else None)
+            else:
+                raw.append(_json(row) if isinstance(row, Mapping) else None)
+        raw += [None] * (len(index) - len(raw))
     return _rows_table(source, "", index, stage, errors, raw)
+
+
+def for_element(source: str, error: str) -> pa.Table:
+    """One dead letter for a whole element that is no kind of batch (``None``, an ndarray...):
+    ``row`` 0, ``count`` 1, no ``raw``."""
+    return _rows_table(source, "", np.zeros(1, dtype=np.int64), "validate", error, [None])
+
+
+def _json(row: Mapping[str, Any]) -> bytes | None:
+    try:
+        text = json.dumps(dict(row), default=_jsonable, allow_nan=True).encode()
+    except (TypeError, ValueError):  # keys that are not strings, circular values
+        return None
+    return text if len(text) <= RAW_LIMIT else None
 
 
 def _raw_json(table: pa.Table, index: np.ndarray) -> list[bytes | None]:
@@ -140,6 +165,8 @@ def _raw_json(table: pa.Table, index: np.ndarray) -> list[bytes | None]:
 
 
 def _jsonable(value: object) -> object:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
     if isinstance(value, np.generic):

@@ -32,18 +32,36 @@ import pyarrow as pa
 from beamscore.errors import BeamscoreError
 from beamscore.io.arrow import from_numpy, take_rows
 
-__all__ = ["EXAMPLE", "Element", "pack", "unpack"]
+__all__ = ["EXAMPLE", "MISSING", "BadElement", "Element", "pack", "unpack"]
 
 #: the key of an ``examples`` output row that holds the serialized record
 EXAMPLE = "example"
+
+
+#: a row dict's value for a key it does not have (:meth:`Element.values`)
+MISSING = object()
+
+
+class BadElement(BeamscoreError):
+    """An element of no kind :func:`unpack` knows (``None``, an ndarray, a string...): with
+    exception handling on it is one dead letter, else this error; ``key`` for a keyed pair."""
+
+    def __init__(self, message: str, keyed: bool = False, key: Any = None) -> None:
+        super().__init__(message)
+        self.keyed, self.key = keyed, key
+
+    @property
+    def where(self) -> str:
+        return f"element with key {self.key!r}" if self.keyed else "element"
 
 
 @dataclass
 class Element:
     """One normalised element: its kind, key (``keyed`` pairs only) and the original value.
 
-    ``table`` holds the element's rows as Arrow columns; for ``examples`` it is ``None``
-    until the records are parsed against the signature."""
+    ``table`` holds a ``table`` or ``record_batch`` element's rows as Arrow columns; row
+    dicts, numpy columns and records are turned into the signature's columns by the scorer
+    (:class:`~beamscore.transforms.run_signature.ElementScorer`), typed from the signature."""
 
     kind: str
     original: Any
@@ -58,30 +76,71 @@ class Element:
 
     @property
     def num_rows(self) -> int:
-        return len(self.original) if self.table is None else self.table.num_rows
+        if self.table is not None:
+            return self.table.num_rows
+        if self.kind == "numpy":
+            return len(next(iter(self.original.values())))
+        return len(self.original)
+
+    def column_names(self) -> list[str]:
+        """The element's columns (a row dicts element: the keys of its first dict)."""
+        if self.table is not None:
+            return self.table.column_names
+        if self.kind == "numpy":
+            return list(self.original)
+        first = next((r for r in self.original if isinstance(r, Mapping)), {})
+        return list(first) if self.kind == "rows" else []
+
+    def values(self, name: str) -> Any:
+        """Column ``name`` of a ``rows`` (a list, :data:`MISSING` where a row lacks the key)
+        or ``numpy`` element (the array)."""
+        if self.kind == "numpy":
+            return self.original[name]
+        try:  # the usual case, without a per-row isinstance
+            return [r[name] for r in self.original]
+        except (KeyError, TypeError, IndexError):
+            return [r.get(name, MISSING) if isinstance(r, Mapping) else MISSING for r in self.original]
+
+
+_EXPECTED = (
+    "expected a pyarrow.Table or RecordBatch, a dict of numpy arrays, a list of row dicts or of serialized "
+    "tf.train.Example records (beam.BatchElements makes lists), or a (key, one of those) pair"
+)
 
 
 def unpack(element: Any) -> Element:
-    """Recognise one element (see the module docstring); anything else is a clear error."""
-    if isinstance(element, tuple) and len(element) == 2 and not _is_batch(element[0]) and _is_batch(element[1]):
-        inner = unpack(element[1])
+    """Recognise one element (see the module docstring); anything else is a :class:`BadElement`."""
+    if isinstance(element, tuple) and len(element) == 2 and not _is_batch(element[0]):
+        try:
+            inner = _unpack(element[1])
+        except BadElement as exc:
+            raise BadElement(
+                f"element with key {element[0]!r}: {exc}".replace("an element of type", "a value of type", 1),
+                keyed=True,
+                key=element[0],
+            ) from None
         inner.keyed, inner.key = True, element[0]
         return inner
+    return _unpack(element)
+
+
+def _unpack(element: Any) -> Element:
     if isinstance(element, pa.Table):
         return Element("table", element, element)
     if isinstance(element, pa.RecordBatch):
         return Element("record_batch", element, pa.Table.from_batches([element]))
     if isinstance(element, Mapping) and element and all(isinstance(v, np.ndarray) for v in element.values()):
-        return Element("numpy", element, _numpy_table(element))
-    if isinstance(element, list) and element and all(isinstance(r, bytes) for r in element):
-        return Element("examples", element, None)
-    if isinstance(element, list) and all(isinstance(r, Mapping) for r in element):
-        return Element("rows", element, _rows_table(element))
-    raise BeamscoreError(
-        f"cannot score an element of type {_describe(element)}; expected a pyarrow.Table or RecordBatch, "
-        "a dict of numpy arrays, a list of row dicts or of serialized tf.train.Example records "
-        "(beam.BatchElements makes lists), or a (key, one of those) pair"
-    )
+        lengths = {name: len(values) if values.ndim else None for name, values in element.items()}
+        if None in lengths.values() or len(set(lengths.values())) > 1:
+            raise BadElement(f"numpy columns of one element must be arrays of one length; lengths: {lengths}")
+        return Element("numpy", element, None)
+    if isinstance(element, list):
+        first = next((r for r in element if r is not None), None)
+        if isinstance(first, bytes):
+            return Element("examples", element, None)
+        if first is None or isinstance(first, Mapping):  # [] is an empty batch of rows
+            return Element("rows", element, None)
+    raise BadElement(f"cannot score an element of type {_describe(element)}; {_EXPECTED}")
 
 
 def _is_batch(value: Any) -> bool:
@@ -93,35 +152,9 @@ def _is_batch(value: Any) -> bool:
 def _describe(element: Any) -> str:
     if isinstance(element, list | tuple) and element:
         return f"{type(element).__name__} of {type(element[0]).__name__}"
+    if isinstance(element, np.ndarray):
+        return f"numpy.ndarray (shape {element.shape}; a dict {{column: array}} names its columns)"
     return type(element).__name__
-
-
-def _numpy_table(columns: Mapping[str, np.ndarray]) -> pa.Table:
-    lengths = {name: len(values) for name, values in columns.items()}
-    if len(set(lengths.values())) > 1:
-        raise BeamscoreError(f"numpy columns of one element must have one length; lengths: {lengths}")
-    return pa.table({name: from_numpy(values) for name, values in columns.items()})
-
-
-def _rows_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """Rows to columns, stacking each column's values so numpy dtypes survive (a list of
-    float32 arrays stays float32); a column whose rows differ in shape becomes an Arrow list."""
-    names = list(rows[0]) if rows else []
-    columns = {}
-    for name in names:
-        try:
-            values = [row[name] for row in rows]
-        except KeyError:
-            missing = next(i for i, row in enumerate(rows) if name not in row)
-            raise BeamscoreError(f"row {missing} of a list of row dicts has no key {name!r}, which row 0 has") from None
-        try:
-            stacked = np.stack([np.asarray(v) for v in values])
-            if stacked.dtype == object and any(v is None for v in values):
-                raise ValueError("a None among the values")
-            columns[name] = from_numpy(stacked)
-        except ValueError:  # ragged, mixed or with None: Arrow types it (validation names the bad rows)
-            columns[name] = pa.array([np.asarray(v).tolist() if isinstance(v, np.ndarray) else v for v in values])
-    return pa.table(columns)
 
 
 def pack(
@@ -133,27 +166,26 @@ def pack(
 ) -> Any:
     """The element's kind again: its ``good`` rows (all columns, or ``keep``) and one column
     per prediction (``variable``: those written as variable-length lists, see
-    :func:`beamscore.io.arrow.from_numpy`). A prediction named like a kept input column is an
-    error, not a silent replacement."""
+    :func:`beamscore.io.arrow.from_numpy`). Names that collide were refused before (the
+    scorer's :meth:`~beamscore.transforms.run_signature.ElementScorer.score`)."""
     all_rows = len(good) == element.num_rows
     if element.kind == "examples":
         records = element.original if all_rows else [element.original[i] for i in good.tolist()]
-        out = _rows_out([{EXAMPLE: r} for r in records], predictions)
-        return (element.key, out) if element.keyed else out
-    names = element.table.column_names if keep is None else list(keep)
-    clash = sorted(set(names) & set(predictions))
-    if clash:
-        raise BeamscoreError(
-            f"{element.where}: prediction {clash[0]!r} has the name of an input column; "
-            "choose outputs=[...] or keep=[...] so that names do not collide"
-        )
-    if element.kind == "numpy":
-        kept = {n: element.original[n] if all_rows else element.original[n][good] for n in names}
-        out = {**kept, **predictions}
+        out: Any = _rows_out([{EXAMPLE: r} for r in records], predictions)
     elif element.kind == "rows":
         rows = element.original if all_rows else [element.original[i] for i in good.tolist()]
-        out = _rows_out([{n: row[n] for n in names} for row in rows], predictions)
+        if keep is None:
+            out = _rows_out([dict(row) for row in rows], predictions)
+        else:
+            out = _rows_out([{n: row[n] for n in keep} for row in rows], predictions)
+    elif element.kind == "numpy":
+        names = list(element.original) if keep is None else [n for n in keep if n in element.original]
+        kept = {n: element.original[n] if all_rows else element.original[n][good] for n in names}
+        out = {**kept, **predictions}
     else:
+        assert element.table is not None  # a table or record batch
+        columns_in = element.table.column_names
+        names = columns_in if keep is None else [n for n in keep if n in columns_in]  # absent: no row scored
         table = element.table if all_rows else take_rows(element.table, good)
         columns = {n: table[n] for n in names}
         columns.update({k: from_numpy(v, k in variable) for k, v in predictions.items()})
@@ -165,6 +197,6 @@ def pack(
 
 def _rows_out(rows: list[dict], predictions: Mapping[str, np.ndarray]) -> list[dict]:
     for key, values in predictions.items():
-        for row, value in zip(rows, values, strict=True):
+        for row, value in zip(rows, list(values), strict=True):
             row[key] = value
     return rows

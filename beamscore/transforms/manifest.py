@@ -25,6 +25,7 @@ from beamscore._version import __version__
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.temp import TEMP_DIR, clean_temp_dir
+from beamscore.wording import bare, current, option, speaking
 
 __all__ = [
     "MANIFEST",
@@ -98,11 +99,11 @@ def failure_reason(rows_in: int, rows_failed: int, limits: Mapping[str, Any] | N
     fraction = rows_failed / rows_in if rows_in else 1.0
     checks = []
     if max_rows is not None:
-        checks.append((rows_failed <= max_rows, f"--max-failed-rows {max_rows}"))
+        checks.append((rows_failed <= max_rows, option("max_failed_rows", str(max_rows))))
     if max_fraction is not None:
-        checks.append((fraction <= max_fraction, f"--max-failed-fraction {max_fraction}"))
+        checks.append((fraction <= max_fraction, option("max_failed_fraction", str(max_fraction))))
     if not checks:
-        checks.append((False, "no failed rows allowed by default; see --max-failed-rows"))
+        checks.append((False, f"no failed rows allowed by default; see {bare('max_failed_rows')}"))
     broken = [text for ok, text in checks if not ok]
     if not broken:
         return None
@@ -227,12 +228,22 @@ class WriteManifest(beam.PTransform):
         self.expected_units = expected_units
         if expected_units is not None and not isinstance(expected_units, beam.PCollection):
             self.expected_units = list(expected_units)
+        #: the front end whose words status_reason uses (the launcher's: beamscore.wording)
+        self.front = current()
 
     def expand(self, results):
         output, header, previous, expected = self.output, self.header, self.previous, self.expected_units
+        front = self.front
         gathered = results | "Gather" >> beam.combiners.ToList()
         if isinstance(expected, beam.PCollection):
             return gathered | "Write" >> beam.Map(
-                lambda rs, names: write_manifest(output, header, rs, previous, names), beam.pvalue.AsSingleton(expected)
+                lambda rs, names: _write_as(front, output, header, rs, previous, names),
+                beam.pvalue.AsSingleton(expected),
             )
-        return gathered | "Write" >> beam.Map(lambda rs: write_manifest(output, header, rs, previous, expected))
+        return gathered | "Write" >> beam.Map(lambda rs: _write_as(front, output, header, rs, previous, expected))
+
+
+def _write_as(front: str, *args: Any) -> dict[str, Any]:
+    """:func:`write_manifest` with messages in the words of the front end that built the job."""
+    with speaking(front):
+        return write_manifest(*args)

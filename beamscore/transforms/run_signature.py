@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.utils import shared
 
+from beamscore import wording
 from beamscore.doctor import worker_device
 from beamscore.errors import BeamscoreError
 from beamscore.io import structs
@@ -28,16 +29,21 @@ from beamscore.model.loader import LoadedModel, ModelSpec, load_model, resolve_s
 from beamscore.model.runner import BatchError, SignatureRunner
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
-from beamscore.transforms.elements import Element, pack, unpack
+from beamscore.transforms.elements import MISSING, BadElement, Element, pack, unpack
 from beamscore.transforms.validate import check_rows
+from beamscore.wording import bare, speaking
 
 __all__ = [
     "DEAD_LETTERS",
+    "SCORED",
     "ElementScorer",
     "RunSignature",
     "RunSignatureFn",
     "Scored",
     "call_isolating",
+    "check_arguments",
+    "check_count",
+    "check_names",
     "output_schema",
     "score_table",
 ]
@@ -50,6 +56,13 @@ _LOADS_LOCK = threading.Lock()
 
 #: the tag of RunSignature's dead-letter output (see :meth:`RunSignature.with_exception_handling`)
 DEAD_LETTERS = "dead_letters"
+#: the tag of its scored output
+SCORED = "scored"
+
+
+def _tagged(item: tuple[str, Any], tag: str) -> list[Any]:
+    """The value of a ``(tag, value)`` pair of :class:`RunSignatureFn`'s output, if ``tag``'s."""
+    return [item[1]] if item[0] == tag else []
 
 
 @dataclasses.dataclass
@@ -95,7 +108,7 @@ def score_table(
         if values.shape[:1] != (len(good),):
             raise BeamscoreError(
                 f"{where}: output {key!r} has shape {values.shape}, not one row per input row "
-                f"({len(good)}); use --outputs to leave it out"
+                f"({len(good)}); leave it out with {bare('outputs')}"
             )
     return Scored(results, good, rejected)
 
@@ -106,7 +119,10 @@ class ElementScorer:
     Not a Beam object: :class:`RunSignatureFn` and
     :class:`~beamscore.inference.SignatureModelHandler` each hold one. Bindings made on the
     launcher are used as given; otherwise they are made from the first table's schema
-    (``input_map``, ``cast``). Serialized Examples are parsed against the signature."""
+    (``input_map``, ``cast``). Row dicts and numpy columns become the signature's columns
+    here (:meth:`_score_columns`); serialized Examples are parsed against the signature
+    (:meth:`_score_examples`). Every row of an element is scored or rejected alone: the
+    indices of a :class:`Scored` are the element's rows."""
 
     def __init__(
         self,
@@ -118,6 +134,7 @@ class ElementScorer:
         cast: bool = False,
         reject_nan: bool = False,
         batch_size: int | None = None,
+        keep: Sequence[str] | None = None,
     ) -> None:
         self.fn = fn
         self.batch_size = batch_size
@@ -128,8 +145,11 @@ class ElementScorer:
         self.input_map = dict(input_map or {})
         self.cast = cast
         self.reject_nan = reject_nan
+        self.keep = None if keep is None else list(keep)
         self.runner = SignatureRunner(fn, bindings, self.outputs) if bindings is not None else None
         self._examples: TFRecordSource | None = None
+        #: the columns that feed the signature's inputs
+        self.input_columns = list(dict.fromkeys(self.input_map.get(k, k) for k in signature.inputs))
 
     def runner_for(self, table: pa.Table, where: str) -> SignatureRunner:
         if self.runner is None:
@@ -145,24 +165,243 @@ class ElementScorer:
         return score_table(runner, fed, self.signature, self.reject_nan, where, self.batch_size)
 
     def score(self, el: Element) -> Scored:
-        """Score one unpacked element; records (``examples``) are parsed here first, and a
-        batch of records that does not parse fails all its rows with the parser's message."""
-        if el.table is None:
-            if self._examples is None:
-                self._examples = TFRecordSource().bind(self.signature, self.input_map)
-            try:
-                el.table = self._examples.parse(el.original, el.where)
-            except BeamscoreError as exc:
-                return self._all_rejected(len(el.original), str(exc), "read")
+        """Score one unpacked element, row by row accounted for: an empty element gives an
+        empty result, a ``keep`` column or prediction name the element cannot take rejects
+        its rows with the reason, and a bad row, record or value is rejected alone."""
+        n = el.num_rows
+        if n == 0:
+            return self._all_rejected(0, "", "validate")
+        refused = self._refuse(el)
+        if refused:
+            return self._all_rejected(n, refused, "validate")
+        if el.kind == "examples":
+            return self._score_examples(el)
+        if el.kind in ("rows", "numpy"):
+            return self._score_columns(el)
+        return self._score_group(el.table, el.where, np.arange(n))
+
+    def _refuse(self, el: Element) -> str | None:
+        """Why no row of ``el`` can be packed back: a ``keep`` column it lacks (row dicts:
+        checked per row), or a prediction named like a column it keeps."""
+        if el.kind == "examples":
+            return None
+        columns = el.column_names()
+        if self.keep is not None and el.kind != "rows":
+            missing = [name for name in self.keep if name not in columns]
+            if missing:
+                return (
+                    f"no column {missing[0]!r} to keep ({bare('keep')}={self.keep!r}); "
+                    f"columns: {', '.join(columns) or 'none'}"
+                )
+        clash = sorted(set(columns if self.keep is None else self.keep) & set(self.outputs))
+        if clash:
+            return (
+                f"prediction {clash[0]!r} has the name of an input column; choose {bare('outputs')}=[...] or "
+                f"{bare('keep')}=[...] so that names do not collide"
+            )
+        return None
+
+    def _score_group(self, table: pa.Table, where: str, index: np.ndarray) -> Scored:
+        """Score ``table``, whose rows are the element's rows ``index``; indices come back as those."""
         try:
-            self.runner_for(el.table, el.where)
-        except BeamscoreError as exc:  # this element's columns cannot feed the signature
-            return self._all_rejected(el.num_rows, str(exc).removeprefix(f"{el.where}: "), "validate")
-        return self.score_table(el.table, el.where)
+            self.runner_for(table, where)
+        except BeamscoreError as exc:  # these columns cannot feed the signature
+            message = str(exc).removeprefix(f"{where}: ")
+            return Scored(self._empty(), index[:0], [(index, [message] * len(index), "validate")])
+        scored = self.score_table(table, where)
+        if len(index) == table.num_rows and index[-1] == len(index) - 1:
+            return scored
+        rejected = [(index[i], messages, stage) for i, messages, stage in scored.rejected]
+        return Scored(scored.outputs, index[scored.good], rejected)
+
+    def _score_columns(self, el: Element) -> Scored:
+        """Row dicts and numpy columns: each input column typed from the rows themselves,
+        stacked by numpy in one call when every row has one dtype and shape (the usual case);
+        otherwise rows are checked one by one and each group of rows of one dtype and shape
+        is scored alone, so a short, ``None``, float64 or missing value fails its row only."""
+        n = el.num_rows
+        stacked = {}
+        for name in self.input_columns:
+            values = _stacked(el.values(name))
+            if values is None:
+                return self._score_rows(el)
+            stacked[name] = values
+        bad = self._rows_lacking_keep(el)
+        if bad:
+            return self._score_rows(el)
+        table = pa.table({name: from_numpy(values) for name, values in stacked.items()})
+        return self._score_group(table, el.where, np.arange(n))
+
+    def _rows_lacking_keep(self, el: Element) -> dict[int, str]:
+        if el.kind != "rows" or not self.keep:
+            return {}
+        try:  # the usual case: every row has every key
+            if all(k in r for k in self.keep for r in el.original):
+                return {}
+        except TypeError:  # a row that is not a dict: its own message below
+            pass
+        bad = {}
+        for i, row in enumerate(el.original):
+            if not isinstance(row, Mapping):
+                continue
+            missing = next((k for k in self.keep if k not in row), None)
+            if missing is not None:
+                bad[i] = f"row has no key {missing!r} to keep ({bare('keep')}={self.keep!r})"
+        return bad
+
+    def _score_rows(self, el: Element) -> Scored:
+        """The per-row path of :meth:`_score_columns` (failure path, or rows of mixed types)."""
+        n = el.num_rows
+        bad = self._rows_lacking_keep(el)
+        columns = {name: el.values(name) for name in self.input_columns}
+        arrays: dict[str, list[Any]] = {name: [None] * n for name in self.input_columns}
+        groups: dict[tuple, list[int]] = {}
+        rows = el.original if el.kind == "rows" else None
+        for i in range(n):
+            if i in bad:
+                continue
+            if rows is not None and not isinstance(rows[i], Mapping):
+                bad[i] = f"row is a {type(rows[i]).__name__}, not a dict of column values"
+                continue
+            key = []
+            for name in self.input_columns:
+                why, value = _row_value(columns[name][i], name)
+                if why:
+                    bad[i] = why
+                    break
+                arrays[name][i] = value
+                key.append((value.dtype.str, value.shape))
+            else:
+                groups.setdefault(tuple(key), []).append(i)
+        parts = [Scored(self._empty(), np.arange(0), [])]
+        if bad:
+            index = np.fromiter(bad, np.int64, len(bad))
+            parts.append(Scored(self._empty(), np.arange(0), [(index, list(bad.values()), "validate")]))
+        for members in sorted(groups.values(), key=len, reverse=True):  # the most rows bind first
+            index = np.asarray(members, dtype=np.int64)
+            table = pa.table({name: from_numpy(np.stack([arrays[name][i] for i in members])) for name in arrays})
+            parts.append(self._score_group(table, el.where, index))
+        return _merge(parts)
+
+    def _score_examples(self, el: Element) -> Scored:
+        """Serialized Examples: parsed in one call; when that fails, halves are parsed until
+        each bad record is found alone (named by its index), and the others are scored."""
+        records = el.original
+        tables: list[pa.Table] = []
+        index: list[np.ndarray] = []
+        bad: dict[int, str] = {}
+        start = 0
+        for i, record in enumerate([*records, None]):  # runs of records between non-bytes entries
+            if isinstance(record, bytes):
+                continue
+            if i > start:
+                self._parse_isolating(records[start:i], start, el.where, tables, index, bad)
+            if i < len(records):
+                bad[i] = f"record {i} is a {type(record).__name__}, not bytes (a serialized tf.train.Example)"
+            start = i + 1
+        parts = [Scored(self._empty(), np.arange(0), [])]
+        if bad:
+            order = sorted(bad)
+            parts.append(Scored(self._empty(), np.arange(0), [(np.asarray(order), [bad[i] for i in order], "read")]))
+        if tables:
+            try:
+                table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            except pa.ArrowInvalid:  # halves parsed to different types: score them apart
+                parts += [self._score_group(t, el.where, i) for t, i in zip(tables, index, strict=True)]
+            else:
+                parts.append(self._score_group(table, el.where, np.concatenate(index)))
+        return _merge(parts)
+
+    def _parse_isolating(
+        self,
+        records: list[bytes],
+        first: int,
+        where: str,
+        tables: list[pa.Table],
+        index: list[np.ndarray],
+        bad: dict[int, str],
+    ) -> None:
+        """Parse ``records`` (the element's records from ``first``); on failure, bisect."""
+        if self._examples is None:
+            self._examples = TFRecordSource().bind(self.signature, self.input_map)
+        try:
+            tables.append(self._examples.parse(records, where, first))
+            index.append(np.arange(first, first + len(records)))
+            return
+        except BeamscoreError as exc:
+            if len(records) == 1:
+                bad[first] = str(exc).removeprefix(f"{where}: ")
+                return
+        mid = len(records) // 2
+        self._parse_isolating(records[:mid], first, where, tables, index, bad)
+        self._parse_isolating(records[mid:], first + mid, where, tables, index, bad)
+
+    def _empty(self) -> dict[str, np.ndarray]:
+        return {key: _empty(self.signature.outputs[key]) for key in self.outputs}
 
     def _all_rejected(self, n: int, message: str, stage: str) -> Scored:
-        empty = {key: _empty(self.signature.outputs[key]) for key in self.outputs}
-        return Scored(empty, np.arange(0), [(np.arange(n), [message] * n, stage)])
+        rejected = [(np.arange(n), [message] * n, stage)] if n else []
+        return Scored(self._empty(), np.arange(0), rejected)
+
+
+def _stacked(values: Any) -> np.ndarray | None:
+    """One column of an element as one array, when every row has one dtype and shape: numpy
+    arrays stacked, Python values converted by numpy in one call; ``None`` when the rows
+    differ (ragged, ``None``, missing, mixed dtypes: see :meth:`ElementScorer._score_rows`)."""
+    if isinstance(values, np.ndarray):
+        return None if values.dtype == object else values
+    first = values[0]
+    if type(first) is np.ndarray:
+        dtype = first.dtype
+        if dtype.kind == "O" or not all(type(v) is np.ndarray and v.dtype == dtype for v in values):
+            return None
+        try:
+            return np.stack(values)
+        except ValueError:  # rows of different shapes
+            return None
+    if any(v is MISSING or v is None or isinstance(v, np.ndarray) for v in values):
+        return None
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError):
+        return None
+    return None if array.dtype == object else array
+
+
+def _row_value(value: Any, name: str) -> tuple[str, Any]:
+    """One row's value of column ``name`` as an array, or why it cannot be one."""
+    if value is MISSING:
+        return f"row has no key {name!r}", None
+    if value is None:
+        return f"column {name!r} is null; inputs must not be null", None
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):
+        return f"column {name!r} holds nested lists of different lengths", None
+    if array.dtype == object:
+        return f"column {name!r} holds {type(value).__name__} values that are not numbers or strings of one shape", None
+    return "", array
+
+
+def _merge(parts: list[Scored]) -> Scored:
+    """Scored groups of one element's rows as one, in row order. Groups whose outputs differ in
+    row shape (a variable-width output) cannot be one batch: the larger keeps its rows."""
+    scored = [p for p in parts if len(p.good)]
+    rejected = [r for p in parts for r in p.rejected]
+    if not scored:
+        return Scored(parts[0].outputs, np.arange(0), rejected)
+    scored.sort(key=lambda p: len(p.good), reverse=True)
+    keep = [scored[0]]
+    for part in scored[1:]:
+        if all(part.outputs[k].shape[1:] == keep[0].outputs[k].shape[1:] for k in part.outputs):
+            keep.append(part)
+        else:
+            message = "outputs of different shapes within one element (rows of different shapes score apart)"
+            rejected.append((part.good, [message] * len(part.good), "model"))
+    good = np.concatenate([p.good for p in keep])
+    order = np.argsort(good, kind="stable")
+    outputs = {k: np.concatenate([p.outputs[k] for p in keep])[order] for k in keep[0].outputs}
+    return Scored(outputs, good[order], rejected)
 
 
 class RunSignatureFn(beam.DoFn):
@@ -207,8 +446,10 @@ class RunSignatureFn(beam.DoFn):
         self.reject_nan = reject_nan
         self.dead_letter_output = dead_letter_output
         self.batch_size = batch_size
+        #: the front end whose words the worker's messages use (:mod:`beamscore.wording`)
+        self.front = wording.current()
         self._shared = shared.Shared()
-        self._scorer: ElementScorer | None = None
+        self._scorer: ElementScorer = None  # type: ignore[assignment]  # made in setup()
         self._unreported_load_ms: int | None = None
         self._worker: str | None = None
         self._device: str | None = None
@@ -244,6 +485,7 @@ class RunSignatureFn(beam.DoFn):
             self.cast,
             self.reject_nan,
             self.batch_size,
+            self.keep,
         )
 
     def start_bundle(self) -> None:
@@ -253,10 +495,14 @@ class RunSignatureFn(beam.DoFn):
             self._unreported_load_ms = None
 
     def process(self, element: Any) -> Iterator[Any]:
-        if isinstance(element, Batch):
-            yield self._process_batch(element)
-        else:
-            yield from self._process_element(element)
+        with speaking(self.front):
+            if isinstance(element, Batch):
+                yield self._process_batch(element)
+            elif self.dead_letter_output:  # one output of (tag, value): see RunSignature.expand
+                yield from self._process_element(element)
+            else:
+                for _, value in self._process_element(element):
+                    yield value
 
     def _keep_type(self, name: str, table: pa.Table) -> pa.DataType:
         """The job's output type of a kept column; without a plan, the first batch's, widened."""
@@ -309,23 +555,35 @@ class RunSignatureFn(beam.DoFn):
 
     def _process_element(self, element: Any) -> Iterator[Any]:
         start = time.perf_counter()
-        el = unpack(element)
+        try:
+            el = unpack(element)
+        except BadElement as exc:  # None, an ndarray, a string...: one dead letter saying what was expected
+            if not self.dead_letter_output:
+                raise
+            self.element_failed.inc()
+            dead = dead_letters.for_element(exc.where, str(exc).removeprefix(f"{exc.where}: "))
+            yield DEAD_LETTERS, ((exc.key, dead) if exc.keyed else dead)
+            return
         scored = self._scorer.score(el)
+        dead = None
         if scored.rejected:
             self.element_failed.inc(scored.rows_failed)
             rows = el.table if el.table is not None else el.original
             dead = dead_letters.concat(
                 [dead_letters.from_element_rows(el.where, rows, i, e, stage) for i, e, stage in scored.rejected]
             )
+            if dead is not None and len(scored.rejected) > 1:
+                dead = dead.sort_by("row")  # rows in the element's order, whichever check found them
+        if dead is not None:
             if not self.dead_letter_output:
                 first = int(dead["row"][0].as_py())
                 raise BeamscoreError(
                     f"{el.where}: row {first}: {dead['error'][0].as_py()} ({dead.num_rows} of {el.num_rows} rows "
                     "failed; RunSignature(...).with_exception_handling() sends bad rows to a dead-letter output)"
                 )
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, (el.key, dead) if el.keyed else dead)
+            yield DEAD_LETTERS, ((el.key, dead) if el.keyed else dead)
         self._measure(el.num_rows, start)
-        yield pack(el, scored.good, scored.outputs, self.keep, self._scorer.variable_outputs)
+        yield SCORED, pack(el, scored.good, scored.outputs, self.keep, self._scorer.variable_outputs)
 
     def _measure(self, rows: int, start: float) -> float:
         """Count one batch of ``rows`` begun at ``start``; return its seconds."""
@@ -379,6 +637,8 @@ def call_isolating(
         merged = None
     elif len(parts) == 1:
         merged = parts[0]
+    elif left is None or right is None:  # (for type checkers: len(parts) == 2)
+        raise AssertionError("unreachable")
     elif any(left[k].shape[1:] != right[k].shape[1:] for k in left):
         # Halves whose outputs differ in shape cannot be stitched into one batch: all rows fail.
         shapes = "; ".join(f"{k}: {left[k].shape} and {right[k].shape}" for k in left)
@@ -391,6 +651,57 @@ def call_isolating(
 def model_message(exc: BaseException) -> str:
     """The informative line of a model error (TensorFlow's first lines are boilerplate)."""
     return f"the model failed on this row: {tf_message(exc.__cause__ or exc)[:500]}"
+
+
+def check_names(name: str, values: Any) -> None:
+    """``values`` (parameter ``name``) is ``None`` or a list of names, not one string (which
+    would be read one letter at a time)."""
+    if values is None:
+        return
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence | set | frozenset):
+        raise BeamscoreError(f"{name} must be a list of names, got {values!r}; e.g. {name}=[{values!r}]")
+    wrong = [v for v in values if not isinstance(v, str) or not v]
+    if wrong:
+        raise BeamscoreError(f"{name} must be a list of names (strings), got {wrong[0]!r} in {list(values)!r}")
+
+
+def check_count(name: str, value: Any, least: int = 1, optional: bool = False) -> None:
+    """``value`` (parameter ``name``) is a whole number of at least ``least`` (or ``None``)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+        raise BeamscoreError(f"{name} must be a whole number of at least {least}, got {value!r}")
+
+
+def check_arguments(
+    signature: SignatureInfo,
+    outputs: Sequence[str],
+    keep: Sequence[str] | None,
+    input_map: Mapping[str, str] | None,
+) -> None:
+    """What the signature alone settles, when a transform or handler is made: ``input_map``
+    names inputs the signature has, and columns that feed them; ``keep`` names no
+    prediction (the output would hold two columns of one name). ``keep`` columns the
+    elements lack are found per element (a dead letter saying which)."""
+    if input_map is not None:
+        if not isinstance(input_map, Mapping):
+            raise BeamscoreError(f"input_map must be a dict {{input: column}}, got {input_map!r}")
+        for key, column in input_map.items():
+            if not isinstance(column, str) or not column:
+                raise BeamscoreError(f"input_map[{key!r}] must be a column name, got {column!r}")
+        unknown = sorted(set(input_map) - set(signature.inputs))
+        if unknown:
+            raise BeamscoreError(
+                f"input_map names {', '.join(repr(u) for u in unknown)}, not inputs of signature "
+                f"{signature.key!r}; its inputs: {', '.join(signature.inputs)}"
+            )
+    predictions = list(outputs) or sorted(signature.outputs)
+    clash = sorted(set(keep or ()) & set(predictions))
+    if clash:
+        raise BeamscoreError(
+            f"keep={list(keep or ())!r} names {clash[0]!r}, which is also a prediction; choose other outputs=[...] "
+            "or keep=[...] so that names do not collide"
+        )
 
 
 def output_schema(
@@ -469,18 +780,28 @@ class RunSignature(beam.PTransform):
         imports: Sequence[str] = (),
     ) -> None:
         super().__init__()
-        spec, sig = resolve_signature(
-            model,
-            signature,
-            tag_set,
-            version,
-            outputs=outputs,
-            imports=imports,
-            copies=model_copies,
-            jit_compile=jit_compile,
-            fixed_batch=fixed_batch,
-        )
-        self.fn = RunSignatureFn(spec, sig, bindings, outputs, keep, input_map, cast, reject_nan, batch_size=batch_size)
+        with speaking(wording.BEAM):
+            check_names("outputs", outputs)
+            check_names("keep", keep)
+            check_names("imports", imports)
+            check_count("batch_size", batch_size, optional=True)
+            check_count("model_copies", model_copies, least=0)
+            check_count("fixed_batch", fixed_batch, optional=True)
+            spec, sig = resolve_signature(
+                model,
+                signature,
+                tag_set,
+                version,
+                outputs=outputs,
+                imports=imports,
+                copies=model_copies,
+                jit_compile=jit_compile,
+                fixed_batch=fixed_batch,
+            )
+            check_arguments(sig, outputs, keep, input_map)
+            self.fn = RunSignatureFn(
+                spec, sig, bindings, outputs, keep, input_map, cast, reject_nan, batch_size=batch_size
+            )
 
     @classmethod
     def for_plan(cls, plan: Any) -> RunSignature:
@@ -517,10 +838,14 @@ class RunSignature(beam.PTransform):
         return output_schema(self.fn.signature, self.fn.outputs, self.fn.keep, input_schema)
 
     def expand(self, pcoll: beam.PCollection) -> Any:
-        results = pcoll | "Score" >> beam.ParDo(self.fn).with_outputs(DEAD_LETTERS, main="scored")
-        if self.fn.dead_letter_output:
-            return results.scored, results[DEAD_LETTERS]
-        return results.scored
+        results = pcoll | "Score" >> beam.ParDo(self.fn)
+        if not self.fn.dead_letter_output:
+            return results
+        # One output of (tag, value) split by two plain steps, not a multi-output ParDo: Beam
+        # 2.77's DaskRunner merges a ParDo's tagged outputs (every element on every tag).
+        scored = results | "Scored" >> beam.FlatMap(_tagged, SCORED)
+        dead = results | "DeadLetters" >> beam.FlatMap(_tagged, DEAD_LETTERS)
+        return scored, dead
 
     def display_data(self) -> dict[str, Any]:
         return {

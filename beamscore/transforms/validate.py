@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from beamscore.errors import BeamscoreError
 from beamscore.io.arrow import pad_hint, to_numpy, without_views
 from beamscore.model.binding import STRING, InputBinding, lossless, numpy_dtype
+from beamscore.wording import option
 
 __all__ = ["Checked", "check_rows"]
 
@@ -81,7 +82,7 @@ def check_rows(
             else:
                 continue
             for i in np.flatnonzero(~ok & finite).tolist():
-                reasons[int(good[i])] = f"column {b.column!r} holds NaN or infinity (--reject-nan)"
+                reasons[int(good[i])] = f"column {b.column!r} holds NaN or infinity ({option('reject_nan')})"
             finite &= ok
         if not finite.all():
             columns = {k: v[finite] for k, v in columns.items()}
@@ -238,8 +239,9 @@ def _numpy(
         if values.dtype != want:
             if values.dtype == object or not (b.cast or lossless(values.dtype, want)):
                 actual = str(column.type) if values.dtype == object else str(values.dtype)
+                hint = "" if values.dtype == object else f"; casting would lose information (pass {option('cast')})"
                 raise BeamscoreError(
-                    f"column {b.column!r} has dtype {actual}, signature input {b.input!r} expects {b.dtype}"
+                    f"column {b.column!r} has dtype {actual}, signature input {b.input!r} expects {b.dtype}{hint}"
                 )
             cast = _cast(values, want)
             lost = None if lossless(values.dtype, want) else _lost(values, cast)  # a widening loses nothing
@@ -325,7 +327,7 @@ def _unfit_rows(values: np.ndarray, lost: np.ndarray, b: InputBinding) -> tuple[
     rows = lost_flat.any(axis=1)
     messages = [
         f"column {b.column!r} holds {flat[i][lost_flat[i]][0]}, which {b.dtype} input {b.input!r} cannot hold "
-        "(--cast converts values in its range; it does not wrap or saturate them)"
+        f"({option('cast')} converts values in its range; it does not wrap or saturate them)"
         for i in np.flatnonzero(rows).tolist()
     ]
     return rows, messages

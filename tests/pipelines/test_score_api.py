@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,6 +24,7 @@ def test_too_many_failed_rows_raise_job_failed_with_the_written_manifest(models,
     out = str(tmp_path / "out")
     with pytest.raises(beamscore.RowsFailed, match="1 of 20 rows failed") as info:
         beamscore.score(model=models["two_sig"], inputs=[str(tmp_path / "in.parquet")], output=out, keep=["id"])
+    assert "see max_failed_rows" in str(info.value) and "--max-failed-rows" not in str(info.value)
     assert isinstance(info.value, beamscore.JobFailed)  # code that catches JobFailed still sees it
     m = info.value.manifest
     assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (20, 19, 1)
@@ -42,3 +47,34 @@ def test_too_many_failed_rows_raise_job_failed_with_the_written_manifest(models,
 def test_an_unknown_option_is_refused_with_the_valid_ones(models, tmp_path):
     with pytest.raises(beamscore.BeamscoreError, match=r"unknown option\(s\) batchsize; options: .*batch_size"):
         beamscore.score(model=models["two_sig"], inputs=["x"], output=str(tmp_path / "o"), batchsize=3)
+
+
+def _input(tmp_path) -> str:
+    x = np.random.default_rng(2).normal(size=(8, 4)).astype(np.float32)
+    pq.write_table(
+        pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 4)}), tmp_path / "in.parquet"
+    )
+    return str(tmp_path / "in.parquet")
+
+
+def test_score_leaves_the_callers_process_as_it_found_it(models, tmp_path):
+    """score() left BEAMSCORE_LAUNCHER_PID in the caller's os.environ; signal handlers, logging
+    handlers and the working directory must come back too, however the job ends."""
+    path = _input(tmp_path)
+
+    def mine(signum, frame):  # a notebook's or scheduler's own handler
+        return None
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        before = (dict(os.environ), signal.getsignal(signal.SIGINT), list(logging.getLogger().handlers), os.getcwd())
+        beamscore.score(model=models["two_sig"], inputs=path, output=str(tmp_path / "out"))
+        with pytest.raises(beamscore.BeamscoreError, match="pass overwrite=True to replace it") as info:
+            beamscore.score(model=models["two_sig"], inputs=path, output=str(tmp_path / "out"))
+        assert "--overwrite" not in str(info.value)
+        after = (dict(os.environ), signal.getsignal(signal.SIGINT), list(logging.getLogger().handlers), os.getcwd())
+        assert "BEAMSCORE_LAUNCHER_PID" not in os.environ
+        assert after == before
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
