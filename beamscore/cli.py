@@ -495,7 +495,10 @@ def _run_plan(plan: Any, options: Any, args: argparse.Namespace) -> Any:
         return run_plan(plan, options, progress=args.progress)
     from beamscore._quiet import stderr_fd_to
 
-    log = os.path.join(tempfile.gettempdir(), f"beamscore-workers-{os.getpid()}.log")
+    from beamscore.transforms.watchdog import WORKER_LOG, remove_orphaned_logs
+
+    remove_orphaned_logs(tempfile.gettempdir())  # those of launchers killed with SIGKILL
+    log = os.path.join(tempfile.gettempdir(), WORKER_LOG.format(pid=os.getpid()))
     kept = False
     try:
         with stderr_fd_to(log):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 
-__all__ = ["LAUNCHER_ENV", "POLL_S", "launcher_alive", "watch_launcher"]
+__all__ = ["LAUNCHER_ENV", "POLL_S", "WORKER_LOG", "launcher_alive", "remove_orphaned_logs", "watch_launcher"]
 
 LAUNCHER_ENV = "BEAMSCORE_LAUNCHER_PID"
 POLL_S = 0.2
@@ -23,6 +23,33 @@ EXIT_ORPHANED = 3
 
 _lock = threading.Lock()
 _watching = False
+
+
+#: the log of a launcher's local worker processes, in the temporary directory (``{pid}``: the launcher's)
+WORKER_LOG = "beamscore-workers-{pid}.log"
+
+
+def remove_orphaned_logs(directory: str) -> list[str]:
+    """Remove the worker logs in ``directory`` whose launcher is gone (killed with SIGKILL
+    before it could remove its own); return their paths. Only this user's files are touched."""
+    prefix, _, suffix = WORKER_LOG.partition("{pid}")
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        pid = name[len(prefix) : -len(suffix)] if name.startswith(prefix) and name.endswith(suffix) else ""
+        if not pid.isdigit() or int(pid) == os.getpid() or launcher_alive(int(pid)):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if os.lstat(path).st_uid == os.getuid():
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
 
 
 def launcher_alive(pid: int) -> bool:
