@@ -494,7 +494,6 @@ def _run_plan(plan: Any, options: Any, args: argparse.Namespace) -> Any:
     if args.debug or not local_worker_processes(options):
         return run_plan(plan, options, progress=args.progress)
     from beamscore._quiet import stderr_fd_to
-
     from beamscore.transforms.watchdog import WORKER_LOG, remove_orphaned_logs
 
     remove_orphaned_logs(tempfile.gettempdir())  # those of launchers killed with SIGKILL

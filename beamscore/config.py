@@ -206,8 +206,10 @@ def _fits(value: Any, kind: str) -> bool:
 def _option_fits(value: Any) -> bool:
     """A Beam option from YAML: a scalar or a list of scalars (what a flag can say)."""
     scalar = (str, int, float, bool)
-    return value is None or isinstance(value, scalar) or (
-        isinstance(value, list) and all(isinstance(v, scalar) for v in value)
+    return (
+        value is None
+        or isinstance(value, scalar)
+        or (isinstance(value, list) and all(isinstance(v, scalar) for v in value))
     )
 
 
@@ -252,7 +254,7 @@ def load_yaml(path: str) -> ScoreConfig:
     if len(raw) > MAX_CONFIG_BYTES:
         raise BeamscoreError(f"{path}: a job config is at most {MAX_CONFIG_BYTES:,} bytes; this one is larger")
     try:
-        data = yaml.load(raw, Loader=_safe_loader(path)) or {}  # noqa: S506 - a SafeLoader without aliases
+        data = yaml.load(raw, Loader=_safe_loader(path)) or {}
     except yaml.YAMLError as exc:
         raise BeamscoreError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):

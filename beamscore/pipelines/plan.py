@@ -42,7 +42,15 @@ from beamscore.paths import check_name_lengths, safe_component
 from beamscore.pipelines.survey import PlanningProgress, survey
 from beamscore.transforms.read import schema_file
 
-__all__ = ["PLACEHOLDERS", "PLAN_ON_WORKERS_ABOVE", "Plan", "plan_job", "resolve_output", "resolved_output", "resolved_path"]
+__all__ = [
+    "PLACEHOLDERS",
+    "PLAN_ON_WORKERS_ABOVE",
+    "Plan",
+    "plan_job",
+    "resolve_output",
+    "resolved_output",
+    "resolved_path",
+]
 
 #: what ``{...}`` may stand for in an output path (for scheduled runs)
 PLACEHOLDERS = ("date", "datetime", "model_version")

@@ -169,6 +169,4 @@ def test_a_killed_launchers_worker_log_is_removed_by_the_next_run(tmp_path):
         path.write_text("log")
     (tmp_path / "beamscore-workers-notes.log").write_text("not ours")
     assert remove_orphaned_logs(str(tmp_path)) == [str(orphan)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [mine.name, other.name, "beamscore-workers-notes.log"]
-    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other.name, "beamscore-workers-notes.log"])
