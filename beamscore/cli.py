@@ -186,6 +186,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="workers read the input footers and split files into units (default above 100,000 files)",
     )
+    score.add_argument(
+        "--store-timeout",
+        dest="store_timeout",
+        type=float,
+        metavar="SECONDS",
+        help="end the job when an object store leaves a request unanswered this long (default 120; "
+        "env BEAMSCORE_STORE_TIMEOUT)",
+    )
     score.add_argument("--no-progress", dest="progress", action="store_false", help="no progress line on the terminal")
     score.add_argument(
         "--dry-run", dest="dry_run", action="store_true", help="check the job and print its plan; submit nothing"
@@ -240,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from beamscore._quiet import WithoutBeam
 
         sys.stderr = WithoutBeam(stderr)
+    from beamscore import store_watch
+
+    store_watch.exit_when_stuck = True  # a command, not a notebook: a job stuck on a store ends
     with _sigterm_unwinds():
         try:
             return _dispatch(args, extra)
@@ -357,6 +368,11 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     from beamscore.config import ScoreConfig, load_yaml
     from beamscore.pipelines.score import prepare
 
+    if args.store_timeout is not None:  # through the environment, so worker processes see it too
+        from beamscore.store_watch import TIMEOUT_ENV, store_timeout
+
+        os.environ[TIMEOUT_ENV] = repr(args.store_timeout)
+        store_timeout()  # refuses a value out of range
     stray = _stray_arguments(extra)
     if stray:
         raise BeamscoreError(f"unexpected argument {stray[0]!r}; inputs are given with --input")

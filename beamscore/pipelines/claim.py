@@ -37,6 +37,7 @@ import fsspec
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
+from beamscore.store_watch import mark_written
 from beamscore.transforms.temp import TEMP_DIR, temp_path
 
 __all__ = ["CLAIM_FILE", "HEARTBEAT_S", "STALE_AFTER_S", "Claim"]
@@ -86,6 +87,7 @@ class Claim:
         mine = claim._read()
         if mine is None or mine.get("token") != claim.token:
             raise BeamscoreError(_held_message(output, mine or {}))
+        mark_written()  # from here on, a stalled store fails the job (exit 3), not a refusal
         _barrier("after")
         claim._thread = threading.Thread(target=claim._beat, name="beamscore-claim", daemon=True)
         claim._thread.start()

@@ -24,6 +24,7 @@ from beamscore.pipelines.claim import STALE_AFTER_S
 from beamscore.pipelines.plan import Plan, plan_job
 from beamscore.pipelines.resume import Started, start_output
 from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, pipeline_options, release, runner_name, spread_units
+from beamscore.store_watch import watch_stores
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.manifest import MANIFEST, WriteManifest
 from beamscore.transforms.plan_files import PlanFiles, file_elements
@@ -91,7 +92,14 @@ def build_pipeline(p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] 
 def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> JobResult:
     """Run the job to completion and read back its manifest.
 
-    ``progress`` shows a progress line on stderr for local runs when stderr is a terminal."""
+    ``progress`` shows a progress line on stderr for local runs when stderr is a terminal.
+    A store call that gets no answer within the store timeout ends the job
+    (:func:`~beamscore.store_watch.watch_stores`)."""
+    with watch_stores():
+        return _run_plan(plan, options, progress)
+
+
+def _run_plan(plan: Plan, options: PipelineOptions, progress: bool) -> JobResult:
     if runner_name(options) in LOCAL_RUNNERS and not plan.spec.copies:
         # The model loads in this process anyway: load it now, before anything is written,
         # so corrupt weights are one line and exit 2, not a failed job.
@@ -211,7 +219,8 @@ def prepare(config: ScoreConfig, beam_args: Sequence[str] = ()) -> tuple[Plan, P
     ``beamscore score`` and :func:`score` alike. Returns the plan, the options and warnings."""
     from beamscore.pipelines.dry_run import check_launch
 
-    plan = plan_job(config)
+    with watch_stores():
+        plan = plan_job(config)
     options = pipeline_options(list(beam_args), config.pipeline_options)
     return plan, options, check_launch(plan, options)
 
