@@ -164,6 +164,9 @@ def _message(frame: Any, timeout: float) -> str:
         fs = next((a for a in args if isinstance(a, AbstractFileSystem)), None)
     operation = getattr(func, "__name__", "a request").lstrip("_")
     paths = [a for a in args if isinstance(a, str)][:2]
+    kwargs = frame.f_locals.get("kwargs") or {}
+    if operation == "call_s3" and paths:  # s3fs's files call the client method by name
+        operation, paths = paths[0], [str(kwargs.get(k, "")) for k in ("Bucket", "Key") if kwargs.get(k)]
     target = ""
     if fs is not None and paths:
         target = " " + fs.unstrip_protocol("/".join(p.strip("/") for p in paths))

@@ -75,12 +75,33 @@ def holding_proxy(upstream: str, hold: str = "") -> Iterator[str]:
         if method == "PUT" and hold in path:
             _swallow(conn)
             return
-        length = int(headers.get("content-length", "0") or 0)
-        while len(body) < length:
+
+        def more() -> bytes:
             chunk = conn.recv(65536)
             if not chunk:
-                return
-            body += chunk
+                raise ConnectionError("the client went")
+            return chunk
+
+        if headers.get("expect", "").lower() == "100-continue":
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            at = 0  # walk the chunks: SIZE\r\nDATA\r\n ... 0\r\n[trailers]\r\n
+            while True:
+                while b"\r\n" not in body[at:]:
+                    body += more()
+                line_end = body.index(b"\r\n", at)
+                size = int(body[at:line_end].split(b";")[0], 16)
+                if size == 0:
+                    while not body.endswith(b"\r\n\r\n") or len(body) < line_end + 4:
+                        body += more()
+                    break
+                at = line_end + 2 + size + 2
+                while len(body) < at:
+                    body += more()
+        else:
+            length = int(headers.get("content-length", "0") or 0)
+            while len(body) < length:
+                body += more()
         kept = [line for line in lines[1:] if not line.lower().startswith(("connection:", "expect:"))]
         request = "\r\n".join([lines[0], *kept, "Connection: close", "", ""]).encode("latin-1") + body
         with socket.create_connection((target.hostname, target.port), timeout=30) as up:
