@@ -7,6 +7,7 @@ traceback. Unknown ``--flags`` of ``score`` are Beam pipeline options and pass t
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import logging
 import os
@@ -218,6 +219,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``beamscore`` console script; returns the exit code."""
+    if argv is None:
+        _exit_on_signal_at_once()
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = _parser()
@@ -248,9 +251,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from beamscore._quiet import WithoutBeam
 
         sys.stderr = WithoutBeam(stderr)
-    from beamscore import store_watch
-
-    store_watch.exit_when_stuck = True  # a command, not a notebook: a job stuck on a store ends
     with _sigterm_unwinds():
         try:
             return _dispatch(args, extra)
@@ -258,22 +258,76 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr = stderr
 
 
+#: the signals that end a job, and the exit code and words of each
+_SIGNALS = {signal.SIGTERM: (143, "terminated (SIGTERM)"), signal.SIGINT: (130, "interrupted")}
+#: signals received while the command ran (the first one decides the exit code)
+_received: list[int] = []
+
+
+def _exit_on_signal_at_once() -> None:
+    """Before the command runs (arguments, the TensorFlow import): SIGTERM and SIGINT print
+    the one line and end the process with 143 / 130 at once; nothing is written yet. Only for
+    the program itself (``main()`` without ``argv``), never in a host that calls :func:`main`."""
+
+    def at_once(signum: int, frame: object) -> None:
+        code, what = _SIGNALS[signum]
+        with contextlib.suppress(Exception):
+            os.write(2, f"beamscore: error: {what}\n".encode())
+        os._exit(code)
+
+    for signum in _SIGNALS:
+        signal.signal(signum, at_once)
+
+
 @contextlib.contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
-    """While the command runs, SIGTERM raises :class:`Terminated` in the main thread (where
-    Python runs signal handlers) instead of killing the process where it stands."""
+    """While the command runs, SIGTERM raises :class:`Terminated` and SIGINT
+    ``KeyboardInterrupt`` in the main thread (where Python runs signal handlers) instead of
+    killing the process where it stands, once: a second signal while the job unwinds (releasing
+    its claim) is noted, not raised in the middle of the clean-up.
+
+    After a signal the process ends with 143 / 130 as soon as the main thread is done
+    (:func:`_end_after_signal`): the interpreter's own shutdown is skipped, where Beam's gRPC
+    threads, still calling into Python, could abort it (``Fatal Python error:
+    PyGILState_Release``, exit 134) or keep it waiting."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def terminate(signum: int, frame: object) -> None:
-        raise Terminated()
+    def unwind(signum: int, frame: object) -> None:
+        first = not _received
+        _received.append(signum)
+        if first:
+            _end_after_signal()
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    from beamscore import store_watch
+
+    store_watch.exit_when_stuck = True  # a command, not a notebook: a job stuck on a store ends
+    previous = {signum: signal.signal(signum, unwind) for signum in _SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _end_after_signal() -> None:
+    """Once the main thread has finished (its last line printed), flush and end the process
+    with the signal's exit code, before the interpreter waits for threads or tears down."""
+
+    def end() -> None:
+        code = _SIGNALS[_received[0]][0]
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+    register = getattr(threading, "_register_atexit", None)  # runs before non-daemon threads are joined
+    try:
+        (register or atexit.register)(end)
+    except RuntimeError:  # the interpreter is already shutting down
+        atexit.register(end)
 
 
 def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
