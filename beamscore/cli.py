@@ -269,14 +269,23 @@ def _exit_on_signal_at_once() -> None:
     the one line and end the process with 143 / 130 at once; nothing is written yet. Only for
     the program itself (``main()`` without ``argv``), never in a host that calls :func:`main`."""
 
+    stderr_fd = os.dup(2)  # the TensorFlow import points fd 2 at /dev/null for a while
+
     def at_once(signum: int, frame: object) -> None:
         code, what = _SIGNALS[signum]
         with contextlib.suppress(Exception):
-            os.write(2, f"beamscore: error: {what}\n".encode())
+            os.write(stderr_fd, f"beamscore: error: {what}\n".encode())
         os._exit(code)
+
+    def ignore_while_exiting() -> None:
+        # the command is over and its last line printed: a signal now would only cut the
+        # interpreter's tear-down short and turn the exit code into "killed by signal"
+        for signum in _SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
     for signum in _SIGNALS:
         signal.signal(signum, at_once)
+    _at_thread_shutdown(ignore_while_exiting)
 
 
 @contextlib.contextmanager
@@ -299,6 +308,10 @@ def _sigterm_unwinds() -> Iterator[None]:
         _received.append(signum)
         if first:
             _end_after_signal()
+            # Beam's threads that ran the job now fail one after another ("Worker subprocess
+            # exited"): their tracebacks would land above the final line; a worker's own is in
+            # the worker log
+            threading.excepthook = lambda args: None
             raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
     from beamscore import store_watch
@@ -323,11 +336,17 @@ def _end_after_signal() -> None:
                 stream.flush()
         os._exit(code)
 
-    register = getattr(threading, "_register_atexit", None)  # runs before non-daemon threads are joined
+    _at_thread_shutdown(end)
+
+
+def _at_thread_shutdown(func: Any) -> None:
+    """Call ``func`` when the main thread is done, before the interpreter joins the other
+    threads (``threading._register_atexit``, as ``concurrent.futures`` uses; else ``atexit``)."""
+    register = getattr(threading, "_register_atexit", None)
     try:
-        (register or atexit.register)(end)
+        (register or atexit.register)(func)
     except RuntimeError:  # the interpreter is already shutting down
-        atexit.register(end)
+        atexit.register(func)
 
 
 def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
