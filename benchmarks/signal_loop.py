@@ -14,6 +14,7 @@ count; exits 1 when any run was bad. Nothing is asserted about timing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -74,10 +75,8 @@ def main() -> int:
         print(f"run {run:2d}: signal at {at:5.2f} s -> exit {code}{'' if good else '  BAD'}: {shown}", flush=True)
         shutil.rmtree(out, ignore_errors=True)
         # the group's stragglers, if any (there should be none)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(job.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     print(f"{args.runs} runs, SIG{args.signal}: exit codes {dict(sorted(codes.items()))}; {bad} bad")
     shutil.rmtree(work, ignore_errors=True)
     return 1 if bad else 0
