@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-quick bench-scaling bench-baselines bench-read bench-codecs bench-row-groups clean
+.PHONY: install demo test docs lint format bench bench-quick bench-scaling bench-baselines bench-read bench-codecs bench-row-groups clean
 
 # One TensorFlow: the CPU one ([cpu]); a GPU machine installs [gpu] instead, never both.
 $(STAMP): pyproject.toml
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The docs site (docs/, mkdocs.yml) into site/; --strict: a broken link or anchor fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -60,9 +64,9 @@ bench-plan: $(STAMP)
 bench-row-groups: $(STAMP)
 	$(PY) -m benchmarks.small_row_groups $(ARGS)
 
-# Parquet output codecs: writer rows/s and bytes per row (README "Output compression").
+# Parquet output codecs: writer rows/s and bytes per row (docs/performance.md, "Output compression").
 bench-codecs: $(STAMP)
 	$(PY) -m benchmarks.write_codecs $(ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-baselines build demo .pytest_cache
+	rm -rf $(VENV) .venv-baselines build demo site .pytest_cache
