@@ -32,6 +32,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--signal", choices=("TERM", "INT"), default="TERM")
     parser.add_argument("--within", type=float, default=45.0, help="latest moment of the signal, in seconds")
+    parser.add_argument("--earliest", type=float, default=0.0, help="earliest moment of the signal, in seconds")
     parser.add_argument("--multi", action="store_true", help="--direct_running_mode=multi_processing")
     parser.add_argument("--seed", type=int, default=24)
     args = parser.parse_args()
@@ -54,7 +55,7 @@ def main() -> int:
             cmd += ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
-        at = rng.uniform(0, args.within)
+        at = rng.uniform(args.earliest, args.within)
         time.sleep(at)
         if job.poll() is None:
             if signum == signal.SIGINT:
