@@ -588,17 +588,34 @@ def _run_plan(plan: Any, options: Any, args: argparse.Namespace) -> Any:
     remove_orphaned_logs(tempfile.gettempdir())  # those of launchers killed with SIGKILL
     log = os.path.join(tempfile.gettempdir(), WORKER_LOG.format(pid=os.getpid()))
     kept = False
+    hook = threading.excepthook
+
+    def to_log(failed: Any) -> None:  # Beam's threads that watch a dead worker die noisily: into the log
+        with contextlib.suppress(OSError), open(log, "a") as f:
+            traceback.print_exception(failed.exc_type, failed.exc_value, failed.exc_traceback, file=f)
+
+    threading.excepthook = to_log
     try:
         with stderr_fd_to(log):
             return run_plan(plan, options, progress=args.progress)
     except JobFailed as exc:
+        threading.excepthook = lambda args: None  # and after the log is named, nowhere
         kept = os.path.getsize(log) > 0
         if kept:
-            raise JobFailed(f"{exc} (the worker processes' log: {log})", exc.manifest) from exc
+            said = _worker_error(log)  # a worker's own one line (a stalled store) says more
+            raise JobFailed(f"{said or exc} (the worker processes' log: {log})", exc.manifest) from exc
         raise
     finally:
         if not kept:
+            threading.excepthook = hook
             os.unlink(log)
+
+
+def _worker_error(log: str) -> str | None:
+    """The first ``beamscore: error:`` line a worker process wrote to ``log``, without it."""
+    prefix = "beamscore: error: "
+    with open(log, errors="replace") as f:
+        return next((line[len(prefix) :].strip() for line in f if line.startswith(prefix)), None)
 
 
 def _fail(message: str, code: int, debug: bool) -> int:

@@ -19,8 +19,9 @@ s3fs retries each call five times over botocore's own retries, and aiohttp waits
   (exit 3; ``--resume`` continues). If unwinding blocks on the store again, the line is
   printed and the process exits at once with the same code.
 
-The watch sees the launcher's own threads, which on a local run include Beam's worker threads;
-a ``multi_processing`` worker process or a remote worker is bounded by the client timeouts.
+The watch sees the launcher's own threads, which on a local run include Beam's worker threads.
+A local ``multi_processing`` worker runs the same watch (:func:`watch_worker_stores`) and
+exits 3 on a stall; a remote worker is bounded by the client timeouts.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "mark_written",
     "store_timeout",
     "watch_stores",
+    "watch_worker_stores",
 ]
 
 #: seconds a store call may go without an answer, unless ``--store-timeout`` says otherwise
@@ -105,8 +107,9 @@ class _Stalled(BaseException):
 
 
 class _Watch:
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, worker: bool = False) -> None:
         self.timeout = timeout
+        self.worker = worker
         self.stop = threading.Event()
         self.message: str | None = None
         self.main = threading.main_thread().ident
@@ -124,6 +127,9 @@ class _Watch:
             if not stalled:
                 continue
             what = waiting[stalled[0]]
+            if self.worker:  # a worker process: say it in the worker log and end, the launcher fails the job
+                print(f"beamscore: error: {_message(what, self.timeout)}", file=sys.stderr, flush=True)
+                os._exit(3)
             if self.message is None:
                 self.message = _message(what, self.timeout)
                 signal.pthread_kill(self.main, signal.SIGUSR2)
@@ -216,6 +222,17 @@ def watch_stores() -> Iterator[None]:
     finally:
         watch.stop.set()
         signal.signal(signal.SIGUSR2, previous)
+
+
+def watch_worker_stores() -> None:
+    """In a local worker process (:mod:`beamscore.worker_main`): a store call that gets no
+    answer within the store timeout ends the process (exit 3), with the line in the worker's
+    log; its launcher then fails the job."""
+    try:
+        watch = _Watch(store_timeout(), worker=True)
+    except BeamscoreError:
+        return
+    threading.Thread(target=watch.run, name="beamscore-store-watch", daemon=True).start()
 
 
 def _exit_if_stuck(watch: _Watch) -> None:

@@ -19,6 +19,9 @@ from beamscore.transforms.watchdog import watch_launcher
 def main() -> None:
     """Watch the launcher, then run Beam's SDK worker with this process's arguments."""
     watch_launcher()
+    from beamscore.store_watch import watch_worker_stores
+
+    watch_worker_stores()
     from apache_beam.runners.worker import sdk_worker_main
 
     sdk_worker_main.main(sys.argv)

@@ -4,8 +4,9 @@ Real ``beamscore score`` processes against loopback servers that misbehave: a bl
 (accepts, reads, never answers) as the S3 endpoint and as the GCS emulator host, and a proxy
 in front of a real moto S3 server that never answers PUTs (no ``100 Continue``, no reply),
 for every PUT (the claim: nothing written yet, exit 2) or only for part files (after the
-claim: exit 3). Each must end within twice ``--store-timeout`` plus start-up, naming the
-endpoint and the operation.
+claim: exit 3), also in a ``multi_processing`` worker process. Each must end within twice
+``--store-timeout`` plus start-up, naming the endpoint and the operation. (Exit 3 for a
+crashed job is the exit-code mapping of the scheduled-scoring work: ``JobFailed``.)
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ TIMEOUT_S = 5
 STARTUP_S = 120
 
 
-def run_job(models, shards, out: str, env: dict[str, str]) -> tuple[int, str, float]:
+def run_job(models, shards, out: str, env: dict[str, str], *extra: str) -> tuple[int, str, float]:
     """Exit code, stderr and seconds of one job with ``--store-timeout`` :data:`TIMEOUT_S`."""
     args = ["score", "--model", models["two_sig"], "--input", shards[0][0], "--output", out, "--keep", "id"]
-    args += ["--no-progress", "--store-timeout", str(TIMEOUT_S)]
+    args += ["--no-progress", "--store-timeout", str(TIMEOUT_S), *extra]
     start = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "beamscore", *args],
@@ -79,3 +80,17 @@ def test_a_store_that_never_answers_a_put_ends_the_job(models, shards, hold, cod
     else:
         assert "_claim.json" in line and left == []
     assert seconds < STARTUP_S + 2 * TIMEOUT_S + 10
+
+
+def test_a_worker_process_stalled_on_a_put_ends_the_job(models, shards):
+    """``multi_processing``: the worker's own watch ends it (exit 3, its line in the worker
+    log); the launcher fails the job with that line, and nothing else on stderr."""
+    multi = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    with s3_server() as upstream, holding_proxy(upstream, "part-") as url:
+        fsspec.filesystem("s3", endpoint_url=upstream, key="testing", secret="testing").mkdir("held")
+        got, err, seconds = run_job(models, shards, "s3://held/out", s3_env(url), *multi)
+    assert got == 3, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"beamscore: error: the S3 endpoint {url} (from FSSPEC_S3_ENDPOINT_URL) did not answer ")
+    assert "put_object s3://held/out/_temporary/part-" in line and "(the worker processes' log: " in line
+    assert seconds < STARTUP_S + 2 * TIMEOUT_S + 30
