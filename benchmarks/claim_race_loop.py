@@ -101,7 +101,7 @@ def main() -> int:
         tally[key] = tally.get(key, 0) + 1
         if not good:
             bad += 1
-            print(f"run {run}: BAD {codes}: {' | '.join(loser)[-400:]}", flush=True)
+        print(f"run {run}: {'ok' if good else 'BAD'} {codes}: {' | '.join(loser)[-200:]}", flush=True)
     kind = "job" if args.jobs else "claim"
     print(f"{args.runs} {kind} races: {dict(sorted(tally.items()))}; {bad} bad")
     shutil.rmtree(work, ignore_errors=True)
