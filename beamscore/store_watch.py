@@ -87,6 +87,8 @@ def client_options(protocol: str) -> dict[str, Any]:
     if protocol in ("s3", "s3a"):
         ours = {"connect_timeout": min(timeout, CONNECT_TIMEOUT_S), "read_timeout": timeout}
         given = conf.get("config_kwargs") or {}
+        if not isinstance(given, dict):  # set in a form we do not read: the client gets it as it is
+            return {}
         return {"config_kwargs": {**ours, **given}}
     if protocol in ("gs", "gcs"):
         other = fsspec.config.conf.get("gcs" if protocol == "gs" else "gs", {})
