@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -262,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 _SIGNALS = {signal.SIGTERM: (143, "terminated (SIGTERM)"), signal.SIGINT: (130, "interrupted")}
 #: signals received while the command ran (the first one decides the exit code)
 _received: list[int] = []
+#: the terminal's stderr, kept while a multi-process run points fd 2 at the worker log
+_stderr_fd = [2]
 
 
 def _exit_on_signal_at_once() -> None:
@@ -306,8 +309,11 @@ def _sigterm_unwinds() -> Iterator[None]:
     def unwind(signum: int, frame: object) -> None:
         first = not _received
         _received.append(signum)
+        if not first:  # a second signal: the clean-up is stuck or too slow for the sender
+            _end_now()
         if first:
             _end_after_signal()
+            threading.Thread(target=_end_if_stuck, name="beamscore-signal-exit", daemon=True).start()
             # Beam's threads that ran the job now fail one after another ("Worker subprocess
             # exited"): their tracebacks would land above the final line; a worker's own is in
             # the worker log
@@ -318,11 +324,35 @@ def _sigterm_unwinds() -> Iterator[None]:
 
     store_watch.exit_when_stuck = True  # a command, not a notebook: a job stuck on a store ends
     previous = {signum: signal.signal(signum, unwind) for signum in _SIGNALS}
+    _stderr_fd[0] = os.dup(2)
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if not _received:  # else a thread may still write the line there
+            os.close(_stderr_fd[0])
+            _stderr_fd[0] = 2
+
+
+#: seconds a job may take to unwind after SIGTERM / SIGINT before the process ends anyway
+UNWIND_S = 30.0
+
+
+def _end_now() -> None:
+    """End the process with the first signal's code and its one line, without unwinding
+    further (the claim is left; with this process gone it is stale at once on this host)."""
+    code, what = _SIGNALS[_received[0]]
+    with contextlib.suppress(Exception):
+        os.write(_stderr_fd[0], f"beamscore: error: {what}\n".encode())
+    os._exit(code)
+
+
+def _end_if_stuck() -> None:
+    """After the first signal: a job that has not ended :data:`UNWIND_S` seconds later (Beam
+    waiting on a worker that the signal killed) ends now."""
+    time.sleep(UNWIND_S)
+    _end_now()
 
 
 def _end_after_signal() -> None:
