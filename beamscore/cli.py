@@ -12,6 +12,7 @@ under a second (importing TensorFlow alone takes 3-8 s).
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import logging
@@ -20,6 +21,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -433,6 +435,14 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
     job.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress on stderr (default: shown)"
     )
+    job.add_argument(
+        "--store-timeout",
+        dest="store_timeout",
+        type=float,
+        metavar="SECONDS",
+        help="end the job when an object store leaves a request unanswered this long (default: 120; "
+        "env BEAMSCORE_STORE_TIMEOUT)",
+    )
     _common(job)
 
     score.add_argument_group(
@@ -533,6 +543,8 @@ def _resolve_model(args: argparse.Namespace, stray: list[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``beamscore`` console script; returns the exit code."""
+    if argv is None:
+        _exit_on_signal_at_once()
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     stderr = sys.stderr
@@ -610,22 +622,124 @@ def _quiet_libraries(args: argparse.Namespace) -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+#: the signals that end a job, and the exit code and words of each
+_SIGNALS = {signal.SIGTERM: (143, "terminated (SIGTERM)"), signal.SIGINT: (130, "interrupted")}
+#: signals received while the command ran (the first one decides the exit code)
+_received: list[int] = []
+#: the terminal's stderr, kept while a multi-process run points fd 2 at the worker log
+_stderr_fd = [2]
+
+
+def _exit_on_signal_at_once() -> None:
+    """Before the command runs (arguments, the TensorFlow import): SIGTERM and SIGINT print
+    the one line and end the process with 143 / 130 at once; nothing is written yet. Only for
+    the program itself (``main()`` without ``argv``), never in a host that calls :func:`main`."""
+
+    stderr_fd = os.dup(2)  # the TensorFlow import points fd 2 at /dev/null for a while
+
+    def at_once(signum: int, frame: object) -> None:
+        code, what = _SIGNALS[signum]
+        with contextlib.suppress(Exception):
+            os.write(stderr_fd, f"beamscore: error: {what}\n".encode())
+        os._exit(code)
+
+    def ignore_while_exiting() -> None:
+        # the command is over and its last line printed: a signal now would only cut the
+        # interpreter's tear-down short and turn the exit code into "killed by signal"
+        for signum in _SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+    for signum in _SIGNALS:
+        signal.signal(signum, at_once)
+    _at_thread_shutdown(ignore_while_exiting)
+
+
 @contextlib.contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
-    """While the command runs, SIGTERM raises :class:`Terminated` in the main thread (where
-    Python runs signal handlers) instead of killing the process where it stands."""
+    """While the command runs, SIGTERM raises :class:`Terminated` and SIGINT
+    ``KeyboardInterrupt`` in the main thread (where Python runs signal handlers) instead of
+    killing the process where it stands, once: a second signal while the job unwinds (releasing
+    its claim) is noted, not raised in the middle of the clean-up.
+
+    After a signal the process ends with 143 / 130 as soon as the main thread is done
+    (:func:`_end_after_signal`): the interpreter's own shutdown is skipped, where Beam's gRPC
+    threads, still calling into Python, could abort it (``Fatal Python error:
+    PyGILState_Release``, exit 134) or keep it waiting."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def terminate(signum: int, frame: object) -> None:
-        raise Terminated()
+    def unwind(signum: int, frame: object) -> None:
+        first = not _received
+        _received.append(signum)
+        if not first:  # a second signal: the clean-up is stuck or too slow for the sender
+            _end_now()
+        if first:
+            _end_after_signal()
+            threading.Thread(target=_end_if_stuck, name="beamscore-signal-exit", daemon=True).start()
+            # Beam's threads that ran the job now fail one after another ("Worker subprocess
+            # exited"): their tracebacks would land above the final line; a worker's own is in
+            # the worker log
+            threading.excepthook = lambda args: None
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    from beamscore import store_watch
+
+    store_watch.exit_when_stuck = True  # a command, not a notebook: a job stuck on a store ends
+    previous = {signum: signal.signal(signum, unwind) for signum in _SIGNALS}
+    _stderr_fd[0] = os.dup(2)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if not _received:  # else a thread may still write the line there
+            os.close(_stderr_fd[0])
+            _stderr_fd[0] = 2
+
+
+#: seconds a job may take to unwind after SIGTERM / SIGINT before the process ends anyway
+UNWIND_S = 30.0
+
+
+def _end_now() -> None:
+    """End the process with the first signal's code and its one line, without unwinding
+    further (the claim is left; with this process gone it is stale at once on this host)."""
+    code, what = _SIGNALS[_received[0]]
+    with contextlib.suppress(Exception):
+        os.write(_stderr_fd[0], f"beamscore: error: {what}\n".encode())
+    os._exit(code)
+
+
+def _end_if_stuck() -> None:
+    """After the first signal: a job that has not ended :data:`UNWIND_S` seconds later (Beam
+    waiting on a worker that the signal killed) ends now."""
+    time.sleep(UNWIND_S)
+    _end_now()
+
+
+def _end_after_signal() -> None:
+    """Once the main thread has finished (its last line printed), flush and end the process
+    with the signal's exit code, before the interpreter waits for threads or tears down."""
+
+    def end() -> None:
+        code = _SIGNALS[_received[0]][0]
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+    _at_thread_shutdown(end)
+
+
+def _at_thread_shutdown(func: Any) -> None:
+    """Call ``func`` when the main thread is done, before the interpreter joins the other
+    threads (``threading._register_atexit``, as ``concurrent.futures`` uses; else ``atexit``)."""
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        (register or atexit.register)(func)
+    except RuntimeError:  # the interpreter is already shutting down
+        atexit.register(func)
 
 
 def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
@@ -728,6 +842,11 @@ def _doctor(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace, extra: list[str]) -> int:
     from beamscore.config import ScoreConfig, load_yaml
 
+    if args.store_timeout is not None:  # through the environment, so worker processes see it too
+        from beamscore.store_watch import TIMEOUT_ENV, store_timeout
+
+        os.environ[TIMEOUT_ENV] = repr(args.store_timeout)
+        store_timeout()  # refuses a value out of range
     config = load_yaml(args.config) if args.config else ScoreConfig()
     config = config.merged(
         {
@@ -982,20 +1101,39 @@ def _run_plan(plan: Any, options: Any, args: argparse.Namespace) -> Any:
     if args.debug or not local_worker_processes(options):
         return run_plan(plan, options, **progress)
     from beamscore._quiet import stderr_fd_to
+    from beamscore.transforms.watchdog import WORKER_LOG, remove_orphaned_logs
 
-    log = os.path.join(tempfile.gettempdir(), f"beamscore-workers-{os.getpid()}.log")
+    remove_orphaned_logs(tempfile.gettempdir())  # those of launchers killed with SIGKILL
+    log = os.path.join(tempfile.gettempdir(), WORKER_LOG.format(pid=os.getpid()))
     kept = False
+    hook = threading.excepthook
+
+    def to_log(failed: Any) -> None:  # Beam's threads that watch a dead worker die noisily: into the log
+        with contextlib.suppress(OSError), open(log, "a") as f:
+            traceback.print_exception(failed.exc_type, failed.exc_value, failed.exc_traceback, file=f)
+
+    threading.excepthook = to_log
     try:
         with stderr_fd_to(log):
             return run_plan(plan, options, **progress)
     except JobFailed as exc:
+        threading.excepthook = lambda args: None  # and after the log is named, nowhere
         kept = os.path.getsize(log) > 0
         if kept:
-            raise JobFailed(f"{exc} (the worker processes' log: {log})", exc.manifest) from exc
+            said = _worker_error(log)  # a worker's own one line (a stalled store) says more
+            raise JobFailed(f"{said or exc} (the worker processes' log: {log})", exc.manifest) from exc
         raise
     finally:
         if not kept:
+            threading.excepthook = hook
             os.unlink(log)
+
+
+def _worker_error(log: str) -> str | None:
+    """The first ``beamscore: error:`` line a worker process wrote to ``log``, without it."""
+    prefix = "beamscore: error: "
+    with open(log, errors="replace") as f:
+        return next((line[len(prefix) :].strip() for line in f if line.startswith(prefix)), None)
 
 
 def _fail(message: str, code: int, debug: bool) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 from beamscore.errors import BeamscoreError
 from beamscore.wording import flag
 
-__all__ = ["PATH_KEYS", "SECTIONS", "ScoreConfig", "load_yaml"]
+__all__ = ["FIELD_TYPES", "MAX_CONFIG_BYTES", "PATH_KEYS", "SECTIONS", "ScoreConfig", "load_yaml"]
 
 # section -> {yaml key: ScoreConfig field}
 SECTIONS: dict[str, dict[str, str]] = {
@@ -214,8 +214,112 @@ def _resolve(path: Any, base: str) -> Any:
     return os.path.normpath(os.path.join(base, path))
 
 
+#: the longest job config read (a config is a page of settings; more is a mistake or an attack)
+MAX_CONFIG_BYTES = 1 << 20
+
+_STR, _INT, _BOOL, _NUMBER, _STRS, _STR_MAP, _PAD_MAP = (
+    "a string",
+    "a whole number",
+    "true or false",
+    "a number",
+    "a string or a list of strings",
+    "a mapping of names to strings",
+    "a mapping of names to LENGTH[:VALUE]",
+)
+#: what each ScoreConfig field read from YAML must be (checked before the config is built)
+FIELD_TYPES: dict[str, str] = {
+    "model": _STR,
+    "signature": _STR,
+    "tag_set": _STR,
+    "version": _INT,
+    "model_copies": _INT,
+    "jit_compile": _BOOL,
+    "imports": _STRS,
+    "inputs": _STRS,
+    "format": _STR,
+    "map": _STR_MAP,
+    "keep": _STRS,
+    "cast": _BOOL,
+    "rows_per_unit": _INT,
+    "compression": _STR,
+    "pad": _PAD_MAP,
+    "allow_pickle": _BOOL,
+    "reject_nan": _BOOL,
+    "plan_on_workers": _BOOL,
+    "output": _STR,
+    "output_format": _STR,
+    "output_compression": _STR,
+    "output_compression_level": _INT,
+    "outputs": _STRS,
+    "overwrite": _BOOL,
+    "force": _BOOL,
+    "resume": _BOOL,
+    "max_failed_rows": _INT,
+    "max_failed_fraction": _NUMBER,
+    "batch_size": _INT,
+}
+
+
+def _fits(value: Any, kind: str) -> bool:
+    scalar = (str, int, float)
+    if kind == _STR:
+        return isinstance(value, str)
+    if kind == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if kind == _NUMBER:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == _STRS:
+        return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    if kind == _STR_MAP:
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    if kind == _PAD_MAP:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, scalar) and not isinstance(v, bool) for k, v in value.items()
+        )
+    return True
+
+
+def _option_fits(value: Any) -> bool:
+    """A Beam option from YAML: a scalar or a list of scalars (what a flag can say)."""
+    scalar = (str, int, float, bool)
+    return (
+        value is None
+        or isinstance(value, scalar)
+        or (isinstance(value, list) and all(isinstance(v, scalar) for v in value))
+    )
+
+
+def _describe(value: Any) -> str:
+    kind = {dict: "a mapping", list: "a list", bool: "a boolean", str: "a string", type(None): "empty"}.get(
+        type(value), type(value).__name__
+    )
+    text = repr(value)
+    return f"{kind} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _safe_loader(path: str) -> type:
+    """PyYAML's SafeLoader without aliases: ``*name`` can repeat a node without bound (a
+    "billion laughs" config of a few lines grows to gigabytes), and no job config needs one."""
+    import yaml
+
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise BeamscoreError(
+                    f"{path}: line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed "
+                    "in job configs; write the value out"
+                )
+            return super().compose_node(parent, index)
+
+    return NoAliases
+
+
 def load_yaml(path: str) -> ScoreConfig:
-    """Read a YAML job config; unknown sections or keys are errors that list the valid ones."""
+    """Read a YAML job config; unknown sections or keys are errors that list the valid ones,
+    a value of the wrong type is one line naming its key, and aliases are refused."""
     import yaml
 
     from beamscore import fs as bfs
@@ -223,11 +327,14 @@ def load_yaml(path: str) -> ScoreConfig:
     fs, local = bfs.filesystem(path)
     if not fs.exists(local):
         raise BeamscoreError(f"config file {path!r} does not exist")
-    with fs.open(local, "r") as f:
-        try:
-            data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as exc:
-            raise BeamscoreError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    with fs.open(local, "rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise BeamscoreError(f"{path}: a job config is at most {MAX_CONFIG_BYTES:,} bytes; this one is larger")
+    try:
+        data = yaml.load(raw, Loader=_safe_loader(path)) or {}
+    except yaml.YAMLError as exc:
+        raise BeamscoreError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise BeamscoreError(f"{path}: expected a mapping with sections {', '.join([*SECTIONS, 'pipeline_options'])}")
     values: dict[str, Any] = {}
@@ -235,6 +342,11 @@ def load_yaml(path: str) -> ScoreConfig:
         if section == "pipeline_options":
             if not isinstance(body, dict):
                 raise BeamscoreError(f"{path}: pipeline_options must be a mapping")
+            for key, value in body.items():
+                if not isinstance(key, str) or not _option_fits(value):
+                    raise BeamscoreError(
+                        f"{path}: pipeline_options.{key} must be a value or a list of values, got {_describe(value)}"
+                    )
             values["pipeline_options"] = dict(body)
             continue
         if section not in SECTIONS:
@@ -248,11 +360,14 @@ def load_yaml(path: str) -> ScoreConfig:
                 raise BeamscoreError(
                     f"{path}: unknown key {section}.{key}; keys of {section}: {', '.join(SECTIONS[section])}"
                 )
-            values[SECTIONS[section][key]] = value
-    if isinstance(values.get("inputs"), str):
-        values["inputs"] = [values["inputs"]]
-    if isinstance(values.get("imports"), str):
-        values["imports"] = [values["imports"]]
+            name = SECTIONS[section][key]
+            if value is not None and not _fits(value, FIELD_TYPES.get(name, "")):
+                raise BeamscoreError(f"{path}: {section}.{key} must be {FIELD_TYPES[name]}, got {_describe(value)}")
+            if value is not None:
+                values[name] = value
+    for name in ("inputs", "imports", "keep", "outputs"):
+        if isinstance(values.get(name), str):
+            values[name] = [values[name]]
     base = path.rsplit("/", 1)[0] if "://" in path else os.path.dirname(os.path.abspath(path))
     origins = {}
     for name, key in PATH_KEYS.items():

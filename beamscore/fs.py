@@ -16,6 +16,7 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from beamscore.errors import BeamscoreError
+from beamscore.store_watch import client_options
 from beamscore.stores import check_reachable
 
 __all__ = [
@@ -44,9 +45,11 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     An object store whose endpoint is set explicitly (an emulator, ``FSSPEC_S3_ENDPOINT_URL``)
     is checked to answer the first time it is used, so a stopped or mistyped endpoint is one
     line naming it within seconds, not minutes of client retries (:mod:`beamscore.stores`).
+    Object-store clients get connect and read timeouts (:mod:`beamscore.store_watch`).
     """
+    protocol = url.split("://", 1)[0] if "://" in url and "::" not in url else ""
     try:
-        fs, path = url_to_fs(url)
+        fs, path = url_to_fs(url, **client_options(protocol))
     except ImportError as exc:
         protocol = url.split("://", 1)[0]
         hint = _INSTALL_HINTS.get(protocol, f"the fsspec backend for {protocol}://")

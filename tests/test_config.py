@@ -71,3 +71,44 @@ def test_plan_on_workers_is_true_false_or_unset():
         ScoreConfig(**base, plan_on_workers=value).validate()
     with pytest.raises(BeamscoreError, match=r"input\.plan_on_workers must be true or false, got 'yes please'"):
         ScoreConfig(**base, plan_on_workers="yes please").validate()
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path):
+    """A "billion laughs" config: nine levels of aliases would be 10**9 strings."""
+    lines = ['a0: &a0 ["lol"]'] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("pipeline_options:\n" + "".join(f"  {line}\n" for line in lines))
+    with pytest.raises(BeamscoreError, match=r"bomb.yaml: line 3: YAML aliases \(\*a0\) are not allowed"):
+        load_yaml(str(path))
+    path.write_text("input: {paths: a, keep: &k [id]}\noutput: {path: o, outputs: *k}\n")
+    with pytest.raises(BeamscoreError, match="aliases"):
+        load_yaml(str(path))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("input: {keep: {a: 1}}\n", "input.keep must be a string or a list of strings, got a mapping"),
+        ("input: {keep: [1, 2]}\n", "input.keep must be a string or a list of strings, got a list"),
+        ("batch: {size: '64'}\n", "batch.size must be a whole number, got a string '64'"),
+        ("batch: {size: true}\n", "batch.size must be a whole number, got a boolean"),
+        ("input: {cast: 'yes please'}\n", "input.cast must be true or false"),
+        ("input: {map: [x]}\n", "input.map must be a mapping of names to strings"),
+        ("output: {max_failed_fraction: '1%'}\n", "output.max_failed_fraction must be a number"),
+        ("model: {path: [m]}\n", "model.path must be a string, got a list"),
+        ("pipeline_options: {runner: {a: b}}\n", "pipeline_options.runner must be a value or a list of values"),
+    ],
+)
+def test_a_config_type_error_is_one_line_naming_the_key(tmp_path, text, message):
+    path = tmp_path / "typed.yaml"
+    path.write_text(text)
+    with pytest.raises(BeamscoreError, match=message) as info:
+        load_yaml(str(path))
+    assert "\n" not in str(info.value) and str(info.value).startswith(f"{path}: ")
+
+
+def test_an_oversized_config_is_refused(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(BeamscoreError, match="at most 1,048,576 bytes"):
+        load_yaml(str(path))

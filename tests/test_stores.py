@@ -112,3 +112,25 @@ def test_the_probe_names_fsspec_settings_a_user_edits(monkeypatch):
     monkeypatch.delenv("FSSPEC_S3")
     monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
     assert endpoint_of(fs)[2] == f"endpoint_url in the fsspec config ({fsspec.config.conf_dir})"
+
+
+def test_client_timeouts_are_storage_options_under_the_users_settings(monkeypatch):
+    """The store timeout becomes botocore's connect/read timeouts and gcsfs's per-request
+    timeout; what the fsspec config already says for a client wins."""
+    import fsspec.config
+
+    from beamscore.store_watch import client_options
+
+    monkeypatch.setenv("BEAMSCORE_STORE_TIMEOUT", "30")
+    monkeypatch.setitem(fsspec.config.conf, "s3", {})
+    monkeypatch.setitem(fsspec.config.conf, "gcs", {})
+    assert client_options("s3") == {"config_kwargs": {"connect_timeout": 10.0, "read_timeout": 30.0}}
+    assert client_options("gs") == {"requests_timeout": 30.0}
+    assert client_options("file") == {}
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"config_kwargs": {"read_timeout": 600}})
+    monkeypatch.setitem(fsspec.config.conf, "gcs", {"requests_timeout": 600})
+    assert client_options("s3") == {"config_kwargs": {"connect_timeout": 10.0, "read_timeout": 600}}
+    assert client_options("gs") == {}
+    monkeypatch.setenv("BEAMSCORE_STORE_TIMEOUT", "soon")
+    with pytest.raises(BeamscoreError, match="--store-timeout / BEAMSCORE_STORE_TIMEOUT must be seconds"):
+        client_options("s3")

@@ -37,6 +37,7 @@ import fsspec
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
+from beamscore.store_watch import mark_written
 from beamscore.transforms.temp import TEMP_DIR, temp_path
 
 __all__ = ["CLAIM_FILE", "HEARTBEAT_S", "STALE_AFTER_S", "Claim"]
@@ -86,6 +87,7 @@ class Claim:
         mine = claim._read()
         if mine is None or mine.get("token") != claim.token:
             raise BeamscoreError(_held_message(output, mine or {}))
+        mark_written()  # from here on, a stalled store fails the job (exit 3), not a refusal
         _barrier("after")
         claim._thread = threading.Thread(target=claim._beat, name="beamscore-claim", daemon=True)
         claim._thread.start()
@@ -167,16 +169,22 @@ def _create_exclusive(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> 
     """Write ``path`` with ``data`` only if it does not exist; whole or not at all."""
     if bfs.is_local(fs):
         root = path.rsplit("/", 1)[0]
-        temp = temp_path(root, CLAIM_FILE, "tmp")
-        bfs.write_new_local(temp, data)
-        try:
-            os.link(temp, path)  # fails if path exists (even as a dangling link): O_EXCL semantics
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(temp)
-            bfs.remove_empty_dir(fs, temp.rsplit("/", 1)[0])
+        for attempt in range(5):
+            temp = temp_path(root, CLAIM_FILE, "tmp")
+            bfs.write_new_local(temp, data)
+            try:
+                os.link(temp, path)  # fails if path exists (even as a dangling link): O_EXCL semantics
+                return True
+            except FileExistsError:
+                return False
+            except FileNotFoundError:
+                # the temp file went (an older beamscore cleaning up _temporary/): write it again
+                if attempt == 4:
+                    raise
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
+                bfs.remove_empty_dir(fs, temp.rsplit("/", 1)[0])
     try:
         fs.pipe_file(path, data, mode="create")
         return True

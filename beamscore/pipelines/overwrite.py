@@ -29,7 +29,7 @@ from beamscore.pipelines.claim import CLAIM_FILE
 from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.manifest import MANIFEST, SUCCESS
 from beamscore.transforms.receipts import UNITS_DIR
-from beamscore.transforms.temp import TEMP_DIR, clean_temp_dir, is_temp_name
+from beamscore.transforms.temp import TEMP_DIR, clean_temp_dir, in_flight_claim, is_temp_name
 from beamscore.wording import option
 
 __all__ = [
@@ -112,12 +112,13 @@ def survey(output: str) -> Survey:
         for name in receipts:
             listed += _receipt_files(fs, bfs.join(root, name))
     ours.update(rel for rel in (_relative(fs, url, prefix) for url in listed) if rel is not None)
+    claiming = {name for name in files if in_flight_claim(fs, bfs.join(root, name))}  # another job's, now
     for name in files:
         directory, _, base = name.rpartition("/")
         if directory in (TEMP_DIR, f"{ERRORS_DIR}/{TEMP_DIR}") and is_temp_name(base):
             ours.add(name)
-    result.ours = sorted(name for name in files if name in ours and name != CLAIM_FILE)
-    result.others = sorted(name for name in files if name not in ours)
+    result.ours = sorted(name for name in files if name in ours and name != CLAIM_FILE and name not in claiming)
+    result.others = sorted(name for name in files if name not in ours and name not in claiming)
     result.dirs = sorted(
         {name.rsplit("/", 1)[0] for name in result.ours if "/" in name}
         | {TEMP_DIR, f"{ERRORS_DIR}/{TEMP_DIR}", ERRORS_DIR, UNITS_DIR},

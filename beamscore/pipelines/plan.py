@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import os
+import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,7 +43,15 @@ from beamscore.paths import check_name_lengths, safe_component
 from beamscore.pipelines.survey import PlanningProgress, survey
 from beamscore.transforms.read import schema_file
 
-__all__ = ["PLACEHOLDERS", "PLAN_ON_WORKERS_ABOVE", "Plan", "plan_job", "resolve_output"]
+__all__ = [
+    "PLACEHOLDERS",
+    "PLAN_ON_WORKERS_ABOVE",
+    "Plan",
+    "plan_job",
+    "resolve_output",
+    "resolved_output",
+    "resolved_path",
+]
 
 #: what ``{...}`` may stand for in an output path (for scheduled runs)
 PLACEHOLDERS = ("date", "datetime", "model_version")
@@ -106,7 +116,8 @@ class Plan:
             "output_options": self.sink.describe(),
             "columns": {"outputs": self.outputs, "keep": list(self.config.keep)},
             "batch_size": self.batch_size,
-            "output": self.config.output,
+            "output": resolved_output(self.config.output),
+            "output_as_given": self.config.output,
             "units_planned": None if self.on_workers else len(self.units),
             "planned_on": "workers" if self.on_workers else "launcher",
             "reject_nan": self.config.reject_nan,
@@ -255,26 +266,65 @@ def plan_job(config: ScoreConfig) -> Plan:
 
 
 def _check_output_apart(output: str, patterns: Sequence[str], example_part: str) -> None:
-    """Refuse an output that an ``--input`` would read on the next run (``--overwrite``,
-    ``--resume``, tomorrow's schedule): inside an input directory (read recursively), or
-    matched by an input glob, itself or its part files (``example_part``, e.g.
-    ``part-00000-00000.parquet``)."""
+    """Refuse an output that an ``--input`` reads or holds, compared as real paths (symbolic
+    links and ``..`` resolved locally, URLs normalised on object stores): the same directory,
+    one inside an input directory (read recursively) or holding an input, or one an input glob
+    matches, itself or its part files (``example_part``, e.g. ``part-00000-00000.parquet``).
+    With or without ``--overwrite``: the job would write beside, or remove, its own inputs."""
     out_fs, out_path = bfs.filesystem(output)
-    out_dir = out_path.rstrip("/")
+    out_dir = resolved_path(out_fs, out_path)
     for pattern in patterns:
         fs, path = bfs.filesystem(pattern)
         if type(fs) is not type(out_fs):
             continue
         if any(c in path for c in "*?["):
-            matcher = re.compile(glob_translate(path))
-            hit = matcher.fullmatch(out_dir) or matcher.fullmatch(f"{out_dir}/{example_part}")
+            head, tail = _glob_head(path)
+            base = resolved_path(fs, head)
+            matcher = re.compile(glob_translate(f"{base.rstrip('/')}/{tail}"))
+            hit = (
+                matcher.fullmatch(out_dir)
+                or matcher.fullmatch(f"{out_dir}/{example_part}")
+                or out_dir == base
+                or _inside(out_dir, base)  # the output holds the directory the glob reads
+            )
         else:
-            hit = out_dir.startswith(path.rstrip("/") + "/") and fs.isdir(path)
+            base = resolved_path(fs, path)
+            hit = out_dir == base or _inside(out_dir, base) or (_inside(base, out_dir) and fs.isdir(path))
         if hit:
             raise BeamscoreError(
-                f"output {output} is where --input {pattern} reads: the next run would take this job's part "
-                "files for inputs; score into a directory apart from the inputs"
+                f"output {output} overlaps --input {pattern} (as real paths: {out_dir} and {base}): the job would "
+                "write among its inputs and the next run would read its part files; score into a directory "
+                "apart from the inputs"
             )
+
+
+def resolved_path(fs: Any, path: str) -> str:
+    """A path as the filesystem means it: locally with symbolic links and ``..`` resolved
+    (``os.path.realpath``), on object stores with ``.``, ``..`` and doubled slashes removed."""
+    if bfs.is_local(fs):
+        return os.path.realpath(path)
+    bucket_path = posixpath.normpath("/" + path.strip("/"))
+    return bucket_path.lstrip("/")
+
+
+def resolved_output(output: str) -> str:
+    """``output`` as the manifest records it: the real path, or the normalised URL."""
+    fs, path = bfs.filesystem(output)
+    return bfs.unstrip(fs, resolved_path(fs, path))
+
+
+def _inside(parent: str, child: str) -> bool:
+    """Whether ``child`` lies below ``parent`` (both resolved)."""
+    return child.startswith(parent.rstrip("/") + "/")
+
+
+def _glob_head(path: str) -> tuple[str, str]:
+    """``/a/b/*/c.parquet`` -> ``("/a/b", "*/c.parquet")``: the directories before the first
+    glob character, and the rest."""
+    parts = path.split("/")
+    first = next(i for i, part in enumerate(parts) if any(c in part for c in "*?["))
+    head = "/".join(parts[:first])
+    return (head or ("/" if path.startswith("/") else "")), "/".join(parts[first:])
 
 
 def resolve_output(template: str, model: ModelInfo, now: dt.datetime) -> str:

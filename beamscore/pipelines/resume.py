@@ -19,6 +19,7 @@ Everything here runs while the job holds the output's claim
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,10 +155,19 @@ def start_output(plan: Plan) -> Started:
     The caller releases the claim (:meth:`Started.release`) when the job ends."""
     config = plan.config
     fs, root = bfs.filesystem(config.output)
+    if bfs.is_local(fs) and os.path.islink(root) and not os.path.exists(root):
+        raise BeamscoreError(
+            f"output {config.output!r} is a symbolic link to {os.readlink(root)}, which does not exist; "
+            "create the directory it points at, or remove the link"
+        )
     if fs.exists(root) and not fs.isdir(root):
         raise BeamscoreError(f"output {config.output!r} exists and is not a directory")
     bfs.refuse_symlinks(fs, root, control_names(plan))
-    started = Started(claim=Claim.acquire(config.output))
+    try:
+        claim = Claim.acquire(config.output)
+    except OSError as exc:  # nothing is written before the claim: a refusal, not a failed job
+        raise BeamscoreError(f"cannot write to output {config.output!r}: {_os_reason(exc)}") from None
+    started = Started(claim=claim)
     try:
         _prepare(plan, fs, root, started)
         if not started.complete:  # a job that runs again is not a success until it ends as one
@@ -166,6 +176,13 @@ def start_output(plan: Plan) -> Started:
         started.release()
         raise
     return started
+
+
+def _os_reason(exc: OSError) -> str:
+    """``read-only file system (/out)``: an OS error's reason and the path it names."""
+    reason = (exc.strerror or type(exc).__name__).lower()
+    where = exc.filename or ""
+    return f"{reason} ({where})" if where else reason
 
 
 def _prepare(plan: Plan, fs: fsspec.AbstractFileSystem, root: str, started: Started) -> None:

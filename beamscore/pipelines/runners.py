@@ -169,15 +169,42 @@ def runner_name(options: PipelineOptions) -> str:
 def make_runner(options: PipelineOptions) -> PipelineRunner | str:
     """A runner instance for local runs, the runner's name for everything else."""
     if runner_name(options) in LOCAL_RUNNERS:
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-        return FnApiRunner(provision_info=_worker_log_levels(options))
+        return _local_runner()(provision_info=_worker_log_levels(options))
     if runner_name(options) == DASK_RUNNER:  # Beam knows it only by its full name: hand it an instance
         register_dask_options()
         from apache_beam.runners.dask.dask_runner import DaskRunner
 
         return DaskRunner()
     return runner_name(options)
+
+
+#: what Beam's FnApiRunner runs as a ``multi_processing`` worker, and what beamscore runs instead
+_BEAM_WORKER = "-m apache_beam.runners.worker.sdk_worker_main"
+_OUR_WORKER = "-m beamscore.worker_main"
+
+
+def _local_runner() -> type:
+    """Beam's FnApiRunner, starting its ``multi_processing`` workers through
+    :mod:`beamscore.worker_main`, so that each watches its launcher from its first instant
+    (Beam picks the worker command inside ``run_pipeline``; the subclass rewrites it as it
+    is set)."""
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.transforms.environments import SubprocessSDKEnvironment
+
+    class WatchedWorkersRunner(FnApiRunner):
+        @property
+        def _default_environment(self) -> Any:
+            return self._environment
+
+        @_default_environment.setter
+        def _default_environment(self, environment: Any) -> None:
+            command = getattr(environment, "command_string", "")
+            if isinstance(environment, SubprocessSDKEnvironment) and _BEAM_WORKER in command:
+                environment = SubprocessSDKEnvironment.from_command_string(command.replace(_BEAM_WORKER, _OUR_WORKER))
+            self._environment = environment
+
+    WatchedWorkersRunner.__name__ = WatchedWorkersRunner.__qualname__ = "FnApiRunner"
+    return WatchedWorkersRunner
 
 
 def local_worker_processes(options: PipelineOptions) -> bool:

@@ -35,6 +35,7 @@ from beamscore.pipelines.runners import (
     runner_name,
     spread_units,
 )
+from beamscore.store_watch import watch_stores
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.manifest import MANIFEST, WriteManifest, failure_reason, mark_success, remove_temporary
 from beamscore.transforms.plan_files import PlanFiles, file_elements
@@ -128,7 +129,14 @@ def run_plan(
 
     ``progress`` reports progress on stderr (:mod:`beamscore.progress`): redrawn in place on a
     terminal, else a timestamped line every ``progress_every`` seconds (default
-    :data:`~beamscore.progress.PROGRESS_EVERY`)."""
+    :data:`~beamscore.progress.PROGRESS_EVERY`).
+    A store call that gets no answer within the store timeout ends the job
+    (:func:`~beamscore.store_watch.watch_stores`)."""
+    with watch_stores():
+        return _run_plan(plan, options, progress, progress_every)
+
+
+def _run_plan(plan: Plan, options: PipelineOptions, progress: bool, progress_every: float | None) -> JobResult:
     if runner_name(options) in LOCAL_RUNNERS and not plan.spec.copies:
         # The model loads in this process anyway: load it now, before anything is written,
         # so corrupt weights are one line and exit 2, not a failed job.
@@ -280,7 +288,8 @@ def prepare(config: ScoreConfig, beam_args: Sequence[str] = ()) -> tuple[Plan, P
     ``beamscore score`` and :func:`score` alike. Returns the plan, the options and warnings."""
     from beamscore.pipelines.dry_run import check_launch
 
-    plan = plan_job(config)
+    with watch_stores():
+        plan = plan_job(config)
     options = pipeline_options(list(beam_args), config.pipeline_options)
     return plan, options, check_launch(plan, options)
 

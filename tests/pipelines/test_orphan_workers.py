@@ -94,3 +94,40 @@ def test_workers_stop_when_the_launcher_is_killed(tmp_path):
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["units"] == UNITS and manifest["units_resumed"] == len(settled)
     assert (manifest["rows_in"], manifest["rows_out"], manifest["rows_failed"]) == (len(ids), len(ids), 0)
+
+
+@pytest.mark.distributed
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds worker processes through /proc")
+@pytest.mark.parametrize("after", [0.2, 0.5, 1.0, 2.0])
+def test_workers_die_with_a_launcher_killed_as_they_start(tmp_path, after):
+    """Killed ``after`` seconds after its worker processes appear (still importing Beam and
+    TensorFlow, before any DoFn): every worker is gone 2 s later."""
+    jm = job_models.build_all(str(tmp_path / "models"))
+    paths, _ids, _x = builders.write_parquet_shards(str(tmp_path / "in"), rows=40 * 8, shards=1, row_group_size=40)
+    args = ["score", "--model", jm["slow"], "--input", paths[0], "--output", str(tmp_path / "out")]
+    args += ["--rows-per-unit", "40", "--no-progress", "--direct_running_mode=multi_processing"]
+    args += ["--direct_num_workers=2"]
+    with open(tmp_path / "launcher.log", "wb") as log:
+        launcher = subprocess.Popen([sys.executable, "-m", "beamscore", *args], stdout=log, stderr=log)
+    seen: set[int] = set()
+    try:
+        deadline = time.monotonic() + 240
+        while not seen and time.monotonic() < deadline and launcher.poll() is None:
+            seen.update(descendants(launcher.pid))
+            time.sleep(0.01)
+        assert seen, "the launcher started no worker processes: " + (tmp_path / "launcher.log").read_text()[-2000:]
+        stop_at = time.monotonic() + after
+        while time.monotonic() < stop_at:
+            seen.update(descendants(launcher.pid))
+            time.sleep(0.01)
+        assert launcher.poll() is None, "the job ended before the launcher was killed"
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+    finally:
+        launcher.kill()
+        launcher.wait()
+    time.sleep(2)
+    alive = [pid for pid in seen if running(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, f"worker processes {alive} outlived their launcher killed {after} s after they appeared"

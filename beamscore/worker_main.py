@@ -1,0 +1,31 @@
+"""Entry point of the SDK worker processes of a local ``multi_processing`` run.
+
+Beam starts each worker as ``python -m apache_beam.runners.worker.sdk_worker_main``;
+beamscore's local runner starts ``python -m beamscore.worker_main`` instead, which starts
+the launcher watch (:mod:`beamscore.transforms.watchdog`) before anything else is imported,
+then hands over to Beam's own ``sdk_worker_main``. A worker whose launcher is killed at any
+moment, even while the worker is still importing TensorFlow, ends within
+:data:`~beamscore.transforms.watchdog.POLL_S` seconds, instead of living on until its first
+DoFn is set up (or for ever, when it never gets one).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from beamscore.transforms.watchdog import watch_launcher
+
+
+def main() -> None:
+    """Watch the launcher, then run Beam's SDK worker with this process's arguments."""
+    watch_launcher()
+    from beamscore.store_watch import watch_worker_stores
+
+    watch_worker_stores()
+    from apache_beam.runners.worker import sdk_worker_main
+
+    sdk_worker_main.main(sys.argv)
+
+
+if __name__ == "__main__":
+    main()
