@@ -56,6 +56,9 @@ TIMEOUT_ENV = "BEAMSCORE_STORE_TIMEOUT"
 CONNECT_TIMEOUT_S = 10.0
 #: how often the watch looks
 POLL_S = 1.0
+#: a client's own request timeout is this much longer than the store timeout, so that the
+#: watch (which names the endpoint and the operation) speaks first, not a bare FSTimeoutError
+CLIENT_MARGIN_S = 3 * POLL_S
 
 _written = threading.Event()
 #: the command-line tool sets this: after a stall, a process that cannot unwind exits (a
@@ -85,7 +88,7 @@ def client_options(protocol: str) -> dict[str, Any]:
     timeout = store_timeout()
     conf = fsspec.config.conf.get(protocol, {})
     if protocol in ("s3", "s3a"):
-        ours = {"connect_timeout": min(timeout, CONNECT_TIMEOUT_S), "read_timeout": timeout}
+        ours = {"connect_timeout": min(timeout, CONNECT_TIMEOUT_S), "read_timeout": timeout + CLIENT_MARGIN_S}
         given = conf.get("config_kwargs") or {}
         if not isinstance(given, dict):  # set in a form we do not read: the client gets it as it is
             return {}
@@ -94,7 +97,7 @@ def client_options(protocol: str) -> dict[str, Any]:
         other = fsspec.config.conf.get("gcs" if protocol == "gs" else "gs", {})
         if "requests_timeout" in conf or "requests_timeout" in other:
             return {}
-        return {"requests_timeout": timeout}
+        return {"requests_timeout": timeout + CLIENT_MARGIN_S}
     return {}
 
 

@@ -124,8 +124,8 @@ def test_client_timeouts_are_storage_options_under_the_users_settings(monkeypatc
     monkeypatch.setenv("BEAMSCORE_STORE_TIMEOUT", "30")
     monkeypatch.setitem(fsspec.config.conf, "s3", {})
     monkeypatch.setitem(fsspec.config.conf, "gcs", {})
-    assert client_options("s3") == {"config_kwargs": {"connect_timeout": 10.0, "read_timeout": 30.0}}
-    assert client_options("gs") == {"requests_timeout": 30.0}
+    assert client_options("s3") == {"config_kwargs": {"connect_timeout": 10.0, "read_timeout": 33.0}}
+    assert client_options("gs") == {"requests_timeout": 33.0}
     assert client_options("file") == {}
     monkeypatch.setitem(fsspec.config.conf, "s3", {"config_kwargs": {"read_timeout": 600}})
     monkeypatch.setitem(fsspec.config.conf, "gcs", {"requests_timeout": 600})

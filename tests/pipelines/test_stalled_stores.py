@@ -51,7 +51,6 @@ def test_a_blackhole_s3_endpoint_ends_the_job(models, shards):
 
 
 def test_a_blackhole_gcs_emulator_ends_the_job(models, shards):
-    pytest.importorskip("gcsfs")
     with blackhole_server() as url:
         env = {"STORAGE_EMULATOR_HOST": url, "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false", "FSSPEC_GCS_TOKEN": "anon"}
         code, err, seconds = run_job(models, shards, "gs://stalled/out", env)
