@@ -9,6 +9,7 @@ import builders
 import numpy as np
 import pyarrow.parquet as pq
 from conftest import direct_call
+from scores import assert_scores_close
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,7 +47,7 @@ def test_readme_pipeline_example_runs(models, tmp_path, monkeypatch):
     table = pq.read_table(["scored/" + f for f in files])
     got = table.sort_by("id")
     expected = direct_call(models["two_sig"], "serving_default", x=x)
-    np.testing.assert_allclose(np.stack(got["scores"].to_numpy(zero_copy_only=False)), expected["scores"], atol=1e-6)
+    assert_scores_close(np.stack(got["scores"].to_numpy(zero_copy_only=False)), expected["scores"])
     assert got["id"].to_pylist() == list(range(rows))
     assert builders  # the fixture models come from tests/builders.py
 
@@ -94,7 +95,7 @@ def test_readme_arrow_example(models, tmp_path, monkeypatch):
     _run_example("arrow")
     got = pq.read_table(["scored-arrow/" + f for f in os.listdir("scored-arrow")]).sort_by("id")
     assert got.column_names == ["id", "x", "scores"] and got["id"].to_pylist() == list(range(len(x)))
-    np.testing.assert_allclose(np.stack(got["scores"].to_numpy(zero_copy_only=False)), _scores(models, x), atol=1e-6)
+    assert_scores_close(np.stack(got["scores"].to_numpy(zero_copy_only=False)), _scores(models, x))
 
 
 def test_readme_numpy_example_with_dead_letters(models, tmp_path, monkeypatch):
@@ -102,7 +103,7 @@ def test_readme_numpy_example_with_dead_letters(models, tmp_path, monkeypatch):
     np.save("data/chunk-0.npy", x[:100])
     np.save("data/chunk-1.npy", x[100:150].astype(np.float64))  # lossy to float32: every row a dead letter
     _run_example("numpy")
-    np.testing.assert_allclose(np.load("scored-numpy/chunk-0.npy"), _scores(models, x[:100]), atol=1e-6)
+    assert_scores_close(np.load("scored-numpy/chunk-0.npy"), _scores(models, x[:100]))
     assert np.load("scored-numpy/chunk-1.npy").shape == (0, 3)
     dead = pq.read_table("scored-numpy/chunk-1.errors.parquet")
     assert dead["row"].to_pylist() == list(range(50))
@@ -127,7 +128,7 @@ def test_readme_tfrecord_example(models, tmp_path, monkeypatch):
             lines.extend(f)
     got = np.array(sorted(json.loads(line) for line in lines))
     expected = np.array(sorted(_scores(models, x).tolist()))
-    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert_scores_close(got, expected)
 
 
 def test_readme_runinference_example(models, tmp_path, monkeypatch, capsys):
@@ -135,7 +136,7 @@ def test_readme_runinference_example(models, tmp_path, monkeypatch, capsys):
     _run_example("runinference")
     got = pq.read_table(["scored-handler/" + f for f in os.listdir("scored-handler")]).sort_by("id")
     assert got["id"].to_pylist() == list(range(len(x)))
-    np.testing.assert_allclose(np.stack(got["scores"].to_numpy(zero_copy_only=False)), _scores(models, x), atol=1e-6)
+    assert_scores_close(np.stack(got["scores"].to_numpy(zero_copy_only=False)), _scores(models, x))
     assert "failed:" not in capsys.readouterr().out
 
 
@@ -145,5 +146,5 @@ def test_readme_score_example(models, tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.split() == [str(len(x)), str(len(x)), "0"]
     got = pq.read_table(["scored-job/" + f for f in sorted(os.listdir("scored-job")) if f.startswith("part-")])
     assert got["id"].to_pylist() == list(range(len(x)))
-    np.testing.assert_allclose(np.stack(got["scores"].to_numpy(zero_copy_only=False)), _scores(models, x), atol=1e-6)
+    assert_scores_close(np.stack(got["scores"].to_numpy(zero_copy_only=False)), _scores(models, x))
     assert os.path.exists("scored-job/_manifest.json") and not os.path.exists("scored-job/_temporary")
