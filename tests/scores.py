@@ -19,8 +19,7 @@ So the tolerance is relative plus an absolute term scaled by the output's larges
   of the largest value). The worst case measured uses 13% of it; a real bug (a wrong or
   shifted row, a wrong column, a lossy cast to float16) moves a score by 1e-3 relative or more;
 - float64: the same tolerance, because a float64 output is often a float32 computation cast
-  up (``two_sig``'s ``norm``); a float64 result narrowed to float32 is caught by the dtype,
-  which must be float64 on both sides;
+  up (``two_sig``'s ``norm``), and a reference may be a float64 formula of float32 scores;
 - integers, bools, strings and bytes: exact.
 
 Bit-exactness is tested only between two beamscore runs with the same batching
@@ -62,8 +61,6 @@ def assert_scores_close(got, want, err_msg: str = "") -> None:
     assert got.shape == want.shape, f"shape {got.shape} != {want.shape} {err_msg}"
     kind = want.dtype.kind
     if kind in "fc" or want.dtype.name == "bfloat16":
-        if want.dtype == np.float64:
-            assert got.dtype == np.float64, f"float64 output came back as {got.dtype} {err_msg}"
         wide = np.complex128 if kind == "c" else np.float64
         got, want = got.astype(wide), want.astype(wide)
         finite = np.abs(want[np.isfinite(want)])
