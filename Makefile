@@ -4,13 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-quick bench-scaling bench-baselines bench-read bench-codecs bench-row-groups clean
+.PHONY: install demo test docs lint format bench bench-quick bench-scaling bench-baselines bench-read bench-codecs bench-row-groups clean
 
 # One TensorFlow: the CPU one ([cpu]); a GPU machine installs [gpu] instead, never both.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[cpu,dev]'
+	# tf-keras (Keras 2 test models) requires `tensorflow`, which would overwrite tensorflow-cpu: no deps
+	$(PY) -m pip install --quiet --no-deps 'tf-keras>=2.21,<2.22'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,6 +25,10 @@ demo: $(STAMP)
 PYTEST_ARGS ?= -n auto --dist loadfile
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The docs site (docs/, mkdocs.yml) into site/; --strict: a broken link or anchor fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -63,9 +69,9 @@ bench-plan: $(STAMP)
 bench-row-groups: $(STAMP)
 	$(PY) -m benchmarks.small_row_groups $(ARGS)
 
-# Parquet output codecs: writer rows/s and bytes per row (README "Output compression").
+# Parquet output codecs: writer rows/s and bytes per row (docs/performance.md, "Output compression").
 bench-codecs: $(STAMP)
 	$(PY) -m benchmarks.write_codecs $(ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-baselines build demo .pytest_cache
+	rm -rf $(VENV) .venv-baselines build demo site .pytest_cache

@@ -1,6 +1,6 @@
 """beamscore: batch scoring with TensorFlow SavedModels on Apache Beam.
 
-The public API (README, "The public API") is ``beamscore.score`` (the CLI's job as one
+The public API (docs/api.md, "The public API") is ``beamscore.score`` (the CLI's job as one
 call), the pieces of the ``beamscore score`` pipeline as Beam transforms for users who build
 their own pipeline, a ``ModelHandler`` for Beam's ``RunInference``, and model inspection::
 
@@ -29,6 +29,7 @@ __all__ = [
     "ParquetSink",
     "ParquetSource",
     "ReadBatches",
+    "RowsFailed",
     "RunSignature",
     "ScoreConfig",
     "SignatureModelHandler",
@@ -65,6 +66,7 @@ _LAZY = {
     "WriteManifest": "beamscore.transforms.manifest",
     "score": "beamscore.pipelines.score",
     "JobFailed": "beamscore.errors",
+    "RowsFailed": "beamscore.errors",
 }
 
 

@@ -67,7 +67,9 @@ def stderr_fd_to(path: str) -> Iterator[None]:
     Where ``sys.stderr`` wrote to descriptor 2, it is pointed at a copy of the terminal's
     descriptor meanwhile, so this process's own lines (progress, warnings) still show."""
     stream = sys.stderr
-    inner = getattr(stream, "_stream", stream)  # WithoutBeam wraps the real stream
+    holder, inner = None, stream  # wrappers (WithoutBeam, console.StderrLines) keep the real stream in _stream
+    while "_stream" in getattr(inner, "__dict__", {}):
+        holder, inner = inner, inner._stream
     try:
         on_fd2 = inner.fileno() == 2
     except (AttributeError, OSError, ValueError):  # a capture buffer (pytest), not a descriptor
@@ -80,7 +82,10 @@ def stderr_fd_to(path: str) -> Iterator[None]:
         os.dup2(log, 2)
         if on_fd2:
             terminal = open(os.dup(saved), "w", buffering=1, encoding=inner.encoding, errors="backslashreplace")  # noqa: SIM115
-            sys.stderr = WithoutBeam(terminal) if stream is not inner else terminal
+            if holder is None:
+                sys.stderr = terminal
+            else:
+                holder._stream = terminal
         yield
     finally:
         sys.stderr.flush()
@@ -88,5 +93,7 @@ def stderr_fd_to(path: str) -> Iterator[None]:
         os.close(saved)
         os.close(log)
         sys.stderr = stream
+        if holder is not None:
+            holder._stream = inner
         if terminal is not None:
             terminal.close()

@@ -1,13 +1,19 @@
-"""``beamscore show | run | score``: argument parsing and error reporting, nothing else.
+"""``beamscore show | run | score | doctor | report``: argument parsing and error reporting, nothing else.
 
 Errors we can explain are one line on stderr and exit code 2; ``--debug`` adds the
-traceback. Unknown ``--flags`` of ``score`` are Beam pipeline options and pass through.
+traceback. A ``--flag`` of ``score`` that is not beamscore's is a Beam pipeline option and
+passes through; one that is neither is refused with the nearest name (:mod:`beamscore.flags`).
+
+Nothing here imports TensorFlow or Beam until a command needs them: ``--help``,
+``--version`` and mistakes in flags, the config file or local paths are answered in well
+under a second (importing TensorFlow alone takes 3-8 s).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -18,38 +24,171 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from beamscore.errors import BeamscoreError, JobFailed, Terminated, first_line, wrapped_message
+from beamscore import exitcodes
+from beamscore.console import LOG_FORMATS, JsonLogFormatter, StderrLines
+from beamscore.errors import BeamscoreError, JobFailed, RowsFailed, Terminated, first_line, wrapped_message
+from beamscore.exitcodes import EXIT_CRASHED, EXIT_ROWS_FAILED
+from beamscore.flags import canonical, split_beam_flags, unknown_flag_error
 
-__all__ = ["main"]
+__all__ = ["main", "parse", "program_versions", "score_flags"]
 
-EXIT_USAGE = 2
-EXIT_FAILED = 1
+EXIT_USAGE = exitcodes.EXIT_USAGE
+EXIT_FAILED = 1  # doctor --require-gpu without a GPU
+#: ``--version`` given without a number: print the program's versions (its old meaning, the
+#: model's version, is ``--model-version N``)
+_PRINT_VERSIONS = object()  # not a str: argparse would convert a str const with type=int
+
+SCORE_EXAMPLES = """\
+examples:
+  # score Parquet shards with the model's default signature, keeping an id column
+  beamscore score models/ranker --input 'data/*.parquet' --output out/ranker --keep id
+
+  # a scheduled run from a config file: one JSON summary line on stdout, JSON logs on stderr
+  beamscore score --config configs/local.yaml --output 'out/{date}' --json --log-format json
+
+  # check a Dataflow job without submitting it (any flag beamscore does not know is Beam's)
+  beamscore score --model gs://b/models/ranker --input 'gs://b/in/*.tfrecord.gz' \\
+      --output gs://b/out --runner=DataflowRunner --project=my-project \\
+      --region=us-central1 --temp_location=gs://b/tmp --sdk_container_image=IMAGE --dry-run
+"""
 
 
-def _model_argument(command: argparse.ArgumentParser) -> None:
-    """``MODEL``, or ``--dir MODEL`` as ``saved_model_cli`` spells it; its other flags
-    (``--tag_set``, ``--signature_def``, ``--input_exprs``, ``--input_examples``) are
-    accepted too, so a ``saved_model_cli`` command line works with the name changed."""
-    command.add_argument("model", nargs="?", help="SavedModel directory or versioned base dir (any fsspec URL)")
-    command.add_argument("--dir", help="the model, as saved_model_cli takes it")
+class UsageError(BeamscoreError):
+    """A command line argparse cannot parse: one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (``beamscore: error: ...``), raised, not printed
+    with the usage and ``sys.exit``: :func:`main` reports them like every other error."""
+
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+class _Versions(argparse.Action):
+    """``beamscore --version``: print the versions and exit."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(program_versions())
+        parser.exit()
+
+
+def program_versions() -> str:
+    """beamscore's version and those of TensorFlow, Beam and pyarrow, read from the installed
+    packages' metadata (nothing is imported: it takes milliseconds, not seconds)."""
+    import importlib.metadata
+    import platform
+
+    from beamscore._version import __version__
+    from beamscore.doctor import TF_DISTRIBUTIONS
+
+    def version(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    # each name looked up (a scan of every installed distribution takes a second on a busy machine)
+    tf = {name: version(name) for name in TF_DISTRIBUTIONS}
+    tf = {name: v for name, v in sorted(tf.items()) if v != "not installed"}
+    if not tf:
+        tf_line = "not installed (pip install 'beamscore[cpu]' or 'beamscore[gpu]')"
+    else:
+        (name, ver), *more = tf.items()
+        tf_line = f"{ver} ({name})" + "".join(f"; also installed: {n} {v}" for n, v in more)
+    return "\n".join(
+        [
+            f"beamscore    {__version__}",
+            f"tensorflow   {tf_line}",
+            f"apache-beam  {version('apache-beam')}",
+            f"pyarrow      {version('pyarrow')}",
+            f"python       {platform.python_version()}",
+        ]
+    )
+
+
+def exit_code_table() -> str:
+    """The exit-code table of :mod:`beamscore.exitcodes`' docstring, for help epilogs."""
+    lines = (exitcodes.__doc__ or "").splitlines()
+    rules = [i for i, line in enumerate(lines) if line.startswith("=====")]
+    body = lines[rules[1] + 1 : rules[2]] if len(rules) >= 3 else []
+    out = ["exit codes:"]
+    for line in body:
+        code, text = line[:8].strip(), line[8:].strip().replace("``", "")
+        out.append(f"  {code:<5}{text}" if code else f"       {text}")
+    return "\n".join(out)
+
+
+def _model_argument(
+    command: argparse.ArgumentParser | Any,
+    saved_model_cli: bool = False,
+    what: str = "SavedModel directory or versioned base dir, any fsspec URL",
+) -> None:
+    """``MODEL`` or ``--model MODEL``, the same in every command; ``show`` and ``run`` also take
+    ``--dir MODEL`` as ``saved_model_cli`` spells it (with its other flags ``--tag_set``,
+    ``--signature_def``, ``--input_exprs``, ``--input_examples``), so a ``saved_model_cli``
+    command line works with the name changed."""
+    command.add_argument(
+        "model_arg",
+        nargs="?",
+        metavar="MODEL",
+        help=f"{what} (or --model MODEL)",
+    )
+    command.add_argument("--model", help=argparse.SUPPRESS)
+    if saved_model_cli:
+        command.add_argument("--dir", help=argparse.SUPPRESS)
+
+
+def _model_version(command: argparse.ArgumentParser | Any, what: str) -> None:
+    command.add_argument(
+        "--model-version",
+        dest="model_version",
+        type=int,
+        metavar="N",
+        help=f"version subdirectory of a versioned base dir {what} (default: the highest); "
+        "--version N is the old spelling",
+    )
+    command.add_argument(
+        "--version", dest="model_version", type=int, nargs="?", const=_PRINT_VERSIONS, help=argparse.SUPPRESS
+    )
+
+
+def _common(command: argparse.ArgumentParser | Any) -> None:
+    command.add_argument(
+        "--log-format",
+        dest="log_format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="what beamscore writes on stderr: text (default) or json (one object a line: ts, level, event, ...)",
+    )
+    command.add_argument("--debug", action="store_true", help="show tracebacks (and, for score, Beam's logs)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="beamscore", description="Batch scoring with TensorFlow SavedModels on Apache Beam."
+    parser = _Parser(
+        prog="beamscore",
+        description="Batch scoring with TensorFlow SavedModels on Apache Beam.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=exit_code_table(),
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--version", action=_Versions, help="print the versions of beamscore, TensorFlow, Beam and pyarrow"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{show,run,score,doctor,report}")
 
     show = sub.add_parser(
         "show", help="print a SavedModel's tag sets, signatures, inputs and outputs", allow_abbrev=False
     )
-    _model_argument(show)
+    _model_argument(show, saved_model_cli=True)
     show.add_argument("--tag-set", "--tag_set", help="comma-separated tag set, e.g. serve or serve,gpu")
     show.add_argument("--signature", "--signature_def", help="show this signature's inputs and outputs")
     show.add_argument("--all", action="store_true", help="show every signature of every tag set")
-    show.add_argument("--version", type=int, help="version subdirectory to use in a base dir (default: highest)")
+    _model_version(show, "to show")
     show.add_argument("--json", action="store_true", help="print JSON for scripts")
-    show.add_argument("--debug", action="store_true", help="show tracebacks")
+    _common(show)
 
     run = sub.add_parser(
         "run",
@@ -57,10 +196,10 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         epilog="KEY=VALUE pairs are separated by ';'; each input flag may be repeated.",
     )
-    _model_argument(run)
+    _model_argument(run, saved_model_cli=True)
     run.add_argument("--signature", "--signature_def", help="signature key (default serving_default, or the only one)")
     run.add_argument("--tag-set", "--tag_set", help="MetaGraph tag set (default: the only one, else serve)")
-    run.add_argument("--version", type=int, help="version subdirectory of a base dir (default: highest)")
+    _model_version(run, "to call")
     run.add_argument("--inputs", action="append", help="'x=a.npy;y=b.npz[name];z=c.npz' arrays from files")
     run.add_argument(
         "--input-exprs", "--input_exprs", action="append", help="'x=[[1.0,2.0]];y=np.ones((2,3))' literals, no eval"
@@ -79,172 +218,396 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--import", dest="imports", action="append", metavar="MODULE", help="import MODULE first (custom op library)"
     )
-    run.add_argument("--debug", action="store_true", help="show tracebacks")
+    _common(run)
 
-    score = sub.add_parser(
-        "score",
-        help="score input shards with a SavedModel signature on Beam",
-        allow_abbrev=False,
-        epilog="Any other --flag is a Beam pipeline option, e.g. --runner=DataflowRunner.",
-    )
-    score.add_argument("--config", help="YAML job config (sections model, input, output, batch, pipeline_options)")
-    score.add_argument("--model", help="SavedModel directory or versioned base dir")
-    score.add_argument("--version", type=int, help="version subdirectory of a base dir (default: highest)")
-    score.add_argument("--input", action="append", dest="inputs", help="input file, directory or glob (repeatable)")
-    score.add_argument(
-        "--format",
-        choices=["tfrecord", "npz", "npy", "parquet"],
-        help="input format (default: from the file extension: .tfrecord[.gz], .npz, .npy, .parquet)",
-    )
-    score.add_argument(
-        "--compression",
-        choices=["gzip", "zlib", "none"],
-        help="TFRecord compression (default: found from each file's first bytes)",
-    )
-    score.add_argument(
-        "--pad",
-        action="append",
-        metavar="NAME=LENGTH[:VALUE]",
-        help="pad or truncate a list column (TFRecord, Parquet, npz) to LENGTH values (repeatable)",
-    )
-    score.add_argument(
-        "--allow-pickle",
-        dest="allow_pickle",
-        action="store_true",
-        default=None,
-        help="read .npz/.npy object arrays (unpickles: only for files you trust)",
-    )
-    score.add_argument("--output", help="output directory")
-    score.add_argument("--signature", help="signature key (default serving_default)")
-    score.add_argument("--tag-set", dest="tag_set", help="MetaGraph tag set (default serve)")
-    score.add_argument("--keep", action="append", nargs="+", help="input columns to copy to the output")
-    score.add_argument("--map", action="append", metavar="INPUT=COLUMN", help="feed signature input from a column")
-    score.add_argument("--outputs", action="append", nargs="+", help="signature outputs to write (default all)")
-    score.add_argument("--batch-size", dest="batch_size", type=int, help="rows per signature call")
-    score.add_argument(
-        "--model-copies",
-        dest="model_copies",
-        type=int,
-        help="serve N copies of the model per machine, shared by its worker processes (big models on GPUs)",
-    )
-    score.add_argument(
-        "--jit-compile",
-        dest="jit_compile",
-        action="store_true",
-        default=None,
-        help="XLA-compile the signature for batches of exactly --batch-size rows (the last one padded)",
-    )
-    score.add_argument(
-        "--rows-per-unit", dest="rows_per_unit", type=int, help="split input files into work units of about N rows"
-    )
-    score.add_argument("--cast", action="store_true", default=None, help="allow lossy dtype casts (float64->float32)")
-    score.add_argument("--overwrite", action="store_true", default=None, help="replace an existing output")
-    score.add_argument(
-        "--force",
-        action="store_true",
-        default=None,
-        help="with --overwrite: replace beamscore's files even when the output also holds other files (they are kept)",
-    )
-    score.add_argument(
-        "--output-format", dest="output_format", choices=("parquet", "npy"), help="output format (default parquet)"
-    )
-    score.add_argument(
-        "--output-compression",
-        dest="output_compression",
-        choices=("snappy", "zstd", "lz4", "gzip", "none"),
-        help="Parquet output codec (default snappy; --compression is the TFRecord input codec)",
-    )
-    score.add_argument(
-        "--output-compression-level",
-        dest="output_compression_level",
-        type=int,
-        help="codec level: zstd 1-22, lz4 1-12, gzip 1-9 (default: the codec's own)",
-    )
-    score.add_argument(
-        "--resume", action="store_true", default=None, help="continue an unfinished output: skip units already written"
-    )
-    score.add_argument(
-        "--reject-nan", dest="reject_nan", action="store_true", default=None, help="send rows with NaN/inf to _errors/"
-    )
-    score.add_argument(
-        "--max-failed-rows", dest="max_failed_rows", type=int, help="failed rows allowed before exit code 1 (default 0)"
-    )
-    score.add_argument(
-        "--max-failed-fraction", dest="max_failed_fraction", type=float, help="failed fraction of rows allowed (0-1)"
-    )
-    score.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        metavar="MODULE",
-        help="import MODULE on the launcher and every worker before the model loads (e.g. tensorflow_text)",
-    )
-    score.add_argument(
-        "--plan-on-workers",
-        dest="plan_on_workers",
-        action="store_true",
-        default=None,
-        help="workers read the input footers and split files into units (default above 100,000 files)",
-    )
-    score.add_argument("--no-progress", dest="progress", action="store_false", help="no progress line on the terminal")
-    score.add_argument(
-        "--dry-run", dest="dry_run", action="store_true", help="check the job and print its plan; submit nothing"
-    )
-    score.add_argument("--debug", action="store_true", help="show tracebacks and Beam logs")
+    _score_parser(sub)
 
     doctor = sub.add_parser(
         "doctor",
         help="check what TensorFlow can use here (versions, CUDA, GPUs, driver) and say what is wrong",
         allow_abbrev=False,
     )
-    doctor.add_argument("--model", help="also load this SavedModel and report the device its ops run on")
-    doctor.add_argument("--signature", help="signature of --model to call (default serving_default, or the only one)")
-    doctor.add_argument("--tag-set", help="MetaGraph tag set of --model (default: the only one, else serve)")
+    _model_argument(doctor, what="also load this SavedModel and report the device its ops run on")
+    doctor.add_argument("--signature", help="signature of MODEL to call (default serving_default, or the only one)")
+    doctor.add_argument("--tag-set", help="MetaGraph tag set of MODEL (default: the only one, else serve)")
     doctor.add_argument("--json", action="store_true", help="print JSON for scripts")
     doctor.add_argument(
         "--require-gpu", action="store_true", help="exit 1 unless TensorFlow uses a GPU (for GPU images)"
     )
-    doctor.add_argument("--debug", action="store_true", help="show tracebacks")
+    _common(doctor)
+
+    report = sub.add_parser(
+        "report", help="summarise an output: rows, files, dead letters, outputs' distributions", allow_abbrev=False
+    )
+    report.add_argument("output", metavar="OUT", help="the output directory of a job (any fsspec URL)")
+    report.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
+    report.add_argument("--json", action="store_true", help="print JSON for scripts")
+    _common(report)
     return parser
+
+
+def _score_parser(sub: Any) -> argparse.ArgumentParser:
+    """``beamscore score``: options in groups (model, input, output, job, runner), each with
+    its default; the required ones (MODEL, --input, --output) may come from ``--config``."""
+    score = sub.add_parser(
+        "score",
+        help="score input shards with a SavedModel signature on Beam",
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [MODEL | --model MODEL] --input PATH [--input PATH ...] --output DIR [options] "
+        "[--BEAM_OPTION=VALUE ...]",
+        description="Score input shards with a SavedModel signature on Apache Beam. Required: the model, "
+        "--input and --output, as flags or from --config (flags override the file).",
+        epilog=f"{SCORE_EXAMPLES}\n{exit_code_table()}",
+    )
+    model = score.add_argument_group("model")
+    model.add_argument(
+        "model_arg",
+        nargs="?",
+        metavar="MODEL",
+        help="required: SavedModel directory or versioned base dir, any fsspec URL; or --model MODEL",
+    )
+    model.add_argument("--model", metavar="MODEL", help="the model, as a flag (the same as MODEL)")
+    _model_version(model, "to score with")
+    model.add_argument("--signature", metavar="KEY", help="signature key (default: serving_default)")
+    model.add_argument("--tag-set", dest="tag_set", metavar="TAGS", help="MetaGraph tag set (default: serve)")
+    model.add_argument(
+        "--model-copies",
+        dest="model_copies",
+        type=int,
+        metavar="N",
+        help="serve N copies of the model per machine, shared by its worker processes (big models on GPUs; "
+        "default: one per worker process)",
+    )
+    model.add_argument(
+        "--jit-compile",
+        dest="jit_compile",
+        action="store_true",
+        default=None,
+        help="XLA-compile the signature for batches of exactly --batch-size rows (the last one padded)",
+    )
+    model.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        metavar="MODULE",
+        help="import MODULE on the launcher and every worker before the model loads (e.g. tensorflow_text)",
+    )
+
+    given = score.add_argument_group("input")
+    given.add_argument(
+        "--input",
+        action="append",
+        dest="inputs",
+        metavar="PATH",
+        help="required: input file, directory or glob, any fsspec URL (repeatable)",
+    )
+    given.add_argument(
+        "--format",
+        choices=["tfrecord", "npz", "npy", "parquet"],
+        help="input format (default: from the file extension: .tfrecord[.gz], .npz, .npy, .parquet)",
+    )
+    given.add_argument(
+        "--compression",
+        choices=["gzip", "zlib", "none"],
+        help="TFRecord compression (default: found from each file's first bytes)",
+    )
+    given.add_argument("--map", action="append", metavar="INPUT=COLUMN", help="feed signature input from a column")
+    given.add_argument(
+        "--keep", action="append", nargs="+", metavar="COLUMN", help="input columns to copy to the output"
+    )
+    given.add_argument(
+        "--pad",
+        action="append",
+        metavar="NAME=LENGTH[:VALUE]",
+        help="pad or truncate a list column (TFRecord, Parquet, npz) to LENGTH values (repeatable)",
+    )
+    given.add_argument(
+        "--cast", action="store_true", default=None, help="allow lossy dtype casts (float64->float32; default: refuse)"
+    )
+    given.add_argument(
+        "--reject-nan", dest="reject_nan", action="store_true", default=None, help="send rows with NaN/inf to _errors/"
+    )
+    given.add_argument(
+        "--allow-pickle",
+        dest="allow_pickle",
+        action="store_true",
+        default=None,
+        help="read .npz/.npy object arrays (unpickles: only for files you trust)",
+    )
+    given.add_argument(
+        "--rows-per-unit",
+        dest="rows_per_unit",
+        type=int,
+        metavar="N",
+        help="split input files into work units of about N rows (default: 1,048,576; Parquet by row groups)",
+    )
+    given.add_argument(
+        "--plan-on-workers",
+        dest="plan_on_workers",
+        action="store_true",
+        default=None,
+        help="workers read the input footers and split files into units (default: above 100,000 files)",
+    )
+
+    output = score.add_argument_group("output")
+    output.add_argument("--output", metavar="DIR", help="required: output directory, any fsspec URL")
+    output.add_argument(
+        "--date",
+        help="the day filled into {date} and %%Y/%%m/%%d fields of --input and --output: "
+        "YYYY-MM-DD, today or yesterday (default: today, UTC); %%%% is a literal %%",
+    )
+    output.add_argument(
+        "--outputs", action="append", nargs="+", metavar="KEY", help="signature outputs to write (default: all)"
+    )
+    output.add_argument(
+        "--output-format", dest="output_format", choices=("parquet", "npy"), help="output format (default: parquet)"
+    )
+    output.add_argument(
+        "--output-compression",
+        dest="output_compression",
+        choices=("snappy", "zstd", "lz4", "gzip", "none"),
+        help="Parquet output codec (default: snappy; --compression is the TFRecord input codec)",
+    )
+    output.add_argument(
+        "--output-compression-level",
+        dest="output_compression_level",
+        type=int,
+        metavar="N",
+        help="codec level: zstd 1-22, lz4 1-12, gzip 1-9 (default: the codec's own)",
+    )
+    output.add_argument(
+        "--overwrite", action="store_true", default=None, help="replace an existing output (default: refuse)"
+    )
+    output.add_argument(
+        "--force",
+        action="store_true",
+        default=None,
+        help="with --overwrite: replace beamscore's files even when the output also holds other files (they are kept)",
+    )
+    output.add_argument(
+        "--resume", action="store_true", default=None, help="continue an unfinished output: skip units already written"
+    )
+
+    job = score.add_argument_group("job")
+    job.add_argument(
+        "--config", metavar="FILE", help="YAML job config (sections model, input, output, batch, pipeline_options)"
+    )
+    job.add_argument(
+        "--batch-size",
+        dest="batch_size",
+        type=int,
+        metavar="N",
+        help="rows per signature call (default: 4096, fewer for wide rows: about 16 MiB of input a batch)",
+    )
+    job.add_argument(
+        "--max-failed-rows",
+        dest="max_failed_rows",
+        type=int,
+        metavar="N",
+        help="failed rows allowed before exit code 1 (default: 0)",
+    )
+    job.add_argument(
+        "--max-failed-fraction",
+        dest="max_failed_fraction",
+        type=float,
+        metavar="F",
+        help="failed fraction of rows allowed, 0-1 (default: not set)",
+    )
+    job.add_argument(
+        "--dry-run", dest="dry_run", action="store_true", help="check the job and print its plan; submit nothing"
+    )
+    job.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON line on stdout (status, rows, seconds, output, manifest, exit_code...)",
+    )
+    job.add_argument(
+        "--progress-every",
+        dest="progress_every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="when stderr is not a terminal, a timestamped progress line every SECONDS (default: 30)",
+    )
+    job.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress on stderr (default: shown)"
+    )
+    _common(job)
+
+    score.add_argument_group(
+        "runner",
+        "Any other --flag is a Beam pipeline option and passes through to Beam: --runner=DataflowRunner, "
+        "--direct_running_mode=multi_processing --direct_num_workers=4, --runner=DaskRunner "
+        "--dask_client_address=HOST:8786, --flink_master=HOST:8081... A flag that is neither beamscore's "
+        "nor Beam's is refused (exit 2). beamscore's flags may be spelt with _ too (--batch_size). "
+        "Default runner: Beam's local FnApiRunner, 2 threads.",
+    )
+    return score
+
+
+def score_flags() -> list[str]:
+    """``beamscore score``'s own ``--flags`` (for suggestions next to Beam's option names)."""
+    parser = _parser()
+    return _flags_of(_subparser(parser, "score") or parser)
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(name)
+    return None
+
+
+def _flags_of(parser: argparse.ArgumentParser) -> list[str]:
+    """The ``--long`` option strings of a (sub)parser, help included."""
+    return [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _peek(argv: Sequence[str], flag: str) -> str | None:
+    """The value of ``flag`` in ``argv`` (both spellings), read before parsing: how errors of
+    the parse itself are formatted (``--log-format``) depends on it."""
+    for i, token in enumerate(argv):
+        name, sep, value = token.partition("=")
+        if name in (flag, flag.replace("-", "_").replace("__", "--")):
+            if sep:
+                return value
+            return argv[i + 1] if i + 1 < len(argv) else None
+    return None
+
+
+def parse(argv: Sequence[str], parser: argparse.ArgumentParser | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """``(args, Beam flags)`` of a command line; raises :class:`UsageError` (or
+    :class:`BeamscoreError`) for a mistake, ``SystemExit(0)`` after ``--help``/``--version``.
+
+    beamscore's own flags take ``_`` for ``-`` (``--batch_size``); the other ``--flags`` of
+    ``score`` are Beam's, each checked against Beam's option names (:mod:`beamscore.flags`)
+    unless ``--import`` may define more."""
+    parser = parser or _parser()
+    command = _command_of(argv)
+    sub = _subparser(parser, command) if command else None
+    if sub is None:
+        args = parser.parse_args(argv)  # --help, --version, or an unknown command: argparse says
+        return args, []
+    ours = _flags_of(sub)
+    head = list(argv[: argv.index(command)])
+    rest = [canonical(t, ours) for t in argv[argv.index(command) + 1 :]]
+    beam: list[str] = []
+    if command == "score":
+        rest, beam = split_beam_flags(rest, ours)
+    args, extra = parser.parse_known_args([*head, command, *rest])
+    flags = [t for t in extra if t.startswith("-")]
+    stray = [t for t in extra if not t.startswith("-")]
+    if flags:
+        error = unknown_flag_error(flags, ours, beam=False)
+        raise error or UsageError(f"unrecognized arguments: {' '.join(flags)}")
+    if command == "score" and not args.imports:
+        error = unknown_flag_error(beam, ours)
+        if error is not None:
+            raise error
+    _resolve_model(args, stray)
+    return args, beam
+
+
+def _resolve_model(args: argparse.Namespace, stray: list[str]) -> None:
+    """One ``args.model`` from ``MODEL``, ``--model`` or ``--dir``; anything else is a mistake."""
+    if not hasattr(args, "model_arg"):  # report: no model
+        if stray:
+            raise UsageError(f"unexpected argument {stray[0]!r}")
+        return
+    given = [v for v in (args.model_arg, args.model, getattr(args, "dir", None)) if v]
+    if stray or len(set(given)) > 1:
+        extra = [*stray, *([args.model_arg] if args.model and args.model_arg else [])]
+        hint = "inputs are given with --input, the model once" if args.command == "score" else "the model is given once"
+        raise UsageError(f"unexpected argument {extra[0]!r}; {hint} (MODEL or --model)")
+    args.model = given[0] if given else None
+    if not args.model and args.command in ("show", "run"):
+        raise UsageError(
+            f"{args.command}: give the SavedModel directory (MODEL, or --model MODEL; --dir MODEL as saved_model_cli)"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``beamscore`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    if args.command in ("show", "run"):
-        args.model = args.model or args.dir
-        if not args.model:
-            parser.error(f"{args.command}: give the SavedModel directory (MODEL, or --dir MODEL)")
-    if args.command != "score" and extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(
-        level=logging.INFO if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    if not args.debug:
-        from beamscore._quiet import import_tensorflow_quietly
+    stderr = sys.stderr
+    fmt = _peek(argv, "--log-format")
+    lines = StderrLines(stderr, fmt if fmt in LOG_FORMATS else "text")
+    sys.stderr = lines
+    summary: dict[str, Any] = {}
+    json_summary = _command_of(argv) == "score" and any(canonical(a, ["--json"]) == "--json" for a in argv)
+    try:
+        try:
+            args, extra = parse(argv)
+        except SystemExit as exc:  # --help, --version
+            return exc.code if isinstance(exc.code, int) else 0
+        except BeamscoreError as exc:
+            code = _fail(str(exc), EXIT_USAGE, False)
+            if json_summary:
+                _print_summary(summary, code, lines.last_error)
+            return code
+        args.summary = summary
+        if getattr(args, "model_version", None) is _PRINT_VERSIONS:
+            print(program_versions())
+            return 0
+        code = _run_command(args, extra, lines)
+        if getattr(args, "json", False) and args.command == "score":
+            _print_summary(summary, code, lines.last_error)
+        return code
+    finally:
+        sys.stderr.flush()
+        sys.stderr = stderr
 
-        import_tensorflow_quietly()
+
+def _run_command(args: argparse.Namespace, extra: list[str], lines: StderrLines) -> int:
+    """Set up logging and stderr for the command, then run it (:func:`_dispatch`)."""
+    root = logging.getLogger()
+    handler = None
+    level = root.level
+    if not root.handlers:  # as logging.basicConfig: a host (pytest, an app) that logs already keeps its way
+        handler = logging.StreamHandler(lines)
+        json_logs = lines.fmt == "json"
+        handler.setFormatter(
+            JsonLogFormatter() if json_logs else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        )
+        root.addHandler(handler)
+        root.setLevel(logging.INFO if args.debug else logging.WARNING)
+    if not args.debug:
         for name in ("apache_beam", "absl", "tensorflow"):
             logging.getLogger(name).setLevel(logging.ERROR)
-        from beamscore.stores import STORE_LOGGERS
-
-        for name in STORE_LOGGERS:  # gcsfs logs each retry as an ERROR with its traceback
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(_third_party_chatter)
+        for h in root.handlers:
+            h.addFilter(_third_party_chatter)
     stderr = sys.stderr
     if not args.debug:
         from beamscore._quiet import WithoutBeam
 
         sys.stderr = WithoutBeam(stderr)
-    with _sigterm_unwinds():
-        try:
+    try:
+        with _sigterm_unwinds():
             return _dispatch(args, extra)
-        finally:
-            sys.stderr = stderr
+    finally:
+        sys.stderr = stderr
+        if handler is not None:
+            root.removeHandler(handler)
+            root.setLevel(level)
+
+
+def _quiet_libraries(args: argparse.Namespace) -> None:
+    """Before the first heavy import: TensorFlow without its start-up banner, and the object
+    stores' loggers (gcsfs logs each retry as an ERROR with its traceback) at CRITICAL."""
+    if args.debug:
+        return
+    from beamscore._quiet import import_tensorflow_quietly
+    from beamscore.stores import STORE_LOGGERS
+
+    import_tensorflow_quietly()
+    for name in STORE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager
@@ -274,9 +637,15 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
             return _run(args)
         if args.command == "doctor":
             return _doctor(args)
+        if args.command == "report":
+            from beamscore.report import main as report_main
+
+            return report_main(args.output, html_path=args.html, as_json=args.json)
         return _score(args, extra)
-    except JobFailed as exc:  # the job ran and a worker failed
-        return _fail(str(exc), EXIT_FAILED, args.debug)
+    except RowsFailed as exc:  # the job ran; too many rows failed (outputs and manifest written)
+        return _fail(str(exc), EXIT_ROWS_FAILED, args.debug)
+    except JobFailed as exc:  # the job crashed: a worker, the runner or a store failed
+        return _fail(str(exc), EXIT_CRASHED, args.debug)
     except BeamscoreError as exc:
         return _fail(str(exc), EXIT_USAGE, args.debug)
     except (KeyboardInterrupt, Terminated) as exc:
@@ -294,7 +663,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         if found is not None:
             return _fail(found, EXIT_USAGE, args.debug)
         hint = "" if args.debug else " (rerun with --debug for the traceback)"
-        return _fail(f"{type(exc).__name__}: {first_line(str(exc))}{hint}", EXIT_FAILED, args.debug)
+        return _fail(f"{type(exc).__name__}: {first_line(str(exc))}{hint}", EXIT_CRASHED, args.debug)
 
 
 def _third_party_chatter(record: logging.LogRecord) -> bool:
@@ -309,10 +678,11 @@ def _third_party_chatter(record: logging.LogRecord) -> bool:
 
 
 def _show(args: argparse.Namespace) -> int:
+    _quiet_libraries(args)
     from beamscore.model.inspect import inspect_model
     from beamscore.show import render_json, render_text, warnings
 
-    info = inspect_model(args.model, args.version)
+    info = inspect_model(args.model, args.model_version)
     for warning in warnings(info):
         print(f"beamscore: warning: {warning}", file=sys.stderr)
     render = render_json if args.json else render_text
@@ -322,17 +692,18 @@ def _show(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from beamscore import try_model
-    from beamscore.model.inspect import inspect_model
 
     print_options = try_model.parse_print_options(args.print_options)
     feeds = try_model.collect_feeds(
         args.inputs, args.input_exprs, args.input_examples, args.allow_pickle, args.max_input_bytes
     )
+    _quiet_libraries(args)
     from beamscore.model.checks import import_modules
+    from beamscore.model.inspect import inspect_model
 
     import_modules(args.imports or [])
     result = try_model.run_signature(
-        inspect_model(args.model, args.version), feeds, args.signature, args.tag_set, imports=args.imports or []
+        inspect_model(args.model, args.model_version), feeds, args.signature, args.tag_set, imports=args.imports or []
     )
     if args.outdir is None:
         print(try_model.format_outputs(result.outputs, print_options))
@@ -345,6 +716,7 @@ def _run(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from beamscore import doctor
 
+    _quiet_libraries(args)
     facts = doctor.gather(args.model, args.signature, args.tag_set)
     verdict = doctor.judge(facts)
     print((doctor.render_json if args.json else doctor.render_text)(facts, verdict))
@@ -355,16 +727,12 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace, extra: list[str]) -> int:
     from beamscore.config import ScoreConfig, load_yaml
-    from beamscore.pipelines.score import prepare
 
-    stray = _stray_arguments(extra)
-    if stray:
-        raise BeamscoreError(f"unexpected argument {stray[0]!r}; inputs are given with --input")
     config = load_yaml(args.config) if args.config else ScoreConfig()
     config = config.merged(
         {
             "model": args.model,
-            "version": args.version,
+            "version": args.model_version,
             "inputs": args.inputs,
             "format": args.format,
             "output": args.output,
@@ -392,8 +760,15 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "max_failed_fraction": args.max_failed_fraction,
             "imports": args.imports,
             "plan_on_workers": args.plan_on_workers,
+            "date": args.date,
         }
     )
+    if args.progress_every is not None and not args.progress_every > 0:
+        raise UsageError(f"--progress-every must be a number of seconds above 0, got {args.progress_every!r}")
+    _check_before_imports(config, args.config)
+    _quiet_libraries(args)
+    from beamscore.pipelines.score import prepare
+
     plan, options, warnings = prepare(config, extra)  # the path of beamscore.score() too
     from beamscore.pipelines.dry_run import output_state, render_plan
 
@@ -401,57 +776,169 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
         from beamscore.pipelines.resume import planned_files
 
         state = output_state(plan.config.output, config.overwrite, config.resume, config.force, planned_files(plan))
-        print(render_plan(plan, options, warnings, state))
+        out = sys.stderr if args.json else sys.stdout
+        print(render_plan(plan, options, warnings, state), file=out)
         from beamscore.doctor import dry_run_report
 
         gpu_report = dry_run_report(options.get_all_options(drop_default=True, retain_unknown_options=True))
         if gpu_report:
-            print(f"\n{gpu_report}")
+            print(f"\n{gpu_report}", file=out)
+        args.summary.update(_planned(plan))
         return 0
     for warning in warnings:
         print(f"beamscore: warning: {warning}", file=sys.stderr)
     result = _run_plan(plan, options, args)
     m = result.manifest
+    args.summary.update(_finished(plan, result))
+    out = sys.stderr if args.json else sys.stdout
     if result.complete:
         print(
             f"already complete: {plan.config.output} was finished by this job on {m.get('finished', '?')} "
-            f"(rows in {m['rows_in']:,}, out {m['rows_out']:,}, failed {m['rows_failed']:,}); nothing to do"
+            f"(rows in {m['rows_in']:,}, out {m['rows_out']:,}, failed {m['rows_failed']:,}); nothing to do",
+            file=out,
         )
         if result.failure:
             print(f"beamscore: error: {result.failure}", file=sys.stderr)
-            return EXIT_FAILED
+            return EXIT_ROWS_FAILED
         return 0
-    rate = m["rows_out"] / result.seconds if result.seconds else 0.0
+    rate = (m["rows_out"] - result.rows_resumed) / result.seconds if result.seconds else 0.0  # this run's rows
     print(
         f"scored {_scored(m)} rows in {result.seconds:.1f}s ({rate:,.0f} rows/s) "
         f"with {m['model']['path']} [{m['model']['signature']}] on {result.runner}\n"
         f"  rows in {m['rows_in']:,}, out {m['rows_out']:,}, failed {m['rows_failed']:,}; "
         f"{m['units']} units, {len(m['outputs'])} files"
         + (f" ({result.skipped} units already done, resumed)" if result.skipped else "")
-        + f"\n  output: {plan.config.output} (manifest: {plan.config.output.rstrip('/')}/_manifest.json)"
+        + _metrics_line(m.get("metrics"))
+        + f"\n  output: {plan.config.output} (manifest: {plan.config.output.rstrip('/')}/_manifest.json)",
+        file=out,
     )
     if result.failure:
         print(f"beamscore: error: {result.failure}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_ROWS_FAILED
     return 0
 
 
-def _stray_arguments(extra: list[str]) -> list[str]:
-    """Tokens that are neither Beam options nor their values.
+def _check_before_imports(config: Any, config_file: str | None) -> None:
+    """What can be refused without TensorFlow or Beam, in milliseconds: missing or bad
+    settings, a local model that does not exist, a local input that matches no file, a config
+    ``pipeline_options`` key that is no Beam option. Paths with a ``{...}`` or ``%`` field are
+    left to the plan, which fills them in first."""
+    import glob
 
-    Beam accepts ``--project=p`` and ``--project p`` alike, so a bare token right after an
-    option without ``=`` is that option's value; any other bare token is a mistake.
-    """
-    stray = []
-    takes_value = False
-    for token in extra:
-        if token.startswith("--"):
-            takes_value = "=" not in token
-        elif takes_value:
-            takes_value = False
-        else:
-            stray.append(token)
-    return stray
+    config.validate()
+    check_config_paths = getattr(config, "check_config_paths", None)  # config-relative paths, named by key
+    if check_config_paths is not None:
+        check_config_paths()
+    if _plain_local(config.model) and not os.path.exists(_local_path(config.model)):
+        raise BeamscoreError(f"model {config.model!r} does not exist")
+    for pattern in config.inputs:
+        if _plain_local(pattern):
+            path = _local_path(pattern)
+            if not os.path.exists(path) and not glob.glob(path, recursive=True):
+                raise BeamscoreError(f"input {pattern!r} matches no files")
+    if config.pipeline_options and not config.imports:
+        from beamscore.flags import beam_options, suggestion
+
+        known = beam_options()
+        for key in config.pipeline_options:
+            if known is not None and str(key) not in known:
+                where = f"{config_file}: pipeline_options" if config_file else "pipeline_options"
+                ours = _config_keys()
+                hint = suggestion(str(key), [*ours, *known])
+                raise BeamscoreError(f"{where}: {key!r} is neither a Beam pipeline option nor a beamscore key{hint}")
+
+
+def _config_keys() -> list[str]:
+    """beamscore's config keys, ``section.key``, for suggestions."""
+    from beamscore.config import SECTIONS
+
+    return [f"{section}.{key}" for section, keys in SECTIONS.items() for key in keys]
+
+
+def _plain_local(path: str) -> bool:
+    """A local path (or ``file://`` URL) with no field the plan fills in (``{date}``, ``%Y``)."""
+    return bool(path) and ("://" not in path or path.startswith("file://")) and not any(c in path for c in "{%")
+
+
+def _local_path(path: str) -> str:
+    return os.path.expanduser(path.split("://", 1)[1] if "://" in path else path)
+
+
+def _metrics_line(metrics: dict | None) -> str:
+    """``\\n  model loads 2 (1.0 per worker), 12 batches of 4,096 rows, mean batch latency 35.1 ms``."""
+    if not metrics:
+        return ""
+    parts = []
+    if metrics.get("model_loads") is not None:
+        per = metrics.get("model_loads_per_worker")
+        parts.append(f"model loads {metrics['model_loads']}" + (f" ({per:g} per worker)" if per is not None else ""))
+    if metrics.get("batches") is not None:
+        rows = metrics.get("batch_rows_mean")
+        parts.append(f"{metrics['batches']:,} batches" + (f" of {rows:,.0f} rows on average" if rows else ""))
+    if metrics.get("batch_latency_ms_mean") is not None:
+        parts.append(f"mean batch latency {metrics['batch_latency_ms_mean']:.1f} ms")
+    return ("\n  " + ", ".join(parts)) if parts else ""
+
+
+def _planned(plan: Any) -> dict[str, Any]:
+    """The ``--json`` summary's facts of a dry run."""
+    return {
+        "dry_run": True,
+        "output": plan.config.output,
+        "model": plan.model.path,
+        "fingerprint": plan.model.fingerprint,
+        "rows_planned": None if plan.on_workers else sum(u.rows for u in plan.units),
+        "units_planned": None if plan.on_workers else len(plan.units),
+        "files": len(plan.files),
+    }
+
+
+def _finished(plan: Any, result: Any) -> dict[str, Any]:
+    """The ``--json`` summary's facts of a finished job, from its manifest."""
+    m = result.manifest
+    output = plan.config.output
+    return {
+        "status": m.get("status"),
+        "rows_in": m["rows_in"],
+        "rows_out": m["rows_out"],
+        "rows_failed": m["rows_failed"],
+        "seconds": round(result.seconds, 3),
+        "output": output,
+        "manifest": f"{output.rstrip('/')}/_manifest.json",
+        "model": m["model"]["path"],
+        "fingerprint": m["model"].get("fingerprint"),
+        "signature": m["model"].get("signature"),
+        "units": m.get("units"),
+        "units_resumed": result.skipped,
+        "runner": result.runner,
+        "already_complete": result.complete,
+        "metrics": m.get("metrics"),
+    }
+
+
+#: the ``status`` of ``--json``'s summary for each exit code (the manifest's own status wins)
+STATUS_OF_EXIT = {
+    exitcodes.EXIT_OK: "succeeded",
+    exitcodes.EXIT_ROWS_FAILED: "failed",
+    exitcodes.EXIT_USAGE: "refused",
+    exitcodes.EXIT_CRASHED: "crashed",
+    exitcodes.EXIT_INTERRUPTED: "interrupted",
+    exitcodes.EXIT_TERMINATED: "terminated",
+}
+
+
+def _print_summary(summary: dict[str, Any], code: int, error: str | None) -> None:
+    """``--json``: the job's summary as one JSON line, the last line on stdout, whatever the
+    outcome (a refusal and a crash too: ``status``, ``exit_code`` and ``error`` say which)."""
+    status = STATUS_OF_EXIT.get(code, "crashed")
+    if code in (exitcodes.EXIT_OK, exitcodes.EXIT_ROWS_FAILED) and summary.get("status"):
+        status = summary["status"]  # the manifest's own word
+    elif code == exitcodes.EXIT_OK and summary.get("dry_run"):
+        status = "planned"
+    line = {**summary, "status": status, "exit_code": code, "error": error if code else None}
+    line = {"status": status, "exit_code": code, **{k: v for k, v in line.items() if k not in ("status", "exit_code")}}
+    sys.stdout.write(json.dumps(line, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def _flatten(groups: list[list[str]] | None) -> list[str] | None:
@@ -491,15 +978,16 @@ def _run_plan(plan: Any, options: Any, args: argparse.Namespace) -> Any:
     from beamscore.pipelines.runners import local_worker_processes
     from beamscore.pipelines.score import run_plan
 
+    progress = {"progress": args.progress, "progress_every": args.progress_every}
     if args.debug or not local_worker_processes(options):
-        return run_plan(plan, options, progress=args.progress)
+        return run_plan(plan, options, **progress)
     from beamscore._quiet import stderr_fd_to
 
     log = os.path.join(tempfile.gettempdir(), f"beamscore-workers-{os.getpid()}.log")
     kept = False
     try:
         with stderr_fd_to(log):
-            return run_plan(plan, options, progress=args.progress)
+            return run_plan(plan, options, **progress)
     except JobFailed as exc:
         kept = os.path.getsize(log) > 0
         if kept:

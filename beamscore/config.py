@@ -3,17 +3,25 @@
 YAML sections are ``model``, ``input``, ``output``, ``batch`` and ``pipeline_options``;
 their keys have the names of the CLI flags (``tag_set`` for ``--tag-set``). Flags override
 the file. ``pipeline_options`` pass through to Beam untouched.
+
+A relative path in a config file (``model.path``, ``input.paths``, ``output.path``) is
+relative to the directory of the config file, not to the working directory, so a config
+works from wherever it is run; URLs (``gs://...``, ``file://...``) and absolute paths are
+taken as they are. A flag's path is relative to the working directory, as usual.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
+import os
+import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
 from beamscore.errors import BeamscoreError
 
-__all__ = ["SECTIONS", "ScoreConfig", "load_yaml"]
+__all__ = ["PATH_KEYS", "SECTIONS", "ScoreConfig", "load_yaml"]
 
 # section -> {yaml key: ScoreConfig field}
 SECTIONS: dict[str, dict[str, str]] = {
@@ -54,6 +62,9 @@ SECTIONS: dict[str, dict[str, str]] = {
     "batch": {"size": "batch_size"},
 }
 
+#: the config keys that hold paths, resolved against the config file's directory: field -> key
+PATH_KEYS = {"model": "model.path", "inputs": "input.paths", "output": "output.path"}
+
 
 @dataclass
 class ScoreConfig:
@@ -91,6 +102,12 @@ class ScoreConfig:
     pipeline_options: dict[str, Any] = field(default_factory=dict)
     #: None: the workers plan the files when there are more than PLAN_ON_WORKERS_ABOVE
     plan_on_workers: bool | None = None
+    #: ``--date``: the day filled into ``{date}`` and ``%Y``-style fields of the input and
+    #: output paths (``YYYY-MM-DD``, ``today``, ``yesterday``; default today in UTC)
+    date: Any = None
+    #: where path fields came from when a config file gave them: field -> ``model.path 'm' in
+    #: FILE`` (refusals name the key and the path it resolved to)
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def validate(self) -> ScoreConfig:
         """Check the required fields and value ranges; return self."""
@@ -126,14 +143,70 @@ class ScoreConfig:
         clash = sorted(set(self.keep) & set(self.outputs))
         if clash:
             raise BeamscoreError(f"--keep column(s) {', '.join(clash)} clash with --outputs of the same name")
+        from beamscore.dates import parse_date
+
+        parse_date(self.date)
         return self
+
+    def with_date(self) -> ScoreConfig:
+        """A copy whose ``--input`` and ``--output`` paths have the day of ``--date`` filled in
+        (:func:`beamscore.dates.fill_date`) and whose ``date`` is that day as ``YYYY-MM-DD``."""
+        from beamscore.dates import fill_date, parse_date
+
+        day = parse_date(self.date)
+        return dataclasses.replace(
+            self,
+            date=day.isoformat(),
+            inputs=[fill_date(p, day, "--input") for p in self.inputs],
+            output=fill_date(self.output, day, "--output"),
+        )
+
+    def check_config_paths(self) -> None:
+        """Refuse a local model or input path that a config file gave and that does not exist,
+        naming the key and the path it resolved to (it is relative to the config's directory,
+        which may not be where the user looked)."""
+        where = "a relative path in a config file is relative to the file's directory"
+        model = self.origins.get("model")
+        if model and _local(self.model) and not os.path.exists(_local_path(self.model)):
+            raise BeamscoreError(f"{model} resolves to {self.model}, which does not exist ({where})")
+        origin = self.origins.get("inputs")
+        if origin:
+            for pattern in self.inputs:
+                path = _local_path(pattern)
+                if _local(pattern) and not os.path.exists(path) and not glob.glob(path):
+                    raise BeamscoreError(f"{origin} resolves to {pattern}, which matches no files ({where})")
 
     def merged(self, overrides: dict[str, Any]) -> ScoreConfig:
         """A copy with every non-``None`` override applied (flags over the file)."""
         values = {k: v for k, v in overrides.items() if v is not None}
         if "pipeline_options" in values:
             values["pipeline_options"] = {**self.pipeline_options, **values["pipeline_options"]}
+        if self.origins and "origins" not in values:  # a flag's path is not the config file's
+            values["origins"] = {k: v for k, v in self.origins.items() if k not in values}
         return dataclasses.replace(self, **values)
+
+
+def _local(path: str) -> bool:
+    """Whether ``path`` is on the local disk (a plain path or a ``file://`` URL)."""
+    return "://" not in path or path.startswith(("file://", "local://"))
+
+
+def _local_path(path: str) -> str:
+    return path.split("://", 1)[1] if "://" in path else path
+
+
+def _resolve(path: Any, base: str) -> Any:
+    """``path`` from a config file in directory ``base``: a relative local path joined to
+    ``base``; a URL, an absolute path or anything not a string as it is."""
+    if not isinstance(path, str) or not path or "://" in path:
+        return path
+    path = os.path.expanduser(path)
+    if os.path.isabs(path):
+        return path
+    if "://" in base:  # a config read from a URL: its relative paths are beside it there
+        scheme, rest = base.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(posixpath.join(rest, path))}"
+    return os.path.normpath(os.path.join(base, path))
 
 
 def load_yaml(path: str) -> ScoreConfig:
@@ -175,6 +248,18 @@ def load_yaml(path: str) -> ScoreConfig:
         values["inputs"] = [values["inputs"]]
     if isinstance(values.get("imports"), str):
         values["imports"] = [values["imports"]]
+    base = path.rsplit("/", 1)[0] if "://" in path else os.path.dirname(os.path.abspath(path))
+    origins = {}
+    for name, key in PATH_KEYS.items():
+        if name in values:
+            given = values[name]
+            if isinstance(given, list):
+                values[name] = [_resolve(p, base) for p in given]
+            else:
+                values[name] = _resolve(given, base)
+            if values[name] != given:
+                origins[name] = f"{path}: {key} {given!r}" if isinstance(given, str) else f"{path}: {key}"
+    values["origins"] = origins
     try:
         return ScoreConfig(**values)
     except TypeError as exc:

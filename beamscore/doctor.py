@@ -393,7 +393,7 @@ def judge(facts: Facts) -> Verdict:
     return Verdict(
         "cpu",
         f"CPU only: no NVIDIA GPU on this machine ({reason}); TensorFlow runs on the CPU, "
-        "which is right for CPU workers (GPU workers: see the README's 'GPU workers')",
+        "which is right for CPU workers (GPU workers: see docs/install.md)",
     )
 
 

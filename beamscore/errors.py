@@ -10,7 +10,16 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BeamscoreError", "JobFailed", "Terminated", "describe_failure", "first_line", "wrapped_message"]
+__all__ = [
+    "BeamscoreError",
+    "JobFailed",
+    "RowsFailed",
+    "Terminated",
+    "describe_failure",
+    "first_line",
+    "summarise",
+    "wrapped_message",
+]
 
 
 class BeamscoreError(Exception):
@@ -26,16 +35,27 @@ class Terminated(BaseException):
 
 
 class JobFailed(BeamscoreError):
-    """The job ran and a worker failed: the CLI exits 1 (not 2: outputs may be written).
+    """The job started and did not finish: a worker or the runner failed, or a store stalled.
+    The CLI exits 3 (not 2: units may be committed; ``--resume`` continues from their receipts).
 
     The message names the file, the stage and the first line of the real exception
     (``in.parquet (part-00000-00000): write: OSError: [Errno 28] No space left on device``).
-    :func:`beamscore.score` also raises it when too many rows failed; ``manifest`` is then
-    the manifest the job wrote (``None`` when a worker failed before the manifest)."""
+    ``manifest`` is ``None``: nothing is committed past the receipts. The subclass
+    :class:`RowsFailed` is the job that finished with too many failed rows."""
 
     def __init__(self, message: str, manifest: dict | None = None) -> None:
         super().__init__(message)
         self.manifest = manifest
+
+
+class RowsFailed(JobFailed):
+    """The job finished, but more rows failed than ``--max-failed-rows`` /
+    ``--max-failed-fraction`` allow: the CLI exits 1. The outputs and the manifest are
+    written (``manifest``, with ``"status": "failed"``); ``_SUCCESS`` is not. A subclass of
+    :class:`JobFailed`, so ``except JobFailed`` still catches every failed job."""
+
+    def __init__(self, message: str, manifest: dict) -> None:
+        super().__init__(message, manifest)
 
 
 #: a line of a runner's traceback text that carries the real error and the failing step
@@ -88,3 +108,14 @@ def describe_failure(exc: BaseException) -> str:
         cause = re.sub(r"^(?:RuntimeError: )+", "", cause)
         return f"step {step!r}: {cause}"
     return f"{type(exc).__name__}: {first_line(text, 'no message')}"
+
+
+def summarise(names: list[str] | tuple[str, ...], what: str, limit: int = 5, more: str = "") -> str:
+    """``3 sparse inputs: a, b, c``, or past ``limit`` names ``18 sparse inputs: a, b, c, d, e, ...``
+    and ``more`` (``" (see beamscore show)"``): a list in a refusal line stays short, however long
+    the list (a TFT graph has dozens of inputs)."""
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    if len(names) > limit:
+        shown += ", ..." + more
+    return f"{len(names)} {what}: {shown}"

@@ -1,23 +1,39 @@
-"""A progress line for local runs: rows done, rows/s and the ETA from the planned units.
+"""The progress of a running job: rows done, rows/s and the ETA from the planned units.
 
-Progress is read from the output itself, not from Beam: every committed unit leaves a
-receipt in ``OUTPUT/_units/`` (see :mod:`beamscore.transforms.receipts`), so a thread on the
-launcher lists that directory every ``interval`` seconds and turns the units done into rows
-with the plan's row counts. That works the same whether the job runs in this process or in
-worker processes, and costs one directory listing per tick.
+Two sources, read by a thread on the launcher, neither of them Beam's metrics (which local
+runners and Dask report only when the job has ended):
+
+- **batches**: where the launcher can read the workers' files (local runners, a Dask cluster
+  on this machine), every scored batch appends its row count to a small file
+  (:class:`~beamscore.transforms.progress_file.ReportRows`), read by :class:`RowCounter`, so
+  progress moves batch by batch, not only when a whole unit is done;
+- **units**: every committed unit leaves a receipt in ``OUTPUT/_units/`` (see
+  :mod:`beamscore.transforms.receipts`): one listing per tick, and it works on any runner.
+
+On a terminal the line is redrawn in place about twice a second. Elsewhere (cron, Airflow, a
+log file) one timestamped line is written every ``--progress-every`` seconds, or one JSON
+event with ``--log-format json`` (:mod:`beamscore.console`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TextIO
 
 from beamscore import fs as bfs
+from beamscore.console import emit, timestamp
 from beamscore.transforms.receipts import UNITS_DIR
 
-__all__ = ["Progress", "format_line", "receipts_lister"]
+__all__ = ["PROGRESS_EVERY", "Progress", "RowCounter", "format_line", "receipts_lister"]
+
+#: Seconds between progress lines when stderr is not a terminal (``--progress-every``).
+PROGRESS_EVERY = 30.0
+#: Seconds between redraws of the progress line on a terminal.
+TTY_INTERVAL = 0.5
 
 
 def format_line(done_rows: int, total_rows: int, done_units: int, total_units: int, seconds: float) -> str:
@@ -57,12 +73,42 @@ def receipts_lister(output: str) -> Callable[[], set[str]]:
     return names
 
 
+class RowCounter:
+    """The rows the workers reported so far in a progress file: one decimal count per line,
+    appended per batch (:class:`~beamscore.transforms.progress_file.ReportRows`). Each call
+    reads only what was appended since the last one."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.rows = 0
+        self._offset = 0
+        self._partial = b""
+
+    def __call__(self) -> int:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self.rows
+        self._offset += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        self.rows += sum(int(line) for line in lines if line.strip().isdigit())
+        return self.rows
+
+    def remove(self) -> None:
+        """Delete the progress file (the job is over)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
 class Progress:
-    """Prints the progress line to ``stream`` every ``interval`` seconds while in a ``with``.
+    """Reports progress to ``stream`` while in a ``with``.
 
     ``unit_rows`` maps each unit still to run to its planned rows; ``done`` lists the units
-    committed so far. On a terminal the line is redrawn in place (``\\r``); elsewhere one
-    line per tick is written.
+    committed so far; ``rows`` (optional) returns the rows scored so far, batch by batch. On a
+    terminal the line is redrawn in place (``\\r``) every ``interval`` seconds; elsewhere a
+    timestamped line (or a JSON ``progress`` event) is written every ``every`` seconds.
     """
 
     def __init__(
@@ -70,27 +116,51 @@ class Progress:
         unit_rows: Mapping[str, int],
         done: Callable[[], Iterable[str]],
         stream: TextIO,
-        interval: float = 1.0,
+        interval: float = TTY_INTERVAL,
+        *,
+        rows: Callable[[], int] | None = None,
+        every: float | None = None,
     ) -> None:
         self.unit_rows = dict(unit_rows)
         self.done = done
+        self.rows = rows
         self.stream = stream
-        self.interval = interval
+        self._tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.interval = interval if self._tty or every is None else every
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start = 0.0
-        self._tty = bool(getattr(stream, "isatty", lambda: False)())
         self.lines = 0
 
     def tick(self) -> str:
-        """Write one progress line now and return it."""
+        """Report progress now and return the line."""
         names = [n for n in self.done() if n in self.unit_rows]
-        rows = sum(self.unit_rows[n] for n in names)
-        line = format_line(
-            rows, sum(self.unit_rows.values()), len(names), len(self.unit_rows), time.monotonic() - self._start
-        )
-        self.stream.write(f"\r{line}\x1b[K" if self._tty else f"{line}\n")
-        self.stream.flush()
+        total = sum(self.unit_rows.values())
+        done_rows = sum(self.unit_rows[n] for n in names)
+        if self.rows is not None:  # batches scored: ahead of the committed units, never past the plan
+            counted = self.rows()
+            done_rows = max(done_rows, min(counted, total) if total else counted)
+        seconds = time.monotonic() - self._start
+        line = format_line(done_rows, total, len(names), len(self.unit_rows), seconds)
+        if self._tty:
+            self.stream.write(f"\r{line}\x1b[K")
+            self.stream.flush()
+        else:
+            rate = done_rows / seconds if seconds > 0 else 0.0
+            left = (total - done_rows) / rate if total and rate > 0 else None
+            emit(
+                f"{timestamp()} progress: {line}",
+                event="progress",
+                stream=self.stream,
+                message=line,
+                rows_done=done_rows,
+                rows_total=total or None,
+                units_done=len(names),
+                units_total=len(self.unit_rows),
+                rows_per_s=round(rate, 1),
+                eta_s=None if left is None else round(left, 1),
+                seconds=round(seconds, 3),
+            )
         self.lines += 1
         return line
 
@@ -98,8 +168,8 @@ class Progress:
         while not self._stop.wait(self.interval):
             try:
                 self.tick()
-            except OSError:
-                return  # progress is best effort; storage hiccups do not stop the job
+            except Exception:  # noqa: BLE001 - progress is best effort; a hiccup never stops the job
+                return
 
     def __enter__(self) -> Progress:
         self._start = time.monotonic()

@@ -97,7 +97,12 @@ def _graphs(info: ModelInfo, tag_set: str | None, signature: str | None, show_al
 
 def _sig_lines(sig: SignatureInfo) -> list[str]:
     lines = ["", f"signature '{sig.key}'  (method: {sig.method_name or 'none'})"]
-    if sig.composite_inputs:
+    if sig.composites:
+        lines.append("  ragged and sparse inputs (score feeds each from one list column; run takes the components):")
+        width = max(len(k) for k in sig.composites)
+        for c in sig.composites.values():
+            lines.append(f"    {c.key:<{width}}  {c.kind} {c.dtype} {c.shape_str()}  <- {_feeder(c)}")
+    if len(sig.composites) < len(sig.composite_inputs):
         lines.append(
             f"  (takes a {', '.join(sig.composite_inputs)}: the inputs below are its components; "
             "run can feed them, score cannot)"
@@ -115,6 +120,17 @@ def _sig_lines(sig: SignatureInfo) -> list[str]:
     return lines
 
 
+def _feeder(c) -> str:
+    """Which column kind feeds a composite input, and its components."""
+    names = {"ragged": ("values", "row splits"), "sparse": ("indices", "values", "dense shape")}[c.kind]
+    parts = ", ".join(f"{k} {n}" for k, n in zip(c.components, names, strict=False))
+    if not c.feedable:
+        return f"no column: {c.why} (run: {parts})"
+    width = c.shape[1] if c.kind == "sparse" and c.shape and c.shape[1] is not None else None
+    column = f"a list column of up to {width} values per row" if width else "a list column of any length"
+    return f"{column} (Parquet list, TFRecord feature of varying length); components {parts}"
+
+
 def _sig_dict(sig: SignatureInfo) -> dict:
     def tensor(t: TensorSpec) -> dict:
         return {"dtype": t.dtype, "shape": None if t.shape is None else list(t.shape), "name": t.name}
@@ -122,6 +138,16 @@ def _sig_dict(sig: SignatureInfo) -> dict:
     return {
         "method_name": sig.method_name,
         "composite_inputs": list(sig.composite_inputs),
+        "composites": {
+            k: {
+                "kind": c.kind,
+                "dtype": c.dtype,
+                "shape": None if c.shape is None else list(c.shape),
+                "components": list(c.components),
+                "feedable": c.feedable,
+            }
+            for k, c in sig.composites.items()
+        },
         "defaulted_inputs": {k: tensor(t) for k, t in sig.defaulted.items()},
         "inputs": {k: tensor(t) for k, t in sig.inputs.items()},
         "outputs": {k: tensor(t) for k, t in sig.outputs.items()},

@@ -181,8 +181,12 @@ def save_outputs(outputs: dict[str, np.ndarray], outdir: str, overwrite: bool = 
     """Write ``DIR/<key>.npy`` per output (names made safe); existing files need ``overwrite``.
 
     Every target is checked before any is written, so a refused run writes nothing. String
-    outputs are saved as fixed-width bytes (``S``), so reading them needs no pickle; bfloat16
-    ones as float32 (numpy would write a 2-byte void type that reads back as raw bytes).
+    outputs are saved as fixed-width bytes (``S``), so reading them needs no pickle, unless a
+    value ends in NUL bytes, which ``S`` drops on reading (``b'1\\x00\\x00'`` read back as
+    ``b'1'``): those are saved as an object array of the exact bytes, as ``saved_model_cli``
+    saves every string output (read with ``np.load(path, allow_pickle=True)``,
+    :func:`format_saved` says so). bfloat16 outputs are saved as float32 (numpy would write a
+    2-byte void type that reads back as raw bytes).
     """
     fs, root = bfs.filesystem(outdir)
     if fs.exists(root) and not fs.isdir(root):
@@ -195,14 +199,26 @@ def save_outputs(outputs: dict[str, np.ndarray], outdir: str, overwrite: bool = 
             raise BeamscoreError(f"--outdir: {path} exists (output {key!r}); pass --overwrite to replace it")
     fs.makedirs(root, exist_ok=True)
     for key, path in paths.items():
-        value = widen_output(outputs[key])
-        if value.dtype.kind == "O":
-            value = value.astype(bytes)
+        value = _saved_array(outputs[key])
         buffer = io.BytesIO()
-        np.save(buffer, value, allow_pickle=False)
+        np.save(buffer, value, allow_pickle=value.dtype.kind == "O")
         # a temporary file renamed over the name: a planted link there is replaced, never followed
         bfs.write_atomic(fs, path, buffer.getvalue(), root)
     return {key: bfs.unstrip(fs, path) for key, path in paths.items()}
+
+
+def _saved_array(value: np.ndarray) -> np.ndarray:
+    """The array ``save_outputs`` writes for an output: strings as ``S`` when that keeps every
+    byte, else as they are (an object array of bytes); bfloat16 widened to float32."""
+    value = widen_output(value)
+    if value.dtype.kind == "O":
+        return value if _ends_in_nul(value) else value.astype(bytes)
+    return value
+
+
+def _ends_in_nul(value: np.ndarray) -> bool:
+    """Whether a value of an object array of bytes ends in NUL, which an ``S`` array drops."""
+    return any(isinstance(v, bytes) and v.endswith(b"\x00") for v in value.flat)
 
 
 def _exists(fs, path: str) -> bool:
@@ -211,11 +227,14 @@ def _exists(fs, path: str) -> bool:
 
 
 def format_saved(outputs: dict[str, np.ndarray], paths: dict[str, str]) -> str:
-    """One line per saved output: key, dtype, shape and the file it went to."""
-    return "\n".join(
-        f"output {key!r}: {_dtype_name(outputs[key], saved=True)} {tuple(outputs[key].shape)} -> {path}"
-        for key, path in paths.items()
-    )
+    """One line per saved output: key, dtype, shape and the file it went to (and how to read an
+    object array, saved for strings ending in NUL bytes)."""
+    lines = []
+    for key, path in paths.items():
+        value = outputs[key]
+        how = " (object array: np.load(path, allow_pickle=True))" if _saved_array(value).dtype.kind == "O" else ""
+        lines.append(f"output {key!r}: {_dtype_name(value, saved=True)} {tuple(value.shape)} -> {path}{how}")
+    return "\n".join(lines)
 
 
 def _numpy(value: object) -> np.ndarray:

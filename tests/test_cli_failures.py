@@ -1,4 +1,4 @@
-"""A job that fails on a worker: exit 1 and a last stderr line that names the real cause.
+"""A job that fails on a worker: exit 3 and a last stderr line that names the real cause.
 
 The failure is real: the job runs in a child process whose file-size limit
 (``RLIMIT_FSIZE``) is below what the output needs, so the Parquet writer gets
@@ -39,7 +39,8 @@ def big_input(tmp_path_factory) -> str:
 def score_limited(
     model: str, source: str, out: str, *extra: str, tmpdir: str | None = None
 ) -> subprocess.CompletedProcess:
-    args = ["score", "--model", model, "--input", source, "--output", out, *extra]
+    # --no-progress: off a terminal a progress line is due every 30 s, and a loaded machine may get there
+    args = ["score", "--model", model, "--input", source, "--output", out, "--no-progress", *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     if tmpdir:
         env["TMPDIR"] = tmpdir
@@ -50,7 +51,7 @@ def score_limited(
 
 def test_a_worker_error_is_one_line_naming_file_stage_and_cause(models, big_input, tmp_path):
     run = score_limited(models["two_sig"], big_input, str(tmp_path / "out"))
-    assert run.returncode == 1, run.stderr
+    assert run.returncode == 3, run.stderr
     lines = run.stderr.strip().splitlines()
     assert lines == [
         f"beamscore: error: the job failed: {big_input} (part-00000-00000): write: OSError: [Errno 27] File too large"
@@ -60,7 +61,7 @@ def test_a_worker_error_is_one_line_naming_file_stage_and_cause(models, big_inpu
 
 def test_debug_shows_the_log_and_never_says_rerun_with_debug(models, big_input, tmp_path):
     run = score_limited(models["two_sig"], big_input, str(tmp_path / "out"), "--debug")
-    assert run.returncode == 1
+    assert run.returncode == 3
     assert "Traceback" in run.stderr and "rerun with --debug" not in run.stderr
     assert run.stderr.strip().splitlines()[-1].endswith("write: OSError: [Errno 27] File too large")
 
@@ -74,7 +75,7 @@ def test_worker_processes_keep_their_log_and_tracebacks_off_the_terminal(models,
     logs = tmp_path / "tmp"
     logs.mkdir()
     run = score_limited(models["two_sig"], big_input, str(tmp_path / "out"), *MULTI_PROCESS, tmpdir=str(logs))
-    assert run.returncode == 1, run.stderr
+    assert run.returncode == 3, run.stderr
     (line,) = run.stderr.strip().splitlines()  # one line, nothing of the workers' log
     (log,) = logs.glob("beamscore-workers-*.log")
     assert line.startswith(f"beamscore: error: the job failed: {big_input} (part-00000-00000): write: OSError: ")

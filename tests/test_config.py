@@ -18,9 +18,10 @@ def test_sections_map_to_fields(tmp_path):
         "pipeline_options: {runner: DataflowRunner, num_workers: 4}\n"
     )
     c = load_yaml(str(path))
-    assert (c.model, c.signature, c.tag_set, c.version) == ("m", "s", "serve,gpu", 3)
-    assert c.inputs == ["a/*.parquet"] and c.keep == ["id"] and c.map == {"x": "f"} and c.cast
-    assert (c.output, c.outputs, c.overwrite, c.batch_size) == ("out", ["y"], True, 128)
+    # relative paths are relative to the config file's directory
+    assert (c.model, c.signature, c.tag_set, c.version) == (str(tmp_path / "m"), "s", "serve,gpu", 3)
+    assert c.inputs == [str(tmp_path / "a/*.parquet")] and c.keep == ["id"] and c.map == {"x": "f"} and c.cast
+    assert (c.output, c.outputs, c.overwrite, c.batch_size) == (str(tmp_path / "out"), ["y"], True, 128)
     assert c.pipeline_options == {"runner": "DataflowRunner", "num_workers": 4}
 
 

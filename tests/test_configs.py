@@ -109,8 +109,26 @@ def test_dry_run_refuses_what_the_launch_would_refuse(models, shards, tmp_path, 
     assert (out / "part-00000-00000.parquet").exists()
 
 
-def test_dry_run_warns_about_unknown_options(models, shards, tmp_path, capsys):
-    assert dry_run("local.yaml", models, shards, tmp_path / "out", "--direct_num_wokers=2") == 0
-    text = capsys.readouterr().out
-    assert "unknown pipeline option --direct_num_wokers" in text
-    assert "runner:      FnApiRunner" in text
+def test_unknown_options_are_refused_with_the_nearest_name(models, shards, tmp_path, capsys):
+    # a mistyped Beam flag on the command line: refused before TensorFlow or Beam is imported
+    assert dry_run("local.yaml", models, shards, tmp_path / "out", "--direct_num_wokers=2") == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "beamscore: error: unknown option --direct_num_wokers (neither a beamscore flag nor a Beam pipeline "
+        "option); did you mean --direct_num_workers?\n"
+    )
+    # the same in a config's pipeline_options
+    config = tmp_path / "job.yaml"
+    config.write_text("pipeline_options:\n  runner: DirectRunner\n  direct_num_wokers: 2\n")
+    assert dry_run(str(config), models, shards, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "pipeline_options: 'direct_num_wokers' is neither a Beam pipeline option nor a beamscore key" in err
+    assert err.rstrip().endswith("did you mean direct_num_workers?") and err.count("\n") == 1
+    # the check after Beam's import (beamscore.score(), a module named by --import) says the same
+    options = pipeline_options(["--direct_num_wokers=2", "--batch_size=3"], {})
+    errors, _warnings = launch_problems(options)
+    assert errors == [
+        "unknown option --batch_size (neither a beamscore flag nor a Beam pipeline option); did you mean --batch-size?",
+        "unknown option --direct_num_wokers (neither a beamscore flag nor a Beam pipeline option); "
+        "did you mean --direct_num_workers?",
+    ]

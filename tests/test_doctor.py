@@ -17,6 +17,7 @@ import sys
 import textwrap
 
 import pytest
+from docs_blocks import docs_block
 
 from beamscore import doctor
 from beamscore.cli import main
@@ -90,9 +91,8 @@ def test_cpu_machine_says_so_and_exits_0():
     assert lines["NVIDIA driver"].strip() == "none (nvidia-smi not found)"
     assert lines["verdict"].strip().startswith("CPU only: no NVIDIA GPU on this machine")
     assert done.stderr == ""  # TensorFlow's import banner is kept off the terminal
-    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")) as f:
-        shown = f.read().split("```console\n$ beamscore doctor\n", 1)[1].split("```", 1)[0]
-    # the README shows this output as it is (the Python patch version may differ)
+    shown = docs_block("install.md", "doctor").split("$ beamscore doctor\n", 1)[1]
+    # the docs show this output as it is (the Python patch version may differ)
     assert [x for x in shown.splitlines() if not x.startswith("python:")] == [
         x for x in done.stdout.splitlines() if not x.startswith("python:")
     ]

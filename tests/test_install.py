@@ -36,6 +36,7 @@ DOCUMENTED = (
     "Dockerfile",
     "benchmarks/gpu.sh",
     "README.md",
+    *sorted(os.path.join("docs", f) for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".md")),
     *sorted(os.path.join("configs", f) for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".yaml")),
 )
 #: Files whose install lines are whole installs (each names one of [cpu] / [gpu]); the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 
-from beamscore.progress import Progress, format_line, receipts_lister
+from beamscore.progress import Progress, RowCounter, format_line, receipts_lister
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.receipts import write_receipt
 
@@ -28,4 +28,35 @@ def test_progress_reads_receipts_and_ticks(tmp_path):
         while progress.lines < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
     lines = stream.getvalue().splitlines()
-    assert len(lines) >= 2 and lines[0].startswith("40 / 100 rows (40%), 1 / 2 units")
+    assert len(lines) >= 2 and " progress: 40 / 100 rows (40%), 1 / 2 units" in lines[0]
+    assert lines[0].endswith("Z progress: " + lines[0].split("Z progress: ", 1)[1])  # a UTC timestamp first
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_batches_move_the_line_between_units_and_a_terminal_redraws_it(tmp_path):
+    """Rows reported batch by batch (the workers' progress file) count before their unit is
+    committed, never past the plan; on a terminal the line is redrawn in place."""
+    path = tmp_path / "progress.txt"
+    path.write_text("")
+    counter = RowCounter(str(path))
+    assert counter() == 0
+    with open(path, "a") as f:
+        f.write("10\n25\n7")  # a line still being written is not counted yet
+    assert counter() == 35
+    with open(path, "a") as f:
+        f.write("\n")
+    assert counter() == 42
+    stream = Terminal()
+    progress = Progress({"part-00000-00000": 60, "part-00000-00001": 40}, set, stream, rows=counter)
+    progress._start = time.monotonic() - 1
+    assert progress.tick().startswith("42 / 100 rows (42%), 0 / 2 units")
+    with open(path, "a") as f:
+        f.write("90\n")  # a retried bundle may report rows twice: the line stops at the plan
+    assert progress.tick().startswith("100 / 100 rows (100%)")
+    assert stream.getvalue().startswith("\r42 / 100 rows") and "\n" not in stream.getvalue()
+    counter.remove()
+    assert not path.exists() and counter() == 132

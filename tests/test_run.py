@@ -63,9 +63,8 @@ def test_a_saved_model_cli_command_line_works_with_the_name_changed(models, caps
     assert_scores_close(saved(tmp_path / "o")["embedding"], direct_call(models["two_sig"], "embed", x=x)["embedding"])
     assert main(["show", "--dir", models["two_sig"], "--tag_set", "serve", "--signature_def", "embed"]) == 0
     assert "signature 'embed'" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as exit_:
-        main(["run", "--input_exprs", "x=[[1, 2, 3, 4]]"])
-    assert exit_.value.code == 2 and "give the SavedModel directory (MODEL, or --dir MODEL)" in capsys.readouterr().err
+    assert main(["run", "--input_exprs", "x=[[1, 2, 3, 4]]"]) == 2
+    assert "give the SavedModel directory (MODEL, or --model MODEL; --dir MODEL" in capsys.readouterr().err
 
 
 def test_numpy_calls_and_printed_outputs(models, capsys):
@@ -358,3 +357,13 @@ def test_bfloat16_output_is_saved_as_float32(legacy, capsys, tmp_path):
     assert got["half"].dtype == np.float32 and got["wave"].dtype == np.complex64
     assert_scores_close(got["half"], expected["half"].numpy().astype(np.float32))
     assert_scores_close(got["wave"], expected["wave"].numpy())
+
+
+def test_outdir_keeps_trailing_nul_bytes_of_string_outputs(trial, capsys, tmp_path):
+    """``S`` arrays drop trailing NULs; such outputs are saved as object arrays of the exact bytes."""
+    text = run_ok(capsys, trial["edge"], "--input-exprs", r'n=[1, 2];s=[b"1\x00\x00", b"x"]', "--outdir", str(tmp_path))
+    assert "allow_pickle=True" in text
+    assert np.load(tmp_path / "text.npy", allow_pickle=True).tolist() == [b"1\x00\x00", b"X"]
+    assert np.load(tmp_path / "a%2Fb.npy").tolist() == [3, 1]  # the input kept its NULs too
+    assert run_ok(capsys, trial["edge"], "--input-exprs", 'n=[1];s=["ab"]', "--outdir", str(tmp_path / "plain"))
+    assert np.load(tmp_path / "plain" / "text.npy", allow_pickle=False).tolist() == [b"AB"]

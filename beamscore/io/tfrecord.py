@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import re
 import struct
 import zlib
 from collections.abc import Iterator, Mapping
@@ -48,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from beamscore import fs as bfs
-from beamscore.errors import BeamscoreError, first_line
+from beamscore.errors import BeamscoreError, first_line, summarise
 from beamscore.io.arrow import from_numpy
 from beamscore.io.base import BadRows, Source, WorkUnit
 from beamscore.io.pad import pad_value as _pad_value
@@ -218,13 +219,19 @@ class TFRecordSource(Source):
         self.raw_candidate: str | None = None  # a serialized-Example input's name (bind)
         self.raw_columns: set[str] = {RAW}
         self.features: dict[str, _Feature] | None = None  # fixed by columns() on the launcher
+        self.ragged: set[str] = set()  # features feeding ragged or sparse inputs (bind)
 
     # -- launcher side -------------------------------------------------------------------
 
     def bind(self, signature: SignatureInfo, mapping: Mapping[str, str]) -> TFRecordSource:
         bound = copy.copy(self)
         bound.raw_columns = set(self.raw_columns)
-        bound.inputs = {mapping.get(key, key): spec for key, spec in signature.inputs.items()}
+        parts = signature.component_keys()
+        bound.inputs = {mapping.get(key, key): spec for key, spec in signature.inputs.items() if key not in parts}
+        # a ragged or sparse input's feature is parsed as varying length, whatever the sample says
+        bound.ragged = {mapping.get(key, key) for key in signature.composites}
+        for key, composite in signature.composites.items():
+            bound.inputs[mapping.get(key, key)] = TensorSpec(key, composite.dtype, (None, None), "")
         if len(signature.inputs) == 1:
             key, spec = next(iter(signature.inputs.items()))
             # [None] or unknown rank: TF1 Estimator / build_signature_def exports declare no shape.
@@ -490,6 +497,8 @@ class TFRecordSource(Source):
 
     def _parse_shape(self, name: str, feat: _Feature) -> list[int] | None:
         """``[k]`` or ``[]`` (a scalar) for a fixed-length feature; ``None`` for a ragged one."""
+        if name in self.ragged:
+            return None
         spec = self.inputs.get(name)
         length = _fixed_length(spec) if spec is not None else None
         if length is None:
@@ -508,6 +517,10 @@ class TFRecordSource(Source):
         return tuple(shape) if shape is not None else None
 
     def _sample(self, path: str) -> dict[str, _Feature]:
+        """The features of the file's first records (see the module docstring), after checking
+        that they are ``tf.train.Example`` s: every file of a job is sampled before it runs, so a
+        file that is not (another format, a ``Dataset.save`` snapshot, SequenceExamples, other
+        protos) is refused there in one line (:func:`check_payload`), not scored as empty rows."""
         from tensorflow.core.example import example_pb2
 
         kinds: dict[str, dict[str, int]] = {}  # feature -> kind -> records, in order of first sight
@@ -515,16 +528,20 @@ class TFRecordSource(Source):
         garbled: BeamscoreError | None = None  # the first record that is not an Example
         damaged: BadRows | None = None  # the first record that cannot be framed or fails a CRC
         index, sampled = 0, 0  # the next record's index; the bytes of the records sampled
+        parsed, featured, first = 0, 0, None  # Examples parsed, those with a feature, the first record
         with self._open(path) as f:
             # one record at a time, up to SAMPLE_RECORDS or SAMPLE_BYTES: 64 records of video
             # frames held at once, in each of the planner's 32 threads, can exhaust its memory
             for item in read_records(f, path, 1, limit=SAMPLE_RECORDS, tolerant=True):
                 if isinstance(item, BadRows):  # damaged: a dead letter when the file is read
+                    if index == 0 and _UNFRAMED in item.error:  # not even its first header: not a TFRecord
+                        raise BeamscoreError(not_tfrecord(path, self._head(path)))
                     damaged = damaged or item
                     index = item.rows[-1] + 1
                     continue
                 (record,), (offset,) = item
                 index, sampled = index + 1, sampled + len(record)
+                first = record if first is None else first
                 try:
                     example = _decode(example_pb2, record, f"{path}: record {index - 1} (byte offset {offset})")
                 except BeamscoreError as exc:
@@ -532,6 +549,8 @@ class TFRecordSource(Source):
                     # read; a file none of whose sampled records is one is not Examples
                     garbled = garbled or exc
                 else:
+                    parsed += 1
+                    featured += bool(example.features.feature)
                     for name, feature in example.features.feature.items():
                         kind = feature.WhichOneof("kind")
                         if kind is None:
@@ -542,7 +561,8 @@ class TFRecordSource(Source):
                 if sampled >= SAMPLE_BYTES and kinds:
                     break
         if garbled is not None and not kinds:
-            raise garbled
+            raise BeamscoreError(f"{garbled}{_other_payload(path)}")
+        check_payload(path, first, parsed, featured)
         if damaged is not None and not kinds and not self.dead_letters:
             # the launcher's schema file has no readable record to describe the job: refuse it
             # (a damaged record after a good one is a dead letter, wherever the sample ends)
@@ -558,6 +578,12 @@ class TFRecordSource(Source):
             fixed = next(iter(found)) if len(found) == 1 and found != {0} else None
             features[name] = _Feature(_KIND_DTYPE[kind], fixed)
         return features
+
+    def _head(self, url: str) -> bytes:
+        """The first bytes of a file as stored (not inflated), to say what it is."""
+        fs, path = bfs.filesystem(url)
+        with fs.open(path, "rb") as f:
+            return f.read(_HEAD_BYTES)
 
     def _open(self, url: str):
         fs, path = bfs.filesystem(url)
@@ -608,6 +634,74 @@ class TFRecordSource(Source):
                         f"pass --pad {name}=LENGTH[:VALUE] to pad or truncate"
                     )
         return "not parseable with the features' specs"
+
+
+#: What :func:`read_records` says when a file's first 12 bytes are no record header.
+_UNFRAMED = "the length's CRC does not match"
+_HEAD_BYTES = 512
+#: The way out for a file that is not Examples, in every such refusal.
+_WAY_OUT = "load it with tf.data and write tf.train.Example records or Parquet, or leave it out of --input"
+_SNAPSHOT_WAY_OUT = "load it with tf.data.Dataset.load(DIR) and write tf.train.Example records or Parquet"
+_SNAPSHOT = re.compile(r"(^|/)(\d+\.shard/\d+\.snapshot|snapshot\.metadata|dataset_spec\.pb)$")
+
+
+def check_payload(path: str, first: bytes | None, parsed: int, featured: int) -> None:
+    """Refuse a TFRecord file whose first records are not ``tf.train.Example`` s with features:
+    a ``tf.data.Dataset.save`` snapshot (its records parse as empty Examples: each element
+    became two dead-letter rows), a ``tf.train.SequenceExample`` file (its ``feature_lists``
+    were dropped and its context read as features). ``first`` is the first record, ``parsed``
+    how many sampled records parsed as Examples and ``featured`` how many of them had a feature;
+    an empty file passes."""
+    if first is None or not parsed:
+        return
+    if _SNAPSHOT.search(path):
+        raise BeamscoreError(
+            f"{path}: a tf.data.Dataset.save snapshot file, not tf.train.Examples; {_SNAPSHOT_WAY_OUT}"
+        )
+    if not featured:
+        raise BeamscoreError(
+            f"{path}: its first {parsed} record(s) parse as tf.train.Example with no features: not Examples "
+            f"(a tf.data snapshot or other protos?); {_SNAPSHOT_WAY_OUT}"
+        )
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.example import example_pb2
+
+    try:
+        lists = example_pb2.SequenceExample.FromString(first).feature_lists.feature_list
+    except DecodeError:
+        return
+    if lists:
+        names = summarise(sorted(lists), "feature lists")
+        raise BeamscoreError(
+            f"{path}: record 0 is a tf.train.SequenceExample ({names}), not a tf.train.Example; beamscore reads "
+            "Examples, one row each: write the sequences as Example features or Parquet list columns"
+        )
+
+
+def not_tfrecord(path: str, head: bytes) -> str:
+    """What a file that is no TFRecord is (from its name and first bytes), and the way out."""
+    if _SNAPSHOT.search(path):
+        return f"{path}: part of a tf.data.Dataset.save snapshot, not a TFRecord of Examples; {_SNAPSHOT_WAY_OUT}"
+    if head.startswith(b"PAR1"):
+        what = "a Parquet file"
+    elif head.startswith(b"\x93NUMPY"):
+        what = "a .npy file"
+    elif head.startswith(b"PK"):
+        what = "a zip or .npz file"
+    elif detect_compression(head) in WBITS:
+        what = f"a {detect_compression(head).upper()}-compressed file read as plain (drop --compression none)"
+    elif head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        what = "a text file (CSV, JSON?)"
+    else:
+        what = "not TFRecord-framed data"
+    return f"{path}: {what}, not a TFRecord file (no record header at byte 0); leave it out of --input"
+
+
+def _other_payload(path: str) -> str:
+    """The hint after "not a tf.train.Example" when no sampled record is one."""
+    if _SNAPSHOT.search(path):
+        return f" (a tf.data.Dataset.save snapshot); {_SNAPSHOT_WAY_OUT}"
+    return f" (records of another proto or format); {_WAY_OUT}"
 
 
 def is_record_start(head: bytes) -> bool:

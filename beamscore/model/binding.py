@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from beamscore.errors import BeamscoreError
-from beamscore.model.inspect import SignatureInfo, TensorSpec
+from beamscore.errors import BeamscoreError, summarise
+from beamscore.model.inspect import CompositeInput, SignatureInfo, TensorSpec
 
 __all__ = [
     "STRING",
@@ -106,9 +106,15 @@ class InputBinding:
     dtype: str
     shape: tuple[int | None, ...] | None
     cast: bool
+    #: a ragged or sparse input, fed from a list column whole (``input`` is its argument name)
+    composite: CompositeInput | None = None
 
     def prepare(self, values: np.ndarray, where: str) -> np.ndarray:
-        """Cast and reshape one batch of a column to the signature input's dtype and shape."""
+        """Cast and reshape one batch of a column to the signature input's dtype and shape
+        (a composite input's batch, a :class:`~beamscore.model.composite.RaggedBatch`, is cast
+        when it is made)."""
+        if self.composite is not None:
+            return values
         if self.dtype != STRING and self.cast:
             values = values.astype(numpy_dtype(self.dtype), copy=False)
         if self.shape is None:
@@ -133,29 +139,45 @@ COMPOSITE_ENCODINGS = {"coo_sparse": "a SparseTensor", "composite_tensor": "a co
 
 
 def check_feedable_inputs(signature: SignatureInfo, components: bool = False) -> None:
-    """Refuse a signature input no column or ``run`` array can feed, naming it: a SparseTensor
-    or composite input (a column is one dense tensor; fed as one, every row failed with
-    TensorFlow's "Cannot interpret feed_dict key as Tensor: The name ''") and a dtype with no
-    numpy type (bfloat16, complex: "signature dtype bfloat16 is not supported" named no input).
+    """Refuse a signature input no column or ``run`` array can feed, naming it: a TF1
+    SparseTensor input (a ``coo_sparse`` TensorInfo: fed as one dense tensor, every row failed
+    with TensorFlow's "Cannot interpret feed_dict key as Tensor: The name ''"), a composite
+    input beamscore cannot build from one list column, and a dtype with no numpy type.
 
-    A TF2 signature over a ``tf.RaggedTensorSpec`` takes its components (values ``x``, row
-    splits ``x_1``), which columns cannot give row by row (``x`` has more values than rows):
-    refused unless ``components`` (``run``, fed each component's array as TensorFlow is)."""
-    if signature.composite_inputs and not components:
-        specs = ", ".join(signature.composite_inputs)
+    A TF2 signature over a ``tf.RaggedTensorSpec`` [batch, None] or a ``tf.SparseTensorSpec``
+    [batch, width] takes its components (values ``x``, row splits ``x_1``...), which a list
+    column feeds whole (:mod:`beamscore.model.composite`); ``components`` (``run``, fed each
+    component's array as TensorFlow is) accepts any composite. Lists of inputs are summarised
+    (:func:`~beamscore.errors.summarise`), so a refusal stays one readable line."""
+    if not components:
+        unfed = [c for c in signature.composites.values() if not c.feedable]
+        if unfed:
+            listed = summarise([f"{c.key} ({c.kind} {c.shape_str()})" for c in unfed], "composite inputs", more=_SHOW)
+            raise BeamscoreError(
+                f"signature {signature.key!r} takes {listed}, which one list column cannot feed "
+                f"({unfed[0].why}); re-export the signature with [batch, None] ragged or [batch, width] sparse "
+                "inputs, or dense ones"
+            )
+        if len(signature.composites) < len(signature.composite_inputs):  # components not found by name
+            listed = summarise(list(signature.composite_inputs), "composite arguments")
+            raise BeamscoreError(
+                f"signature {signature.key!r} takes {listed}, flattened to inputs beamscore cannot match to "
+                f"them ({summarise(list(signature.inputs), 'inputs', more=_SHOW)}); re-export the signature "
+                "with dense inputs (padded, with a length input)"
+            )
+    sparse = [(key, spec) for key, spec in signature.inputs.items() if spec.name in COMPOSITE_ENCODINGS]
+    if sparse:
+        key, spec = sparse[0]
+        what = COMPOSITE_ENCODINGS[spec.name]
+        if len(sparse) == 1:
+            subject = f"input {key!r} is {what} ({spec.name} in the SignatureDef, {spec.dtype} {spec.shape_str()})"
+        else:
+            subject = f"takes {summarise([k for k, _ in sparse], 'TF1 sparse inputs', more=_SHOW)}"
         raise BeamscoreError(
-            f"signature {signature.key!r} takes a {specs}, flattened to the inputs "
-            f"{', '.join(signature.inputs)}; beamscore feeds one row of each column per input row, "
-            "so it cannot feed them: re-export the signature with dense inputs (padded, with a length input)"
+            f"signature {signature.key!r} {subject}; beamscore cannot feed TF1 sparse placeholders: re-export "
+            "it with tf.SparseTensorSpec inputs (fed from list columns) or dense ones"
         )
     for key, spec in signature.inputs.items():
-        what = COMPOSITE_ENCODINGS.get(spec.name)
-        if what is not None:
-            raise BeamscoreError(
-                f"signature {signature.key!r} input {key!r} is {what} ({spec.name} in the SignatureDef, "
-                f"{spec.dtype} {spec.shape_str()}); beamscore feeds dense tensors only: use a signature "
-                "with dense inputs or re-export one (e.g. tf.sparse.from_dense inside it)"
-            )
         try:
             numpy_dtype(spec.dtype)
         except BeamscoreError:
@@ -163,6 +185,19 @@ def check_feedable_inputs(signature: SignatureInfo, components: bool = False) ->
                 f"signature {signature.key!r} input {key!r} has dtype {spec.dtype}, which beamscore cannot feed "
                 "(no column type holds it); re-export the signature with a float32 input and cast inside"
             ) from None
+
+
+def _listed(columns: dict, limit: int = 12) -> str:
+    """``a, b, c`` or, past ``limit`` names, ``a, b, ..., l, ... (40 in all)``: a file may have
+    thousands of columns, a refusal line stays short."""
+    names = sorted(columns)
+    if not names:
+        return "none"
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+#: what a summarised list of inputs points to
+_SHOW = " (see beamscore show)"
 
 
 def bind_inputs(
@@ -175,21 +210,27 @@ def bind_inputs(
     """Pair every signature input with a column and check dtype and shape compatibility."""
     check_feedable_inputs(signature)
     mapping = dict(mapping or {})
-    unknown = sorted(set(mapping) - set(signature.inputs))
+    parts = signature.component_keys()
+    fed = [k for k in signature.inputs if k not in parts] + list(signature.composites)
+    unknown = sorted(set(mapping) - set(fed))
     if unknown:
         raise BeamscoreError(
-            f"--map names {', '.join(repr(u) for u in unknown)}, not inputs of signature "
-            f"{signature.key!r}; its inputs: {', '.join(signature.inputs)}"
+            f"--map names {', '.join(repr(u) for u in unknown[:5])}, not inputs of signature "
+            f"{signature.key!r}; its inputs: {_listed(dict.fromkeys(fed))}"
         )
     bindings = {}
+    for key, composite in signature.composites.items():
+        bindings[key] = _bind_composite(composite, columns, mapping.get(key, key), allow_cast, where)
     for key, spec in signature.inputs.items():
+        if key in parts:
+            continue
         column = mapping.get(key, key)
         if spec.shape == ():  # before the column: no column can feed it, so --map is no help
-            raise BeamscoreError(_scalar_input(spec))
+            raise BeamscoreError(_scalar_input(spec, signature.tf1))
         if column not in columns:
             # A TFRecord source offers the serialized record as column "*" (string inputs take it).
             raw = spec.dtype == STRING and RAW_COLUMN in columns
-            taken = {mapping.get(k, k) for k in signature.inputs}
+            taken = {mapping.get(k, k) for k in fed}
             fits = _fitting_columns(spec, {n: c for n, c in columns.items() if n not in taken})
             if raw:
                 hint = f"--map {key}={RAW_COLUMN} feeds the serialized records"
@@ -198,14 +239,41 @@ def bind_inputs(
             else:
                 hint = f"use --map {key}=COLUMN"
             raise BeamscoreError(
-                f"{where}: no column {column!r} for signature input {key!r}; "
-                f"columns: {', '.join(sorted(columns)) or 'none'} ({hint})"
+                f"{where}: no column {column!r} for signature input {key!r}; columns: {_listed(columns)} ({hint})"
             )
         col = columns[column]
         cast = _check_dtype(spec, col, allow_cast, where)
         _check_shape(spec, col, where)
         bindings[key] = InputBinding(input=key, column=column, dtype=spec.dtype, shape=spec.shape, cast=cast)
     return bindings
+
+
+def _bind_composite(
+    composite: CompositeInput, columns: dict[str, ColumnSpec], column: str, allow_cast: bool, where: str
+) -> InputBinding:
+    """Bind a ragged or sparse input to a list column (any row length; a sparse input of declared
+    width takes rows up to that width) or a fixed-size list column."""
+    kind = f"{composite.kind} input {composite.key!r} ({composite.dtype} {composite.shape_str()})"
+    if column not in columns:
+        raise BeamscoreError(
+            f"{where}: no column {column!r} for the {kind}; it is fed from a list column "
+            f"(columns: {_listed(columns)}; "
+            f"use --map {composite.key}=COLUMN)"
+        )
+    col = columns[column]
+    spec = TensorSpec(composite.key, composite.dtype, composite.shape, "")
+    cast = _check_dtype(spec, col, allow_cast, where)
+    if col.row_shape is not None and len(col.row_shape) != 1:
+        shape = "one value per row" if not col.row_shape else f"rows of shape {col.row_shape}"
+        raise BeamscoreError(
+            f"{where}: column {column!r} has {shape}; the {kind} is fed from a list column (one list per row)"
+        )
+    width = composite.shape[1] if composite.kind == "sparse" and composite.shape else None
+    if width is not None and col.row_shape is not None and col.row_shape[0] > width:
+        raise BeamscoreError(
+            f"{where}: column {column!r} has {col.row_shape[0]} values per row; the {kind} takes at most {width}"
+        )
+    return InputBinding(composite.key, column, composite.dtype, composite.shape, cast, composite)
 
 
 def _fitting_columns(spec: TensorSpec, columns: dict[str, ColumnSpec]) -> list[str]:
@@ -279,14 +347,22 @@ def _check_shape(spec: TensorSpec, col: ColumnSpec, where: str) -> None:
         )
 
 
-def _scalar_input(spec: TensorSpec) -> str:
+def _scalar_input(spec: TensorSpec, tf1: bool = False) -> str:
     """Why a scalar input cannot be fed: a ``tf.function`` argument with a default (``scale=2.0``)
-    traced into a signature becomes such a required input."""
-    return (
-        f"signature input {spec.key!r} is a scalar (shape ()), not a batch; beamscore feeds batches "
-        "(a tf.function argument with a default becomes a required scalar input: re-export the "
-        "signature with the value fixed, e.g. functools.partial or a lambda)"
-    )
+    traced into a signature becomes such a required input; in a TF1 graph it is a ``placeholder``
+    with no default (one made with ``placeholder_with_default`` is left to its default)."""
+    if tf1:
+        why = (
+            f"it is a TF1 placeholder ({spec.name}) with no default: re-export the graph with "
+            "tf.compat.v1.placeholder_with_default (beamscore leaves those to their default), or call "
+            "it with beamscore run, which feeds scalars"
+        )
+    else:
+        why = (
+            "a tf.function argument with a default becomes a required scalar input: re-export the "
+            "signature with the value fixed, e.g. functools.partial or a lambda"
+        )
+    return f"signature input {spec.key!r} is a scalar (shape ()), not a batch; beamscore feeds batches ({why})"
 
 
 def _fill_unknown(inner: tuple[int | None, ...], row_size: int) -> tuple[int, ...] | None:

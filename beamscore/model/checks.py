@@ -118,6 +118,12 @@ def check_jit_signature(signature: SignatureInfo) -> None:
     """Refuse ``--jit-compile`` for a signature with a string input or output: XLA has no string
     type, and TensorFlow aborts the whole process (``Check failed: DataTypeCanUseMemcpy``, a core
     dump, the job's claim left behind) at the first call instead of raising."""
+    if signature.composites:  # padding rows of components (values, splits) is not padding rows
+        key, composite = next(iter(signature.composites.items()))
+        raise BeamscoreError(
+            f"--jit-compile cannot compile signature {signature.key!r}: its {composite.kind} input {key!r} takes "
+            "a different number of values per batch; score it without --jit-compile"
+        )
     for kind, specs in (("input", signature.inputs), ("output", signature.outputs)):
         for key, spec in specs.items():
             if spec.dtype.removesuffix("_ref") == "string":
@@ -133,10 +139,11 @@ def fixed_batch_size(signature: SignatureInfo) -> int | None:
     Such a graph takes exactly that many rows per call; inputs that declare different fixed
     first dimensions cannot be fed together and are refused.
     """
+    parts = signature.component_keys()  # a sparse input's dense shape (2,) is no batch size
     dims = {
         key: spec.shape[0]
         for key, spec in signature.inputs.items()
-        if spec.shape is not None and len(spec.shape) > 0 and spec.shape[0] is not None
+        if spec.shape is not None and len(spec.shape) > 0 and spec.shape[0] is not None and key not in parts
     }
     sizes = sorted(set(dims.values()))
     if len(sizes) > 1:

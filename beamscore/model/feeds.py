@@ -238,10 +238,31 @@ def parse_expressions(text: str) -> dict[str, np.ndarray]:
         where = f"--input-exprs {key}"
         result = evaluate_expression(value, where)
         try:
-            arrays[_new_key(arrays, key, "--input-exprs")] = np.asarray(result)
+            arrays[_new_key(arrays, key, "--input-exprs")] = _array(result)
         except ValueError as exc:  # ragged nested lists
             raise BeamscoreError(f"{where}: {_clip(value)} is not one rectangular array: {exc}") from None
     return arrays
+
+
+def _array(value: Any) -> np.ndarray:
+    """``value`` as an array; strings ending in NUL as an object array (``S`` and ``U`` arrays
+    drop trailing NULs: ``np.asarray([b"1\\x00"])[0] == b"1"``)."""
+    array = np.asarray(value)
+    if array.dtype.kind in "SU" and _ends_in_nul(value):
+        filled = np.empty(array.shape, dtype=object)
+        for index in np.ndindex(array.shape):  # item by item: numpy would store the inner lists
+            item = value
+            for i in index:
+                item = item[i]
+            filled[index] = item
+        return filled
+    return array
+
+
+def _ends_in_nul(value: Any) -> bool:
+    if isinstance(value, str | bytes):
+        return value.endswith("\x00" if isinstance(value, str) else b"\x00")
+    return isinstance(value, list | tuple) and any(_ends_in_nul(v) for v in value)
 
 
 def evaluate_expression(text: str, where: str = "expression", allow_calls: bool = True) -> Any:

@@ -21,6 +21,7 @@ from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
 
 __all__ = [
+    "CompositeInput",
     "FunctionInfo",
     "MetaGraphInfo",
     "ModelInfo",
@@ -65,6 +66,33 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class CompositeInput:
+    """A ``tf.RaggedTensorSpec`` or ``tf.SparseTensorSpec`` argument of a TF2 signature.
+
+    TensorFlow flattens it into SignatureDef inputs named from the argument: ``x`` (values) and
+    ``x_1`` (row splits) for a ragged ``x``; ``sp`` (indices), ``sp_1`` (values) and ``sp_2``
+    (dense shape) for a sparse ``sp``. beamscore feeds it from one list column, building the
+    components per batch. ``kind`` is ``"ragged"`` or ``"sparse"``; ``shape`` the dense shape
+    (``(None, None)``, or ``(None, 4)`` for a sparse input of declared width); ``components``
+    the SignatureDef keys in TensorFlow's order; ``feedable`` is False for what one list column
+    cannot give (ragged_rank > 1, sparse of rank other than 2), with ``why``.
+    """
+
+    key: str
+    kind: str
+    dtype: str
+    shape: tuple[int | None, ...] | None
+    components: tuple[str, ...]
+    feedable: bool = True
+    why: str = ""
+    #: the components' dtype names, in ``components`` order (row splits may be int32)
+    component_dtypes: tuple[str, ...] = ()
+
+    def shape_str(self) -> str:
+        return TensorSpec(self.key, self.dtype, self.shape, "").shape_str()
+
+
+@dataclass(frozen=True)
 class SignatureInfo:
     """A SignatureDef: its key, method name and input and output specs (sorted by key)."""
 
@@ -83,6 +111,15 @@ class SignatureInfo:
     #: ``key (tensor)`` of the inputs and outputs of a TF1 SignatureDef whose tensor's op is not
     #: in the graph (a graph stripped or rewritten after the signature was written).
     missing_tensors: tuple[str, ...] = ()
+    #: Whether the SignatureDef is a TF1 graph's (no object graph: run in a v1 Session).
+    tf1: bool = False
+    #: The ragged and sparse arguments, by argument name, whose components are among ``inputs``
+    #: (:class:`CompositeInput`); a column feeds each whole.
+    composites: dict[str, CompositeInput] = field(default_factory=dict)
+
+    def component_keys(self) -> set[str]:
+        """The SignatureDef inputs that are parts of a composite input."""
+        return {k for c in self.composites.values() for k in c.components}
 
 
 @dataclass(frozen=True)
@@ -316,7 +353,7 @@ def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGr
         # A Session (TF1 graphs) may leave a placeholder_with_default unfed; a TF2 function may not.
         with_default = set() if mg.object_graph_def.nodes else _defaulted_placeholders(mg)
         ops = None if mg.object_graph_def.nodes else {n.name for n in mg.graph_def.node}
-        composite = _composite_inputs(mg)
+        composite, specs = _composite_inputs(mg)
         for key in sorted(mg.signature_def):
             if key in HIDDEN_SIGNATURES:
                 continue
@@ -331,8 +368,10 @@ def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGr
                 inputs={k: spec for k, spec in inputs.items() if k not in defaulted},
                 outputs={k: _tensor_spec(k, sd.outputs[k]) for k in sorted(sd.outputs)},
                 composite_inputs=composite.get(key, ()),
+                composites=_match_composites(specs.get(key, []), inputs),
                 defaulted=defaulted,
                 missing_tensors=_missing_tensors(sd, ops),
+                tf1=not mg.object_graph_def.nodes,
             )
         graphs.append(
             MetaGraphInfo(
@@ -386,7 +425,7 @@ def _defaulted_placeholders(mg) -> set[str]:
     return {n.name for n in mg.graph_def.node if n.op == "PlaceholderWithDefault"}
 
 
-def _composite_inputs(mg) -> dict[str, tuple[str, ...]]:
+def _composite_inputs(mg) -> tuple[dict[str, tuple[str, ...]], dict[str, list]]:
     """Signature key -> the composite type specs among the arguments of the function it wraps.
 
     TensorFlow flattens a ``RaggedTensorSpec`` signature argument ``x`` into SignatureDef
@@ -396,7 +435,7 @@ def _composite_inputs(mg) -> dict[str, tuple[str, ...]]:
     library for all of a MetaGraph's signatures."""
     graph = mg.object_graph_def
     if not graph.nodes:
-        return {}
+        return {}, {}
     sig_nodes = [c.node_id for c in graph.nodes[0].children if c.local_name == "signatures"]
     wrapper_of = {
         c.local_name: graph.nodes[c.node_id].bare_concrete_function.concrete_function_name
@@ -410,12 +449,97 @@ def _composite_inputs(mg) -> dict[str, tuple[str, ...]]:
         if fn.signature.name in wrappers
     }
     out: dict[str, tuple[str, ...]] = {}
+    decoded: dict[str, list] = {}
     for key, wrapper in wrapper_of.items():
         found: list[str] = []
         for name in sorted(calls.get(wrapper, ())):
             if name in graph.concrete_functions:
-                _type_specs(graph.concrete_functions[name].canonicalized_input_signature, found)
+                signature = graph.concrete_functions[name].canonicalized_input_signature
+                before = len(found)
+                _type_specs(signature, found)
+                if len(found) > before:
+                    decoded.setdefault(key, []).extend(_decoded_composites(signature))
         out[key] = tuple(found)
+    return out, decoded
+
+
+def _decoded_composites(signature) -> list:
+    """``(name or None, leaves)`` for each argument of a saved input signature that holds a ragged
+    or sparse spec: ``leaves`` are ``(label, spec)`` in TensorFlow's flattening order (a dict
+    argument's keys sorted; ``label`` is the innermost key, ``None`` for a bare spec). A keyword
+    argument's name is known, a positional one's is found from the SignatureDef keys."""
+    try:
+        import tensorflow as tf
+        from tensorflow.python.saved_model import nested_structure_coder
+        from tensorflow.python.util import nest
+
+        args, kwargs = nested_structure_coder.decode_proto(signature)
+    except Exception as exc:  # noqa: BLE001 - informative: the inputs stay unfeedable as before
+        _LOG.info("beamscore: cannot decode a saved input signature: %s", exc)
+        return []
+    composite = (tf.RaggedTensorSpec, tf.SparseTensorSpec)
+    found = []
+    for name, arg in [(None, a) for a in args] + sorted(kwargs.items()):
+        leaves = [
+            (str(path[-1]) if path else None, spec)
+            for path, spec in nest.flatten_with_tuple_paths(arg, expand_composites=False)
+        ]
+        if any(isinstance(spec, composite) for _, spec in leaves):
+            found.append((name, leaves))
+    return found
+
+
+def _match_composites(decoded: list, inputs: dict[str, TensorSpec]) -> dict[str, CompositeInput]:
+    """Pair each decoded argument's ragged and sparse specs with the SignatureDef inputs that are
+    their components. TensorFlow names an argument ``B``'s flattened tensors ``B``, ``B_1``,
+    ``B_2``... in order (a ragged spec gives values and row splits; a sparse one indices, values
+    and dense shape; a dict argument all its entries' in sorted key order), so the keys are
+    found by that run of names with the component dtypes in order. A composite is named after
+    its dict key (a TFT feature's name), else after ``B``. An argument no keys match is left out
+    (its inputs stay plain, and are refused as before)."""
+    if not decoded:
+        return {}
+    import tensorflow as tf
+
+    used: set[str] = set()
+    out: dict[str, CompositeInput] = {}
+    for name, leaves in decoded:
+        # TensorFlow's flattening: ragged values, splits; sparse indices, values, shape
+        parts = [list(getattr(spec, "_component_specs", [spec])) for _, spec in leaves]
+        dtypes = [p.dtype.name for group in parts for p in group]
+
+        def keys_of(base: str, count: int = len(dtypes)) -> list[str]:
+            return [base] + [f"{base}_{i}" for i in range(1, count)]
+
+        def fits(base: str, dtypes=dtypes) -> bool:
+            keys = keys_of(base, len(dtypes))
+            return all(
+                k in inputs and k not in used and inputs[k].dtype == d for k, d in zip(keys, dtypes, strict=True)
+            )
+
+        bases = [name] if name is not None and fits(name) else [k for k in inputs if fits(k)]
+        if not bases:
+            continue
+        keys = keys_of(bases[0])
+        used.update(keys)
+        at = 0
+        for (label, spec), group in zip(leaves, parts, strict=True):
+            own = tuple(keys[at : at + len(group)])
+            at += len(group)
+            if not isinstance(spec, tf.RaggedTensorSpec | tf.SparseTensorSpec):
+                continue
+            key = label if label is not None and label not in inputs and label not in out else own[0]
+            shape = None if spec.shape.rank is None else tuple(spec.shape.as_list())
+            if isinstance(spec, tf.RaggedTensorSpec):
+                ok = spec.ragged_rank == 1 and shape is not None and len(shape) == 2
+                why = "" if ok else "a ragged input other than [batch, None] (ragged_rank 1, rank 2)"
+                kind = "ragged"
+            else:
+                ok = shape is not None and len(shape) == 2
+                why = "" if ok else "a sparse input of rank other than 2"
+                kind = "sparse"
+            dts = tuple(p.dtype.name for p in group)
+            out[key] = CompositeInput(key, kind, spec.dtype.name, shape, own, ok, why, dts)
     return out
 
 

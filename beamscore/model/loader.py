@@ -187,6 +187,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     mg = inspect_model(local).meta_graph(spec.tags)
     try:
         obj, kind = _load(tf, local, mg)
+    except BeamscoreError:
+        raise
     except (tf.errors.OpError, ValueError, OSError, KeyError) as exc:
         raise BeamscoreError(f"cannot load model {spec.path} [{mg.tag_str}]: {tf_message(exc)}") from exc
     seconds = time.perf_counter() - start
@@ -198,7 +200,10 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 
 def _load(tf: Any, local: str, mg: MetaGraphInfo) -> tuple[Any, str]:
     """``tf.saved_model.load`` for TF2 exports; a v1 Session for graphs without an object graph
-    and for those ``tf.saved_model.load`` cannot wrap (ref-typed outputs)."""
+    and for those ``tf.saved_model.load`` cannot wrap: ref-typed outputs, and Keras 2 exports
+    (tf.keras ``model.save(path)`` with a compiled optimizer: TensorFlow revives the optimizer
+    as a plain object and fails with "'_UserObject' object has no attribute 'add_slot'" unless
+    ``tf_keras`` is installed). The Session runs the SignatureDefs as ``saved_model_cli run`` does."""
     from beamscore.model.session import SessionModel
 
     if not mg.has_object_graph:
@@ -210,6 +215,24 @@ def _load(tf: Any, local: str, mg: MetaGraphInfo) -> tuple[Any, str]:
             raise
         _LOG.info("beamscore: tf.saved_model.load failed (%s); running %s in a v1 Session", first_line(str(exc)), local)
         return SessionModel(local, list(mg.tags)), "session"
+    except (AttributeError, KeyError, AssertionError) as exc:  # objects TF2 cannot revive (Keras 2)
+        cause = f"{type(exc).__name__}: {first_line(str(exc))}"
+        _LOG.info("beamscore: tf.saved_model.load failed (%s); running %s in a v1 Session", cause, local)
+        try:
+            return SessionModel(local, list(mg.tags)), "session"
+        except Exception as session_exc:  # noqa: BLE001 - any failure here is the same refusal
+            raise BeamscoreError(_unloadable(local, cause, session_exc)) from exc
+
+
+def _unloadable(path: str, cause: str, session_exc: BaseException) -> str:
+    """The one line for a model neither loader can load, with the way out."""
+    # not an extra: tf-keras requires `tensorflow`, which pip would install over tensorflow-cpu
+    keras2 = "install tf-keras (pip install --no-deps 'tf-keras~=2.21.0') and pass --import tf_keras"
+    return (
+        f"cannot load model {path}: tf.saved_model.load failed ({cause}) and so did a v1 Session "
+        f"({tf_message(session_exc)}); if it is a Keras 2 export (tf.keras model.save), {keras2}, "
+        "or re-export it with tf.saved_model.save"
+    )
 
 
 _TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "defined at", "[[", "File ")

@@ -50,8 +50,17 @@ class SignatureRunner:
         import tensorflow as tf
 
         feeds = {}
+        n = None
         for key, binding in self.bindings.items():
             values = binding.prepare(columns[binding.column], where)
+            if binding.composite is not None:  # a ragged or sparse input: its components, built per batch
+                from beamscore.model.composite import component_feeds
+
+                n = len(values)
+                parts = component_feeds(binding.composite, values)
+                for part, dtype in zip(binding.composite.components, binding.composite.component_dtypes, strict=True):
+                    feeds[part] = tf.convert_to_tensor(parts[part], dtype=tf.as_dtype(dtype))
+                continue
             feeds[key] = tf.convert_to_tensor(values, dtype=tf.as_dtype(binding.dtype))
         try:
             result = self.fn(**feeds)
@@ -63,7 +72,7 @@ class SignatureRunner:
                 raise XlaCompileError(f"{where}: {_xla_reason(first)}") from exc
             raise BeamscoreError(f"{where}: the model failed on this batch: {first}") from exc
         out = {key: _to_numpy(result[key]) for key in self.outputs}
-        n = _rows_fed(feeds)
+        n = _rows_fed(feeds) if n is None else n
         for key, values in out.items():
             if n is not None and values.shape[:1] != (n,):
                 raise OutputShapeError(

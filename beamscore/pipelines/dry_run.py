@@ -115,9 +115,10 @@ def render_plan(plan: Plan, options: PipelineOptions, warnings: list[str], outpu
         "inputs:",
     ]
     for key, b in sorted(plan.bindings.items()):
-        spec = sig.inputs[key]
+        spec = b.composite or sig.inputs[key]  # a ragged or sparse input: its own dtype and dense shape
+        kind = f"{b.composite.kind} " if b.composite else ""
         cast = f", cast to {b.dtype}" if b.cast else ""
-        lines.append(f"  {key:<12} {spec.dtype} {spec.shape_str():<16} <- column {b.column!r}{cast}")
+        lines.append(f"  {key:<12} {kind}{spec.dtype} {spec.shape_str():<16} <- column {b.column!r}{cast}")
     lines.append("outputs:")
     lines += [f"  {key:<12} {sig.outputs[key].dtype} {sig.outputs[key].shape_str()}" for key in plan.outputs]
     if cfg.keep:

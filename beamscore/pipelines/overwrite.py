@@ -3,7 +3,7 @@
 What is beamscore's is decided from the earlier job's own records, never from a name
 pattern alone: the files its ``_manifest.json`` lists, its receipts in ``_units/`` (and the
 files they list), the part files that the work units in ``_units/_job.json`` would write,
-those control files themselves, and temporary files of ours in ``_temporary/``. Every
+those control files themselves (and ``_SUCCESS``), and temporary files of ours in ``_temporary/``. Every
 other file in the output directory (``part-of-thesis.docx``, ``part-archive/notes.csv``,
 a user's file in ``_temporary/``) is someone else's: ``--overwrite`` leaves it where it is
 and names it in a warning. Only a foreign file at a name the new job will write is refused
@@ -27,7 +27,7 @@ from beamscore.io import sink_for
 from beamscore.io.base import Sink
 from beamscore.pipelines.claim import CLAIM_FILE
 from beamscore.transforms.dead_letters import ERRORS_DIR
-from beamscore.transforms.manifest import MANIFEST
+from beamscore.transforms.manifest import MANIFEST, SUCCESS
 from beamscore.transforms.receipts import UNITS_DIR
 from beamscore.transforms.temp import TEMP_DIR, clean_temp_dir, is_temp_name
 
@@ -99,7 +99,7 @@ def survey(output: str) -> Survey:
         result.job = read_job(fs, root, output)
     except BeamscoreError:
         result.job = None  # a torn job file is still ours to remove
-    ours: set[str] = {MANIFEST, f"{UNITS_DIR}/{JOB_FILE}", CLAIM_FILE}
+    ours: set[str] = {MANIFEST, SUCCESS, f"{UNITS_DIR}/{JOB_FILE}", CLAIM_FILE}
     if result.job is not None:
         ours.update(_planned_files(result.job, output))
     listed: list[str] = []

@@ -31,6 +31,7 @@ from beamscore.errors import BeamscoreError
 from beamscore.io import sink_for, source_for
 from beamscore.io.base import Sink, Source, WorkUnit, part_name
 from beamscore.io.keep import job_keep_types
+from beamscore.io.pad import parse_pad
 from beamscore.io.schemas import SameSchema
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.checks import check_jit_signature, check_model_files, check_outputs, import_modules
@@ -114,6 +115,34 @@ class Plan:
                 "max_failed_fraction": self.config.max_failed_fraction,
             },
             "started": self.started,
+            "date": self.config.date,
+            "settings": self.settings(),
+        }
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that decide what the job writes, under their config names: a
+        ``--resume`` must find every one unchanged (:func:`~beamscore.pipelines.resume.job_identity`),
+        and the manifest records them as ``settings``. ``fixed_batch_size`` is the batch size
+        when it shapes the result (``--jit-compile`` compiles for it), else ``None``."""
+        options = self.sink.describe()
+        return {
+            "version": self.model.version,
+            "signature": self.signature.key,
+            "tag_set": ",".join(parse_tags(self.config.tag_set)),
+            "map": {name: b.column for name, b in sorted(self.bindings.items())},  # --map and the default
+            "cast": bool(self.config.cast),
+            "pad": {
+                name: f"{p.length}:{p.value}" if p.value else str(p.length)
+                for name, p in sorted(parse_pad(self.config.pad).items())
+            },
+            "keep": list(self.config.keep),
+            "outputs": list(self.outputs),
+            "output_format": self.sink.format,
+            "output_compression": options.get("compression"),
+            "output_compression_level": options.get("compression_level"),
+            "reject_nan": bool(self.config.reject_nan),
+            "jit_compile": bool(self.config.jit_compile),
+            "fixed_batch_size": self.batch_size if self.spec.fixed_batch else None,
         }
 
     def file_metadata(self) -> dict[str, str]:
@@ -129,7 +158,8 @@ class Plan:
 
 def plan_job(config: ScoreConfig) -> Plan:
     """Check ``config`` against the model and the data and return the job's plan."""
-    config.validate()
+    config = config.validate().with_date()  # --date filled into the input and output paths
+    config.check_config_paths()
     now = dt.datetime.now(dt.UTC)
     started = now.isoformat(timespec="seconds")
     import_modules(config.imports)  # custom op libraries register their ops before the checks

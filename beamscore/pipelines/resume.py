@@ -1,7 +1,9 @@
 """Open an output directory for a job: claim it, then start, overwrite or ``--resume`` it.
 
-A run records what it is (:func:`job_identity`: model fingerprint, signature, inputs and
-their versions, work units, output format and columns) in ``OUTPUT/_units/_job.json``,
+A run records what it is (:func:`job_identity`: model fingerprint and version, every
+setting that decides the result (signature, tag set, ``--map``, ``--cast``, ``--pad``,
+``--keep``, ``--outputs``, output format and codec, ``--reject-nan``, ``--jit-compile`` and
+its batch size), inputs and their versions, work units) in ``OUTPUT/_units/_job.json``,
 written atomically, before any unit is written. ``--resume`` on an unfinished directory
 checks that the same job is being run again over the same input files (size and
 modification time, ETag or generation, :func:`input_versions`), then skips every unit that
@@ -37,11 +39,20 @@ from beamscore.pipelines.overwrite import (
 from beamscore.pipelines.plan import Plan
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.dead_letters import ERRORS_DIR
-from beamscore.transforms.manifest import MANIFEST
+from beamscore.transforms.manifest import MANIFEST, mark_success
 from beamscore.transforms.receipts import UNITS_DIR, completed_units, planned_units
 from beamscore.transforms.temp import TEMP_DIR
 
-__all__ = ["JOB_FILE", "Started", "control_names", "input_versions", "job_identity", "planned_files", "start_output"]
+__all__ = [
+    "IDENTITY_NAMES",
+    "JOB_FILE",
+    "Started",
+    "control_names",
+    "input_versions",
+    "job_identity",
+    "planned_files",
+    "start_output",
+]
 
 #: what identifies the version of a file, by filesystem: the first of these its ``info`` has
 
@@ -82,23 +93,46 @@ def input_versions(plan: Plan) -> dict[str, dict[str, Any]]:
 
 
 def job_identity(plan: Plan) -> dict[str, Any]:
-    """What must not change between a run and its ``--resume``."""
+    """What must not change between a run and its ``--resume``: the model, every setting
+    that decides what is written (:meth:`~beamscore.pipelines.plan.Plan.settings`), the
+    inputs and the work units."""
+    settings = plan.settings()
     identity = {
+        "version": settings.pop("version"),  # the model first: a new model explains other changes
         "model_fingerprint": plan.model.fingerprint,
         "model_path": plan.model.path,
-        "signature": plan.signature.key,
-        "tag_set": plan.config.tag_set,
+        **settings,
         "inputs": list(plan.files),
         "input_format": plan.source.format,
-        "output_format": plan.sink.format,
-        "outputs": list(plan.outputs),
-        "keep": list(plan.config.keep),
-        "reject_nan": plan.config.reject_nan,
         "units": [[u.name, u.rows] for u in plan.units],
     }
     if plan.on_workers:  # the workers split the files: their file receipts list the units
         del identity["units"]
     return identity
+
+
+#: how a refusal names an identity key (a flag where the user sets it)
+IDENTITY_NAMES = {
+    "version": "the model version",
+    "signature": "--signature",
+    "tag_set": "--tag-set",
+    "map": "--map",
+    "cast": "--cast",
+    "pad": "--pad",
+    "keep": "--keep",
+    "outputs": "--outputs",
+    "output_format": "--output-format",
+    "output_compression": "--output-compression",
+    "output_compression_level": "--output-compression-level",
+    "reject_nan": "--reject-nan",
+    "jit_compile": "--jit-compile",
+    "fixed_batch_size": "--batch-size (with --jit-compile)",
+    "model_fingerprint": "the model (fingerprint)",
+    "model_path": "the model path",
+    "inputs": "the input files",
+    "input_format": "the input format",
+    "units": "the work units",
+}
 
 
 def control_names(plan: Plan) -> list[str]:
@@ -125,6 +159,8 @@ def start_output(plan: Plan) -> Started:
     started = Started(claim=Claim.acquire(config.output))
     try:
         _prepare(plan, fs, root, started)
+        if not started.complete:  # a job that runs again is not a success until it ends as one
+            mark_success(config.output, False)
     except BaseException:
         started.release()
         raise
@@ -184,12 +220,15 @@ def _check_existing(plan: Plan, identity: dict[str, Any], found: Survey, started
     for key, value in identity.items():
         if key == "input_versions":
             continue
-        if key == "units" and key not in before:  # planned on the workers before: units checked below
+        # "units" absent: planned on the workers before (checked below); any other key absent:
+        # a job file written before that setting was recorded
+        if key not in before:
             continue
-        if before.get(key) != value:
+        if before[key] != value:
             raise BeamscoreError(
-                f"--resume: output {config.output!r} was started by a different job: {key} was "
-                f"{_short(before.get(key))}, now {_short(value)}; pass --overwrite to start again"
+                f"--resume: output {config.output!r} was started by a different job: "
+                f"{IDENTITY_NAMES.get(key, key)} was {_short(before[key])}, now {_short(value)}; "
+                "pass --overwrite to start again"
             )
     _check_inputs(config.output, before.get("input_versions"), identity["input_versions"])
     if finished:

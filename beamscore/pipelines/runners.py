@@ -15,8 +15,8 @@ units into one Dask partition, so a small job runs on one worker (:func:`spread_
 each unit its own partition unless ``--dask_npartitions``/``--dask_partition_size`` is given).
 
 :func:`launch_problems` is what ``--dry-run`` (and every real run) asks before submitting:
-the options a remote runner cannot work without, and option names Beam does not know
-(Beam itself drops those with a log line nobody reads).
+the options a remote runner cannot work without, and option names Beam does not know (Beam
+itself drops those with a log line nobody reads): either refuses the job, exit 2.
 """
 
 from __future__ import annotations
@@ -256,13 +256,26 @@ def unknown_options(options: PipelineOptions) -> list[str]:
     return sorted(name for name in given if name not in known)
 
 
+def _unknown_option(name: str, options: PipelineOptions) -> str:
+    """The refusal of an option no Beam options class defines (Beam itself would drop it with
+    a log line nobody reads, and the job would run without it), with the nearest known name."""
+    from beamscore.cli import score_flags
+    from beamscore.flags import beam_options, suggestion
+
+    known = [f"--{n}" for n in {*options.get_all_options(), *(beam_options() or {})}]
+    return (
+        f"unknown option --{name} (neither a beamscore flag nor a Beam pipeline option)"
+        f"{suggestion(name, [*score_flags(), *known])}"
+    )
+
+
 def launch_problems(options: PipelineOptions) -> tuple[list[str], list[str]]:
     """``(errors, warnings)`` about the runner options, found without contacting anything.
 
     Errors are options a job cannot run without; warnings are likely mistakes.
     """
-    errors: list[str] = []
-    warnings = [f"unknown pipeline option --{name}; Beam would ignore it" for name in unknown_options(options)]
+    errors = [_unknown_option(name, options) for name in unknown_options(options)]
+    warnings: list[str] = []
     name = runner_name(options)
     all_options = options.get_all_options(retain_unknown_options=True)
     portable = options.view_as(PortableOptions)

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,21 +19,31 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beamscore import fs as bfs
 from beamscore.config import ScoreConfig, load_yaml
-from beamscore.errors import BeamscoreError, JobFailed, Terminated, describe_failure
+from beamscore.errors import BeamscoreError, JobFailed, RowsFailed, Terminated, describe_failure
 from beamscore.model.loader import preload
 from beamscore.pipelines.claim import STALE_AFTER_S
 from beamscore.pipelines.plan import Plan, plan_job
 from beamscore.pipelines.resume import Started, start_output
-from beamscore.pipelines.runners import LOCAL_RUNNERS, make_runner, pipeline_options, release, runner_name, spread_units
+from beamscore.pipelines.runners import (
+    DASK_RUNNER,
+    LOCAL_RUNNERS,
+    make_runner,
+    pipeline_options,
+    release,
+    runner_name,
+    spread_units,
+)
 from beamscore.transforms.batch import UnitResult
-from beamscore.transforms.manifest import MANIFEST, WriteManifest
+from beamscore.transforms.manifest import MANIFEST, WriteManifest, failure_reason, mark_success, remove_temporary
 from beamscore.transforms.plan_files import PlanFiles, file_elements
+from beamscore.transforms.progress_file import ReportRows
 from beamscore.transforms.read import ReadBatches
 from beamscore.transforms.run_signature import RunSignature
+from beamscore.transforms.temp import TEMP_DIR
 from beamscore.transforms.watchdog import LAUNCHER_ENV
 from beamscore.transforms.write import WriteBatches
 
-__all__ = ["JobFailed", "JobResult", "build_pipeline", "failure", "prepare", "run_plan", "score"]
+__all__ = ["JobFailed", "JobResult", "RowsFailed", "build_pipeline", "failure", "prepare", "run_plan", "score"]
 
 _LOG = logging.getLogger("beamscore")
 
@@ -49,12 +60,19 @@ class JobResult:
     runner: str
     skipped: int = 0
     failure: str | None = None
+    #: rows out of the units an earlier run had done (not scored in ``seconds``)
+    rows_resumed: int = 0
     #: ``--resume`` found the job already finished: nothing ran
     complete: bool = False
 
 
-def build_pipeline(p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] | None = None) -> None:
+def build_pipeline(
+    p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] | None = None, progress_file: str | None = None
+) -> None:
     """Units -> read -> score -> write -> manifest. Wiring only.
+
+    ``progress_file``: the launcher's file each scored batch appends its row count to
+    (:class:`~beamscore.transforms.progress_file.ReportRows`), for the progress line.
 
     When ``plan.on_workers``, the units come from the file list, planned on the workers
     (:class:`~beamscore.transforms.plan_files.PlanFiles`), and the manifest learns every
@@ -77,21 +95,27 @@ def build_pipeline(p: beam.Pipeline, plan: Plan, done: Mapping[str, UnitResult] 
     else:
         todo = p | "Units" >> beam.Create([u for u in plan.units if u.name not in done])
         expected = [u.name for u in plan.units]
-    results = (
+    scored = (
         todo
         | "Read" >> ReadBatches(plan.source, plan.read_columns, plan.batch_size)
         | "Run" >> RunSignature.for_plan(plan)
-        | "Write" >> WriteBatches(plan.sink, plan.file_metadata(), config.output, tidy=False)
     )
+    if progress_file is not None:
+        scored = scored | "Progress" >> beam.ParDo(ReportRows(progress_file))
+    results = scored | "Write" >> WriteBatches(plan.sink, plan.file_metadata(), config.output, tidy=False)
     _ = results | "Manifest" >> WriteManifest(
         config.output, plan.header(), previous=list(done.values()), expected_units=expected
     )
 
 
-def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> JobResult:
+def run_plan(
+    plan: Plan, options: PipelineOptions, progress: bool = True, progress_every: float | None = None
+) -> JobResult:
     """Run the job to completion and read back its manifest.
 
-    ``progress`` shows a progress line on stderr for local runs when stderr is a terminal."""
+    ``progress`` reports progress on stderr (:mod:`beamscore.progress`): redrawn in place on a
+    terminal, else a timestamped line every ``progress_every`` seconds (default
+    :data:`~beamscore.progress.PROGRESS_EVERY`)."""
     if runner_name(options) in LOCAL_RUNNERS and not plan.spec.copies:
         # The model loads in this process anyway: load it now, before anything is written,
         # so corrupt weights are one line and exit 2, not a failed job.
@@ -106,13 +130,8 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
         options = spread_units(options, len(plan.units) - len(done))
         runner = make_runner(options)
         p = beam.Pipeline(runner=runner, options=options)
-        build_pipeline(p, plan, done)
-        reporter: contextlib.AbstractContextManager = contextlib.nullcontext()
-        if progress and not plan.on_workers and sys.stderr.isatty() and runner_name(options) in LOCAL_RUNNERS:
-            from beamscore.progress import Progress, receipts_lister
-
-            todo = {u.name: u.rows for u in plan.units if u.name not in done}
-            reporter = Progress(todo, receipts_lister(plan.config.output), sys.stderr)
+        reporter, counter = _progress(plan, options, done, progress, progress_every)
+        build_pipeline(p, plan, done, progress_file=counter.path if counter is not None else None)
         if runner_name(options) in LOCAL_RUNNERS:
             os.environ[LAUNCHER_ENV] = str(os.getpid())  # inherited by multi-process workers
         start = time.perf_counter()
@@ -138,6 +157,8 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
             finally:
                 if running is not None:
                     release(running)
+                if counter is not None:
+                    counter.remove()
         seconds = time.perf_counter() - start
     manifest = _read_manifest(plan)
     return JobResult(
@@ -146,7 +167,34 @@ def run_plan(plan: Plan, options: PipelineOptions, progress: bool = True) -> Job
         runner=type(runner).__name__ if not isinstance(runner, str) else runner,
         skipped=len(done),
         failure=failure(manifest, plan.config),
+        rows_resumed=sum(unit.rows_out for unit in done.values()),
     )
+
+
+def _progress(
+    plan: Plan, options: PipelineOptions, done: Mapping[str, UnitResult], show: bool, every: float | None
+) -> tuple[contextlib.AbstractContextManager, Any]:
+    """The progress reporter of a run (a no-op when ``show`` is false or the units are planned
+    on the workers) and its :class:`~beamscore.progress.RowCounter` where the workers can
+    append to a file on this machine (local runners, Dask), else ``None``."""
+    if not show or plan.on_workers:
+        return contextlib.nullcontext(), None
+    from beamscore.progress import PROGRESS_EVERY, Progress, RowCounter, receipts_lister
+
+    counter = None
+    if runner_name(options) in (*LOCAL_RUNNERS, DASK_RUNNER):
+        fd, path = tempfile.mkstemp(prefix=f"beamscore-progress-{os.getpid()}-", suffix=".txt")
+        os.close(fd)
+        counter = RowCounter(path)
+    todo = {u.name: u.rows for u in plan.units if u.name not in done}
+    reporter = Progress(
+        todo,
+        receipts_lister(plan.config.output),
+        sys.stderr,
+        rows=counter,
+        every=PROGRESS_EVERY if every is None else every,
+    )
+    return reporter, counter
 
 
 def _read_manifest(plan: Plan) -> dict[str, Any]:
@@ -154,14 +202,14 @@ def _read_manifest(plan: Plan) -> dict[str, Any]:
     manifest_path = bfs.join(root, MANIFEST)
     fs.invalidate_cache(root)
     if not fs.exists(manifest_path):
-        raise BeamscoreError(f"the job ended without writing {plan.config.output}/{MANIFEST}")
+        raise JobFailed(f"the job ended without writing {plan.config.output}/{MANIFEST}")
     with fs.open(manifest_path, "r") as f:
         return json.load(f)
 
 
 def _finished(plan: Plan, options: PipelineOptions, started: Started) -> JobResult:
     """``--resume`` on an output this job already finished: nothing to run."""
-    manifest = _read_manifest(plan)
+    manifest = _settle(plan, _read_manifest(plan))
     return JobResult(
         manifest=manifest,
         seconds=0.0,
@@ -173,26 +221,34 @@ def _finished(plan: Plan, options: PipelineOptions, started: Started) -> JobResu
 
 
 def failure(manifest: Mapping[str, Any], config: ScoreConfig) -> str | None:
-    """Why a finished job counts as failed (too many rows failed), or ``None``.
+    """Why a finished job counts as failed (too many rows failed) under the limits of
+    ``config``, or ``None`` (:func:`~beamscore.transforms.manifest.failure_reason`)."""
+    limits = {"max_failed_rows": config.max_failed_rows, "max_failed_fraction": config.max_failed_fraction}
+    return failure_reason(int(manifest["rows_in"]), int(manifest["rows_failed"]), limits, config.output)
 
-    With neither limit set any failed row fails the job; with one or both set, every limit
-    given must hold."""
-    failed, total = int(manifest["rows_failed"]), int(manifest["rows_in"])
-    if not failed:
-        return None
-    fraction = failed / total if total else 1.0
-    limits = []
-    if config.max_failed_rows is not None:
-        limits.append((failed <= config.max_failed_rows, f"--max-failed-rows {config.max_failed_rows}"))
-    if config.max_failed_fraction is not None:
-        limits.append((fraction <= config.max_failed_fraction, f"--max-failed-fraction {config.max_failed_fraction}"))
-    if not limits:
-        limits.append((False, "no failed rows allowed by default; see --max-failed-rows"))
-    broken = [text for ok, text in limits if not ok]
-    if not broken:
-        return None
-    where = bfs.join(config.output, "_errors")
-    return f"{failed:,} of {total:,} rows failed ({fraction:.2%}), over the limit ({'; '.join(broken)}); see {where}/"
+
+def _settle(plan: Plan, manifest: dict[str, Any]) -> dict[str, Any]:
+    """A finished output met again by ``--resume``: judge it by this run's failure limits
+    (a retry may allow more failed rows) and, where the verdict differs from the recorded
+    one (or none is recorded), rewrite the manifest's status and ``_SUCCESS`` to match."""
+    config = plan.config
+    reason = failure(manifest, config)
+    limits = {"max_failed_rows": config.max_failed_rows, "max_failed_fraction": config.max_failed_fraction}
+    status = "failed" if reason else "succeeded"
+    if (manifest.get("status"), manifest.get("status_reason"), manifest.get("failure_limits")) == (
+        status,
+        reason,
+        limits,
+    ):
+        return manifest
+    manifest = {"status": status, "status_reason": reason, **manifest}  # status first, as written
+    manifest.update(status=status, status_reason=reason, failure_limits=limits)
+    fs, root = bfs.filesystem(config.output)
+    data = (json.dumps(manifest, indent=2) + "\n").encode()
+    bfs.write_atomic(fs, bfs.join(root, MANIFEST), data, bfs.join(root, TEMP_DIR))
+    remove_temporary(config.output)
+    mark_success(config.output, reason is None)
+    return manifest
 
 
 def _cancel(running: Any) -> bool:
@@ -233,10 +289,23 @@ def score(
     ``map``, ``outputs``, ``batch_size``, ``overwrite``, ``resume``, ``max_failed_rows``,
     ``pipeline_options={"runner": ...}``...: the fields of :class:`~beamscore.config.ScoreConfig`);
     ``config`` a YAML job config they override; ``beam_args`` Beam flags as on the command
-    line. A job refused before it runs raises :class:`~beamscore.errors.BeamscoreError`; one
-    with too many failed rows raises :class:`JobFailed` (its outputs and manifest are written).
+    line; ``date`` is ``--date`` (a ``datetime.date`` or ``"YYYY-MM-DD"``).
+
+    Outcomes, as the CLI's exit codes (:mod:`beamscore.exitcodes`):
+
+    - the manifest is returned: the job succeeded (``"status": "succeeded"``, ``_SUCCESS``
+      written; exit 0);
+    - :class:`~beamscore.errors.RowsFailed`: more rows failed than the limits allow; the
+      outputs and the manifest (``exc.manifest``, ``"status": "failed"``) are written,
+      ``_SUCCESS`` is not (exit 1);
+    - :class:`~beamscore.errors.BeamscoreError` (not a ``JobFailed``): refused before anything
+      was written (exit 2);
+    - :class:`~beamscore.errors.JobFailed` (not a ``RowsFailed``): the job crashed (a worker,
+      the runner, a store); nothing is committed past the receipts and ``resume=True``
+      continues it (exit 3). ``RowsFailed`` is a subclass: catch it first;
+    - ``KeyboardInterrupt`` / :class:`~beamscore.errors.Terminated`: stopped (exit 130/143).
     """
-    known = {f.name for f in dataclasses.fields(ScoreConfig)} - {"model", "inputs", "output"}
+    known = {f.name for f in dataclasses.fields(ScoreConfig)} - {"model", "inputs", "output", "origins"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise BeamscoreError(f"score() got unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}")
@@ -249,5 +318,5 @@ def score(
         _LOG.warning("beamscore: warning: %s", warning)
     result = run_plan(plan, pipeline, progress=progress)
     if result.failure:
-        raise JobFailed(result.failure, result.manifest)
+        raise RowsFailed(result.failure, result.manifest)
     return result.manifest

@@ -28,7 +28,9 @@ class Batch:
     good and failed, so that every step can be checked: ``rows_in == rows_out + rows_failed``.
 
     ``device`` is where the model ran on this batch (``GPU:0 (NVIDIA L4)`` or ``CPU``), set
-    by the scoring step for the manifest.
+    by the scoring step for the manifest, as are ``seconds`` (its time in that step),
+    ``worker`` (``host:pid`` of the process) and ``model_loads`` (the seconds of each model
+    load of the process first told by this batch).
     """
 
     unit: WorkUnit
@@ -40,6 +42,9 @@ class Batch:
     failed: pa.Table | None = None
     positions: np.ndarray | None = None
     device: str | None = None
+    seconds: float = 0.0
+    worker: str | None = None
+    model_loads: tuple[float, ...] = ()
 
     @property
     def source_rows(self) -> int:
@@ -70,7 +75,10 @@ class UnitResult:
     ``files`` are the unit's output files and ``errors`` its dead-letter file (if any rows
     failed). ``rows_in`` is counted from the batches' ``source_rows``, ``rows_out`` from the
     rows written and ``rows_failed`` from the dead letters written. ``device`` is where the
-    model ran on the unit's rows (``None`` when no batch was scored).
+    model ran on the unit's rows (``None`` when no batch was scored). ``batches``,
+    ``batch_seconds`` (their time in the scoring step, summed), ``model_loads`` and
+    ``model_load_seconds`` (loads first used by this unit's batches) and ``worker`` (the
+    ``host:pid`` that scored it) make the manifest's ``metrics``.
     """
 
     unit: str
@@ -81,9 +89,19 @@ class UnitResult:
     rows_failed: int = 0
     errors: list[str] = field(default_factory=list)
     device: str | None = None
+    batches: int = 0
+    batch_seconds: float = 0.0
+    model_loads: int = 0
+    model_load_seconds: float = 0.0
+    worker: str | None = None
 
     def to_json(self) -> dict:
         return {
+            "batches": self.batches,
+            "batch_seconds": self.batch_seconds,
+            "model_loads": self.model_loads,
+            "model_load_seconds": self.model_load_seconds,
+            "worker": self.worker,
             "device": self.device,
             "unit": self.unit,
             "input": self.input,
@@ -105,4 +123,9 @@ class UnitResult:
             rows_out=int(data["rows_out"]),
             rows_failed=int(data["rows_failed"]),
             device=data.get("device"),
+            batches=int(data.get("batches", 0)),
+            batch_seconds=float(data.get("batch_seconds", 0.0)),
+            model_loads=int(data.get("model_loads", 0)),
+            model_load_seconds=float(data.get("model_load_seconds", 0.0)),
+            worker=data.get("worker"),
         )

@@ -2,12 +2,18 @@
 
 The manifest is the commit marker of a job: no manifest, no result. It is written by one
 step that runs only after all :class:`~beamscore.transforms.batch.UnitResult` s are in.
+Its ``status`` says whether the job succeeded: ``"failed"`` when more rows failed than the
+header's ``failure_limits`` allow (``status_reason`` says by how much). Then, last of all,
+an empty ``_SUCCESS`` file (the Hadoop/Spark convention that Airflow sensors and Spark
+readers know) is written only when the status is ``"succeeded"``, and removed otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import platform
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,9 +26,23 @@ from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.temp import TEMP_DIR, clean_temp_dir
 
-__all__ = ["MANIFEST", "WriteManifest", "device", "job_header", "remove_temporary", "versions", "write_manifest"]
+__all__ = [
+    "MANIFEST",
+    "SUCCESS",
+    "WriteManifest",
+    "device",
+    "failure_reason",
+    "job_header",
+    "mark_success",
+    "metrics",
+    "remove_temporary",
+    "versions",
+    "write_manifest",
+]
 
 MANIFEST = "_manifest.json"
+#: written last, empty, only when the job succeeded (status "succeeded")
+SUCCESS = "_SUCCESS"
 
 
 def versions() -> dict[str, str]:
@@ -44,6 +64,72 @@ def device(results: Iterable[UnitResult]) -> str | None:
     whose workers differ) are listed, sorted; ``None`` when no unit was scored."""
     found = sorted({r.device for r in results if r.device})
     return ", ".join(found) if found else None
+
+
+def metrics(results: Iterable[UnitResult]) -> dict[str, Any]:
+    """The counters an operator asks about, over every unit (resumed ones included): batches
+    and their mean rows and latency in the scoring step, model loads, worker processes
+    (``host:pid``) and loads per worker (more than 1: the model was loaded again)."""
+    results = list(results)
+    batches = sum(r.batches for r in results)
+    loads = sum(r.model_loads for r in results)
+    workers = len({r.worker for r in results if r.worker})
+    return {
+        "batches": batches,
+        "batch_rows_mean": round(sum(r.rows_in for r in results) / batches, 1) if batches else None,
+        "batch_latency_ms_mean": round(1000 * sum(r.batch_seconds for r in results) / batches, 3) if batches else None,
+        "model_loads": loads,
+        "model_load_ms_mean": round(1000 * sum(r.model_load_seconds for r in results) / loads, 1) if loads else None,
+        "workers": workers,
+        "model_loads_per_worker": round(loads / workers, 2) if workers else None,
+    }
+
+
+def failure_reason(rows_in: int, rows_failed: int, limits: Mapping[str, Any] | None, output: str) -> str | None:
+    """Why a job with these counts failed, or ``None`` when it succeeded.
+
+    ``limits`` holds ``max_failed_rows`` and ``max_failed_fraction`` (``None``: not set).
+    With neither set any failed row fails the job; with one or both set, every limit given
+    must hold."""
+    if not rows_failed:
+        return None
+    limits = limits or {}
+    max_rows, max_fraction = limits.get("max_failed_rows"), limits.get("max_failed_fraction")
+    fraction = rows_failed / rows_in if rows_in else 1.0
+    checks = []
+    if max_rows is not None:
+        checks.append((rows_failed <= max_rows, f"--max-failed-rows {max_rows}"))
+    if max_fraction is not None:
+        checks.append((fraction <= max_fraction, f"--max-failed-fraction {max_fraction}"))
+    if not checks:
+        checks.append((False, "no failed rows allowed by default; see --max-failed-rows"))
+    broken = [text for ok, text in checks if not ok]
+    if not broken:
+        return None
+    where = bfs.join(output, "_errors")
+    return (
+        f"{rows_failed:,} of {rows_in:,} rows failed ({fraction:.2%}), over the limit ({'; '.join(broken)}); "
+        f"see {where}/"
+    )
+
+
+def mark_success(output: str, succeeded: bool) -> None:
+    """Write the empty ``OUTPUT/_SUCCESS`` when ``succeeded``, else remove a stale one.
+
+    A link planted at that name is removed, never written through."""
+    fs, root = bfs.filesystem(output)
+    path = bfs.join(root, SUCCESS)
+    if bfs.is_local(fs):
+        if os.path.lexists(path):
+            os.unlink(path)
+        if succeeded:
+            bfs.write_new_local(path, b"")
+        return
+    if succeeded:
+        fs.pipe_file(path, b"")
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(path)
 
 
 def write_manifest(
@@ -69,23 +155,29 @@ def write_manifest(
     header = dict(header)
     if header.get("units_planned", 0) is None and expected_units is not None:  # planned on the workers
         header["units_planned"] = len(set(expected_units))
+    rows_in, rows_failed = sum(r.rows_in for r in ordered), sum(r.rows_failed for r in ordered)
+    reason = failure_reason(rows_in, rows_failed, header.get("failure_limits"), output)
     manifest = {
+        "status": "failed" if reason else "succeeded",
+        "status_reason": reason,
         **header,
         "outputs": [f for r in ordered for f in r.files],
         "errors": [f for r in ordered for f in r.errors],
         "units": len(ordered),
         "units_resumed": len({r.unit for r in old} - {r.unit for r in new}),
-        "rows_in": sum(r.rows_in for r in ordered),
+        "rows_in": rows_in,
         "rows_out": sum(r.rows_out for r in ordered),
-        "rows_failed": sum(r.rows_failed for r in ordered),
+        "rows_failed": rows_failed,
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "device": device(ordered),
+        "metrics": metrics(ordered),
         "versions": versions(),
     }
     fs, root = bfs.filesystem(output)
     data = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
     bfs.write_atomic(fs, bfs.join(root, MANIFEST), data, bfs.join(root, TEMP_DIR))
     remove_temporary(output)
+    mark_success(output, reason is None)  # last: a sensor waiting for _SUCCESS sees a whole result
     return manifest
 
 
@@ -114,10 +206,12 @@ class WriteManifest(beam.PTransform):
     Gathers every unit's result, then writes ``OUTPUT/_manifest.json`` last. ``header`` is
     the job's description copied to the top of the manifest (``beamscore score`` puts the
     model, signature, inputs and options there); without one, :func:`job_header` is used.
-    The manifest adds ``outputs``, ``errors``, ``units``, ``rows_in``, ``rows_out``,
-    ``rows_failed``, ``finished`` and ``versions``. ``previous`` and ``expected_units`` as in
-    :func:`write_manifest`; ``expected_units`` may also be a PCollection holding one list of
-    unit names (units planned on the workers)."""
+    The manifest adds ``status`` and ``status_reason``, ``outputs``, ``errors``, ``units``,
+    ``rows_in``, ``rows_out``, ``rows_failed``, ``finished``, ``metrics`` (:func:`metrics`)
+    and ``versions``; ``_SUCCESS`` follows when the status is ``"succeeded"`` (by the header's
+    ``failure_limits``, or no failed row at all without them). ``previous`` and
+    ``expected_units`` as in :func:`write_manifest`; ``expected_units`` may also be a
+    PCollection holding one list of unit names (units planned on the workers)."""
 
     def __init__(
         self,

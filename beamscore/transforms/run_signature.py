@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -38,6 +41,11 @@ __all__ = [
     "output_schema",
     "score_table",
 ]
+
+#: seconds of each model load in this process not yet reported on a scored batch (for the
+#: manifest's metrics: the DoFn instance that loaded the model may not be the one scoring)
+_UNRECORDED_LOADS: list[float] = []
+_LOADS_LOCK = threading.Lock()
 
 
 #: the tag of RunSignature's dead-letter output (see :meth:`RunSignature.with_exception_handling`)
@@ -202,6 +210,7 @@ class RunSignatureFn(beam.DoFn):
         self._shared = shared.Shared()
         self._scorer: ElementScorer | None = None
         self._unreported_load_ms: int | None = None
+        self._worker: str | None = None
         self._device: str | None = None
         self.batches = beam.metrics.Metrics.counter("beamscore", "batches")
         self.model_loads = beam.metrics.Metrics.counter("beamscore", "model_loads")
@@ -220,6 +229,10 @@ class RunSignatureFn(beam.DoFn):
         model = self._shared.acquire(load, tag=self.model.key)
         # Metrics updated in setup() are lost (no bundle is active): report in start_bundle.
         self._unreported_load_ms = int(model.load_seconds * 1000) if loaded_here else None
+        if loaded_here:  # told by the next batch this process scores, whichever DoFn instance has it
+            with _LOADS_LOCK:
+                _UNRECORDED_LOADS.append(model.load_seconds)
+        self._worker = f"{socket.gethostname()}:{os.getpid()}"
         fn = model.signature(self.signature.key)
         self._device = worker_device(fn)  # logged once per process, with the doctor's verdict
         self._scorer = ElementScorer(
@@ -278,9 +291,15 @@ class RunSignatureFn(beam.DoFn):
             specs = self.signature.outputs
             out = {key: from_numpy(_empty(specs[key]), key in self._scorer.variable_outputs) for key in self.outputs}
             out.update({name: pa.nulls(0, type=self._keep_type(name, table)) for name in self.keep or ()})
-        self._measure(table.num_rows, start)
+        seconds = self._measure(table.num_rows, start)
+        with _LOADS_LOCK:
+            loads = tuple(_UNRECORDED_LOADS)
+            _UNRECORDED_LOADS.clear()
         return dataclasses.replace(
             batch,
+            seconds=seconds,
+            worker=self._worker,
+            model_loads=loads,
             table=pa.table(out),
             rows_in=batch.source_rows,
             failed=dead_letters.concat(failed),
@@ -308,10 +327,13 @@ class RunSignatureFn(beam.DoFn):
         self._measure(el.num_rows, start)
         yield pack(el, scored.good, scored.outputs, self.keep, self._scorer.variable_outputs)
 
-    def _measure(self, rows: int, start: float) -> None:
+    def _measure(self, rows: int, start: float) -> float:
+        """Count one batch of ``rows`` begun at ``start``; return its seconds."""
+        seconds = time.perf_counter() - start
         self.batches.inc()
         self.batch_rows.update(rows)
-        self.batch_ms.update(int((time.perf_counter() - start) * 1000))
+        self.batch_ms.update(int(seconds * 1000))
+        return seconds
 
 
 def call_in_batches(

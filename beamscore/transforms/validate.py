@@ -74,14 +74,26 @@ def check_rows(
         finite = np.ones(len(good), dtype=bool)
         for b in bindings.values():
             values = columns[b.column]
-            if values.dtype.kind == "f" and values.size:
+            if b.composite is not None:  # per row: all of its values finite
+                ok = _finite_rows(values)
+            elif values.dtype.kind == "f" and values.size:
                 ok = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-                for i in np.flatnonzero(~ok & finite).tolist():
-                    reasons[int(good[i])] = f"column {b.column!r} holds NaN or infinity (--reject-nan)"
-                finite &= ok
+            else:
+                continue
+            for i in np.flatnonzero(~ok & finite).tolist():
+                reasons[int(good[i])] = f"column {b.column!r} holds NaN or infinity (--reject-nan)"
+            finite &= ok
         if not finite.all():
             columns = {k: v[finite] for k, v in columns.items()}
     return _result(n, reasons, columns)
+
+
+def _finite_rows(batch) -> np.ndarray:
+    """Per row of a ragged batch, whether every value is finite (non-float values always are)."""
+    ok = np.ones(len(batch), dtype=bool)
+    if batch.values.dtype.kind == "f":
+        ok[batch.row_ids()[~np.isfinite(batch.values)]] = False
+    return ok
 
 
 def _good(n: int, reasons: dict[int, str]) -> np.ndarray:
@@ -117,6 +129,9 @@ def _mark_structure(column: pa.ChunkedArray, b: InputBinding, reasons: dict[int,
         parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
         for i in np.unique(parents[~_valid(flat)]).tolist():
             reasons.setdefault(int(i), f"column {b.column!r} has a null value inside its list; inputs must not be null")
+    if b.composite is not None:  # ragged or sparse: any length, up to a sparse input's declared width
+        _mark_too_long(arr, b, reasons)
+        return
     if _is_nested(flat.type):
         _mark_nested(arr, b, reasons)
         return
@@ -136,6 +151,18 @@ def _mark_structure(column: pa.ChunkedArray, b: InputBinding, reasons: dict[int,
         why = why.format(expected=expected)
     for i in np.flatnonzero((lengths != expected) & (lengths >= 0)).tolist():
         reasons.setdefault(i, f"column {b.column!r} has {lengths[i]} values, {why} ({pad_hint(b.column)})")
+
+
+def _mark_too_long(arr: pa.Array, b: InputBinding, reasons: dict[int, str]) -> None:
+    """Record the rows of a list column longer than the declared width of the sparse input it feeds."""
+    width = b.shape[1] if b.composite.kind == "sparse" and b.shape else None
+    if width is None or pa.types.is_fixed_size_list(arr.type):
+        return
+    lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(lengths > width).tolist():
+        reasons.setdefault(
+            i, f"column {b.column!r} has {lengths[i]} values; sparse input {b.input!r} takes at most {width}"
+        )
 
 
 def _mark_nested(arr: pa.Array, b: InputBinding, reasons: dict[int, str]) -> None:
@@ -198,6 +225,8 @@ def _numpy(
     A ``--cast`` that cannot keep a value (out of the input dtype's range, NaN or infinity
     into an integer) would wrap around or saturate in silence: such rows go to ``unfit``
     (per row, with a message) instead."""
+    if b.composite is not None:
+        return _ragged(column, b, where, unfit)
     values = to_numpy(column, b.column, where)
     if b.dtype == STRING:
         if values.dtype != object and values.dtype.kind not in "SU":
@@ -218,6 +247,50 @@ def _numpy(
                 unfit[b.column] = _unfit_rows(values, lost, b)
             values = cast
     return b.prepare(values, where)
+
+
+def _ragged(column: pa.ChunkedArray, b: InputBinding, where: str, unfit: dict[str, tuple[np.ndarray, list[str]]]):
+    """A list column as the :class:`~beamscore.model.composite.RaggedBatch` a ragged or sparse
+    input is built from: flat values (cast as a dense column's are) and row splits from the
+    offsets, no per-row Python. A cast that loses a value makes its row unfit."""
+    from beamscore.model.composite import RaggedBatch, ragged_from_arrow
+
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(arr, pa.ExtensionArray):
+        arr = arr.storage
+    flat, splits = ragged_from_arrow(arr)
+    batch = RaggedBatch(to_numpy(flat, b.column, where), splits)
+    if b.dtype == STRING:
+        if batch.values.dtype != object and batch.values.dtype.kind not in "SU":
+            raise BeamscoreError(
+                f"column {b.column!r} has dtype {batch.values.dtype}, signature input {b.input!r} expects string"
+            )
+        return batch
+    want = numpy_dtype(b.dtype)
+    have = batch.values.dtype
+    if have == want:
+        return batch
+    if have.kind == "O" or not (b.cast or lossless(have, want)):
+        raise BeamscoreError(
+            f"column {b.column!r} has dtype {column.type}, signature input {b.input!r} expects {b.dtype}"
+        )
+    cast = _cast(batch.values, want)
+    lost = None if lossless(have, want) else _lost(batch.values, cast)
+    if lost is not None:
+        at = np.flatnonzero(lost)
+        row_of = batch.row_ids()[at]
+        rows = np.zeros(len(batch), dtype=bool)
+        rows[row_of] = True
+        _, first = np.unique(row_of, return_index=True)  # the first lost value of each such row
+        unfit[b.column] = (
+            rows,
+            [
+                f"column {b.column!r} holds {batch.values[i]}, which {b.dtype} input {b.input!r} cannot hold "
+                "(--cast converts values in its range; it does not wrap or saturate them)"
+                for i in at[first].tolist()
+            ],
+        )
+    return RaggedBatch(cast, batch.splits)
 
 
 def _cast(values: np.ndarray, want: np.dtype) -> np.ndarray:

@@ -29,6 +29,11 @@ class _OpenUnit:
     device: str | None = None
     failed: list[pa.Table] = field(default_factory=list)
     next_index: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    loads: int = 0
+    load_seconds: float = 0.0
+    worker: str | None = None
 
 
 class WriteUnitFn(beam.DoFn):
@@ -88,6 +93,11 @@ class WriteUnitFn(beam.DoFn):
         state.rows_in += batch.source_rows
         state.rows_out += batch.table.num_rows
         state.device = batch.device or state.device
+        state.batches += 1
+        state.seconds += batch.seconds
+        state.worker = batch.worker or state.worker
+        state.loads += len(batch.model_loads)
+        state.load_seconds += sum(batch.model_loads)
         if batch.failed is not None:
             state.failed.append(batch.failed)
         self.rows_out.inc(batch.table.num_rows)
@@ -119,6 +129,11 @@ class WriteUnitFn(beam.DoFn):
             rows_failed=dead_letters.count(failed),
             errors=errors,
             device=state.device,
+            batches=state.batches,
+            batch_seconds=state.seconds,
+            model_loads=state.loads,
+            model_load_seconds=state.load_seconds,
+            worker=state.worker,
         )
         write_receipt(self.output, result)
         self.units_done.inc()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -279,3 +280,30 @@ def test_sigterm_cancels_the_dask_job_and_keeps_its_claim_until_stale(slow_job, 
         assert "taking over the stale claim" in resumed.stderr
     assert not (out / "_claim.json").exists()
     assert_slow_result(out, ids, expected)
+
+
+@pytest.mark.distributed
+def test_progress_lines_summary_and_metrics_on_dask(slow_job, tmp_path):
+    """Off a terminal, a Dask job prints a timestamped progress line every --progress-every
+    seconds (its workers on this machine append each batch's rows to the launcher's file), and
+    --json's summary carries the manifest's metrics: one model load per worker process."""
+    args, ids, expected = slow_job
+    out = tmp_path / "out"
+    with dask_cluster(tmp_path / "cluster", workers=2) as cluster:
+        flags = ["--runner=DaskRunner", f"--dask_client_address={cluster.address}", "--progress-every", "0.5"]
+        run = subprocess.run(
+            [sys.executable, "-m", "beamscore", "score", *args, "--output", str(out), *flags, "--json"],
+            env=worker_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert run.returncode == 0, run.stderr[-3000:] + cluster.log_tail()
+    assert_slow_result(out, ids, expected)
+    progress = [line for line in run.stderr.splitlines() if re.match(r"^\S+Z progress: [\d,]+ / 700 rows", line)]
+    assert len(progress) >= 2, run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    assert (summary["status"], summary["exit_code"], summary["runner"]) == ("succeeded", 0, "DaskRunner")
+    metrics = summary["metrics"]
+    assert metrics["batches"] == 140 and 1 <= metrics["workers"] <= 2
+    assert metrics["model_loads"] == metrics["workers"] and metrics["model_loads_per_worker"] == 1.0

@@ -193,7 +193,7 @@ def test_resume_tells_a_replaced_export_without_fingerprint_pb_apart(legacy, tmp
     shutil.rmtree(model)
     shutil.copytree(os.path.join(legacy["base"], "00000124"), model)  # re-exported in place, other weights
     line = one_line_error(capsys, [*argv, "--resume"])
-    assert "was started by a different job: model_fingerprint was" in line
+    assert "was started by a different job: the model (fingerprint) was" in line
 
 
 def test_launcher_refuses_broken_models_before_writing(legacy, tmp_path, capsys):
@@ -258,7 +258,7 @@ def test_a_sparse_placeholder_input_is_refused_in_one_line(legacy, tmp_path, cap
     data = parquet_input(tmp_path / "in" / "a.parquet", sp=np.ones((5, 5), np.float32), x=x)
     out = tmp_path / "out"
     line = one_line_error(capsys, ["score", "--model", legacy["sparse"], "--input", data, "--output", str(out)])
-    assert "input 'sp' is a SparseTensor (coo_sparse" in line and not out.exists()
+    assert "input 'sp' is a SparseTensor (coo_sparse" in line and "tf.SparseTensorSpec" in line and not out.exists()
     argv = ["run", legacy["sparse"], "--input-exprs", "sp=[[1.0, 2, 3, 4, 5]];x=[[1.0, 2, 3]]"]
     assert "input 'sp' is a SparseTensor" in one_line_error(capsys, argv)
     argv = ["score", "--model", legacy["sparse"], "--signature", "dense_only", "--input", data, "--output", str(out)]
@@ -279,25 +279,30 @@ def test_an_input_of_a_dtype_no_column_holds_is_named(legacy, tmp_path, capsys):
     assert "input 'x' has dtype bfloat16" in one_line_error(capsys, argv)
 
 
-@pytest.mark.parametrize("signature, spec", [("serving_default", "RaggedTensorSpec"), ("sparse", "SparseTensorSpec")])
-def test_a_ragged_or_sparse_tf2_signature_is_refused_by_score(legacy, tmp_path, capsys, signature, spec):
+@pytest.mark.parametrize("signature", ["serving_default", "sparse"])
+def test_a_ragged_or_sparse_tf2_signature_is_fed_from_a_list_column(legacy, tmp_path, capsys, signature):
     """TensorFlow flattens a RaggedTensorSpec argument into inputs ``x`` (values) and ``x_1`` (row
-    splits): ``score`` said "no column 'x_1'", or fed a values column as rows."""
-    x = np.arange(12, dtype=np.float32).reshape(4, 3)
-    data = parquet_input(tmp_path / "in" / "a.parquet", x=x, x_1=np.arange(4), x_2=np.arange(4))
+    splits): ``score`` refused them; a list column named ``x`` now feeds them whole."""
+    lists = [[1.0, 2.0], [], [3.0, 4.0, 5.0], [6.0]]
+    data = tmp_path / "in" / "a.parquet"
+    data.parent.mkdir()
+    pq.write_table(pa.table({"x": pa.array(lists, pa.list_(pa.float32()))}), data)
     out = tmp_path / "out"
-    argv = ["score", "--model", legacy["ragged"], "--signature", signature, "--input", data, "--output", str(out)]
-    line = one_line_error(capsys, argv)
-    assert f"signature {signature!r} takes a {spec}, flattened to the inputs x, x_1" in line and not out.exists()
-    argv = ["score", "--model", legacy["ragged"], "--signature", "dense", "--input", data, "--output", str(out)]
-    assert main([*argv, "--keep", "x_1"]) == 0, capsys.readouterr().err
-    direct = tf.saved_model.load(legacy["ragged"]).signatures["dense"](x=tf.constant(x))["y"].numpy()
+    argv = ["score", "--model", legacy["ragged"], "--signature", signature, "--input", str(data), "--output", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    fn = tf.saved_model.load(legacy["ragged"]).signatures[signature]
+    rt = tf.ragged.constant(lists, dtype=tf.float32)
+    if signature == "sparse":  # the declared width, 5
+        st = rt.to_sparse()
+        direct = fn(x=st.indices, x_1=st.values, x_2=tf.constant([4, 5], tf.int64))["y"].numpy()
+    else:
+        direct = fn(x=rt.values, x_1=rt.row_splits)["y"].numpy()
     assert_scores_close(read_output(str(out))["y"].to_numpy(), direct)
 
 
 def test_run_feeds_a_ragged_signature_its_components(legacy, tmp_path, capsys):
     assert main(["show", legacy["ragged"], "--signature", "serving_default"]) == 0
-    assert "(takes a RaggedTensorSpec: the inputs below are its components" in capsys.readouterr().out
+    assert "x  ragged float32 (-1, -1)  <- a list column of any length" in capsys.readouterr().out
     exprs = "x=[1.0, 2, 3];x_1=[0, 1, 3]"
     assert main(["run", legacy["ragged"], "--input-exprs", exprs, "--outdir", str(tmp_path)]) == 0
     fn = tf.saved_model.load(legacy["ragged"]).signatures["serving_default"]
@@ -329,6 +334,24 @@ def test_a_defaulted_argument_traced_into_a_scalar_input_is_refused_first(legacy
         line = one_line_error(capsys, [*argv, *extra])
         assert "signature input 'scale' is a scalar (shape ())" in line and "argument with a default" in line
     assert not out.exists()
+
+
+def test_a_tf1_scalar_placeholder_is_refused_with_a_tf1_hint(tmp_path, capsys):
+    """The hint about tf.function defaults does not apply to a TF1 graph."""
+    v1 = tf.compat.v1
+    model = str(tmp_path / "scalar")
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        x = v1.placeholder(tf.float32, [None, 3], name="x")
+        k = v1.placeholder(tf.float32, [], name="k")
+        info = v1.saved_model.build_tensor_info
+        sig = v1.saved_model.build_signature_def({"x": info(x), "k": info(k)}, {"y": info(x * k)}, "predict")
+        builder = v1.saved_model.Builder(model)
+        builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={"serving_default": sig})
+        builder.save()
+    data = parquet_input(tmp_path / "in" / "a.parquet", x=np.ones((2, 3), np.float32), k=np.ones(2, np.float32))
+    line = one_line_error(capsys, ["score", "--model", model, "--input", data, "--output", str(tmp_path / "o")])
+    assert "'k' is a scalar" in line and "TF1 placeholder (k:0)" in line and "tf.function" not in line
 
 
 def test_a_signature_with_no_outputs_is_refused(tmp_path, capsys):

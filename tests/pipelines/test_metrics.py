@@ -42,3 +42,7 @@ def test_counters_and_distributions(tmp_path):
     assert counters["model_loads"] == dists["model_load_ms"].count == 1 and dists["model_load_ms"].sum > 0
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
     assert (manifest["rows_in"], manifest["rows_out"], manifest["rows_failed"]) == (250, 249, 1)
+    # the manifest's metrics (from the units' receipts) say what Beam's counters say
+    m = manifest["metrics"]
+    assert (m["batches"], m["batch_rows_mean"], m["model_loads"], m["workers"]) == (3, round(250 / 3, 1), 1, 1)
+    assert m["model_loads_per_worker"] == 1.0 and m["batch_latency_ms_mean"] > 0 and m["model_load_ms_mean"] > 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 
 import builders
@@ -72,7 +73,12 @@ def test_killed_run_then_resume_gives_the_uninterrupted_result(jm, many_units, t
     # the killed launcher's claim names a process that is gone: taken over, and said so
     assert "taking over the stale claim" in err and f"pid {proc.pid}" in err
     assert main([*job(jm["slow"], paths[0], out), "--resume"]) == 0
-    assert "units already done, resumed" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert "units already done, resumed" in summary
+    # rows/s is this run's rows over this run's time: the resumed units' rows are not counted
+    seconds, rate = re.search(r"rows in ([\d.]+)s \(([\d,]+) rows/s\)", summary).groups()
+    scored_now = len(ids) - 40 * len(done_before)
+    assert int(rate.replace(",", "")) <= scored_now / (float(seconds) - 0.05) + 1
     assert not (out / "_claim.json").exists()
     m = manifest_of(out)
     assert m["units"] == UNITS and m["units_resumed"] >= len(done_before)
@@ -129,7 +135,7 @@ def test_resume_refuses_another_job_and_redoes_half_written_units(jm, models, ma
     pq.write_table(first.slice(0, 3), out / "part-00000-00007.parquet")  # garbage under the final name
     code = main([*job(models["two_sig"], paths[0], out)[:-2], "--rows-per-unit", "40", "--resume"])
     assert code == 2
-    assert "was started by a different job: model_fingerprint was" in capsys.readouterr().err
+    assert "was started by a different job: the model (fingerprint) was" in capsys.readouterr().err
     assert main([*job(jm["slow"], paths[0], out), "--resume"]) == 0
     m = manifest_of(out)
     assert m["units_resumed"] == UNITS - 2 and m["units"] == UNITS

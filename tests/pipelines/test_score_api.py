@@ -19,10 +19,13 @@ def test_too_many_failed_rows_raise_job_failed_with_the_written_manifest(models,
     column = pa.array(lists, type=pa.list_(pa.float32()))
     pq.write_table(pa.table({"id": np.arange(20), "x": column}), tmp_path / "in.parquet")
     out = str(tmp_path / "out")
-    with pytest.raises(beamscore.JobFailed, match="1 of 20 rows failed") as info:
+    with pytest.raises(beamscore.RowsFailed, match="1 of 20 rows failed") as info:
         beamscore.score(model=models["two_sig"], inputs=[str(tmp_path / "in.parquet")], output=out, keep=["id"])
+    assert isinstance(info.value, beamscore.JobFailed)  # code that catches JobFailed still sees it
     m = info.value.manifest
     assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (20, 19, 1)
+    assert (m["status"], m["status_reason"]) == ("failed", str(info.value))
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
     got = read_output(out)
     keep = np.delete(np.arange(20), 4)
     assert got["id"].to_pylist() == keep.tolist()
@@ -33,6 +36,8 @@ def test_too_many_failed_rows_raise_job_failed_with_the_written_manifest(models,
         model=models["two_sig"], inputs=str(tmp_path / "in.parquet"), output=out, overwrite=True, max_failed_rows=1
     )
     assert again["rows_failed"] == 1 and again["model"]["signature"] == "serving_default"
+    assert (again["status"], again["status_reason"]) == ("succeeded", None)
+    assert (tmp_path / "out" / "_SUCCESS").read_bytes() == b""
 
 
 def test_an_unknown_option_is_refused_with_the_valid_ones(models, tmp_path):

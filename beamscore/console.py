@@ -1,0 +1,123 @@
+"""What ``beamscore`` prints for operators: stderr as text or as JSON lines, and the summary.
+
+``--log-format json`` makes every line beamscore writes on stderr one JSON object with
+``ts`` (ISO-8601, UTC), ``level``, ``event`` and the event's fields, for log shippers and
+schedulers that parse their tasks' logs. Lines printed anywhere in beamscore go through
+:class:`StderrLines`, which wraps ``sys.stderr`` while a command runs: ``beamscore: error: X``
+becomes ``{"level": "error", "event": "error", "message": "X"}``, a warning likewise, any other
+line an ``info`` ``message``. Code that has fields to report (progress) calls :func:`emit`.
+The same wrapper remembers the last error line, which ``--json``'s summary carries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from typing import Any, TextIO
+
+__all__ = ["LOG_FORMATS", "StderrLines", "emit", "json_line", "timestamp"]
+
+LOG_FORMATS = ("text", "json")
+_PREFIXES = (("beamscore: error: ", "error"), ("beamscore: warning: ", "warning"))
+
+
+def timestamp() -> str:
+    """Now, as ISO-8601 in UTC with milliseconds: ``2026-12-02T21:55:00.123Z``."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def json_line(level: str, event: str, **fields: Any) -> str:
+    """One log event as a JSON line (``ts``, ``level``, ``event`` first, then ``fields``)."""
+    return json.dumps({"ts": timestamp(), "level": level, "event": event, **fields}, default=str) + "\n"
+
+
+class StderrLines:
+    """``sys.stderr`` seen line by line: in ``json`` format each line becomes an event
+    (:func:`json_line`); in ``text`` format lines pass through unchanged. Either way the last
+    ``beamscore: error:`` line is kept in :attr:`last_error`."""
+
+    def __init__(self, stream: TextIO, fmt: str = "text") -> None:
+        self._stream = stream
+        self.fmt = fmt
+        self.last_error: str | None = None
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        if self.fmt == "text":
+            for line in text.splitlines():
+                if line.startswith(_PREFIXES[0][0]):
+                    self.last_error = line[len(_PREFIXES[0][0]) :]
+            return self._stream.write(text)
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self._event(line)
+        return len(text)
+
+    def _event(self, line: str) -> None:
+        line = line.strip("\r")
+        if not line.strip():
+            return
+        level, event, message = "info", "message", line
+        for prefix, kind in _PREFIXES:
+            if line.startswith(prefix):
+                level, event, message = kind, kind, line[len(prefix) :]
+        if level == "error":
+            self.last_error = message
+        self._stream.write(json_line(level, event, message=message))
+
+    def write_event(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        """Write one event as it is (no line splitting)."""
+        self.flush()
+        self._stream.write(json_line(level, event, **fields))
+        self._stream.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, ""
+            self._event(pending)
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self.fmt == "text" and bool(getattr(self._stream, "isatty", lambda: False)())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def lines_of(stream: Any) -> StderrLines | None:
+    """The :class:`StderrLines` in ``stream``'s chain of wrappers (``_stream``), if any."""
+    seen = 0
+    while stream is not None and seen < 8:
+        if isinstance(stream, StderrLines):
+            return stream
+        stream = getattr(stream, "__dict__", {}).get("_stream")
+        seen += 1
+    return None
+
+
+def json_format(stream: Any = None) -> bool:
+    """Whether ``stream`` (default ``sys.stderr``) writes JSON lines."""
+    found = lines_of(sys.stderr if stream is None else stream)
+    return found is not None and found.fmt == "json"
+
+
+def emit(text: str, level: str = "info", event: str = "message", stream: Any = None, **fields: Any) -> None:
+    """Write one event to ``stream`` (default ``sys.stderr``): ``text`` as a line in text
+    format, the event with its ``fields`` (and ``message``: ``text``) in JSON format."""
+    stream = sys.stderr if stream is None else stream
+    found = lines_of(stream)
+    if found is not None and found.fmt == "json":
+        found.write_event(level, event, {"message": text, **fields})
+        return
+    stream.write(f"{text}\n")
+    stream.flush()
+
+
+class JsonLogFormatter(logging.Formatter):
+    """Python log records as JSON lines (event ``log``, with the logger's name)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json_line(record.levelname.lower(), "log", logger=record.name, message=record.getMessage()).rstrip("\n")
