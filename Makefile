@@ -20,8 +20,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
+# One pytest worker per core (CI has 2); a test file stays on one worker (its module fixtures:
+# servers, clusters, models are set up once). PYTEST_ARGS="-n 0" runs it in one process.
+PYTEST_ARGS ?= -n auto --dist loadfile
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The docs site (docs/, mkdocs.yml) into site/; --strict: a broken link or anchor fails.
 docs: $(STAMP)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 from conftest import direct_call, read_output
+from scores import assert_same_bytes, assert_scores_close
 
 __all__ = ["assert_same_result", "beamscore_cli", "job_args", "run_in_process", "worker_env"]
 
@@ -73,10 +74,10 @@ def assert_same_result(out, reference, models, shards) -> None:
     assert table.column_names == reference.column_names
     assert table["id"].to_pylist() == ids.tolist() == reference["id"].to_pylist()
     scores = np.stack(table["scores"].to_numpy(zero_copy_only=False))
-    np.testing.assert_array_equal(scores, np.stack(reference["scores"].to_numpy(zero_copy_only=False)))
-    np.testing.assert_array_equal(table["label"].to_numpy(), reference["label"].to_numpy())
+    assert_same_bytes(scores, np.stack(reference["scores"].to_numpy(zero_copy_only=False)))
+    assert_same_bytes(table["label"].to_numpy(), reference["label"].to_numpy())
     expected = direct_call(models["two_sig"], "serving_default", x=x)
-    np.testing.assert_allclose(scores, expected["scores"], atol=1e-6)
+    assert_scores_close(scores, expected["scores"])
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["rows_in"] == manifest["rows_out"] == len(ids) and manifest["rows_failed"] == 0
     assert manifest["units"] == 6 and len(manifest["outputs"]) == 6

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import direct_call, read_output
+from scores import assert_scores_close
 
 from beamscore.cli import main
 
@@ -41,8 +42,8 @@ def test_scores_every_row_like_a_direct_call(models, shards, tmp_path, capsys):
     assert table.column_names == ["label", "scores", "id", "name"]
     assert table["id"].to_numpy().tolist() == ids.tolist()  # input order, shard by shard
     expected = direct_call(models["two_sig"], "serving_default", x=x)
-    np.testing.assert_allclose(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"], atol=1e-6)
-    np.testing.assert_array_equal(table["label"].to_numpy(), expected["label"])
+    assert_scores_close(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"])
+    assert_scores_close(table["label"].to_numpy(), expected["label"])
     assert table["name"].to_pylist()[:2] == ["row-1000", "row-1001"]
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["rows_in"] == manifest["rows_out"] + manifest["rows_failed"] == len(ids)
@@ -80,8 +81,8 @@ def test_named_signature_with_rank3_output_and_file_metadata(models, shards, tmp
     assert table.schema.field("embedding").type.shape == [2, 4]
     n = table.num_rows
     expected = direct_call(models["two_sig"], "embed", x=x[:n])
-    np.testing.assert_allclose(table["embedding"].combine_chunks().to_numpy_ndarray(), expected["embedding"], atol=1e-6)
-    np.testing.assert_allclose(table["norm"].to_numpy(), expected["norm"], atol=1e-6)
+    assert_scores_close(table["embedding"].combine_chunks().to_numpy_ndarray(), expected["embedding"])
+    assert_scores_close(table["norm"].to_numpy(), expected["norm"])
     meta = json.loads(table.schema.metadata[b"beamscore"])
     assert meta["signature"] == "embed" and meta["fingerprint"]
     assert meta["model_path"] == models["two_sig"]
@@ -99,9 +100,7 @@ def test_keras_export_and_map(models, shards, tmp_path):
     table = read_output(str(out))
     rows = np.isin(ids, table["id"].to_numpy())
     expected = direct_call(models["keras"], "serving_default", features=x[rows])
-    np.testing.assert_allclose(
-        np.stack(table["output_0"].to_numpy(zero_copy_only=False)), expected["output_0"], atol=1e-6
-    )
+    assert_scores_close(np.stack(table["output_0"].to_numpy(zero_copy_only=False)), expected["output_0"])
 
 
 def test_flat_column_is_reshaped_to_image(models, tmp_path):
@@ -112,7 +111,7 @@ def test_flat_column_is_reshaped_to_image(models, tmp_path):
     out = tmp_path / "out"
     assert score("--model", models["image"], "--input", str(data), "--output", str(out)) == 0
     got = np.stack(read_output(str(out))["mean"].to_numpy(zero_copy_only=False))
-    np.testing.assert_allclose(got, direct_call(models["image"], "serving_default", image=images)["mean"], atol=1e-6)
+    assert_scores_close(got, direct_call(models["image"], "serving_default", image=images)["mean"])
 
 
 def test_lossless_casts_and_variable_lists(models, tmp_path):
@@ -126,7 +125,7 @@ def test_lossless_casts_and_variable_lists(models, tmp_path):
     assert score("--model", models["mixed"], "--input", str(data), "--output", str(out)) == 0
     got = read_output(str(out))["out"].to_numpy()
     expected = direct_call(models["mixed"], "serving_default", a=a.astype(np.int64), b=b.astype(np.float32))
-    np.testing.assert_allclose(got, expected["out"], atol=1e-6)
+    assert_scores_close(got, expected["out"])
 
 
 def test_float16_is_cast_silently(models, tmp_path):
@@ -137,7 +136,7 @@ def test_float16_is_cast_silently(models, tmp_path):
     out = tmp_path / "out"
     assert score("--model", models["mixed"], "--input", str(data), "--output", str(out)) == 0
     expected = direct_call(models["mixed"], "serving_default", a=a, b=b.astype(np.float32))
-    np.testing.assert_allclose(read_output(str(out))["out"].to_numpy(), expected["out"], atol=1e-6)
+    assert_scores_close(read_output(str(out))["out"].to_numpy(), expected["out"])
 
 
 def test_float64_refused_without_cast_and_accepted_with_it(models, tmp_path, capsys):
@@ -151,9 +150,7 @@ def test_float64_refused_without_cast_and_accepted_with_it(models, tmp_path, cap
     assert not out.exists() or not os.listdir(out)
     assert score("--model", models["two_sig"], "--input", str(data), "--output", str(out), "--cast") == 0
     expected = direct_call(models["two_sig"], "serving_default", x=x.astype(np.float32))
-    np.testing.assert_allclose(
-        np.stack(read_output(str(out))["scores"].to_numpy(zero_copy_only=False)), expected["scores"], atol=1e-6
-    )
+    assert_scores_close(np.stack(read_output(str(out))["scores"].to_numpy(zero_copy_only=False)), expected["scores"])
 
 
 def test_versioned_base_dir_uses_highest_and_version_flag(models, shards, tmp_path):

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelMetadata, RunInference
 from conftest import direct_call
+from scores import assert_scores_close
 
 import beamscore
 
@@ -54,7 +55,7 @@ def test_run_inference_on_tables_from_read_from_parquet_batched(models, tmp_path
     out = pa.concat_tables(got["out"]).sort_by("id")
     assert out.column_names == ["id", "x", "label", "scores"] and out["id"].to_pylist() == list(range(600))
     expected = direct_call(models["two_sig"], "serving_default", x=x)
-    np.testing.assert_allclose(np.stack(out["scores"].to_numpy(zero_copy_only=False)), expected["scores"], atol=1e-6)
+    assert_scores_close(np.stack(out["scores"].to_numpy(zero_copy_only=False)), expected["scores"])
     counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]}
     assert counters["num_inferences"] == 6  # one per table: six row groups
     dists = {d.key.metric.name for d in result.metrics().query()["distributions"]}
@@ -78,7 +79,7 @@ def test_keyed_numpy_dicts_and_dead_letters(models):
     ((key, result),) = got["main"]
     assert key == "a" and sorted(result.inference) == ["scores", "x"]
     expected = direct_call(models["two_sig"], "serving_default", x=x[:10])["scores"]
-    np.testing.assert_allclose(result.inference["scores"], expected, atol=1e-6)
+    assert_scores_close(result.inference["scores"], expected)
     ((failed, exc),) = got["failed"]
     assert failed[0][0] == "b" and "has dtype float64, signature input 'x' expects float32" in str(exc)
 
@@ -103,7 +104,7 @@ def test_model_refresh_through_model_metadata(models, tmp_path):
     (result,) = got["out"]
     assert result.model_id == newer
     expected = direct_call(newer, "serving_default", x=x)["scores"]
-    np.testing.assert_allclose(result.inference["scores"], expected, atol=1e-6)
+    assert_scores_close(result.inference["scores"], expected)
 
 
 def test_a_wrong_signature_fails_when_the_handler_is_made(models):

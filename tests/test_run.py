@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 import trial_models
 from conftest import direct_call
+from scores import assert_scores_close
 
 from beamscore.cli import main
 
@@ -49,8 +50,8 @@ def test_input_exprs_match_a_direct_call(models, capsys, tmp_path):
     expected = direct_call(models["two_sig"], "serving_default", x=x)
     got = saved(out)
     assert sorted(got) == ["label", "scores"]
-    np.testing.assert_array_equal(got["scores"], expected["scores"])
-    np.testing.assert_array_equal(got["label"], expected["label"])
+    assert_scores_close(got["scores"], expected["scores"])
+    assert_scores_close(got["label"], expected["label"])
     assert got["scores"].dtype == np.float32 and got["label"].dtype == np.int64
 
 
@@ -59,9 +60,7 @@ def test_a_saved_model_cli_command_line_works_with_the_name_changed(models, caps
     x = np.array([[1, 2, 3, 4]], dtype=np.float32)
     args = ["--dir", models["two_sig"], "--tag_set", "serve", "--signature_def", "embed"]
     assert main(["run", *args, "--input_exprs", "x=[[1, 2, 3, 4]]", "--outdir", str(tmp_path / "o")]) == 0
-    np.testing.assert_array_equal(
-        saved(tmp_path / "o")["embedding"], direct_call(models["two_sig"], "embed", x=x)["embedding"]
-    )
+    assert_scores_close(saved(tmp_path / "o")["embedding"], direct_call(models["two_sig"], "embed", x=x)["embedding"])
     assert main(["show", "--dir", models["two_sig"], "--tag_set", "serve", "--signature_def", "embed"]) == 0
     assert "signature 'embed'" in capsys.readouterr().out
     assert main(["run", "--input_exprs", "x=[[1, 2, 3, 4]]"]) == 2
@@ -109,7 +108,7 @@ def test_each_numpy_constructor(models, capsys, tmp_path, model, exprs, feeds):
     expected = direct_call(models[model], "serving_default", **{k: v.astype(spec[k]) for k, v in feeds.items()})
     got = saved(tmp_path)
     for key, value in expected.items():
-        np.testing.assert_array_equal(got[key], value)
+        assert_scores_close(got[key], value)
 
 
 def test_npy_and_npz_inputs(models, capsys, tmp_path):
@@ -124,7 +123,7 @@ def test_npy_and_npz_inputs(models, capsys, tmp_path):
         run_ok(capsys, models["mixed"], "--inputs", f"a={tmp_path}/a.npy;{spec}", "--outdir", str(out))
         factor = 3 if "second" in spec else 1
         want = direct_call(models["mixed"], "serving_default", a=a.astype(np.int64), b=b * factor)
-        np.testing.assert_array_equal(saved(out)["out"], want["out"])
+        assert_scores_close(saved(out)["out"], want["out"])
     assert expected["out"].shape == (3,)
 
 
@@ -142,7 +141,7 @@ def test_forms_mix_and_flags_repeat(models, capsys, tmp_path):
         str(tmp_path / "out"),
     )
     want = direct_call(models["mixed"], "serving_default", a=np.array([7, 8]), b=b.astype(np.float32))
-    np.testing.assert_array_equal(saved(tmp_path / "out")["out"], want["out"])
+    assert_scores_close(saved(tmp_path / "out")["out"], want["out"])
 
 
 def test_input_examples_are_serialized_examples(trial, capsys, tmp_path):
@@ -174,7 +173,7 @@ def test_input_examples_are_serialized_examples(trial, capsys, tmp_path):
     expected = direct_call(trial["examples"], "parse", examples=serialized)
     got = saved(tmp_path)
     for key in ("age_sum", "n_education", "weight"):
-        np.testing.assert_array_equal(got[key], expected[key])
+        assert_scores_close(got[key], expected[key])
     assert got["age_sum"].tolist() == [46, 61] and got["n_education"].tolist() == [2, 0]
 
 
@@ -186,8 +185,8 @@ def test_multi_tag_set_model(trial, capsys, tmp_path):
         run_ok(capsys, trial["tf1"], *args, *(["--tag-set", tags] if tags else []))
         loaded = tf.saved_model.load(trial["tf1"], tags=(tags or "serve").split(","))
         expected = loaded.signatures[sig](x=tf.constant(x))[key].numpy()
-        np.testing.assert_array_equal(saved(out)[key], expected)
-    np.testing.assert_allclose(saved(tmp_path / "predict")["y2"], 2 * (x @ trial_models.W + trial_models.B))
+        assert_scores_close(saved(out)[key], expected)
+    assert_scores_close(saved(tmp_path / "predict")["y2"], 2 * (x @ trial_models.W + trial_models.B))
 
 
 def test_outdir_keeps_odd_keys_inside_and_refuses_to_overwrite(trial, capsys, tmp_path):
@@ -301,7 +300,7 @@ def test_model_on_remote_storage_is_copied_then_run(models, capsys, tmp_path, mo
     fsspec.filesystem("memory").put(models["two_sig"], "/run/two_sig", recursive=True)
     run_ok(capsys, "memory://run/two_sig", "--input-exprs", "x=np.ones((1, 4))", "--outdir", str(tmp_path / "out"))
     expected = direct_call(models["two_sig"], "serving_default", x=np.ones((1, 4), np.float32))
-    np.testing.assert_array_equal(saved(tmp_path / "out")["scores"], expected["scores"])
+    assert_scores_close(saved(tmp_path / "out")["scores"], expected["scores"])
 
 
 def test_console_run_is_quiet_and_imports_no_beam(models, tmp_path):
@@ -328,7 +327,7 @@ def test_keras_export(models, capsys, tmp_path, signature):
     got = saved(tmp_path)
     assert sorted(got) == sorted(expected)
     for key, value in expected.items():
-        np.testing.assert_array_equal(got[key], value)
+        assert_scores_close(got[key], value)
 
 
 def test_version_of_a_base_dir(models, capsys, tmp_path):
@@ -336,7 +335,7 @@ def test_version_of_a_base_dir(models, capsys, tmp_path):
     run_ok(capsys, models["versioned"], *args)
     path = os.path.join(models["versioned"], "1")
     expected = direct_call(path, "embed", x=np.array([[1, 2, 3, 4]], np.float32))
-    np.testing.assert_array_equal(saved(tmp_path)["norm"], expected["norm"])
+    assert_scores_close(saved(tmp_path)["norm"], expected["norm"])
     line = run_fails(capsys, models["versioned"], "--input-exprs", "x=[[1, 2, 3, 4]]", "--version", "7")
     assert "version 7 not found in" in line and "versions found: 1, 2" in line
 
@@ -356,8 +355,8 @@ def test_bfloat16_output_is_saved_as_float32(legacy, capsys, tmp_path):
     expected = tf.saved_model.load(legacy["dtypes"]).signatures["serving_default"](x=tf.constant(x))
     got = saved(out)
     assert got["half"].dtype == np.float32 and got["wave"].dtype == np.complex64
-    np.testing.assert_array_equal(got["half"], expected["half"].numpy().astype(np.float32))
-    np.testing.assert_array_equal(got["wave"], expected["wave"].numpy())
+    assert_scores_close(got["half"], expected["half"].numpy().astype(np.float32))
+    assert_scores_close(got["wave"], expected["wave"].numpy())
 
 
 def test_outdir_keeps_trailing_nul_bytes_of_string_outputs(trial, capsys, tmp_path):

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import direct_call, read_output
+from scores import assert_scores_close
 
 from beamscore.cli import main
 
@@ -54,8 +55,8 @@ def check_predictions(table, model: str, rows: dict[str, np.ndarray], fmt: str) 
     else:
         order = np.arange(table.num_rows)
     scores = np.stack(table["scores"].to_numpy(zero_copy_only=False))
-    np.testing.assert_allclose(scores, expected["scores"][order], rtol=1e-6, atol=1e-7)
-    np.testing.assert_array_equal(table["label"].to_numpy(), expected["label"][order])
+    assert_scores_close(scores, expected["scores"][order])
+    assert_scores_close(table["label"].to_numpy(), expected["label"][order])
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import direct_call
+from scores import assert_scores_close
 from source_files import example, write_tfrecord
 
 from beamscore.config import ScoreConfig
@@ -232,8 +233,8 @@ def check_scored(out, model: str, rows: dict[str, np.ndarray], scored: np.ndarra
         assert table["id"].to_numpy().tolist() == rows["id"][scored].tolist()
     assert table.num_rows == len(scored)
     expected = direct_call(model, "serving_default", x=rows["x"][scored])
-    np.testing.assert_allclose(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"], rtol=1e-6)
-    np.testing.assert_array_equal(table["label"].to_numpy(), expected["label"])
+    assert_scores_close(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"])
+    assert_scores_close(table["label"].to_numpy(), expected["label"])
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

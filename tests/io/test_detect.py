@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 from conftest import direct_call, read_output
+from scores import assert_scores_close
 from source_files import example
 
 from beamscore.cli import main
@@ -71,4 +72,4 @@ def test_shards_written_by_beams_write_to_tfrecord_are_scored_without_format(mod
     assert (m["input_format"], m["rows_in"], m["rows_out"]) == ("tfrecord", 30, 30)
     table = read_output(str(out)).sort_by("id")
     expected = direct_call(models["two_sig"], "serving_default", x=x[table["id"].to_numpy()])
-    np.testing.assert_allclose(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"], atol=1e-6)
+    assert_scores_close(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"])

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import direct_call
 from gcs_emulator import gcs_emulator
+from scores import assert_scores_close
 
 from beamscore.cli import main
 
@@ -66,7 +67,7 @@ def test_score_with_model_inputs_and_output_on_gs(fmt, gcs, remote_model, models
     expected = direct_call(models["two_sig"], "serving_default", x=rows["x"])
     if keep:
         assert table["id"].to_numpy().tolist() == rows["id"].tolist()
-    np.testing.assert_allclose(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"], rtol=1e-6)
+    assert_scores_close(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"])
 
     cache = os.environ["BEAMSCORE_CACHE"]
     copies = [d for d in os.listdir(cache) if os.path.exists(os.path.join(cache, d, "saved_model.pb"))]

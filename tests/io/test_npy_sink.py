@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import direct_call
+from scores import assert_scores_close
 
 from beamscore.cli import main
 from beamscore.errors import BeamscoreError
@@ -115,8 +116,8 @@ def test_npy_outputs_line_up_and_match_a_direct_call(models, shards, tmp_path):
     for p in parts:  # rows line up part by part across keys
         assert len({len(load(out / key / p)) for key in cat}) == 1
     expected = direct_call(models["two_sig"], "serving_default", x=x)
-    np.testing.assert_allclose(cat["scores"], expected["scores"], atol=1e-6)
-    np.testing.assert_array_equal(cat["label"], expected["label"])
+    assert_scores_close(cat["scores"], expected["scores"])
+    assert_scores_close(cat["label"], expected["label"])
 
 
 def test_output_keys_that_look_like_paths_stay_inside(shards, tmp_path):
@@ -132,9 +133,9 @@ def test_output_keys_that_look_like_paths_stay_inside(shards, tmp_path):
     assert sorted(os.listdir(out)) == ["%2E.%2Fx", "%5Ferrors", "_manifest.json", "_units", "a%2Fb"]
     n = 350
     expected = job_models.reference(jm["escape"], x[:n])
-    np.testing.assert_allclose(load(out / "%2E.%2Fx" / "part-00000-00000.npy"), expected["../x"])
-    np.testing.assert_allclose(load(out / "a%2Fb" / "part-00000-00000.npy"), expected["a/b"])
-    np.testing.assert_array_equal(load(out / "%5Ferrors" / "part-00000-00000.npy"), expected["_errors"])
+    assert_scores_close(load(out / "%2E.%2Fx" / "part-00000-00000.npy"), expected["../x"])
+    assert_scores_close(load(out / "a%2Fb" / "part-00000-00000.npy"), expected["a/b"])
+    assert_scores_close(load(out / "%5Ferrors" / "part-00000-00000.npy"), expected["_errors"])
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["rows_in"] == manifest["rows_out"] == n and manifest["rows_failed"] == 0
     assert all(os.path.realpath(f).startswith(str(out) + os.sep) for f in manifest["outputs"])

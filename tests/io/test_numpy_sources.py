@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import direct_call, read_output
+from scores import assert_scores_close
 
 from beamscore.cli import main
 from beamscore.errors import BeamscoreError
@@ -84,7 +85,7 @@ def test_npy_is_read_in_row_slices_and_fed_to_the_only_input(tmp_path, models, c
     assert code == 0, capsys.readouterr().err
     table = read_output(str(out))
     expected = direct_call(models["two_sig"], "serving_default", x=x)
-    np.testing.assert_allclose(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"], rtol=1e-6)
+    assert_scores_close(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"])
 
 
 def test_npy_big_endian_fortran_and_remote_reads(tmp_path):
@@ -139,7 +140,7 @@ def test_npy_and_npz_with_a_version_3_header_are_scored(tmp_path, models, capsys
         out = tmp_path / f"out-{path[-3:]}"
         code = main(["score", "--model", models["two_sig"], "--input", path, "--output", str(out)])
         assert code == 0, capsys.readouterr().err
-        np.testing.assert_allclose(stacked(read_output(str(out)), "scores"), expected, rtol=1e-6)
+        assert_scores_close(stacked(read_output(str(out)), "scores"), expected)
     bad = str(tmp_path / "v4.npy")
     with open(npy, "rb") as f:
         data = bytearray(f.read())
@@ -171,7 +172,7 @@ def test_npz_arrays_beside_the_rows_are_left_out_not_refused(tmp_path, models, c
     table = read_output(str(out))
     assert table["id"].to_pylist() == list(range(9))
     expected = direct_call(models["two_sig"], "serving_default", x=x)["scores"]
-    np.testing.assert_allclose(stacked(table, "scores"), expected, rtol=1e-6)
+    assert_scores_close(stacked(table, "scores"), expected)
     assert main([*args.copy(), "--keep", "class_names", "--overwrite"]) == 2
     assert "no column 'class_names' to --keep; columns: id, x" in capsys.readouterr().err
     # an input array that does not fit is still refused, naming it; unbound, the file is too
@@ -203,7 +204,7 @@ def test_a_pickled_string_array_with_nan_for_missing_values(tmp_path, models, ca
     table = read_output(str(out))
     assert table["name"].to_pylist() == [b"ann", None, "bé".encode(), None, b"raw", b"eve"]
     expected = direct_call(models["two_sig"], "serving_default", x=x)["scores"]
-    np.testing.assert_allclose(stacked(table, "scores"), expected, rtol=1e-6)
+    assert_scores_close(stacked(table, "scores"), expected)
     np.savez(path, x=x, name=np.array(["a", "b", 7, "d", "e", "f"], dtype=object))
     with pytest.raises(
         BeamscoreError, match=r"frame\.npz: array 'name': row 2 holds 7 \(int\); an object array is read"
@@ -243,7 +244,7 @@ def test_complex_and_long_double_arrays_are_refused_up_front(tmp_path, capsys):
     np.save(path, np.array([1.5, 2.5]))
     assert main(["score", "--model", model, "--input", path, "--output", str(tmp_path / "ok")]) == 0
     expected = direct_call(model, "serving_default", d=np.array([1.5, 2.5]))["score"]
-    np.testing.assert_array_equal(read_output(str(tmp_path / "ok"))["score"].to_numpy(), expected)
+    assert_scores_close(read_output(str(tmp_path / "ok"))["score"].to_numpy(), expected)
 
 
 def test_an_array_of_zero_width_rows_is_refused_up_front_or_left_out(tmp_path, models, capsys):
@@ -262,7 +263,7 @@ def test_an_array_of_zero_width_rows_is_refused_up_front_or_left_out(tmp_path, m
     out = tmp_path / "out"
     assert main(["score", "--model", models["two_sig"], "--input", npz, "--output", str(out)]) == 0
     expected = direct_call(models["two_sig"], "serving_default", x=x)["scores"]
-    np.testing.assert_allclose(stacked(read_output(str(out)), "scores"), expected, rtol=1e-6)
+    assert_scores_close(stacked(read_output(str(out)), "scores"), expected)
     assert (
         main(["score", "--model", models["two_sig"], "--input", npz, "--output", str(tmp_path / "o3"), "--keep", "z"])
         == 2

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from conftest import direct_call, read_output
+from scores import assert_scores_close
 
 from beamscore.cli import main
 from beamscore.io.parquet import ParquetSource
@@ -24,7 +25,7 @@ def test_a_fixed_shape_tensor_column_feeds_an_image_input(models, tmp_path, caps
     assert code == 0, capsys.readouterr().err
     expected = direct_call(models["image"], "serving_default", image=images)
     got = read_output(str(out))
-    np.testing.assert_allclose(np.stack(got["mean"].to_numpy(zero_copy_only=False)), expected["mean"], rtol=1e-5)
+    assert_scores_close(np.stack(got["mean"].to_numpy(zero_copy_only=False)), expected["mean"])
 
 
 def test_a_list_column_of_equal_lengths_feeds_a_fixed_input(models, tmp_path, capsys):
@@ -37,7 +38,7 @@ def test_a_list_column_of_equal_lengths_feeds_a_fixed_input(models, tmp_path, ca
     code = main(["score", "--model", models["two_sig"], "--input", path, "--output", str(tmp_path / "out")])
     assert code == 0, capsys.readouterr().err
     expected = direct_call(models["two_sig"], "serving_default", x=x)
-    np.testing.assert_array_equal(read_output(str(tmp_path / "out"))["label"].to_numpy(), expected["label"])
+    assert_scores_close(read_output(str(tmp_path / "out"))["label"].to_numpy(), expected["label"])
 
 
 def test_units_are_runs_of_row_groups_and_only_needed_columns_are_read(tmp_path):
@@ -94,4 +95,4 @@ def test_small_row_groups_are_joined_into_batches_of_batch_size(models, tmp_path
     got = read_output(str(out))
     assert got["id"].to_pylist() == list(range(300))
     expected = direct_call(models["two_sig"], "serving_default", x=x)
-    np.testing.assert_array_equal(got["label"].to_numpy(), expected["label"])
+    assert_scores_close(got["label"].to_numpy(), expected["label"])

@@ -28,6 +28,7 @@ from conftest import direct_call, read_output
 from kill_jobs import kill_midway
 from runner_jobs import worker_env
 from s3_server import s3_env, s3_store
+from scores import assert_scores_close
 
 from beamscore.cli import main
 
@@ -104,8 +105,8 @@ def test_score_every_format_with_model_inputs_and_output_on_s3(s3, models, rows,
         if fmt != "npy":
             assert table["id"].to_numpy().tolist() == rows["id"].tolist(), fmt
         scores = np.stack(table["scores"].to_numpy(zero_copy_only=False))
-        np.testing.assert_allclose(scores, expected["scores"], rtol=1e-6, err_msg=fmt)
-        np.testing.assert_array_equal(table["label"].to_numpy(), expected["label"], err_msg=fmt)
+        assert_scores_close(scores, expected["scores"], err_msg=fmt)
+        assert_scores_close(table["label"].to_numpy(), expected["label"], err_msg=fmt)
 
 
 def test_killed_job_on_s3_then_resume_gives_the_uninterrupted_result(s3, tmp_path):
@@ -144,9 +145,7 @@ def test_killed_job_on_s3_then_resume_gives_the_uninterrupted_result(s3, tmp_pat
     table = pa.concat_tables([pq.read_table(io.BytesIO(fs.cat(p))) for p in _parts(fs, out)])
     assert table.equals(read_output(str(reference)))
     assert table["id"].to_pylist() == ids.tolist()
-    np.testing.assert_allclose(
-        np.stack(table["y"].to_numpy(zero_copy_only=False)), job_models.reference(jm["slow"], x)["y"], atol=1e-6
-    )
+    assert_scores_close(np.stack(table["y"].to_numpy(zero_copy_only=False)), job_models.reference(jm["slow"], x)["y"])
     assert not [p for p in fs.find(out) if "_temporary" in p]
 
 

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 from conftest import direct_call, read_output
+from scores import assert_scores_close
 from source_files import example, write_tfrecord
 
 from beamscore.cli import main
@@ -48,7 +49,7 @@ def test_a_serialized_example_signature_gets_the_raw_records(io_models, rows, tm
     assert table.column_names == ["score", "id"]
     assert table["id"].to_numpy().tolist() == rows["id"].tolist()
     expected = direct_call(io_models["examples"], "serving_default", examples=np.array(records, dtype=object))
-    np.testing.assert_allclose(table["score"].to_numpy(), expected["score"], rtol=1e-6)
+    assert_scores_close(table["score"].to_numpy(), expected["score"])
 
 
 def test_a_variable_length_feature_that_does_not_fit_names_feature_record_and_lengths(io_models, tmp_path, capsys):
@@ -87,7 +88,7 @@ def test_pad_pads_and_truncates_to_the_signature(io_models, tmp_path, capsys):
         padded[i, : min(len(t), 5)] = t[:5]
     expected = direct_call(io_models["tokens"], "serving_default", tokens=padded)
     table = read_output(str(out))
-    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+    assert_scores_close(table["total"].to_numpy(), expected["total"])
     np.testing.assert_array_equal(table["id"].to_numpy(), np.arange(len(tokens)))
 
 
@@ -178,7 +179,7 @@ def test_a_garbled_record_among_examples_is_a_dead_letter_not_a_refusal(io_model
     table = read_output(str(out))
     assert table["id"].to_pylist() == list(range(20))
     expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens)
-    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+    assert_scores_close(table["total"].to_numpy(), expected["total"])
     import pyarrow.parquet as pq
 
     dead = pq.read_table(str(out / "_errors")).sort_by("row")
@@ -222,7 +223,7 @@ def test_framing_damage_in_the_sampled_records_of_the_only_file_is_a_dead_letter
     table = read_output(str(out))
     assert table["id"].to_pylist() == list(range(scored))
     expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens[:scored])
-    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+    assert_scores_close(table["total"].to_numpy(), expected["total"])
     import pyarrow.parquet as pq
 
     (error,) = pq.read_table(str(out / "_errors"))["error"].to_pylist()
@@ -278,7 +279,7 @@ def test_int64_features_feed_int32_and_bool_inputs_checked_per_record(tmp_path, 
     table = read_output(str(out))
     assert table["id"].to_pylist() == good
     expected = direct_call(model, "serving_default", ids=ids[good].astype(np.int32), flag=flag[good].astype(bool))
-    np.testing.assert_array_equal(table["score"].to_numpy(), expected["score"])
+    assert_scores_close(table["score"].to_numpy(), expected["score"])
     import pyarrow.parquet as pq
 
     dead = pq.read_table(str(out / "_errors")).sort_by("row")
@@ -304,7 +305,7 @@ def test_an_empty_feature_is_named_as_empty_not_as_missing(io_models, tmp_path, 
     assert main(args) == 0, capsys.readouterr().err
     table = read_output(str(out))
     expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens)
-    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+    assert_scores_close(table["total"].to_numpy(), expected["total"])
     import pyarrow.parquet as pq
 
     (error,) = pq.read_table(str(out / "_errors"))["error"].to_pylist()
@@ -330,7 +331,7 @@ def test_a_record_of_another_feature_kind_in_the_sample_is_a_dead_letter(io_mode
     table = read_output(str(out))
     assert table["id"].to_pylist() == good
     expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens[good])
-    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+    assert_scores_close(table["total"].to_numpy(), expected["total"])
     import pyarrow.parquet as pq
 
     errors = pq.read_table(str(out / "_errors")).sort_by("row")["error"].to_pylist()
@@ -370,7 +371,7 @@ def test_pad_naming_no_feature_is_refused_like_npz(io_models, tmp_path, capsys):
     assert main([*args, "--pad", "tokens=5"]) == 0, capsys.readouterr().err
     padded = np.array([[0, 1, 2, 0, 0], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4]], dtype=np.int64)
     expected = direct_call(io_models["tokens"], "serving_default", tokens=padded)
-    np.testing.assert_array_equal(read_output(str(out))["total"].to_numpy(), expected["total"])
+    assert_scores_close(read_output(str(out))["total"].to_numpy(), expected["total"])
 
 
 def test_zero_padding_after_gzip_members_is_skipped(io_models, tmp_path, capsys):
@@ -394,7 +395,7 @@ def test_zero_padding_after_gzip_members_is_skipped(io_models, tmp_path, capsys)
     m = json.loads((out / "_manifest.json").read_text())
     assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (8, 8, 0)
     expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens)
-    np.testing.assert_array_equal(read_output(str(out))["total"].to_numpy(), expected["total"])
+    assert_scores_close(read_output(str(out))["total"].to_numpy(), expected["total"])
 
 
 def test_a_kept_feature_empty_in_every_record_is_a_list_column(io_models, tmp_path, capsys):
@@ -413,7 +414,7 @@ def test_a_kept_feature_empty_in_every_record_is_a_list_column(io_models, tmp_pa
     table = read_output(str(out))
     assert table["tags"].to_pylist() == [[], [], []] and table["names"].to_pylist() == [[], [], []]
     expected = direct_call(io_models["tokens"], "serving_default", tokens=tokens)
-    np.testing.assert_array_equal(table["total"].to_numpy(), expected["total"])
+    assert_scores_close(table["total"].to_numpy(), expected["total"])
 
 
 def test_an_unexpected_error_in_a_batch_makes_its_records_dead_letters(io_models, tmp_path, monkeypatch):

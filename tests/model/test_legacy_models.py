@@ -12,6 +12,7 @@ import legacy_models as lm
 import numpy as np
 import pytest
 import tensorflow as tf
+from scores import assert_scores_close
 
 from beamscore.cli import main
 from beamscore.errors import BeamscoreError
@@ -68,14 +69,12 @@ def test_tf1_example_signatures_match_a_session_call(legacy, capsys, tmp_path, t
             capsys, tmp_path, legacy["ex"], "--tag-set", tags, "--signature", signature, "--input-examples", examples
         )
         expected = lm.session_call(legacy["ex"], signature, tags, inputs=records)
-        np.testing.assert_array_equal(got[key], expected[key])
-        np.testing.assert_allclose(got[key][:, 0], lm.A * np.array(xs) + b)
+        assert_scores_close(got[key], expected[key])
+        assert_scores_close(got[key][:, 0], lm.A * np.array(xs) + b)
     got = run_saved(
         capsys, tmp_path, legacy["ex"], "--tag-set", tags, "--signature", "predict", "--input-exprs", "x=[[2.0]]"
     )
-    np.testing.assert_array_equal(
-        got["y"], lm.session_call(legacy["ex"], "predict", tags, x=np.array([[2.0]], np.float32))["y"]
-    )
+    assert_scores_close(got["y"], lm.session_call(legacy["ex"], "predict", tags, x=np.array([[2.0]], np.float32))["y"])
 
 
 def test_tf1_graph_is_run_in_a_session_and_keeps_the_model_interface(legacy):
@@ -84,7 +83,7 @@ def test_tf1_graph_is_run_in_a_session_and_keeps_the_model_interface(legacy):
     fn = loaded.signature("regress_x_to_y")
     assert list(fn.structured_outputs) == ["outputs"]
     out = fn(inputs=tf.constant(lm.examples([4.0])))
-    np.testing.assert_allclose(out["outputs"], [[4.0]])
+    assert_scores_close(out["outputs"], [[4.0]])
     assert load_model(ModelSpec(path=legacy["two"])).kind == "tf2"
 
 
@@ -99,7 +98,7 @@ def test_ref_typed_outputs_run_where_tf_saved_model_load_cannot(legacy, capsys, 
         assert got["counter"] == lm.session_call(legacy["counter"], signature)["counter"] == value
     got = run_saved(capsys, tmp_path, legacy["counter"], "--signature", "scaled", "--input-exprs", "x=[1.0, -2.0]")
     expected = lm.session_call(legacy["counter"], "scaled", x=np.array([1.0, -2.0], np.float32))
-    np.testing.assert_array_equal(got["y"], expected["y"])
+    assert_scores_close(got["y"], expected["y"])
 
 
 def test_pbtxt_models_show_and_run_like_their_pb(legacy, capsys, tmp_path):
@@ -109,11 +108,11 @@ def test_pbtxt_models_show_and_run_like_their_pb(legacy, capsys, tmp_path):
     assert main(["show", legacy["ex_txt"], "--all"]) == 0
     assert "regress_x_to_y" in capsys.readouterr().out
     got = run_saved(capsys, tmp_path, legacy["ex_txt"], "--signature", "predict", "--input-exprs", "x=[[2.0],[6.0]]")
-    np.testing.assert_allclose(got["y"], [[3.0], [5.0]])
+    assert_scores_close(got["y"], [[3.0], [5.0]])
     x = np.ones((2, 4), np.float32)
     got = run_saved(capsys, tmp_path, legacy["two_txt"], "--input-exprs", "x=np.ones((2, 4))")
     fn = tf.saved_model.load(legacy["two"]).signatures["serving_default"]
-    np.testing.assert_array_equal(got["scores"], fn(x=tf.constant(x))["scores"].numpy())
+    assert_scores_close(got["scores"], fn(x=tf.constant(x))["scores"].numpy())
 
 
 def test_unregistered_ops_are_named_with_their_package(legacy, capsys):
@@ -166,7 +165,7 @@ def test_fixed_batch_inputs_are_fed_in_batches_of_that_size(legacy, capsys, tmp_
     fn = tf.saved_model.load(legacy["fixed"]).signatures["serving_default"]
     padded = np.concatenate([x, x[4:5]])  # the last batch padded with its first row
     expected = np.concatenate([fn(x=tf.constant(padded[i : i + 2]))["y"].numpy() for i in range(0, 6, 2)])[:5]
-    np.testing.assert_array_equal(got["y"], expected)
+    assert_scores_close(got["y"], expected)
 
 
 def test_a_model_without_signatures_lists_its_functions(legacy, capsys):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import direct_call
 from fsspec.implementations.memory import MemoryFileSystem
+from scores import assert_scores_close
 
 from beamscore.errors import BeamscoreError
 from beamscore.model import loader
@@ -69,7 +70,7 @@ def test_transient_errors_are_retried_and_the_copy_loads(remote_model, models, t
     model = load_model(ModelSpec(path=remote_model, fingerprint="fp-1/2/3"))  # from the cache: no new copy
     assert FlakyFileSystem.gets == 3
     got = model.signature("serving_default")(x=x)
-    np.testing.assert_allclose(got["scores"].numpy(), direct_call(models["two_sig"], "serving_default", x=x)["scores"])
+    assert_scores_close(got["scores"].numpy(), direct_call(models["two_sig"], "serving_default", x=x)["scores"])
 
 
 def test_permanent_errors_fail_at_once_in_one_line(remote_model, tmp_path):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import direct_call, read_output
+from scores import assert_scores_close
 
 from beamscore.cli import main
 from beamscore.errors import BeamscoreError
@@ -36,8 +37,8 @@ def test_fixed_batch_pads_the_last_batch_and_compiles_once(models):
         out = fixed(x=tf.constant(x))
         want = direct_call(models["two_sig"], "serving_default", x=x)
         assert out["scores"].shape == (n, 3)
-        np.testing.assert_allclose(out["scores"].numpy(), want["scores"], atol=1e-5)
-        np.testing.assert_array_equal(out["label"].numpy(), want["label"])
+        assert_scores_close(out["scores"].numpy(), want["scores"])
+        assert_scores_close(out["label"].numpy(), want["label"])
     assert fixed.traces == 1  # every call, partial or split, ran the one compiled shape
 
 
@@ -46,7 +47,7 @@ def test_fixed_batch_rank3_output_and_bad_size(models):
     fn = loaded.signatures["embed"]
     x = _rows(5)
     out = FixedBatchSignature(fn, batch_size=4)(x=tf.constant(x))
-    np.testing.assert_allclose(out["embedding"].numpy(), direct_call(models["two_sig"], "embed", x=x)["embedding"])
+    assert_scores_close(out["embedding"].numpy(), direct_call(models["two_sig"], "embed", x=x)["embedding"])
     with pytest.raises(BeamscoreError, match="at least 1"):
         FixedBatchSignature(fn, batch_size=0)
 
@@ -58,10 +59,8 @@ def test_jit_spec_gives_a_fixed_batch_signature_that_outlives_its_loader(models)
     x = _rows(5)
     del loaded  # as in RunSignatureFn.setup, only the function is kept
     gc.collect()
-    np.testing.assert_allclose(
-        fn(x=tf.constant(x))["scores"].numpy(),
-        direct_call(models["two_sig"], "serving_default", x=x)["scores"],
-        atol=1e-5,
+    assert_scores_close(
+        fn(x=tf.constant(x))["scores"].numpy(), direct_call(models["two_sig"], "serving_default", x=x)["scores"]
     )
     loaded = load_model(ModelSpec(path=models["two_sig"], jit_compile=True, fixed_batch=16))
     with pytest.raises(BeamscoreError, match="available: embed, serving_default"):
@@ -75,7 +74,7 @@ def test_model_copies_one_server_for_the_machine(models):
     x = _rows(10)
     out = fn(x=tf.constant(x))
     want = direct_call(models["two_sig"], "serving_default", x=x)
-    np.testing.assert_allclose(out["scores"], want["scores"], atol=1e-6)
+    assert_scores_close(out["scores"], want["scores"])
     served_by = fn.proxy.pid()
     # another process of the machine gets the same copy, served by the first process
     code = (
@@ -92,7 +91,7 @@ def test_model_copies_one_server_for_the_machine(models):
     assert got["pid"] == served_by != 0
     assert got["loads"] == 0  # the second process loaded nothing itself
     ones = direct_call(models["two_sig"], "serving_default", x=np.ones((3, 4), np.float32))
-    np.testing.assert_allclose(got["scores"], ones["scores"], atol=1e-6)
+    assert_scores_close(got["scores"], ones["scores"])
 
 
 def test_configure_gpus_is_harmless_without_a_gpu():
@@ -111,8 +110,8 @@ def test_score_with_gpu_options_matches_a_direct_call(models, shards, tmp_path, 
     assert table["id"].to_numpy().tolist() == ids.tolist()
     want = direct_call(models["two_sig"], "serving_default", x=x)
     scores = np.stack(table["scores"].to_numpy(zero_copy_only=False))
-    np.testing.assert_allclose(scores, want["scores"], atol=1e-5)
-    np.testing.assert_array_equal(table["label"].to_numpy(), want["label"])
+    assert_scores_close(scores, want["scores"])
+    assert_scores_close(table["label"].to_numpy(), want["label"])
     model = json.loads((out / "_manifest.json").read_text())["model"]
     assert (model["jit_compile"], model["copies"]) == (
         ("--jit-compile" in flags),

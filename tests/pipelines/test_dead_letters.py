@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 from conftest import read_output
+from scores import assert_scores_close
 
 from beamscore.cli import main
 
@@ -74,8 +75,8 @@ def test_a_row_that_makes_the_model_raise_costs_only_itself(jm, tmp_path, capsys
     good = ids != 123
     assert table["id"].to_numpy().tolist() == ids[good].tolist()
     expected = job_models.reference(jm["raising"], x[good])
-    np.testing.assert_allclose(np.stack(table["y"].to_numpy(zero_copy_only=False)), expected["y"], atol=1e-6)
-    np.testing.assert_allclose(table["s"].to_numpy(), expected["s"], atol=1e-5)
+    assert_scores_close(np.stack(table["y"].to_numpy(zero_copy_only=False)), expected["y"])
+    assert_scores_close(table["s"].to_numpy(), expected["s"])
 
     assert score(*args, "--overwrite", "--max-failed-rows", "1") == 0
     assert score(*args, "--overwrite", "--max-failed-fraction", "0.001") == 1
@@ -117,7 +118,7 @@ def test_bad_rows_and_nan_among_good_ones(jm, tmp_path):
     good[[35, 37, 42]] = False
     assert table["id"].to_numpy().tolist() == ids[good].tolist()
     expected = job_models.reference(jm["raising"], x[good])
-    np.testing.assert_allclose(np.stack(table["y"].to_numpy(zero_copy_only=False)), expected["y"], atol=1e-6)
+    assert_scores_close(np.stack(table["y"].to_numpy(zero_copy_only=False)), expected["y"])
 
 
 def _example(i: int, x: np.ndarray) -> bytes:
@@ -171,4 +172,4 @@ def test_corrupt_tfrecord_shard_among_good_ones(jm, tmp_path):
     good = np.r_[0:50, 51:105]
     assert table["id"].to_numpy().tolist() == good.tolist()
     expected = job_models.reference(jm["raising"], x[good])
-    np.testing.assert_allclose(np.stack(table["y"].to_numpy(zero_copy_only=False)), expected["y"], atol=1e-6)
+    assert_scores_close(np.stack(table["y"].to_numpy(zero_copy_only=False)), expected["y"])

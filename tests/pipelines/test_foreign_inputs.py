@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 from conftest import direct_call, read_output
+from scores import assert_scores_close
 
 from beamscore.cli import main
 
@@ -111,7 +112,7 @@ def test_null_rows_of_a_fixed_size_list_are_dead_letters_and_the_rest_is_scored(
     good = np.array([i for i in range(40) if i not in NULL_ROWS])
     assert table["id"].to_pylist() == good.tolist()
     expected = direct_call(model, "vec", x=x[good])["s"]
-    np.testing.assert_allclose(table["s"].to_numpy(), expected, rtol=1e-6)
+    assert_scores_close(table["s"].to_numpy(), expected)
 
 
 # -- item 6: dictionary-encoded strings -----------------------------------------------------
@@ -230,7 +231,7 @@ def test_hive_partition_keys_are_columns_to_keep(model, tmp_path):
     assert got["shard"].to_list() == theirs["shard"].to_pylist()
     assert (theirs.schema.field("shard").type, got.schema["shard"]) == (pa.int32(), pl.Int32)
     expected = direct_call(model, "vec", x=x[got["id"].to_numpy()])["s"]
-    np.testing.assert_allclose(got["s"].to_numpy(), expected, rtol=1e-6)
+    assert_scores_close(got["s"].to_numpy(), expected)
 
 
 # -- item 13: one output schema per job ---------------------------------------------------------
@@ -275,7 +276,7 @@ def test_kept_columns_have_one_type_across_part_files(model, tmp_path):
     good = np.r_[0:10, 15:30]
     assert got["id"].to_list() == good.tolist()
     assert got["name"].to_list() == [f"n{i}" for i in good]
-    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x[good])["s"], rtol=1e-6)
+    assert_scores_close(got["s"].to_numpy(), direct_call(model, "vec", x=x[good])["s"])
 
 
 def test_kept_columns_all_files_agree_on_keep_their_own_type(model, tmp_path):
@@ -298,7 +299,7 @@ def test_kept_columns_all_files_agree_on_keep_their_own_type(model, tmp_path):
     got = pl.read_parquet(str(out / "part-*.parquet"))
     assert (got.schema["id"], got.schema["w"]) == (pl.Int32, pl.Array(pl.Float32, 2))
     np.testing.assert_array_equal(np.stack(got["w"].to_numpy()), x[:, :2])
-    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x)["s"], rtol=1e-6)
+    assert_scores_close(got["s"].to_numpy(), direct_call(model, "vec", x=x)["s"])
     widened = tmp_path / "widened"
     score(model, "vec", tmp_path / "in", widened, "--keep", "id,w", "--plan-on-workers")
     got = pl.read_parquet(str(widened / "part-*.parquet"))
@@ -331,7 +332,7 @@ def test_a_kept_feature_a_tfrecord_record_lacks_is_null_and_the_row_is_scored(mo
     good = [i for i in range(70) if i != 66]
     assert got["id"].to_list() == [None if i in (3, 11) else i for i in good]
     assert got["tag"].to_list() == [None if i == 5 else f"t{i}".encode() for i in good]
-    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x[good])["s"], rtol=1e-6)
+    assert_scores_close(got["s"].to_numpy(), direct_call(model, "vec", x=x[good])["s"])
 
 
 def test_a_kept_column_that_cannot_take_the_job_type_fails_its_rows(model, tmp_path):
@@ -348,7 +349,7 @@ def test_a_kept_column_that_cannot_take_the_job_type_fails_its_rows(model, tmp_p
     assert "--keep column 'id' has type string here and cannot be written as int64" in bad[0]["error"]
     got = pl.read_parquet(str(out / "part-*.parquet"))
     assert got["id"].to_list() == list(range(8)) and got.schema["id"] == pl.Int64
-    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x[:8])["s"], rtol=1e-6)
+    assert_scores_close(got["s"].to_numpy(), direct_call(model, "vec", x=x[:8])["s"])
 
 
 # -- struct columns: fields as columns ``parent.field`` ------------------------------------
@@ -399,7 +400,7 @@ def test_struct_fields_are_columns_and_null_structs_are_dead_letters(model, tmp_
     good = np.array([i for i in range(40) if i not in NULL_STRUCTS])
     assert table["id"].to_pylist() == table["features.n"].to_pylist() == good.tolist()
     expected = direct_call(model, "vec", x=x[good])["s"]
-    np.testing.assert_allclose(table["s"].to_numpy(), expected, rtol=1e-6)
+    assert_scores_close(table["s"].to_numpy(), expected)
 
 
 # -- string_view / binary_view columns (pyarrow >= 16, duckdb) ---------------------------
@@ -454,7 +455,7 @@ def test_cast_values_out_of_the_input_range_are_dead_letters(model, tmp_path):
     good = np.array([i for i in range(40) if i not in (7, 9)])
     assert table["id"].to_pylist() == good.tolist()
     expected = direct_call(model, "vec", x=x[good].astype(np.float32))["s"]
-    np.testing.assert_allclose(table["s"].to_numpy(), expected, rtol=1e-6)
+    assert_scores_close(table["s"].to_numpy(), expected)
 
 
 # -- lists of lists: one ragged row is one dead letter ----------------------------------------
@@ -485,7 +486,7 @@ def test_a_ragged_row_of_a_list_of_lists_is_one_dead_letter(model, tmp_path):
     table = read_output(str(out))
     good = np.array([i for i in range(40) if i not in (3, 10, 17)])
     assert table["id"].to_pylist() == good.tolist()
-    np.testing.assert_allclose(table["s"].to_numpy(), direct_call(model, "vec", x=x[good])["s"], rtol=1e-6)
+    assert_scores_close(table["s"].to_numpy(), direct_call(model, "vec", x=x[good])["s"])
 
 
 def test_a_kept_column_all_null_in_the_first_file_takes_its_type_from_the_next(model, tmp_path):
@@ -511,7 +512,7 @@ def test_a_kept_column_all_null_in_the_first_file_takes_its_type_from_the_next(m
     assert (got.schema["label"], got.schema["tags"]) == (pl.String, pl.List(pl.Int64))
     assert got["label"].to_list() == [None] * 8 + [f"l{i}" for i in range(8, 20)]
     assert got["tags"].to_list() == [[]] * 8 + [[i, i] for i in range(8, 20)]
-    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x)["s"], rtol=1e-6)
+    assert_scores_close(got["s"].to_numpy(), direct_call(model, "vec", x=x)["s"])
 
 
 # -- extension columns: arrow.json text, arrow.uuid bytes ------------------------------------
@@ -566,7 +567,7 @@ def test_decimal_list_columns_feed_a_float_input_with_cast(model, tmp_path):
     assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (12, 12, 0)
     table = read_output(str(out))
     assert table["id"].to_pylist() == list(range(12))
-    np.testing.assert_allclose(table["s"].to_numpy(), direct_call(model, "vec", x=x.astype(np.float32))["s"], rtol=1e-6)
+    assert_scores_close(table["s"].to_numpy(), direct_call(model, "vec", x=x.astype(np.float32))["s"])
 
 
 # -- INT96 timestamps (Spark, Hive, Impala) -----------------------------------------------
@@ -597,4 +598,4 @@ def test_int96_timestamps_outside_the_nanosecond_range_are_kept_as_written(model
     assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (4, 4, 0)
     got = read_output(str(out))
     assert got["t"].to_pylist() == stamps
-    np.testing.assert_allclose(got["s"].to_numpy(), direct_call(model, "vec", x=x)["s"], rtol=1e-6)
+    assert_scores_close(got["s"].to_numpy(), direct_call(model, "vec", x=x)["s"])

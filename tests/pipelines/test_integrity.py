@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import direct_call
 from s3_server import s3_store
+from scores import assert_scores_close
 
 from beamscore.cli import main
 
@@ -43,7 +44,7 @@ def check_result(out, model: str, ids: np.ndarray, x: np.ndarray) -> None:
     assert table["id"].to_pylist() == ids.tolist()
     want = direct_call(model, "serving_default", x=x)
     for key, value in want.items():
-        np.testing.assert_allclose(np.stack(table[key].to_numpy(zero_copy_only=False)).reshape(value.shape), value)
+        assert_scores_close(np.stack(table[key].to_numpy(zero_copy_only=False)).reshape(value.shape), value)
 
 
 USER_FILES = {
@@ -197,7 +198,7 @@ def test_run_outdir_replaces_a_planted_link(models, tmp_path, capsys):
     assert "pass --overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
     assert outside.read_text() == "precious" and not (outdir / "scores.npy").is_symlink()
-    np.testing.assert_allclose(
+    assert_scores_close(
         np.load(outdir / "scores.npy"),
         direct_call(models["two_sig"], "serving_default", x=np.array([[1.0, 2.0, 3.0, 4.0]], np.float32))["scores"],
     )

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 from conftest import read_output
+from scores import assert_scores_close
 
 from beamscore import RunSignature
 from beamscore.cli import main
@@ -73,7 +74,7 @@ def test_tf1_example_signature_is_fed_tfrecord_records(legacy, tmp_path, capsys,
     key = "outputs" if signature == "serving_default" else "scores"
     expected = lm.session_call(os.path.join(legacy["base"], "00000123"), signature, tags, inputs=lm.examples(XS))
     got = np.stack(read_output(str(out))[key].to_numpy(zero_copy_only=False))
-    np.testing.assert_array_equal(got, expected[key])
+    assert_scores_close(got, expected[key])
     part = next(out.glob("part-*.parquet"))
     meta = json.loads(pq.read_schema(part).metadata[METADATA_KEY])
     assert meta["tag_set"] == ",".join(sorted(tags.split(","))) and meta["fingerprint"].startswith("computed:")
@@ -100,7 +101,7 @@ def test_versions_have_different_fingerprints_in_the_manifest(legacy, tmp_path, 
         seen[version] = manifest_of(out)["model"]["fingerprint"]
         b = lm.B if version == "123" else 5.0
         got = np.stack(read_output(str(out))["outputs"].to_numpy(zero_copy_only=False))[:, 0]
-        np.testing.assert_allclose(got, lm.A * XS[:5] + b)
+        assert_scores_close(got, lm.A * XS[:5] + b)
     assert seen["123"] != seen["00000124"]
     capsys.readouterr()
 
@@ -114,7 +115,7 @@ def test_ref_typed_output_is_scored_in_a_session(legacy, tmp_path, capsys):
         assert main([*argv, "--batch-size", "64"]) == 0, capsys.readouterr().err
         assert manifest_of(out)["rows_out"] == 20
         expected = lm.session_call(legacy["counter"], signature, x=x)["y"]
-        np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), expected)
+        assert_scores_close(read_output(str(out))["y"].to_numpy(), expected)
 
 
 def test_non_batch_major_outputs_are_refused_unless_left_out(legacy, tmp_path, capsys):
@@ -128,7 +129,7 @@ def test_non_batch_major_outputs_are_refused_unless_left_out(legacy, tmp_path, c
     assert main(["score", "--model", legacy["shape"], "--input", data, "--output", str(out), "--outputs", "y"]) == 0
     assert manifest_of(out)["rows_out"] == 30
     fn = tf.saved_model.load(legacy["shape"]).signatures["serving_default"]
-    np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), fn(x=tf.constant(x))["y"].numpy())
+    assert_scores_close(read_output(str(out))["y"].to_numpy(), fn(x=tf.constant(x))["y"].numpy())
 
 
 def test_an_output_of_the_wrong_length_makes_its_batch_dead_letters(legacy, tmp_path, capsys):
@@ -143,7 +144,7 @@ def test_an_output_of_the_wrong_length_makes_its_batch_dead_letters(legacy, tmp_
     errors = errors_of(out)
     assert sorted(e["row"] for e in errors) == list(range(24))
     assert all("not one row per input row" in e["error"] for e in errors)
-    np.testing.assert_array_equal(np.stack(read_output(str(out))["first"].to_numpy(zero_copy_only=False)), x[24:25])
+    assert_scores_close(np.stack(read_output(str(out))["first"].to_numpy(zero_copy_only=False)), x[24:25])
     capsys.readouterr()
 
 
@@ -153,10 +154,10 @@ def test_fixed_batch_inputs_score_like_run(legacy, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["score", "--model", legacy["fixed"], "--input", data, "--output", str(out), "--batch-size", "5"]) == 0
     assert manifest_of(out)["rows_out"] == 7
-    np.testing.assert_allclose(read_output(str(out))["y"].to_numpy(), x.sum(axis=1) * 10.0)
+    assert_scores_close(read_output(str(out))["y"].to_numpy(), x.sum(axis=1) * 10.0)
     code = main(["run", legacy["fixed"], "--input-exprs", f"x={x.tolist()}", "--outdir", str(tmp_path / "run")])
     assert code == 0
-    np.testing.assert_array_equal(np.load(tmp_path / "run" / "y.npy"), read_output(str(out))["y"].to_numpy())
+    assert_scores_close(np.load(tmp_path / "run" / "y.npy"), read_output(str(out))["y"].to_numpy())
     capsys.readouterr()
 
 
@@ -213,7 +214,7 @@ def test_pbtxt_model_scores_like_its_pb(legacy, tmp_path, capsys):
     assert main(["score", "--model", txt, "--input", records, "--output", str(out)]) == 0
     assert manifest_of(out)["rows_out"] == len(XS)
     expected = lm.session_call(legacy["ex"], "serving_default", inputs=lm.examples(XS))["outputs"]
-    np.testing.assert_array_equal(np.stack(read_output(str(out))["outputs"].to_numpy(zero_copy_only=False)), expected)
+    assert_scores_close(np.stack(read_output(str(out))["outputs"].to_numpy(zero_copy_only=False)), expected)
     capsys.readouterr()
 
 
@@ -247,7 +248,7 @@ def test_bfloat16_output_is_written_as_float32_and_complex_is_refused(legacy, tm
         else:
             got = np.concatenate([np.load(f) for f in sorted((out / "half").glob("*.npy"))])
         assert got.dtype == np.float32
-        np.testing.assert_array_equal(got, expected)
+        assert_scores_close(got, expected)
 
 
 def test_a_sparse_placeholder_input_is_refused_in_one_line(legacy, tmp_path, capsys):
@@ -264,7 +265,7 @@ def test_a_sparse_placeholder_input_is_refused_in_one_line(legacy, tmp_path, cap
     assert main(argv) == 0, capsys.readouterr().err
     assert manifest_of(out)["rows_out"] == 5
     expected = lm.session_call(legacy["sparse"], "dense_only", x=x)["y"]
-    np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), expected)
+    assert_scores_close(read_output(str(out))["y"].to_numpy(), expected)
 
 
 def test_an_input_of_a_dtype_no_column_holds_is_named(legacy, tmp_path, capsys):
@@ -296,7 +297,7 @@ def test_a_ragged_or_sparse_tf2_signature_is_fed_from_a_list_column(legacy, tmp_
         direct = fn(x=st.indices, x_1=st.values, x_2=tf.constant([4, 5], tf.int64))["y"].numpy()
     else:
         direct = fn(x=rt.values, x_1=rt.row_splits)["y"].numpy()
-    np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), direct)
+    assert_scores_close(read_output(str(out))["y"].to_numpy(), direct)
 
 
 def test_run_feeds_a_ragged_signature_its_components(legacy, tmp_path, capsys):
@@ -306,7 +307,7 @@ def test_run_feeds_a_ragged_signature_its_components(legacy, tmp_path, capsys):
     assert main(["run", legacy["ragged"], "--input-exprs", exprs, "--outdir", str(tmp_path)]) == 0
     fn = tf.saved_model.load(legacy["ragged"]).signatures["serving_default"]
     expected = fn(x=tf.constant([1.0, 2, 3]), x_1=tf.constant([0, 1, 3], tf.int64))["y"].numpy()
-    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+    assert_scores_close(np.load(tmp_path / "y.npy"), expected)
     capsys.readouterr()
 
 
@@ -321,7 +322,7 @@ def test_a_base_dir_whose_version_is_a_symbolic_link(legacy, tmp_path, capsys):
     assert main(argv) == 0, capsys.readouterr().err
     assert manifest_of(out)["model"]["version"] == "5"
     expected = lm.session_call(legacy["sparse"], "dense_only", x=x)["y"]
-    np.testing.assert_array_equal(read_output(str(out))["y"].to_numpy(), expected)
+    assert_scores_close(read_output(str(out))["y"].to_numpy(), expected)
 
 
 def test_a_defaulted_argument_traced_into_a_scalar_input_is_refused_first(legacy, tmp_path, capsys):
@@ -393,7 +394,7 @@ def test_a_missing_vocabulary_asset_is_named_not_graph_execution_error(tmp_path,
     out = tmp_path / "out"
     assert main(["score", "--model", model, "--input", data, "--output", str(out)]) == 0, capsys.readouterr().err
     direct = tf.saved_model.load(model).signatures["serving_default"](s=tf.constant(["c", "a", "zz"]))
-    np.testing.assert_array_equal(read_output(str(out))["index"].to_numpy(), direct["index"].numpy())
+    assert_scores_close(read_output(str(out))["index"].to_numpy(), direct["index"].numpy())
     os.remove(os.path.join(model, "assets", "vocab.txt"))
     out = tmp_path / "out2"
     line = one_line_error(capsys, ["score", "--model", model, "--input", data, "--output", str(out)])
@@ -430,7 +431,7 @@ def test_tf1_scalar_inputs_with_defaults_are_left_to_their_defaults(legacy, tmp_
     assert main(["score", "--model", legacy["defaults"], "--input", data, "--output", str(out)]) == 0
     assert manifest_of(out)["rows_out"] == 5
     expected = lm.session_call(legacy["defaults"], "serving_default", x=x, scale=scale)["y"]
-    np.testing.assert_array_equal(np.stack(read_output(str(out))["y"].to_numpy(zero_copy_only=False)), expected)
+    assert_scores_close(np.stack(read_output(str(out))["y"].to_numpy(zero_copy_only=False)), expected)
     capsys.readouterr()
     assert main(["show", legacy["defaults"], "--signature", "serving_default"]) == 0
     shown = capsys.readouterr().out
@@ -439,7 +440,7 @@ def test_tf1_scalar_inputs_with_defaults_are_left_to_their_defaults(legacy, tmp_
     assert main(["run", legacy["defaults"], "--input-exprs", exprs, "--outdir", str(tmp_path / "run")]) == 0
     fed = {"x": np.array([[1.0, 2.0, 3.0]], np.float32), "scale": np.ones((1, 3), np.float32), "is_training": True}
     expected = lm.session_call(legacy["defaults"], "serving_default", **fed)["y"]
-    np.testing.assert_array_equal(np.load(tmp_path / "run" / "y.npy"), expected)
+    assert_scores_close(np.load(tmp_path / "run" / "y.npy"), expected)
     assert not expected.any()  # is_training=True was fed (it zeroes y)
     capsys.readouterr()
 
@@ -474,6 +475,6 @@ def test_a_model_path_with_glob_characters_loads(legacy, tmp_path, capsys):
     assert m["rows_out"] == 3 and m["model"]["path"] == model
     direct = tf.saved_model.load(legacy["two"]).signatures["serving_default"](x=tf.constant(x))
     got = np.stack(read_output(str(out))["scores"].to_numpy(zero_copy_only=False))
-    np.testing.assert_allclose(got, direct["scores"].numpy(), rtol=1e-6)
+    assert_scores_close(got, direct["scores"].numpy())
     assert main(["run", model, "--input-exprs", "x=[[1.0, 2.0, 3.0, 4.0]]"]) == 0, capsys.readouterr().err
     capsys.readouterr()

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from gcs_emulator import gcs_emulator
 from s3_server import s3_store
+from scores import assert_scores_close
 
 from beamscore.cli import main
 from beamscore.config import ScoreConfig
@@ -98,5 +99,5 @@ def test_many_small_files_plan_alike_on_the_launcher_and_on_the_workers(store, m
     assert tables["launcher"].equals(tables["workers"])
     assert tables["launcher"]["id"].to_pylist() == list(range(FILES * ROWS))
     expected = job_models.reference(model, x)
-    np.testing.assert_allclose(np.stack(tables["launcher"]["y"].to_numpy(zero_copy_only=False)), expected["y"])
-    np.testing.assert_allclose(tables["launcher"]["s"].to_numpy(), expected["s"], rtol=1e-6)
+    assert_scores_close(np.stack(tables["launcher"]["y"].to_numpy(zero_copy_only=False)), expected["y"])
+    assert_scores_close(tables["launcher"]["s"].to_numpy(), expected["s"])

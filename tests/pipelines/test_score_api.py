@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import direct_call, read_output
+from scores import assert_scores_close
 
 import beamscore
 
@@ -34,7 +35,7 @@ def test_too_many_failed_rows_raise_job_failed_with_the_written_manifest(models,
     keep = np.delete(np.arange(20), 4)
     assert got["id"].to_pylist() == keep.tolist()
     expected = direct_call(models["two_sig"], "serving_default", x=x[keep])["scores"]
-    np.testing.assert_allclose(np.stack(got["scores"].to_numpy(zero_copy_only=False)), expected, atol=1e-6)
+    assert_scores_close(np.stack(got["scores"].to_numpy(zero_copy_only=False)), expected)
     # the same job with a limit passes and returns the manifest
     again = beamscore.score(
         model=models["two_sig"], inputs=str(tmp_path / "in.parquet"), output=out, overwrite=True, max_failed_rows=1

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from scores import assert_scores_close
 
 from beamscore import fs as bfs
 from beamscore.cli import main
@@ -154,7 +155,7 @@ def test_resume_of_a_job_planned_on_the_workers(tmp_path, model, capsys):
     assert m["outputs"] == first["outputs"]
     table = pa.concat_tables([pq.read_table(f) for f in m["outputs"]])
     assert table["id"].to_pylist() == list(range(12))
-    np.testing.assert_allclose(np.stack(table["y"].to_numpy(zero_copy_only=False)), job_models.reference(model, x)["y"])
+    assert_scores_close(np.stack(table["y"].to_numpy(zero_copy_only=False)), job_models.reference(model, x)["y"])
 
 
 def test_a_launcher_planned_run_resumed_with_planning_on_the_workers(tmp_path, model, capsys):

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import direct_call
+from scores import assert_scores_close
 
 import beamscore
 from beamscore.transforms.dead_letters import SCHEMA
@@ -59,8 +60,8 @@ def test_read_from_parquet_batched_to_write_to_parquet_batched(models, tmp_path)
     assert out.column_names == ["id", "x", "label", "scores"]
     assert out["id"].to_pylist() == list(range(500))
     expected = direct_call(models["two_sig"], "serving_default", x=x)
-    np.testing.assert_allclose(np.stack(out["scores"].to_numpy(zero_copy_only=False)), expected["scores"], atol=1e-6)
-    np.testing.assert_array_equal(out["label"].to_numpy(), expected["label"])
+    assert_scores_close(np.stack(out["scores"].to_numpy(zero_copy_only=False)), expected["scores"])
+    assert_scores_close(out["label"].to_numpy(), expected["label"])
 
 
 def test_record_batches_and_keyed_numpy_dicts_come_back_as_the_same_kind(models):
@@ -78,14 +79,12 @@ def test_record_batches_and_keyed_numpy_dicts_come_back_as_the_same_kind(models)
     expected = direct_call(models["two_sig"], "serving_default", x=x)
     (rb,) = got["rb"]
     assert isinstance(rb, pa.RecordBatch) and rb.schema.names == ["id", "x", "scores"]
-    np.testing.assert_allclose(
-        np.stack(rb["scores"].to_numpy(zero_copy_only=False)), expected["scores"][:20], atol=1e-6
-    )
+    assert_scores_close(np.stack(rb["scores"].to_numpy(zero_copy_only=False)), expected["scores"][:20])
     ((key, columns),) = got["np"]
     assert key == "b" and sorted(columns) == ["id", "label", "scores", "x"]
     np.testing.assert_array_equal(columns["x"], x[20:])
-    np.testing.assert_allclose(columns["scores"], expected["scores"][20:], atol=1e-6)
-    np.testing.assert_array_equal(columns["label"], expected["label"][20:])
+    assert_scores_close(columns["scores"], expected["scores"][20:])
+    assert_scores_close(columns["label"], expected["label"][20:])
 
 
 def test_row_dicts_from_batch_elements(models):
@@ -102,7 +101,7 @@ def test_row_dicts_from_batch_elements(models):
     scored = sorted((row for batch in got["rows"] for row in batch), key=lambda r: r["id"])
     assert [r["id"] for r in scored] == list(range(30))
     expected = direct_call(models["two_sig"], "serving_default", x=x)["scores"]
-    np.testing.assert_allclose(np.stack([r["scores"] for r in scored]), expected, atol=1e-6)
+    assert_scores_close(np.stack([r["scores"] for r in scored]), expected)
 
 
 def test_tfrecord_examples_from_read_from_tfrecord(models, tmp_path):
@@ -127,7 +126,7 @@ def test_tfrecord_examples_from_read_from_tfrecord(models, tmp_path):
     order = {r: i for i, r in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator())}
     scored.sort(key=lambda r: order[r["example"]])
     expected = direct_call(models["two_sig"], "serving_default", x=x)
-    np.testing.assert_allclose(np.stack([r["scores"] for r in scored]), expected["scores"], atol=1e-6)
+    assert_scores_close(np.stack([r["scores"] for r in scored]), expected["scores"])
     assert [int(r["label"]) for r in scored] == expected["label"].tolist()
 
 
@@ -161,7 +160,7 @@ def test_bad_rows_go_to_the_dead_letter_output(models):
     assert good.num_rows + bad.num_rows == table.num_rows
     keep = np.array([0, 1, 3, 4, 5, 6, 8, 9])
     expected = direct_call(models["two_sig"], "serving_default", x=x[keep])["scores"]
-    np.testing.assert_allclose(np.stack(good["scores"].to_numpy(zero_copy_only=False)), expected, atol=1e-6)
+    assert_scores_close(np.stack(good["scores"].to_numpy(zero_copy_only=False)), expected)
 
 
 def test_without_exception_handling_a_bad_row_fails_the_pipeline_with_its_message(models):
@@ -199,7 +198,7 @@ def test_call_in_batches_slices_calls_and_still_isolates_bad_rows():
     runner = _FakeRunner()
     out, bad, messages = call_in_batches(runner, {"x": x}, 10, 4)
     assert bad == [7] and "bad value" in messages[0]
-    np.testing.assert_array_equal(out["y"], np.delete(x, 7) * 2)
+    assert_scores_close(out["y"], np.delete(x, 7) * 2)
     assert max(runner.calls) <= 4 and runner.calls[:2] == [4, 4]
 
 
@@ -222,7 +221,7 @@ def test_a_none_in_a_row_dict_is_a_dead_letter_of_that_row(models):
     assert [r["id"] for r in good] == [0, 2, 3]
     assert bad["row"].to_pylist() == [1] and "is null" in bad["error"][0].as_py()
     expected = direct_call(models["two_sig"], "serving_default", x=x[[0, 2, 3]])["scores"]
-    np.testing.assert_allclose(np.stack([r["scores"] for r in good]), expected, atol=1e-6)
+    assert_scores_close(np.stack([r["scores"] for r in good]), expected)
 
 
 def test_a_struct_field_feeds_an_input_through_input_map(models, tmp_path):
@@ -235,7 +234,7 @@ def test_a_struct_field_feeds_an_input_through_input_map(models, tmp_path):
     table = pa.concat_tables(out["scored"]).sort_by("id")
     assert table.column_names == ["id", "label", "scores"]
     expected = direct_call(models["two_sig"], "serving_default", x=x)
-    np.testing.assert_allclose(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"], atol=1e-6)
+    assert_scores_close(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"])
 
 
 def test_a_bad_row_beside_a_string_view_column_is_a_dead_letter_and_the_view_kept(models):
