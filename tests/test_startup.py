@@ -75,6 +75,7 @@ def test_a_local_load_takes_the_launchers_inspection(models, shards, tmp_path, m
         raise AssertionError("the model was inspected again")
 
     monkeypatch.setattr(loader, "inspect_model", again)
+    monkeypatch.setattr(loader, "_PRELOADED", {})  # an earlier in-process job's launcher load is not this test's
     loaded = loader.load_model(plan.spec)
     assert loaded.meta_graph is plan.model.meta_graph(plan.config.tag_set)
     other = loader.ModelSpec(path=plan.spec.path, fingerprint="another")  # not the model inspected

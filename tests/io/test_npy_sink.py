@@ -130,7 +130,7 @@ def test_output_keys_that_look_like_paths_stay_inside(shards, tmp_path):
     assert main([*args, "--output-format", "npy"]) == 0
     assert os.listdir(parent) == ["out"]  # nothing next to the output dir, let alone above it
     assert not (tmp_path / "x").exists()
-    assert sorted(os.listdir(out)) == ["%2E.%2Fx", "%5Ferrors", "_manifest.json", "_units", "a%2Fb"]
+    assert sorted(os.listdir(out)) == ["%2E.%2Fx", "%5Ferrors", "_SUCCESS", "_manifest.json", "_units", "a%2Fb"]
     n = 350
     expected = job_models.reference(jm["escape"], x[:n])
     assert_scores_close(load(out / "%2E.%2Fx" / "part-00000-00000.npy"), expected["../x"])
@@ -141,4 +141,4 @@ def test_output_keys_that_look_like_paths_stay_inside(shards, tmp_path):
     assert all(os.path.realpath(f).startswith(str(out) + os.sep) for f in manifest["outputs"])
     # Parquet keeps the keys as column names: no file is named after them
     assert main([*args, "--overwrite"]) == 0
-    assert sorted(os.listdir(out)) == ["_manifest.json", "_units", "part-00000-00000.parquet"]
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "_manifest.json", "_units", "part-00000-00000.parquet"]

@@ -58,10 +58,11 @@ def _input(tmp_path) -> str:
     return str(tmp_path / "in.parquet")
 
 
-def test_score_leaves_the_callers_process_as_it_found_it(models, tmp_path):
+def test_score_leaves_the_callers_process_as_it_found_it(models, tmp_path, monkeypatch):
     """score() left BEAMSCORE_LAUNCHER_PID in the caller's os.environ; signal handlers, logging
     handlers and the working directory must come back too, however the job ends."""
     path = _input(tmp_path)
+    monkeypatch.delenv("BEAMSCORE_LAUNCHER_PID", raising=False)  # an in-process CLI test before may have set it
 
     def mine(signum, frame):  # a notebook's or scheduler's own handler
         return None
