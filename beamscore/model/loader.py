@@ -50,6 +50,7 @@ from beamscore.paths import child
 __all__ = [
     "LoadedModel",
     "ModelSpec",
+    "discard_preloaded",
     "is_transient",
     "load_count",
     "load_model",
@@ -280,6 +281,14 @@ def preload(spec: ModelSpec) -> LoadedModel:
     with _LOADS_LOCK:
         _PRELOADED[spec.key] = loaded
     return loaded
+
+
+def discard_preloaded(spec: ModelSpec) -> None:
+    """Drop the launcher's copy of ``spec`` if no in-process load took it (a job refused after
+    :func:`preload`, or run by worker processes): a notebook calling :func:`beamscore.score`
+    again must not hold a model from an earlier job."""
+    with _LOADS_LOCK:
+        _PRELOADED.pop(spec.key, None)
 
 
 def local_copy(url: str, fingerprint: str | None, cache_dir: str | None = None) -> str:

@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beamscore import fs as bfs
 from beamscore.config import ScoreConfig, load_yaml
 from beamscore.errors import BeamscoreError, JobFailed, RowsFailed, Terminated, describe_failure
-from beamscore.model.loader import preload
+from beamscore.model.loader import discard_preloaded, preload
 from beamscore.pipelines.claim import STALE_AFTER_S
 from beamscore.pipelines.plan import Plan, plan_job
 from beamscore.pipelines.resume import Started, start_output
@@ -133,7 +133,10 @@ def run_plan(
     A store call that gets no answer within the store timeout ends the job
     (:func:`~beamscore.store_watch.watch_stores`)."""
     with watch_stores():
-        return _run_plan(plan, options, progress, progress_every)
+        try:
+            return _run_plan(plan, options, progress, progress_every)
+        finally:
+            discard_preloaded(plan.spec)
 
 
 def _run_plan(plan: Plan, options: PipelineOptions, progress: bool, progress_every: float | None) -> JobResult:
