@@ -17,7 +17,7 @@ import logging
 import sys
 from typing import Any, TextIO
 
-__all__ = ["LOG_FORMATS", "StderrLines", "emit", "json_line", "timestamp"]
+__all__ = ["LOG_FORMATS", "StderrLines", "emit", "human_size", "json_line", "timestamp"]
 
 LOG_FORMATS = ("text", "json")
 _PREFIXES = (("beamscore: error: ", "error"), ("beamscore: warning: ", "warning"))
@@ -121,3 +121,13 @@ class JsonLogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return json_line(record.levelname.lower(), "log", logger=record.name, message=record.getMessage()).rstrip("\n")
+
+
+def human_size(n: float) -> str:
+    """``n`` bytes as people read them (``512 B``, ``1.5 KiB``, ``3,210.0 GiB``): GiB is the
+    largest unit, so sizes stay comparable down a column (``show``, ``report``)."""
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} GiB"

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from beamscore import fs as bfs
+from beamscore.console import human_size
 from beamscore.errors import BeamscoreError
 from beamscore.paths import safe_component
 
@@ -499,14 +500,6 @@ def _status(manifest: dict) -> tuple[str, str]:
 # --- rendering ---------------------------------------------------------------------------
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n:,.1f} TiB"
-
-
 def _g(x: float) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.6g}"
 
@@ -532,11 +525,11 @@ def render_text(report: Report, max_files: int = 20) -> str:
     total_bytes = sum(f.bytes for f in report.files)
     lines.append(
         f"files:       {len(report.files):,} files, {sum(f.rows for f in report.files):,} rows, "
-        f"{_size(total_bytes)}; {report.units:,} units"
+        f"{human_size(total_bytes)}; {report.units:,} units"
     )
     width = max([len(f.name) for f in report.files[:max_files]] + [4])
     for f in report.files[:max_files]:
-        lines.append(f"  {f.name:<{width}}  {f.rows:>12,} rows  {_size(f.bytes):>11}")
+        lines.append(f"  {f.name:<{width}}  {f.rows:>12,} rows  {human_size(f.bytes):>11}")
     if len(report.files) > max_files:
         lines.append(f"  ... and {len(report.files) - max_files:,} more files (--html lists them all)")
     if report.error_files:
@@ -712,13 +705,13 @@ def render_html(report: Report, max_files: int = 10_000) -> str:
         out.append(_reasons_svg(report.reasons))
     else:
         out.append("<p>none</p>")
-    out.append(f"<h2>Files</h2><p>{len(report.files):,} files, {_size(sum(f.bytes for f in report.files))}</p>")
+    out.append(f"<h2>Files</h2><p>{len(report.files):,} files, {human_size(sum(f.bytes for f in report.files))}</p>")
     out.append('<table><tr><th class="t">file</th><th>rows</th><th>bytes</th></tr>')
     for f in [*report.files[:max_files], *report.error_files[:max_files]]:
         out.append(
             f'<tr{_attrs(data_file=f.name)}><td class="t">{esc(f.name)}</td>'
             f"<td{_attrs(data_rows=f.rows)}>{f.rows:,}</td><td{_attrs(data_bytes=f.bytes)}>"
-            f"{_size(f.bytes)}</td></tr>"
+            f"{human_size(f.bytes)}</td></tr>"
         )
     out.append("</table>")
     if len(report.files) > max_files or len(report.error_files) > max_files:

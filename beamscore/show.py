@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 
+from beamscore.console import human_size
 from beamscore.model.inspect import MetaGraphInfo, ModelInfo, SignatureInfo, TensorSpec
 
 __all__ = ["render_json", "render_text", "warnings"]
@@ -39,7 +40,7 @@ def render_text(info: ModelInfo, tag_set: str | None, signature: str | None, sho
     computed = " (computed by beamscore: no usable fingerprint.pb)" if info.fingerprint_computed else ""
     lines.append(f"fingerprint:  {info.fingerprint or 'none (no fingerprint.pb)'}{computed}")
     if info.variables_bytes is not None:
-        lines.append(f"variables:    {_size(info.variables_bytes)}")
+        lines.append(f"variables:    {human_size(info.variables_bytes)}")
     else:
         lines.append("variables:    none (no variables/ directory)")
     lines.append(f"tag sets:     {'; '.join(mg.tag_str for mg in info.meta_graphs)}")
@@ -152,11 +153,3 @@ def _sig_dict(sig: SignatureInfo) -> dict:
         "inputs": {k: tensor(t) for k, t in sig.inputs.items()},
         "outputs": {k: tensor(t) for k, t in sig.outputs.items()},
     }
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
