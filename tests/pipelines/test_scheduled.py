@@ -3,9 +3,11 @@
 Airflow task run as written.
 
 The exit codes are read from real ``python -m beamscore`` processes: a job whose rows fail
-(a model that raises on one row), a refused one, one that crashes on a worker (the child's
-file-size limit, ``RLIMIT_FSIZE``, makes the Parquet writer fail with ``EFBIG`` as a full
-disk would) and one stopped by SIGINT.
+(a model that raises on one row: its one stderr line, nothing of TensorFlow's), a refused
+one, one that crashes on a worker (the child's file-size limit, ``RLIMIT_FSIZE``, makes the
+Parquet writer fail with ``EFBIG`` as a full disk would) and one stopped by SIGINT. A
+succeeded job's 0 is ``main``'s return value in this process (what ``python -m beamscore``
+passes to ``sys.exit``): the docs' cron line and Airflow task read 0 from real processes.
 """
 
 from __future__ import annotations
@@ -107,10 +109,10 @@ def job(model: str, data: str, out, *extra: str) -> list[str]:
     return ["score", "--model", model, "--input", data, "--output", str(out), "--rows-per-unit", "50", *extra]
 
 
-def test_exit_0_status_succeeded_and_success_written_last(models, data, tmp_path):
+def test_exit_0_status_succeeded_and_success_written_last(models, data, tmp_path, capsys):
     out = tmp_path / "out"
-    run = beamscore(*job(models["two_sig"], data, out, "--keep", "id", "x", "--date", "2026-12-01"))
-    assert run.returncode == EXIT_OK, run.stderr
+    code = main(job(models["two_sig"], data, out, "--keep", "id", "x", "--date", "2026-12-01"))
+    assert code == EXIT_OK, capsys.readouterr().err
     m = manifest_of(out)
     assert (m["status"], m["status_reason"]) == ("succeeded", None)
     assert m["date"] == "2026-12-01"
