@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_runs import run_cli
 from file_limits import file_size_limit
 
-from beamscore.cli import main
 from beamscore.errors import JobFailed, describe_failure
 
 LIMITED = """
@@ -63,14 +63,14 @@ def test_a_worker_error_is_one_line_naming_file_stage_and_cause(models, big_inpu
     assert not (tmp_path / "out" / "_manifest.json").exists()
 
 
-def test_debug_shows_the_log_and_never_says_rerun_with_debug(models, big_input, tmp_path, capsys):
-    """The same failure through ``main`` in this process, under the same file-size limit (the
-    exit code and the bare terminal are the test above's)."""
+def test_debug_shows_the_log_and_never_says_rerun_with_debug(models, big_input, tmp_path):
+    """The same failure in this process (:func:`cli_runs.run_cli`), under the same file-size
+    limit (the exit code and the bare terminal are the test above's)."""
     args = ["score", "--model", models["two_sig"], "--input", big_input, "--output", str(tmp_path / "out")]
     with file_size_limit(100_000):
-        code = main([*args, "--no-progress", "--debug"])
-    err = capsys.readouterr().err
-    assert code == 3, err
+        done = run_cli(*args, "--no-progress", "--debug")
+    err = done.stderr
+    assert done.code == 3, err
     assert "Traceback" in err and "rerun with --debug" not in err
     assert err.strip().splitlines()[-1].endswith("write: OSError: [Errno 27] File too large")
 

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_runs import run_cli
 from conftest import read_output
 from docs_blocks import docs_block
 from file_limits import file_size_limit
@@ -101,10 +102,10 @@ def job(model: str, data: str, out, *extra: str) -> list[str]:
     return ["score", "--model", model, "--input", data, "--output", str(out), "--rows-per-unit", "50", *extra]
 
 
-def test_exit_0_status_succeeded_and_success_written_last(models, data, tmp_path, capsys):
+def test_exit_0_status_succeeded_and_success_written_last(models, data, tmp_path):
     out = tmp_path / "out"
-    code = main(job(models["two_sig"], data, out, "--keep", "id", "x", "--date", "2026-12-01"))
-    assert code == EXIT_OK, capsys.readouterr().err
+    done = run_cli(*job(models["two_sig"], data, out, "--keep", "id", "x", "--date", "2026-12-01"))
+    assert done.code == EXIT_OK, done.stderr
     m = manifest_of(out)
     assert (m["status"], m["status_reason"]) == ("succeeded", None)
     assert m["date"] == "2026-12-01"
@@ -175,9 +176,9 @@ def test_exit_3_a_crash_leaves_no_success_and_resume_finishes(models, tmp_path, 
     # _SUCCESS of the first run is gone before anything else happens (in this process: a real
     # child's exit 3 and bare stderr are tests/test_cli_failures.py's)
     with file_size_limit(100_000):
-        code = main([*args, "--overwrite"])
-    err = capsys.readouterr().err
-    assert code == EXIT_CRASHED, err
+        done = run_cli(*args, "--overwrite")
+    err = done.stderr
+    assert done.code == EXIT_CRASHED, err
     (line,) = err.strip().splitlines()
     assert line.startswith("beamscore: error: the job failed: ") and "File too large" in line
     assert "--overwrite left" not in err  # _SUCCESS was beamscore's own, not a foreign file
