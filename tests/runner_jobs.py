@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 
 import numpy as np
+from cli_runs import run_cli
 from conftest import direct_call, read_output
 from scores import assert_same_bytes, assert_scores_close
 
@@ -42,10 +43,9 @@ def job_args(models, shards, out) -> list[str]:
 
 def run_in_process(models, shards, tmp_path_factory):
     """The reference result: the job on the in-process runner, read back as one table."""
-    from beamscore.cli import main
-
     out = tmp_path_factory.mktemp("in_process") / "out"
-    assert main(["score", *job_args(models, shards, out)]) == 0
+    done = run_cli("score", *job_args(models, shards, out))
+    assert done.code == 0, done.stderr
     return read_output(str(out))
 
 

@@ -3,7 +3,9 @@
 The failure is real: the job runs in a child process whose file-size limit
 (``RLIMIT_FSIZE``) is below what the output needs, so the Parquet writer gets
 ``OSError: [Errno 27] File too large`` from the kernel, as it would get ``No space left on
-device`` from a full disk.
+device`` from a full disk. A child where the point is what a terminal gets (exit code, the
+bare stderr, worker processes' output); ``--debug``'s extra text is read in this process
+under the same limit (:mod:`file_limits`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_runs import run_cli
+from file_limits import file_size_limit
 
 from beamscore.errors import JobFailed, describe_failure
 
@@ -60,10 +64,15 @@ def test_a_worker_error_is_one_line_naming_file_stage_and_cause(models, big_inpu
 
 
 def test_debug_shows_the_log_and_never_says_rerun_with_debug(models, big_input, tmp_path):
-    run = score_limited(models["two_sig"], big_input, str(tmp_path / "out"), "--debug")
-    assert run.returncode == 3
-    assert "Traceback" in run.stderr and "rerun with --debug" not in run.stderr
-    assert run.stderr.strip().splitlines()[-1].endswith("write: OSError: [Errno 27] File too large")
+    """The same failure in this process (:func:`cli_runs.run_cli`), under the same file-size
+    limit (the exit code and the bare terminal are the test above's)."""
+    args = ["score", "--model", models["two_sig"], "--input", big_input, "--output", str(tmp_path / "out")]
+    with file_size_limit(100_000):
+        done = run_cli(*args, "--no-progress", "--debug")
+    err = done.stderr
+    assert done.code == 3, err
+    assert "Traceback" in err and "rerun with --debug" not in err
+    assert err.strip().splitlines()[-1].endswith("write: OSError: [Errno 27] File too large")
 
 
 MULTI_PROCESS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")

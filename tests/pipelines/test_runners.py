@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from cli_runs import run_cli
 from runner_jobs import assert_same_result, beamscore_cli, job_args, run_in_process, worker_env
 from servers import free_port
 
@@ -60,6 +61,8 @@ def test_local_runner_never_downloads_prism():
 
 @pytest.mark.distributed
 def test_multi_processing_equals_in_process_and_loads_once_per_worker(models, shards, in_process, tmp_path):
+    """The launcher is a child too: its stderr is where Beam forwards the workers' log lines
+    (in a test process, what an earlier in-process job left behind can keep them away)."""
     out = tmp_path / "out"
     done = beamscore_cli(
         "score",
@@ -139,9 +142,11 @@ def portable_services(tmp_path) -> Iterator[list[str]]:
 
 @pytest.mark.distributed
 def test_portable_runner_with_external_worker_pool(models, shards, in_process, portable_services, tmp_path):
+    """The launcher is ``main`` in this process (it submits over gRPC as a child would); the
+    job service and the worker pool, where the job runs, are processes of their own."""
     out = tmp_path / "out"
-    done = beamscore_cli("score", *job_args(models, shards, out), *portable_services)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_cli("score", *job_args(models, shards, out), *portable_services)
+    assert done.code == 0, done.stderr[-3000:]
     assert "on PortableRunner" in done.stdout and "rows in 700, out 700, failed 0" in done.stdout
     assert_same_result(out, in_process, models, shards)
     manifest = json.loads((out / "_manifest.json").read_text())

@@ -3,9 +3,12 @@
 Airflow task run as written.
 
 The exit codes are read from real ``python -m beamscore`` processes: a job whose rows fail
-(a model that raises on one row), a refused one, one that crashes on a worker (the child's
-file-size limit, ``RLIMIT_FSIZE``, makes the Parquet writer fail with ``EFBIG`` as a full
-disk would) and one stopped by SIGINT.
+(a model that raises on one row: its one stderr line, nothing of TensorFlow's), a refused
+one and one stopped by SIGINT. A succeeded job's 0 and a crashed one's 3 are ``main``'s
+return value in this process (what ``python -m beamscore`` passes to ``sys.exit``); the
+docs' cron line and Airflow task read 0 from real processes, ``tests/test_cli_failures.py``
+3. The crash is a real one on the worker: a file-size limit (``RLIMIT_FSIZE``,
+:mod:`file_limits`) makes the Parquet writer fail with ``EFBIG`` as a full disk would.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_runs import run_cli
 from conftest import read_output
 from docs_blocks import docs_block
+from file_limits import file_size_limit
 from kill_jobs import kill_midway
 
 from beamscore.cli import main
@@ -33,16 +38,6 @@ from beamscore.dates import fill_date, parse_date
 from beamscore.errors import BeamscoreError
 from beamscore.exitcodes import EXIT_CRASHED, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE
 
-#: runs the CLI in a child, optionally under a file-size limit (bytes) given as the first argument
-CHILD = """
-import resource, signal, sys
-limit = int(sys.argv[1])
-if limit:
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-from beamscore.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
 #: the keys of the manifest's ``settings`` (documented in docs/outputs.md)
 SETTINGS = {
@@ -63,10 +58,10 @@ SETTINGS = {
 }
 
 
-def beamscore(*args: str, fsize: int = 0) -> subprocess.CompletedProcess:
-    """``beamscore ARGS`` in a child process (with a file-size limit when ``fsize``)."""
+def beamscore(*args: str) -> subprocess.CompletedProcess:
+    """``python -m beamscore ARGS`` in a child process."""
     return subprocess.run(
-        [sys.executable, "-c", CHILD, str(fsize), *args],
+        [sys.executable, "-m", "beamscore", *args],
         capture_output=True,
         text=True,
         env=ENV,
@@ -109,8 +104,8 @@ def job(model: str, data: str, out, *extra: str) -> list[str]:
 
 def test_exit_0_status_succeeded_and_success_written_last(models, data, tmp_path):
     out = tmp_path / "out"
-    run = beamscore(*job(models["two_sig"], data, out, "--keep", "id", "x", "--date", "2026-12-01"))
-    assert run.returncode == EXIT_OK, run.stderr
+    done = run_cli(*job(models["two_sig"], data, out, "--keep", "id", "x", "--date", "2026-12-01"))
+    assert done.code == EXIT_OK, done.stderr
     m = manifest_of(out)
     assert (m["status"], m["status_reason"]) == ("succeeded", None)
     assert m["date"] == "2026-12-01"
@@ -178,12 +173,15 @@ def test_exit_3_a_crash_leaves_no_success_and_resume_finishes(models, tmp_path, 
     assert main(args) == EXIT_OK and (out / "_SUCCESS").exists()
     capsys.readouterr()
     # the same job again with --overwrite, killed on the worker by a full "disk": the stale
-    # _SUCCESS of the first run is gone before anything else happens
-    run = beamscore(*args, "--overwrite", fsize=100_000)
-    assert run.returncode == EXIT_CRASHED, run.stderr
-    (line,) = run.stderr.strip().splitlines()
+    # _SUCCESS of the first run is gone before anything else happens (in this process: a real
+    # child's exit 3 and bare stderr are tests/test_cli_failures.py's)
+    with file_size_limit(100_000):
+        done = run_cli(*args, "--overwrite")
+    err = done.stderr
+    assert done.code == EXIT_CRASHED, err
+    (line,) = err.strip().splitlines()
     assert line.startswith("beamscore: error: the job failed: ") and "File too large" in line
-    assert "--overwrite left" not in run.stderr  # _SUCCESS was beamscore's own, not a foreign file
+    assert "--overwrite left" not in err  # _SUCCESS was beamscore's own, not a foreign file
     assert not (out / "_SUCCESS").exists() and not (out / "_manifest.json").exists()
     assert main([*args, "--resume"]) == EXIT_OK
     assert manifest_of(out)["status"] == "succeeded" and (out / "_SUCCESS").exists()
