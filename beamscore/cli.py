@@ -589,10 +589,13 @@ def _run_command(args: argparse.Namespace, extra: list[str], lines: StderrLines)
         )
         root.addHandler(handler)
         root.setLevel(logging.INFO if args.debug else logging.WARNING)
+    # a host that calls main() gets its loggers back as they were (levels, filters)
+    chatty = {name: logging.getLogger(name).level for name in ("apache_beam", "absl", "tensorflow")}
+    filtered = [] if args.debug else list(root.handlers)
     if not args.debug:
-        for name in ("apache_beam", "absl", "tensorflow"):
+        for name in chatty:
             logging.getLogger(name).setLevel(logging.ERROR)
-        for h in root.handlers:
+        for h in filtered:
             h.addFilter(_third_party_chatter)
     stderr = sys.stderr
     if not args.debug:
@@ -604,6 +607,11 @@ def _run_command(args: argparse.Namespace, extra: list[str], lines: StderrLines)
             return _dispatch(args, extra)
     finally:
         sys.stderr = stderr
+        for h in filtered:
+            h.removeFilter(_third_party_chatter)
+        if not args.debug:
+            for name, was in chatty.items():
+                logging.getLogger(name).setLevel(was)
         if handler is not None:
             root.removeHandler(handler)
             root.setLevel(level)

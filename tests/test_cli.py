@@ -358,3 +358,22 @@ def test_stray_argument_is_refused(models, shards, tmp_path, capsys):
     args = ["--model", models["two_sig"], "--input", shards[0][0], "--output", str(tmp_path / "o")]
     assert score(*args, "--direct_running_mode=in_memory", "extra.parquet") == 2
     assert "unexpected argument 'extra.parquet'; inputs are given with --input" in capsys.readouterr().err
+
+
+def test_main_in_a_host_process_gives_back_its_loggers(models, capsys):
+    """A host that calls ``main()`` (a notebook, a scheduler's Python task) keeps its own
+    logging: the filter a command puts on the root handlers and the levels it gives Beam's,
+    absl's and TensorFlow's loggers are taken back when the command returns."""
+    import logging
+
+    root = logging.getLogger()
+    host = logging.StreamHandler()
+    root.addHandler(host)
+    names = ("apache_beam", "absl", "tensorflow")
+    before = {name: logging.getLogger(name).level for name in names}
+    try:
+        assert main(["show", models["two_sig"]]) == 0
+        assert host.filters == []
+        assert {name: logging.getLogger(name).level for name in names} == before
+    finally:
+        root.removeHandler(host)
