@@ -1,7 +1,7 @@
 """A real ``dask.distributed`` cluster on loopback: one ``dask scheduler`` and N ``dask worker``
 processes (one thread each, no nanny, so the process we start is the worker process), run
 with this interpreter and the project on ``PYTHONPATH`` so workers import this tree's
-beamscore. Used by ``tests/pipelines/test_dask.py`` and ``benchmarks/scaling.py``.
+beamscore. Used by ``tests/pipelines/test_dask*.py`` and ``benchmarks/scaling.py``.
 """
 
 from __future__ import annotations
@@ -116,4 +116,9 @@ def dask_cluster(
                 time.sleep(0.2)
         yield cluster
     finally:
+        # the workers hold nothing to save: killed at once (a graceful close waits seconds on
+        # the scheduler), then the scheduler asked to stop
+        for worker in cluster.workers:
+            if worker.poll() is None:
+                worker.kill()
         stop([*cluster.workers, cluster.scheduler], timeout=5)

@@ -9,17 +9,27 @@ installed, the running venv is not touched) from a copy of ``pyproject.toml``, i
 unions (see :func:`installs_to_resolve`), and each report must hold one TensorFlow and the
 pinned Beam and TensorFlow versions. It needs the package index (as ``make install`` does);
 the two resolutions run in parallel and took 25-40 s each alone and 110-125 s together on
-this project's busy 2-core machine (load 5-8), hence ``slow``.
+this project's busy 2-core machine (load 5-8), hence ``slow``: ~25 CPU s each, most of it pip
+parsing the index's pages of ~160 projects (cProfile). pip's reports are therefore kept in
+pytest's cache (``.pytest_cache``) for :data:`REPORTS_KEPT_S`, under a digest of everything
+that decides the resolution here (``pyproject.toml``, the installs resolved, pip's version
+and settings, Python and the platform): any change to those resolves again at once, and so
+does a fresh clone, ``pytest --cache-clear`` and ``-p no:cacheprovider``; what the cache
+does not see is a new release on the index, at most :data:`REPORTS_KEPT_S` late.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,6 +53,9 @@ DOCUMENTED = (
 #: Dockerfile's base stage is the exception: it installs no TensorFlow, each target adds one.
 WHOLE_INSTALLS = ("Makefile", "Dockerfile", "benchmarks/gpu.sh")
 DOCKER_BASE = frozenset({"gcp", "s3"})
+#: how long pip's reports of unchanged inputs are reused from pytest's cache: a day, so that
+#: a new release on the index is seen by the next day's run
+REPORTS_KEPT_S = 24 * 3600
 
 
 def _read(path: str) -> str:
@@ -132,9 +145,35 @@ def test_the_report_checker_counts_two_distributions():
     assert tensorflow_distributions(report) == {"tensorflow-cpu": "2.21.0", "tensorflow": "2.21.0"}
 
 
+def _inputs_digest(installs: list[frozenset[str]]) -> str:
+    """A digest of what decides pip's resolution of ``installs`` on this machine."""
+    digest = hashlib.sha256()
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        digest.update(f.read())
+    pip_settings = sorted((k, v) for k, v in os.environ.items() if k.startswith("PIP_"))
+    conf = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
+    facts = [[_label(i) for i in installs], importlib.metadata.version("pip"), pip_settings, conf.stdout]
+    facts += [sys.version, platform.machine(), platform.libc_ver()]
+    digest.update(json.dumps(facts, sort_keys=True).encode())
+    return digest.hexdigest()[:32]
+
+
+def _kept(report: dict) -> dict:
+    """What the test reads of a report: each install's name and version."""
+    return {"install": [{"metadata": {k: i["metadata"][k] for k in ("name", "version")}} for i in report["install"]]}
+
+
 @pytest.fixture(scope="module")
-def resolved(tmp_path_factory) -> dict[frozenset[str], dict]:
-    """pip's install report of each install, resolved from a copy of the project's metadata."""
+def resolved(request, tmp_path_factory) -> dict[frozenset[str], dict]:
+    """pip's install report of each install, resolved from a copy of the project's metadata
+    (or, for unchanged inputs, kept from a run less than :data:`REPORTS_KEPT_S` ago)."""
+    installs = installs_to_resolve()
+    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
+    key = f"beamscore/install-reports/{_inputs_digest(installs)}"
+    kept = cache.get(key, None) if cache is not None else None
+    if kept and 0 <= time.time() - kept["at"] < REPORTS_KEPT_S:
+        return {frozenset(label.strip("[]").split(",")): report for label, report in kept["reports"].items()}
+
     root = tmp_path_factory.mktemp("resolve")
     project = root / "beamscore-src"
     (project / "beamscore").mkdir(parents=True)
@@ -148,11 +187,13 @@ def resolved(tmp_path_factory) -> dict[frozenset[str], dict]:
         done = subprocess.run(command, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"pip could not resolve {_label(extras)}: {done.stderr[-2000:]}"
         with open(report) as f:
-            return json.load(f)
+            return _kept(json.load(f))
 
-    installs = installs_to_resolve()
     with ThreadPoolExecutor(max_workers=len(installs)) as pool:
-        return dict(zip(installs, pool.map(resolve, installs), strict=True))
+        reports = dict(zip(installs, pool.map(resolve, installs), strict=True))
+    if cache is not None:
+        cache.set(key, {"at": time.time(), "reports": {_label(i): r for i, r in reports.items()}})
+    return reports
 
 
 @pytest.mark.slow

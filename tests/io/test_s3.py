@@ -1,10 +1,12 @@
 """``s3://`` for real: moto's S3 server process on loopback, s3fs pointed at it, and whole
 ``beamscore score`` jobs whose model, inputs and output all live in the bucket.
 
-Like ``test_gcs_emulator.py`` for ``gs://``, but each job is a fresh ``python -m beamscore``
-process (the CLI as a user runs it, on Beam's in-process runner) that finds the server
-only through the environment a user sets: ``FSSPEC_S3_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
-``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``. Covered: a remote SavedModel copied into
+Like ``test_gcs_emulator.py`` for ``gs://``, but a fresh ``python -m beamscore`` process (the
+CLI as a user runs it, on Beam's in-process runner) finds the server only through the
+environment a user sets: ``FSSPEC_S3_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION`` (one format's job, the killed job, the
+missing credentials); the other jobs run in this process (``main``), pointed at the server
+the same way, which spares a TensorFlow start-up each. Covered: a remote SavedModel copied into
 the model cache, glob expansion on a bucket, every source's reads (Parquet row groups, GZIP
 TFRecord framing, npz zip members, npy seek+read), the sink's copy + delete commits, the
 manifest, and a job SIGKILLed on S3 then finished with ``--resume``.
@@ -70,7 +72,7 @@ def _manifest(fs, out: str) -> dict:
     return m
 
 
-def test_score_every_format_with_model_inputs_and_output_on_s3(s3, models, rows, write_rows, tmp_path):
+def test_score_every_format_with_model_inputs_and_output_on_s3(s3, models, rows, write_rows, tmp_path, capsys):
     endpoint, fs = s3
     model = f"s3://{BUCKET}/models/two_sig"
     fs.put(models["two_sig"], model, recursive=True)
@@ -82,14 +84,21 @@ def test_score_every_format_with_model_inputs_and_output_on_s3(s3, models, rows,
             fs.put(local, f"{inputs}/{os.path.basename(local)}")
         keep = [] if fmt == "npy" else ["--keep", "id"]
         args = ["score", "--model", model, "--input", f"{inputs}/*", "--output", f"s3://{BUCKET}/out-{fmt}", *keep]
-        jobs[fmt] = subprocess.Popen(
-            [sys.executable, "-m", "beamscore", *args, "--batch-size", "64"],
-            env=_env(endpoint),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # the four jobs run side by side: one server, four clients
-    results = {fmt: (proc.wait(timeout=300), proc.communicate()) for fmt, proc in jobs.items()}
+        jobs[fmt] = [*args, "--batch-size", "64"]
+    first, *others = FORMATS  # the first as a user runs it, while the others run in this process
+    user = subprocess.Popen(
+        [sys.executable, "-m", "beamscore", *jobs[first]],
+        env=_env(endpoint),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    results = {}
+    for fmt in others:
+        code = main(jobs[fmt])
+        results[fmt] = (code, capsys.readouterr())
+    streams = user.communicate(timeout=300)
+    results[first] = (user.returncode, streams)
 
     expected = direct_call(models["two_sig"], "serving_default", x=rows["x"])
     for fmt, (code, (_out, err)) in results.items():

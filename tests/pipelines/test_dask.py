@@ -1,33 +1,39 @@
 """DaskRunner on a real ``dask.distributed`` cluster: a ``dask scheduler`` and two ``dask worker``
-processes (one thread each) on 127.0.0.1, started by the tests (``tests/dask_cluster.py``).
+processes (one thread each) on 127.0.0.1, started by the tests (``tests/dask_cluster.py``), once
+for this module (the tests that kill a worker or the launcher start their own:
+``test_dask_faults.py``).
 
 * ``--runner=DaskRunner`` by its short name with ``--dask_*`` options parsed, not dropped;
 * ``--dry-run`` asks the cluster: scheduler reachable, workers present, beamscore importable;
 * a job's outputs equal the in-process run's, the manifest accounts for every row, the units
   spread over both workers and each worker process loads the model exactly once (read from
   the workers' own ``load_count`` with ``Client.run``);
-* a worker killed part-way: Dask reruns its units on the other worker (or the job fails with
-  one line and ``--resume`` finishes it); either way the result equals the reference.
-"""
+* progress lines and ``--json``'s metrics of a job on the cluster;
+* a user's own pipeline with ``RunSignature(...).with_exception_handling()`` on DaskRunner."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 
+import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from conftest import read_output
+from conftest import direct_call
 from dask_cluster import dask_cluster
+from dask_jobs import assert_slow_result, slow_job
 from runner_jobs import assert_same_result, beamscore_cli, job_args, run_in_process, worker_env
 from s3_server import s3_env, s3_server
 from scores import assert_scores_close
 
+import beamscore
 from beamscore.cli import main
 from beamscore.model.loader import load_count
 from beamscore.pipelines.runners import (
@@ -155,13 +161,16 @@ def test_dry_run_asks_the_cluster(models, shards, cluster, tmp_path, capsys):
 
 
 @pytest.mark.distributed
-def test_dask_job_equals_in_process_and_loads_once_per_worker(models, shards, in_process, cluster, tmp_path):
+def test_dask_job_equals_in_process_and_loads_once_per_worker(models, shards, in_process, cluster, tmp_path, capsys):
+    """Launched from this process (``main``): the job from and to S3 below is the fresh
+    ``python -m beamscore`` launcher, as a user runs it."""
     before = cluster.run(load_count)
     out = tmp_path / "out"
-    done = beamscore_cli("score", *job_args(models, shards, out), "--runner=DaskRunner",
-                         f"--dask_client_address={cluster.address}")  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:] + cluster.log_tail()
-    assert "on DaskRunner" in done.stdout and "rows in 700, out 700, failed 0" in done.stdout
+    code = main(["score", *job_args(models, shards, out), "--runner=DaskRunner",
+                 f"--dask_client_address={cluster.address}"])  # fmt: skip
+    done = capsys.readouterr()
+    assert code == 0, done.err[-3000:] + cluster.log_tail()
+    assert "on DaskRunner" in done.out and "rows in 700, out 700, failed 0" in done.out
     assert_same_result(out, in_process, models, shards)
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["rows_in"] == manifest["rows_out"] + manifest["rows_failed"]
@@ -193,112 +202,28 @@ def test_dask_job_from_and_to_s3(models, shards, in_process, cluster, s3, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def slow_job(tmp_path_factory):
-    """The slow model over 700 rows in 28 units of 25 rows, batches of 5: a few seconds of work."""
-    import builders
-    import job_models
-
-    root = tmp_path_factory.mktemp("slow")
-    model = job_models.build_all(str(root / "models"))["slow"]
-    _paths, ids, x = builders.write_parquet_shards(str(root / "data"), rows=700, shards=2, row_group_size=25)
-    args = ["--model", model, "--input", str(root / "data") + "/*.parquet", "--keep", "id"]
-    args += ["--rows-per-unit", "25", "--batch-size", "5"]
-    return args, ids, job_models.reference(model, x)
-
-
-def assert_slow_result(out, ids, expected) -> None:
-    table = read_output(str(out))
-    assert table["id"].to_pylist() == ids.tolist()
-    assert_scores_close(np.stack(table["y"].to_numpy(zero_copy_only=False)), expected["y"])
-    assert_scores_close(table["s"].to_numpy(), expected["s"])
-    manifest = json.loads((out / "_manifest.json").read_text())
-    assert manifest["rows_in"] == manifest["rows_out"] + manifest["rows_failed"] == len(ids)
-    assert manifest["rows_failed"] == 0 and manifest["units"] == 28 and len(manifest["outputs"]) == 28
-
-
-def start_slow_job(args: list[str], out, cluster) -> tuple[subprocess.Popen, object]:
-    """Start ``beamscore score ARGS`` on the cluster; return it once 2 units have receipts."""
-    job = subprocess.Popen(
-        [sys.executable, "-m", "beamscore", "score", *args],
-        env=worker_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    receipts = out / "_units"
-    deadline = time.monotonic() + 300  # generous: a loaded machine starts the workers slowly
-    while not (receipts.exists() and len(list(receipts.glob("part-*.json"))) >= 2):
-        assert job.poll() is None, job.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, cluster.log_tail()
-        time.sleep(0.05)
-    return job, receipts
+def slow(tmp_path_factory):
+    """The slow job (``dask_jobs.slow_job``): ``(args, ids, expected)``."""
+    return slow_job(tmp_path_factory.mktemp("slow"))
 
 
 @pytest.mark.distributed
-def test_a_killed_worker_loses_nothing(slow_job, tmp_path):
-    args, ids, expected = slow_job
-    out = tmp_path / "out"
-    with dask_cluster(tmp_path / "cluster", workers=2) as cluster:
-        flags = ["--runner=DaskRunner", f"--dask_client_address={cluster.address}"]
-        job, receipts = start_slow_job([*args, "--output", str(out), *flags], out, cluster)
-        cluster.kill_worker(0)
-        done_at_kill = len(list(receipts.glob("part-*.json")))
-        finished_at_kill = (out / "_manifest.json").exists()
-        stdout, stderr = job.communicate(timeout=180)
-        assert done_at_kill < 28 and not finished_at_kill, "the job had finished before the worker was killed"
-        if job.returncode != 0:  # Dask gave up on the work: one clear line, then --resume finishes it
-            assert stderr.startswith("beamscore: error:") and stderr.count("\n") == 1, stderr
-            resumed = beamscore_cli("score", *args, "--output", str(out), "--resume", *flags)
-            assert resumed.returncode == 0, resumed.stderr[-3000:]
-        else:
-            assert "rows in 700, out 700, failed 0" in stdout, stdout + stderr
-    assert_slow_result(out, ids, expected)
-
-
-@pytest.mark.distributed
-def test_sigterm_cancels_the_dask_job_and_keeps_its_claim_until_stale(slow_job, tmp_path):
-    """SIGTERM to a launcher whose job runs on a cluster: the job is asked to cancel, and the
-    claim stays (its workers may still commit the units they hold) without a heartbeat; a
-    retry on this machine takes the claim over (its launcher is gone) and finishes the job
-    (or finds it already complete)."""
-    args, ids, expected = slow_job
-    out = tmp_path / "out"
-    with dask_cluster(tmp_path / "cluster", workers=2) as cluster:
-        flags = ["--runner=DaskRunner", f"--dask_client_address={cluster.address}"]
-        job, _receipts = start_slow_job([*args, "--output", str(out), *flags], out, cluster)
-        job.send_signal(signal.SIGTERM)
-        _stdout, stderr = job.communicate(timeout=60)
-        assert job.returncode == 143, stderr[-3000:]
-        (line,) = stderr.strip().splitlines()
-        assert line.startswith("beamscore: error: terminated (SIGTERM): the job on DaskRunner was asked to cancel")
-        assert "; rerun with --resume to continue the job" in line
-        # tasks already on the workers run on (Beam's DaskRunner cancels only its result
-        # futures): they may commit more units, even the manifest, so the claim stays
-        assert json.loads((out / "_claim.json").read_text())["pid"] == job.pid  # kept, for the workers
-        resumed = beamscore_cli("score", *args, "--output", str(out), "--resume", *flags)
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
-        assert "taking over the stale claim" in resumed.stderr
-    assert not (out / "_claim.json").exists()
-    assert_slow_result(out, ids, expected)
-
-
-@pytest.mark.distributed
-def test_progress_lines_summary_and_metrics_on_dask(slow_job, tmp_path):
+def test_progress_lines_summary_and_metrics_on_dask(slow, cluster, tmp_path):
     """Off a terminal, a Dask job prints a timestamped progress line every --progress-every
     seconds (its workers on this machine append each batch's rows to the launcher's file), and
-    --json's summary carries the manifest's metrics: one model load per worker process."""
-    args, ids, expected = slow_job
+    --json's summary carries the manifest's metrics: one model load per worker process (no
+    other test runs the slow model on this cluster)."""
+    args, ids, expected = slow
     out = tmp_path / "out"
-    with dask_cluster(tmp_path / "cluster", workers=2) as cluster:
-        flags = ["--runner=DaskRunner", f"--dask_client_address={cluster.address}", "--progress-every", "0.5"]
-        run = subprocess.run(
-            [sys.executable, "-m", "beamscore", "score", *args, "--output", str(out), *flags, "--json"],
-            env=worker_env(),
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert run.returncode == 0, run.stderr[-3000:] + cluster.log_tail()
+    flags = ["--runner=DaskRunner", f"--dask_client_address={cluster.address}", "--progress-every", "0.5"]
+    run = subprocess.run(
+        [sys.executable, "-m", "beamscore", "score", *args, "--output", str(out), *flags, "--json"],
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:] + cluster.log_tail()
     assert_slow_result(out, ids, expected)
     progress = [line for line in run.stderr.splitlines() if re.match(r"^\S+Z progress: [\d,]+ / 700 rows", line)]
     assert len(progress) >= 2, run.stderr[-3000:]
@@ -307,3 +232,59 @@ def test_progress_lines_summary_and_metrics_on_dask(slow_job, tmp_path):
     metrics = summary["metrics"]
     assert metrics["batches"] == 140 and 1 <= metrics["workers"] <= 2
     assert metrics["model_loads"] == metrics["workers"] and metrics["model_loads_per_worker"] == 1.0
+
+
+# A user's own Beam pipeline on DaskRunner: ``RunSignature(...).with_exception_handling()``
+# gives the scored rows on its main output and the bad ones on the dead-letter output. Beam
+# 2.77's DaskRunner merges a multi-output ParDo's tagged outputs, which sent every scored
+# element to the dead letters and left the main output empty; the transform now splits one
+# output of tagged pairs. (The runner also computes only the pipeline's last step, so the two
+# branches end in one Flatten.)
+
+
+def _inputs(directory) -> tuple[list[str], np.ndarray]:
+    """Two Parquet files of 6 rows; rows 2 and 9 (file 0 row 2, file 1 row 3) are short."""
+    x = np.random.default_rng(4).normal(size=(12, 4)).astype(np.float32)
+    files = []
+    for i in range(2):
+        lists = [row.tolist() for row in x[6 * i : 6 * i + 6]]
+        lists[2 if i == 0 else 3] = lists[0][:3]
+        path = os.path.join(directory, f"part-{i}.parquet")
+        table = pa.table({"id": np.arange(6 * i, 6 * i + 6), "x": pa.array(lists, pa.list_(pa.float32()))})
+        pq.write_table(table, path)
+        files.append(path)
+    return files, x
+
+
+@pytest.mark.distributed
+def test_with_exception_handling_on_dask_keeps_scored_and_dead_letters_apart(models, cluster, tmp_path):
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.dask.dask_runner import DaskRunner
+
+    files, x = _inputs(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    score = beamscore.RunSignature(models["two_sig"], keep=["id"], outputs=["scores"]).with_exception_handling()
+    options = PipelineOptions([f"--dask_client_address={cluster.address}"])
+    with beam.Pipeline(runner=DaskRunner(), options=options) as p:
+        scored, dead = (
+            p
+            | beam.Create(files)
+            | "Read" >> beam.Map(lambda path: (os.path.basename(path), pq.read_table(path)))
+            | score
+        )
+        written = scored | "Write" >> beam.MapTuple(
+            lambda name, table, d=str(out): pq.write_table(table, f"{d}/{name}")
+        )
+        errors = dead | "WriteDead" >> beam.MapTuple(
+            lambda name, table, d=str(out): pq.write_table(table, f"{d}/{name}.errors")
+        )
+        # DaskRunner computes only the pipeline's last step: one Flatten joins both branches
+        _ = (written, errors) | beam.Flatten()
+    assert glob.glob(str(out / "*.parquet")), (os.listdir(out), cluster.log_tail())
+    written = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(str(out / "*.parquet")))]).sort_by("id")
+    errors = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(str(out / "*.errors")))])
+    good = [i for i in range(12) if i not in (2, 9)]
+    assert written["id"].to_pylist() == good, cluster.log_tail()
+    assert sorted(errors["row"].to_pylist()) == [2, 3] and set(errors["stage"].to_pylist()) == {"validate"}
+    assert_scores_close(written["scores"], direct_call(models["two_sig"], "serving_default", x=x[good])["scores"])

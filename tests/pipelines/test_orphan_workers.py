@@ -52,6 +52,16 @@ def running(pid: int) -> bool:
         return False
 
 
+def still_running(pids, within: float) -> list[int]:
+    """Those of ``pids`` still running ``within`` seconds from now (returns as soon as none is)."""
+    deadline = time.monotonic() + within
+    while True:
+        alive = [pid for pid in pids if running(pid)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
 def committed(out) -> set[str]:
     receipts = out / "_units"
     return {f for f in os.listdir(receipts) if f.startswith("part-")} if receipts.exists() else set()
@@ -82,8 +92,7 @@ def test_workers_stop_when_the_launcher_is_killed(tmp_path):
     finally:
         launcher.kill()
         launcher.wait()
-    time.sleep(1.5)  # the workers' watch polls every 0.2 s
-    alive = [pid for pid in workers if running(pid)]
+    alive = still_running(workers, within=1.5)  # the workers' watch polls every 0.2 s
     for pid in alive:
         os.kill(pid, signal.SIGKILL)  # do not leave them behind when the test fails
     assert not alive, f"worker processes {alive} outlived their launcher"
@@ -126,8 +135,7 @@ def test_workers_die_with_a_launcher_killed_as_they_start(tmp_path, after):
     finally:
         launcher.kill()
         launcher.wait()
-    time.sleep(2)
-    alive = [pid for pid in seen if running(pid)]
+    alive = still_running(seen, within=2)
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, f"worker processes {alive} outlived their launcher killed {after} s after they appeared"
