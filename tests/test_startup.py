@@ -85,3 +85,70 @@ def test_a_local_load_takes_the_launchers_inspection(models, shards, tmp_path, m
         pass
     else:
         raise BeamscoreError("a model of another fingerprint took the remembered inspection")
+
+
+#: what the program's Beam import leaves out on a local runner (beamscore._beam_import)
+_HIDDEN = ("google.cloud.storage", "boto3", "pymongo")
+
+
+def _job_in_a_process(code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_the_program_imports_beam_without_cloud_clients_and_they_import_after(models, shards, tmp_path):
+    """``beamscore score`` on a local runner imports Beam without google-cloud-storage, boto3
+    and pymongo (installed here; Beam imports them only because they are): the job scores
+    without any of them imported, and each imports afterwards in the same process."""
+    paths, ids, x = shards
+    out = tmp_path / "out"
+    argv = ["beamscore", "score", models["two_sig"], "--input", paths[0]]
+    argv += ["--output", str(out), "--keep", "id", "--no-progress"]
+    code = (
+        "import sys\n"
+        f"sys.argv = {argv!r}\n"
+        "from beamscore.cli import main\n"
+        "code = main()\n"
+        f"seen = [m for m in {_HIDDEN!r} if m in sys.modules]\n"
+        "assert code == 0 and 'apache_beam' in sys.modules and not seen, (code, seen)\n"
+        "import google.cloud.storage, boto3, pymongo, gcsfs\n"
+        "assert google.cloud.storage.Client and boto3.client and pymongo.MongoClient\n"
+    )
+    done = _job_in_a_process(code)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "bson" not in done.stderr and "Failed to import" not in done.stderr, done.stderr
+    table = read_output(str(out))
+    rows = np.isin(ids, table["id"].to_numpy())
+    expected = direct_call(models["two_sig"], "serving_default", x=x[rows])
+    assert_scores_close(np.stack(table["scores"].to_numpy(zero_copy_only=False)), expected["scores"])
+
+
+def test_a_host_calling_main_imports_beam_as_usual(models, shards, tmp_path):
+    """``cli.main(argv)`` in a user's process (a library call) leaves Beam's import alone:
+    Beam's own ``gs://`` filesystem is registered there as everywhere else."""
+    paths, _, _ = shards
+    args = ["score", models["two_sig"], "--input", paths[0]]
+    args += ["--output", str(tmp_path / "out"), "--keep", "id", "--no-progress"]
+    code = (
+        "import sys\n"
+        "from beamscore.cli import main\n"
+        f"assert main({args!r}) == 0\n"
+        "from apache_beam.io.filesystems import FileSystems\n"
+        "assert 'google.cloud.storage' in sys.modules and 'apache_beam.io.gcp.gcsfilesystem' in sys.modules\n"
+        "assert FileSystems.get_filesystem('gs://bucket/x').scheme() == 'gs'\n"
+    )
+    done = _job_in_a_process(code)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_a_local_runner_is_told_from_the_flags_alone():
+    from beamscore._beam_import import local_runner_named
+
+    assert local_runner_named([], {})
+    assert local_runner_named(["--runner=DirectRunner", "--direct_num_workers=2"], None)
+    assert local_runner_named(["--runner", "FnApiRunner"], {"runner": "DirectRunner"})
+    assert not local_runner_named(["--runner=DataflowRunner", "--project=p"], {})
+    assert not local_runner_named(["--runner", "PortableRunner"], {})
+    assert not local_runner_named([], {"runner": "DataflowRunner"})
+    assert not local_runner_named(["--runner=DirectRunner"], {"runner": "DaskRunner"})
+    assert not local_runner_named(["--runner"], {})  # no value: Beam decides, Beam imported as usual
