@@ -13,6 +13,8 @@ import numpy as np
 from conftest import direct_call, read_output
 from scores import assert_scores_close
 
+from beamscore.errors import BeamscoreError as BeamscoreErrorBase
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -176,3 +178,22 @@ def test_a_workers_doctor_verdict_reads_no_other_distributions_metadata(monkeypa
     assert facts.tf_distributions == dict(sorted(everything.items())) != {}
     assert bool(scans) == bool(facts.nvidia_gpus)  # a GPU machine still lists its CUDA wheels
     assert doctor.judge(facts).status in ("ok", "cpu")
+
+
+def test_a_command_line_without_beam_flags_leaves_beams_option_names_unread():
+    """Beam's option names come from parsing Beam's option sources (a few hundredths of a
+    second): a ``score`` command line without Beam flags does not need them."""
+    from beamscore.cli import parse
+    from beamscore.flags import beam_options
+
+    beam_options.cache_clear()
+    _, beam = parse(["score", "m", "--input", "x", "--output", "o", "--batch-size", "64", "--keep", "id"])
+    assert beam == [] and beam_options.cache_info().misses == 0
+    _, beam = parse(["score", "m", "--input", "x", "--output", "o", "--runner", "DirectRunner", "--project", "p"])
+    assert beam == ["--runner", "DirectRunner", "--project", "p"] and beam_options.cache_info().misses == 1
+    try:
+        parse(["score", "m", "--input", "x", "--output", "o", "--runer=DirectRunner"])
+    except BeamscoreErrorBase as exc:
+        assert "--runner" in str(exc)
+    else:
+        raise AssertionError("a misspelt Beam flag passed")
