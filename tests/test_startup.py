@@ -197,3 +197,28 @@ def test_a_command_line_without_beam_flags_leaves_beams_option_names_unread():
         assert "--runner" in str(exc)
     else:
         raise AssertionError("a misspelt Beam flag passed")
+
+
+def test_a_one_unit_job_starts_one_local_worker_thread(models, shards, tmp_path):
+    """A second FnApiRunner worker thread would only be started and set up for a job of one
+    unit; a job of more units, or one whose units are not known yet, gets two; the user's
+    ``--direct_num_workers`` always wins."""
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    from beamscore.config import ScoreConfig
+    from beamscore.pipelines.runners import describe_runner, pipeline_options
+    from beamscore.pipelines.score import prepare
+
+    def workers(options):
+        direct = options.view_as(DirectOptions)
+        return direct.direct_running_mode, direct.direct_num_workers
+
+    paths, _, _ = shards
+    config = ScoreConfig(model=models["two_sig"], output=str(tmp_path / "o"), keep=["id"])
+    plan, options, _ = prepare(config.merged({"inputs": [paths[0]]}))
+    assert len(plan.units) == 1 and workers(options) == ("multi_threading", 1)
+    assert describe_runner(options).endswith(": 1 thread in this process")
+    plan, options, _ = prepare(config.merged({"inputs": list(paths)}))
+    assert len(plan.units) == 2 and workers(options) == ("multi_threading", 2)
+    assert workers(pipeline_options([], {})) == workers(pipeline_options([], {}, units=9)) == ("multi_threading", 2)
+    assert workers(pipeline_options(["--direct_num_workers=2"], {}, units=1))[1] == 2
