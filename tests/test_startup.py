@@ -4,6 +4,7 @@ option views made once, the model inspected once per process on a local runner."
 from __future__ import annotations
 
 import copy
+import json
 import os
 import pickle
 import subprocess
@@ -222,3 +223,27 @@ def test_a_one_unit_job_starts_one_local_worker_thread(models, shards, tmp_path)
     assert len(plan.units) == 2 and workers(options) == ("multi_threading", 2)
     assert workers(pipeline_options([], {})) == workers(pipeline_options([], {}, units=9)) == ("multi_threading", 2)
     assert workers(pipeline_options(["--direct_num_workers=2"], {}, units=1))[1] == 2
+
+
+def test_the_program_still_scores_to_a_bucket_after_the_lighter_beam_import(models, shards, tmp_path):
+    """Beam's own ``gs://`` filesystem is left out of the program's import on a local runner;
+    beamscore's stores (gcsfs, which imports google-cloud-storage itself) work as before: a
+    job to a GCS emulator's bucket scores every row."""
+    from gcs_emulator import gcs_emulator
+
+    paths = shards[0]
+    with gcs_emulator(tmp_path, "startup") as fs:
+        args = ["score", models["two_sig"], "--input", paths[0], "--output", "gs://startup/out", "--keep", "id"]
+        done = subprocess.run(
+            [sys.executable, "-m", "beamscore", *args, "--no-progress"],
+            env={**os.environ, "FSSPEC_GCS_TOKEN": "anon", "TF_CPP_MIN_LOG_LEVEL": "3"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        fs.invalidate_cache()
+        assert fs.exists("startup/out/_SUCCESS")
+        with fs.open("startup/out/_manifest.json") as f:
+            manifest = json.load(f)
+    assert manifest["rows_out"] == manifest["rows_in"] == 350 and manifest["rows_failed"] == 0
