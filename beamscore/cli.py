@@ -892,7 +892,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
         from beamscore._beam_import import import_beam_for_local_job, local_runner_named
 
         if local_runner_named(extra, config.pipeline_options):
-            import_beam_for_local_job()  # without pandas & co., which a local job never uses
+            import_beam_for_local_job()  # without google-cloud-storage & co., which a local job never uses
     from beamscore.pipelines.score import prepare
 
     plan, options, warnings = prepare(config, extra)  # the path of beamscore.score() too
