@@ -247,3 +247,19 @@ def test_the_program_still_scores_to_a_bucket_after_the_lighter_beam_import(mode
         with fs.open("startup/out/_manifest.json") as f:
             manifest = json.load(f)
     assert manifest["rows_out"] == manifest["rows_in"] == 350 and manifest["rows_failed"] == 0
+
+
+def test_a_local_worker_process_imports_beam_the_lighter_way():
+    """``beamscore.worker_main`` (the SDK worker processes of a local ``multi_processing``
+    run) imports Beam as the program does; Beam's worker entry point imports after it."""
+    code = (
+        "import sys\n"
+        "from beamscore import worker_main\n"
+        "worker_main.import_beam()\n"
+        f"seen = [m for m in {_HIDDEN!r} if m in sys.modules]\n"
+        "assert 'apache_beam' in sys.modules and not seen, seen\n"
+        "from apache_beam.runners.worker import sdk_worker_main\n"
+        "assert callable(sdk_worker_main.main)\n"
+    )
+    done = _job_in_a_process(code)
+    assert done.returncode == 0, done.stderr[-3000:]
