@@ -65,8 +65,8 @@ MAX_DASK_PARTITIONS = 1000
 #: --direct_num_workers is given: a second thread reads and writes one unit while the model
 #: runs on another (measured: +21% rows/s on 2 cores for the demo MLP, 200k rows). A job of
 #: one unit gets one: a second would only be started and set up (its gRPC channels, bundle
-#: processors, DoFn set-up), never used (a one-file job's start-up: 6.3 -> 5.0 CPU s here,
-#: with the lighter Beam import).
+#: processors, DoFn set-up), never used (a one-file job's start-up, median of nine: 5.98 ->
+#: 5.16 CPU s here, with the lighter Beam import).
 LOCAL_THREADS = 2
 
 
