@@ -543,6 +543,7 @@ def _resolve_model(args: argparse.Namespace, stray: list[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``beamscore`` console script; returns the exit code."""
+    argv_given = argv
     if argv is None:
         _exit_on_signal_at_once()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -564,6 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _print_summary(summary, code, lines.last_error)
             return code
         args.summary = summary
+        args.program = argv_given is None  # the beamscore program itself, not a host calling main()
         if getattr(args, "model_version", None) is _PRINT_VERSIONS:
             print(program_versions())
             return 0
@@ -894,6 +896,11 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
         raise UsageError(f"--progress-every must be a number of seconds above 0, got {args.progress_every!r}")
     _check_before_imports(config, args.config)
     _quiet_libraries(args)
+    if getattr(args, "program", False):
+        from beamscore._beam_import import import_beam_for_local_job, local_runner_named
+
+        if local_runner_named(extra, config.pipeline_options):
+            import_beam_for_local_job()  # without google-cloud-storage & co., which a local job never uses
     from beamscore.pipelines.score import prepare
 
     plan, options, warnings = prepare(config, extra)  # the path of beamscore.score() too

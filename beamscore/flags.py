@@ -88,7 +88,6 @@ def split_beam_flags(argv: Sequence[str], ours: Iterable[str]) -> tuple[list[str
     does not start with ``-``: Beam reads ``--project p`` as ``--project=p``. What is left
     (beamscore's flags, their values and ``MODEL``) is for argparse."""
     ours = set(ours)
-    known = beam_options() or {}
     mine: list[str] = []
     other: list[str] = []
     i = 0
@@ -100,7 +99,7 @@ def split_beam_flags(argv: Sequence[str], ours: Iterable[str]) -> tuple[list[str
             mine.append(token)
             continue
         other.append(token)
-        if "=" in token or not known.get(name[2:], True):
+        if "=" in token or not (beam_options() or {}).get(name[2:], True):  # read only when asked
             continue
         if i < len(argv) and not argv[i].startswith("-"):
             other.append(argv[i])
@@ -121,6 +120,8 @@ def unknown_flag_error(flags: Sequence[str], ours: Iterable[str], beam: bool = T
     """The error for the first flag of ``flags`` that is neither one of ``ours`` nor (when
     ``beam``) a Beam option, or ``None`` when every flag is known (or Beam's names are not
     readable here: the parse after Beam's import decides then)."""
+    if not any(token.startswith("--") for token in flags):
+        return None  # no flag to check: Beam's option names are not read (a few hundredths of a second)
     known = beam_options() if beam else {}
     if known is None:
         return None

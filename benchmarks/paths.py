@@ -235,7 +235,8 @@ def p(job: dict[str, Any]) -> int:
     args += ["--batch-size", str(job["batch_size"]), "--keep", "id", *job.get("extra", [])]
     if job["format"] != "parquet":
         args += ["--format", job["format"]]
-    code = cli.main(args)
+    sys.argv = ["beamscore", *args]  # as the program itself: main() without argv (a host's main(argv) differs)
+    code = cli.main()
     if code != 0:
         raise SystemExit(f"beamscore score exited {code}")
     with open(os.path.join(job["output"], "_manifest.json")) as f:

@@ -293,7 +293,7 @@ def prepare(config: ScoreConfig, beam_args: Sequence[str] = ()) -> tuple[Plan, P
 
     with watch_stores():
         plan = plan_job(config)
-    options = pipeline_options(list(beam_args), config.pipeline_options)
+    options = pipeline_options(list(beam_args), config.pipeline_options, None if plan.on_workers else len(plan.units))
     return plan, options, check_launch(plan, options)
 
 
