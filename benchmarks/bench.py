@@ -294,24 +294,64 @@ def run_all(args) -> list[Result]:
         per_row = f"{small.rows:,} rows, one element per row"
         plan += [
             (
-                Result("mlp", "D0", "rows", note=f"{per_row}: the floor, batched and counted, no model", subset=True),
+                Result(
+                    "mlp",
+                    "D0",
+                    "rows",
+                    note=f"{per_row}: the floor, batched and counted, no model",
+                    subset=True,
+                    key="D0",
+                ),
                 job("D0", small, mlp, "serving_default", "x", mlp_outs, b),
                 threads,
             ),
             (
-                Result("mlp", "D", "rows", note=f"{per_row}: row dicts → BatchElements → RunSignature", subset=True),
+                Result(
+                    "mlp", "D", "rows", note=f"{per_row}: row dicts → RunSignature(per_row=True)", subset=True, key="D"
+                ),
                 job("D", small, mlp, "serving_default", "x", mlp_outs, b),
                 threads,
             ),
             (
                 Result(
-                    "mlp", "E", "records", note=f"{per_row}: tf.Examples → BatchElements → RunSignature", subset=True
+                    "mlp",
+                    "E",
+                    "records",
+                    note=f"{per_row}: tf.Examples → RunSignature(per_row=True)",
+                    subset=True,
+                    key="E",
                 ),
                 job("E", small, mlp, "serving_default", "x", mlp_outs, b),
                 threads,
             ),
             (
-                Result("mlp", "BH", "rows", note=f"{per_row}: RunInference(TFModelHandlerNumpy)", subset=True),
+                Result(
+                    "mlp",
+                    "DB",
+                    "rows",
+                    note=f"{per_row}: row dicts → BatchElements → RunSignature",
+                    subset=True,
+                    key="DB",
+                ),
+                job("DB", small, mlp, "serving_default", "x", mlp_outs, b),
+                threads,
+            ),
+            (
+                Result(
+                    "mlp",
+                    "EB",
+                    "records",
+                    note=f"{per_row}: tf.Examples → BatchElements → RunSignature",
+                    subset=True,
+                    key="EB",
+                ),
+                job("EB", small, mlp, "serving_default", "x", mlp_outs, b),
+                threads,
+            ),
+            (
+                Result(
+                    "mlp", "BH", "rows", note=f"{per_row}: RunInference(TFModelHandlerNumpy)", subset=True, key="BH"
+                ),
                 job("BH", small, mlp, "serving_default", "x", mlp_outs, b),
                 {**threads, **base_env},
             ),
@@ -518,9 +558,9 @@ def _targets(results: list[Result]) -> list[str]:
             0.95,
         ),
     ]
-    bh = _find(results, "mlp", "BH", "rows", small=True)
-    for path, input_, name in (("D", "rows", "row dicts"), ("E", "records", "records")):
-        mine = _find(results, "mlp", path, input_, small=True)
+    bh = _find(results, "mlp", "BH")
+    for path, name in (("D", "row dicts"), ("E", "records")):
+        mine = _find(results, "mlp", path)
         checks.append((f"MLP {path} ({name})/BH (Beam's handler), steady", _ratio(mine, bh, "steady", "steady"), 3))
     rss_big = _find(results, "mlp", "P-rss")
     if rss_big is not None and p is not None:
