@@ -352,9 +352,13 @@ def _stacked(values: Any) -> np.ndarray | None:
         return None if values.dtype == object else values
     first = values[0]
     if type(first) is np.ndarray:
-        dtype = first.dtype
-        if dtype.kind == "O" or not all(type(v) is np.ndarray and v.dtype == dtype for v in values):
+        # Set checks run at C speed; np.stack makes a view per row, concatenate of 1-D rows does not.
+        if first.dtype.kind == "O" or set(map(type, values)) != {np.ndarray} or len({v.dtype for v in values}) > 1:
             return None
+        if first.ndim == 1:
+            if len(set(map(len, values))) > 1:  # rows of different lengths
+                return None
+            return np.concatenate(values).reshape(len(values), len(first))
         try:
             return np.stack(values)
         except ValueError:  # rows of different shapes
