@@ -763,6 +763,12 @@ class RunSignature(beam.PTransform):
     the model raise (found by bisection) fails the pipeline with its message, unless
     :meth:`with_exception_handling` routes it to a dead-letter output.
 
+    ``per_row=True`` takes one row per element instead, as Beam's ``RunInference`` does: a
+    row dict or one serialized Example (``bytes``), alone or as ``(key, row)``; rows are
+    batched inside the step (``batch_size`` rows a call, default 1,024, and the rest at the
+    end of each bundle; a buffer per window) and each comes back as its own output element
+    (see :mod:`beamscore.transforms.per_row`).
+
     The CLI runs this same transform on its work-unit batches (:meth:`for_plan`).
     """
 
