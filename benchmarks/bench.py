@@ -590,7 +590,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--paths",
         nargs="+",
-        default=["R0", "R1", "P", "T", "H", "B1", "B2", "D0", "D", "E", "BH"],
+        default=["R0", "R1", "P", "T", "H", "B1", "B2", "D0", "D", "E", "DB", "EB", "BH"],
         help="which paths to run",
     )
     ap.add_argument(
