@@ -325,6 +325,11 @@ def run_all(args) -> list[Result]:
                 threads,
             ),
             (
+                Result("mlp", "DN", "rows", note=f"{per_row}: D without gc.freeze", subset=True, key="DN"),
+                job("DN", small, mlp, "serving_default", "x", mlp_outs, b),
+                threads,
+            ),
+            (
                 Result(
                     "mlp",
                     "DB",

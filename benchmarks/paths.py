@@ -34,6 +34,7 @@ in-memory rows, one element per row, and ends by counting the rows scored):
 - ``D``: row dicts ``{"id", "x"}`` -> ``beamscore.RunSignature(keep=["id"], per_row=True)``
   (batched inside the DoFn), one output dict per row.
 - ``E``: serialized ``tf.train.Example`` records -> ``beamscore.RunSignature(per_row=True)``.
+- ``DN``: D without ``gc.freeze`` after the model load (:class:`beamscore.transforms.per_row.PerRowFn`).
 - ``DB``, ``EB``: the same rows and records -> ``BatchElements`` -> ``beamscore.RunSignature``
   (lists in, lists out).
 - ``BH``: ``(id, x)`` pairs -> ``RunInference(KeyedModelHandler(TFModelHandlerNumpy))`` with the
@@ -540,6 +541,14 @@ def d(job: dict[str, Any]) -> int:
     return _per_row_pipeline(job, lambda i, x: {"id": i, "x": x}, run, batched=False)
 
 
+def dn(job: dict[str, Any]) -> int:
+    """D without ``PerRowFn``'s ``gc.freeze`` after the model load (what the freeze is worth)."""
+    from beamscore.transforms.per_row import PerRowFn
+
+    PerRowFn.freeze_gc = False  # the in-process runner uses this class
+    return d(job)
+
+
 def db(job: dict[str, Any]) -> int:
     """Row dicts batched by ``BatchElements`` -> ``beamscore.RunSignature`` (lists of dicts)."""
     import beamscore
@@ -632,6 +641,7 @@ PATHS: dict[str, Callable[[dict[str, Any]], int]] = {
     "D0": d0,
     "D": d,
     "E": e,
+    "DN": dn,
     "DB": db,
     "EB": eb,
     "BH": bh,
@@ -639,7 +649,7 @@ PATHS: dict[str, Callable[[dict[str, Any]], int]] = {
 
 
 #: paths that write no files (they count the rows they scored)
-NO_FILES = {"R0", "parts", "D0", "D", "E", "DB", "EB", "BH"}
+NO_FILES = {"R0", "parts", "D0", "D", "DN", "E", "DB", "EB", "BH"}
 
 
 def main(argv: list[str]) -> int:

@@ -26,6 +26,8 @@ window parameter, so Beam calls ``process`` on its fastest path) and
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -52,6 +54,10 @@ MAX_LIVE_WINDOWS = 10
 
 _GLOBAL = GlobalWindow()
 
+#: set-up PerRowFns of this process that keep the collector's frozen objects frozen
+_FREEZERS = [0]
+_FREEZE_LOCK = threading.Lock()
+
 _EXPECTED = (
     "per_row=True takes one row dict or one serialized tf.train.Example (bytes) per element, or a (key, row) pair"
 )
@@ -62,10 +68,40 @@ class PerRowFn(RunSignatureFn):
     in the global window: rows are buffered and scored ``rows`` at a time (see the module
     docstring)."""
 
+    #: freeze the objects alive once the model is loaded (``gc.freeze``) until teardown
+    freeze_gc = True
+
     def __init__(self, *args: Any, rows: int = DEFAULT_ROWS, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rows = rows
         self._buffer: list[Any] = []
+        self._froze = False
+
+    def setup(self) -> None:
+        """Load the model, then move every object alive to the collector's permanent
+        generation: one row per element makes objects fast enough that Python runs full
+        collections often, and each one walks TensorFlow's ~400k objects (0.2-0.5 s here,
+        up to half of a 50,000-row job's time). Frozen objects are still freed when
+        unreferenced; only cycles among them (garbage not yet collected) wait for
+        :meth:`teardown` (``gc.unfreeze``, by the last PerRowFn of the process). A process
+        whose code froze objects before is left alone."""
+        super().setup()
+        if not self.freeze_gc:
+            return
+        with _FREEZE_LOCK:
+            if _FREEZERS[0] == 0 and gc.get_freeze_count():  # frozen by the caller's code: not ours
+                return
+            gc.freeze()  # (again for a second model's objects)
+            _FREEZERS[0] += 1
+            self._froze = True
+
+    def teardown(self) -> None:
+        if self._froze:
+            with _FREEZE_LOCK:
+                _FREEZERS[0] -= 1
+                if _FREEZERS[0] == 0:
+                    gc.unfreeze()
+            self._froze = False
 
     def windowed(self) -> WindowedPerRowFn:
         """The same DoFn for windowed input (its state copied; nothing is loaded yet)."""
