@@ -80,7 +80,7 @@ class PerRowFn(RunSignatureFn):
     def setup(self) -> None:
         """Load the model, then move every object alive to the collector's permanent
         generation: one row per element makes objects fast enough that Python runs full
-        collections often, and each one walks TensorFlow's ~400k objects (0.2-0.5 s here,
+        collections often, and each one walks TensorFlow's ~430k objects (0.2-0.5 s here,
         up to half of a 50,000-row job's time). Frozen objects are still freed when
         unreferenced; only cycles among them (garbage not yet collected) wait for
         :meth:`teardown` (``gc.unfreeze``, by the last PerRowFn of the process). A process
