@@ -156,15 +156,19 @@ def test_keyed_rows_and_records_keep_their_keys(models):
 def test_windows_are_kept_and_a_batch_never_mixes_them(models):
     x = _x(20)
     rows = [({"id": i, "x": x[i]}, i) for i in range(20)]  # ids 0-9 in [0, 10), 10-19 in [10, 20)
+    rows[13] = ({"id": 13, "x": None}, 13)
     transform = beamscore.RunSignature(models["two_sig"], per_row=True, batch_size=4, outputs=["scores"])
-    scored, _, batches = _run(rows, transform, dead=False, windowed=True)
-    assert sorted(e["id"] for e, _, _ in scored) == list(range(20))
+    scored, dead, batches = _run(rows, transform.with_exception_handling(), windowed=True)
+    ((table, dead_window, _),) = dead  # the bad row's dead letter is in its own window
+    assert table["error"][0].as_py().startswith("column 'x' is null") and dead_window == window.IntervalWindow(10, 20)
+    good = [i for i in range(20) if i != 13]
+    assert sorted(e["id"] for e, _, _ in scored) == good
     for row, win, ts in scored:
         start = 0 if row["id"] < 10 else 10
         assert win == window.IntervalWindow(start, start + 10) and ts == win.max_timestamp()
     assert batches.max <= 4 and batches.sum == 20 and batches.count >= 6  # 4+4+2 per window
     out = sorted((e for e, _, _ in scored), key=lambda r: r["id"])
-    assert_scores_close(np.stack([r["scores"] for r in out]), _expected(models["two_sig"], x)["scores"])
+    assert_scores_close(np.stack([r["scores"] for r in out]), _expected(models["two_sig"], x[good])["scores"])
 
 
 def test_a_batch_where_a_row_is_expected_is_a_dead_letter_naming_per_row(models):
