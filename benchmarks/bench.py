@@ -73,6 +73,8 @@ class Result:
     key: str = ""
     #: the output codec of a P row, for its bound
     codec: str = "snappy"
+    #: CPU microseconds (all threads) per row after the first batch: steadier than wall time under load
+    steady_cpu_us: float = 0.0
     #: start-up spans ``(name, start, end)`` in seconds from spawn, of the median run
     spans: list = field(default_factory=list)
 
@@ -121,19 +123,20 @@ def _run_child(job: dict[str, Any], work: str, env_extra: dict[str, str], log: s
     }
 
 
-def _measure(res: Result, job: dict[str, Any], args, env: dict[str, str]) -> Result:
+def _measure(res: Result, job: dict[str, Any], args, env: dict[str, str], runs: int | None = None) -> Result:
+    """Run ``job`` ``runs`` times (default ``--repeat``), adding to ``res``'s runs; medians of all."""
     log = os.path.join(args.work, "logs", f"{res.model}-{res.path}-{res.input}.log")
     os.makedirs(os.path.dirname(log), exist_ok=True)
     print(f"  {res.model:9s} {res.path:3s} {res.input:8s} ...", end="", flush=True)
     try:
-        for _ in range(args.repeat):
+        for _ in range(args.repeat if runs is None else runs):
             res.raw.append(_run_child(job, args.work, env, log))
     except RuntimeError as exc:
         res.error = str(exc)
         print(f" failed: {res.error}")
         return res
     res.runs = len(res.raw)
-    for key in ("rows", "whole", "steady", "startup", "rss_mib"):
+    for key in ("rows", "whole", "steady", "startup", "rss_mib", "steady_cpu_us"):
         setattr(res, key, statistics.median(r[key] for r in res.raw))
     by_startup = sorted(res.raw, key=lambda r: r["startup"])
     res.spans = by_startup[len(by_startup) // 2]["spans"]
@@ -294,18 +297,20 @@ def run_all(args) -> list[Result]:
         per_row = f"{small.rows:,} rows, one element per row"
         plan += [
             (
-                Result("mlp", "D0", "rows", note=f"{per_row}: the floor, batched and counted, no model", subset=True),
+                Result(
+                    "mlp",
+                    "D0",
+                    "rows",
+                    note=f"{per_row}: the floor, batched and counted, no model",
+                    subset=True,
+                    key="D0",
+                ),
                 job("D0", small, mlp, "serving_default", "x", mlp_outs, b),
                 threads,
             ),
             (
                 Result(
-                    "mlp",
-                    "D",
-                    "rows",
-                    note=f"{per_row}: row dicts → BatchElements → RunSignature",
-                    subset=True,
-                    key="D",
+                    "mlp", "D", "rows", note=f"{per_row}: row dicts → RunSignature(per_row=True)", subset=True, key="D"
                 ),
                 job("D", small, mlp, "serving_default", "x", mlp_outs, b),
                 threads,
@@ -315,11 +320,40 @@ def run_all(args) -> list[Result]:
                     "mlp",
                     "E",
                     "records",
-                    note=f"{per_row}: tf.Examples → BatchElements → RunSignature",
+                    note=f"{per_row}: tf.Examples → RunSignature(per_row=True)",
                     subset=True,
                     key="E",
                 ),
                 job("E", small, mlp, "serving_default", "x", mlp_outs, b),
+                threads,
+            ),
+            (
+                Result("mlp", "DN", "rows", note=f"{per_row}: D without gc.freeze", subset=True, key="DN"),
+                job("DN", small, mlp, "serving_default", "x", mlp_outs, b),
+                threads,
+            ),
+            (
+                Result(
+                    "mlp",
+                    "DB",
+                    "rows",
+                    note=f"{per_row}: row dicts → BatchElements → RunSignature",
+                    subset=True,
+                    key="DB",
+                ),
+                job("DB", small, mlp, "serving_default", "x", mlp_outs, b),
+                threads,
+            ),
+            (
+                Result(
+                    "mlp",
+                    "EB",
+                    "records",
+                    note=f"{per_row}: tf.Examples → BatchElements → RunSignature",
+                    subset=True,
+                    key="EB",
+                ),
+                job("EB", small, mlp, "serving_default", "x", mlp_outs, b),
                 threads,
             ),
             (
@@ -352,6 +386,7 @@ def run_all(args) -> list[Result]:
         plan.insert(
             0, (Result("mlp", "parts", "parquet", key="parts", note="each part alone, one core"), parts_job, {})
         )
+    in_turns: list[tuple[Result, dict, dict]] = []
     for res, spec, env in plan:
         if res.path not in selected | {"parts"} or res.model not in args.models:
             continue
@@ -363,8 +398,22 @@ def run_all(args) -> list[Result]:
             res.error = f"{BASELINES} missing: run `make bench-baselines`"
             results.append(res)
             continue
+        if res.path in _IN_TURNS:
+            in_turns.append((res, spec, env))
+            results.append(res)
+            continue
         results.append(_measure(res, spec, args, env))
+    # The per-row paths run in turns (one run of each, --repeat times), so that the load of a
+    # shared machine falls on all of them alike: their targets are ratios of one another.
+    for _ in range(args.repeat):
+        for res, spec, env in in_turns:
+            if not res.error:
+                _measure(res, spec, args, env, runs=1)
     return results
+
+
+#: paths measured in turns (see :func:`run_all`)
+_IN_TURNS = {"D0", "D", "DN", "E", "DB", "EB", "BH"}
 
 
 def _with_codec(job: dict, codec: str) -> dict:
@@ -536,6 +585,9 @@ def _targets(results: list[Result]) -> list[str]:
     for path, name in (("D", "row dicts"), ("E", "records")):
         mine = _find(results, "mlp", path)
         checks.append((f"MLP {path} ({name})/BH (Beam's handler), steady", _ratio(mine, bh, "steady", "steady"), 3))
+        checks.append(
+            (f"MLP BH/{path} ({name}), CPU per row, steady", _ratio(bh, mine, "steady_cpu_us", "steady_cpu_us"), 3)
+        )
     rss_big = _find(results, "mlp", "P-rss")
     if rss_big is not None and p is not None:
         checks.append((f"MLP P peak RSS {rss_big.rows:,} rows / {p.rows:,} rows", rss_big.rss_mib / p.rss_mib, -1.10))
@@ -564,7 +616,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--paths",
         nargs="+",
-        default=["R0", "R1", "P", "T", "H", "B1", "B2", "D0", "D", "E", "BH"],
+        default=["R0", "R1", "P", "T", "H", "B1", "B2", "D0", "D", "E", "DB", "EB", "BH"],
         help="which paths to run",
     )
     ap.add_argument(

@@ -29,9 +29,14 @@ model load, the first signature call), recorded by wrapping those functions in t
 Per-row elements, the path most Beam pipelines meet first (each starts from the same
 in-memory rows, one element per row, and ends by counting the rows scored):
 
-- ``D0``: the floor of the others: the same row dicts batched and counted, no model.
-- ``D``: row dicts ``{"id", "x"}`` -> ``BatchElements`` -> ``beamscore.RunSignature(keep=["id"])``.
-- ``E``: serialized ``tf.train.Example`` records -> ``BatchElements`` -> ``beamscore.RunSignature``.
+- ``D0``: the same row dicts batched by ``BatchElements`` and counted, no model: the floor
+  of every path with ``BatchElements`` in front (BH, DB, EB).
+- ``D``: row dicts ``{"id", "x"}`` -> ``beamscore.RunSignature(keep=["id"], per_row=True)``
+  (batched inside the DoFn), one output dict per row.
+- ``E``: serialized ``tf.train.Example`` records -> ``beamscore.RunSignature(per_row=True)``.
+- ``DN``: D without ``gc.freeze`` after the model load (:class:`beamscore.transforms.per_row.PerRowFn`).
+- ``DB``, ``EB``: the same rows and records -> ``BatchElements`` -> ``beamscore.RunSignature``
+  (lists in, lists out).
 - ``BH``: ``(id, x)`` pairs -> ``RunInference(KeyedModelHandler(TFModelHandlerNumpy))`` with the
   ``load_model`` override the docs show for Keras 3 (``tf.saved_model.load``) and an
   ``inference_fn`` calling the named signature; needs ``tensorflow_hub`` (``.venv-baselines``).
@@ -496,7 +501,10 @@ def _expect(got: int, want: int) -> None:
         raise SystemExit(f"scored {got:,} rows of {want:,}")
 
 
-def _per_row_pipeline(job: dict[str, Any], make: Callable[[int, np.ndarray], Any], score: Any) -> int:
+def _per_row_pipeline(
+    job: dict[str, Any], make: Callable[[int, np.ndarray], Any], score: Any, batched: bool = True
+) -> int:
+    """Rows from :func:`_row_source` -> (``BatchElements`` when ``batched``) -> ``score``, counted."""
     import apache_beam as beam
 
     from beamscore.pipelines.runners import make_runner
@@ -505,13 +513,15 @@ def _per_row_pipeline(job: dict[str, Any], make: Callable[[int, np.ndarray], Any
     b = job["batch_size"]
     options = beam.options.pipeline_options.PipelineOptions([])
     with beam.Pipeline(runner=make_runner(options), options=options) as pipeline:
-        batches = _row_source(job, pipeline, make) | beam.BatchElements(min_batch_size=b, max_batch_size=b)
-        _count(job, batches | score, per_batch=True)
+        rows = _row_source(job, pipeline, make)
+        if batched:
+            rows = rows | beam.BatchElements(min_batch_size=b, max_batch_size=b)
+        _count(job, rows | score, per_batch=batched)
     return job["rows"]
 
 
 def d0(job: dict[str, Any]) -> int:
-    """The floor of D and BH: the same rows made, batched by ``BatchElements`` and counted, no model."""
+    """The floor of DB and BH: the same rows made, batched by ``BatchElements`` and counted, no model."""
     import apache_beam as beam
 
     return _per_row_pipeline(job, lambda i, x: {"id": i, "x": x}, beam.Map(_batch_done))
@@ -523,7 +533,25 @@ def _batch_done(batch: Any) -> Any:
 
 
 def d(job: dict[str, Any]) -> int:
-    """Row dicts batched by ``BatchElements`` -> ``beamscore.RunSignature``."""
+    """Row dicts, one per element -> ``beamscore.RunSignature(per_row=True)``."""
+    import beamscore
+
+    run = beamscore.RunSignature(
+        job["model"], job["signature"], outputs=job["outputs"], keep=["id"], per_row=True, batch_size=job["batch_size"]
+    )
+    return _per_row_pipeline(job, lambda i, x: {"id": i, "x": x}, run, batched=False)
+
+
+def dn(job: dict[str, Any]) -> int:
+    """D without ``PerRowFn``'s ``gc.freeze`` after the model load (what the freeze is worth)."""
+    from beamscore.transforms.per_row import PerRowFn
+
+    PerRowFn.freeze_gc = False  # the in-process runner uses this class
+    return d(job)
+
+
+def db(job: dict[str, Any]) -> int:
+    """Row dicts batched by ``BatchElements`` -> ``beamscore.RunSignature`` (lists of dicts)."""
     import beamscore
 
     run = beamscore.RunSignature(job["model"], job["signature"], outputs=job["outputs"], keep=["id"])
@@ -531,11 +559,27 @@ def d(job: dict[str, Any]) -> int:
 
 
 def e(job: dict[str, Any]) -> int:
-    """Serialized Examples (read from the job's TFRecord files) batched by ``BatchElements``
-    -> ``beamscore.RunSignature``."""
+    """Serialized Examples (read from the job's TFRecord files), one per element ->
+    ``beamscore.RunSignature(per_row=True)``."""
+    import beamscore
+
+    run = beamscore.RunSignature(
+        job["model"], job["signature"], outputs=job["outputs"], per_row=True, batch_size=job["batch_size"]
+    )
+    return _records_pipeline(job, run, batched=False)
+
+
+def eb(job: dict[str, Any]) -> int:
+    """Serialized Examples batched by ``BatchElements`` -> ``beamscore.RunSignature`` (lists)."""
+    import beamscore
+
+    run = beamscore.RunSignature(job["model"], job["signature"], outputs=job["outputs"])
+    return _records_pipeline(job, run, batched=True)
+
+
+def _records_pipeline(job: dict[str, Any], run: Any, batched: bool) -> int:
     import apache_beam as beam
 
-    import beamscore
     from beamscore.io.tfrecord import read_records
     from beamscore.pipelines.runners import make_runner
 
@@ -545,18 +589,14 @@ def e(job: dict[str, Any]) -> int:
                 yield from item[0]
 
     _time_signature_calls()
-    run = beamscore.RunSignature(job["model"], job["signature"], outputs=job["outputs"])
     b = job["batch_size"]
     files = sorted(glob.glob(os.path.join(job["data"], "tfrecord", "*.tfrecord")))
     options = beam.options.pipeline_options.PipelineOptions([])
     with beam.Pipeline(runner=make_runner(options), options=options) as pipeline:
-        batches = (
-            pipeline
-            | beam.Create(files)
-            | beam.FlatMap(records)
-            | beam.BatchElements(min_batch_size=b, max_batch_size=b)
-        )
-        _count(job, batches | run, per_batch=True)
+        rows = pipeline | beam.Create(files) | beam.FlatMap(records)
+        if batched:
+            rows = rows | beam.BatchElements(min_batch_size=b, max_batch_size=b)
+        _count(job, rows | run, per_batch=batched)
     return job["rows"]
 
 
@@ -602,12 +642,15 @@ PATHS: dict[str, Callable[[dict[str, Any]], int]] = {
     "D0": d0,
     "D": d,
     "E": e,
+    "DN": dn,
+    "DB": db,
+    "EB": eb,
     "BH": bh,
 }
 
 
 #: paths that write no files (they count the rows they scored)
-NO_FILES = {"R0", "parts", "D0", "D", "E", "BH"}
+NO_FILES = {"R0", "parts", "D0", "D", "DN", "E", "DB", "EB", "BH"}
 
 
 def main(argv: list[str]) -> int:

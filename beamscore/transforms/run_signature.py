@@ -352,9 +352,13 @@ def _stacked(values: Any) -> np.ndarray | None:
         return None if values.dtype == object else values
     first = values[0]
     if type(first) is np.ndarray:
-        dtype = first.dtype
-        if dtype.kind == "O" or not all(type(v) is np.ndarray and v.dtype == dtype for v in values):
+        # Set checks run at C speed; np.stack makes a view per row, concatenate of 1-D rows does not.
+        if first.dtype.kind == "O" or set(map(type, values)) != {np.ndarray} or len({v.dtype for v in values}) > 1:
             return None
+        if first.ndim == 1:
+            if len(set(map(len, values))) > 1:  # rows of different lengths
+                return None
+            return np.concatenate(values).reshape(len(values), len(first))
         try:
             return np.stack(values)
         except ValueError:  # rows of different shapes
@@ -390,6 +394,8 @@ def _merge(parts: list[Scored]) -> Scored:
     rejected = [r for p in parts for r in p.rejected]
     if not scored:
         return Scored(parts[0].outputs, np.arange(0), rejected)
+    if len(scored) == 1:  # the usual case: one group, its rows already in order (no copy)
+        return Scored(scored[0].outputs, scored[0].good, rejected)
     scored.sort(key=lambda p: len(p.good), reverse=True)
     keep = [scored[0]]
     for part in scored[1:]:
@@ -757,6 +763,12 @@ class RunSignature(beam.PTransform):
     the model raise (found by bisection) fails the pipeline with its message, unless
     :meth:`with_exception_handling` routes it to a dead-letter output.
 
+    ``per_row=True`` takes one row per element instead, as Beam's ``RunInference`` does: a
+    row dict or one serialized Example (``bytes``), alone or as ``(key, row)``; rows are
+    batched inside the step (``batch_size`` rows a call, default 1,024, and the rest at the
+    end of each bundle; a buffer per window) and each comes back as its own output element
+    (see :mod:`beamscore.transforms.per_row`).
+
     The CLI runs this same transform on its work-unit batches (:meth:`for_plan`).
     """
 
@@ -778,9 +790,12 @@ class RunSignature(beam.PTransform):
         jit_compile: bool = False,
         fixed_batch: int | None = None,
         imports: Sequence[str] = (),
+        per_row: bool = False,
     ) -> None:
         super().__init__()
         with speaking(wording.BEAM):
+            if not isinstance(per_row, bool):
+                raise BeamscoreError(f"per_row must be True or False, got {per_row!r}")
             check_names("outputs", outputs)
             check_names("keep", keep)
             check_names("imports", imports)
@@ -799,9 +814,25 @@ class RunSignature(beam.PTransform):
                 fixed_batch=fixed_batch,
             )
             check_arguments(sig, outputs, keep, input_map)
-            self.fn = RunSignatureFn(
-                spec, sig, bindings, outputs, keep, input_map, cast, reject_nan, batch_size=batch_size
-            )
+            if per_row:  # one row per element, batched in the DoFn (beamscore.transforms.per_row)
+                from beamscore.transforms.per_row import DEFAULT_ROWS, PerRowFn
+
+                self.fn = PerRowFn(
+                    spec,
+                    sig,
+                    bindings,
+                    outputs,
+                    keep,
+                    input_map,
+                    cast,
+                    reject_nan,
+                    batch_size=batch_size,
+                    rows=batch_size or DEFAULT_ROWS,
+                )
+            else:
+                self.fn = RunSignatureFn(
+                    spec, sig, bindings, outputs, keep, input_map, cast, reject_nan, batch_size=batch_size
+                )
 
     @classmethod
     def for_plan(cls, plan: Any) -> RunSignature:
@@ -838,7 +869,12 @@ class RunSignature(beam.PTransform):
         return output_schema(self.fn.signature, self.fn.outputs, self.fn.keep, input_schema)
 
     def expand(self, pcoll: beam.PCollection) -> Any:
-        results = pcoll | "Score" >> beam.ParDo(self.fn)
+        from beamscore.transforms.per_row import PerRowFn
+
+        fn = self.fn
+        if isinstance(fn, PerRowFn) and not pcoll.windowing.is_default():
+            fn = fn.windowed()  # a buffer per window (the global window's DoFn takes no window)
+        results = pcoll | "Score" >> beam.ParDo(fn)
         if not self.fn.dead_letter_output:
             return results
         # One output of (tag, value) split by two plain steps, not a multi-output ParDo: Beam
