@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import operator
 import os
 import socket
 import threading
@@ -344,6 +345,9 @@ class ElementScorer:
         return Scored(self._empty(), np.arange(0), rejected)
 
 
+_SHAPE = operator.attrgetter("shape")
+
+
 def _stacked(values: Any) -> np.ndarray | None:
     """One column of an element as one array, when every row has one dtype and shape: numpy
     arrays stacked, Python values converted by numpy in one call; ``None`` when the rows
@@ -356,7 +360,7 @@ def _stacked(values: Any) -> np.ndarray | None:
         if first.dtype.kind == "O" or set(map(type, values)) != {np.ndarray} or len({v.dtype for v in values}) > 1:
             return None
         if first.ndim == 1:
-            if len(set(map(len, values))) > 1:  # rows of different lengths
+            if set(map(_SHAPE, values)) != {first.shape}:  # rows of other lengths or dimensions
                 return None
             return np.concatenate(values).reshape(len(values), len(first))
         try:

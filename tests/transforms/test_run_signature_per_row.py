@@ -109,6 +109,22 @@ def test_one_bad_row_is_dead_alone_with_its_reason(models):
     assert none["source"] == "row" and "cannot score a NoneType" in none["error"] and "per_row=True" in none["error"]
 
 
+def test_a_row_of_other_dimensions_among_1d_rows_is_dead_alone(models):
+    """Rows of 1-D arrays are joined by one concatenate; a 2-D or 0-D array of the same
+    dtype among them (same length, or no length) is that row's dead letter, not a crash."""
+    x = _x(8)
+    rows = [{"id": i, "x": x[i]} for i in range(8)]
+    rows[2] = {"id": 2, "x": np.stack([x[2]] * 4)}  # (4, 4): its len is 4, as the others'
+    rows[6] = {"id": 6, "x": np.float32(1.0) * np.ones((), np.float32)}  # 0-D
+    transform = beamscore.RunSignature(models["two_sig"], per_row=True, batch_size=8, outputs=["scores"])
+    scored, dead, _ = _run(rows, transform.with_exception_handling())
+    out = sorted((e for e, _, _ in scored), key=lambda r: r["id"])
+    good = [0, 1, 3, 4, 5, 7]
+    assert [r["id"] for r in out] == good
+    assert_scores_close(np.stack([r["scores"] for r in out]), _expected(models["two_sig"], x[good])["scores"])
+    assert len(dead) == 2 and all(d.num_rows == 1 and d.to_pylist()[0]["stage"] == "validate" for d, _, _ in dead)
+
+
 def test_a_bad_record_is_dead_alone_without_a_batch_index(models):
     x = _x(10)
     records = [_example(row) for row in x]
