@@ -612,7 +612,7 @@ def _targets(results: list[Result]) -> list[str]:
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, one run each: under two minutes")
+    ap.add_argument("--quick", action="store_true", help="small sizes, one run each (a smoke test): ~3 minutes")
     ap.add_argument("--rows", type=int, help="MLP rows (default 1,000,000; --quick 100,000)")
     ap.add_argument("--shards", type=int, default=8, help="shards of the MLP data set")
     ap.add_argument("--baseline-rows", type=int, help="rows for B1/B2 (default 50,000; --quick 12,288)")
