@@ -150,6 +150,7 @@ def test_a_local_runner_is_told_from_the_flags_alone():
     assert local_runner_named([], {})
     assert local_runner_named(["--runner=DirectRunner", "--direct_num_workers=2"], None)
     assert local_runner_named(["--runner", "FnApiRunner"], {"runner": "DirectRunner"})
+    assert local_runner_named(["--runner=direct"], {"runner": "fnapirunner"})  # as Beam reads them
     assert not local_runner_named(["--runner=DataflowRunner", "--project=p"], {})
     assert not local_runner_named(["--runner", "PortableRunner"], {})
     assert not local_runner_named([], {"runner": "DataflowRunner"})

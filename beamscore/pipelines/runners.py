@@ -21,6 +21,7 @@ itself drops those with a log line nobody reads): either refuses the job, exit 2
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from apache_beam.options.pipeline_options import (
@@ -165,10 +166,32 @@ def config_flags(from_config: dict[str, Any]) -> list[str]:
 
 
 def runner_name(options: PipelineOptions) -> str:
-    """The runner the options ask for (``DirectRunner`` when none is given)."""
+    """The runner the options ask for (``DirectRunner`` when none is given), spelled as
+    :func:`canonical_runner` spells it."""
     name = options.view_as(StandardOptions).runner or "DirectRunner"
     name = name if isinstance(name, str) else type(name).__name__
-    return DASK_RUNNER if name == f"{_DASK_MODULE}.{DASK_RUNNER}" else name
+    return DASK_RUNNER if name == f"{_DASK_MODULE}.{DASK_RUNNER}" else canonical_runner(name)
+
+
+def canonical_runner(name: str) -> str:
+    """Beam's own spelling of a runner name given the ways Beam accepts it (any case, with
+    or without ``Runner``: ``direct``, ``dataflow``, ``flinkrunner``), so that every check
+    here (local or remote, Dataflow's options, Dask) sees the runner Beam will run: ``direct``
+    was taken for a remote runner before. A fully qualified class name is kept as given. An
+    unknown name is refused here, before anything is planned or written (Beam refused it
+    only when the job started, after the output was claimed: exit 3)."""
+    if "." in name:
+        return name
+    known = {n.lower(): n for n in (*StandardOptions.KNOWN_RUNNER_NAMES, DASK_RUNNER)}
+    found = known.get(name.lower()) or known.get(name.lower() + "runner")
+    if found is not None:
+        return found
+    close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.6)
+    hint = f"did you mean {known[close[0]]}? " if close else ""
+    raise BeamscoreError(
+        f"--runner {name}: not a runner Beam knows; {hint}"
+        f"known: {', '.join(sorted(known.values()))}, or a PipelineRunner class by its full name"
+    )
 
 
 def make_runner(options: PipelineOptions) -> PipelineRunner | str:

@@ -59,6 +59,38 @@ def test_local_runner_never_downloads_prism():
     assert make_runner(PipelineOptions(["--runner=PortableRunner"])) == "PortableRunner"
 
 
+def test_runner_names_are_read_as_beam_reads_them():
+    """Beam takes a runner in any case and without ``Runner``; every check here must see the
+    runner Beam will run (``direct`` went to Beam's own DirectRunner as if remote)."""
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    for spelled in ("direct", "DIRECT", "directrunner", "fnapi"):
+        assert isinstance(make_runner(PipelineOptions([f"--runner={spelled}"])), FnApiRunner), spelled
+    assert make_runner(PipelineOptions(["--runner=dataflow"])) == "DataflowRunner"
+    assert make_runner(PipelineOptions(["--runner=portable"])) == "PortableRunner"
+
+
+def test_a_misspelt_runner_is_refused_before_anything_is_written(models, shards, tmp_path):
+    """Exit 2 and one line with the likely name, before the job claims its output (Beam
+    refused it only at the start of the run: exit 3, the output claimed)."""
+    out = tmp_path / "out"
+    done = run_cli("score", *job_args(models, shards, out), "--runner", "DirectRuner", "--no-progress")
+    assert done.code == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(
+        "beamscore: error: --runner DirectRuner: not a runner Beam knows; did you mean DirectRunner?"
+    )
+    assert not out.exists()
+
+
+def test_a_runner_spelled_as_beam_allows_runs_on_the_local_runner(models, shards, in_process, tmp_path):
+    out = tmp_path / "out"
+    done = run_cli("score", *job_args(models, shards, out), "--runner", "direct", "--no-progress")
+    assert done.code == 0, done.stderr
+    assert "on FnApiRunner" in done.stdout and "workers cannot" not in done.stderr
+    assert_same_result(out, in_process, models, shards)
+
+
 @pytest.mark.distributed
 def test_multi_processing_equals_in_process_and_loads_once_per_worker(models, shards, in_process, tmp_path):
     """The launcher is a child too: its stderr is where Beam forwards the workers' log lines
