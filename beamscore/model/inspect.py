@@ -279,6 +279,11 @@ def _resolve_version(fs, path: str, url: str, version: int | str | None) -> tupl
         # TF Serving's rule: versions are numbers, so 123, 00000123 and the dir 00000123 are one.
         matches = [v for v in versions if wanted.isdigit() and int(v) == int(wanted)]
         if not matches:
+            if not versions and has_pb:  # the export itself, not a base dir of versions
+                raise BeamscoreError(
+                    f"version {wanted} not found: {url} is a SavedModel itself, not a base dir of numbered "
+                    "versions (models/m/1, models/m/2); drop the version or give the base dir"
+                )
             found = ", ".join(versions) or "none"
             raise BeamscoreError(f"version {wanted} not found in {url}; versions found: {found}")
         if len(matches) > 1:

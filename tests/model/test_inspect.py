@@ -85,6 +85,9 @@ def test_versioned_base_dir(models):
     assert inspect_model(os.path.join(base, "2")).version == "2"
     with pytest.raises(BeamscoreError, match=r"version 3 not found in .*versioned; versions found: 1, 2"):
         inspect_model(base, version=3)
+    # a version asked of an export itself: say what it is, not "versions found: none"
+    with pytest.raises(BeamscoreError, match=r"version 2 not found: .*/2 is a SavedModel itself, not a base dir"):
+        inspect_model(os.path.join(base, "2"), version=2)
 
 
 def test_model_on_fsspec_memory(models):
