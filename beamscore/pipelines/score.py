@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import json
 import logging
 import os
@@ -297,6 +298,24 @@ def prepare(config: ScoreConfig, beam_args: Sequence[str] = ()) -> tuple[Plan, P
     return plan, options, check_launch(plan, options)
 
 
+#: what Beam pipelines call their list of flags, which score() takes as ``beam_args``
+_BEAM_ARGS_NAMES = ("argv", "args", "beam_options", "flags", "options", "pipeline_args")
+
+
+def _unknown_options(unknown: Sequence[str], known: set[str]) -> str:
+    """One line for keyword arguments :func:`score` does not take, each with its likely name
+    (``pipeline_args``, Beam's usual name for a flag list, is ``beam_args`` here)."""
+    names = sorted({*known, "beam_args", "config", "progress"})
+    said = []
+    for name in unknown:
+        if name in _BEAM_ARGS_NAMES:
+            said.append(f"{name} (Beam flags go in beam_args=[...], as on a command line)")
+            continue
+        close = difflib.get_close_matches(name, names, n=1)
+        said.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return f"score() got unknown option(s) {', '.join(said)}; options: {', '.join(names)}"
+
+
 def score(
     model: str,
     inputs: str | Sequence[str],
@@ -333,7 +352,7 @@ def score(
     known = {f.name for f in dataclasses.fields(ScoreConfig)} - {"model", "inputs", "output", "origins"}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise BeamscoreError(f"score() got unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}")
+        raise BeamscoreError(_unknown_options(unknown, known))
     with as_found(), speaking(SCORE):
         base = load_yaml(config) if config else ScoreConfig()
         job = base.merged(

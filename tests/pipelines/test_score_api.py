@@ -46,8 +46,17 @@ def test_too_many_failed_rows_raise_job_failed_with_the_written_manifest(models,
 
 
 def test_an_unknown_option_is_refused_with_the_valid_ones(models, tmp_path):
-    with pytest.raises(beamscore.BeamscoreError, match=r"unknown option\(s\) batchsize; options: .*batch_size"):
-        beamscore.score(model=models["two_sig"], inputs=["x"], output=str(tmp_path / "o"), batchsize=3)
+    out = str(tmp_path / "o")
+    with pytest.raises(
+        beamscore.BeamscoreError, match=r"unknown option\(s\) batchsize \(did you mean batch_size\?\); options: "
+    ):
+        beamscore.score(model=models["two_sig"], inputs=["x"], output=out, batchsize=3)
+    # Beam's usual name for a list of flags: pointed at beam_args, which the list names too
+    with pytest.raises(beamscore.BeamscoreError) as refused:
+        beamscore.score(models["two_sig"], "x", out, pipeline_args=["--runner=DirectRunner"])
+    message = str(refused.value)
+    assert "pipeline_args (Beam flags go in beam_args=[...]" in message and ", beam_args, " in message
+    assert not os.path.exists(out)
 
 
 def _input(tmp_path) -> str:
