@@ -8,7 +8,8 @@ bundle, scores the buffer in one signature call, its columns built straight from
 (``np.stack`` of each input's values, or one ``tf.io.parse_example`` of the records; typed
 from the signature, never inferred by Arrow). Each input row gives one output element:
 
-- a row dict: a dict of the row's columns (all, or ``keep``) and one entry per prediction;
+- a row dict, or a ``beam.Row`` / ``NamedTuple`` (Beam's schema'd rows, read by field name):
+  a dict of the row's columns (all, or ``keep``) and one entry per prediction;
 - serialized Example ``bytes``: ``{"example": record, <prediction>: value, ...}``;
 - ``(key, row)``: ``(key, output)`` with either of the above.
 
@@ -59,7 +60,8 @@ _FREEZERS = [0]
 _FREEZE_LOCK = threading.Lock()
 
 _EXPECTED = (
-    "per_row=True takes one row dict or one serialized tf.train.Example (bytes) per element, or a (key, row) pair"
+    "per_row=True takes one row (a dict, beam.Row or NamedTuple) or one serialized tf.train.Example (bytes) "
+    "per element, or a (key, row) pair"
 )
 
 
@@ -176,6 +178,8 @@ class PerRowFn(RunSignatureFn):
         for element in buffer:
             keyed = type(element) is tuple and len(element) == 2
             key, value = element if keyed else (None, element)
+            if isinstance(value, beam.Row) or (isinstance(value, tuple) and hasattr(value, "_asdict")):
+                value = value._asdict()  # a schema'd row (beam.Row, a NamedTuple): its fields by name
             if isinstance(value, Mapping):
                 kind = "rows"
             elif isinstance(value, bytes):

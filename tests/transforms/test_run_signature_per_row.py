@@ -7,6 +7,8 @@ for every row: scored + dead-lettered = rows in.
 
 from __future__ import annotations
 
+import typing
+
 import apache_beam as beam
 import numpy as np
 import pytest
@@ -75,6 +77,28 @@ def test_row_dicts_are_scored_one_output_per_row_flushed_at_batch_size_and_bundl
     assert batches.max <= 10 and batches.sum == 25 and batches.count >= 3 and batches.min < 10
     # as RunInference's outputs, in the global window at its end
     assert all(w == window.GlobalWindow() and ts == window.GlobalWindow().max_timestamp() for _, w, ts in scored)
+
+
+class _Point(typing.NamedTuple):
+    id: int
+    x: np.ndarray
+
+
+def test_schema_rows_beam_row_and_namedtuple_are_rows_by_field_name(models):
+    """Beam's schema'd rows (``beam.Row``, a ``NamedTuple``) are read by field name, as a row
+    dict is, and come back as dicts; mixed in one batch with plain dicts."""
+    x = _x(9)
+    # (a plain dict first: Beam's Create takes every element for a beam.Row when the first is one)
+    kinds = [lambda i: {"id": i, "x": x[i]}, lambda i: beam.Row(id=i, x=x[i]), lambda i: _Point(i, x[i])]
+    rows = [kinds[i % 3](i) for i in range(9)]
+    transform = beamscore.RunSignature(models["two_sig"], per_row=True, batch_size=4, keep=["id"])
+    scored, dead, _ = _run(rows, transform.with_exception_handling())
+    assert dead == []
+    out = sorted((e for e, _, _ in scored), key=lambda r: r["id"])
+    assert [r["id"] for r in out] == list(range(9)) and all(type(r) is dict for r in out)
+    want = _expected(models["two_sig"], x)
+    assert_scores_close(np.stack([r["scores"] for r in out]), want["scores"])
+    assert [int(r["label"]) for r in out] == want["label"].tolist()
 
 
 def test_serialized_examples_one_per_element(models):
