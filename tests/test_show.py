@@ -102,7 +102,7 @@ def test_json_for_scripts(models, trial, capsys):
     [
         (["--tag-set", "gpu"], "tag set 'gpu' not found in"),
         (["--signature", "nope"], "signature 'nope' not found in"),
-        (["--version", "9"], "version 9 not found in"),
+        (["--version", "9"], "version 9 not found: "),
     ],
 )
 def test_errors_are_one_line(models, capsys, args, message):
