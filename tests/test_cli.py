@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -377,3 +378,34 @@ def test_main_in_a_host_process_gives_back_its_loggers(models, capsys):
         assert {name: logging.getLogger(name).level for name in names} == before
     finally:
         root.removeHandler(host)
+
+
+@pytest.mark.parametrize(
+    ("stray", "content", "said"),
+    [
+        (
+            "model/fingerprint.pb",
+            b"\x08\x96\x01\x10\xa7\x9f\xd5\x02" * 8,
+            "not Parquet, nor any format beamscore reads (TFRecord, .npz, .npy)",
+        ),
+        ("notes/notes.parquet", b"id,x\n1,2\n", "a text file (CSV, JSON?), not Parquet"),
+    ],
+)
+def test_a_stray_file_among_parquet_inputs_is_named_with_what_it_is(
+    models, shards, tmp_path, capsys, stray, content, said
+):
+    """A directory given as --input that also holds another file (a model's fingerprint.pb,
+    a CSV named .parquet) is refused in one line saying what the file is and the way out,
+    not as a damaged Parquet file ("magic bytes not found in footer")."""
+    folder = tmp_path / "inputs"
+    (folder / "data").mkdir(parents=True)
+    (folder / stray).parent.mkdir()
+    shutil.copy(shards[0][0], folder / "data" / "shard.parquet")  # listed first: the job's format
+    (folder / stray).write_bytes(content)
+    out = tmp_path / "out"
+    code = score(models["two_sig"], "--input", str(folder), "--output", str(out), "--no-progress")
+    err = capsys.readouterr().err
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line == f"beamscore: error: {folder / stray}: {said}; leave it out of --input"
+    assert not out.exists()
