@@ -58,8 +58,10 @@ def local_runner_named(beam_flags: Sequence[str], from_config: Mapping[str, Any]
         if name != "--runner":  # --runner_something: not Beam's --runner, but do not guess
             return False
         names.append(value if eq else (tokens[i + 1] if i + 1 < len(tokens) else None))
-    local = {n.lower().removesuffix("runner") for n in _LOCAL}  # Beam takes any case, 'Runner' optional
-    return all(isinstance(n, str) and n.lower().removesuffix("runner") in local for n in names)
+    from beamscore.flags import runner_key  # any case, 'Runner' optional, as Beam reads it
+
+    local = {runner_key(n) for n in _LOCAL}
+    return all(isinstance(n, str) and runner_key(n) in local for n in names)
 
 
 def import_beam_for_local_job(hide: Iterable[str] = HIDDEN_FROM_BEAM) -> list[str]:

@@ -32,6 +32,12 @@ BEAM_OPTION_SOURCES = ("options/pipeline_options.py", "runners/dask/dask_runner.
 _NO_VALUE_ACTIONS = ("store_true", "store_false", "store_const", "count", "help", "version")
 
 
+def runner_key(name: str) -> str:
+    """A runner name as Beam matches it, any case and ``Runner`` optional (``direct``,
+    ``DirectRunner`` and ``directrunner`` are one runner); read without importing Beam."""
+    return name.lower().removesuffix("runner")
+
+
 @functools.cache
 def beam_options() -> dict[str, bool] | None:
     """Beam's option names (without ``--``) -> whether the flag takes a value; ``None`` when

@@ -99,17 +99,20 @@ def _job_in_a_process(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
 
 
+def _one_file_job(models, shards, out) -> list[str]:
+    """``beamscore score`` arguments of a job on the first shard (one unit), into ``out``."""
+    return ["score", models["two_sig"], "--input", shards[0][0], "--output", str(out), "--keep", "id", "--no-progress"]
+
+
 def test_the_program_imports_beam_without_cloud_clients_and_they_import_after(models, shards, tmp_path):
     """``beamscore score`` on a local runner imports Beam without google-cloud-storage, boto3
     and pymongo (installed here; Beam imports them only because they are): the job scores
     without any of them imported, and each imports afterwards in the same process."""
-    paths, ids, x = shards
+    _, ids, x = shards
     out = tmp_path / "out"
-    argv = ["beamscore", "score", models["two_sig"], "--input", paths[0]]
-    argv += ["--output", str(out), "--keep", "id", "--no-progress"]
     code = (
         "import sys\n"
-        f"sys.argv = {argv!r}\n"
+        f"sys.argv = {['beamscore', *_one_file_job(models, shards, out)]!r}\n"
         "from beamscore.cli import main\n"
         "code = main()\n"
         f"seen = [m for m in {_HIDDEN!r} if m in sys.modules]\n"
@@ -129,13 +132,10 @@ def test_the_program_imports_beam_without_cloud_clients_and_they_import_after(mo
 def test_a_host_calling_main_imports_beam_as_usual(models, shards, tmp_path):
     """``cli.main(argv)`` in a user's process (a library call) leaves Beam's import alone:
     Beam's own ``gs://`` filesystem is registered there as everywhere else."""
-    paths, _, _ = shards
-    args = ["score", models["two_sig"], "--input", paths[0]]
-    args += ["--output", str(tmp_path / "out"), "--keep", "id", "--no-progress"]
     code = (
         "import sys\n"
         "from beamscore.cli import main\n"
-        f"assert main({args!r}) == 0\n"
+        f"assert main({_one_file_job(models, shards, tmp_path / 'out')!r}) == 0\n"
         "from apache_beam.io.filesystems import FileSystems\n"
         "assert 'google.cloud.storage' in sys.modules and 'apache_beam.io.gcp.gcsfilesystem' in sys.modules\n"
         "assert FileSystems.get_filesystem('gs://bucket/x').scheme() == 'gs'\n"

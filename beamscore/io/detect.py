@@ -17,7 +17,7 @@ import zlib
 from beamscore import fs as bfs
 from beamscore.io.tfrecord import WBITS, detect_compression, is_record_start
 
-__all__ = ["SUFFIXES", "format_from_bytes", "format_from_name", "format_of"]
+__all__ = ["SUFFIXES", "format_from_bytes", "format_from_name", "format_of", "looks_like_text"]
 
 #: file suffix -> format name
 SUFFIXES = {
@@ -75,3 +75,9 @@ def format_of(path: str) -> str | None:
     except (OSError, ValueError):
         return None
     return format_from_bytes(head)
+
+
+def looks_like_text(head: bytes) -> bool:
+    """Whether a file's first bytes are printable text (a CSV or JSON file among the inputs),
+    for the refusals that say what a file is instead of the format asked for."""
+    return bool(head) and all(32 <= b < 127 or b in b"\t\r\n" for b in head)

@@ -296,32 +296,31 @@ def _open(factory, f, path: str):
         raise BeamscoreError(_not_parquet(f, path) or f"{path}: not a readable Parquet file: {exc}") from None
 
 
+#: how a refusal names the formats other than Parquet
+_LABELS = {"tfrecord": "TFRecord", "npz": ".npz", "npy": ".npy"}
+
+
 def _not_parquet(f, path: str) -> str | None:
     """The refusal for a file that is no Parquet at all (its first bytes are not ``PAR1``):
     what it is, from its first bytes or name, and the way out (a directory given as
     ``--input`` that also holds other files: a model's ``fingerprint.pb``, a CSV). ``None``
     for a damaged Parquet file, or when its first bytes cannot be read (only its footer was
     fetched)."""
-    from beamscore.io.detect import format_from_bytes, format_from_name
+    from beamscore.io.detect import format_from_bytes, format_from_name, looks_like_text
 
     try:
         f.seek(0)
-        head = f.read(4096)
+        head = bytes(f.read(4096))
     except Exception:  # noqa: BLE001 - a tail of the file only, or an unreadable start: say nothing more
         return None
-    if not isinstance(head, bytes) or head.startswith(b"PAR1") or not head:
+    if not head or head.startswith(b"PAR1"):
         return None
-    other = format_from_bytes(head)
-    if other is None and format_from_name(path) != "parquet":
-        other = format_from_name(path)
+    named = format_from_name(path)
+    other = format_from_bytes(head) or (named if named != "parquet" else None)
     if other is not None:
         what = f"a {_LABELS.get(other, other)} file, not Parquet"
-    elif all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+    elif looks_like_text(head):
         what = "a text file (CSV, JSON?), not Parquet"
     else:
         what = "not Parquet, nor any format beamscore reads (TFRecord, .npz, .npy)"
     return f"{path}: {what}; leave it out of --input"
-
-
-#: how a refusal names the other formats
-_LABELS = {"tfrecord": "TFRecord", "npz": ".npz", "npy": ".npy"}

@@ -678,6 +678,8 @@ def check_payload(path: str, first: bytes | None, parsed: int, featured: int) ->
 
 def not_tfrecord(path: str, head: bytes) -> str:
     """What a file that is no TFRecord is (from its name and first bytes), and the way out."""
+    from beamscore.io.detect import looks_like_text  # (detect imports this module)
+
     if _SNAPSHOT.search(path):
         return f"{path}: part of a tf.data.Dataset.save snapshot, not a TFRecord of Examples; {_SNAPSHOT_WAY_OUT}"
     if head.startswith(b"PAR1"):
@@ -688,7 +690,7 @@ def not_tfrecord(path: str, head: bytes) -> str:
         what = "a zip or .npz file"
     elif detect_compression(head) in WBITS:
         what = f"a {detect_compression(head).upper()}-compressed file read as plain (drop --compression none)"
-    elif head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+    elif looks_like_text(head):
         what = "a text file (CSV, JSON?)"
     else:
         what = "not TFRecord-framed data"

@@ -22,6 +22,7 @@ itself drops those with a log line nobody reads): either refuses the job, exit 2
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Any
 
 from apache_beam.options.pipeline_options import (
@@ -36,6 +37,7 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.runners.runner import PipelineRunner
 
 from beamscore.errors import BeamscoreError
+from beamscore.flags import runner_key
 
 __all__ = [
     "DASK_RUNNER",
@@ -182,16 +184,22 @@ def canonical_runner(name: str) -> str:
     only when the job started, after the output was claimed: exit 3)."""
     if "." in name:
         return name
-    known = {n.lower(): n for n in (*StandardOptions.KNOWN_RUNNER_NAMES, DASK_RUNNER)}
-    found = known.get(name.lower()) or known.get(name.lower() + "runner")
+    known = _known_runners()
+    found = known.get(runner_key(name))
     if found is not None:
         return found
-    close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(runner_key(name), list(known), n=1, cutoff=0.6)
     hint = f"did you mean {known[close[0]]}? " if close else ""
     raise BeamscoreError(
         f"--runner {name}: not a runner Beam knows; {hint}"
         f"known: {', '.join(sorted(known.values()))}, or a PipelineRunner class by its full name"
     )
+
+
+@functools.cache
+def _known_runners() -> dict[str, str]:
+    """:func:`~beamscore.flags.runner_key` -> Beam's spelling, for every runner Beam names and Dask."""
+    return {runner_key(n): n for n in (*StandardOptions.KNOWN_RUNNER_NAMES, DASK_RUNNER)}
 
 
 def make_runner(options: PipelineOptions) -> PipelineRunner | str:
