@@ -30,7 +30,7 @@ from beamscore import exitcodes
 from beamscore.console import LOG_FORMATS, JsonLogFormatter, StderrLines
 from beamscore.errors import BeamscoreError, JobFailed, RowsFailed, Terminated, first_line, wrapped_message
 from beamscore.exitcodes import EXIT_CRASHED, EXIT_ROWS_FAILED
-from beamscore.flags import canonical, split_beam_flags, unknown_flag_error
+from beamscore.flags import canonical, register_score_flags, split_beam_flags, unknown_flag_error
 
 __all__ = ["main", "parse", "program_versions", "score_flags"]
 
@@ -462,6 +462,12 @@ def score_flags() -> list[str]:
     return _flags_of(_subparser(parser, "score") or parser)
 
 
+def _register_score_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Tell :mod:`beamscore.flags` the score command's flags (the runner checks suggest them)."""
+    register_score_flags(_flags_of(_subparser(parser, "score") or parser))
+    return parser
+
+
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -497,7 +503,7 @@ def parse(argv: Sequence[str], parser: argparse.ArgumentParser | None = None) ->
     beamscore's own flags take ``_`` for ``-`` (``--batch_size``); the other ``--flags`` of
     ``score`` are Beam's, each checked against Beam's option names (:mod:`beamscore.flags`)
     unless ``--import`` may define more."""
-    parser = parser or _parser()
+    parser = _register_score_flags(parser or _parser())
     command = _command_of(argv)
     sub = _subparser(parser, command) if command else None
     if sub is None:

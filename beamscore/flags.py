@@ -23,13 +23,44 @@ from collections.abc import Iterable, Sequence
 
 from beamscore.errors import BeamscoreError
 
-__all__ = ["beam_options", "canonical", "split_beam_flags", "suggestion", "unknown_flag_error"]
+__all__ = [
+    "beam_options",
+    "canonical",
+    "register_score_flags",
+    "score_flags",
+    "split_beam_flags",
+    "suggestion",
+    "unknown_flag_error",
+]
 
 #: Beam's modules (under ``apache_beam/``) that define pipeline options a beamscore job may
 #: use; the Dask module's options exist for Beam only once it is imported (FACTS.md), which
 #: :func:`beamscore.pipelines.runners.pipeline_options` does when a Dask flag is given.
 BEAM_OPTION_SOURCES = ("options/pipeline_options.py", "runners/dask/dask_runner.py")
 _NO_VALUE_ACTIONS = ("store_true", "store_false", "store_const", "count", "help", "version")
+
+
+#: ``beamscore score``'s own ``--flags``, as the CLI registers them when it builds its parser
+_SCORE_FLAGS: list[str] = []
+
+
+def register_score_flags(flags: Iterable[str]) -> None:
+    """Record the CLI's ``score`` flags, so that layers below the CLI (the runner checks) can
+    suggest them without importing it."""
+    _SCORE_FLAGS[:] = list(dict.fromkeys(flags))
+
+
+def score_flags() -> list[str]:
+    """``beamscore score``'s own flags (for suggestions next to Beam's option names): those the
+    CLI registered, else one per :class:`~beamscore.config.ScoreConfig` field."""
+    if _SCORE_FLAGS:
+        return list(_SCORE_FLAGS)
+    import dataclasses
+
+    from beamscore.config import ScoreConfig
+    from beamscore.wording import CLI, flag
+
+    return [flag(f.name, CLI) for f in dataclasses.fields(ScoreConfig) if f.name != "origins"]
 
 
 def runner_key(name: str) -> str:

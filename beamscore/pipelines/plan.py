@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import math
 import os
 import posixpath
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,12 +48,17 @@ from beamscore.transforms.read import schema_file
 __all__ = [
     "PLACEHOLDERS",
     "PLAN_ON_WORKERS_ABOVE",
+    "STEPS",
     "Plan",
+    "Planning",
+    "Step",
     "plan_job",
     "resolve_output",
     "resolved_output",
     "resolved_path",
 ]
+
+log = logging.getLogger(__name__)
 
 #: what ``{...}`` may stand for in an output path (for scheduled runs)
 PLACEHOLDERS = ("date", "datetime", "model_version")
@@ -87,6 +94,8 @@ class Plan:
     on_workers: bool = False
     #: the check every file's columns pass (run on the workers when ``on_workers``)
     schema_check: SameSchema | None = None
+    #: seconds each planning step took, by name (:data:`STEPS`)
+    planning_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def read_columns(self) -> list[str]:
@@ -167,16 +176,85 @@ class Plan:
         }
 
 
-def plan_job(config: ScoreConfig) -> Plan:
-    """Check ``config`` against the model and the data and return the job's plan."""
-    config = config.validate().with_date()  # --date filled into the input and output paths
-    config.check_config_paths()
-    now = dt.datetime.now(dt.UTC)
-    started = now.isoformat(timespec="seconds")
+@dataclass
+class Planning:
+    """What the launcher's checks have found so far: each :data:`STEPS` function reads what
+    earlier steps set and adds its own findings (``None`` until a step sets it)."""
+
+    config: ScoreConfig
+    now: dt.datetime
+    started: str
+    info: ModelInfo | None = None
+    signature: SignatureInfo | None = None
+    facts: list[bfs.FileFacts] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    sink: Sink | None = None
+    source: Source | None = None
+    first: str = ""
+    columns: dict[str, Any] = field(default_factory=dict)
+    bindings: dict[str, InputBinding] = field(default_factory=dict)
+    first_types: dict[str, pa.DataType] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    check: SameSchema | None = None
+    on_workers: bool = False
+    units: list[WorkUnit] = field(default_factory=list)
+    keep_types: dict[str, pa.DataType] = field(default_factory=dict)
+    batch_size: int = 0
+    #: seconds each step took, by name (the manifest's ``metrics.planning``)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def plan(self) -> Plan:
+        """The finished :class:`Plan` (after every step has run)."""
+        config, info = self.config, self.info
+        assert info is not None and self.signature is not None and self.source is not None and self.sink
+        return Plan(
+            config=config,
+            model=info,
+            spec=ModelSpec(
+                path=info.path,
+                tags=config.tag_set,
+                fingerprint=info.fingerprint,
+                copies=config.model_copies or 0,
+                jit_compile=config.jit_compile,
+                fixed_batch=self.batch_size if config.jit_compile else None,
+                imports=tuple(config.imports),
+            ),
+            signature=self.signature,
+            bindings=self.bindings,
+            outputs=self.outputs,
+            files=self.files,
+            units=self.units,
+            source=self.source,
+            sink=self.sink,
+            batch_size=self.batch_size,
+            started=self.started,
+            keep_types=self.keep_types,
+            facts=tuple(self.facts),
+            on_workers=self.on_workers,
+            schema_check=self.check,
+            planning_s=dict(self.timings),
+        )
+
+
+#: One check of the launcher: a function of what earlier steps found (:class:`Planning`),
+#: which adds its findings or raises :class:`~beamscore.errors.BeamscoreError` to refuse the job.
+Step = Callable[[Planning], None]
+
+
+def step_model(s: Planning) -> None:
+    """Resolve the model version, read its signature from ``saved_model.pb`` (no weights), and
+    fill ``{date}``/``{model_version}`` in the output path."""
+    config = s.config
     import_modules(config.imports)  # custom op libraries register their ops before the checks
-    info = remember(inspect_model(config.model, config.version))  # a local runner's load reuses it
-    config = dataclasses.replace(config, output=resolve_output(config.output, info, now))
-    signature = info.signature(config.signature, config.tag_set)
+    s.info = remember(inspect_model(config.model, config.version))  # a local runner's load reuses it
+    s.config = dataclasses.replace(config, output=resolve_output(config.output, s.info, s.now))
+    s.signature = s.info.signature(config.signature, config.tag_set)
+
+
+def step_model_files(s: Planning) -> None:
+    """The model's files are whole (variables, assets, custom ops) and ``--jit-compile`` can
+    compile its signature."""
+    config, info = s.config, _found(s.info)
     meta_graph = info.meta_graph(config.tag_set)
     check_model_files(info, meta_graph, config.imports)
     if config.jit_compile and not meta_graph.has_object_graph:
@@ -185,16 +263,30 @@ def plan_job(config: ScoreConfig) -> Plan:
             "(no object graph), run in a v1 Session"
         )
     if config.jit_compile:
-        check_jit_signature(signature)
-    facts = bfs.list_files(config.inputs)
-    files = [f.url for f in facts]
-    sink = sink_for(
+        check_jit_signature(_found(s.signature))
+
+
+def step_inputs(s: Planning) -> None:
+    """Expand the input globs: one detailed listing per pattern (each file's size and version)."""
+    s.facts = bfs.list_files(s.config.inputs)
+    s.files = [f.url for f in s.facts]
+
+
+def step_output(s: Planning) -> None:
+    """The output's sink, apart from every input."""
+    config = s.config
+    s.sink = sink_for(
         config.output_format,
         config.output,
         compression=config.output_compression,
         compression_level=config.output_compression_level,
     )
-    _check_output_apart(config.output, config.inputs, sink.unit_files("part-00000-00000", ["x"])[0])
+    _check_output_apart(config.output, config.inputs, s.sink.unit_files("part-00000-00000", ["x"])[0])
+
+
+def step_first_file(s: Planning) -> None:
+    """The input format, and the columns of the first file that holds rows."""
+    config, files = s.config, s.files
     source = source_for(
         config.format,
         files[0],
@@ -202,67 +294,104 @@ def plan_job(config: ScoreConfig) -> Plan:
         compression=config.compression,
         pad=config.pad,
         allow_pickle=config.allow_pickle,
-    ).bind(signature, config.map)
-    source = source.with_files(files)  # hive partition keys (Parquet) are columns
-    first = schema_file(source, files)  # the first file with rows: an empty shard may carry no types
-    columns = source.columns(first)
-    bindings = bind_inputs(signature, columns, config.map, config.cast, where=first)
+    ).bind(_found(s.signature), config.map)
+    s.source = source.with_files(files)  # hive partition keys (Parquet) are columns
+    s.first = schema_file(s.source, files)  # the first file with rows: an empty shard may carry no types
+    s.columns = s.source.columns(s.first)
+
+
+def step_bindings(s: Planning) -> None:
+    """Bind every signature input to a column (name, dtype, shape; ``--map``, ``--cast``)."""
+    s.bindings = bind_inputs(_found(s.signature), s.columns, s.config.map, s.config.cast, where=s.first)
+
+
+def step_keep(s: Planning) -> None:
+    """Every ``--keep`` column exists; its type in the first file."""
+    config, columns = s.config, s.columns
     missing_keep = [k for k in config.keep if k not in columns]
     if missing_keep:
-        raise BeamscoreError(f"{first}: no column {missing_keep[0]!r} to --keep; columns: {', '.join(sorted(columns))}")
-    first_types: dict[str, pa.DataType] = {}
+        raise BeamscoreError(
+            f"{s.first}: no column {missing_keep[0]!r} to --keep; columns: {', '.join(sorted(columns))}"
+        )
     if config.keep:
-        types = source.column_types(first)
-        first_types = {name: types[name] for name in config.keep}
-    outputs = list(config.outputs) or sorted(signature.outputs)
-    check_outputs(info.path, signature, outputs)
-    clash = sorted(set(outputs) & set(config.keep))
+        types = _found(s.source).column_types(s.first)
+        s.first_types = {name: types[name] for name in config.keep}
+
+
+def step_outputs(s: Planning) -> None:
+    """The outputs to write exist, do not clash with ``--keep``, and fit the output format."""
+    config, signature = s.config, _found(s.signature)
+    s.outputs = list(config.outputs) or sorted(signature.outputs)
+    check_outputs(_found(s.info).path, signature, s.outputs)
+    clash = sorted(set(s.outputs) & set(config.keep))
     if clash:
         raise BeamscoreError(
             f"--keep column(s) {', '.join(clash)} have the name of signature outputs; "
             "choose other outputs with --outputs"
         )
     if config.output_format == "npy":
-        _check_npy_columns(columns, config.keep, first)
-    check = SameSchema(
-        first,
-        columns,
-        [b.column for b in bindings.values()],
+        _check_npy_columns(s.columns, config.keep, s.first)
+    _check_output_names(config.output, _found(s.sink), s.outputs, config.keep)
+
+
+def step_units(s: Planning) -> None:
+    """Every file's footer or header read concurrently, its schema checked against the first
+    file's, and split into work units (or, on the workers, left to them)."""
+    config, source = s.config, _found(s.source)
+    s.check = SameSchema(
+        s.first,
+        s.columns,
+        [b.column for b in s.bindings.values()],
         config.keep,
         keep_required=source.format != "tfrecord",
     )
-    on_workers = len(files) > PLAN_ON_WORKERS_ABOVE if config.plan_on_workers is None else config.plan_on_workers
-    units = [] if on_workers else survey(source, facts, check, progress=PlanningProgress())
+    on_workers = config.plan_on_workers
+    s.on_workers = len(s.files) > PLAN_ON_WORKERS_ABOVE if on_workers is None else on_workers
+    s.units = [] if s.on_workers else survey(source, s.facts, s.check, progress=PlanningProgress())
     # every file's schema seen (launcher planning): a numeric kept column all files agree on keeps its type
-    keep_types = job_keep_types(first_types, None if on_workers else check.keep_specs)
-    _check_output_names(config.output, sink, outputs, config.keep)
-    batch_size = config.batch_size or _default_batch_size(bindings)
-    return Plan(
-        config=config,
-        model=info,
-        spec=ModelSpec(
-            path=info.path,
-            tags=config.tag_set,
-            fingerprint=info.fingerprint,
-            copies=config.model_copies or 0,
-            jit_compile=config.jit_compile,
-            fixed_batch=batch_size if config.jit_compile else None,
-            imports=tuple(config.imports),
-        ),
-        signature=signature,
-        bindings=bindings,
-        outputs=outputs,
-        files=files,
-        units=units,
-        source=source,
-        sink=sink,
-        batch_size=batch_size,
-        started=started,
-        keep_types=keep_types,
-        facts=tuple(facts),
-        on_workers=on_workers,
-        schema_check=check,
-    )
+    s.keep_types = job_keep_types(s.first_types, None if s.on_workers else s.check.keep_specs)
+
+
+def step_batch_size(s: Planning) -> None:
+    """``--batch-size``, or about :data:`TARGET_BATCH_BYTES` of input per batch."""
+    s.batch_size = s.config.batch_size or _default_batch_size(s.bindings)
+
+
+#: The launcher's checks, in order, by name: a new check is one function added here.
+STEPS: list[tuple[str, Step]] = [
+    ("model", step_model),
+    ("model files", step_model_files),
+    ("inputs", step_inputs),
+    ("output", step_output),
+    ("first file", step_first_file),
+    ("bindings", step_bindings),
+    ("keep", step_keep),
+    ("outputs", step_outputs),
+    ("units", step_units),
+    ("batch size", step_batch_size),
+]
+
+
+def plan_job(config: ScoreConfig, steps: Sequence[tuple[str, Step]] | None = None) -> Plan:
+    """Check ``config`` against the model and the data and return the job's plan: run each of
+    ``steps`` (default :data:`STEPS`) in order; the first that refuses ends the planning."""
+    config = config.validate().with_date()  # --date filled into the input and output paths
+    config.check_config_paths()
+    now = dt.datetime.now(dt.UTC)
+    state = Planning(config=config, now=now, started=now.isoformat(timespec="seconds"))
+    for name, step in STEPS if steps is None else steps:
+        began = time.perf_counter()
+        step(state)
+        state.timings[name] = round(time.perf_counter() - began, 4)
+        log.debug("planning step %r took %.3f s", name, state.timings[name])
+    return state.plan()
+
+
+def _found(value: Any) -> Any:
+    """A finding an earlier step must have set (``None`` here is a bug in :data:`STEPS`' order)."""
+    if value is None:
+        raise AssertionError("a planning step ran before the step that sets what it needs")
+    return value
 
 
 def _check_output_apart(output: str, patterns: Sequence[str], example_part: str) -> None:

@@ -345,8 +345,7 @@ def unknown_options(options: PipelineOptions) -> list[str]:
 def _unknown_option(name: str, options: PipelineOptions) -> str:
     """The refusal of an option no Beam options class defines (Beam itself would drop it with
     a log line nobody reads, and the job would run without it), with the nearest known name."""
-    from beamscore.cli import score_flags
-    from beamscore.flags import beam_options, suggestion
+    from beamscore.flags import beam_options, score_flags, suggestion
 
     known = [f"--{n}" for n in {*options.get_all_options(), *(beam_options() or {})}]
     return (
