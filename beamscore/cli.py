@@ -351,6 +351,31 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
         default=None,
         help="workers read the input footers and split files into units (default: above 100,000 files)",
     )
+    given.add_argument(
+        "--table-version",
+        dest="table_version",
+        type=int,
+        metavar="N",
+        help="an input table's version to read (Delta: version, Iceberg: snapshot id; default: the latest)",
+    )
+    given.add_argument(
+        "--table-as-of",
+        dest="table_as_of",
+        metavar="TIME",
+        help="read an input table as it was at this ISO 8601 time (e.g. 2026-12-01T06:00:00Z)",
+    )
+    given.add_argument(
+        "--where",
+        metavar="CONDITION",
+        help="read only these partitions of an input table: \"date = '{date}'\" (partition columns, AND, IN)",
+    )
+    given.add_argument(
+        "--raw-files",
+        dest="raw_files",
+        action="store_true",
+        default=None,
+        help="read files inside a Delta/Iceberg/Hudi table as plain files (default: refused, they may be stale)",
+    )
 
     output = score.add_argument_group("output")
     output.add_argument("--output", metavar="DIR", help="required: output directory, any fsspec URL")
@@ -895,6 +920,10 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "max_failed_fraction": args.max_failed_fraction,
             "imports": args.imports,
             "plan_on_workers": args.plan_on_workers,
+            "table_version": args.table_version,
+            "table_as_of": args.table_as_of,
+            "where": args.where,
+            "raw_files": args.raw_files,
             "date": args.date,
         }
     )

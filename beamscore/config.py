@@ -47,6 +47,10 @@ SECTIONS: dict[str, dict[str, str]] = {
         "allow_pickle": "allow_pickle",
         "reject_nan": "reject_nan",
         "plan_on_workers": "plan_on_workers",
+        "table_version": "table_version",
+        "table_as_of": "table_as_of",
+        "where": "where",
+        "raw_files": "raw_files",
     },
     "output": {
         "path": "output",
@@ -106,6 +110,15 @@ class ScoreConfig:
     #: ``--date``: the day filled into ``{date}`` and ``%Y``-style fields of the input and
     #: output paths (``YYYY-MM-DD``, ``today``, ``yesterday``; default today in UTC)
     date: Any = None
+    #: ``--table-version``: a Delta table's version or an Iceberg table's snapshot id to read
+    #: (default: the latest; :mod:`beamscore.tables`)
+    table_version: int | None = None
+    #: ``--table-as-of``: read the table as it was at this ISO 8601 time
+    table_as_of: str | None = None
+    #: ``--where``: conditions on the input table's partition columns (``{date}`` filled)
+    where: str | None = None
+    #: ``--raw-files``: read files inside a table as plain files, on purpose
+    raw_files: bool = False
     #: where path fields came from when a config file gave them: field -> ``model.path 'm' in
     #: FILE`` (refusals name the key and the path it resolved to)
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -148,6 +161,11 @@ class ScoreConfig:
             raise BeamscoreError(
                 f"{flag('keep')} column(s) {', '.join(clash)} clash with {flag('outputs')} of the same name"
             )
+        version = self.table_version
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
+            raise BeamscoreError(f"{flag('table_version')} must be a whole number of at least 0, got {version!r}")
+        if version is not None and self.table_as_of is not None:
+            raise BeamscoreError(f"give {flag('table_version')} or {flag('table_as_of')}, not both")
         from beamscore.dates import parse_date
 
         parse_date(self.date)
@@ -164,6 +182,7 @@ class ScoreConfig:
             date=day.isoformat(),
             inputs=[fill_date(p, day, "--input") for p in self.inputs],
             output=fill_date(self.output, day, "--output"),
+            where=None if self.where is None else fill_date(self.where, day, flag("where")),
         )
 
     def check_config_paths(self) -> None:
@@ -246,6 +265,10 @@ FIELD_TYPES: dict[str, str] = {
     "allow_pickle": _BOOL,
     "reject_nan": _BOOL,
     "plan_on_workers": _BOOL,
+    "table_version": _INT,
+    "table_as_of": _STR,
+    "where": _STR,
+    "raw_files": _BOOL,
     "output": _STR,
     "output_format": _STR,
     "output_compression": _STR,

@@ -300,14 +300,6 @@ def _files_under(fs: fsspec.AbstractFileSystem, directory: str) -> dict[str, dic
     every level (``_SUCCESS``, ``.part-0.parquet.crc``, a ``_temporary/`` directory)."""
     root = directory.rstrip("/")
     found = fs.find(root, detail=True)
-    table_log = next((n for n in found if "/_delta_log/" in n[len(root) :] + "/"), None)
-    if table_log is not None:
-        table = table_log[: table_log.index("/_delta_log")]
-        raise BeamscoreError(
-            f"{unstrip(fs, table)} is a Delta Lake table (it has _delta_log/): its directory also holds the "
-            "files of removed versions, which would be scored as rows; score a snapshot instead (duckdb: "
-            "COPY (SELECT * FROM delta_scan('TABLE')) TO 'DIR' (FORMAT parquet))"
-        )
     return {
         name: info
         for name, info in found.items()

@@ -94,17 +94,14 @@ def test_a_directory_input_skips_hidden_names_at_every_level(tmp_path):
     assert listed == ["a.parquet", "sub/b.parquet"]
 
 
-def test_a_delta_lake_table_directory_is_refused_not_read_with_its_removed_files(tmp_path):
-    """Delta keeps the files of removed versions beside the live ones; only its log says which
-    are live. Read as plain Parquet, deleted rows would be scored: refused, saying what to do."""
+def test_a_delta_lake_table_directory_is_listed_as_files_and_left_to_the_stale_read_step(tmp_path):
+    """Listing is listing: the refusal of files inside a table (Delta, Iceberg, Hudi) is the
+    planning step "stale reads" (beamscore.tables.detect, tests/tables/test_detect.py), so
+    that --raw-files can read them on purpose."""
     table = tmp_path / "events"
     (table / "_delta_log").mkdir(parents=True)
     (table / "_delta_log" / "00000000000000000000.json").write_text('{"add": {"path": "part-0.parquet"}}\n')
-    (table / "_delta_log" / "00000000000000000001.json").write_text('{"remove": {"path": "part-0.parquet"}}\n')
     for name in ("part-0.parquet", "part-1.parquet"):
         (table / name).write_bytes(b"PAR1")
-    for given in (str(table), str(tmp_path / "*")):
-        with pytest.raises(bfs.BeamscoreError, match=r"events is a Delta Lake table \(it has _delta_log/\)"):
-            bfs.list_files([given])
-    # its part files named one by one are the user's choice
-    assert len(bfs.list_files([str(table / "part-1.parquet")])) == 1
+    listed = [os.path.basename(f.url) for f in bfs.list_files([str(table)])]
+    assert listed == ["part-0.parquet", "part-1.parquet"]

@@ -43,7 +43,10 @@ from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model, par
 from beamscore.model.loader import ModelSpec, remember
 from beamscore.paths import check_name_lengths, safe_component
 from beamscore.pipelines.survey import PlanningProgress, survey
+from beamscore.tables import TableSnapshot, resolve_input
+from beamscore.tables.detect import refuse_stale_reads
 from beamscore.transforms.read import schema_file
+from beamscore.wording import flag
 
 __all__ = [
     "PLACEHOLDERS",
@@ -96,6 +99,8 @@ class Plan:
     schema_check: SameSchema | None = None
     #: seconds each planning step took, by name (:data:`STEPS`)
     planning_s: dict[str, float] = field(default_factory=dict)
+    #: the input table's snapshot, when the input is a table (:mod:`beamscore.tables`)
+    table: TableSnapshot | None = None
 
     @property
     def read_columns(self) -> list[str]:
@@ -119,6 +124,7 @@ class Plan:
             },
             "inputs": self.files,
             "input_format": self.source.format,
+            "table": None if self.table is None else self.table.to_json(),
             "output_format": self.sink.format,
             # TFRecord files hold no row count: their rows_in is the records as read
             "rows_in_count": "planned" if self.source.counts_rows else "as read",
@@ -200,6 +206,8 @@ class Planning:
     units: list[WorkUnit] = field(default_factory=list)
     keep_types: dict[str, pa.DataType] = field(default_factory=dict)
     batch_size: int = 0
+    #: the input table's snapshot (``None``: the inputs are files)
+    table: TableSnapshot | None = None
     #: seconds each step took, by name (the manifest's ``metrics.planning``)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -233,6 +241,7 @@ class Planning:
             on_workers=self.on_workers,
             schema_check=self.check,
             planning_s=dict(self.timings),
+            table=self.table,
         )
 
 
@@ -267,9 +276,71 @@ def step_model_files(s: Planning) -> None:
 
 
 def step_inputs(s: Planning) -> None:
-    """Expand the input globs: one detailed listing per pattern (each file's size and version)."""
-    s.facts = bfs.list_files(s.config.inputs)
+    """Resolve an input table to one snapshot (its live files), or expand the input globs: one
+    detailed listing per pattern (each file's size and version)."""
+    s.table = _table_input(s.config)
+    if s.table is not None:
+        s.facts = s.table.facts()
+    else:
+        s.facts = bfs.list_files(s.config.inputs)
     s.files = [f.url for f in s.facts]
+
+
+def step_stale_reads(s: Planning) -> None:
+    """No input file lies inside a Delta, Iceberg or Hudi table (it would be read with the
+    files of the table's earlier versions), unless ``--raw-files`` says it is meant."""
+    if s.table is None and not s.config.raw_files:
+        refuse_stale_reads(s.config.inputs, s.files)
+
+
+def _table_input(config: ScoreConfig) -> TableSnapshot | None:
+    """The snapshot of the input table, or ``None`` for files. A ``--resume`` without a
+    version reads the version its first run read, even if the table moved on since."""
+    if config.raw_files:
+        _refuse_table_options(config, f"{flag('raw_files')} reads files")
+        return None
+    tables = [(given, resolve_input) for given in config.inputs]
+    version, as_of = config.table_version, config.table_as_of
+    if config.resume and version is None and as_of is None:
+        version = _resumed_version(config)
+    found = None
+    for given, resolve in tables:
+        snapshot = resolve(given, version, as_of, config.where)
+        if snapshot is not None and len(config.inputs) > 1:
+            raise BeamscoreError(
+                f"--input {given!r} is a {snapshot.format} table, read as one snapshot: give it as the job's only "
+                "--input (one table per job)"
+            )
+        found = found or snapshot
+    if found is None:
+        _refuse_table_options(config, "the inputs are files")
+    elif config.format not in (None, "parquet"):
+        raise BeamscoreError(f"{flag('format')} {config.format}: a table's data files are Parquet")
+    return found
+
+
+def _refuse_table_options(config: ScoreConfig, why: str) -> None:
+    """The table options need a table as the input."""
+    for name in ("table_version", "table_as_of", "where"):
+        if getattr(config, name) is not None:
+            raise BeamscoreError(
+                f"{flag(name)} reads a Delta Lake or Iceberg table, but {why}; give the table's root as --input"
+            )
+
+
+def _resumed_version(config: ScoreConfig) -> int | None:
+    """The table version an unfinished output's first run read (its ``_units/_job.json``)."""
+    import json
+
+    try:
+        fs, root = bfs.filesystem(config.output)
+        path = bfs.join(root, "_units", "_job.json")
+        if not fs.exists(path):
+            return None
+        table = json.loads(fs.cat_file(path)).get("table")
+    except (OSError, ValueError, BeamscoreError):
+        return None  # no readable job file: start_output says what is wrong with the output
+    return table.get("version") if isinstance(table, dict) else None
 
 
 def step_output(s: Planning) -> None:
@@ -281,7 +352,8 @@ def step_output(s: Planning) -> None:
         compression=config.output_compression,
         compression_level=config.output_compression_level,
     )
-    _check_output_apart(config.output, config.inputs, s.sink.unit_files("part-00000-00000", ["x"])[0])
+    inputs = [s.table.root] if s.table is not None else config.inputs  # iceberg://... is no path
+    _check_output_apart(config.output, inputs, s.sink.unit_files("part-00000-00000", ["x"])[0])
 
 
 def step_first_file(s: Planning) -> None:
@@ -295,6 +367,10 @@ def step_first_file(s: Planning) -> None:
         pad=config.pad,
         allow_pickle=config.allow_pickle,
     ).bind(_found(s.signature), config.map)
+    if s.table is not None:  # the table's columns by field id, its partition values from its log
+        from beamscore.tables.source import TableSource
+
+        source = TableSource.of(source, s.table)
     s.source = source.with_files(files)  # hive partition keys (Parquet) are columns
     s.first = schema_file(s.source, files)  # the first file with rows: an empty shard may carry no types
     s.columns = s.source.columns(s.first)
@@ -362,6 +438,7 @@ STEPS: list[tuple[str, Step]] = [
     ("model", step_model),
     ("model files", step_model_files),
     ("inputs", step_inputs),
+    ("stale reads", step_stale_reads),
     ("output", step_output),
     ("first file", step_first_file),
     ("bindings", step_bindings),

@@ -108,6 +108,8 @@ def job_identity(plan: Plan) -> dict[str, Any]:
         "input_format": plan.source.format,
         "units": [[u.name, u.rows] for u in plan.units],
     }
+    if plan.table is not None:  # the snapshot read: a --resume reads the same one
+        identity["table"] = plan.table.identity()
     if plan.on_workers:  # the workers split the files: their file receipts list the units
         del identity["units"]
     return identity
@@ -133,6 +135,7 @@ IDENTITY_NAMES = {
     "model_path": "the model path",
     "inputs": "the input files",
     "input_format": "the input format",
+    "table": "the input table's snapshot",
     "units": "the work units",
 }
 
