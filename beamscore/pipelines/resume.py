@@ -104,12 +104,12 @@ def job_identity(plan: Plan) -> dict[str, Any]:
         "model_fingerprint": plan.model.fingerprint,
         "model_path": plan.model.path,
         **settings,
+        # the snapshot read (before its files, which follow from it): a --resume reads the same one
+        **({"table": plan.table.identity()} if plan.table is not None else {}),
         "inputs": list(plan.files),
         "input_format": plan.source.format,
         "units": [[u.name, u.rows] for u in plan.units],
     }
-    if plan.table is not None:  # the snapshot read: a --resume reads the same one
-        identity["table"] = plan.table.identity()
     if plan.on_workers:  # the workers split the files: their file receipts list the units
         del identity["units"]
     return identity

@@ -4,9 +4,9 @@ The table's log says which files are live at a version; the directory also holds
 of every earlier version until a VACUUM. :func:`resolve_delta` loads the log at the latest
 version, ``--table-version N`` or ``--table-as-of TIMESTAMP``, and returns the live files
 with their partition values typed from the table's schema (``partition.KEY`` of delta-rs's
-add actions). What a plain file read cannot honour is refused in one line: deletion vectors
-(rows deleted without rewriting their file; delta-rs refuses such tables too) and column
-mapping (files whose physical column names differ from the table's).
+add actions). Column mapping is applied (a column is read from its file's physical name or
+field id). Deletion vectors (rows deleted without rewriting their file), which a file read
+cannot honour, are refused in one line.
 """
 
 from __future__ import annotations
@@ -90,13 +90,14 @@ def resolve_delta(
     schema = pa.schema(table.schema().to_arrow())
     partition_columns = list(table.metadata().partition_columns)
     partitions = {name: schema.field(name).type for name in partition_columns}
+    physical = {c.name: c.physical for c in _columns(table, schema)}
     adds = pa.table(table.get_add_actions(flatten=True)).to_pylist()
     files = [
         TableFile(
             _file_url(root, row["path"]),
             row.get("size_bytes"),
             row.get("num_records"),
-            {k: row.get(f"partition.{k}") for k in partition_columns},
+            {k: row.get(f"partition.{k}", row.get(f"partition.{physical.get(k)}")) for k in partition_columns},
         )
         for row in adds
     ]
@@ -113,7 +114,7 @@ def resolve_delta(
         version=table.version(),
         timestamp=_commit_time(table),
         files=tuple(files),
-        columns=tuple(TableColumn(f.name, None, f.type) for f in schema),
+        columns=_columns(table, schema),
         partitions=partitions,
         where=where,
         files_before_where=before if where is not None else None,
@@ -131,12 +132,26 @@ def _check_features(table: Any, root: str) -> None:
             "beamscore does not apply yet; rewrite its files without them (Spark: REORG TABLE ... APPLY (PURGE)) "
             "or disable them and OPTIMIZE"
         )
-    mode = (config.get("delta.columnMapping.mode") or "none").lower()
-    if mode != "none" or "columnmapping" in features:
-        raise BeamscoreError(
-            f"Delta Lake table {root} uses column mapping (mode {mode}): its files' column names are not the "
-            "table's, and beamscore does not map them yet; write a copy of the table without column mapping"
+
+
+def _columns(table: Any, schema: pa.Schema) -> tuple[TableColumn, ...]:
+    """The table's columns; with column mapping, the name (mode ``name``) or field id (mode
+    ``id``) its files give each, so that a renamed column is read from its file's column."""
+    mode = ((table.metadata().configuration or {}).get("delta.columnMapping.mode") or "none").lower()
+    out = []
+    for field, arrow in zip(table.schema().fields, schema, strict=True):
+        meta = field.metadata or {}
+        found_id = meta.get("delta.columnMapping.id")
+        physical = meta.get("delta.columnMapping.physicalName")
+        out.append(
+            TableColumn(
+                field.name,
+                int(found_id) if mode == "id" and found_id is not None else None,
+                arrow.type,
+                physical if mode == "name" and physical else None,
+            )
         )
+    return tuple(out)
 
 
 def _file_url(root: str, path: str) -> str:

@@ -24,12 +24,14 @@ __all__ = ["TableColumn", "TableFile", "TableSnapshot", "iso_ms"]
 
 @dataclass(frozen=True)
 class TableColumn:
-    """A column of the table's schema: its name now, its field id (Iceberg; ``None`` for
-    Delta without column mapping, read by name) and its type."""
+    """A column of the table's schema: its name now, its field id (Iceberg, Delta's column
+    mapping mode ``id``; ``None``: read by name), its type, and the name its data files give
+    it when that is not ``name`` (Delta's column mapping mode ``name``)."""
 
     name: str
     field_id: int | None
     type: pa.DataType
+    physical: str | None = None
 
 
 @dataclass(frozen=True)

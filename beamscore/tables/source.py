@@ -3,7 +3,8 @@
 :class:`TableSource` is the Parquet source (same work units, checks and dead letters) with
 three differences, all decided on the launcher from the :class:`~beamscore.tables.snapshot.TableSnapshot`:
 
-- a column is found in a file by its field id where the table has them (Iceberg): a column
+- a column is found in a file by its field id where the table has them (Iceberg, Delta's
+  column mapping mode ``id``) or by its physical name (mode ``name``): a column
   renamed after the file was written is read from the file's old physical column, a column
   added (or dropped and added again) after it is null in that file's rows, never the
   file's old column of the same name;
@@ -65,7 +66,9 @@ class TableSource(ParquetSource):
         for c in self.table_columns:
             if c.name in self.constant_types:
                 continue
-            if c.field_id is not None:
+            if c.physical is not None:
+                out[c.name] = c.physical if c.physical in schema.names else None
+            elif c.field_id is not None:
                 out[c.name] = by_id.get(c.field_id)
             else:
                 out[c.name] = c.name if c.name in schema.names else None
