@@ -33,6 +33,7 @@ from beamscore import fs as bfs
 from beamscore.console import human_size
 from beamscore.errors import BeamscoreError
 from beamscore.paths import safe_component
+from beamscore.tables.snapshot import table_line
 
 __all__ = ["BINS", "QUANTILES", "Report", "build", "main", "render_html", "render_text"]
 
@@ -145,6 +146,8 @@ class Report:
     started: str | None = None
     finished_at: str | None = None
     skipped_columns: list[str] = field(default_factory=list)
+    #: the input table's snapshot (the manifest's or job file's ``table``), ``None`` for files
+    table: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain data (``--json``)."""
@@ -161,6 +164,7 @@ class Report:
             "units_planned": self.units_planned,
             "started": self.started,
             "finished": self.finished_at,
+            "table": self.table,
             "files": [vars(f) for f in self.files],
             "error_files": [vars(f) for f in self.error_files],
             "dead_letters": [vars(r) for r in self.reasons],
@@ -243,6 +247,7 @@ def build(output: str, *, batch_rows: int = BATCH_ROWS) -> Report:
         started=(manifest or {}).get("started"),
         finished_at=(manifest or {}).get("finished"),
         skipped_columns=skipped,
+        table=(manifest or {}).get("table") or job.get("table"),
     )
 
 
@@ -518,6 +523,8 @@ def render_text(report: Report, max_files: int = 20) -> str:
         f"model:       {_model_line(report.model)}",
         f"fingerprint: {report.model.get('fingerprint')}",
     ]
+    if report.table:
+        lines.append(f"table:       {table_line(report.table)}")
     if report.started:
         lines.append(f"ran:         {report.started} to {report.finished_at}")
     share = f" ({report.rows_failed / report.rows_in:.2%})" if report.rows_in else ""
@@ -631,6 +638,11 @@ def render_html(report: Report, max_files: int = 10_000) -> str:
         ),
         ("model", report.model.get("path"), f"<code>{esc(_model_line(report.model))}</code>"),
         ("fingerprint", report.model.get("fingerprint"), f"<code>{esc(str(report.model.get('fingerprint')))}</code>"),
+        *(
+            [("table", report.table.get("root"), f"<code>{esc(table_line(report.table))}</code>")]
+            if report.table
+            else []
+        ),
         ("rows_in", report.rows_in, f"{report.rows_in:,}"),
         ("rows_out", report.rows_out, f"{report.rows_out:,}"),
         ("rows_failed", report.rows_failed, f"{report.rows_failed:,}"),

@@ -134,6 +134,10 @@ def render_plan(plan: Plan, options: PipelineOptions, warnings: list[str], outpu
         "",
         f"input:       {len(plan.files)} {plan.source.format} file(s), {counted}, batches of {plan.batch_size:,} rows",
     ]
+    if plan.table is not None:
+        from beamscore.tables.snapshot import table_line
+
+        lines.append(f"table:       {table_line(plan.table.to_json())}")
     lines += [f"  {f}" for f in plan.files[:LIST_LIMIT]]
     if len(plan.files) > LIST_LIMIT:
         lines.append(f"  ... and {len(plan.files) - LIST_LIMIT} more")

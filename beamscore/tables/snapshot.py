@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from beamscore import fs as bfs
 
-__all__ = ["TableColumn", "TableFile", "TableSnapshot", "iso_ms"]
+__all__ = ["TableColumn", "TableFile", "TableSnapshot", "iso_ms", "table_line"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +96,12 @@ def iso_ms(ms: int | float | None) -> str:
         return ""
     when = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def table_line(table: dict[str, Any]) -> str:
+    """``delta table /lake/t, version 3 (2026-12-01T06:00:00.000Z), where day = '2026-12-01'``."""
+    kind = "version" if "version" in table else "snapshot"
+    number = table.get("version", table.get("snapshot_id"))
+    when = f" ({table['timestamp']})" if table.get("timestamp") else ""
+    where = f", where {table['where']}" if table.get("where") else ""
+    return f"{table.get('format')} table {table.get('root')}, {kind} {number}{when}{where}"

@@ -203,3 +203,24 @@ def test_rows_of_a_delta_table_on_s3(model, tmp_path):
         # a glob of its files is refused like a local one's
         run = run_cli("score", "--model", model, "--input", "s3://lake/t/*.parquet", "--output", str(tmp_path / "g"))
         assert run.code == 2 and "lies inside the Delta Lake table s3://lake/t" in run.stderr
+
+
+def test_report_and_dry_run_show_the_table_version(model, history, tmp_path):
+    root, _ = history
+    score(model, root, tmp_path / "o")
+    run = run_cli("report", str(tmp_path / "o"))
+    assert run.code == 0, run.stderr
+    assert f"table:       delta table {root}, version 3 (" in run.stdout
+    run = run_cli("report", str(tmp_path / "o"), "--json")
+    assert '"version": 3' in run.stdout
+    run = run_cli("score", "--model", model, "--input", str(root), "--output", str(tmp_path / "d"), "--dry-run")
+    assert run.code == 0, run.stderr
+    assert f"table:       delta table {root}, version 3 (" in run.stdout
+
+
+def test_date_fills_a_table_path(model, tmp_path):
+    root = tmp_path / "2026-12-02" / "events"
+    write_deltalake(str(root), lake.rows(range(7)))
+    got = score(model, tmp_path / "{date}" / "events", tmp_path / "o", "--date", "2026-12-02")
+    check(model, got, DeltaTable(str(root)).to_pyarrow_table())
+    assert lake.manifest(tmp_path / "o")["table"]["root"] == str(root)
