@@ -138,7 +138,12 @@ def resolve_iceberg(
     table, location = _load(given)
     snapshot = _snapshot(table, given, version, as_of)
     schemas = table.schemas()
-    schema = schemas.get(snapshot.schema_id, table.schema()) if snapshot.schema_id is not None else table.schema()
+    # the current snapshot is read with the table's current schema (a rename without new data
+    # makes no snapshot); time travel with the schema of the snapshot asked for, as Spark reads it
+    travel = version is not None or as_of is not None
+    schema = (
+        schemas.get(snapshot.schema_id, table.schema()) if travel and snapshot.schema_id is not None else table.schema()
+    )
     arrow = schema_to_pyarrow(schema)
     columns = tuple(
         TableColumn(f.name, int(f.metadata[b"PARQUET:field_id"]) if f.metadata else None, f.type) for f in arrow
