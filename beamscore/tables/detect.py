@@ -64,11 +64,20 @@ def _parents(path: str) -> list[str]:
 
 def table_around(urls: Sequence[str]) -> dict[str, TableFound]:
     """For each of ``urls`` inside a table (or a table's root), the table; each directory is
-    looked up once, whatever the number of files in it."""
+    looked up once, whatever the number of files in it (the files are grouped by their
+    directory first, so 100,000 files in a few directories cost a few lookups)."""
+    by_directory: dict[str, list[str]] = {}
+    for url in urls:
+        by_directory.setdefault(url.rsplit("/", 1)[0] if "/" in url else "", []).append(url)
     seen: dict[str, TableFound | None] = {}
     found: dict[str, TableFound] = {}
-    for url in urls:
-        fs, path = bfs.filesystem(url)
+    filesystems: dict[str, fsspec.AbstractFileSystem] = {}
+    for directory_url, members in by_directory.items():
+        scheme = directory_url.split("://", 1)[0] if "://" in directory_url else ""
+        if scheme not in filesystems:
+            filesystems[scheme] = bfs.filesystem(members[0])[0]
+        fs = filesystems[scheme]
+        path = fs._strip_protocol(members[0])
         for directory in _parents(path):
             key = f"{fs.protocol!r}:{directory}"
             if key not in seen:
@@ -76,7 +85,7 @@ def table_around(urls: Sequence[str]) -> dict[str, TableFound]:
                 seen[key] = None if kind is None else TableFound(kind, bfs.unstrip(fs, directory))
             table = seen[key]
             if table is not None:
-                found[url] = table
+                found.update(dict.fromkeys(members, table))
                 break
     return found
 
