@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import urllib.parse
 from typing import Any
 
 import pyarrow as pa
@@ -155,8 +156,10 @@ def _columns(table: Any, schema: pa.Schema) -> tuple[TableColumn, ...]:
 
 
 def _file_url(root: str, path: str) -> str:
-    """An add action's path as a URL beamscore opens: relative paths are under the root
-    (delta-rs gives them decoded)."""
+    """An add action's path as a URL beamscore opens. The log holds it as a URI, percent-encoded
+    (a partition value ``a b/c`` is the directory ``c=a%20b%2Fc``, logged as
+    ``c=a%2520b%252Fc``): decoded once; a relative path is under the root."""
+    path = urllib.parse.unquote(path)
     if "://" in path or path.startswith("/"):
         return path
     return bfs.join(root, path)

@@ -224,3 +224,14 @@ def test_date_fills_a_table_path(model, tmp_path):
     got = score(model, tmp_path / "{date}" / "events", tmp_path / "o", "--date", "2026-12-02")
     check(model, got, DeltaTable(str(root)).to_pyarrow_table())
     assert lake.manifest(tmp_path / "o")["table"]["root"] == str(root)
+
+
+def test_partition_values_that_need_escaping_and_nulls(model, tmp_path):
+    """``a b/c`` lives in ``c=a%20b%2Fc/`` and the log says ``c=a%2520b%252Fc``; a null is
+    ``__HIVE_DEFAULT_PARTITION__``: each file is found and its value is the table's."""
+    root = str(tmp_path / "t")
+    write_deltalake(root, lake.rows(range(6), c=pa.array(["a b/c", "é%", None] * 2)), partition_by=["c"])
+    got = score(model, root, tmp_path / "o", "--keep", "c")
+    expected = DeltaTable(root).to_pyarrow_table()
+    check(model, got, expected)
+    assert got.column("c").to_pylist() == expected.sort_by("id").column("c").to_pylist()
