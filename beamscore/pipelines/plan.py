@@ -39,6 +39,7 @@ from beamscore.io.pad import parse_pad
 from beamscore.io.schemas import SameSchema
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.checks import check_jit_signature, check_model_files, check_outputs, import_modules
+from beamscore.model.content import model_files
 from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model, parse_tags
 from beamscore.model.loader import ModelSpec, remember
 from beamscore.paths import check_name_lengths, safe_component
@@ -96,6 +97,8 @@ class Plan:
     schema_check: SameSchema | None = None
     #: seconds each planning step took, by name (:data:`STEPS`)
     planning_s: dict[str, float] = field(default_factory=dict)
+    #: every model file's size and checksum (:func:`~beamscore.model.content.model_files`)
+    model_files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def read_columns(self) -> list[str]:
@@ -116,6 +119,7 @@ class Plan:
                 "tag_set": self.config.tag_set,
                 "copies": self.config.model_copies,
                 "jit_compile": self.config.jit_compile,
+                "files": self.model_files,
             },
             "inputs": self.files,
             "input_format": self.source.format,
@@ -202,6 +206,7 @@ class Planning:
     batch_size: int = 0
     #: seconds each step took, by name (the manifest's ``metrics.planning``)
     timings: dict[str, float] = field(default_factory=dict)
+    model_files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def plan(self) -> Plan:
         """The finished :class:`Plan` (after every step has run)."""
@@ -233,6 +238,7 @@ class Planning:
             on_workers=self.on_workers,
             schema_check=self.check,
             planning_s=dict(self.timings),
+            model_files=self.model_files,
         )
 
 
@@ -264,6 +270,13 @@ def step_model_files(s: Planning) -> None:
         )
     if config.jit_compile:
         check_jit_signature(_found(s.signature))
+
+
+def step_model_content(s: Planning) -> None:
+    """Every model file's size and checksum, for a ``--resume`` to find the same weights
+    whatever ``fingerprint.pb`` says (:mod:`beamscore.model.content`)."""
+    fs, path = bfs.filesystem(_found(s.info).path)
+    s.model_files = model_files(fs, path)
 
 
 def step_inputs(s: Planning) -> None:
@@ -361,6 +374,7 @@ def step_batch_size(s: Planning) -> None:
 STEPS: list[tuple[str, Step]] = [
     ("model", step_model),
     ("model files", step_model_files),
+    ("model content", step_model_content),
     ("inputs", step_inputs),
     ("output", step_output),
     ("first file", step_first_file),

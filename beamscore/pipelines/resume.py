@@ -27,6 +27,7 @@ import fsspec
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
+from beamscore.model.content import changed_file
 from beamscore.pipelines.claim import CLAIM_FILE, Claim
 from beamscore.pipelines.overwrite import (
     JOB_FILE,
@@ -43,7 +44,7 @@ from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.manifest import MANIFEST, mark_success
 from beamscore.transforms.receipts import UNITS_DIR, completed_units, planned_units
 from beamscore.transforms.temp import TEMP_DIR
-from beamscore.wording import option
+from beamscore.wording import flag, option
 
 __all__ = [
     "IDENTITY_NAMES",
@@ -103,9 +104,11 @@ def job_identity(plan: Plan) -> dict[str, Any]:
         "version": settings.pop("version"),  # the model first: a new model explains other changes
         "model_fingerprint": plan.model.fingerprint,
         "model_path": plan.model.path,
+        "model_files": plan.model_files,  # by content: fingerprint.pb may stay when variables/ change
         **settings,
         "inputs": list(plan.files),
         "input_format": plan.source.format,
+        "rows_per_unit": plan.config.rows_per_unit,
         "units": [[u.name, u.rows] for u in plan.units],
     }
     if plan.on_workers:  # the workers split the files: their file receipts list the units
@@ -131,6 +134,8 @@ IDENTITY_NAMES = {
     "fixed_batch_size": "--batch-size (with --jit-compile)",
     "model_fingerprint": "the model (fingerprint)",
     "model_path": "the model path",
+    "model_files": "the model's files",
+    "rows_per_unit": "--rows-per-unit",
     "inputs": "the input files",
     "input_format": "the input format",
     "units": "the work units",
@@ -243,6 +248,10 @@ def _check_existing(plan: Plan, identity: dict[str, Any], found: Survey, started
         if key not in before:
             continue
         if before[key] != value:
+            if key == "model_files":
+                _refuse_model_files(config.output, before[key], value, plan)
+            if key == "units":
+                _refuse_units(config.output, before, identity)
             raise BeamscoreError(
                 f"{option('resume')}: output {config.output!r} was started by a different job: "
                 f"{IDENTITY_NAMES.get(key, key)} was {_short(before[key])}, now {_short(value)}; "
@@ -278,6 +287,61 @@ def _check_inputs(output: str, before: dict[str, Any] | None, now: dict[str, Any
         )
 
 
+def _refuse_model_files(output: str, before: Any, now: dict[str, Any], plan: Plan) -> None:
+    """The model's files differ from those the job started with: name the first that changed."""
+    changed = changed_file(before, now) if isinstance(before, dict) else None
+    if changed is None:
+        return
+    same = "fingerprint.pb still names the same export" if not plan.model.fingerprint_computed else "same path"
+    raise BeamscoreError(
+        f"{option('resume')}: the model {plan.model.path} changed in place since {output} was started "
+        f"({same}): {changed}; resuming would mix results of the old and the new weights: export the new "
+        f"model as a new version directory and score it into a new output ({flag('version')} N), or pass "
+        f"{option('overwrite')} to rescore every unit with it"
+    )
+
+
+def _refuse_units(output: str, before: dict[str, Any], identity: dict[str, Any]) -> None:
+    """The inputs split into other work units: name the first file whose rows changed, old and
+    new, rather than both unit lists."""
+    old, new = _rows_by_file(before.get("units")), _rows_by_file(identity.get("units"))
+    if old is None or new is None:
+        return
+    inputs = identity.get("inputs") or []
+    for index in sorted(set(old) | set(new)):
+        (old_rows, old_units), (new_rows, new_units) = old.get(index, (0, 0)), new.get(index, (0, 0))
+        name = inputs[index] if index < len(inputs) else f"input file {index}"
+        if old_rows != new_rows:
+            raise BeamscoreError(
+                f"{option('resume')}: input {name} had {old_rows} rows when {output} was started, now {new_rows}; "
+                f"resuming would mix rows of the old and the new file: pass {option('overwrite')} to start again"
+            )
+        if old_units != new_units:
+            raise BeamscoreError(
+                f"{option('resume')}: input {name} was split into {old_units} work units when {output} was "
+                f"started, now {new_units} (same {new_rows} rows; was {flag('rows_per_unit')} changed?): "
+                f"rerun with the first run's {flag('rows_per_unit')}, or pass {option('overwrite')} to start again"
+            )
+
+
+def _rows_by_file(units: Any) -> dict[int, tuple[int, int]] | None:
+    """``{file index: (rows, units)}`` from a job's ``[[part-FFFFF-UUUUU, rows], ...]``."""
+    if not isinstance(units, list):
+        return None
+    found: dict[int, tuple[int, int]] = {}
+    for entry in units:
+        try:
+            name, rows = entry
+            index = int(str(name).split("-")[1])
+        except (ValueError, IndexError, TypeError):
+            return None
+        total, count = found.get(index, (0, 0))
+        found[index] = (total + int(rows or 0), count + 1)
+    return found
+
+
 def _short(value: Any) -> str:
+    if value is None:
+        return "not given (the default)"
     text = json.dumps(value)
     return text if len(text) <= 120 else text[:117] + "..."
