@@ -28,7 +28,15 @@ from typing import Any
 
 from beamscore import exitcodes
 from beamscore.console import LOG_FORMATS, JsonLogFormatter, StderrLines
-from beamscore.errors import BeamscoreError, JobFailed, RowsFailed, Terminated, first_line, wrapped_message
+from beamscore.errors import (
+    BeamscoreError,
+    JobFailed,
+    RowsFailed,
+    Terminated,
+    TryLater,
+    first_line,
+    wrapped_message,
+)
 from beamscore.exitcodes import EXIT_CRASHED, EXIT_ROWS_FAILED
 from beamscore.flags import canonical, register_score_flags, split_beam_flags, unknown_flag_error
 
@@ -110,6 +118,14 @@ def program_versions() -> str:
             f"python       {platform.python_version()}",
         ]
     )
+
+
+#: ``beamscore report``'s exit codes (a scheduler's check of an output)
+REPORT_EXIT_CODES = """exit codes:
+  0    the output is finished and succeeded
+  1    the output is finished and failed (more rows failed than its limits allow)
+  2    not a beamscore output (no _manifest.json, no _units/ receipts)
+  75   unfinished: still being written, or interrupted (--resume finishes it); ask again later"""
 
 
 def exit_code_table() -> str:
@@ -239,7 +255,11 @@ def _parser() -> argparse.ArgumentParser:
     _common(doctor)
 
     report = sub.add_parser(
-        "report", help="summarise an output: rows, files, dead letters, outputs' distributions", allow_abbrev=False
+        "report",
+        help="summarise an output: rows, files, dead letters, outputs' distributions",
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=REPORT_EXIT_CODES,
     )
     report.add_argument("output", metavar="OUT", help="the output directory of a job (any fsspec URL)")
     report.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
@@ -336,6 +356,13 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="read .npz/.npy object arrays (unpickles: only for files you trust)",
+    )
+    given.add_argument(
+        "--allow-empty",
+        dest="allow_empty",
+        action="store_true",
+        default=None,
+        help="score inputs that hold no rows as an empty result (default: exit 75, try again later)",
     )
     given.add_argument(
         "--rows-per-unit",
@@ -776,6 +803,8 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         return _fail(str(exc), EXIT_ROWS_FAILED, args.debug)
     except JobFailed as exc:  # the job crashed: a worker, the runner or a store failed
         return _fail(str(exc), EXIT_CRASHED, args.debug)
+    except TryLater as exc:  # no input yet, an empty input, the output held: retry later
+        return _fail(str(exc), exitcodes.EXIT_TEMPFAIL, args.debug)
     except BeamscoreError as exc:
         return _fail(str(exc), EXIT_USAGE, args.debug)
     except (KeyboardInterrupt, Terminated) as exc:
@@ -895,6 +924,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "max_failed_fraction": args.max_failed_fraction,
             "imports": args.imports,
             "plan_on_workers": args.plan_on_workers,
+            "allow_empty": args.allow_empty,
             "date": args.date,
         }
     )
@@ -975,7 +1005,7 @@ def _check_before_imports(config: Any, config_file: str | None) -> None:
         if _plain_local(pattern):
             path = _local_path(pattern)
             if not os.path.exists(path) and not glob.glob(path, recursive=True):
-                raise BeamscoreError(f"input {pattern!r} matches no files")
+                raise TryLater(f"input {pattern!r} matches no files")
     if config.pipeline_options and not config.imports:
         from beamscore.flags import beam_options, suggestion
 
@@ -1062,6 +1092,8 @@ STATUS_OF_EXIT = {
     exitcodes.EXIT_ROWS_FAILED: "failed",
     exitcodes.EXIT_USAGE: "refused",
     exitcodes.EXIT_CRASHED: "crashed",
+    exitcodes.EXIT_TEMPFAIL: "retry_later",
+    exitcodes.EXIT_HANGUP: "hung_up",
     exitcodes.EXIT_INTERRUPTED: "interrupted",
     exitcodes.EXIT_TERMINATED: "terminated",
 }

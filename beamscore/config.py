@@ -19,7 +19,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, TryLater
 from beamscore.wording import flag
 
 __all__ = ["FIELD_TYPES", "MAX_CONFIG_BYTES", "PATH_KEYS", "SECTIONS", "ScoreConfig", "load_yaml"]
@@ -47,6 +47,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "allow_pickle": "allow_pickle",
         "reject_nan": "reject_nan",
         "plan_on_workers": "plan_on_workers",
+        "allow_empty": "allow_empty",
     },
     "output": {
         "path": "output",
@@ -103,6 +104,9 @@ class ScoreConfig:
     pipeline_options: dict[str, Any] = field(default_factory=dict)
     #: None: the workers plan the files when there are more than PLAN_ON_WORKERS_ABOVE
     plan_on_workers: bool | None = None
+    #: ``--allow-empty``: inputs that hold no rows are scored (an empty result, exit 0) rather
+    #: than refused with exit 75 (an upstream partition that has not landed yet)
+    allow_empty: bool = False
     #: ``--date``: the day filled into ``{date}`` and ``%Y``-style fields of the input and
     #: output paths (``YYYY-MM-DD``, ``today``, ``yesterday``; default today in UTC)
     date: Any = None
@@ -179,7 +183,7 @@ class ScoreConfig:
             for pattern in self.inputs:
                 path = _local_path(pattern)
                 if _local(pattern) and not os.path.exists(path) and not glob.glob(path):
-                    raise BeamscoreError(f"{origin} resolves to {pattern}, which matches no files ({where})")
+                    raise TryLater(f"{origin} resolves to {pattern}, which matches no files ({where})")
 
     def merged(self, overrides: dict[str, Any]) -> ScoreConfig:
         """A copy with every non-``None`` override applied (flags over the file)."""
@@ -246,6 +250,7 @@ FIELD_TYPES: dict[str, str] = {
     "allow_pickle": _BOOL,
     "reject_nan": _BOOL,
     "plan_on_workers": _BOOL,
+    "allow_empty": _BOOL,
     "output": _STR,
     "output_format": _STR,
     "output_compression": _STR,

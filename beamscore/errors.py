@@ -15,6 +15,7 @@ __all__ = [
     "JobFailed",
     "RowsFailed",
     "Terminated",
+    "TryLater",
     "describe_failure",
     "first_line",
     "summarise",
@@ -24,6 +25,12 @@ __all__ = [
 
 class BeamscoreError(Exception):
     """A user-facing error: the message is the whole story, no traceback needed."""
+
+
+class TryLater(BeamscoreError):
+    """A refusal that the same job, run again later, may not meet: no input matches yet, the
+    input holds no rows yet, another job holds the output. Nothing is written; the CLI exits
+    75 (EX_TEMPFAIL), so a scheduler retries it rather than calling someone to fix the job."""
 
 
 class Terminated(BaseException):

@@ -31,7 +31,7 @@ from fsspec.utils import glob_translate
 
 from beamscore import fs as bfs
 from beamscore.config import ScoreConfig
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, TryLater
 from beamscore.io import sink_for, source_for
 from beamscore.io.base import Sink, Source, WorkUnit, part_name
 from beamscore.io.keep import job_keep_types
@@ -45,6 +45,7 @@ from beamscore.model.loader import ModelSpec, remember
 from beamscore.paths import check_name_lengths, safe_component
 from beamscore.pipelines.survey import PlanningProgress, survey
 from beamscore.transforms.read import schema_file
+from beamscore.wording import flag
 
 __all__ = [
     "PLACEHOLDERS",
@@ -365,6 +366,25 @@ def step_units(s: Planning) -> None:
     s.keep_types = job_keep_types(s.first_types, None if s.on_workers else s.check.keep_specs)
 
 
+def step_empty_input(s: Planning) -> None:
+    """Inputs that hold no rows (an upstream partition written empty, or not filled yet) are
+    refused with exit 75, try again later, unless ``--allow-empty``: an empty result with
+    ``_SUCCESS`` would tell the scheduler the day was scored. Where the workers plan the
+    files, their rows are not known here and the job runs."""
+    config, source = s.config, _found(s.source)
+    if config.allow_empty or s.on_workers:
+        return
+    sizes = [f.size for f in s.facts]
+    empty = sum(u.rows for u in s.units) == 0 if source.counts_rows else all(size == 0 for size in sizes)
+    if not empty:
+        return
+    files = len(s.files)
+    raise TryLater(
+        f"input {', '.join(config.inputs)} holds no rows ({files} file{'s' if files != 1 else ''}, 0 rows); "
+        f"try again when the data has landed, or pass {flag('allow_empty')} to write an empty result"
+    )
+
+
 def step_batch_size(s: Planning) -> None:
     """``--batch-size``, or about :data:`TARGET_BATCH_BYTES` of input per batch."""
     s.batch_size = s.config.batch_size or _default_batch_size(s.bindings)
@@ -382,6 +402,7 @@ STEPS: list[tuple[str, Step]] = [
     ("keep", step_keep),
     ("outputs", step_outputs),
     ("units", step_units),
+    ("empty input", step_empty_input),
     ("batch size", step_batch_size),
 ]
 

@@ -344,6 +344,8 @@ def score(
       ``_SUCCESS`` is not (exit 1);
     - :class:`~beamscore.errors.BeamscoreError` (not a ``JobFailed``): refused before anything
       was written (exit 2);
+    - :class:`~beamscore.errors.TryLater` (a ``BeamscoreError``): no input yet, inputs with no
+      rows (unless ``allow_empty=True``), the output held by another job; retry later (exit 75);
     - :class:`~beamscore.errors.JobFailed` (not a ``RowsFailed``): the job crashed (a worker,
       the runner, a store); nothing is committed past the receipts and ``resume=True``
       continues it (exit 3). ``RowsFailed`` is a subclass: catch it first;
