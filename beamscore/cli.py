@@ -667,6 +667,8 @@ def _quiet_libraries(args: argparse.Namespace) -> None:
 
 #: the signals that end a job, and the exit code and words of each
 _SIGNALS = {signal.SIGTERM: (143, "terminated (SIGTERM)"), signal.SIGINT: (130, "interrupted")}
+if hasattr(signal, "SIGHUP"):  # the terminal or ssh session closed: as SIGTERM, with its own code
+    _SIGNALS[signal.SIGHUP] = (exitcodes.EXIT_HANGUP, "hung up (SIGHUP: the terminal or session closed)")
 #: signals received while the command ran (the first one decides the exit code)
 _received: list[int] = []
 #: the terminal's stderr, kept while a multi-process run points fd 2 at the worker log
@@ -695,6 +697,22 @@ def _exit_on_signal_at_once() -> None:
     for signum in _SIGNALS:
         signal.signal(signum, at_once)
     _at_thread_shutdown(ignore_while_exiting)
+    if hasattr(signal, "SIGQUIT"):
+        signal.signal(signal.SIGQUIT, _quit_at_once(stderr_fd))
+
+
+def _quit_at_once(stderr_fd: int) -> Any:
+    """SIGQUIT (Ctrl-\\) is the emergency stop, at any moment: one line and exit 131 at
+    once, without unwinding (no core dump; a shell that started the job ignoring SIGQUIT, as a
+    script's background job, no longer makes it a no-op). The claim is left: with this
+    process gone it is stale at once on this machine, and ``--resume`` continues the job."""
+
+    def quit_now(signum: int, frame: object) -> None:
+        with contextlib.suppress(Exception):
+            os.write(stderr_fd, b"beamscore: error: quit (SIGQUIT) at once, nothing cleaned up; rerun with --resume\n")
+        os._exit(exitcodes.EXIT_QUIT)
+
+    return quit_now
 
 
 @contextlib.contextmanager
@@ -724,7 +742,7 @@ def _sigterm_unwinds() -> Iterator[None]:
             # exited"): their tracebacks would land above the final line; a worker's own is in
             # the worker log
             threading.excepthook = lambda args: None
-            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+            raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum=signum)
 
     from beamscore import store_watch
 
@@ -808,7 +826,8 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     except BeamscoreError as exc:
         return _fail(str(exc), EXIT_USAGE, args.debug)
     except (KeyboardInterrupt, Terminated) as exc:
-        what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        code, what = _SIGNALS.get(signum, _SIGNALS[signal.SIGTERM])
         what += f": {exc}" if str(exc) else ""
         hint = "; rerun with --resume to continue the job" if args.command == "score" else ""
         return _fail(f"{what}{hint}", code, args.debug)
@@ -1192,7 +1211,8 @@ def _worker_error(log: str) -> str | None:
 def _fail(message: str, code: int, debug: bool) -> int:
     if debug:
         traceback.print_exc()
-    print(f"beamscore: error: {message}", file=sys.stderr)
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone (EIO)
+        print(f"beamscore: error: {message}", file=sys.stderr)
     return code
 
 

@@ -9,6 +9,7 @@ other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import re
+import signal
 
 __all__ = [
     "BeamscoreError",
@@ -38,7 +39,12 @@ class Terminated(BaseException):
     in the main thread so the job unwinds as for Ctrl-C, releasing its claim on the output
     (a claim left behind would refuse the scheduler's retry on another machine for minutes)
     and cancelling a job running on a remote runner. A ``BaseException``, like
-    ``KeyboardInterrupt``, so that no ``except Exception`` swallows it."""
+    ``KeyboardInterrupt``, so that no ``except Exception`` swallows it. ``signum`` is the
+    signal: SIGTERM, or SIGHUP (the terminal or ssh session closed), handled alike."""
+
+    def __init__(self, *args: object, signum: int = signal.SIGTERM) -> None:
+        super().__init__(*args)
+        self.signum = int(signum)
 
 
 class JobFailed(BeamscoreError):

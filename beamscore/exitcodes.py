@@ -14,6 +14,7 @@ code    meaning
         ``report``: the output is still being written or was interrupted
 129     hung up (SIGHUP: the terminal or ssh session closed); ``--resume`` continues
 130     interrupted (Ctrl-C / SIGINT); ``--resume`` continues
+131     quit (SIGQUIT, Ctrl-\\): stopped at once, nothing cleaned up; ``--resume`` continues
 143     terminated (SIGTERM); ``--resume`` continues
 ======  ==================================================================================
 """
@@ -25,6 +26,7 @@ __all__ = [
     "EXIT_HANGUP",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_QUIT",
     "EXIT_ROWS_FAILED",
     "EXIT_TEMPFAIL",
     "EXIT_TERMINATED",
@@ -39,4 +41,5 @@ EXIT_CRASHED = 3
 EXIT_TEMPFAIL = 75
 EXIT_HANGUP = 129
 EXIT_INTERRUPTED = 130
+EXIT_QUIT = 131
 EXIT_TERMINATED = 143

@@ -18,6 +18,7 @@ Everything here runs while the job holds the output's claim
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import Any
 import fsspec
 
 from beamscore import fs as bfs
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, Terminated
 from beamscore.model.content import changed_file
 from beamscore.pipelines.claim import CLAIM_FILE, Claim
 from beamscore.pipelines.overwrite import (
@@ -41,7 +42,7 @@ from beamscore.pipelines.overwrite import (
 from beamscore.pipelines.plan import Plan
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.dead_letters import ERRORS_DIR
-from beamscore.transforms.manifest import MANIFEST, mark_success
+from beamscore.transforms.manifest import MANIFEST, mark_success, remove_temporary
 from beamscore.transforms.receipts import UNITS_DIR, completed_units, planned_units
 from beamscore.transforms.temp import TEMP_DIR
 from beamscore.wording import flag, option
@@ -85,7 +86,13 @@ class Started:
     def __enter__(self) -> Started:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        stopped = kind is not None and issubclass(kind, (KeyboardInterrupt, Terminated))
+        if stopped and self.claim is not None and not self.keep_claim:
+            # stopped by a signal here (SIGTERM, SIGHUP, Ctrl-C): nothing of this run writes any
+            # more, so its half-written files go with its claim (a resume would remove them too)
+            with contextlib.suppress(Exception):
+                remove_temporary(self.claim.output)
         self.release()
 
 
