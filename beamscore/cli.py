@@ -292,7 +292,9 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
     model.add_argument("--model", metavar="MODEL", help="the model, as a flag (the same as MODEL)")
     _model_version(model, "to score with")
     model.add_argument("--signature", metavar="KEY", help="signature key (default: serving_default)")
-    model.add_argument("--tag-set", dest="tag_set", metavar="TAGS", help="MetaGraph tag set (default: serve)")
+    model.add_argument(
+        "--tag-set", dest="tag_set", metavar="TAGS", help="MetaGraph tag set (default: the only one, else serve)"
+    )
     model.add_argument(
         "--model-copies",
         dest="model_copies",

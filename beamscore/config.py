@@ -76,7 +76,8 @@ class ScoreConfig:
     inputs: list[str] = field(default_factory=list)
     output: str = ""
     signature: str = "serving_default"
-    tag_set: str = "serve"
+    #: ``None``: the model's only tag set, else ``serve`` (as ``beamscore run`` picks it)
+    tag_set: str | None = None
     version: int | None = None
     format: str | None = None
     map: dict[str, str] = field(default_factory=dict)

@@ -27,6 +27,7 @@ __all__ = [
     "ModelInfo",
     "SignatureInfo",
     "TensorSpec",
+    "default_tag_set",
     "inspect_model",
     "parse_tags",
 ]
@@ -201,6 +202,14 @@ class ModelInfo:
     def to_dict(self) -> dict:
         """A JSON-ready view, used by ``show --json`` and the manifest."""
         return dataclasses.asdict(self)
+
+
+def default_tag_set(info: ModelInfo) -> str:
+    """The tag set a job uses when none is given: the model's only one (an export with just
+    ``serve,gpu``), else ``serve``; spelt as :func:`parse_tags` sorts it."""
+    if len(info.meta_graphs) == 1:
+        return ",".join(info.meta_graphs[0].tags)
+    return DEFAULT_TAGS
 
 
 def parse_tags(tags: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -40,7 +40,7 @@ from beamscore.io.schemas import SameSchema
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.checks import check_jit_signature, check_model_files, check_outputs, import_modules
 from beamscore.model.content import model_files
-from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model, parse_tags
+from beamscore.model.inspect import ModelInfo, SignatureInfo, default_tag_set, inspect_model, parse_tags
 from beamscore.model.loader import ModelSpec, remember
 from beamscore.paths import check_name_lengths, safe_component
 from beamscore.pipelines.survey import PlanningProgress, survey
@@ -117,7 +117,7 @@ class Plan:
                 "fingerprint": self.model.fingerprint,
                 "fingerprint_computed": self.model.fingerprint_computed,
                 "signature": self.signature.key,
-                "tag_set": self.config.tag_set,
+                "tag_set": ",".join(parse_tags(self.config.tag_set)),  # one spelling, as in settings
                 "copies": self.config.model_copies,
                 "jit_compile": self.config.jit_compile,
                 "files": self.model_files,
@@ -254,8 +254,9 @@ def step_model(s: Planning) -> None:
     config = s.config
     import_modules(config.imports)  # custom op libraries register their ops before the checks
     s.info = remember(inspect_model(config.model, config.version))  # a local runner's load reuses it
-    s.config = dataclasses.replace(config, output=resolve_output(config.output, s.info, s.now))
-    s.signature = s.info.signature(config.signature, config.tag_set)
+    tag_set = ",".join(parse_tags(config.tag_set)) if config.tag_set else default_tag_set(s.info)
+    s.config = dataclasses.replace(config, output=resolve_output(config.output, s.info, s.now), tag_set=tag_set)
+    s.signature = s.info.signature(config.signature, tag_set)
 
 
 def step_model_files(s: Planning) -> None:
