@@ -154,6 +154,9 @@ class MetaGraphInfo:
     has_object_graph: bool = True
     #: Whether the graph holds variables (so ``variables/`` must be there and readable).
     has_variables: bool = False
+    #: The files under ``assets/`` the graph reads (vocabularies of lookup tables...), from
+    #: its ``asset_file_def``: a model copied without them fails when it loads.
+    assets: tuple[str, ...] = ()
 
     @property
     def tag_str(self) -> str:
@@ -395,6 +398,7 @@ def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGr
                 functions=_functions_or_none(mg, url),
                 has_object_graph=bool(mg.object_graph_def.nodes),
                 has_variables=_has_variables(mg),
+                assets=tuple(sorted({a.filename for a in mg.asset_file_def if a.filename})),
             )
         )
     return tuple(graphs)
