@@ -909,10 +909,11 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     from beamscore.config import ScoreConfig, load_yaml
 
     if args.store_timeout is not None:  # through the environment, so worker processes see it too
-        from beamscore.store_watch import TIMEOUT_ENV, store_timeout
+        from beamscore.store_watch import MAX_TIMEOUT_S, TIMEOUT_ENV, timeout_rule
 
+        if not 0 < args.store_timeout < MAX_TIMEOUT_S:  # named as given: 0, not '0.0'
+            raise UsageError(f"--store-timeout {timeout_rule()}, got {args.store_timeout:g}")
         os.environ[TIMEOUT_ENV] = repr(args.store_timeout)
-        store_timeout()  # refuses a value out of range
     config = load_yaml(args.config) if args.config else ScoreConfig()
     config = config.merged(
         {

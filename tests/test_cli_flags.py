@@ -176,6 +176,13 @@ def test_fast_checks_before_the_model_and_data_are_read(tmp_path, capsys):
     # no input yet: exit 75, try again later (exitcodes.EXIT_TEMPFAIL)
     assert main(["score", str(tmp_path), "--input", f"{tmp_path}/*.parquet", "--output", "o"]) == 75
     assert capsys.readouterr().err == f"beamscore: error: input '{tmp_path}/*.parquet' matches no files\n"
+    # the value as given (it said "between 0 and 86400, got '0.0'", and 0 is not allowed)
+    for given, shown in (("0", "0"), ("86400", "86400"), ("-1.5", "-1.5")):
+        line = one_error(capsys, ["score", str(tmp_path), "--input", "x", "--output", "o", "--store-timeout", given])
+        assert line == (
+            "beamscore: error: --store-timeout must be a number of seconds above 0 and below 86400 (a day), "
+            f"got {shown}"
+        )
     assert "--progress-every must be a number of seconds above 0" in one_error(
         capsys, ["score", str(tmp_path), "--input", str(config), "--output", "o", "--progress-every", "0"]
     )
