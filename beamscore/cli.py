@@ -28,7 +28,15 @@ from typing import Any
 
 from beamscore import exitcodes
 from beamscore.console import LOG_FORMATS, JsonLogFormatter, StderrLines
-from beamscore.errors import BeamscoreError, JobFailed, RowsFailed, Terminated, first_line, wrapped_message
+from beamscore.errors import (
+    BeamscoreError,
+    JobFailed,
+    RowsFailed,
+    Terminated,
+    TryLater,
+    first_line,
+    wrapped_message,
+)
 from beamscore.exitcodes import EXIT_CRASHED, EXIT_ROWS_FAILED
 from beamscore.flags import canonical, register_score_flags, split_beam_flags, unknown_flag_error
 
@@ -110,6 +118,14 @@ def program_versions() -> str:
             f"python       {platform.python_version()}",
         ]
     )
+
+
+#: ``beamscore report``'s exit codes (a scheduler's check of an output)
+REPORT_EXIT_CODES = """exit codes:
+  0    the output is finished and succeeded
+  1    the output is finished and failed (more rows failed than its limits allow)
+  2    not a beamscore output (no _manifest.json, no _units/ receipts)
+  75   unfinished: still being written, or interrupted (--resume finishes it); ask again later"""
 
 
 def exit_code_table() -> str:
@@ -239,7 +255,11 @@ def _parser() -> argparse.ArgumentParser:
     _common(doctor)
 
     report = sub.add_parser(
-        "report", help="summarise an output: rows, files, dead letters, outputs' distributions", allow_abbrev=False
+        "report",
+        help="summarise an output: rows, files, dead letters, outputs' distributions",
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=REPORT_EXIT_CODES,
     )
     report.add_argument("output", metavar="OUT", help="the output directory of a job (any fsspec URL)")
     report.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
@@ -272,7 +292,9 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
     model.add_argument("--model", metavar="MODEL", help="the model, as a flag (the same as MODEL)")
     _model_version(model, "to score with")
     model.add_argument("--signature", metavar="KEY", help="signature key (default: serving_default)")
-    model.add_argument("--tag-set", dest="tag_set", metavar="TAGS", help="MetaGraph tag set (default: serve)")
+    model.add_argument(
+        "--tag-set", dest="tag_set", metavar="TAGS", help="MetaGraph tag set (default: the only one, else serve)"
+    )
     model.add_argument(
         "--model-copies",
         dest="model_copies",
@@ -336,6 +358,13 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="read .npz/.npy object arrays (unpickles: only for files you trust)",
+    )
+    given.add_argument(
+        "--allow-empty",
+        dest="allow_empty",
+        action="store_true",
+        default=None,
+        help="score inputs that hold no rows as an empty result (default: exit 75, try again later)",
     )
     given.add_argument(
         "--rows-per-unit",
@@ -665,6 +694,8 @@ def _quiet_libraries(args: argparse.Namespace) -> None:
 
 #: the signals that end a job, and the exit code and words of each
 _SIGNALS = {signal.SIGTERM: (143, "terminated (SIGTERM)"), signal.SIGINT: (130, "interrupted")}
+if hasattr(signal, "SIGHUP"):  # the terminal or ssh session closed: as SIGTERM, with its own code
+    _SIGNALS[signal.SIGHUP] = (exitcodes.EXIT_HANGUP, "hung up (SIGHUP: the terminal or session closed)")
 #: signals received while the command ran (the first one decides the exit code)
 _received: list[int] = []
 #: the terminal's stderr, kept while a multi-process run points fd 2 at the worker log
@@ -693,6 +724,22 @@ def _exit_on_signal_at_once() -> None:
     for signum in _SIGNALS:
         signal.signal(signum, at_once)
     _at_thread_shutdown(ignore_while_exiting)
+    if hasattr(signal, "SIGQUIT"):
+        signal.signal(signal.SIGQUIT, _quit_at_once(stderr_fd))
+
+
+def _quit_at_once(stderr_fd: int) -> Any:
+    """SIGQUIT (Ctrl-\\) is the emergency stop, at any moment: one line and exit 131 at
+    once, without unwinding (no core dump; a shell that started the job ignoring SIGQUIT, as a
+    script's background job, no longer makes it a no-op). The claim is left: with this
+    process gone it is stale at once on this machine, and ``--resume`` continues the job."""
+
+    def quit_now(signum: int, frame: object) -> None:
+        with contextlib.suppress(Exception):
+            os.write(stderr_fd, b"beamscore: error: quit (SIGQUIT) at once, nothing cleaned up; rerun with --resume\n")
+        os._exit(exitcodes.EXIT_QUIT)
+
+    return quit_now
 
 
 @contextlib.contextmanager
@@ -722,7 +769,7 @@ def _sigterm_unwinds() -> Iterator[None]:
             # exited"): their tracebacks would land above the final line; a worker's own is in
             # the worker log
             threading.excepthook = lambda args: None
-            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+            raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum=signum)
 
     from beamscore import store_watch
 
@@ -801,10 +848,13 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         return _fail(str(exc), EXIT_ROWS_FAILED, args.debug)
     except JobFailed as exc:  # the job crashed: a worker, the runner or a store failed
         return _fail(str(exc), EXIT_CRASHED, args.debug)
+    except TryLater as exc:  # no input yet, an empty input, the output held: retry later
+        return _fail(str(exc), exitcodes.EXIT_TEMPFAIL, args.debug)
     except BeamscoreError as exc:
         return _fail(str(exc), EXIT_USAGE, args.debug)
     except (KeyboardInterrupt, Terminated) as exc:
-        what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        code, what = _SIGNALS.get(signum, _SIGNALS[signal.SIGTERM])
         what += f": {exc}" if str(exc) else ""
         hint = "; rerun with --resume to continue the job" if args.command == "score" else ""
         return _fail(f"{what}{hint}", code, args.debug)
@@ -884,10 +934,11 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     from beamscore.config import ScoreConfig, load_yaml
 
     if args.store_timeout is not None:  # through the environment, so worker processes see it too
-        from beamscore.store_watch import TIMEOUT_ENV, store_timeout
+        from beamscore.store_watch import MAX_TIMEOUT_S, TIMEOUT_ENV, timeout_rule
 
+        if not 0 < args.store_timeout < MAX_TIMEOUT_S:  # named as given: 0, not '0.0'
+            raise UsageError(f"--store-timeout {timeout_rule()}, got {args.store_timeout:g}")
         os.environ[TIMEOUT_ENV] = repr(args.store_timeout)
-        store_timeout()  # refuses a value out of range
     config = load_yaml(args.config) if args.config else ScoreConfig()
     config = config.merged(
         {
@@ -924,6 +975,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "table_as_of": args.table_as_of,
             "where": args.where,
             "raw_files": args.raw_files,
+            "allow_empty": args.allow_empty,
             "date": args.date,
         }
     )
@@ -1004,7 +1056,7 @@ def _check_before_imports(config: Any, config_file: str | None) -> None:
         if _plain_local(pattern):
             path = _local_path(pattern)
             if not os.path.exists(path) and not glob.glob(path, recursive=True):
-                raise BeamscoreError(f"input {pattern!r} matches no files")
+                raise TryLater(f"input {pattern!r} matches no files")
     if config.pipeline_options and not config.imports:
         from beamscore.flags import beam_options, suggestion
 
@@ -1091,6 +1143,8 @@ STATUS_OF_EXIT = {
     exitcodes.EXIT_ROWS_FAILED: "failed",
     exitcodes.EXIT_USAGE: "refused",
     exitcodes.EXIT_CRASHED: "crashed",
+    exitcodes.EXIT_TEMPFAIL: "retry_later",
+    exitcodes.EXIT_HANGUP: "hung_up",
     exitcodes.EXIT_INTERRUPTED: "interrupted",
     exitcodes.EXIT_TERMINATED: "terminated",
 }
@@ -1189,7 +1243,8 @@ def _worker_error(log: str) -> str | None:
 def _fail(message: str, code: int, debug: bool) -> int:
     if debug:
         traceback.print_exc()
-    print(f"beamscore: error: {message}", file=sys.stderr)
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone (EIO)
+        print(f"beamscore: error: {message}", file=sys.stderr)
     return code
 
 

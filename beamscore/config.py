@@ -19,7 +19,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, TryLater
 from beamscore.wording import flag
 
 __all__ = ["FIELD_TYPES", "MAX_CONFIG_BYTES", "PATH_KEYS", "SECTIONS", "ScoreConfig", "load_yaml"]
@@ -51,6 +51,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "table_as_of": "table_as_of",
         "where": "where",
         "raw_files": "raw_files",
+        "allow_empty": "allow_empty",
     },
     "output": {
         "path": "output",
@@ -79,7 +80,8 @@ class ScoreConfig:
     inputs: list[str] = field(default_factory=list)
     output: str = ""
     signature: str = "serving_default"
-    tag_set: str = "serve"
+    #: ``None``: the model's only tag set, else ``serve`` (as ``beamscore run`` picks it)
+    tag_set: str | None = None
     version: int | None = None
     format: str | None = None
     map: dict[str, str] = field(default_factory=dict)
@@ -107,6 +109,9 @@ class ScoreConfig:
     pipeline_options: dict[str, Any] = field(default_factory=dict)
     #: None: the workers plan the files when there are more than PLAN_ON_WORKERS_ABOVE
     plan_on_workers: bool | None = None
+    #: ``--allow-empty``: inputs that hold no rows are scored (an empty result, exit 0) rather
+    #: than refused with exit 75 (an upstream partition that has not landed yet)
+    allow_empty: bool = False
     #: ``--date``: the day filled into ``{date}`` and ``%Y``-style fields of the input and
     #: output paths (``YYYY-MM-DD``, ``today``, ``yesterday``; default today in UTC)
     date: Any = None
@@ -198,7 +203,7 @@ class ScoreConfig:
             for pattern in self.inputs:
                 path = _local_path(pattern)
                 if _local(pattern) and not os.path.exists(path) and not glob.glob(path):
-                    raise BeamscoreError(f"{origin} resolves to {pattern}, which matches no files ({where})")
+                    raise TryLater(f"{origin} resolves to {pattern}, which matches no files ({where})")
 
     def merged(self, overrides: dict[str, Any]) -> ScoreConfig:
         """A copy with every non-``None`` override applied (flags over the file)."""
@@ -269,6 +274,7 @@ FIELD_TYPES: dict[str, str] = {
     "table_as_of": _STR,
     "where": _STR,
     "raw_files": _BOOL,
+    "allow_empty": _BOOL,
     "output": _STR,
     "output_format": _STR,
     "output_compression": _STR,

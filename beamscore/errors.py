@@ -9,12 +9,14 @@ other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import re
+import signal
 
 __all__ = [
     "BeamscoreError",
     "JobFailed",
     "RowsFailed",
     "Terminated",
+    "TryLater",
     "describe_failure",
     "first_line",
     "summarise",
@@ -26,12 +28,23 @@ class BeamscoreError(Exception):
     """A user-facing error: the message is the whole story, no traceback needed."""
 
 
+class TryLater(BeamscoreError):
+    """A refusal that the same job, run again later, may not meet: no input matches yet, the
+    input holds no rows yet, another job holds the output. Nothing is written; the CLI exits
+    75 (EX_TEMPFAIL), so a scheduler retries it rather than calling someone to fix the job."""
+
+
 class Terminated(BaseException):
     """The launcher got SIGTERM (a scheduler's timeout, a Kubernetes pod stopping): raised
     in the main thread so the job unwinds as for Ctrl-C, releasing its claim on the output
     (a claim left behind would refuse the scheduler's retry on another machine for minutes)
     and cancelling a job running on a remote runner. A ``BaseException``, like
-    ``KeyboardInterrupt``, so that no ``except Exception`` swallows it."""
+    ``KeyboardInterrupt``, so that no ``except Exception`` swallows it. ``signum`` is the
+    signal: SIGTERM, or SIGHUP (the terminal or ssh session closed), handled alike."""
+
+    def __init__(self, *args: object, signum: int = signal.SIGTERM) -> None:
+        super().__init__(*args)
+        self.signum = int(signum)
 
 
 class JobFailed(BeamscoreError):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import fsspec
 from fsspec.core import url_to_fs
 
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, TryLater
 from beamscore.store_watch import client_options
 from beamscore.stores import check_reachable
 
@@ -249,7 +249,7 @@ def list_files(patterns: list[str]) -> list[FileFacts]:
             infos.update(inside)
         matches = sorted(infos)
         if not matches:
-            raise BeamscoreError(f"input {pattern!r} matches no files")
+            raise TryLater(f"input {pattern!r} matches no files")
         for m in matches:
             url = unstrip(fs, m)
             if url not in seen:

@@ -15,6 +15,7 @@ one bin, ``(max - min) / BINS``). Neither TensorFlow nor Beam is imported.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import math
@@ -32,6 +33,7 @@ import pyarrow.parquet as pq
 from beamscore import fs as bfs
 from beamscore.console import human_size
 from beamscore.errors import BeamscoreError
+from beamscore.exitcodes import EXIT_OK, EXIT_ROWS_FAILED, EXIT_TEMPFAIL
 from beamscore.paths import safe_component
 from beamscore.tables.snapshot import table_line
 
@@ -202,6 +204,7 @@ def build(output: str, *, batch_rows: int = BATCH_ROWS) -> Report:
         names = manifest.get("columns", {}).get("outputs") or []
         status, detail = _status(manifest)
         model = dict(manifest.get("model", {}))
+        started = manifest.get("started")
     else:
         receipts = _receipts(fs, root)
         if not receipts and not job:
@@ -215,6 +218,7 @@ def build(output: str, *, batch_rows: int = BATCH_ROWS) -> Report:
         status = "unfinished"
         of = f" of {planned:,}" if planned else ""
         detail = f"no {MANIFEST}: {units:,}{of} units committed; rerun with --resume to finish the job"
+        started = _job_started(fs, posixpath.join(root, UNITS, JOB))
         model = {
             "path": job.get("model_path"),
             "fingerprint": job.get("model_fingerprint"),
@@ -244,11 +248,22 @@ def build(output: str, *, batch_rows: int = BATCH_ROWS) -> Report:
         error_files=error_files,
         reasons=reasons,
         columns=columns,
-        started=(manifest or {}).get("started"),
+        started=started,
         finished_at=(manifest or {}).get("finished"),
         skipped_columns=skipped,
         table=(manifest or {}).get("table") or job.get("table"),
     )
+
+
+def _job_started(fs: Any, path: str) -> str | None:
+    """When an unfinished job started: its job file's time (written as it starts), UTC."""
+    try:
+        when = fs.modified(path)
+    except (OSError, NotImplementedError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
 def _read_json(fs: Any, path: str) -> dict | None:
@@ -526,7 +541,7 @@ def render_text(report: Report, max_files: int = 20) -> str:
     if report.table:
         lines.append(f"table:       {table_line(report.table)}")
     if report.started:
-        lines.append(f"ran:         {report.started} to {report.finished_at}")
+        lines.append(f"ran:         {report.started} to {report.finished_at or 'not finished'}")
     share = f" ({report.rows_failed / report.rows_in:.2%})" if report.rows_in else ""
     lines.append(f"rows:        in {report.rows_in:,}, out {report.rows_out:,}, failed {report.rows_failed:,}{share}")
     total_bytes = sum(f.bytes for f in report.files)
@@ -647,8 +662,8 @@ def render_html(report: Report, max_files: int = 10_000) -> str:
         ("rows_out", report.rows_out, f"{report.rows_out:,}"),
         ("rows_failed", report.rows_failed, f"{report.rows_failed:,}"),
         ("units", report.units, f"{report.units:,}"),
-        ("started", report.started, esc(str(report.started))),
-        ("finished", report.finished_at, esc(str(report.finished_at))),
+        ("started", report.started, esc(report.started or "not recorded")),
+        ("finished", report.finished_at, esc(report.finished_at or "not finished")),
     ]
     out = [
         "<!DOCTYPE html>",
@@ -742,4 +757,13 @@ def main(output: str, *, html_path: str | None = None, as_json: bool = False) ->
     print(json.dumps(report.to_json(), indent=2) if as_json else render_text(report), end="" if not as_json else "\n")
     if html_path:
         print(f"html: {html_path}") if not as_json else None
-    return 0
+    return exit_code(report)
+
+
+def exit_code(report: Report) -> int:
+    """What a scheduler that reads ``beamscore report``'s exit code needs: 0 for a finished,
+    succeeded output; 1 for a failed one (too many failed rows); 75 (try again later) for one
+    still being written or interrupted (no manifest yet)."""
+    if report.status == "unfinished":
+        return EXIT_TEMPFAIL
+    return EXIT_OK if report.status == "succeeded" else EXIT_ROWS_FAILED

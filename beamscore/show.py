@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 
+from beamscore import fs as bfs
 from beamscore.console import human_size
 from beamscore.model.inspect import MetaGraphInfo, ModelInfo, SignatureInfo, TensorSpec
 
@@ -54,11 +55,36 @@ def render_text(info: ModelInfo, tag_set: str | None, signature: str | None, sho
                 lines.extend(_sig_lines(sig))
         if show_all:
             lines.extend(_graph_lines(mg))
+    if signature is None and not show_all and any(mg.signatures for mg in info.meta_graphs):
+        first = next(k for mg in info.meta_graphs for k in mg.signatures)
+        lines += ["", f"inputs and outputs: add --signature NAME (e.g. --signature {first}); everything: --all"]
     return "\n".join(lines)
 
 
 def warnings(info: ModelInfo) -> list[str]:
-    """What ``show`` warns about on stderr: a missing ``variables/`` directory."""
+    """What ``show`` warns about on stderr: a missing ``variables/`` directory, and asset files
+    the graph reads that are not under ``assets/``."""
+    return [*_variables_warnings(info), *_assets_warnings(info)]
+
+
+def _assets_warnings(info: ModelInfo) -> list[str]:
+    wanted = sorted({name for mg in info.meta_graphs for name in mg.assets})
+    if not wanted:
+        return []
+    fs, path = bfs.filesystem(info.path)
+    missing = [name for name in wanted if not fs.exists(bfs.join(path, "assets", name))]
+    if not missing:
+        return []
+    users = "; ".join(mg.tag_str for mg in info.meta_graphs if set(mg.assets) & set(missing))
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    where = "has no assets/ directory" if not fs.exists(bfs.join(path, "assets")) else "lacks asset files"
+    return [
+        f"{info.path} {where}, but tag set(s) {users} read {shown} from it: the model will not load "
+        "(was it copied without assets/?)"
+    ]
+
+
+def _variables_warnings(info: ModelInfo) -> list[str]:
     if info.variables_bytes is not None:
         return []
     needing = [mg.tag_str for mg in info.meta_graphs if mg.has_variables]

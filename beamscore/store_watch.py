@@ -75,9 +75,18 @@ def store_timeout() -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not 0 < value < 86400:
-        raise BeamscoreError(f"--store-timeout / {TIMEOUT_ENV} must be seconds between 0 and 86400, got {text!r}")
+    if not 0 < value < MAX_TIMEOUT_S:
+        raise BeamscoreError(f"{TIMEOUT_ENV} {timeout_rule()}, got {text!r}")
     return value
+
+
+#: the store timeout's upper bound (a day), exclusive
+MAX_TIMEOUT_S = 86400
+
+
+def timeout_rule() -> str:
+    """The store timeout's rule, in words: 0 itself is out (it said "between 0 and 86400")."""
+    return f"must be a number of seconds above 0 and below {MAX_TIMEOUT_S} (a day)"
 
 
 def client_options(protocol: str) -> dict[str, Any]:

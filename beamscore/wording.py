@@ -107,7 +107,7 @@ def bare(name: str, front: str | None = None) -> str:
 
 
 #: config fields whose CLI flag is not ``--`` + the field with dashes
-_FLAGS = {"inputs": "--input", "imports": "--import", "model_copies": "--model-copies"}
+_FLAGS = {"inputs": "--input", "imports": "--import", "model_copies": "--model-copies", "version": "--model-version"}
 
 
 def flag(name: str, front: str | None = None) -> str:

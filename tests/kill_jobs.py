@@ -25,15 +25,26 @@ def kill_midway(
     at_least: int,
     timeout: float = 120,
     sig: int = signal.SIGKILL,
+    ignoring: tuple[int, ...] = (),
 ) -> subprocess.Popen:
     """Run ``python -m beamscore ARGS`` and send it ``sig`` (SIGKILL: a lost machine;
     SIGTERM: a scheduler's timeout) once ``done() >= at_least``.
 
     Fails the test when the job ends first (the job is too quick to catch: make it slower).
-    Returns the reaped process, its stderr as ``proc.stderr_text``.
+    ``ignoring``: signals the process starts with ignored (as a script's background job starts
+    with SIGINT and SIGQUIT ignored). Returns the reaped process, its stderr as ``proc.stderr_text``.
     """
+
+    def ignore() -> None:
+        for signum in ignoring:
+            signal.signal(signum, signal.SIG_IGN)
+
     proc = subprocess.Popen(
-        [sys.executable, "-m", "beamscore", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env)
+        [sys.executable, "-m", "beamscore", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+        preexec_fn=ignore if ignoring else None,
     )
     deadline = time.monotonic() + timeout
     try:

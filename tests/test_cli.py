@@ -238,7 +238,6 @@ def test_big_file_is_split_into_units(models, tmp_path):
         (["--model", "/nonexistent/model"], "model '/nonexistent/model' does not exist"),
         (["--signature", "classify"], "signature 'classify' not found in"),
         (["--tag-set", "serve,gpu"], "tag set 'gpu,serve' not found in"),
-        (["--input", "/nonexistent/*.parquet"], "input '/nonexistent/*.parquet' matches no files"),
         (["--map", "x=nope"], "no column 'nope' for signature input 'x'"),
         (["--keep", "nope"], "no column 'nope' to --keep"),
         (["--outputs", "nope"], "--outputs nope not produced by signature 'serving_default'"),

@@ -156,11 +156,14 @@ def test_score_help_groups_defaults_examples_and_exit_codes(capsys):
     examples = text.split("\nexamples:\n", 1)[1].split("\nexit codes:\n")[0]
     assert examples.count("  beamscore score ") == 3
     table = text.split("\nexit codes:\n", 1)[1]
-    for code in (0, 1, 2, 3, 130, 143):
+    for code in (0, 1, 2, 3, 75, 129, 130, 143):
         assert f"\n  {code:<5}" in "\n" + table, code
     assert "_SUCCESS" in table and "--resume continues" in table
+    assert "EX_TEMPFAIL" in table and "--allow-empty" in table
     assert main(["--help"]) == 0
     assert "exit codes:" in capsys.readouterr().out
+    assert main(["report", "--help"]) == 0
+    assert "\n  75   unfinished: still being written, or interrupted" in capsys.readouterr().out
 
 
 def test_fast_checks_before_the_model_and_data_are_read(tmp_path, capsys):
@@ -170,8 +173,16 @@ def test_fast_checks_before_the_model_and_data_are_read(tmp_path, capsys):
     assert "missing --model, --input, --output" in one_error(capsys, ["score"])
     line = one_error(capsys, ["score", str(tmp_path / "none"), "--input", "x", "--output", str(tmp_path / "o")])
     assert line == f"beamscore: error: model '{tmp_path / 'none'}' does not exist"
-    line = one_error(capsys, ["score", str(tmp_path), "--input", f"{tmp_path}/*.parquet", "--output", "o"])
-    assert line == f"beamscore: error: input '{tmp_path}/*.parquet' matches no files"
+    # no input yet: exit 75, try again later (exitcodes.EXIT_TEMPFAIL)
+    assert main(["score", str(tmp_path), "--input", f"{tmp_path}/*.parquet", "--output", "o"]) == 75
+    assert capsys.readouterr().err == f"beamscore: error: input '{tmp_path}/*.parquet' matches no files\n"
+    # the value as given (it said "between 0 and 86400, got '0.0'", and 0 is not allowed)
+    for given, shown in (("0", "0"), ("86400", "86400"), ("-1.5", "-1.5")):
+        line = one_error(capsys, ["score", str(tmp_path), "--input", "x", "--output", "o", "--store-timeout", given])
+        assert line == (
+            "beamscore: error: --store-timeout must be a number of seconds above 0 and below 86400 (a day), "
+            f"got {shown}"
+        )
     assert "--progress-every must be a number of seconds above 0" in one_error(
         capsys, ["score", str(tmp_path), "--input", str(config), "--output", "o", "--progress-every", "0"]
     )

@@ -65,6 +65,15 @@ def test_model_imports_key(tmp_path):
         ScoreConfig(model="m", inputs=["a"], output="o", imports=[3]).validate()
 
 
+def test_allow_empty_key(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("model: {path: m}\ninput: {paths: a, allow_empty: true}\noutput: {path: o}\n")
+    assert load_yaml(str(path)).allow_empty is True
+    path.write_text("model: {path: m}\ninput: {paths: a, allow_empty: 'yes'}\noutput: {path: o}\n")
+    with pytest.raises(BeamscoreError, match="allow_empty"):
+        load_yaml(str(path))
+
+
 def test_plan_on_workers_is_true_false_or_unset():
     base = {"model": "m", "inputs": ["i"], "output": "o"}
     for value in (None, True, False):

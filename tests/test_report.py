@@ -3,6 +3,7 @@ checked against the files themselves (parsed back with html.parser, not by strin
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -168,9 +169,16 @@ def test_an_unfinished_output_is_reported_from_its_receipts(out, tmp_path, capsy
     shutil.copytree(out, copy)
     os.remove(copy / "_manifest.json")
     os.remove(copy / "_units" / "part-00001-00002.json")
-    assert main(["report", str(copy), "--json"]) == 0
+    assert main(["report", str(copy), "--json"]) == 75  # still being written, or interrupted: ask again later
     got = json.loads(capsys.readouterr().out)
     assert got["status"] == "unfinished" and got["units"] == 5 and got["units_planned"] == 6
+    job_time = dt.datetime.fromtimestamp((copy / "_units" / "_job.json").stat().st_mtime, dt.UTC)
+    assert got["started"] == job_time.isoformat(timespec="seconds") and got["finished"] is None
+    assert main(["report", str(copy)]) == 75
+    assert f"ran:         {got['started']} to not finished" in capsys.readouterr().out
+    page = _parse(report.render_html(report.build(str(copy))))
+    (started,) = [a for a in page.with_attr("data-fact") if a["data-fact"] == "started"]
+    assert started["data-value"] == got["started"]
     receipts = [json.loads(p.read_text()) for p in sorted((copy / "_units").glob("part-*.json"))]
     assert got["rows_in"] == sum(r["rows_in"] for r in receipts) == 500
     assert got["rows_out"] + got["rows_failed"] == got["rows_in"]
@@ -270,6 +278,7 @@ def test_status_failed_from_the_limits_or_the_manifests_own_words(out, tmp_path)
     (copy / "_manifest.json").write_text(json.dumps(manifest))
     got = report.build(str(copy))
     assert (got.status, got.status_detail) == ("failed", "20 of 600 rows failed, said the job")
+    assert main(["report", str(copy)]) == 1  # a failed output: a scheduler's check fails
 
 
 def test_npy_output(models, tmp_path, capsys):

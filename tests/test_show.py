@@ -42,6 +42,50 @@ def test_default_view_lists_tag_sets_and_signature_keys(models, capsys):
     assert "tag sets:     serve\n" in text
     assert "tag set 'serve': signatures embed, serving_default" in text
     assert "inputs:" not in text  # keys only, as saved_model_cli --tag_set does
+    # and says how to see more (it listed names with no hint of --signature or --all)
+    assert text.rstrip().endswith(
+        "inputs and outputs: add --signature NAME (e.g. --signature embed); everything: --all"
+    )
+    assert "add --signature NAME" not in show(capsys, models["two_sig"], "--signature", "embed")
+
+
+class Vocab(tf.Module):
+    def __init__(self, vocab: str):
+        super().__init__()
+        init = tf.lookup.TextFileInitializer(
+            vocab, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER
+        )
+        self.table = tf.lookup.StaticHashTable(init, -1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="word")])
+    def serve(self, word):
+        return {"id": self.table.lookup(word)}
+
+
+def test_missing_assets_are_warned_about(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("a\nb\nc\n")
+    model = str(tmp_path / "model")
+    module = Vocab(str(vocab))
+    tf.saved_model.save(module, model, signatures={"serving_default": module.serve})
+    assert os.listdir(os.path.join(model, "assets")) == ["vocab.txt"]
+
+    def warned() -> str:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            assert main(["show", model]) == 0
+        return err.getvalue()
+
+    assert warned() == ""
+    os.remove(os.path.join(model, "assets", "vocab.txt"))
+    assert warned() == (
+        f"beamscore: warning: {model} lacks asset files, but tag set(s) serve read vocab.txt from it: "
+        "the model will not load (was it copied without assets/?)\n"
+    )
+    os.rmdir(os.path.join(model, "assets"))
+    assert "has no assets/ directory, but tag set(s) serve read vocab.txt" in warned()
+    with pytest.raises(Exception, match=r"vocab\.txt"):  # what the warning foretells
+        tf.saved_model.load(model)
 
 
 def test_signature_view_matches_loaded_signature(models, capsys):

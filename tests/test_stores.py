@@ -168,5 +168,5 @@ def test_client_timeouts_are_storage_options_under_the_users_settings(monkeypatc
     assert client_options("s3") == {"config_kwargs": {"connect_timeout": 10.0, "read_timeout": 600}}
     assert client_options("gs") == {}
     monkeypatch.setenv("BEAMSCORE_STORE_TIMEOUT", "soon")
-    with pytest.raises(BeamscoreError, match="--store-timeout / BEAMSCORE_STORE_TIMEOUT must be seconds"):
+    with pytest.raises(BeamscoreError, match="BEAMSCORE_STORE_TIMEOUT must be a number of seconds above 0"):
         client_options("s3")

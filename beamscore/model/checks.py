@@ -186,15 +186,31 @@ def check_outputs(path: str, signature: SignatureInfo, outputs: list[str]) -> No
     for key in outputs:
         spec = signature.outputs[key]
         _check_output_dtype(signature, key, outputs)
-        if spec.shape is None or (len(spec.shape) > 0 and spec.shape[0] in (None, batch)):
+        if _per_row(signature, key, batch):
             continue
-        others = [o for o in signature.outputs if o != key]
+        # only outputs that would pass: a hint naming another scalar output is refused in turn
+        others = [o for o in sorted(signature.outputs) if o != key and _writable(signature, o, batch)]
         why = "a scalar" if not spec.shape else f"a fixed first dimension of {spec.shape[0]}"
         hint = f"leave it out with {option('outputs', wording.names(others))}" if others else "re-export the signature"
         raise BeamscoreError(
             f"output {key!r} of signature {signature.key!r} has shape {spec.shape_str()}, {why}, "
             f"not one row per input row; {hint}"
         )
+
+
+def _per_row(signature: SignatureInfo, key: str, batch: int | None) -> bool:
+    """Whether output ``key`` has one row per input row (or a shape we cannot know)."""
+    shape = signature.outputs[key].shape
+    return shape is None or (len(shape) > 0 and shape[0] in (None, batch))
+
+
+def _writable(signature: SignatureInfo, key: str, batch: int | None) -> bool:
+    """Whether output ``key`` passes :func:`check_outputs`: one row per input row, a dtype we write."""
+    try:
+        output_dtype(signature.outputs[key].dtype)
+    except BeamscoreError:
+        return False
+    return _per_row(signature, key, batch)
 
 
 def _check_output_dtype(signature: SignatureInfo, key: str, outputs: list[str]) -> None:

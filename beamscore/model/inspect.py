@@ -27,6 +27,7 @@ __all__ = [
     "ModelInfo",
     "SignatureInfo",
     "TensorSpec",
+    "default_tag_set",
     "inspect_model",
     "parse_tags",
 ]
@@ -153,6 +154,9 @@ class MetaGraphInfo:
     has_object_graph: bool = True
     #: Whether the graph holds variables (so ``variables/`` must be there and readable).
     has_variables: bool = False
+    #: The files under ``assets/`` the graph reads (vocabularies of lookup tables...), from
+    #: its ``asset_file_def``: a model copied without them fails when it loads.
+    assets: tuple[str, ...] = ()
 
     @property
     def tag_str(self) -> str:
@@ -201,6 +205,14 @@ class ModelInfo:
     def to_dict(self) -> dict:
         """A JSON-ready view, used by ``show --json`` and the manifest."""
         return dataclasses.asdict(self)
+
+
+def default_tag_set(info: ModelInfo) -> str:
+    """The tag set a job uses when none is given: the model's only one (an export with just
+    ``serve,gpu``), else ``serve``; spelt as :func:`parse_tags` sorts it."""
+    if len(info.meta_graphs) == 1:
+        return ",".join(info.meta_graphs[0].tags)
+    return DEFAULT_TAGS
 
 
 def parse_tags(tags: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -386,6 +398,7 @@ def _parse_saved_model(raw: bytes, url: str, text: bool = False) -> tuple[MetaGr
                 functions=_functions_or_none(mg, url),
                 has_object_graph=bool(mg.object_graph_def.nodes),
                 has_variables=_has_variables(mg),
+                assets=tuple(sorted({a.filename for a in mg.asset_file_def if a.filename})),
             )
         )
     return tuple(graphs)

@@ -36,7 +36,7 @@ from typing import Any
 import fsspec
 
 from beamscore import fs as bfs
-from beamscore.errors import BeamscoreError
+from beamscore.errors import TryLater
 from beamscore.store_watch import mark_written
 from beamscore.transforms.temp import TEMP_DIR, temp_path
 
@@ -73,7 +73,7 @@ class Claim:
         if not claim._create() and not claim._create_if_released():
             other = claim._read()
             if other is not None and not _stale(other):
-                raise BeamscoreError(_held_message(output, other))
+                raise TryLater(_held_message(output, other))
             print(
                 f"beamscore: warning: taking over the stale claim on {output} "
                 f"({_describe(other) if other else 'unreadable claim file'})",
@@ -83,10 +83,10 @@ class Claim:
                 bfs.remove_file(claim.fs, claim.path)
             if not claim._create():
                 other = claim._read()
-                raise BeamscoreError(_held_message(output, other or {}))
+                raise TryLater(_held_message(output, other or {}))
         mine = claim._read()
         if mine is None or mine.get("token") != claim.token:
-            raise BeamscoreError(_held_message(output, mine or {}))
+            raise TryLater(_held_message(output, mine or {}))
         mark_written()  # from here on, a stalled store fails the job (exit 3), not a refusal
         _barrier("after")
         claim._thread = threading.Thread(target=claim._beat, name="beamscore-claim", daemon=True)

@@ -31,7 +31,7 @@ from fsspec.utils import glob_translate
 
 from beamscore import fs as bfs
 from beamscore.config import ScoreConfig
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, TryLater
 from beamscore.io import sink_for, source_for
 from beamscore.io.base import Sink, Source, WorkUnit, part_name
 from beamscore.io.keep import job_keep_types
@@ -39,7 +39,8 @@ from beamscore.io.pad import parse_pad
 from beamscore.io.schemas import SameSchema
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.checks import check_jit_signature, check_model_files, check_outputs, import_modules
-from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model, parse_tags
+from beamscore.model.content import model_files
+from beamscore.model.inspect import ModelInfo, SignatureInfo, default_tag_set, inspect_model, parse_tags
 from beamscore.model.loader import ModelSpec, remember
 from beamscore.paths import check_name_lengths, safe_component
 from beamscore.pipelines.survey import PlanningProgress, survey
@@ -101,6 +102,8 @@ class Plan:
     planning_s: dict[str, float] = field(default_factory=dict)
     #: the input table's snapshot, when the input is a table (:mod:`beamscore.tables`)
     table: TableSnapshot | None = None
+    #: every model file's size and checksum (:func:`~beamscore.model.content.model_files`)
+    model_files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def read_columns(self) -> list[str]:
@@ -118,9 +121,10 @@ class Plan:
                 "fingerprint": self.model.fingerprint,
                 "fingerprint_computed": self.model.fingerprint_computed,
                 "signature": self.signature.key,
-                "tag_set": self.config.tag_set,
+                "tag_set": ",".join(parse_tags(self.config.tag_set)),  # one spelling, as in settings
                 "copies": self.config.model_copies,
                 "jit_compile": self.config.jit_compile,
+                "files": self.model_files,
             },
             "inputs": self.files,
             "input_format": self.source.format,
@@ -210,6 +214,7 @@ class Planning:
     table: TableSnapshot | None = None
     #: seconds each step took, by name (the manifest's ``metrics.planning``)
     timings: dict[str, float] = field(default_factory=dict)
+    model_files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def plan(self) -> Plan:
         """The finished :class:`Plan` (after every step has run)."""
@@ -242,6 +247,7 @@ class Planning:
             schema_check=self.check,
             planning_s=dict(self.timings),
             table=self.table,
+            model_files=self.model_files,
         )
 
 
@@ -256,8 +262,9 @@ def step_model(s: Planning) -> None:
     config = s.config
     import_modules(config.imports)  # custom op libraries register their ops before the checks
     s.info = remember(inspect_model(config.model, config.version))  # a local runner's load reuses it
-    s.config = dataclasses.replace(config, output=resolve_output(config.output, s.info, s.now))
-    s.signature = s.info.signature(config.signature, config.tag_set)
+    tag_set = ",".join(parse_tags(config.tag_set)) if config.tag_set else default_tag_set(s.info)
+    s.config = dataclasses.replace(config, output=resolve_output(config.output, s.info, s.now), tag_set=tag_set)
+    s.signature = s.info.signature(config.signature, tag_set)
 
 
 def step_model_files(s: Planning) -> None:
@@ -273,6 +280,13 @@ def step_model_files(s: Planning) -> None:
         )
     if config.jit_compile:
         check_jit_signature(_found(s.signature))
+
+
+def step_model_content(s: Planning) -> None:
+    """Every model file's size and checksum, for a ``--resume`` to find the same weights
+    whatever ``fingerprint.pb`` says (:mod:`beamscore.model.content`)."""
+    fs, path = bfs.filesystem(_found(s.info).path)
+    s.model_files = model_files(fs, path)
 
 
 def step_inputs(s: Planning) -> None:
@@ -428,6 +442,25 @@ def step_units(s: Planning) -> None:
     s.keep_types = job_keep_types(s.first_types, None if s.on_workers else s.check.keep_specs)
 
 
+def step_empty_input(s: Planning) -> None:
+    """Inputs that hold no rows (an upstream partition written empty, or not filled yet) are
+    refused with exit 75, try again later, unless ``--allow-empty``: an empty result with
+    ``_SUCCESS`` would tell the scheduler the day was scored. Where the workers plan the
+    files, their rows are not known here and the job runs."""
+    config, source = s.config, _found(s.source)
+    if config.allow_empty or s.on_workers:
+        return
+    sizes = [f.size for f in s.facts]
+    empty = sum(u.rows for u in s.units) == 0 if source.counts_rows else all(size == 0 for size in sizes)
+    if not empty:
+        return
+    files = len(s.files)
+    raise TryLater(
+        f"input {', '.join(config.inputs)} holds no rows ({files} file{'s' if files != 1 else ''}, 0 rows); "
+        f"try again when the data has landed, or pass {flag('allow_empty')} to write an empty result"
+    )
+
+
 def step_batch_size(s: Planning) -> None:
     """``--batch-size``, or about :data:`TARGET_BATCH_BYTES` of input per batch."""
     s.batch_size = s.config.batch_size or _default_batch_size(s.bindings)
@@ -437,6 +470,7 @@ def step_batch_size(s: Planning) -> None:
 STEPS: list[tuple[str, Step]] = [
     ("model", step_model),
     ("model files", step_model_files),
+    ("model content", step_model_content),
     ("inputs", step_inputs),
     ("stale reads", step_stale_reads),
     ("output", step_output),
@@ -445,6 +479,7 @@ STEPS: list[tuple[str, Step]] = [
     ("keep", step_keep),
     ("outputs", step_outputs),
     ("units", step_units),
+    ("empty input", step_empty_input),
     ("batch size", step_batch_size),
 ]
 

@@ -18,6 +18,7 @@ Everything here runs while the job holds the output's claim
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -26,7 +27,8 @@ from typing import Any
 import fsspec
 
 from beamscore import fs as bfs
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, Terminated
+from beamscore.model.content import changed_file
 from beamscore.pipelines.claim import CLAIM_FILE, Claim
 from beamscore.pipelines.overwrite import (
     JOB_FILE,
@@ -40,10 +42,10 @@ from beamscore.pipelines.overwrite import (
 from beamscore.pipelines.plan import Plan
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.dead_letters import ERRORS_DIR
-from beamscore.transforms.manifest import MANIFEST, mark_success
+from beamscore.transforms.manifest import MANIFEST, mark_success, remove_temporary
 from beamscore.transforms.receipts import UNITS_DIR, completed_units, planned_units
 from beamscore.transforms.temp import TEMP_DIR
-from beamscore.wording import option
+from beamscore.wording import flag, option
 
 __all__ = [
     "IDENTITY_NAMES",
@@ -84,7 +86,13 @@ class Started:
     def __enter__(self) -> Started:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        stopped = kind is not None and issubclass(kind, (KeyboardInterrupt, Terminated))
+        if stopped and self.claim is not None and not self.keep_claim:
+            # stopped by a signal here (SIGTERM, SIGHUP, Ctrl-C): nothing of this run writes any
+            # more, so its half-written files go with its claim (a resume would remove them too)
+            with contextlib.suppress(Exception):
+                remove_temporary(self.claim.output)
         self.release()
 
 
@@ -103,11 +111,13 @@ def job_identity(plan: Plan) -> dict[str, Any]:
         "version": settings.pop("version"),  # the model first: a new model explains other changes
         "model_fingerprint": plan.model.fingerprint,
         "model_path": plan.model.path,
+        "model_files": plan.model_files,  # by content: fingerprint.pb may stay when variables/ change
         **settings,
         # the snapshot read (before its files, which follow from it): a --resume reads the same one
         **({"table": plan.table.identity()} if plan.table is not None else {}),
         "inputs": list(plan.files),
         "input_format": plan.source.format,
+        "rows_per_unit": plan.config.rows_per_unit,
         "units": [[u.name, u.rows] for u in plan.units],
     }
     if plan.on_workers:  # the workers split the files: their file receipts list the units
@@ -133,6 +143,8 @@ IDENTITY_NAMES = {
     "fixed_batch_size": "--batch-size (with --jit-compile)",
     "model_fingerprint": "the model (fingerprint)",
     "model_path": "the model path",
+    "model_files": "the model's files",
+    "rows_per_unit": "--rows-per-unit",
     "inputs": "the input files",
     "input_format": "the input format",
     "table": "the input table's snapshot",
@@ -246,6 +258,10 @@ def _check_existing(plan: Plan, identity: dict[str, Any], found: Survey, started
         if key not in before:
             continue
         if before[key] != value:
+            if key == "model_files":
+                _refuse_model_files(config.output, before[key], value, plan)
+            if key == "units":
+                _refuse_units(config.output, before, identity)
             raise BeamscoreError(
                 f"{option('resume')}: output {config.output!r} was started by a different job: "
                 f"{IDENTITY_NAMES.get(key, key)} was {_short(before[key])}, now {_short(value)}; "
@@ -281,6 +297,61 @@ def _check_inputs(output: str, before: dict[str, Any] | None, now: dict[str, Any
         )
 
 
+def _refuse_model_files(output: str, before: Any, now: dict[str, Any], plan: Plan) -> None:
+    """The model's files differ from those the job started with: name the first that changed."""
+    changed = changed_file(before, now) if isinstance(before, dict) else None
+    if changed is None:
+        return
+    same = "fingerprint.pb still names the same export" if not plan.model.fingerprint_computed else "same path"
+    raise BeamscoreError(
+        f"{option('resume')}: the model {plan.model.path} changed in place since {output} was started "
+        f"({same}): {changed}; resuming would mix results of the old and the new weights: export the new "
+        f"model as a new version directory and score it into a new output ({flag('version')} N), or pass "
+        f"{option('overwrite')} to rescore every unit with it"
+    )
+
+
+def _refuse_units(output: str, before: dict[str, Any], identity: dict[str, Any]) -> None:
+    """The inputs split into other work units: name the first file whose rows changed, old and
+    new, rather than both unit lists."""
+    old, new = _rows_by_file(before.get("units")), _rows_by_file(identity.get("units"))
+    if old is None or new is None:
+        return
+    inputs = identity.get("inputs") or []
+    for index in sorted(set(old) | set(new)):
+        (old_rows, old_units), (new_rows, new_units) = old.get(index, (0, 0)), new.get(index, (0, 0))
+        name = inputs[index] if index < len(inputs) else f"input file {index}"
+        if old_rows != new_rows:
+            raise BeamscoreError(
+                f"{option('resume')}: input {name} had {old_rows} rows when {output} was started, now {new_rows}; "
+                f"resuming would mix rows of the old and the new file: pass {option('overwrite')} to start again"
+            )
+        if old_units != new_units:
+            raise BeamscoreError(
+                f"{option('resume')}: input {name} was split into {old_units} work units when {output} was "
+                f"started, now {new_units} (same {new_rows} rows; was {flag('rows_per_unit')} changed?): "
+                f"rerun with the first run's {flag('rows_per_unit')}, or pass {option('overwrite')} to start again"
+            )
+
+
+def _rows_by_file(units: Any) -> dict[int, tuple[int, int]] | None:
+    """``{file index: (rows, units)}`` from a job's ``[[part-FFFFF-UUUUU, rows], ...]``."""
+    if not isinstance(units, list):
+        return None
+    found: dict[int, tuple[int, int]] = {}
+    for entry in units:
+        try:
+            name, rows = entry
+            index = int(str(name).split("-")[1])
+        except (ValueError, IndexError, TypeError):
+            return None
+        total, count = found.get(index, (0, 0))
+        found[index] = (total + int(rows or 0), count + 1)
+    return found
+
+
 def _short(value: Any) -> str:
+    if value is None:
+        return "not given (the default)"
     text = json.dumps(value)
     return text if len(text) <= 120 else text[:117] + "..."

@@ -167,7 +167,7 @@ def _run_plan(plan: Plan, options: PipelineOptions, progress: bool, progress_eve
                 running.wait_until_finish()
             except Exception as exc:  # a worker failed: say why in one line
                 raise JobFailed(f"the job failed: {describe_failure(exc)}") from exc
-            except Terminated:  # SIGTERM: a remote job must not go on writing without a claim
+            except Terminated as stopped:  # SIGTERM/SIGHUP: a remote job must not go on writing without a claim
                 if runner_name(options) not in LOCAL_RUNNERS:
                     # asked to cancel, its workers may still commit the units they hold, so
                     # the claim stays (no heartbeat) until it goes stale
@@ -176,7 +176,8 @@ def _run_plan(plan: Plan, options: PipelineOptions, progress: bool, progress_eve
                     raise Terminated(
                         f"the job on {runner_name(options)} {asked}; its claim on {plan.config.output} stays "
                         f"until it is stale ({STALE_AFTER_S:.0f} s without a heartbeat, or at once on this "
-                        "machine)"
+                        "machine)",
+                        signum=stopped.signum,
                     ) from None
                 raise
             finally:
@@ -344,10 +345,13 @@ def score(
       ``_SUCCESS`` is not (exit 1);
     - :class:`~beamscore.errors.BeamscoreError` (not a ``JobFailed``): refused before anything
       was written (exit 2);
+    - :class:`~beamscore.errors.TryLater` (a ``BeamscoreError``): no input yet, inputs with no
+      rows (unless ``allow_empty=True``), the output held by another job; retry later (exit 75);
     - :class:`~beamscore.errors.JobFailed` (not a ``RowsFailed``): the job crashed (a worker,
       the runner, a store); nothing is committed past the receipts and ``resume=True``
       continues it (exit 3). ``RowsFailed`` is a subclass: catch it first;
-    - ``KeyboardInterrupt`` / :class:`~beamscore.errors.Terminated`: stopped (exit 130/143).
+    - ``KeyboardInterrupt`` / :class:`~beamscore.errors.Terminated`: stopped (exit 130; 143
+      for SIGTERM, 129 for SIGHUP: ``exc.signum``).
     """
     known = {f.name for f in dataclasses.fields(ScoreConfig)} - {"model", "inputs", "output", "origins"}
     unknown = sorted(set(options) - known)

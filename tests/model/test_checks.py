@@ -29,6 +29,15 @@ def test_fixed_batch_size_from_the_inputs():
     [
         ({}, {"y": (None,)}, ["y"], "has no inputs"),
         ({"x": (None, 4)}, {"t": (), "y": (None,)}, ["t", "y"], r"output 't' .* shape \(\), a scalar.*--outputs y"),
+        # the model: col_mean [4] and total [] beside y; the hint names y alone, not col_mean
+        # (it used to suggest --outputs col_mean,y, which was refused in turn)
+        (
+            {"x": (None, 4)},
+            {"col_mean": (4,), "total": (), "y": (None,)},
+            ["col_mean", "total", "y"],
+            r"output 'col_mean' .* fixed first dimension of 4.*leave it out with --outputs y$",
+        ),
+        ({"x": (None, 4)}, {"t": (), "u": (3,)}, ["t"], r"a scalar, not one row per input row; re-export"),
         ({"x": (None, 4)}, {"g": (1, 10, 10, 1)}, ["g"], "a fixed first dimension of 1.*re-export"),
         ({"x": (2, 4)}, {"g": (3,)}, ["g"], "a fixed first dimension of 3"),
     ],

@@ -122,6 +122,53 @@ def test_sigterm_stops_the_job_releases_its_claim_and_resume_finishes_it(jm, man
     assert read_output(str(out))["id"].to_pylist() == ids.tolist()
 
 
+def test_sighup_is_handled_as_sigterm_with_exit_129(jm, many_units, tmp_path):
+    """A closed terminal or ssh session sends SIGHUP: it used to kill the launcher where it
+    stood (exit 129, nothing on stderr, _claim.json and _temporary/ left); now the job unwinds
+    as for SIGTERM, says so in one line and releases its claim and temporary files."""
+    paths, ids, _x = many_units
+    out = tmp_path / "out"
+    receipts = out / "_units"
+
+    def done() -> int:
+        return len([f for f in os.listdir(receipts) if f.startswith("part-")]) if receipts.exists() else 0
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = kill_midway(job(jm["slow"], paths[0], out), env, done, at_least=3, sig=signal.SIGHUP)
+    assert proc.returncode == 129, proc.stderr_text
+    assert proc.stderr_text.strip().splitlines() == [
+        "beamscore: error: hung up (SIGHUP: the terminal or session closed); rerun with --resume to continue the job"
+    ]
+    assert not (out / "_claim.json").exists() and not (out / "_manifest.json").exists()
+    assert not (out / "_temporary").exists()
+    assert main([*job(jm["slow"], paths[0], out), "--resume"]) == 0
+    assert read_output(str(out))["id"].to_pylist() == ids.tolist()
+
+
+def test_sigquit_stops_at_once_even_when_started_ignoring_it(jm, many_units, tmp_path):
+    """SIGQUIT (Ctrl-\\) is the emergency stop: one line, exit 131, no clean-up, even for a job
+    a script started in the background (SIGQUIT ignored: it used to be a no-op); the claim of
+    a launcher gone from this machine is stale at once, so --resume continues."""
+    paths, ids, _x = many_units
+    out = tmp_path / "out"
+    receipts = out / "_units"
+
+    def done() -> int:
+        return len([f for f in os.listdir(receipts) if f.startswith("part-")]) if receipts.exists() else 0
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = kill_midway(
+        job(jm["slow"], paths[0], out), env, done, at_least=3, sig=signal.SIGQUIT, ignoring=(signal.SIGQUIT,)
+    )
+    assert proc.returncode == 131, proc.stderr_text
+    assert proc.stderr_text.strip().splitlines() == [
+        "beamscore: error: quit (SIGQUIT) at once, nothing cleaned up; rerun with --resume"
+    ]
+    assert (out / "_claim.json").exists() and not (out / "_manifest.json").exists()
+    assert main([*job(jm["slow"], paths[0], out), "--resume"]) == 0
+    assert read_output(str(out))["id"].to_pylist() == ids.tolist()
+
+
 def test_resume_refuses_another_job_and_redoes_half_written_units(jm, models, many_units, tmp_path, capsys):
     paths, _ids, _x = many_units
     out = tmp_path / "out"

@@ -33,10 +33,19 @@ from docs_blocks import docs_block
 from file_limits import file_size_limit
 from kill_jobs import kill_midway
 
+import beamscore as beamscore_api
 from beamscore.cli import main
 from beamscore.dates import fill_date, parse_date
-from beamscore.errors import BeamscoreError
-from beamscore.exitcodes import EXIT_CRASHED, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE
+from beamscore.errors import BeamscoreError, TryLater
+from beamscore.exitcodes import (
+    EXIT_CRASHED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_ROWS_FAILED,
+    EXIT_TEMPFAIL,
+    EXIT_USAGE,
+)
+from beamscore.pipelines.claim import Claim
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
 #: the keys of the manifest's ``settings`` (documented in docs/outputs.md)
@@ -154,14 +163,52 @@ def test_exit_1_rows_over_the_limit_status_failed_no_success(jm, data, tmp_path,
 def test_exit_2_refused_before_anything_is_written(models, data, tmp_path):
     out = tmp_path / "out"
     for args, message in (
-        (job(models["two_sig"], str(tmp_path / "missing.parquet"), out), "matches no files"),
         (job(models["two_sig"], data, out, "--date", "2026-02-30"), "--date '2026-02-30': day is out of range"),
+        (job(models["two_sig"], data, out, "--keep", "nope"), "no column 'nope' to --keep"),
     ):
         run = beamscore(*args)
         assert run.returncode == EXIT_USAGE, run.stderr
         (line,) = run.stderr.strip().splitlines()
         assert line.startswith("beamscore: error: ") and message in line, line
         assert not out.exists()
+
+
+def test_exit_75_try_again_later_nothing_written(models, data, tmp_path, capsys):
+    """What a scheduler should retry unchanged (EX_TEMPFAIL), told apart from a job to fix:
+    no input yet, an empty partition (unless --allow-empty), the output held by another job."""
+    out = tmp_path / "out"
+    run = beamscore(*job(models["two_sig"], str(tmp_path / "landing" / "*.parquet"), out))
+    assert run.returncode == EXIT_TEMPFAIL, run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert line == f"beamscore: error: input '{tmp_path / 'landing' / '*.parquet'}' matches no files"
+    assert not out.exists()
+
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pq.read_table(data).slice(0, 0), empty)  # an upstream partition written with 0 rows
+    assert main([*job(models["two_sig"], str(empty), out), "--json"]) == EXIT_TEMPFAIL
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        f"beamscore: error: input {empty} holds no rows (1 file, 0 rows); try again when the data has landed, "
+        "or pass --allow-empty to write an empty result"
+    ]
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert (summary["status"], summary["exit_code"]) == ("retry_later", EXIT_TEMPFAIL)
+    assert not out.exists() or not any(out.iterdir())
+    assert main([*job(models["two_sig"], str(empty), out), "--allow-empty"]) == EXIT_OK
+    m = manifest_of(out)
+    assert (m["status"], m["rows_in"]) == ("succeeded", 0) and (out / "_SUCCESS").exists()
+    with pytest.raises(TryLater, match="holds no rows"):
+        beamscore_api.score(models["two_sig"], str(empty), str(tmp_path / "api"))
+    assert beamscore_api.score(models["two_sig"], str(empty), str(tmp_path / "api"), allow_empty=True)["rows_in"] == 0
+
+    held = tmp_path / "held"
+    claim = Claim.acquire(str(held))  # another job (this process, alive, its heartbeat fresh)
+    try:
+        assert main(job(models["two_sig"], data, held)) == EXIT_TEMPFAIL
+        assert "is being written by another job" in capsys.readouterr().err
+    finally:
+        claim.release()
+    assert main(job(models["two_sig"], data, held)) == EXIT_OK
 
 
 def test_exit_3_a_crash_leaves_no_success_and_resume_finishes(models, tmp_path, capsys):
