@@ -30,7 +30,7 @@ classes (and its op registry, to tell custom ops) are used.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,7 @@ __all__ = [
     "OpUse",
     "ScopeScan",
     "check_allow_ops",
+    "check_model_ops",
     "refusal",
     "scan_model",
     "scan_saved_model",
@@ -360,10 +361,27 @@ def check_allow_ops(allow_ops: Iterable[str], where: str = "--allow-ops") -> lis
     return names
 
 
-def refusal(path: str, scope: ScopeScan, allow: Iterable[str], option: str) -> str | None:
+def check_model_ops(info: ModelInfo, tags: str | tuple[str, ...], signature: str, allow_ops: Iterable[str]) -> list[str]:
+    """The launcher's check: refuse ``signature`` (and the model's load step) when it reaches
+    an op the scan flags that ``allow_ops`` does not allow, in one line naming the signature,
+    the ops, what they reach and the option that allows them (worded for the caller:
+    ``--allow-ops`` or ``allow_ops=[...]``). Returns the allowed ops it does use (for the
+    manifest)."""
+    from beamscore import wording
+
+    allowed = set(check_allow_ops(allow_ops, wording.flag("allow_ops")))
+    meta_graph = scan_model(info).meta_graph(tags)
+    scopes = [meta_graph.signatures[signature], meta_graph.load] if signature in meta_graph.signatures else []
+    for scope in scopes:
+        message = refusal(info.path, scope, allowed, lambda ops: wording.option("allow_ops", wording.names(ops)))
+        if message:
+            raise BeamscoreError(message)
+    return sorted({u.op for scope in scopes for u in scope.flagged if u.op in allowed})
+
+
+def refusal(path: str, scope: ScopeScan, allow: Iterable[str], option: Callable[[list[str]], str]) -> str | None:
     """The one line that refuses ``scope`` (a signature, or the load step), or ``None`` when
-    everything it reaches is allowed. ``option`` is the allowing option as the caller words it,
-    with ``{value}`` for the op names."""
+    everything it reaches is allowed. ``option(ops)`` words the option that allows ``ops``."""
     flagged = scope.flagged_ops(allow)
     if not flagged:
         return None
@@ -372,7 +390,7 @@ def refusal(path: str, scope: ScopeScan, allow: Iterable[str], option: str) -> s
         by_category.setdefault(category, []).append(op)
     reaches = " and ".join(f"{CATEGORIES[c]} ({', '.join(ops)})" for c, ops in by_category.items())
     who = "the model's load step (init op)" if scope.name == LOAD_SCOPE else f"signature {scope.name!r}"
-    allowed = option.format(value=",".join(flagged))
+    allowed = option(list(flagged))
     return (
         f"{who} of {path} uses ops that reach {reaches}; a model is code: run it only if you trust it, "
         f"with {allowed} (beamscore scan lists where they are)"

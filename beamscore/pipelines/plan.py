@@ -41,6 +41,7 @@ from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.checks import check_jit_signature, check_model_files, check_outputs, import_modules
 from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model, parse_tags
 from beamscore.model.loader import ModelSpec, remember
+from beamscore.model.scan import check_model_ops
 from beamscore.paths import check_name_lengths, safe_component
 from beamscore.pipelines.survey import PlanningProgress, survey
 from beamscore.transforms.read import schema_file
@@ -96,6 +97,8 @@ class Plan:
     schema_check: SameSchema | None = None
     #: seconds each planning step took, by name (:data:`STEPS`)
     planning_s: dict[str, float] = field(default_factory=dict)
+    #: ops the op scan flags that the signature uses and ``allow_ops`` let through
+    allowed_ops: tuple[str, ...] = ()
 
     @property
     def read_columns(self) -> list[str]:
@@ -116,6 +119,9 @@ class Plan:
                 "tag_set": self.config.tag_set,
                 "copies": self.config.model_copies,
                 "jit_compile": self.config.jit_compile,
+                # --allow-ops as given, and the flagged ops the signature uses that it let through
+                "allow_ops": list(self.config.allow_ops),
+                "allowed_ops_used": list(self.allowed_ops),
             },
             "inputs": self.files,
             "input_format": self.source.format,
@@ -202,6 +208,7 @@ class Planning:
     batch_size: int = 0
     #: seconds each step took, by name (the manifest's ``metrics.planning``)
     timings: dict[str, float] = field(default_factory=dict)
+    allowed_ops: list[str] = field(default_factory=list)
 
     def plan(self) -> Plan:
         """The finished :class:`Plan` (after every step has run)."""
@@ -233,6 +240,7 @@ class Planning:
             on_workers=self.on_workers,
             schema_check=self.check,
             planning_s=dict(self.timings),
+            allowed_ops=tuple(self.allowed_ops),
         )
 
 
@@ -264,6 +272,13 @@ def step_model_files(s: Planning) -> None:
         )
     if config.jit_compile:
         check_jit_signature(_found(s.signature))
+
+
+def step_model_ops(s: Planning) -> None:
+    """What the signature can reach (:mod:`beamscore.model.scan`): file, Python, process and
+    printing ops are refused unless ``--allow-ops`` allows them."""
+    config = s.config
+    s.allowed_ops = check_model_ops(_found(s.info), config.tag_set, _found(s.signature).key, config.allow_ops)
 
 
 def step_inputs(s: Planning) -> None:
@@ -361,6 +376,7 @@ def step_batch_size(s: Planning) -> None:
 STEPS: list[tuple[str, Step]] = [
     ("model", step_model),
     ("model files", step_model_files),
+    ("model ops", step_model_ops),
     ("inputs", step_inputs),
     ("output", step_output),
     ("first file", step_first_file),

@@ -32,7 +32,8 @@ def test_a_step_added_to_the_list_refuses_the_job(models, shards, tmp_path):
         if len(s.files) > 1:
             raise BeamscoreError(f"{s.files[1]}: refused by the extra step")
 
-    steps = [*STEPS[:3], ("one shard only", no_second_shard), *STEPS[3:]]
+    at = [name for name, _ in STEPS].index("inputs") + 1
+    steps = [*STEPS[:at], ("one shard only", no_second_shard), *STEPS[at:]]
     config = ScoreConfig(model=models["two_sig"], inputs=shards[0], output=str(tmp_path / "out"))
     with pytest.raises(BeamscoreError, match="refused by the extra step"):
         plan_job(config, steps)
