@@ -209,8 +209,6 @@ _MEMORY_WHEN_EMPTY = frozenset({"CacheDataset", "CacheDatasetV2"})
 
 #: TF1 collections whose ops the loader runs (``saved_model_main_op``, ``legacy_init_op``...)
 _LOAD_COLLECTIONS = ("saved_model_main_op", "legacy_init_op", "main_op", "table_initializer")
-#: TF1 collections that name asset tensors
-_ASSET_COLLECTIONS = ("asset_filepaths",)
 #: object-graph functions TF2's loader calls on resources when it restores them
 _LOAD_FUNCTIONS = ("_create_resource", "_initialize")
 _PASS_THROUGH = frozenset({"Identity", "IdentityN", "Snapshot", "StopGradient", "PlaceholderWithDefault"})
@@ -604,12 +602,12 @@ def _object_graph_load(mg: Any, graph: _Graph) -> list[tuple[str, Any]]:
 
 
 def _asset_nodes(mg: Any) -> dict[str, str]:
-    """Top-level nodes that hold the model's asset paths (TF2 and TF1) -> the asset's file name."""
+    """Top-level nodes that hold the model's asset paths -> the asset's file name: what the
+    loader feeds with a path in ``assets/`` (``asset_file_def``; TF1's ``saved_model_assets``
+    collection). TF1's ``asset_filepaths`` collection is not enough: it lists every
+    ``TextFileInitializer``'s path when the graph is built, including those the export did
+    not copy into ``assets/``."""
     names = {_node_name(a.tensor_info.name): a.filename for a in mg.asset_file_def}
-    for key in _ASSET_COLLECTIONS:
-        if key in mg.collection_def:
-            for v in mg.collection_def[key].node_list.value:
-                names.setdefault(_node_name(v), "")
     if "saved_model_assets" in mg.collection_def:
         from tensorflow.core.protobuf import meta_graph_pb2
 
