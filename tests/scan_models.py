@@ -223,7 +223,11 @@ def save_estimator_model(path: str, assets: bool = True) -> str:
         vocab_tensor = tf.constant(vocab, name="vocab_path")
         table = v1.lookup.StaticHashTable(
             v1.lookup.TextFileInitializer(
-                vocab_tensor, tf.string, v1.lookup.TextFileIndex.WHOLE_LINE, tf.int64, v1.lookup.TextFileIndex.LINE_NUMBER
+                vocab_tensor,
+                tf.string,
+                v1.lookup.TextFileIndex.WHOLE_LINE,
+                tf.int64,
+                v1.lookup.TextFileIndex.LINE_NUMBER,
             ),
             -1,
         )

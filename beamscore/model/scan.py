@@ -359,7 +359,9 @@ def check_allow_ops(allow_ops: Iterable[str], where: str = "--allow-ops") -> lis
     return names
 
 
-def check_model_ops(info: ModelInfo, tags: str | tuple[str, ...], signature: str, allow_ops: Iterable[str]) -> list[str]:
+def check_model_ops(
+    info: ModelInfo, tags: str | tuple[str, ...], signature: str, allow_ops: Iterable[str]
+) -> list[str]:
     """The launcher's check: refuse ``signature`` (and the model's load step) when it reaches
     an op the scan flags that ``allow_ops`` does not allow, in one line naming the signature,
     the ops, what they reach and the option that allows them (worded for the caller:
@@ -474,7 +476,9 @@ class _Graph:
             return self.path_sources(body, node.input[0], depth + 1)
         if node.op == "ReadVariableOp" and node.input:
             var = _node_name(node.input[0])
-            writes = [n for n in nodes.values() if n.op == "AssignVariableOp" and n.input and _node_name(n.input[0]) == var]
+            writes = [
+                n for n in nodes.values() if n.op == "AssignVariableOp" and n.input and _node_name(n.input[0]) == var
+            ]
             if writes:
                 return [s for w in writes for s in self.path_sources(body, w.input[1], depth + 1)]
         return [("other", node.op)]
@@ -491,7 +495,8 @@ def _scan_meta_graph(mg: Any) -> MetaGraphScan:
         tensors = [t.name for t in sd.outputs.values()] + [t.name for t in sd.inputs.values()]
         tensors += [c for t in list(sd.outputs.values()) + list(sd.inputs.values()) for c in _component_names(t)]
         signatures[key] = _scope(graph, key, graph.reach(tensors)[0], custom_of)
-    load_start = [t.name for k in HIDDEN_SIGNATURES if k in mg.signature_def for t in mg.signature_def[k].outputs.values()]
+    hidden = [mg.signature_def[k] for k in HIDDEN_SIGNATURES if k in mg.signature_def]
+    load_start = [t.name for sd in hidden for t in sd.outputs.values()]
     for name in _LOAD_COLLECTIONS:
         if name in mg.collection_def:
             load_start.extend(mg.collection_def[name].node_list.value)

@@ -120,7 +120,7 @@ def test_a_table_initialised_from_a_file_outside_the_model_is_flagged_at_load(tm
     assert mg.load.flagged_ops() == {"InitializeTableFromTextFileV2": "filesystem"}
     with pytest.raises(BeamscoreError, match=r"the model's load step \(init op\) of .*InitializeTableFromTextFileV2"):
         check_model_ops(inspect_model(path), "serve", "serving_default", [])
-    assert LOAD_SCOPE == mg.load.name
+    assert mg.load.name == LOAD_SCOPE
 
 
 FAMILIES = [
@@ -167,7 +167,8 @@ def test_custom_ops_are_listed_with_their_package_not_flagged(families, legacy):
 def test_saved_model_cli_denylist_is_covered_and_allow_ops_names_are_checked():
     assert {"ReadFile", "WriteFile", "PrintV2"} <= set(FLAGGED_OPS)  # saved_model_cli's _OP_DENYLIST
     assert check_allow_ops(["ReadFile", "EagerPyFunc"]) == ["ReadFile", "EagerPyFunc"]
-    with pytest.raises(BeamscoreError, match=r"--allow-ops: 'ReadFlie' is no op the scan flags \(did you mean ReadFile\?\)"):
+    typo = r"--allow-ops: 'ReadFlie' is no op the scan flags \(did you mean ReadFile\?\)"
+    with pytest.raises(BeamscoreError, match=typo):
         check_allow_ops(["ReadFlie"])
 
 
