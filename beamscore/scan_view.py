@@ -67,11 +67,8 @@ def render_json(scan: ModelScan, allow: Iterable[str] = ()) -> str:
 def _scope_lines(scope: ScopeScan, allowed: set[str]) -> list[str]:
     title = "when the model loads (init op)" if scope.name == LOAD_SCOPE else f"signature '{scope.name}'"
     refused = scope.flagged_ops(allowed)
-    lines = []
-    if refused:
-        lines.append(f"  {title}: FLAGGED ({len(scope.ops)} op types reachable)")
-    else:
-        lines.append(f"  {title}: nothing flagged ({len(scope.ops)} op types reachable)")
+    count = f"{len(scope.ops)} op type{'' if len(scope.ops) == 1 else 's'} reachable"
+    lines = [f"  {title}: {'FLAGGED' if refused else 'nothing flagged'} ({count})"]
     for category, label in CATEGORIES.items():
         uses = [u for u in scope.flagged if u.category == category]
         if uses:

@@ -130,3 +130,37 @@ def test_scan_command_exit_codes_text_and_json(bad, models):
     assert done.code == 1 and json.loads(done.stdout)["flagged"] == {"PrintV2": "print"}
     done = run_cli("scan", bad["prints"], "--signature", "nope")
     assert done.code == 2 and "signature 'nope' not found" in one_line(done.stderr)
+
+
+def test_the_security_pages_examples_are_what_scan_and_run_print(tmp_path):
+    """docs/security.md's ``scan`` and refused ``run``, on a model that copies /etc/hostname."""
+    import re
+    import shlex
+
+    import tensorflow as tf
+    from docs_blocks import console_commands, docs_block
+
+    copied = str(tmp_path / "copied.txt")
+
+    class Suspect(tf.Module):
+        @tf.function(input_signature=scan_models.SPEC)
+        def serve(self, x):
+            tf.io.write_file(copied, tf.io.read_file("/etc/hostname"))
+            return {"y": x * 2.0}
+
+    model = str(tmp_path / "models" / "suspect")
+    module = Suspect()
+    tf.saved_model.save(module, model, signatures={"serving_default": module.serve})
+
+    def same(text: str) -> str:
+        text = text.replace(model, "/home/me/models/suspect").replace(copied, "/tmp/copied.txt")
+        return re.sub(r"_\d+/", "_N/", text)
+
+    for name, code in (("scan", 1), ("refused", 2)):
+        ((command, want),) = console_commands(docs_block("security.md", name))
+        argv = [model if a == "models/suspect" else a for a in shlex.split(command)[1:]]
+        done = run_cli(*argv)
+        assert done.code == code, done.stderr
+        got = (done.stdout if name == "scan" else done.stderr).strip().splitlines()
+        assert [same(line) for line in got] == [same(line) for line in want]
+    assert not os.path.exists(copied)
