@@ -156,8 +156,9 @@ def test_the_security_pages_examples_are_what_scan_and_run_print(tmp_path):
         text = text.replace(model, "/home/me/models/suspect").replace(copied, "/tmp/copied.txt")
         return re.sub(r"_\d+/", "_N/", text)
 
+    examples = {"scan": docs_block("security.md", "scan"), "refused": docs_block("security.md", "refused")}
     for name, code in (("scan", 1), ("refused", 2)):
-        ((command, want),) = console_commands(docs_block("security.md", name))
+        ((command, want),) = console_commands(examples[name])
         argv = [model if a == "models/suspect" else a for a in shlex.split(command)[1:]]
         done = run_cli(*argv)
         assert done.code == code, done.stderr
