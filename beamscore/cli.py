@@ -848,6 +848,11 @@ def _show(args: argparse.Namespace) -> int:
     info = inspect_model(args.model, args.model_version)
     for warning in warnings(info):
         print(f"beamscore: warning: {warning}", file=sys.stderr)
+    from beamscore.model.scan import scan_model
+    from beamscore.scan_view import flag_warnings
+
+    for warning in flag_warnings(scan_model(info)):  # a model is code: say so before it is run
+        print(f"beamscore: warning: {warning}", file=sys.stderr)
     render = render_json if args.json else render_text
     print(render(info, args.tag_set, args.signature, args.all))
     return 0

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from beamscore.model.scan import CATEGORIES, LOAD_SCOPE, ModelScan, OpUse, ScopeScan
 
-__all__ = ["render_json", "render_text", "select"]
+__all__ = ["flag_warnings", "render_json", "render_text", "select"]
 
 
 def select(scan: ModelScan, tag_set: str | None, signature: str | None) -> ModelScan:
@@ -62,6 +62,26 @@ def render_json(scan: ModelScan, allow: Iterable[str] = ()) -> str:
     flagged = {op: c for mg in scan.meta_graphs for s in mg.scopes() for op, c in s.flagged_ops(allowed).items()}
     body = {**scan.to_dict(), "flagged": dict(sorted(flagged.items())), "allowed": sorted(allowed)}
     return json.dumps(body, indent=2)
+
+
+def flag_warnings(scan: ModelScan) -> list[str]:
+    """One line per flagged signature or load step, for ``beamscore show`` to warn with."""
+    out = []
+    for mg in scan.meta_graphs:
+        for scope in mg.scopes():
+            flagged = scope.flagged_ops()
+            if not flagged:
+                continue
+            by_category: dict[str, list[str]] = {}
+            for op, category in flagged.items():
+                by_category.setdefault(category, []).append(op)
+            reaches = " and ".join(f"{CATEGORIES[c]} ({', '.join(ops)})" for c, ops in by_category.items())
+            who = "the load step" if scope.name == LOAD_SCOPE else f"signature '{scope.name}'"
+            out.append(
+                f"{who} [{mg.tag_str}] reaches {reaches}: run and score refuse it without "
+                f"--allow-ops {','.join(flagged)} (beamscore scan {scan.path})"
+            )
+    return out
 
 
 def _scope_lines(scope: ScopeScan, allowed: set[str]) -> list[str]:

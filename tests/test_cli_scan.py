@@ -112,6 +112,16 @@ def test_allow_ops_from_a_config_file_and_a_typo_refused(bad, rows, tmp_path):
     assert "--allow-ops: 'ReadFlie' is no op the scan flags (did you mean ReadFile?)" in one_line(done.stderr)
 
 
+def test_show_warns_about_flagged_signatures(bad, models):
+    done = run_cli("show", bad["writes"])
+    assert done.code == 0
+    assert one_line(done.stderr) == (
+        f"beamscore: warning: signature 'serving_default' [serve] reaches the filesystem (WriteFile): run and "
+        f"score refuse it without --allow-ops WriteFile (beamscore scan {bad['writes']})"
+    )
+    assert run_cli("show", models["two_sig"]).stderr == ""
+
+
 def test_scan_command_exit_codes_text_and_json(bad, models):
     done = run_cli("scan", bad["cond"])
     assert done.code == 1, done.stderr

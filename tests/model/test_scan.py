@@ -111,6 +111,27 @@ def test_the_savers_functions_are_machinery_and_table_files_in_assets_are_listed
     assert [u.op for u in estimator.load.assets] == ["InitializeTableFromTextFileV2"]
 
 
+def test_a_signature_reading_its_own_asset_passes(tmp_path):
+    note = tmp_path / "note.txt"
+    note.write_text("hello")
+
+    class Reads(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.note = tf.saved_model.Asset(str(note))
+
+        @tf.function(input_signature=scan_models.SPEC)
+        def serve(self, x):
+            return {"y": x + tf.cast(tf.strings.length(tf.io.read_file(self.note)), tf.float32)}
+
+    module = Reads()
+    path = str(tmp_path / "m")
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    sig = scan(path).meta_graph("serve").signatures["serving_default"]
+    assert sig.flagged_ops() == {}
+    assert [(u.op, u.detail) for u in sig.assets] == [("ReadFile", "reads assets/note.txt")]
+
+
 def test_a_table_initialised_from_a_file_outside_the_model_is_flagged_at_load(tmp_path):
     """A TF1 export whose vocabulary file is not among its assets reads that absolute path
     whenever it loads."""
