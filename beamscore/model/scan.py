@@ -107,6 +107,11 @@ _FILE_READ = (
     "SnapshotDatasetReader",
     "SnapshotNestedDatasetReader",
     "ListSnapshotChunksDataset",
+    "SnapshotChunkDataset",
+    "MatchingFilesDataset",
+    "ExperimentalMatchingFilesDataset",
+    "RecordInput",
+    "FileSystemSetConfiguration",
 )
 _FILE_WRITE = (
     "WriteFile",
@@ -147,6 +152,11 @@ _PROCESS = (
     "CollectiveAllToAllV2",
     "CollectiveAllToAllV3",
     "CollectiveInitializeCommunicator",
+    "CollectiveAssignGroupV2",
+    "CollectiveReduceScatterV2",
+    "RemoteCall",
+    "Send",
+    "Recv",
     "ConfigureDistributedTPU",
     "ShutdownDistributedTPU",
     "_Send",
@@ -174,6 +184,8 @@ _PRINT = (
     "WriteRawProtoSummary",
     "ImportEvent",
     "FlushSummaryWriter",
+    "CloseSummaryWriter",
+    "StatsAggregatorSetSummaryWriter",
 )
 
 #: every op the scan flags -> its category (saved_model_cli's denylist is ReadFile, WriteFile, PrintV2)
