@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[cpu,dev]'
 	# tf-keras (Keras 2 test models) requires `tensorflow`, which would overwrite tensorflow-cpu: no deps
 	$(PY) -m pip install --quiet --no-deps 'tf-keras>=2.21,<2.22'
+	# tensorflow-text (the op scan's custom-op family) requires `tensorflow` too: no deps
+	$(PY) -m pip install --quiet --no-deps 'tensorflow-text>=2.21,<2.22'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,4 +1,4 @@
-"""``beamscore show | run | score | doctor | report``: argument parsing and error reporting, nothing else.
+"""``beamscore show | scan | run | score | doctor | report``: argument parsing and error reporting, nothing else.
 
 Errors we can explain are one line on stderr and exit code 2; ``--debug`` adds the
 traceback. A ``--flag`` of ``score`` that is not beamscore's is a Beam pipeline option and
@@ -160,6 +160,21 @@ def _model_argument(
         command.add_argument("--dir", help=argparse.SUPPRESS)
 
 
+def _allow_ops(
+    command: argparse.ArgumentParser | Any,
+    what: str = "run the model although it uses these ops, which the op scan refuses (files, Python, "
+    "process, printing: see beamscore scan); only for models you trust",
+) -> None:
+    command.add_argument("--allow-ops", dest="allow_ops", action="append", metavar="OP,OP", help=what)
+
+
+def _op_names(given: list[str] | None) -> list[str] | None:
+    """``--allow-ops ReadFile,WriteFile --allow-ops PrintV2`` -> the op names (``None``: not given)."""
+    if given is None:
+        return None
+    return [name.strip() for text in given for name in text.split(",") if name.strip()]
+
+
 def _model_version(command: argparse.ArgumentParser | Any, what: str) -> None:
     command.add_argument(
         "--model-version",
@@ -195,7 +210,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action=_Versions, help="print the versions of beamscore, TensorFlow, Beam and pyarrow"
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{show,run,score,doctor,report}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{show,scan,run,score,doctor,report}")
 
     show = sub.add_parser(
         "show", help="print a SavedModel's tag sets, signatures, inputs and outputs", allow_abbrev=False
@@ -207,6 +222,20 @@ def _parser() -> argparse.ArgumentParser:
     _model_version(show, "to show")
     show.add_argument("--json", action="store_true", help="print JSON for scripts")
     _common(show)
+
+    scan = sub.add_parser(
+        "scan",
+        help="list the ops each signature can reach that touch files, Python, the process or print; "
+        "exit 1 when any is flagged",
+        allow_abbrev=False,
+    )
+    _model_argument(scan, saved_model_cli=True)
+    scan.add_argument("--tag-set", "--tag_set", help="scan only this tag set (default: every one)")
+    scan.add_argument("--signature", "--signature_def", help="scan only this signature (and the load step)")
+    _model_version(scan, "to scan")
+    _allow_ops(scan, "count these flagged ops as allowed (exit 0 when nothing else is flagged)")
+    scan.add_argument("--json", action="store_true", help="print JSON for scripts")
+    _common(scan)
 
     run = sub.add_parser(
         "run",
@@ -236,6 +265,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--import", dest="imports", action="append", metavar="MODULE", help="import MODULE first (custom op library)"
     )
+    _allow_ops(run)
     _common(run)
 
     _score_parser(sub)
@@ -317,6 +347,7 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="MODULE",
         help="import MODULE on the launcher and every worker before the model loads (e.g. tensorflow_text)",
     )
+    _allow_ops(model)
 
     given = score.add_argument_group("input")
     given.add_argument(
@@ -595,7 +626,7 @@ def _resolve_model(args: argparse.Namespace, stray: list[str]) -> None:
         hint = "inputs are given with --input, the model once" if args.command == "score" else "the model is given once"
         raise UsageError(f"unexpected argument {extra[0]!r}; {hint} (MODEL or --model)")
     args.model = given[0] if given else None
-    if not args.model and args.command in ("show", "run"):
+    if not args.model and args.command in ("show", "scan", "run"):
         raise UsageError(
             f"{args.command}: give the SavedModel directory (MODEL, or --model MODEL; --dir MODEL as saved_model_cli)"
         )
@@ -835,6 +866,8 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         if args.command == "show":
             return _show(args)
+        if args.command == "scan":
+            return _scan(args)
         if args.command == "run":
             return _run(args)
         if args.command == "doctor":
@@ -890,9 +923,28 @@ def _show(args: argparse.Namespace) -> int:
     info = inspect_model(args.model, args.model_version)
     for warning in warnings(info):
         print(f"beamscore: warning: {warning}", file=sys.stderr)
+    from beamscore.model.scan import scan_model
+    from beamscore.scan_view import flag_warnings
+
+    for warning in flag_warnings(scan_model(info)):  # a model is code: say so before it is run
+        print(f"beamscore: warning: {warning}", file=sys.stderr)
     render = render_json if args.json else render_text
     print(render(info, args.tag_set, args.signature, args.all))
     return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    """``beamscore scan``: exit 0 when nothing is flagged (or all of it is allowed), 1 otherwise."""
+    _quiet_libraries(args)
+    from beamscore.model.inspect import inspect_model
+    from beamscore.model.scan import check_allow_ops, scan_model
+    from beamscore.scan_view import render_json, render_text, select
+
+    allow = check_allow_ops(_op_names(args.allow_ops) or [], "--allow-ops")
+    info = inspect_model(args.model, args.model_version)
+    scan = select(scan_model(info), args.tag_set, args.signature)
+    print((render_json if args.json else render_text)(scan, allow))
+    return EXIT_FAILED if scan.flagged(allow) else 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -908,7 +960,12 @@ def _run(args: argparse.Namespace) -> int:
 
     import_modules(args.imports or [])
     result = try_model.run_signature(
-        inspect_model(args.model, args.model_version), feeds, args.signature, args.tag_set, imports=args.imports or []
+        inspect_model(args.model, args.model_version),
+        feeds,
+        args.signature,
+        args.tag_set,
+        imports=args.imports or [],
+        allow_ops=_op_names(args.allow_ops) or [],
     )
     if args.outdir is None:
         print(try_model.format_outputs(result.outputs, print_options))
@@ -970,6 +1027,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "max_failed_rows": args.max_failed_rows,
             "max_failed_fraction": args.max_failed_fraction,
             "imports": args.imports,
+            "allow_ops": _op_names(args.allow_ops),
             "plan_on_workers": args.plan_on_workers,
             "table_version": args.table_version,
             "table_as_of": args.table_as_of,

@@ -34,6 +34,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "copies": "model_copies",
         "jit_compile": "jit_compile",
         "imports": "imports",
+        "allow_ops": "allow_ops",
     },
     "input": {
         "paths": "inputs",
@@ -106,6 +107,9 @@ class ScoreConfig:
     jit_compile: bool = False
     #: ``--import``: modules imported before the model loads (custom op libraries).
     imports: list[str] = field(default_factory=list)
+    #: ``--allow-ops``: op types the model may use although the op scan flags them
+    #: (:mod:`beamscore.model.scan`): file, Python, process and printing ops
+    allow_ops: list[str] = field(default_factory=list)
     pipeline_options: dict[str, Any] = field(default_factory=dict)
     #: None: the workers plan the files when there are more than PLAN_ON_WORKERS_ABOVE
     plan_on_workers: bool | None = None
@@ -159,6 +163,11 @@ class ScoreConfig:
             raise BeamscoreError(f"{flag('max_failed_fraction')} must be a number from 0 to 1, got {fraction!r}")
         if not isinstance(self.imports, list) or not all(isinstance(m, str) and m for m in self.imports):
             raise BeamscoreError(f"--import / model.imports must be module names, got {self.imports!r}")
+        if not isinstance(self.allow_ops, list):
+            raise BeamscoreError(f"{flag('allow_ops')} must be op names, got {self.allow_ops!r}")
+        from beamscore.model.scan import check_allow_ops
+
+        check_allow_ops(self.allow_ops, flag("allow_ops"))
         if self.plan_on_workers is not None and not isinstance(self.plan_on_workers, bool):
             raise BeamscoreError(f"input.plan_on_workers must be true or false, got {self.plan_on_workers!r}")
         clash = sorted(set(self.keep) & set(self.outputs))
@@ -259,6 +268,7 @@ FIELD_TYPES: dict[str, str] = {
     "model_copies": _INT,
     "jit_compile": _BOOL,
     "imports": _STRS,
+    "allow_ops": _STRS,
     "inputs": _STRS,
     "format": _STR,
     "map": _STR_MAP,
@@ -394,7 +404,7 @@ def load_yaml(path: str) -> ScoreConfig:
                 raise BeamscoreError(f"{path}: {section}.{key} must be {FIELD_TYPES[name]}, got {_describe(value)}")
             if value is not None:
                 values[name] = value
-    for name in ("inputs", "imports", "keep", "outputs"):
+    for name in ("inputs", "imports", "keep", "outputs", "allow_ops"):
         if isinstance(values.get(name), str):
             values[name] = [values[name]]
     base = path.rsplit("/", 1)[0] if "://" in path else os.path.dirname(os.path.abspath(path))

@@ -118,8 +118,12 @@ def run_signature(
     signature: str | None = None,
     tag_set: str | None = None,
     imports: list[str] | tuple[str, ...] = (),
+    allow_ops: list[str] | tuple[str, ...] = (),
 ) -> TrialResult:
     """Check ``feeds`` against the signature, load the model, call the signature once.
+
+    The signature's ops are scanned first (:mod:`beamscore.model.scan`): one that reaches
+    files, Python, the process or prints is refused unless ``allow_ops`` allows it.
 
     The model loads as ``score`` loads it (TF2 or a v1 Session for TF1 graphs), and a graph
     traced for a fixed batch size is fed in batches of exactly that size, as ``score`` does."""
@@ -127,11 +131,13 @@ def run_signature(
 
     from beamscore.model.checks import check_model_files, fixed_batch_size
     from beamscore.model.loader import ModelSpec, load_model, tf_message
+    from beamscore.model.scan import check_model_ops
 
     mg = pick_meta_graph(info, tag_set)
     sig = pick_signature(info, mg, signature)
     checked = check_feeds(sig, feeds, any_batch=fixed_batch_size(sig) is not None)  # before loading
     check_model_files(info, mg, imports)
+    check_model_ops(info, mg.tags, sig.key, allow_ops)
     loaded = load_model(
         ModelSpec(path=info.path, tags=mg.tag_str, fingerprint=info.fingerprint, imports=tuple(imports))
     )

@@ -62,6 +62,11 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "max_failed_fraction={value}",
     ),
     "import": ("--import {value}", "imports=[{value}]", "imports=[{value}]"),
+    "allow_ops": (
+        "--allow-ops {value}",
+        "allow_ops=[{value}]",
+        "a model you trust: the transforms do not scan it (beamscore scan MODEL lists its ops)",
+    ),
     "jit_compile": ("--jit-compile", "jit_compile=True", "jit_compile=True"),
     "signature": ("--signature", "signature=", "signature="),
     "batch_size": ("--batch-size", "batch_size=", "batch_size="),
@@ -107,7 +112,13 @@ def bare(name: str, front: str | None = None) -> str:
 
 
 #: config fields whose CLI flag is not ``--`` + the field with dashes
-_FLAGS = {"inputs": "--input", "imports": "--import", "model_copies": "--model-copies", "version": "--model-version"}
+_FLAGS = {
+    "inputs": "--input",
+    "imports": "--import",
+    "model_copies": "--model-copies",
+    "version": "--model-version",
+    "allow_ops": "--allow-ops",
+}
 
 
 def flag(name: str, front: str | None = None) -> str:

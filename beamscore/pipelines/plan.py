@@ -42,6 +42,7 @@ from beamscore.model.checks import check_jit_signature, check_model_files, check
 from beamscore.model.content import model_files
 from beamscore.model.inspect import ModelInfo, SignatureInfo, default_tag_set, inspect_model, parse_tags
 from beamscore.model.loader import ModelSpec, remember
+from beamscore.model.scan import check_model_ops
 from beamscore.paths import check_name_lengths, safe_component
 from beamscore.pipelines.survey import PlanningProgress, survey
 from beamscore.tables import TableSnapshot, resolve_input
@@ -104,6 +105,8 @@ class Plan:
     table: TableSnapshot | None = None
     #: every model file's size and checksum (:func:`~beamscore.model.content.model_files`)
     model_files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ops the op scan flags that the signature uses and ``allow_ops`` let through
+    allowed_ops: tuple[str, ...] = ()
 
     @property
     def read_columns(self) -> list[str]:
@@ -125,6 +128,9 @@ class Plan:
                 "copies": self.config.model_copies,
                 "jit_compile": self.config.jit_compile,
                 "files": self.model_files,
+                # --allow-ops as given, and the flagged ops the signature uses that it let through
+                "allow_ops": list(self.config.allow_ops),
+                "allowed_ops_used": list(self.allowed_ops),
             },
             "inputs": self.files,
             "input_format": self.source.format,
@@ -215,6 +221,7 @@ class Planning:
     #: seconds each step took, by name (the manifest's ``metrics.planning``)
     timings: dict[str, float] = field(default_factory=dict)
     model_files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    allowed_ops: list[str] = field(default_factory=list)
 
     def plan(self) -> Plan:
         """The finished :class:`Plan` (after every step has run)."""
@@ -248,6 +255,7 @@ class Planning:
             planning_s=dict(self.timings),
             table=self.table,
             model_files=self.model_files,
+            allowed_ops=tuple(self.allowed_ops),
         )
 
 
@@ -287,6 +295,11 @@ def step_model_content(s: Planning) -> None:
     whatever ``fingerprint.pb`` says (:mod:`beamscore.model.content`)."""
     fs, path = bfs.filesystem(_found(s.info).path)
     s.model_files = model_files(fs, path)
+def step_model_ops(s: Planning) -> None:
+    """What the signature can reach (:mod:`beamscore.model.scan`): file, Python, process and
+    printing ops are refused unless ``--allow-ops`` allows them."""
+    config = s.config
+    s.allowed_ops = check_model_ops(_found(s.info), config.tag_set, _found(s.signature).key, config.allow_ops)
 
 
 def step_inputs(s: Planning) -> None:
@@ -471,6 +484,7 @@ STEPS: list[tuple[str, Step]] = [
     ("model", step_model),
     ("model files", step_model_files),
     ("model content", step_model_content),
+    ("model ops", step_model_ops),
     ("inputs", step_inputs),
     ("stale reads", step_stale_reads),
     ("output", step_output),
