@@ -295,6 +295,8 @@ def step_model_content(s: Planning) -> None:
     whatever ``fingerprint.pb`` says (:mod:`beamscore.model.content`)."""
     fs, path = bfs.filesystem(_found(s.info).path)
     s.model_files = model_files(fs, path)
+
+
 def step_model_ops(s: Planning) -> None:
     """What the signature can reach (:mod:`beamscore.model.scan`): file, Python, process and
     printing ops are refused unless ``--allow-ops`` allows them."""
