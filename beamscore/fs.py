@@ -39,7 +39,7 @@ __all__ = [
 _INSTALL_HINTS = {"gs": "beamscore[gcp]", "gcs": "beamscore[gcp]", "s3": "beamscore[s3]"}
 
 
-def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+def filesystem(url: str | os.PathLike[str]) -> tuple[fsspec.AbstractFileSystem, str]:
     """Return ``(fs, path)`` for a URL, with an install hint when the backend is missing.
 
     An object store whose endpoint is set explicitly (an emulator, ``FSSPEC_S3_ENDPOINT_URL``)
@@ -47,6 +47,7 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     line naming it within seconds, not minutes of client retries (:mod:`beamscore.stores`).
     Object-store clients get connect and read timeouts (:mod:`beamscore.store_watch`).
     """
+    url = os.fspath(url)  # a pathlib.Path is a local path
     protocol = url.split("://", 1)[0] if "://" in url and "::" not in url else ""
     try:
         fs, path = url_to_fs(url, **client_options(protocol))

@@ -15,6 +15,7 @@ Every file is written under ``OUTPUT/_temporary/`` and renamed into place.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -46,8 +47,8 @@ class NpySink(Sink):
 
     format = "npy"
 
-    def __init__(self, output: str) -> None:
-        self.output = output
+    def __init__(self, output: str | os.PathLike[str]) -> None:
+        self.output = os.fspath(output)
 
     def open(self, unit: WorkUnit, metadata: dict[str, str]) -> UnitWriter:
         return _NpyUnitWriter(self.output, unit)

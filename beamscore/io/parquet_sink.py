@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
@@ -76,14 +77,14 @@ class ParquetSink(Sink):
 
     def __init__(
         self,
-        output: str,
+        output: str | os.PathLike[str],
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
         compression: str | None = None,
         compression_level: int | None = None,
         tensor_statistics: bool = False,
     ) -> None:
         """``tensor_statistics``: also write min/max statistics for list and tensor columns."""
-        self.output = output
+        self.output = os.fspath(output)
         self.tensor_statistics = tensor_statistics
         self.row_group_rows = row_group_rows
         self.compression = compression or DEFAULT_CODEC

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 
 from beamscore import fs as bfs
@@ -222,8 +223,9 @@ def parse_tags(tags: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(sorted(t for t in tags if t))
 
 
-def inspect_model(url: str, version: int | str | None = None) -> ModelInfo:
+def inspect_model(url: str | os.PathLike[str], version: int | str | None = None) -> ModelInfo:
     """Resolve ``url`` (a SavedModel dir or a versioned base dir) and read its signatures."""
+    url = os.fspath(url)
     fs, path = bfs.filesystem(url)
     if not fs.exists(path):
         raise BeamscoreError(f"model {url!r} does not exist")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import json
 import logging
 import os
@@ -22,7 +21,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beamscore import fs as bfs
 from beamscore.config import ScoreConfig, load_yaml
-from beamscore.errors import BeamscoreError, JobFailed, RowsFailed, Terminated, describe_failure
+from beamscore.errors import JobFailed, RowsFailed, Terminated, describe_failure
+from beamscore.keywords import strict_keywords_with
 from beamscore.model.loader import discard_preloaded, preload
 from beamscore.pipelines.claim import STALE_AFTER_S
 from beamscore.pipelines.plan import Plan, plan_job
@@ -302,39 +302,67 @@ def prepare(config: ScoreConfig, beam_args: Sequence[str] = ()) -> tuple[Plan, P
 #: what Beam pipelines call their list of flags, which score() takes as ``beam_args``
 _BEAM_ARGS_NAMES = ("argv", "args", "beam_options", "flags", "options", "pipeline_args")
 
-
-def _unknown_options(unknown: Sequence[str], known: set[str]) -> str:
-    """One line for keyword arguments :func:`score` does not take, each with its likely name
-    (``pipeline_args``, Beam's usual name for a flag list, is ``beam_args`` here)."""
-    names = sorted({*known, "beam_args", "config", "progress"})
-    said = []
-    for name in unknown:
-        if name in _BEAM_ARGS_NAMES:
-            said.append(f"{name} (Beam flags go in beam_args=[...], as on a command line)")
-            continue
-        close = difflib.get_close_matches(name, names, n=1)
-        said.append(f"{name} (did you mean {close[0]}?)" if close else name)
-    return f"score() got unknown option(s) {', '.join(said)}; options: {', '.join(names)}"
+#: score()'s job settings: the fields of ScoreConfig but the paths and where they came from
+SETTINGS = frozenset(f.name for f in dataclasses.fields(ScoreConfig)) - {"model", "inputs", "output", "origins"}
+#: settings given as lists or dicts (copied, so the job never holds the caller's object)
+_COLLECTIONS = frozenset({"map", "keep", "pad", "outputs", "imports", "pipeline_options"})
 
 
+#: what to say for keywords that are no misspelling of one of score()'s
+_KEYWORD_HINTS = dict.fromkeys(_BEAM_ARGS_NAMES, "Beam flags go in beam_args=[...], as on a command line")
+
+
+@strict_keywords_with(_KEYWORD_HINTS)
 def score(
-    model: str,
-    inputs: str | Sequence[str],
-    output: str,
+    model: str | os.PathLike[str],
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
     *,
-    config: str | None = None,
+    config: str | os.PathLike[str] | None = None,
     beam_args: Sequence[str] = (),
     progress: bool = False,
-    **options: Any,
+    # The job's settings: one keyword per ScoreConfig field, under its name (a test keeps the
+    # two lists equal: a field added to ScoreConfig is added here). None: from ``config`` or
+    # the default.
+    signature: str | None = None,
+    tag_set: str | None = None,
+    version: int | None = None,
+    format: str | None = None,
+    map: Mapping[str, str] | None = None,
+    keep: Sequence[str] | None = None,
+    cast: bool | None = None,
+    rows_per_unit: int | None = None,
+    compression: str | None = None,
+    pad: Mapping[str, Any] | None = None,
+    allow_pickle: bool | None = None,
+    outputs: Sequence[str] | None = None,
+    output_format: str | None = None,
+    output_compression: str | None = None,
+    output_compression_level: int | None = None,
+    overwrite: bool | None = None,
+    force: bool | None = None,
+    resume: bool | None = None,
+    reject_nan: bool | None = None,
+    max_failed_rows: int | None = None,
+    max_failed_fraction: float | None = None,
+    batch_size: int | None = None,
+    model_copies: int | None = None,
+    jit_compile: bool | None = None,
+    imports: Sequence[str] | None = None,
+    pipeline_options: Mapping[str, Any] | None = None,
+    plan_on_workers: bool | None = None,
+    date: Any = None,
 ) -> dict[str, Any]:
     """Run a ``beamscore score`` job from Python (a notebook, a scheduler) and return its
     manifest: the CLI's code path, :func:`prepare` then :func:`run_plan`.
 
-    ``options`` are the job's settings under their config names (``signature``, ``keep``,
-    ``map``, ``outputs``, ``batch_size``, ``overwrite``, ``resume``, ``max_failed_rows``,
-    ``pipeline_options={"runner": ...}``...: the fields of :class:`~beamscore.config.ScoreConfig`);
-    ``config`` a YAML job config they override; ``beam_args`` Beam flags as on the command
-    line; ``date`` is ``--date`` (a ``datetime.date`` or ``"YYYY-MM-DD"``).
+    The keywords after ``progress`` are the job's settings under their config names (the
+    fields of :class:`~beamscore.config.ScoreConfig`: ``signature``, ``keep``, ``map``,
+    ``outputs``, ``batch_size``, ``overwrite``, ``resume``, ``max_failed_rows``,
+    ``pipeline_options={"runner": ...}``...); one left at ``None`` comes from ``config`` (a
+    YAML job config) or the default. A misspelt keyword is a ``TypeError`` naming the likely
+    one. ``beam_args`` are Beam flags as on the command line; ``date`` is ``--date`` (a
+    ``datetime.date`` or ``"YYYY-MM-DD"``). Paths may be ``os.PathLike``.
 
     Outcomes, as the CLI's exit codes (:mod:`beamscore.exitcodes`):
 
@@ -353,17 +381,16 @@ def score(
     - ``KeyboardInterrupt`` / :class:`~beamscore.errors.Terminated`: stopped (exit 130; 143
       for SIGTERM, 129 for SIGHUP: ``exc.signum``).
     """
-    known = {f.name for f in dataclasses.fields(ScoreConfig)} - {"model", "inputs", "output", "origins"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise BeamscoreError(_unknown_options(unknown, known))
+    given = {k: v for k, v in locals().items() if k in SETTINGS and v is not None}
+    options = {k: _copied(v) if k in _COLLECTIONS else v for k, v in given.items()}
     with as_found(), speaking(SCORE):
-        base = load_yaml(config) if config else ScoreConfig()
+        base = load_yaml(os.fspath(config)) if config else ScoreConfig()
+        paths = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
         job = base.merged(
             {
-                "model": model,
-                "inputs": [inputs] if isinstance(inputs, str) else list(inputs),
-                "output": output,
+                "model": os.fspath(model),
+                "inputs": [os.fspath(path) for path in paths],
+                "output": os.fspath(output),
                 **options,
             }
         )
@@ -374,6 +401,14 @@ def score(
     if result.failure:
         raise RowsFailed(result.failure, result.manifest)
     return result.manifest
+
+
+def _copied(value: Any) -> Any:
+    """A list or dict setting as the config holds it (a tuple as a list; a string as given,
+    for the config's own refusal)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value if isinstance(value, str) else list(value)
 
 
 @contextlib.contextmanager

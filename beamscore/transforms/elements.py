@@ -140,7 +140,23 @@ def _unpack(element: Any) -> Element:
             return Element("examples", element, None)
         if first is None or isinstance(first, Mapping):  # [] is an empty batch of rows
             return Element("rows", element, None)
+    if _is_one_row(element):
+        raise BadElement(
+            f"cannot score an element of type {_describe(element)}: it looks like one row; "
+            "pass per_row=True to score one row (a dict, beam.Row or serialized Example) per element, "
+            "or beam.BatchElements() in front to make lists of rows"
+        )
     raise BadElement(f"cannot score an element of type {_describe(element)}; {_EXPECTED}")
+
+
+def _is_one_row(element: Any) -> bool:
+    """A row dict (values that are no numpy arrays), a ``beam.Row`` / ``NamedTuple`` or one
+    serialized record: what ``per_row=True`` takes."""
+    if isinstance(element, bytes):
+        return True
+    if isinstance(element, Mapping):
+        return bool(element) and not all(isinstance(v, np.ndarray) for v in element.values())
+    return hasattr(element, "_asdict")
 
 
 def _is_batch(value: Any) -> bool:

@@ -216,13 +216,13 @@ class WriteManifest(beam.PTransform):
 
     def __init__(
         self,
-        output: str,
+        output: str | os.PathLike[str],
         header: Mapping[str, Any] | None = None,
         previous: Iterable[UnitResult] = (),
         expected_units: Iterable[str] | beam.PCollection | None = None,
     ) -> None:
         super().__init__()
-        self.output = output
+        self.output = os.fspath(output)
         self.header = dict(header) if header is not None else job_header()
         self.previous = list(previous)
         self.expected_units = expected_units

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
@@ -16,9 +17,9 @@ from beamscore.transforms.batch import Batch
 __all__ = ["ReadBatches", "ReadUnitFn", "plan_units", "read_error", "schema_file"]
 
 
-def plan_units(source: Source, files: Sequence[str]) -> list[WorkUnit]:
+def plan_units(source: Source, files: Sequence[str | os.PathLike[str]]) -> list[WorkUnit]:
     """All work units of ``files`` (in order: the position of a file is its shard number)."""
-    return [unit for shard, path in enumerate(files) for unit in source.units(path, shard)]
+    return [unit for shard, path in enumerate(files) for unit in source.units(os.fspath(path), shard)]
 
 
 def schema_file(source: Source, files: Sequence[str]) -> str:

@@ -24,6 +24,7 @@ from beamscore.io import structs
 from beamscore.io.arrow import column_spec, from_numpy, take_rows
 from beamscore.io.keep import cast_kept, keep_type
 from beamscore.io.tfrecord import TFRecordSource
+from beamscore.keywords import strict_keywords
 from beamscore.model.binding import InputBinding, bind_inputs, output_dtype
 from beamscore.model.inspect import SignatureInfo
 from beamscore.model.loader import LoadedModel, ModelSpec, load_model, resolve_signature, tf_message
@@ -776,9 +777,10 @@ class RunSignature(beam.PTransform):
     The CLI runs this same transform on its work-unit batches (:meth:`for_plan`).
     """
 
+    @strict_keywords
     def __init__(
         self,
-        model: str,
+        model: str | os.PathLike[str],
         signature: str = "serving_default",
         *,
         tag_set: str = "serve",
@@ -807,7 +809,7 @@ class RunSignature(beam.PTransform):
             check_count("model_copies", model_copies, least=0)
             check_count("fixed_batch", fixed_batch, optional=True)
             spec, sig = resolve_signature(
-                model,
+                os.fspath(model),
                 signature,
                 tag_set,
                 version,
@@ -873,12 +875,16 @@ class RunSignature(beam.PTransform):
         return output_schema(self.fn.signature, self.fn.outputs, self.fn.keep, input_schema)
 
     def expand(self, pcoll: beam.PCollection) -> Any:
-        from beamscore.transforms.per_row import PerRowFn
+        from beamscore.transforms.per_row import BatchedRows, PerRowFn, drops_finish_bundle
 
         fn = self.fn
-        if isinstance(fn, PerRowFn) and not pcoll.windowing.is_default():
-            fn = fn.windowed()  # a buffer per window (the global window's DoFn takes no window)
-        results = pcoll | "Score" >> beam.ParDo(fn)
+        if isinstance(fn, PerRowFn) and drops_finish_bundle(pcoll.pipeline):
+            # a bundle's last rows would be emitted from finish_bundle, which this runner drops
+            results = pcoll | "Score" >> BatchedRows(fn)
+        else:
+            if isinstance(fn, PerRowFn) and not pcoll.windowing.is_default():
+                fn = fn.windowed()  # a buffer per window (the global window's DoFn takes no window)
+            results = pcoll | "Score" >> beam.ParDo(fn)
         if not self.fn.dead_letter_output:
             return results
         # One output of (tag, value) split by two plain steps, not a multi-output ParDo: Beam

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -179,13 +180,13 @@ class WriteBatches(beam.PTransform):
         self,
         sink: Sink,
         metadata: Mapping[str, str] | None = None,
-        output: str | None = None,
+        output: str | os.PathLike[str] | None = None,
         tidy: bool = True,
     ) -> None:
         super().__init__()
         self.sink = sink
         self.metadata = dict(metadata or {})
-        self.output = output
+        self.output = None if output is None else os.fspath(output)
         self.tidy = tidy
 
     def expand(self, batches):
@@ -207,5 +208,5 @@ def _tidy(results: list[UnitResult], output: str) -> list[UnitResult]:
 class WriteParquet(WriteBatches):
     """Write scored batches as ``OUTPUT/part-SSSSS-UUUUU.parquet``, one file per unit."""
 
-    def __init__(self, output: str, metadata: Mapping[str, str] | None = None) -> None:
-        super().__init__(ParquetSink(output), metadata)
+    def __init__(self, output: str | os.PathLike[str], metadata: Mapping[str, str] | None = None) -> None:
+        super().__init__(ParquetSink(os.fspath(output)), metadata)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pathlib
 import signal
 
 import numpy as np
@@ -48,15 +49,43 @@ def test_too_many_failed_rows_raise_job_failed_with_the_written_manifest(models,
 def test_an_unknown_option_is_refused_with_the_valid_ones(models, tmp_path):
     out = str(tmp_path / "o")
     with pytest.raises(
-        beamscore.BeamscoreError, match=r"unknown option\(s\) batchsize \(did you mean batch_size\?\); options: "
+        TypeError,
+        match=r"score\(\) got unknown keyword argument\(s\) batchsize \(did you mean batch_size\?\); it takes",
     ):
-        beamscore.score(model=models["two_sig"], inputs=["x"], output=out, batchsize=3)
+        beamscore.score(model=models["two_sig"], inputs=["x"], output=out, batchsize=3)  # type: ignore[call-arg]
     # Beam's usual name for a list of flags: pointed at beam_args, which the list names too
     with pytest.raises(beamscore.BeamscoreError) as refused:
-        beamscore.score(models["two_sig"], "x", out, pipeline_args=["--runner=DirectRunner"])
+        beamscore.score(models["two_sig"], "x", out, pipeline_args=["--runner=DirectRunner"])  # type: ignore[call-arg]
     message = str(refused.value)
     assert "pipeline_args (Beam flags go in beam_args=[...]" in message and ", beam_args, " in message
+    assert isinstance(refused.value, TypeError)
     assert not os.path.exists(out)
+
+
+def test_every_score_config_field_is_a_keyword_of_score():
+    """score() declares each job setting (mypy and pyright check the calls); a field added to
+    ScoreConfig without its keyword fails here."""
+    import dataclasses
+    import inspect
+
+    from beamscore.config import ScoreConfig
+
+    fields = {f.name for f in dataclasses.fields(ScoreConfig)} - {"origins"}
+    keywords = set(inspect.signature(beamscore.score).parameters) - {"config", "beam_args", "progress"}
+    assert fields == keywords, (sorted(fields - keywords), sorted(keywords - fields))
+
+
+def test_paths_may_be_path_like(models, tmp_path):
+    """model, inputs, output and config as pathlib.Path (they failed inside fs.py)."""
+    (tmp_path / "job.yaml").write_text("output:\n  overwrite: true\n")
+    manifest = beamscore.score(
+        model=pathlib.Path(models["two_sig"]),
+        inputs=pathlib.Path(_input(tmp_path)),
+        output=tmp_path / "out",
+        config=tmp_path / "job.yaml",
+    )
+    assert manifest["rows_out"] == 8
+    assert beamscore.inspect_model(pathlib.Path(models["two_sig"])).path == models["two_sig"]
 
 
 def _input(tmp_path) -> str:

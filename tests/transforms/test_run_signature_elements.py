@@ -174,6 +174,15 @@ def test_an_unknown_element_type_is_a_clear_error(models):
         _run(lambda p: {"out": p | beam.Create(["nope"]) | beamscore.RunSignature(models["two_sig"])})
 
 
+def test_one_row_per_element_without_per_row_says_to_pass_it(models):
+    """A row dict (or one record) per element is what RunInference users hold: the refusal
+    names ``per_row=True`` instead of listing batch kinds only."""
+    x = _x(2)
+    for element in ({"id": 0, "x": x[0]}, {"x": x[0].tolist()}, b"record"):
+        with pytest.raises(Exception, match=r"looks like one row; pass per_row=True"):
+            _run(lambda p, e=element: {"out": p | beam.Create([e]) | beamscore.RunSignature(models["two_sig"])})
+
+
 class _FakeRunner:
     """Doubles ``x``; raises on a row holding -1 (a fake: the point is the slicing)."""
 
@@ -250,3 +259,17 @@ def test_a_bad_row_beside_a_string_view_column_is_a_dead_letter_and_the_view_kep
     assert scored["name"].to_pylist() == ["a", "b", "d"] and scored["id"].to_pylist() == [0, 1, 3]
     (dead,) = out["dead"]
     assert dead["row"].to_pylist() == [2] and b'"name": "c"' in dead["raw"][0].as_py()
+
+
+def test_a_path_like_model_and_output(models, tmp_path):
+    """``RunSignature(pathlib.Path(model))`` failed inside fs.py (``argument of type
+    'PosixPath' is not iterable``)."""
+    import pathlib
+
+    x = _x(3)
+    got = _run(
+        lambda p: {"out": p | beam.Create([{"x": x}]) | beamscore.RunSignature(pathlib.Path(models["two_sig"]))}
+    )
+    assert_scores_close(got["out"][0]["scores"], direct_call(models["two_sig"], "serving_default", x=x)["scores"])
+    assert beamscore.WriteParquet(tmp_path / "o").sink.output == str(tmp_path / "o")
+    assert beamscore.plan_units(beamscore.ParquetSource(), []) == []
