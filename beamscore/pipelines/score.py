@@ -305,7 +305,7 @@ _BEAM_ARGS_NAMES = ("argv", "args", "beam_options", "flags", "options", "pipelin
 #: score()'s job settings: the fields of ScoreConfig but the paths and where they came from
 SETTINGS = frozenset(f.name for f in dataclasses.fields(ScoreConfig)) - {"model", "inputs", "output", "origins"}
 #: settings given as lists or dicts (copied, so the job never holds the caller's object)
-_COLLECTIONS = frozenset({"map", "keep", "pad", "outputs", "imports", "pipeline_options"})
+_COLLECTIONS = frozenset({"map", "keep", "pad", "outputs", "imports", "allow_ops", "pipeline_options"})
 
 
 #: what to say for keywords that are no misspelling of one of score()'s
@@ -349,9 +349,15 @@ def score(
     model_copies: int | None = None,
     jit_compile: bool | None = None,
     imports: Sequence[str] | None = None,
+    allow_ops: Sequence[str] | None = None,
     pipeline_options: Mapping[str, Any] | None = None,
     plan_on_workers: bool | None = None,
+    allow_empty: bool | None = None,
     date: Any = None,
+    table_version: int | None = None,
+    table_as_of: str | None = None,
+    where: str | None = None,
+    raw_files: bool | None = None,
 ) -> dict[str, Any]:
     """Run a ``beamscore score`` job from Python (a notebook, a scheduler) and return its
     manifest: the CLI's code path, :func:`prepare` then :func:`run_plan`.
