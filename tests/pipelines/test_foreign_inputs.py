@@ -570,6 +570,26 @@ def test_decimal_list_columns_feed_a_float_input_with_cast(model, tmp_path):
     assert_scores_close(table["s"].to_numpy(), direct_call(model, "vec", x=x.astype(np.float32))["s"])
 
 
+def test_decimal_whole_numbers_feed_an_integer_input_with_cast_exactly(model, tmp_path):
+    """``DECIMAL(38,0)`` (Spark's and BigQuery's whole numbers) into an int64 input was refused
+    even with ``--cast``; it is converted through int64, so 2**60 + 1 arrives exact (through
+    float64 it would be 2**60), and a value past int64 is a dead letter, never wrapped."""
+    rows = [[1, 2, 3], [2**60 + 1, 0, 0], [7, 0, 1]]
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "d.parquet")
+    values = ", ".join(f"({i}, {row}::DECIMAL(38,0)[])" for i, row in enumerate(rows))
+    duckdb.sql(f"COPY (SELECT * FROM (VALUES {values}) t(id, tokens) ORDER BY id) TO '{path}'")
+    out = tmp_path / "out"
+    m = score(model, "seq", path, out, "--cast", "--keep", "id")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (3, 3, 0)
+    expected = direct_call(model, "seq", tokens=np.array(rows, dtype=np.int64))["total"]
+    assert read_output(str(out))["total"].to_pylist() == expected.tolist() == [14, 2**60 + 1, 10]
+    big = str(tmp_path / "in2.parquet")
+    duckdb.sql(f"COPY (SELECT [{2**70}::DECIMAL(38,0), 1, 1] AS tokens) TO '{big}'")
+    m = score(model, "seq", big, tmp_path / "o2", "--cast", "--max-failed-rows", "1")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (1, 0, 1)
+
+
 # -- INT96 timestamps (Spark, Hive, Impala) -----------------------------------------------
 
 
