@@ -234,6 +234,23 @@ def test_hive_partition_keys_are_columns_to_keep(model, tmp_path):
     assert_scores_close(got["s"].to_numpy(), expected)
 
 
+def test_hive_partition_keys_past_int32_feed_an_int64_input(model, tmp_path):
+    """A key whose values overflow int32 (``user=3000000000``) was typed string, so an int64
+    input was refused even with ``--cast``, naming a column no file has; it is int64 now."""
+    base = tmp_path / "in"
+    for user in (3_000_000_000, 5):
+        (base / f"user={user}").mkdir(parents=True)
+        pq.write_table(pa.table({"id": [user % 7, user % 11]}), base / f"user={user}" / "part-0.parquet")
+    out = tmp_path / "out"
+    m = score(model, "seq", base, out, "--map", "tokens=user", "--keep", "id,user")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (4, 4, 0)
+    got = pl.read_parquet(str(out / "part-*.parquet")).sort("user")
+    assert got.schema["user"] == pl.Int64
+    assert got["user"].to_list() == [5, 5, 3_000_000_000, 3_000_000_000]
+    expected = direct_call(model, "seq", tokens=got["user"].to_numpy().reshape(-1, 1))["total"]
+    assert got["total"].to_list() == expected.tolist() == got["user"].to_list()
+
+
 # -- item 13: one output schema per job ---------------------------------------------------------
 
 
