@@ -296,6 +296,8 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
         help="import MODULE on the launcher and every worker before the model loads (e.g. tensorflow_text)",
     )
 
+    from beamscore.config import INPUT_FORMATS  # (config is light: no pyarrow, TF or Beam)
+
     given = score.add_argument_group("input")
     given.add_argument(
         "--input",
@@ -306,8 +308,8 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
     )
     given.add_argument(
         "--format",
-        choices=["tfrecord", "npz", "npy", "parquet"],
-        help="input format (default: from the file extension: .tfrecord[.gz], .npz, .npy, .parquet)",
+        choices=INPUT_FORMATS,
+        help="input format (default: from the file extension: .tfrecord[.gz], .npz, .npy, .parquet, .feather, .orc)",
     )
     given.add_argument(
         "--compression",

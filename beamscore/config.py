@@ -22,7 +22,7 @@ from typing import Any
 from beamscore.errors import BeamscoreError
 from beamscore.wording import flag
 
-__all__ = ["FIELD_TYPES", "MAX_CONFIG_BYTES", "PATH_KEYS", "SECTIONS", "ScoreConfig", "load_yaml"]
+__all__ = ["FIELD_TYPES", "INPUT_FORMATS", "MAX_CONFIG_BYTES", "PATH_KEYS", "SECTIONS", "ScoreConfig", "load_yaml"]
 
 # section -> {yaml key: ScoreConfig field}
 SECTIONS: dict[str, dict[str, str]] = {
@@ -64,6 +64,9 @@ SECTIONS: dict[str, dict[str, str]] = {
 }
 
 #: the config keys that hold paths, resolved against the config file's directory: field -> key
+#: the input formats ``--format`` takes (one source each, beamscore.io.SOURCES); the only ones a hint names
+INPUT_FORMATS = ("parquet", "tfrecord", "npz", "npy", "feather", "orc")
+
 PATH_KEYS = {"model": "model.path", "inputs": "input.paths", "output": "output.path"}
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from beamscore.config import INPUT_FORMATS
 from beamscore.errors import BeamscoreError
+from beamscore.io.arrow_files import FeatherSource, OrcSource
 from beamscore.io.base import Sink, Source, UnitWriter, WorkUnit
 from beamscore.io.detect import format_of
 from beamscore.io.npy import NpySource
@@ -13,11 +15,14 @@ from beamscore.io.npz import NpzSource
 from beamscore.io.parquet import ParquetSource
 from beamscore.io.parquet_sink import ParquetSink
 from beamscore.io.tfrecord import TFRecordSource
+from beamscore.wording import flag
 
 __all__ = [
+    "FeatherSource",
     "NpySink",
     "NpySource",
     "NpzSource",
+    "OrcSource",
     "ParquetSink",
     "ParquetSource",
     "Sink",
@@ -34,6 +39,8 @@ SOURCES: dict[str, type[Source]] = {
     "tfrecord": TFRecordSource,
     "npz": NpzSource,
     "npy": NpySource,
+    "feather": FeatherSource,
+    "orc": OrcSource,
 }
 SINKS: dict[str, type[Sink]] = {"parquet": ParquetSink, "npy": NpySink}
 
@@ -50,10 +57,10 @@ def source_for(fmt: str | None, example_path: str, rows_per_unit: int | None = N
         if fmt is None:
             raise BeamscoreError(
                 f"cannot tell the format of {example_path} from its name or its first bytes; "
-                f"pass --format ({', '.join(SOURCES)})"
+                f"pass {flag('format')} ({', '.join(INPUT_FORMATS)})"
             )
     if fmt not in SOURCES:
-        raise BeamscoreError(f"input format {fmt!r} is not supported; formats: {', '.join(SOURCES)}")
+        raise BeamscoreError(f"input format {fmt!r} is not supported; formats: {', '.join(INPUT_FORMATS)}")
     cls = SOURCES[fmt]
     given = {k: v for k, v in options.items() if v not in (None, False, {}, [])}
     if rows_per_unit and "rows_per_unit" in cls.options:

@@ -1,6 +1,6 @@
 """Which input format a file is: from its name, else from its first bytes.
 
-Names first: ``.parquet``, ``.tfrecord[.gz]``, ``.npz``, ``.npy`` ... also before a shard
+Names first: ``.parquet``, ``.tfrecord[.gz]``, ``.npz``, ``.npy``, ``.feather``, ``.orc`` ... also before a shard
 suffix, as TensorFlow and Beam's ``WriteToTFRecord`` name shards
 (``train.tfrecord-00003-of-00010``). A name that says nothing (``data-00000-of-00001``,
 ``part-0``) costs one read of the file's first 4 KiB: Parquet starts with ``PAR1``, ``.npy``
@@ -29,6 +29,10 @@ SUFFIXES = {
     ".tfrecords.gz": "tfrecord",
     ".npz": "npz",
     ".npy": "npy",
+    ".feather": "feather",
+    ".arrow": "feather",
+    ".ipc": "feather",
+    ".orc": "orc",
 }
 _SHARD = re.compile(r"-\d+-of-\d+$")
 _HEAD = 4096
@@ -53,6 +57,10 @@ def format_from_bytes(head: bytes) -> str | None:
         return "npz"
     if is_record_start(head):
         return "tfrecord"
+    if head.startswith(b"ARROW1"):
+        return "feather"
+    if head.startswith(b"ORC"):
+        return "orc"
     codec = detect_compression(head)
     if codec == "none":
         return None
