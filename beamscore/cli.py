@@ -296,7 +296,7 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
         help="import MODULE on the launcher and every worker before the model loads (e.g. tensorflow_text)",
     )
 
-    from beamscore.config import INPUT_FORMATS  # (config is light: no pyarrow, TF or Beam)
+    from beamscore.config import INPUT_FORMATS, OUTPUT_FORMATS  # (config is light: no pyarrow, TF or Beam)
 
     given = score.add_argument_group("input")
     given.add_argument(
@@ -365,7 +365,11 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
         "--outputs", action="append", nargs="+", metavar="KEY", help="signature outputs to write (default: all)"
     )
     output.add_argument(
-        "--output-format", dest="output_format", choices=("parquet", "npy"), help="output format (default: parquet)"
+        "--output-format",
+        dest="output_format",
+        choices=OUTPUT_FORMATS,
+        help="output format (default: parquet); delta: --output is a Delta table, the job's files committed to it "
+        "in one commit at the end",
     )
     output.add_argument(
         "--output-compression",

@@ -8,6 +8,7 @@ from beamscore.config import INPUT_FORMATS
 from beamscore.errors import BeamscoreError
 from beamscore.io.arrow_files import FeatherSource, OrcSource
 from beamscore.io.base import Sink, Source, UnitWriter, WorkUnit
+from beamscore.io.delta_sink import DeltaSink
 from beamscore.io.detect import format_of
 from beamscore.io.npy import NpySource
 from beamscore.io.npy_sink import NpySink
@@ -18,6 +19,7 @@ from beamscore.io.tfrecord import TFRecordSource
 from beamscore.wording import flag
 
 __all__ = [
+    "DeltaSink",
     "FeatherSource",
     "NpySink",
     "NpySource",
@@ -42,7 +44,7 @@ SOURCES: dict[str, type[Source]] = {
     "feather": FeatherSource,
     "orc": OrcSource,
 }
-SINKS: dict[str, type[Sink]] = {"parquet": ParquetSink, "npy": NpySink}
+SINKS: dict[str, type[Sink]] = {"parquet": ParquetSink, "npy": NpySink, "delta": DeltaSink}
 
 
 def source_for(fmt: str | None, example_path: str, rows_per_unit: int | None = None, **options: Any) -> Source:

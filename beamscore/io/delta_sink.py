@@ -1,0 +1,220 @@
+"""Delta Lake output: the job's Parquet part files, committed to a Delta table in one commit.
+
+``--output TABLE --output-format delta``: the job writes exactly what a Parquet job writes
+(part files, receipts, dead letters, ``_manifest.json``, ``_SUCCESS``) into its own folder
+inside the table, ``TABLE/beamscore-<job key>/`` (:func:`job_folder`: the key is a hash of what
+the job is, so a ``--resume`` finds the same folder and another job never shares it). Delta
+readers read only the files its log names, so nothing appears in the table while the job runs.
+After the last unit, :meth:`DeltaSink.finalize` adds every part file of the folder to the
+table in **one** commit (creating the table if there is none): readers see all of the job or
+none of it.
+
+Idempotent: the commit carries a Delta app transaction (``txn``) whose id is the job's folder;
+a commit is skipped when the table already has it, so a ``--resume`` after the commit (or a
+rerun of the commit after a failure) never adds the files twice. Two jobs committing into one
+table at once: appends do not conflict in Delta's optimistic concurrency, so both land
+(delta-rs retries on a newer version); a commit that still fails is one line, exit 2, and the
+job's files stay in its folder for a ``--resume`` to commit.
+
+A table whose schema differs from the job's output schema is refused (delta-rs would commit
+the files under the table's old schema). Replacing a partition (``--where``) is not done here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from beamscore import fs as bfs
+from beamscore.errors import BeamscoreError, first_line
+from beamscore.io.parquet_sink import ParquetSink
+
+__all__ = ["JOB_PREFIX", "DeltaSink", "job_folder", "storage_options"]
+
+#: the start of a job folder's name inside the table
+JOB_PREFIX = "beamscore-"
+_PART = re.compile(r"^part-\d+-\d+\.parquet$")
+
+
+def job_folder(table: str, identity: Mapping[str, Any]) -> str:
+    """``TABLE/beamscore-<16 hex digits>``: the job's folder, from a hash of ``identity``."""
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{table.rstrip('/')}/{JOB_PREFIX}{key}"
+
+
+def storage_options(url: str) -> dict[str, str]:
+    """delta-rs storage options for ``url``: on S3, the endpoint fsspec uses
+    (``FSSPEC_S3_ENDPOINT_URL`` or fsspec's config, as for every other file of the job), plain
+    HTTP when that endpoint is ``http://``, and conditional writes (``If-None-Match``) for the
+    log, which S3 and S3-compatible stores honour, so no locking provider is needed."""
+    if not url.startswith(("s3://", "s3a://")):
+        return {}
+    import fsspec
+
+    options: dict[str, str] = {"conditional_put": "etag"}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("FSSPEC_S3_ENDPOINT_URL")
+    endpoint = endpoint or fsspec.config.conf.get("s3", {}).get("endpoint_url")
+    if endpoint:
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    if not os.environ.get("AWS_REGION") and os.environ.get("AWS_DEFAULT_REGION"):
+        options["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"]
+    return options
+
+
+class DeltaSink(ParquetSink):
+    """Writes the Parquet sink's part files into the job's folder inside a Delta table
+    (``output`` is that folder; ``table`` the table's root) and commits them at the end."""
+
+    format = "delta"
+
+    def __init__(self, output: str, table: str | None = None, **options: Any) -> None:
+        super().__init__(output, **options)
+        self.table = table or output.rstrip("/").rsplit("/", 1)[0]
+
+    def unit_files(self, unit: str, columns: Sequence[str]) -> list[str]:
+        return [f"{unit}.parquet"]
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "table": self.table}
+
+    def finalize(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Commit the folder's part files to the table (once: see the module docstring);
+        return what the manifest records: table, version, files and rows committed."""
+        done = commit(self.table, self.output, int(manifest.get("rows_out", 0)))  # type: ignore[call-overload]
+        recorded = manifest.get("table_commit")
+        return dict(recorded) if done.get("already_committed") and isinstance(recorded, Mapping) else done
+
+
+def commit(table: str, folder: str, rows_expected: int | None = None) -> dict[str, Any]:
+    """Add every part file of ``folder`` (inside ``table``) to the table in one commit."""
+    from deltalake import DeltaTable, Schema
+    from deltalake.exceptions import TableNotFoundError
+    from deltalake.transaction import AddAction, CommitProperties, Transaction, create_table_with_add_actions
+
+    app_id = folder.rstrip("/").rsplit("/", 1)[-1]
+    options = storage_options(table)
+    try:
+        existing: Any = DeltaTable(table, storage_options=options)
+    except TableNotFoundError:
+        existing = None
+    except Exception as exc:  # noqa: BLE001 - delta-rs raises its own errors for an unreadable log
+        raise BeamscoreError(f"{table}: cannot open the Delta table: {first_line(str(exc))}") from None
+    if existing is not None and existing.transaction_version(app_id) is not None:
+        return {"table": table, "version": _version_of(existing, app_id), "already_committed": True}
+    adds, schema, rows = _adds(folder, app_id)
+    if rows_expected is not None and rows != rows_expected:
+        raise BeamscoreError(
+            f"{folder}: its part files hold {rows} rows, the manifest {rows_expected}; nothing was committed "
+            f"to {table}"
+        )
+    try:
+        delta_schema = Schema.from_arrow(schema)
+    except Exception as exc:  # noqa: BLE001 - a type Delta has no counterpart for
+        raise BeamscoreError(
+            f"the output's columns cannot be a Delta table's ({first_line(str(exc))}); "
+            "use --output-format parquet, or leave the column out with --outputs / --keep"
+        ) from None
+    props = CommitProperties(
+        custom_metadata={"beamscore.job": app_id, "beamscore.rows": rows},
+        app_transactions=[Transaction(app_id=app_id, version=1)],
+    )
+    try:
+        if existing is None:
+            try:
+                create_table_with_add_actions(
+                    table, delta_schema, adds, mode="error", storage_options=options, commit_properties=props
+                )
+            except Exception as exc:  # noqa: BLE001 - another job created the table first: append
+                if "already exists" not in str(exc):
+                    raise
+                existing = DeltaTable(table, storage_options=options)
+        if existing is not None:
+            _check_schema(table, existing, delta_schema)
+            existing.create_write_transaction(adds, "append", delta_schema, commit_properties=props)
+    except BeamscoreError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - delta-rs: a conflicting commit, a store error
+        raise BeamscoreError(
+            f"{table}: the Delta commit of {len(adds)} files failed ({type(exc).__name__}: {first_line(str(exc))}); "
+            f"the job's files stay in {folder}: rerun with --resume to commit them"
+        ) from None
+    committed = DeltaTable(table, storage_options=options)
+    return {"table": table, "version": _version_of(committed, app_id), "files": len(adds), "rows": rows}
+
+
+def _adds(folder: str, app_id: str) -> tuple[list[Any], pa.Schema, int]:
+    """The add actions of the folder's part files (paths relative to the table), the
+    files' common schema and their rows."""
+    from deltalake.transaction import AddAction
+
+    fs, root = bfs.filesystem(folder)
+    fs.invalidate_cache(root)
+    found = sorted(
+        (info for info in fs.ls(root, detail=True) if _PART.match(info["name"].rstrip("/").rsplit("/", 1)[-1])),
+        key=lambda info: info["name"],
+    )
+    adds, schema, rows = [], None, 0
+    for info in found:
+        name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+        with fs.open(info["name"], "rb") as f:
+            meta = pq.ParquetFile(f).metadata
+            file_schema = meta.schema.to_arrow_schema().remove_metadata()
+        schema = schema or file_schema
+        rows += meta.num_rows
+        mtime = info.get("mtime") or info.get("LastModified") or info.get("updated")
+        adds.append(
+            AddAction(
+                path=f"{app_id}/{name}",
+                size=int(info["size"]),
+                partition_values={},
+                modification_time=_millis(mtime),
+                data_change=True,
+                stats=json.dumps({"numRecords": meta.num_rows}),
+            )
+        )
+    if schema is None:
+        raise BeamscoreError(f"{folder}: no part files to commit")
+    return adds, schema, rows
+
+
+def _millis(mtime: Any) -> int:
+    if mtime is None:
+        import time
+
+        return int(time.time() * 1000)
+    if hasattr(mtime, "timestamp"):
+        return int(mtime.timestamp() * 1000)
+    return int(float(mtime) * 1000)
+
+
+def _check_schema(table: str, existing: Any, schema: Any) -> None:
+    """Refuse files whose columns are not the table's (delta-rs would commit them anyway)."""
+    have, want = _columns(existing.schema()), _columns(schema)
+    if have != want:
+        differ = sorted({*have, *want} - {k for k in have if have.get(k) == want.get(k)})
+        raise BeamscoreError(
+            f"{table}: the table's columns ({', '.join(have)}) are not the job's ({', '.join(want)}); they differ in "
+            f"{', '.join(differ)}; nothing was committed: score into another table, or give the job the table's columns"
+        )
+
+
+def _columns(schema: Any) -> dict[str, str]:
+    """Column name -> Delta type (as JSON), nullability and metadata aside."""
+    return {f["name"]: json.dumps(f["type"], sort_keys=True) for f in json.loads(schema.to_json())["fields"]}
+
+
+def _version_of(table: Any, app_id: str) -> int | None:
+    """The table version whose commit carries the job's app transaction."""
+    for entry in table.history():
+        if entry.get("beamscore.job") == app_id or (entry.get("userMetadata") or "") == app_id:
+            return int(entry["version"])
+    return None
