@@ -955,7 +955,8 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
         f"{m['units']} units, {len(m['outputs'])} files"
         + (f" ({result.skipped} units already done, resumed)" if result.skipped else "")
         + _metrics_line(m.get("metrics"))
-        + f"\n  output: {plan.config.output} (manifest: {plan.config.output.rstrip('/')}/_manifest.json)",
+        + f"\n  output: {plan.config.output} (manifest: {plan.config.output.rstrip('/')}/_manifest.json)"
+        + _table_line(m.get("table_commit")),
         file=out,
     )
     if result.failure:
@@ -1109,6 +1110,13 @@ def _parse_pairs(flag: str, form: str, pairs: list[str] | None) -> dict[str, str
 def _find_beamscore_error(exc: BaseException) -> str | None:
     """Our message from an exception a runner wrapped (in-process or as traceback text)."""
     return wrapped_message(exc)
+
+
+def _table_line(commit: Any) -> str:
+    """Where a table output's files were committed (``--output-format delta``), or nothing."""
+    if not isinstance(commit, dict):
+        return ""
+    return f"\n  committed to Delta table {commit.get('table')} as version {commit.get('version')}"
 
 
 def _scored(manifest: dict) -> str:

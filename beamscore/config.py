@@ -22,7 +22,16 @@ from typing import Any
 from beamscore.errors import BeamscoreError
 from beamscore.wording import flag
 
-__all__ = ["FIELD_TYPES", "INPUT_FORMATS", "MAX_CONFIG_BYTES", "OUTPUT_FORMATS", "PATH_KEYS", "SECTIONS", "ScoreConfig", "load_yaml"]
+__all__ = [
+    "FIELD_TYPES",
+    "INPUT_FORMATS",
+    "MAX_CONFIG_BYTES",
+    "OUTPUT_FORMATS",
+    "PATH_KEYS",
+    "SECTIONS",
+    "ScoreConfig",
+    "load_yaml",
+]
 
 # section -> {yaml key: ScoreConfig field}
 SECTIONS: dict[str, dict[str, str]] = {

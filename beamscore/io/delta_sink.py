@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, first_line
+from beamscore.io.base import UnitWriter, WorkUnit
 from beamscore.io.parquet_sink import ParquetSink
 
 __all__ = ["JOB_PREFIX", "DeltaSink", "job_folder", "storage_options"]
@@ -83,6 +84,9 @@ class DeltaSink(ParquetSink):
     def unit_files(self, unit: str, columns: Sequence[str]) -> list[str]:
         return [f"{unit}.parquet"]
 
+    def open(self, unit: WorkUnit, metadata: dict[str, str]) -> UnitWriter:
+        return _DeltaUnitWriter(super().open(unit, metadata))
+
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "table": self.table}
 
@@ -92,6 +96,46 @@ class DeltaSink(ParquetSink):
         done = commit(self.table, self.output, int(manifest.get("rows_out", 0)))  # type: ignore[call-overload]
         recorded = manifest.get("table_commit")
         return dict(recorded) if done.get("already_committed") and isinstance(recorded, Mapping) else done
+
+
+class _DeltaUnitWriter(UnitWriter):
+    """The Parquet writer, fed tables in types a Delta schema has: Delta has no fixed-size
+    list or tensor type, so those columns are written as the (nested) lists the table's
+    schema says (readers that check the file against the schema, polars, refuse otherwise)."""
+
+    def __init__(self, inner: UnitWriter) -> None:
+        self.inner = inner
+
+    def write(self, table: pa.Table) -> None:
+        self.inner.write(delta_table(table))
+
+    def close(self) -> list[str]:
+        return self.inner.close()
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+
+def delta_table(table: pa.Table) -> pa.Table:
+    """``table`` with fixed-size list and tensor columns as plain lists (see above)."""
+    for i, field in enumerate(table.schema):
+        plain = delta_type(field.type)
+        if plain != field.type:
+            column = table.column(i)
+            if isinstance(field.type, pa.BaseExtensionType):
+                column = pa.chunked_array([c.storage for c in column.chunks], field.type.storage_type)
+            table = table.set_column(i, field.name, column.cast(plain))
+    return table
+
+
+def delta_type(t: pa.DataType) -> pa.DataType:
+    """The Arrow type a Delta schema round-trips for ``t``: lists for fixed-size lists and
+    ``fixed_shape_tensor`` (its storage), at any depth; other types as they are."""
+    if isinstance(t, pa.BaseExtensionType):
+        return delta_type(t.storage_type)
+    if pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(delta_type(t.value_type))
+    return t
 
 
 def commit(table: str, folder: str, rows_expected: int | None = None) -> dict[str, Any]:
@@ -109,12 +153,11 @@ def commit(table: str, folder: str, rows_expected: int | None = None) -> dict[st
     except Exception as exc:  # noqa: BLE001 - delta-rs raises its own errors for an unreadable log
         raise BeamscoreError(f"{table}: cannot open the Delta table: {first_line(str(exc))}") from None
     if existing is not None and existing.transaction_version(app_id) is not None:
-        return {"table": table, "version": _version_of(existing, app_id), "already_committed": True}
+        return {"table": table, "version": _version_of(table, app_id), "already_committed": True}
     adds, schema, rows = _adds(folder, app_id)
     if rows_expected is not None and rows != rows_expected:
         raise BeamscoreError(
-            f"{folder}: its part files hold {rows} rows, the manifest {rows_expected}; nothing was committed "
-            f"to {table}"
+            f"{folder}: its part files hold {rows} rows, the manifest {rows_expected}; nothing was committed to {table}"
         )
     try:
         delta_schema = Schema.from_arrow(schema)
@@ -127,16 +170,26 @@ def commit(table: str, folder: str, rows_expected: int | None = None) -> dict[st
         custom_metadata={"beamscore.job": app_id, "beamscore.rows": rows},
         app_transactions=[Transaction(app_id=app_id, version=1)],
     )
+    # a create that loses the race for version 0 must fail, not retry as version 1 (delta-rs
+    # would then commit a second CREATE TABLE over the first, whose new metadata fails every
+    # concurrent append): it appends instead
+    create = CommitProperties(
+        custom_metadata=props.custom_metadata, app_transactions=props.app_transactions, max_commit_retries=0
+    )
     try:
         if existing is None:
             try:
                 create_table_with_add_actions(
-                    table, delta_schema, adds, mode="error", storage_options=options, commit_properties=props
+                    table, delta_schema, adds, mode="error", storage_options=options, commit_properties=create
                 )
-            except Exception as exc:  # noqa: BLE001 - another job created the table first: append
-                if "already exists" not in str(exc):
+            except Exception:  # another job created the table first ("already exists", or its
+                # version 0 won the race: "Metadata changed"): append to it
+                try:
+                    existing = DeltaTable(table, storage_options=options)
+                except TableNotFoundError:
+                    existing = None
+                if existing is None:
                     raise
-                existing = DeltaTable(table, storage_options=options)
         if existing is not None:
             _check_schema(table, existing, delta_schema)
             existing.create_write_transaction(adds, "append", delta_schema, commit_properties=props)
@@ -147,8 +200,7 @@ def commit(table: str, folder: str, rows_expected: int | None = None) -> dict[st
             f"{table}: the Delta commit of {len(adds)} files failed ({type(exc).__name__}: {first_line(str(exc))}); "
             f"the job's files stay in {folder}: rerun with --resume to commit them"
         ) from None
-    committed = DeltaTable(table, storage_options=options)
-    return {"table": table, "version": _version_of(committed, app_id), "files": len(adds), "rows": rows}
+    return {"table": table, "version": _version_of(table, app_id), "files": len(adds), "rows": rows}
 
 
 def _adds(folder: str, app_id: str) -> tuple[list[Any], pa.Schema, int]:
@@ -212,9 +264,17 @@ def _columns(schema: Any) -> dict[str, str]:
     return {f["name"]: json.dumps(f["type"], sort_keys=True) for f in json.loads(schema.to_json())["fields"]}
 
 
-def _version_of(table: Any, app_id: str) -> int | None:
-    """The table version whose commit carries the job's app transaction."""
-    for entry in table.history():
-        if entry.get("beamscore.job") == app_id or (entry.get("userMetadata") or "") == app_id:
-            return int(entry["version"])
+def _version_of(table: str, app_id: str) -> int | None:
+    """The table version whose commit carries the job's app transaction, read from the log's
+    commit files, newest first (``DeltaTable.history`` numbers commits from the snapshot it
+    loaded, which concurrent commits can overtake)."""
+    fs, root = bfs.filesystem(table)
+    log = bfs.join(root, "_delta_log")
+    fs.invalidate_cache(log)
+    commits = sorted((n for n in fs.ls(log, detail=False) if re.search(r"/\d{20}\.json$", n)), reverse=True)
+    needle = json.dumps({"appId": app_id})[1:-1].replace(" ", "")
+    for name in commits:
+        with fs.open(name, "rb") as f:
+            if needle.encode() in f.read().replace(b" ", b""):
+                return int(name.rsplit("/", 1)[-1][:20])
     return None
