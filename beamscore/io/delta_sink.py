@@ -142,7 +142,7 @@ def commit(table: str, folder: str, rows_expected: int | None = None) -> dict[st
     """Add every part file of ``folder`` (inside ``table``) to the table in one commit."""
     from deltalake import DeltaTable, Schema
     from deltalake.exceptions import TableNotFoundError
-    from deltalake.transaction import AddAction, CommitProperties, Transaction, create_table_with_add_actions
+    from deltalake.transaction import CommitProperties, Transaction, create_table_with_add_actions
 
     app_id = folder.rstrip("/").rsplit("/", 1)[-1]
     options = storage_options(table)

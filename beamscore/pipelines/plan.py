@@ -42,9 +42,9 @@ from beamscore.model.checks import check_jit_signature, check_model_files, check
 from beamscore.model.inspect import ModelInfo, SignatureInfo, inspect_model, parse_tags
 from beamscore.model.loader import ModelSpec, remember
 from beamscore.paths import check_name_lengths, safe_component
-from beamscore.wording import flag
 from beamscore.pipelines.survey import PlanningProgress, survey
 from beamscore.transforms.read import schema_file
+from beamscore.wording import flag
 
 __all__ = [
     "PLACEHOLDERS",
