@@ -9,7 +9,7 @@ from beamscore.errors import BeamscoreError
 from beamscore.io.arrow_files import FeatherSource, OrcSource
 from beamscore.io.base import Sink, Source, UnitWriter, WorkUnit
 from beamscore.io.delta_sink import DeltaSink
-from beamscore.io.detect import format_of
+from beamscore.io.detect import compressed_head, format_of
 from beamscore.io.npy import NpySource
 from beamscore.io.npy_sink import NpySink
 from beamscore.io.npz import NpzSource
@@ -56,6 +56,11 @@ def source_for(fmt: str | None, example_path: str, rows_per_unit: int | None = N
     ``allow_pickle``); one that is set but that the format does not take is an error."""
     if fmt is None:
         fmt = format_of(example_path)
+        if fmt is None and compressed_head(example_path):
+            raise BeamscoreError(
+                f"{example_path}: a {compressed_head(example_path)}-compressed file with no TFRecord inside; only "
+                f"TFRecord inputs are read compressed: decompress it (then {flag('format')} can name its format)"
+            )
         if fmt is None:
             raise BeamscoreError(
                 f"cannot tell the format of {example_path} from its name or its first bytes; "

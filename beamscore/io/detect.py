@@ -17,7 +17,7 @@ import zlib
 from beamscore import fs as bfs
 from beamscore.io.tfrecord import WBITS, detect_compression, is_record_start
 
-__all__ = ["SUFFIXES", "format_from_bytes", "format_from_name", "format_of", "looks_like_text"]
+__all__ = ["SUFFIXES", "compressed_head", "format_from_bytes", "format_from_name", "format_of", "looks_like_text"]
 
 #: file suffix -> format name
 SUFFIXES = {
@@ -83,6 +83,18 @@ def format_of(path: str) -> str | None:
     except (OSError, ValueError):
         return None
     return format_from_bytes(head)
+
+
+def compressed_head(path: str) -> str | None:
+    """``GZIP`` or ``ZLIB`` when the file at ``path`` starts as such a stream (what cannot be
+    told from its name or bytes: then only TFRecord is read compressed), else ``None``."""
+    fs, local = bfs.filesystem(path)
+    try:
+        with fs.open(local, "rb") as f:
+            codec = detect_compression(f.read(12))
+    except (OSError, ValueError):
+        return None
+    return codec.upper() if codec in WBITS else None
 
 
 def looks_like_text(head: bytes) -> bool:

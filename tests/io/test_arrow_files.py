@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.orc as orc
+import pyarrow.parquet as pq
 import pytest
 from conftest import direct_call, read_output
 from scores import assert_scores_close
@@ -110,3 +111,20 @@ def test_the_format_hint_names_only_formats_that_can_be_given(tmp_path, capsys):
     assert main(["score", "--format", "csv"]) == 2
     choices = capsys.readouterr().err.split("(choose from ", 1)[1].split(")", 1)[0]
     assert choices.replace("'", "").split(", ") == list(INPUT_FORMATS)
+
+
+def test_a_compressed_file_of_no_known_format_is_not_told_to_pick_one(tmp_path):
+    """A gzipped Parquet file (``data.parquet.gz``) was told to "pass --format (tfrecord, npz,
+    npy, parquet)", though none of them reads it compressed; only TFRecord is read compressed."""
+    import gzip
+
+    path = tmp_path / "data.parquet.gz"
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.table({"x": [1.0]}), buffer)
+    path.write_bytes(gzip.compress(buffer.getvalue().to_pybytes()))
+    with pytest.raises(BeamscoreError) as err:
+        bio.source_for(None, str(path))
+    assert str(err.value) == (
+        f"{path}: a GZIP-compressed file with no TFRecord inside; only TFRecord inputs are read compressed: "
+        "decompress it (then --format can name its format)"
+    )
