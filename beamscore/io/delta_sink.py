@@ -37,7 +37,7 @@ from beamscore.errors import BeamscoreError, first_line
 from beamscore.io.base import UnitWriter, WorkUnit
 from beamscore.io.parquet_sink import ParquetSink
 
-__all__ = ["JOB_PREFIX", "DeltaSink", "job_folder", "storage_options"]
+__all__ = ["JOB_PREFIX", "DeltaSink", "check_table_root", "commit", "job_folder", "storage_options"]
 
 #: the start of a job folder's name inside the table
 JOB_PREFIX = "beamscore-"
@@ -69,6 +69,24 @@ def storage_options(url: str) -> dict[str, str]:
     if not os.environ.get("AWS_REGION") and os.environ.get("AWS_DEFAULT_REGION"):
         options["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"]
     return options
+
+
+def check_table_root(table: str) -> None:
+    """Refuse a ``--output`` that is a directory of other files and no Delta table (a Parquet
+    job's output, a data folder): a table made there would sit among files its log never names."""
+    fs, root = bfs.filesystem(table)
+    try:
+        names = [n.rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(root, detail=False)] if fs.isdir(root) else []
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not names or "_delta_log" in names:
+        return
+    others = sorted(n for n in names if not n.startswith(JOB_PREFIX))
+    if others:
+        raise BeamscoreError(
+            f"{table} holds files and no Delta table (no _delta_log; {', '.join(others[:3])}"
+            f"{', ...' if len(others) > 3 else ''}): give --output-format delta a new directory or a Delta table"
+        )
 
 
 class DeltaSink(ParquetSink):

@@ -292,9 +292,10 @@ def step_table_output(s: Planning) -> None:
             f"{flag('overwrite')} does not apply to a Delta table output (the table keeps every commit); "
             f"a job's files are committed once, {flag('resume')} finishes an interrupted job"
         )
-    from beamscore.io.delta_sink import job_folder
+    from beamscore.io.delta_sink import check_table_root, job_folder
 
     table = config.output if "://" in config.output else os.path.abspath(config.output)
+    check_table_root(table)
     info, signature = _found(s.info), _found(s.signature)
     identity = {
         "model": [info.path, info.version, info.fingerprint, signature.key, config.tag_set],

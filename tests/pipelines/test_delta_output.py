@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import duckdb
 import fsspec
@@ -110,6 +111,41 @@ def test_a_table_with_other_columns_is_refused_and_left_as_it_was(models, shards
     assert "nothing was committed" in err
     dt = DeltaTable(str(table))
     assert dt.version() == 0 and dt.to_pyarrow_table().num_rows == 2
+
+
+def test_a_directory_of_other_files_is_no_table_to_score_into(models, shards, tmp_path, capsys):
+    paths, _ids, _x = shards
+    table = tmp_path / "parquet_output"
+    table.mkdir()
+    (table / "part-00000-00000.parquet").write_bytes(b"PAR1")
+    assert job(models["two_sig"], paths[:1], table) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"beamscore: error: {table} holds files and no Delta table (no _delta_log; part-00000-00000.parquet): "
+        "give --output-format delta a new directory or a Delta table"
+    )
+    assert sorted(p.name for p in table.iterdir()) == ["part-00000-00000.parquet"]
+
+
+def test_two_processes_committing_at_once_both_land(tmp_path):
+    """The same race as below, between two processes (two jobs' launchers)."""
+    import subprocess
+    import sys
+
+    table = tmp_path / "table"
+    folders = [_folder_of_parts(table, f"{JOB_PREFIX}{i:016x}", 100 * i) for i in range(2)]
+    start = time.time() + 3  # both wait for the same moment, their imports done
+    code = (
+        "import sys, time; from beamscore.io.delta_sink import commit; "
+        "time.sleep(max(0, float(sys.argv[3]) - time.time())); print(commit(sys.argv[1], sys.argv[2], 20)['version'])"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(table), f, str(start)], stdout=subprocess.PIPE, text=True)
+        for f in folders
+    ]
+    versions = sorted(int(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs)
+    assert [p.returncode for p in procs] == [0, 0]
+    assert versions == [0, 1]
+    assert sorted(DeltaTable(str(table)).to_pyarrow_table()["id"].to_pylist()) == [*range(20), *range(100, 120)]
 
 
 def test_a_job_with_too_many_failed_rows_commits_nothing(models, tmp_path):
