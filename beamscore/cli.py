@@ -349,6 +349,8 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
     )
     _allow_ops(model)
 
+    from beamscore.config import INPUT_FORMATS, OUTPUT_FORMATS  # (config is light: no pyarrow, TF or Beam)
+
     given = score.add_argument_group("input")
     given.add_argument(
         "--input",
@@ -359,8 +361,8 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
     )
     given.add_argument(
         "--format",
-        choices=["tfrecord", "npz", "npy", "parquet"],
-        help="input format (default: from the file extension: .tfrecord[.gz], .npz, .npy, .parquet)",
+        choices=INPUT_FORMATS,
+        help="input format (default: from the file extension: .tfrecord[.gz], .npz, .npy, .parquet, .feather, .orc)",
     )
     given.add_argument(
         "--compression",
@@ -448,7 +450,11 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
         "--outputs", action="append", nargs="+", metavar="KEY", help="signature outputs to write (default: all)"
     )
     output.add_argument(
-        "--output-format", dest="output_format", choices=("parquet", "npy"), help="output format (default: parquet)"
+        "--output-format",
+        dest="output_format",
+        choices=OUTPUT_FORMATS,
+        help="output format (default: parquet); delta: --output is a Delta table, the job's files committed to it "
+        "in one commit at the end",
     )
     output.add_argument(
         "--output-compression",
@@ -1088,7 +1094,8 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
         f"{m['units']} units, {len(m['outputs'])} files"
         + (f" ({result.skipped} units already done, resumed)" if result.skipped else "")
         + _metrics_line(m.get("metrics"))
-        + f"\n  output: {plan.config.output} (manifest: {plan.config.output.rstrip('/')}/_manifest.json)",
+        + f"\n  output: {plan.config.output} (manifest: {plan.config.output.rstrip('/')}/_manifest.json)"
+        + _table_line(m.get("table_commit")),
         file=out,
     )
     if result.failure:
@@ -1244,6 +1251,13 @@ def _parse_pairs(flag: str, form: str, pairs: list[str] | None) -> dict[str, str
 def _find_beamscore_error(exc: BaseException) -> str | None:
     """Our message from an exception a runner wrapped (in-process or as traceback text)."""
     return wrapped_message(exc)
+
+
+def _table_line(commit: Any) -> str:
+    """Where a table output's files were committed (``--output-format delta``), or nothing."""
+    if not isinstance(commit, dict):
+        return ""
+    return f"\n  committed to Delta table {commit.get('table')} as version {commit.get('version')}"
 
 
 def _scored(manifest: dict) -> str:

@@ -22,7 +22,16 @@ from typing import Any
 from beamscore.errors import BeamscoreError, TryLater
 from beamscore.wording import flag
 
-__all__ = ["FIELD_TYPES", "MAX_CONFIG_BYTES", "PATH_KEYS", "SECTIONS", "ScoreConfig", "load_yaml"]
+__all__ = [
+    "FIELD_TYPES",
+    "INPUT_FORMATS",
+    "MAX_CONFIG_BYTES",
+    "OUTPUT_FORMATS",
+    "PATH_KEYS",
+    "SECTIONS",
+    "ScoreConfig",
+    "load_yaml",
+]
 
 # section -> {yaml key: ScoreConfig field}
 SECTIONS: dict[str, dict[str, str]] = {
@@ -70,6 +79,11 @@ SECTIONS: dict[str, dict[str, str]] = {
 }
 
 #: the config keys that hold paths, resolved against the config file's directory: field -> key
+#: the input formats ``--format`` takes (one source each, beamscore.io.SOURCES); the only ones a hint names
+INPUT_FORMATS = ("parquet", "tfrecord", "npz", "npy", "feather", "orc")
+#: the output formats ``--output-format`` takes (one sink each, beamscore.io.SINKS)
+OUTPUT_FORMATS = ("parquet", "npy", "delta")
+
 PATH_KEYS = {"model": "model.path", "inputs": "input.paths", "output": "output.path"}
 
 
@@ -148,9 +162,9 @@ class ScoreConfig:
         ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise BeamscoreError(f"{flag(name)} must be a whole number of at least 1, got {value!r}")
-        if self.output_format not in ("parquet", "npy"):
+        if self.output_format not in OUTPUT_FORMATS:
             raise BeamscoreError(
-                f"{flag('output_format')} {self.output_format!r} is not supported; choose parquet or npy"
+                f"{flag('output_format')} {self.output_format!r} is not supported; choose {', '.join(OUTPUT_FORMATS)}"
             )
         if self.max_failed_rows is not None and (not isinstance(self.max_failed_rows, int) or self.max_failed_rows < 0):
             raise BeamscoreError(

@@ -385,7 +385,7 @@ def test_main_in_a_host_process_gives_back_its_loggers(models, capsys):
         (
             "model/fingerprint.pb",
             b"\x08\x96\x01\x10\xa7\x9f\xd5\x02" * 8,
-            "not Parquet, nor any format beamscore reads (TFRecord, .npz, .npy)",
+            "not Parquet, nor any format beamscore reads (TFRecord, .npz, .npy, Feather, ORC)",
         ),
         ("notes/notes.parquet", b"id,x\n1,2\n", "a text file (CSV, JSON?), not Parquet"),
     ],

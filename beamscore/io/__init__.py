@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from beamscore.config import INPUT_FORMATS
 from beamscore.errors import BeamscoreError
+from beamscore.io.arrow_files import FeatherSource, OrcSource
 from beamscore.io.base import Sink, Source, UnitWriter, WorkUnit
-from beamscore.io.detect import format_of
+from beamscore.io.delta_sink import DeltaSink
+from beamscore.io.detect import compressed_head, format_of
 from beamscore.io.npy import NpySource
 from beamscore.io.npy_sink import NpySink
 from beamscore.io.npz import NpzSource
 from beamscore.io.parquet import ParquetSource
 from beamscore.io.parquet_sink import ParquetSink
 from beamscore.io.tfrecord import TFRecordSource
+from beamscore.wording import flag
 
 __all__ = [
+    "DeltaSink",
+    "FeatherSource",
     "NpySink",
     "NpySource",
     "NpzSource",
+    "OrcSource",
     "ParquetSink",
     "ParquetSource",
     "Sink",
@@ -34,8 +41,10 @@ SOURCES: dict[str, type[Source]] = {
     "tfrecord": TFRecordSource,
     "npz": NpzSource,
     "npy": NpySource,
+    "feather": FeatherSource,
+    "orc": OrcSource,
 }
-SINKS: dict[str, type[Sink]] = {"parquet": ParquetSink, "npy": NpySink}
+SINKS: dict[str, type[Sink]] = {"parquet": ParquetSink, "npy": NpySink, "delta": DeltaSink}
 
 
 def source_for(fmt: str | None, example_path: str, rows_per_unit: int | None = None, **options: Any) -> Source:
@@ -47,13 +56,18 @@ def source_for(fmt: str | None, example_path: str, rows_per_unit: int | None = N
     ``allow_pickle``); one that is set but that the format does not take is an error."""
     if fmt is None:
         fmt = format_of(example_path)
+        if fmt is None and compressed_head(example_path):
+            raise BeamscoreError(
+                f"{example_path}: a {compressed_head(example_path)}-compressed file with no TFRecord inside; only "
+                f"TFRecord inputs are read compressed: decompress it (then {flag('format')} can name its format)"
+            )
         if fmt is None:
             raise BeamscoreError(
                 f"cannot tell the format of {example_path} from its name or its first bytes; "
-                f"pass --format ({', '.join(SOURCES)})"
+                f"pass {flag('format')} ({', '.join(INPUT_FORMATS)})"
             )
     if fmt not in SOURCES:
-        raise BeamscoreError(f"input format {fmt!r} is not supported; formats: {', '.join(SOURCES)}")
+        raise BeamscoreError(f"input format {fmt!r} is not supported; formats: {', '.join(INPUT_FORMATS)}")
     cls = SOURCES[fmt]
     given = {k: v for k, v in options.items() if v not in (None, False, {}, [])}
     if rows_per_unit and "rows_per_unit" in cls.options:

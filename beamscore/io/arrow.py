@@ -135,8 +135,13 @@ def _nested(arr: pa.Array, name: str, where: str) -> np.ndarray:
         inner = _nested(arr.flatten(), name, where)
         width = int(lengths[0]) if n else 0
         return inner.reshape((n, width, *inner.shape[1:]))
-    if pa.types.is_decimal(t):  # bound with --cast only (binding._check_dtype): rounded to float64
-        return arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    if pa.types.is_decimal(t):  # bound with --cast only (binding._check_dtype)
+        if t.scale == 0:  # whole numbers (DECIMAL(38,0)): exact as int64 while they fit
+            try:
+                return arr.cast(pa.int64()).to_numpy(zero_copy_only=False)
+            except pa.ArrowInvalid:  # past int64: as float64, which the cast's range check refuses
+                pass
+        return arr.cast(pa.float64()).to_numpy(zero_copy_only=False)  # rounded to float64
     if _dtype_name(t) == STRING:
         if _is_text(t):
             arr = arr.cast(pa.large_binary())

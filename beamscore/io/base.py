@@ -212,6 +212,12 @@ class Sink(abc.ABC):
         """The writer settings a manifest records (e.g. the Parquet codec); none by default."""
         return {}
 
+    def finalize(self, manifest: Mapping[str, object]) -> dict[str, object] | None:
+        """After the last unit and the manifest, on the launcher, once per successful job: what
+        the output needs besides its files (a Delta table's commit); what it returns is added to
+        the manifest. ``None`` by default: nothing to do."""
+        return None
+
     @abc.abstractmethod
     def open(self, unit: WorkUnit, metadata: dict[str, str]) -> UnitWriter:
         """Start the output of ``unit``; ``metadata`` says which model made it."""

@@ -1,6 +1,6 @@
 """Which input format a file is: from its name, else from its first bytes.
 
-Names first: ``.parquet``, ``.tfrecord[.gz]``, ``.npz``, ``.npy`` ... also before a shard
+Names first: ``.parquet``, ``.tfrecord[.gz]``, ``.npz``, ``.npy``, ``.feather``, ``.orc`` ... also before a shard
 suffix, as TensorFlow and Beam's ``WriteToTFRecord`` name shards
 (``train.tfrecord-00003-of-00010``). A name that says nothing (``data-00000-of-00001``,
 ``part-0``) costs one read of the file's first 4 KiB: Parquet starts with ``PAR1``, ``.npy``
@@ -17,7 +17,7 @@ import zlib
 from beamscore import fs as bfs
 from beamscore.io.tfrecord import WBITS, detect_compression, is_record_start
 
-__all__ = ["SUFFIXES", "format_from_bytes", "format_from_name", "format_of", "looks_like_text"]
+__all__ = ["SUFFIXES", "compressed_head", "format_from_bytes", "format_from_name", "format_of", "looks_like_text"]
 
 #: file suffix -> format name
 SUFFIXES = {
@@ -29,6 +29,10 @@ SUFFIXES = {
     ".tfrecords.gz": "tfrecord",
     ".npz": "npz",
     ".npy": "npy",
+    ".feather": "feather",
+    ".arrow": "feather",
+    ".ipc": "feather",
+    ".orc": "orc",
 }
 _SHARD = re.compile(r"-\d+-of-\d+$")
 _HEAD = 4096
@@ -53,6 +57,10 @@ def format_from_bytes(head: bytes) -> str | None:
         return "npz"
     if is_record_start(head):
         return "tfrecord"
+    if head.startswith(b"ARROW1"):
+        return "feather"
+    if head.startswith(b"ORC"):
+        return "orc"
     codec = detect_compression(head)
     if codec == "none":
         return None
@@ -75,6 +83,18 @@ def format_of(path: str) -> str | None:
     except (OSError, ValueError):
         return None
     return format_from_bytes(head)
+
+
+def compressed_head(path: str) -> str | None:
+    """``GZIP`` or ``ZLIB`` when the file at ``path`` starts as such a stream (what cannot be
+    told from its name or bytes: then only TFRecord is read compressed), else ``None``."""
+    fs, local = bfs.filesystem(path)
+    try:
+        with fs.open(local, "rb") as f:
+            codec = detect_compression(f.read(12))
+    except (OSError, ValueError):
+        return None
+    return codec.upper() if codec in WBITS else None
 
 
 def looks_like_text(head: bytes) -> bool:

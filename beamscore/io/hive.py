@@ -4,7 +4,9 @@ Spark, pyarrow.dataset and duckdb write a table's partition keys into directory 
 instead of the files. Each ``KEY=VALUE`` directory segment of an input file's path is a
 column ``KEY`` whose value is the same for every row of that file, so ``--keep`` can name
 it. Types follow pyarrow.dataset's hive partitioning: a key is ``int32`` when every value
-it takes in the job's files parses as a 32-bit integer, otherwise ``string``; values are
+it takes in the job's files parses as a 32-bit integer, ``int64`` when they are integers
+and one overflows int32 (pyarrow would make them strings, which no integer input takes, even
+with ``--cast``), otherwise ``string``; values are
 URI-decoded (``us%2Fw`` is ``us/w``) and ``__HIVE_DEFAULT_PARTITION__`` (Spark's null), or
 a key missing from a file's path, is null. A column stored in the file itself wins over a
 partition key of the same name.
@@ -38,20 +40,23 @@ def partition_values(path: str) -> dict[str, str | None]:
 
 
 def infer_partitions(files: Sequence[str]) -> dict[str, pa.DataType]:
-    """The partition columns of a job and their types (``int32`` or ``string``, see above)."""
+    """The partition columns of a job and their types (``int32``, ``int64`` or ``string``, see above)."""
     seen: dict[str, list[str]] = {}
     for path in files:
         for key, value in partition_values(path).items():
             seen.setdefault(key, [])
             if value is not None:
                 seen[key].append(value)
-    return {
-        key: pa.int32() if values and all(_is_int32(v) for v in values) else pa.string() for key, values in seen.items()
-    }
+    return {key: _key_type(values) for key, values in seen.items()}
 
 
-def _is_int32(value: str) -> bool:
-    return bool(_INT.match(value)) and -(2**31) <= int(value) < 2**31
+def _key_type(values: list[str]) -> pa.DataType:
+    if not values or not all(_INT.match(v) for v in values):
+        return pa.string()
+    numbers = [int(v) for v in values]
+    if all(-(2**31) <= n < 2**31 for n in numbers):
+        return pa.int32()
+    return pa.int64() if all(-(2**63) <= n < 2**63 for n in numbers) else pa.string()
 
 
 def partition_arrays(path: str, partitions: dict[str, pa.DataType], rows: int) -> dict[str, pa.Array]:
@@ -60,6 +65,7 @@ def partition_arrays(path: str, partitions: dict[str, pa.DataType], rows: int) -
     out = {}
     for key, type_ in partitions.items():
         value = values.get(key)
-        scalar = pa.scalar(None if value is None else int(value) if type_ == pa.int32() else value, type=type_)
+        typed = None if value is None else int(value) if pa.types.is_integer(type_) else value
+        scalar = pa.scalar(typed, type=type_)
         out[key] = pa.repeat(scalar, rows)
     return out

@@ -126,7 +126,7 @@ class ParquetSource(Source):
         pf = None
         if tail is not None and size is not None:
             try:
-                pf = _open(pq.ParquetFile, TailFile(size, tail), path)
+                pf = self._open_file(TailFile(size, tail), path)
             except OutsideTail:
                 pf = None
         if pf is None:
@@ -159,7 +159,7 @@ class ParquetSource(Source):
     def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table | UnreadRows]:
         fs, path = bfs.filesystem(unit.path)
         with fs.open(path, "rb") as f:
-            pf = _open(pq.ParquetFile, f, unit.path)
+            pf = self._open_file(f, unit.path)
             stored = pf.schema_arrow.names
             partitions = {k: t for k, t in self.partitions.items() if k in columns and k not in stored}
             nested = {c: structs.field_path(pf.schema_arrow, c) for c in columns if c not in stored}
@@ -188,8 +188,8 @@ class ParquetSource(Source):
                         yield from batches.add(self._finish(table, unit.path, partitions, columns, nested))
                 except (OSError, pa.ArrowException) as exc:
                     if not self.dead_letters:
-                        raise BeamscoreError(f"{unit.path}: row group {rg}: {first_line(str(exc))}") from None
-                    reason = f"row group {rg}: {type(exc).__name__}: {first_line(str(exc))}"
+                        raise BeamscoreError(f"{unit.path}: {self.part_name} {rg}: {first_line(str(exc))}") from None
+                    reason = f"{self.part_name} {rg}: {type(exc).__name__}: {first_line(str(exc))}"
                     yield from batches.flush()
                     yield UnreadRows(first + done, first + size, reason)
                 else:
@@ -236,10 +236,18 @@ class ParquetSource(Source):
             table = table.append_column(name, array)
         return table.select(columns)
 
+    def _open_file(self, f, path: str):
+        """The file's reader: a ``ParquetFile`` here; a subclass for another columnar format
+        (:mod:`beamscore.io.arrow_files`) returns one that answers the same calls."""
+        return _open(pq.ParquetFile, f, path)
+
+    #: what a refusal or dead letter calls one of the file's row groups
+    part_name = "row group"
+
     def _file(self, path: str, get):
         fs, local = bfs.filesystem(path)
         with fs.open(local, "rb") as f:
-            return get(_open(pq.ParquetFile, f, path))
+            return get(self._open_file(f, path))
 
 
 def _untyped(t: pa.DataType) -> bool:
@@ -297,7 +305,7 @@ def _open(factory, f, path: str):
 
 
 #: how a refusal names the formats other than Parquet
-_LABELS = {"tfrecord": "TFRecord", "npz": ".npz", "npy": ".npy"}
+_LABELS = {"tfrecord": "TFRecord", "npz": ".npz", "npy": ".npy", "feather": "Feather / Arrow IPC", "orc": "ORC"}
 
 
 def _not_parquet(f, path: str) -> str | None:
@@ -322,5 +330,5 @@ def _not_parquet(f, path: str) -> str | None:
     elif looks_like_text(head):
         what = "a text file (CSV, JSON?), not Parquet"
     else:
-        what = "not Parquet, nor any format beamscore reads (TFRecord, .npz, .npy)"
+        what = "not Parquet, nor any format beamscore reads (TFRecord, .npz, .npy, Feather, ORC)"
     return f"{path}: {what}; leave it out of --input"

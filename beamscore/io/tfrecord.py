@@ -536,7 +536,7 @@ class TFRecordSource(Source):
             for item in read_records(f, path, 1, limit=SAMPLE_RECORDS, tolerant=True):
                 if isinstance(item, BadRows):  # damaged: a dead letter when the file is read
                     if index == 0 and _UNFRAMED in item.error:  # not even its first header: not a TFRecord
-                        raise BeamscoreError(not_tfrecord(path, self._head(path)))
+                        raise BeamscoreError(not_tfrecord(path, self._head(path), self.compression))
                     damaged = damaged or item
                     index = item.rows[-1] + 1
                     continue
@@ -676,25 +676,39 @@ def check_payload(path: str, first: bytes | None, parsed: int, featured: int) ->
         )
 
 
-def not_tfrecord(path: str, head: bytes) -> str:
-    """What a file that is no TFRecord is (from its name and first bytes), and the way out."""
-    from beamscore.io.detect import looks_like_text  # (detect imports this module)
-
+def not_tfrecord(path: str, head: bytes, compression: str | None = None) -> str:
+    """What a file that is no TFRecord is (from its name and first bytes as stored), and the
+    way out. ``compression`` is the one given (``--compression``; ``None``: found from the
+    first bytes, so a compressed file was inflated and what is inside is named)."""
     if _SNAPSHOT.search(path):
         return f"{path}: part of a tf.data.Dataset.save snapshot, not a TFRecord of Examples; {_SNAPSHOT_WAY_OUT}"
-    if head.startswith(b"PAR1"):
-        what = "a Parquet file"
-    elif head.startswith(b"\x93NUMPY"):
-        what = "a .npy file"
-    elif head.startswith(b"PK"):
-        what = "a zip or .npz file"
-    elif detect_compression(head) in WBITS:
-        what = f"a {detect_compression(head).upper()}-compressed file read as plain (drop --compression none)"
-    elif looks_like_text(head):
-        what = "a text file (CSV, JSON?)"
+    codec = detect_compression(head)
+    if codec in WBITS and compression == "none":
+        what = f"a {codec.upper()}-compressed file read as plain (drop --compression none)"
+    elif codec in WBITS:
+        try:
+            inner = zlib.decompressobj(WBITS[codec]).decompress(head, _HEAD_BYTES)
+        except zlib.error:
+            inner = b""
+        what = f"a {codec.upper()}-compressed file holding {_what(inner) if inner else 'damaged data'}"
     else:
-        what = "not TFRecord-framed data"
+        what = _what(head)
     return f"{path}: {what}, not a TFRecord file (no record header at byte 0); leave it out of --input"
+
+
+def _what(head: bytes) -> str:
+    """What a file is, from its first (uncompressed) bytes, for :func:`not_tfrecord`."""
+    from beamscore.io.detect import looks_like_text  # (detect imports this module)
+
+    if head.startswith(b"PAR1"):
+        return "a Parquet file"
+    if head.startswith(b"\x93NUMPY"):
+        return "a .npy file"
+    if head.startswith(b"PK"):
+        return "a zip or .npz file"
+    if looks_like_text(head):
+        return "a text file (CSV, JSON?)"
+    return "not TFRecord-framed data"
 
 
 def _other_payload(path: str) -> str:

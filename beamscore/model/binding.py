@@ -301,10 +301,10 @@ def _check_dtype(spec: TensorSpec, col: ColumnSpec, allow_cast: bool, where: str
             f"{where}: column {col.name!r} has dtype {col.dtype}, signature input {spec.key!r} expects {spec.dtype}"
         )
     want = numpy_dtype(spec.dtype)
-    if col.dtype.startswith("decimal"):  # BigQuery NUMERIC, Spark DecimalType: to float with --cast
-        if want.kind == "f" and allow_cast:
+    if col.dtype.startswith("decimal"):  # BigQuery NUMERIC, Spark DecimalType: to a number with --cast
+        if want.kind in "iuf" and allow_cast:
             return True
-        hint = f"; pass {option('cast')} to convert decimals to float" if want.kind == "f" else ""
+        hint = f"; pass {option('cast')} to convert decimals to {spec.dtype}" if want.kind in "iuf" else ""
         raise BeamscoreError(
             f"{where}: column {col.name!r} has type {col.dtype}, "
             f"signature input {spec.key!r} expects {spec.dtype}{hint}"

@@ -372,6 +372,39 @@ def _resumed_version(config: ScoreConfig) -> int | None:
     return table.get("version") if isinstance(table, dict) else None
 
 
+def step_table_output(s: Planning) -> None:
+    """``--output-format delta``: ``--output`` is a Delta table; the job writes into its own
+    folder inside it (:func:`~beamscore.io.delta_sink.job_folder`, named from what the job is,
+    so ``--resume`` finds it) and commits its files at the end. ``--overwrite`` is refused:
+    it would remove files the table's log may name."""
+    config = s.config
+    if config.output_format != "delta":
+        return
+    try:
+        import deltalake  # noqa: F401
+    except ImportError:
+        raise BeamscoreError(
+            f"{flag('output_format')} delta needs the deltalake package: pip install 'beamscore[delta]'"
+        ) from None
+    if config.overwrite:
+        raise BeamscoreError(
+            f"{flag('overwrite')} does not apply to a Delta table output (the table keeps every commit); "
+            f"a job's files are committed once, {flag('resume')} finishes an interrupted job"
+        )
+    from beamscore.io.delta_sink import check_table_root, job_folder
+
+    table = config.output if "://" in config.output else os.path.abspath(config.output)
+    check_table_root(table)
+    info, signature = _found(s.info), _found(s.signature)
+    identity = {
+        "model": [info.path, info.version, info.fingerprint, signature.key, config.tag_set],
+        "inputs": s.files,
+        "settings": [config.map, config.cast, config.pad, config.keep, config.outputs, config.reject_nan],
+        "output": [config.output_compression, config.output_compression_level, config.jit_compile],
+    }
+    s.config = dataclasses.replace(config, output=job_folder(table, identity))
+
+
 def step_output(s: Planning) -> None:
     """The output's sink, apart from every input."""
     config = s.config
@@ -489,6 +522,7 @@ STEPS: list[tuple[str, Step]] = [
     ("model ops", step_model_ops),
     ("inputs", step_inputs),
     ("stale reads", step_stale_reads),
+    ("table output", step_table_output),
     ("output", step_output),
     ("first file", step_first_file),
     ("bindings", step_bindings),

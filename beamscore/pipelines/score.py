@@ -187,6 +187,7 @@ def _run_plan(plan: Plan, options: PipelineOptions, progress: bool, progress_eve
                     counter.remove()
         seconds = time.perf_counter() - start
     manifest = _read_manifest(plan)
+    manifest = _finalize(plan, manifest)
     return JobResult(
         manifest=manifest,
         seconds=seconds,
@@ -235,7 +236,7 @@ def _read_manifest(plan: Plan) -> dict[str, Any]:
 
 def _finished(plan: Plan, options: PipelineOptions, started: Started) -> JobResult:
     """``--resume`` on an output this job already finished: nothing to run."""
-    manifest = _settle(plan, _read_manifest(plan))
+    manifest = _finalize(plan, _settle(plan, _read_manifest(plan)))
     return JobResult(
         manifest=manifest,
         seconds=0.0,
@@ -244,6 +245,24 @@ def _finished(plan: Plan, options: PipelineOptions, started: Started) -> JobResu
         failure=failure(manifest, plan.config),
         complete=True,
     )
+
+
+def _finalize(plan: Plan, manifest: dict[str, Any]) -> dict[str, Any]:
+    """A succeeded job's last step, on the launcher: what its sink does once every unit is
+    written (a Delta table output commits the job's files in one commit,
+    :meth:`~beamscore.io.base.Sink.finalize`); its record is added to the manifest as
+    ``table_commit`` (rewritten atomically). A failed job (too many rows failed) commits nothing."""
+    if failure(manifest, plan.config) is not None:
+        return manifest
+    done = plan.sink.finalize(manifest)
+    if done is None or manifest.get("table_commit") == done:
+        return manifest
+    manifest = {**manifest, "table_commit": done}
+    fs, root = bfs.filesystem(plan.config.output)
+    data = (json.dumps(manifest, indent=2) + "\n").encode()
+    bfs.write_atomic(fs, bfs.join(root, MANIFEST), data, bfs.join(root, TEMP_DIR))
+    remove_temporary(plan.config.output)
+    return manifest
 
 
 def failure(manifest: Mapping[str, Any], config: ScoreConfig) -> str | None:

@@ -82,9 +82,11 @@ def test_hive_keys_are_typed_as_pyarrow_dataset_types_them(tmp_path):
         pq.write_table(pa.table({"a": [i]}), files[-1])
     ours = hive.infer_partitions(files)
     theirs = ds.dataset(str(tmp_path), partitioning="hive").schema
-    assert ours == {name: theirs.field(name).type for name in ("date", "region", "n", "k")}
+    assert ours == {name: theirs.field(name).type for name in ("date", "region", "n")} | {"k": pa.int64()}
+    assert theirs.field("k").type == pa.string()  # pyarrow: past int32 is a string; ours: int64
     assert hive.partition_values(files[1]) == {"date": "2026-11-26", "region": "us/w", "n": "-12", "k": "99999999999"}
     expected = ds.dataset(str(tmp_path), partitioning="hive").to_table().sort_by("a")
+    expected = expected.set_column(4, "k", expected["k"].cast(pa.int64()))
     source = ParquetSource().with_files(files)
     got = [next(source.read(source.units(f, 0)[0], ["a", "date", "region", "n", "k"], 10)) for f in files]
     assert pa.concat_tables(got).to_pylist() == expected.select(["a", "date", "region", "n", "k"]).to_pylist()

@@ -127,6 +127,25 @@ def test_gzip_by_flag_by_its_bytes_and_a_gzip_file_read_as_plain(rows, tmp_path)
         TFRecordSource(compression="zip")
 
 
+def test_a_gzipped_parquet_file_read_as_tfrecord_says_what_is_inside(tmp_path):
+    """A ``.parquet.gz`` given as TFRecord, with no ``--compression``, said "drop --compression
+    none", a flag nobody gave; it is inflated (found from its bytes), so what is inside is named."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": [1.0, 2.0]}), tmp_path / "t.parquet")
+    path = tmp_path / "t.parquet.gz"
+    path.write_bytes(gzip.compress((tmp_path / "t.parquet").read_bytes()))
+    with pytest.raises(BeamscoreError) as err:
+        read_all(TFRecordSource(), str(path), ["x"])
+    assert str(err.value) == (
+        f"{path}: a GZIP-compressed file holding a Parquet file, not a TFRecord file (no record header at "
+        "byte 0); leave it out of --input"
+    )
+
+
 def test_bytes_and_variable_features_kept_and_a_missing_feature_named(tmp_path):
     records = [
         example({"x": np.ones(4, np.float32) * i, "key": np.array([f"k{i}".encode()]), "tags": np.arange(i)})

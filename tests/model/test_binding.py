@@ -87,12 +87,16 @@ def test_a_missing_column_error_names_the_one_column_that_fits():
         bind_inputs(sig(x=("float32", (None, 4)), a=("float32", (None, 4))), columns)
 
 
-def test_decimal_columns_feed_float_inputs_with_cast_only():
+def test_decimal_columns_feed_number_inputs_with_cast_only():
     """BigQuery NUMERIC and Spark DecimalType arrive as ``decimal128(38, 9)``: ``--cast``
-    converts them to a float input (lossy, so never silently); no integer input takes them."""
+    converts them to a float or integer input (lossy, so never silently). An integer input
+    was refused even with ``--cast``, whose docs say it allows this."""
     column = {"x": ColumnSpec("x", "decimal128(38, 9)", ())}
     with pytest.raises(BeamscoreError, match=r"has type decimal128\(38, 9\), .* expects float32; pass --cast"):
         bind_inputs(sig(x=("float32", (None,))), column)
     assert bind_inputs(sig(x=("float32", (None,))), column, allow_cast=True)["x"].cast
-    with pytest.raises(BeamscoreError, match=r"has type decimal128\(38, 9\), signature input 'x' expects int64$"):
-        bind_inputs(sig(x=("int64", (None,))), column, allow_cast=True)
+    with pytest.raises(BeamscoreError, match=r"expects int64; pass --cast to convert decimals to int64$"):
+        bind_inputs(sig(x=("int64", (None,))), column)
+    assert bind_inputs(sig(x=("int64", (None,))), column, allow_cast=True)["x"].cast
+    with pytest.raises(BeamscoreError, match=r"has dtype decimal128\(38, 9\), signature input 'x' expects string$"):
+        bind_inputs(sig(x=("string", (None,))), column, allow_cast=True)

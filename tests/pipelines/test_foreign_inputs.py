@@ -234,6 +234,23 @@ def test_hive_partition_keys_are_columns_to_keep(model, tmp_path):
     assert_scores_close(got["s"].to_numpy(), expected)
 
 
+def test_hive_partition_keys_past_int32_feed_an_int64_input(model, tmp_path):
+    """A key whose values overflow int32 (``user=3000000000``) was typed string, so an int64
+    input was refused even with ``--cast``, naming a column no file has; it is int64 now."""
+    base = tmp_path / "in"
+    for user in (3_000_000_000, 5):
+        (base / f"user={user}").mkdir(parents=True)
+        pq.write_table(pa.table({"id": [user % 7, user % 11]}), base / f"user={user}" / "part-0.parquet")
+    out = tmp_path / "out"
+    m = score(model, "seq", base, out, "--map", "tokens=user", "--keep", "id,user")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (4, 4, 0)
+    got = pl.read_parquet(str(out / "part-*.parquet")).sort("user")
+    assert got.schema["user"] == pl.Int64
+    assert got["user"].to_list() == [5, 5, 3_000_000_000, 3_000_000_000]
+    expected = direct_call(model, "seq", tokens=got["user"].to_numpy().reshape(-1, 1))["total"]
+    assert got["total"].to_list() == expected.tolist() == got["user"].to_list()
+
+
 # -- item 13: one output schema per job ---------------------------------------------------------
 
 
@@ -568,6 +585,26 @@ def test_decimal_list_columns_feed_a_float_input_with_cast(model, tmp_path):
     table = read_output(str(out))
     assert table["id"].to_pylist() == list(range(12))
     assert_scores_close(table["s"].to_numpy(), direct_call(model, "vec", x=x.astype(np.float32))["s"])
+
+
+def test_decimal_whole_numbers_feed_an_integer_input_with_cast_exactly(model, tmp_path):
+    """``DECIMAL(38,0)`` (Spark's and BigQuery's whole numbers) into an int64 input was refused
+    even with ``--cast``; it is converted through int64, so 2**60 + 1 arrives exact (through
+    float64 it would be 2**60), and a value past int64 is a dead letter, never wrapped."""
+    rows = [[1, 2, 3], [2**60 + 1, 0, 0], [7, 0, 1]]
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "d.parquet")
+    values = ", ".join(f"({i}, {row}::DECIMAL(38,0)[])" for i, row in enumerate(rows))
+    duckdb.sql(f"COPY (SELECT * FROM (VALUES {values}) t(id, tokens) ORDER BY id) TO '{path}'")
+    out = tmp_path / "out"
+    m = score(model, "seq", path, out, "--cast", "--keep", "id")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (3, 3, 0)
+    expected = direct_call(model, "seq", tokens=np.array(rows, dtype=np.int64))["total"]
+    assert read_output(str(out))["total"].to_pylist() == expected.tolist() == [14, 2**60 + 1, 10]
+    big = str(tmp_path / "in2.parquet")
+    duckdb.sql(f"COPY (SELECT [{2**70}::DECIMAL(38,0), 1, 1] AS tokens) TO '{big}'")
+    m = score(model, "seq", big, tmp_path / "o2", "--cast", "--max-failed-rows", "1")
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (1, 0, 1)
 
 
 # -- INT96 timestamps (Spark, Hive, Impala) -----------------------------------------------

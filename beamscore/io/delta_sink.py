@@ -1,0 +1,298 @@
+"""Delta Lake output: the job's Parquet part files, committed to a Delta table in one commit.
+
+``--output TABLE --output-format delta``: the job writes exactly what a Parquet job writes
+(part files, receipts, dead letters, ``_manifest.json``, ``_SUCCESS``) into its own folder
+inside the table, ``TABLE/beamscore-<job key>/`` (:func:`job_folder`: the key is a hash of what
+the job is, so a ``--resume`` finds the same folder and another job never shares it). Delta
+readers read only the files its log names, so nothing appears in the table while the job runs.
+After the last unit, :meth:`DeltaSink.finalize` adds every part file of the folder to the
+table in **one** commit (creating the table if there is none): readers see all of the job or
+none of it.
+
+Idempotent: the commit carries a Delta app transaction (``txn``) whose id is the job's folder;
+a commit is skipped when the table already has it, so a ``--resume`` after the commit (or a
+rerun of the commit after a failure) never adds the files twice. Two jobs committing into one
+table at once: appends do not conflict in Delta's optimistic concurrency, so both land
+(delta-rs retries on a newer version); a commit that still fails is one line, exit 2, and the
+job's files stay in its folder for a ``--resume`` to commit.
+
+A table whose schema differs from the job's output schema is refused (delta-rs would commit
+the files under the table's old schema). Replacing a partition (``--where``) is not done here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from beamscore import fs as bfs
+from beamscore.errors import BeamscoreError, first_line
+from beamscore.io.base import UnitWriter, WorkUnit
+from beamscore.io.parquet_sink import ParquetSink
+
+__all__ = ["JOB_PREFIX", "DeltaSink", "check_table_root", "commit", "job_folder", "storage_options"]
+
+#: the start of a job folder's name inside the table
+JOB_PREFIX = "beamscore-"
+_PART = re.compile(r"^part-\d+-\d+\.parquet$")
+
+
+def job_folder(table: str, identity: Mapping[str, Any]) -> str:
+    """``TABLE/beamscore-<16 hex digits>``: the job's folder, from a hash of ``identity``."""
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{table.rstrip('/')}/{JOB_PREFIX}{key}"
+
+
+def storage_options(url: str) -> dict[str, str]:
+    """delta-rs storage options for ``url``: on S3, the endpoint fsspec uses
+    (``FSSPEC_S3_ENDPOINT_URL`` or fsspec's config, as for every other file of the job), plain
+    HTTP when that endpoint is ``http://``, and conditional writes (``If-None-Match``) for the
+    log, which S3 and S3-compatible stores honour, so no locking provider is needed."""
+    if not url.startswith(("s3://", "s3a://")):
+        return {}
+    import fsspec
+
+    options: dict[str, str] = {"conditional_put": "etag"}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("FSSPEC_S3_ENDPOINT_URL")
+    endpoint = endpoint or fsspec.config.conf.get("s3", {}).get("endpoint_url")
+    if endpoint:
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    if not os.environ.get("AWS_REGION") and os.environ.get("AWS_DEFAULT_REGION"):
+        options["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"]
+    return options
+
+
+def check_table_root(table: str) -> None:
+    """Refuse a ``--output`` that is a directory of other files and no Delta table (a Parquet
+    job's output, a data folder): a table made there would sit among files its log never names."""
+    fs, root = bfs.filesystem(table)
+    try:
+        names = [n.rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(root, detail=False)] if fs.isdir(root) else []
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not names or "_delta_log" in names:
+        return
+    others = sorted(n for n in names if not n.startswith(JOB_PREFIX))
+    if others:
+        raise BeamscoreError(
+            f"{table} holds files and no Delta table (no _delta_log; {', '.join(others[:3])}"
+            f"{', ...' if len(others) > 3 else ''}): give --output-format delta a new directory or a Delta table"
+        )
+
+
+class DeltaSink(ParquetSink):
+    """Writes the Parquet sink's part files into the job's folder inside a Delta table
+    (``output`` is that folder; ``table`` the table's root) and commits them at the end."""
+
+    format = "delta"
+
+    def __init__(self, output: str, table: str | None = None, **options: Any) -> None:
+        super().__init__(output, **options)
+        self.table = table or output.rstrip("/").rsplit("/", 1)[0]
+
+    def unit_files(self, unit: str, columns: Sequence[str]) -> list[str]:
+        return [f"{unit}.parquet"]
+
+    def open(self, unit: WorkUnit, metadata: dict[str, str]) -> UnitWriter:
+        return _DeltaUnitWriter(super().open(unit, metadata))
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "table": self.table}
+
+    def finalize(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Commit the folder's part files to the table (once: see the module docstring);
+        return what the manifest records: table, version, files and rows committed."""
+        done = commit(self.table, self.output, int(manifest.get("rows_out", 0)))  # type: ignore[call-overload]
+        recorded = manifest.get("table_commit")
+        return dict(recorded) if done.get("already_committed") and isinstance(recorded, Mapping) else done
+
+
+class _DeltaUnitWriter(UnitWriter):
+    """The Parquet writer, fed tables in types a Delta schema has: Delta has no fixed-size
+    list or tensor type, so those columns are written as the (nested) lists the table's
+    schema says (readers that check the file against the schema, polars, refuse otherwise)."""
+
+    def __init__(self, inner: UnitWriter) -> None:
+        self.inner = inner
+
+    def write(self, table: pa.Table) -> None:
+        self.inner.write(delta_table(table))
+
+    def close(self) -> list[str]:
+        return self.inner.close()
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+
+def delta_table(table: pa.Table) -> pa.Table:
+    """``table`` with fixed-size list and tensor columns as plain lists (see above)."""
+    for i, field in enumerate(table.schema):
+        plain = delta_type(field.type)
+        if plain != field.type:
+            column = table.column(i)
+            if isinstance(field.type, pa.BaseExtensionType):
+                column = pa.chunked_array([c.storage for c in column.chunks], field.type.storage_type)
+            table = table.set_column(i, field.name, column.cast(plain))
+    return table
+
+
+def delta_type(t: pa.DataType) -> pa.DataType:
+    """The Arrow type a Delta schema round-trips for ``t``: lists for fixed-size lists and
+    ``fixed_shape_tensor`` (its storage), at any depth; other types as they are."""
+    if isinstance(t, pa.BaseExtensionType):
+        return delta_type(t.storage_type)
+    if pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(delta_type(t.value_type))
+    return t
+
+
+def commit(table: str, folder: str, rows_expected: int | None = None) -> dict[str, Any]:
+    """Add every part file of ``folder`` (inside ``table``) to the table in one commit."""
+    from deltalake import DeltaTable, Schema
+    from deltalake.exceptions import TableNotFoundError
+    from deltalake.transaction import CommitProperties, Transaction, create_table_with_add_actions
+
+    app_id = folder.rstrip("/").rsplit("/", 1)[-1]
+    options = storage_options(table)
+    try:
+        existing: Any = DeltaTable(table, storage_options=options)
+    except TableNotFoundError:
+        existing = None
+    except Exception as exc:  # noqa: BLE001 - delta-rs raises its own errors for an unreadable log
+        raise BeamscoreError(f"{table}: cannot open the Delta table: {first_line(str(exc))}") from None
+    if existing is not None and existing.transaction_version(app_id) is not None:
+        return {"table": table, "version": _version_of(table, app_id), "already_committed": True}
+    adds, schema, rows = _adds(folder, app_id)
+    if rows_expected is not None and rows != rows_expected:
+        raise BeamscoreError(
+            f"{folder}: its part files hold {rows} rows, the manifest {rows_expected}; nothing was committed to {table}"
+        )
+    try:
+        delta_schema = Schema.from_arrow(schema)
+    except Exception as exc:  # noqa: BLE001 - a type Delta has no counterpart for
+        raise BeamscoreError(
+            f"the output's columns cannot be a Delta table's ({first_line(str(exc))}); "
+            "use --output-format parquet, or leave the column out with --outputs / --keep"
+        ) from None
+    props = CommitProperties(
+        custom_metadata={"beamscore.job": app_id, "beamscore.rows": rows},
+        app_transactions=[Transaction(app_id=app_id, version=1)],
+    )
+    # a create that loses the race for version 0 must fail, not retry as version 1 (delta-rs
+    # would then commit a second CREATE TABLE over the first, whose new metadata fails every
+    # concurrent append): it appends instead
+    create = CommitProperties(
+        custom_metadata=props.custom_metadata, app_transactions=props.app_transactions, max_commit_retries=0
+    )
+    try:
+        if existing is None:
+            try:
+                create_table_with_add_actions(
+                    table, delta_schema, adds, mode="error", storage_options=options, commit_properties=create
+                )
+            except Exception:  # another job created the table first ("already exists", or its
+                # version 0 won the race: "Metadata changed"): append to it
+                try:
+                    existing = DeltaTable(table, storage_options=options)
+                except TableNotFoundError:
+                    existing = None
+                if existing is None:
+                    raise
+        if existing is not None:
+            _check_schema(table, existing, delta_schema)
+            existing.create_write_transaction(adds, "append", delta_schema, commit_properties=props)
+    except BeamscoreError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - delta-rs: a conflicting commit, a store error
+        raise BeamscoreError(
+            f"{table}: the Delta commit of {len(adds)} files failed ({type(exc).__name__}: {first_line(str(exc))}); "
+            f"the job's files stay in {folder}: rerun with --resume to commit them"
+        ) from None
+    return {"table": table, "version": _version_of(table, app_id), "files": len(adds), "rows": rows}
+
+
+def _adds(folder: str, app_id: str) -> tuple[list[Any], pa.Schema, int]:
+    """The add actions of the folder's part files (paths relative to the table), the
+    files' common schema and their rows."""
+    from deltalake.transaction import AddAction
+
+    fs, root = bfs.filesystem(folder)
+    fs.invalidate_cache(root)
+    found = sorted(
+        (info for info in fs.ls(root, detail=True) if _PART.match(info["name"].rstrip("/").rsplit("/", 1)[-1])),
+        key=lambda info: info["name"],
+    )
+    adds, schema, rows = [], None, 0
+    for info in found:
+        name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+        with fs.open(info["name"], "rb") as f:
+            meta = pq.ParquetFile(f).metadata
+            file_schema = meta.schema.to_arrow_schema().remove_metadata()
+        schema = schema or file_schema
+        rows += meta.num_rows
+        mtime = info.get("mtime") or info.get("LastModified") or info.get("updated")
+        adds.append(
+            AddAction(
+                path=f"{app_id}/{name}",
+                size=int(info["size"]),
+                partition_values={},
+                modification_time=_millis(mtime),
+                data_change=True,
+                stats=json.dumps({"numRecords": meta.num_rows}),
+            )
+        )
+    if schema is None:
+        raise BeamscoreError(f"{folder}: no part files to commit")
+    return adds, schema, rows
+
+
+def _millis(mtime: Any) -> int:
+    if mtime is None:
+        import time
+
+        return int(time.time() * 1000)
+    if hasattr(mtime, "timestamp"):
+        return int(mtime.timestamp() * 1000)
+    return int(float(mtime) * 1000)
+
+
+def _check_schema(table: str, existing: Any, schema: Any) -> None:
+    """Refuse files whose columns are not the table's (delta-rs would commit them anyway)."""
+    have, want = _columns(existing.schema()), _columns(schema)
+    if have != want:
+        differ = sorted({*have, *want} - {k for k in have if have.get(k) == want.get(k)})
+        raise BeamscoreError(
+            f"{table}: the table's columns ({', '.join(have)}) are not the job's ({', '.join(want)}); they differ in "
+            f"{', '.join(differ)}; nothing was committed: score into another table, or give the job the table's columns"
+        )
+
+
+def _columns(schema: Any) -> dict[str, str]:
+    """Column name -> Delta type (as JSON), nullability and metadata aside."""
+    return {f["name"]: json.dumps(f["type"], sort_keys=True) for f in json.loads(schema.to_json())["fields"]}
+
+
+def _version_of(table: str, app_id: str) -> int | None:
+    """The table version whose commit carries the job's app transaction, read from the log's
+    commit files, newest first (``DeltaTable.history`` numbers commits from the snapshot it
+    loaded, which concurrent commits can overtake)."""
+    fs, root = bfs.filesystem(table)
+    log = bfs.join(root, "_delta_log")
+    fs.invalidate_cache(log)
+    commits = sorted((n for n in fs.ls(log, detail=False) if re.search(r"/\d{20}\.json$", n)), reverse=True)
+    needle = json.dumps({"appId": app_id})[1:-1].replace(" ", "")
+    for name in commits:
+        with fs.open(name, "rb") as f:
+            if needle.encode() in f.read().replace(b" ", b""):
+                return int(name.rsplit("/", 1)[-1][:20])
+    return None
