@@ -9,6 +9,7 @@ output is compared with ``table.scan().to_arrow()`` (ids exact) and a direct sig
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import os
 import subprocess
@@ -106,6 +107,11 @@ def test_table_version_is_a_snapshot_id(model, ice, tmp_path):
     check(model, got, expected, "x")
     assert got.num_rows == 140
     assert lake.manifest(tmp_path / "o")["table"]["snapshot_id"] == snapshot
+    when = ice["table"].snapshot_by_id(snapshot).timestamp_ms
+    as_of = dt.datetime.fromtimestamp(when / 1000, dt.UTC).isoformat(timespec="milliseconds")
+    got = job(model, root_of(ice), tmp_path / "asof", "--table-as-of", as_of, "--keep", "id")
+    check(model, got, expected, "x")
+    assert lake.manifest(tmp_path / "asof")["table"]["snapshot_id"] == snapshot
     run = run_cli(
         "score", "--model", model, "--input", root_of(ice), "--output", str(tmp_path / "n"), "--table-version", "7"
     )
