@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import fsspec
@@ -62,30 +63,36 @@ def _parents(path: str) -> list[str]:
     return out
 
 
+#: directories looked up at once on an object store (each lookup is a few requests)
+LOOKUP_THREADS = 16
+
+
 def table_around(urls: Sequence[str]) -> dict[str, TableFound]:
-    """For each of ``urls`` inside a table (or a table's root), the table; each directory is
-    looked up once, whatever the number of files in it (the files are grouped by their
-    directory first, so 100,000 files in a few directories cost a few lookups)."""
+    """For each of ``urls`` inside a table (or a table's root), the table. The files are
+    grouped by directory first and each directory (and each parent, up to the root) is looked
+    up once, whatever the number of files in it; on an object store the lookups run
+    concurrently."""
     by_directory: dict[str, list[str]] = {}
     for url in urls:
         by_directory.setdefault(url.rsplit("/", 1)[0] if "/" in url else "", []).append(url)
-    seen: dict[str, TableFound | None] = {}
-    found: dict[str, TableFound] = {}
     filesystems: dict[str, fsspec.AbstractFileSystem] = {}
+    chains: list[tuple[fsspec.AbstractFileSystem, list[str], list[str]]] = []
     for directory_url, members in by_directory.items():
         scheme = directory_url.split("://", 1)[0] if "://" in directory_url else ""
         if scheme not in filesystems:
             filesystems[scheme] = bfs.filesystem(members[0])[0]
         fs = filesystems[scheme]
-        path = fs._strip_protocol(members[0])
-        for directory in _parents(path):
-            key = f"{fs.protocol!r}:{directory}"
-            if key not in seen:
-                kind = table_at(fs, directory)
-                seen[key] = None if kind is None else TableFound(kind, bfs.unstrip(fs, directory))
-            table = seen[key]
-            if table is not None:
-                found.update(dict.fromkeys(members, table))
+        chains.append((fs, _parents(fs._strip_protocol(members[0])), members))
+    wanted = {(id(fs), d): (fs, d) for fs, parents, _ in chains for d in parents}
+    threads = 1 if all(bfs.is_local(fs) for fs in filesystems.values()) else LOOKUP_THREADS
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        kinds = dict(zip(wanted, pool.map(lambda pair: table_at(*pair), wanted.values()), strict=True))
+    found: dict[str, TableFound] = {}
+    for fs, parents, members in chains:
+        for directory in parents:  # innermost first: a table inside a table's folder is the one
+            kind = kinds[(id(fs), directory)]
+            if kind is not None:
+                found.update(dict.fromkeys(members, TableFound(kind, bfs.unstrip(fs, directory))))
                 break
     return found
 

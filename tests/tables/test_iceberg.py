@@ -9,6 +9,7 @@ output is compared with ``table.scan().to_arrow()`` (ids exact) and a direct sig
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import os
 import subprocess
@@ -58,31 +59,40 @@ def root_of(ice) -> str:
     return ice["table"].location().removeprefix("file://")
 
 
-def test_a_renamed_column_is_read_by_field_id_in_every_way_to_name_the_table(model, ice, tmp_path):
-    """``feature`` is the old ``x`` (renamed): the files written before call it ``x``. Read by
-    name, those rows would score the file's ``x``; by field id they score ``feature``."""
+def renamed_job(model, ice, given, out) -> None:
+    """Score with ``feature`` (the renamed x); check ids, kept values and the manifest."""
     expected = ice["table"].scan().to_arrow()
     assert expected.num_rows == 180  # not the 290 rows its data/ holds
-    metadata = ice["table"].metadata_location.removeprefix("file://")
-    for i, given in enumerate((root_of(ice), metadata, "iceberg://lake/db.events")):
-        out = tmp_path / f"o{i}"
-        args = ("--map", "x=feature", "--keep", "id", "feature", "x")
-        if given.startswith("iceberg://"):  # pyiceberg reads its catalog config at import: a process of its own
-            env = {**os.environ, "PYICEBERG_CATALOG__LAKE__TYPE": "sql", "PYTHONPATH": REPO}
-            env.update({f"PYICEBERG_CATALOG__LAKE__{k.upper()}": v for k, v in ice["props"].items()})
-            command = [sys.executable, "-m", "beamscore", "score", "--model", model, "--input", given]
-            done = subprocess.run([*command, "--output", str(out), *args], env=env, capture_output=True, text=True)
-            assert done.returncode == 0, done.stderr[-2000:]
-            got = lake.scored(out)
-        else:
-            got = job(model, given, out, *args)
-        check(model, got, expected, "feature")
-        sorted_expected = expected.sort_by("id")
-        assert got.column("feature").to_pylist() == sorted_expected.column("feature").to_pylist()
-        assert got.column("x").to_pylist() == sorted_expected.column("x").to_pylist()  # null in old files
-        table = lake.manifest(out)["table"]
-        assert table["format"] == "iceberg" and table["snapshot_id"] == ice["table"].current_snapshot().snapshot_id
-        assert table["root"] == root_of(ice) and table["rows"] == 180
+    args = ("--map", "x=feature", "--keep", "id", "feature", "x")
+    if given.startswith("iceberg://"):  # pyiceberg reads its catalog config at import: a process of its own
+        env = {**os.environ, "PYICEBERG_CATALOG__LAKE__TYPE": "sql", "PYTHONPATH": REPO}
+        env.update({f"PYICEBERG_CATALOG__LAKE__{k.upper()}": v for k, v in ice["props"].items()})
+        command = [sys.executable, "-m", "beamscore", "score", "--model", model, "--input", given]
+        done = subprocess.run([*command, "--output", str(out), *args], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        got = lake.scored(out)
+    else:
+        got = job(model, given, out, *args)
+    check(model, got, expected, "feature")
+    sorted_expected = expected.sort_by("id")
+    assert got.column("feature").to_pylist() == sorted_expected.column("feature").to_pylist()
+    assert got.column("x").to_pylist() == sorted_expected.column("x").to_pylist()  # null in old files
+    table = lake.manifest(out)["table"]
+    assert table["format"] == "iceberg" and table["snapshot_id"] == ice["table"].current_snapshot().snapshot_id
+    assert table["root"] == root_of(ice) and table["rows"] == 180
+
+
+def test_a_renamed_column_is_read_by_field_id_by_directory_or_metadata_file(model, ice, tmp_path):
+    """``feature`` is the old ``x`` (renamed): the files written before call it ``x``. Read by
+    name, those rows would score the file's ``x``; by field id they score ``feature``."""
+    renamed_job(model, ice, root_of(ice), tmp_path / "dir")
+    renamed_job(model, ice, ice["table"].metadata_location.removeprefix("file://"), tmp_path / "metadata")
+
+
+@pytest.mark.slow
+def test_a_table_by_catalog_name(model, ice, tmp_path):
+    """``iceberg://lake/db.events`` with pyiceberg's own catalog configuration (environment)."""
+    renamed_job(model, ice, "iceberg://lake/db.events", tmp_path / "catalog")
 
 
 def test_a_re_added_column_is_null_in_files_written_before_it(model, ice, tmp_path):
@@ -106,6 +116,11 @@ def test_table_version_is_a_snapshot_id(model, ice, tmp_path):
     check(model, got, expected, "x")
     assert got.num_rows == 140
     assert lake.manifest(tmp_path / "o")["table"]["snapshot_id"] == snapshot
+    when = ice["table"].snapshot_by_id(snapshot).timestamp_ms
+    as_of = dt.datetime.fromtimestamp(when / 1000, dt.UTC).isoformat(timespec="milliseconds")
+    got = job(model, root_of(ice), tmp_path / "asof", "--table-as-of", as_of, "--keep", "id")
+    check(model, got, expected, "x")
+    assert lake.manifest(tmp_path / "asof")["table"]["snapshot_id"] == snapshot
     run = run_cli(
         "score", "--model", model, "--input", root_of(ice), "--output", str(tmp_path / "n"), "--table-version", "7"
     )
