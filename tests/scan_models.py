@@ -23,13 +23,16 @@ the export then moved to another directory), :func:`save_keras3_lookup_model` (K
 ``StringLookup`` with a vocabulary file, ``model.export``), :func:`save_estimator_model` (a TF1
 Estimator-style export: ``tf.Example`` parsing, a vocabulary-file lookup table in the assets,
 ``legacy_init_op`` initialising it, variables), :func:`save_jax2tf_model` (``jax2tf.convert``:
-an ``XlaCallModule`` node) and :func:`save_tf_text_model` (a ``tensorflow_text`` tokenizer).
+an ``XlaCallModule`` node) and :func:`save_tf_text_model` (a ``tensorflow_text`` tokenizer), these
+two built in a child process (:func:`build_in_child`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -286,3 +289,24 @@ def save_tf_text_model(path: str) -> str:
             return {"tokens": self.tokenizer.tokenize(text).row_lengths()}
 
     return _save(TextModule(), path)
+
+
+#: the builders that import a library the test process must not carry into other tests:
+#: tensorflow_text registers its ops process-wide (a test expects them unregistered), jax
+#: starts its own runtime
+IN_CHILD = {"jax2tf": "save_jax2tf_model", "tf_text": "save_tf_text_model"}
+
+
+def build_in_child(paths: dict[str, str]) -> dict[str, str]:
+    """Run the builders :data:`IN_CHILD` names for each kind of ``paths`` (kind -> path) in one
+    child process (one TensorFlow import); return ``paths``."""
+    argv = [arg for kind, path in paths.items() for arg in (kind, path)]
+    done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"building {', '.join(paths)} failed:\n{done.stderr[-3000:]}")
+    return paths
+
+
+if __name__ == "__main__":
+    for at in range(1, len(sys.argv), 2):
+        globals()[IN_CHILD[sys.argv[at]]](sys.argv[at + 1])

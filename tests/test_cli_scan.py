@@ -175,3 +175,12 @@ def test_the_security_pages_examples_are_what_scan_and_run_print(tmp_path):
         got = (done.stdout if name == "scan" else done.stderr).strip().splitlines()
         assert [same(line) for line in got] == [same(line) for line in want]
     assert not os.path.exists(copied)
+
+
+def test_a_lookup_model_with_assets_moved_elsewhere_runs_with_no_allow_ops(tmp_path):
+    model = scan_models.save_moved_lookup_model(str(tmp_path / "lookup"))
+    done = run_cli("scan", model)
+    assert done.code == 0 and "reads assets/vocab.txt" in done.stdout, done.stdout
+    done = run_cli("run", model, "--input-exprs", "words=['banana', 'kiwi']", "--outdir", str(tmp_path / "o"))
+    assert done.code == 0, done.stderr
+    assert np.load(tmp_path / "o" / "ids.npy").tolist() == [1, -1]

@@ -423,11 +423,15 @@ class _Graph:
         for name, fn in self.functions.items():
             self.bodies[name] = {n.name: n for n in fn.node_def}
             self.args[name] = [a.name for a in fn.signature.input_arg]
-        # who calls each function: (body, node) of each call site
+        # what each node calls (read once: protobuf attrs are slow to walk), and who calls each function
+        self.calls: dict[tuple[str, str], list[str]] = {}
         self.callers: dict[str, list[tuple[str, Any]]] = {}
         for body, nodes in self.bodies.items():
             for node in nodes.values():
-                for callee in _callees(node, self.functions):
+                callees = _callees(node, self.functions)
+                if callees:
+                    self.calls[(body, node.name)] = callees
+                for callee in callees:
                     self.callers.setdefault(callee, []).append((body, node))
         self.assets = _asset_nodes(mg)
 
@@ -445,8 +449,14 @@ class _Graph:
             node = self.top[name]
             found.append(("graph", node))
             todo.extend(_node_name(i) for i in node.input)
+        pending = [c for _, node in found for c in self.calls.get(("", node.name), ())]
+        functions = self.close(pending, found)
+        return found, functions
+
+    def close(self, pending: list[str], found: list[tuple[str, Any]]) -> set[str]:
+        """Every function of ``pending`` and those they call, transitively; their nodes are
+        added to ``found`` as ``(function, node)``."""
         functions: set[str] = set()
-        pending = [c for _, node in found for c in _callees(node, self.functions)]
         while pending:
             fn = pending.pop()
             if fn in functions:
@@ -454,8 +464,8 @@ class _Graph:
             functions.add(fn)
             for node in self.bodies[fn].values():
                 found.append((fn, node))
-                pending.extend(_callees(node, self.functions))
-        return found, functions
+                pending.extend(self.calls.get((fn, node.name), ()))
+        return functions
 
     def path_sources(self, body: str, tensor: str, depth: int = 0) -> list[tuple[str, str]]:
         """Where the string tensor ``tensor`` of ``body`` comes from: ``("asset", name)`` for a
@@ -605,16 +615,7 @@ def _object_graph_load(mg: Any, graph: _Graph) -> list[tuple[str, Any]]:
             elif kind == "bare_concrete_function":
                 names.append(target.bare_concrete_function.concrete_function_name)
     found: list[tuple[str, Any]] = []
-    done: set[str] = set()
-    pending = [n for n in names if n in graph.functions]
-    while pending:
-        fn = pending.pop()
-        if fn in done:
-            continue
-        done.add(fn)
-        for node in graph.bodies[fn].values():
-            found.append((fn, node))
-            pending.extend(_callees(node, graph.functions))
+    graph.close([n for n in names if n in graph.functions], found)
     return found
 
 
@@ -640,9 +641,11 @@ def _callees(node: Any, functions: dict[str, Any]) -> list[str]:
     bodies, ``tf.data`` functions, lists of functions), and its op when that names one."""
     out = [node.op] if node.op in functions else []
     for value in node.attr.values():
-        if value.func.name:
+        kind = value.WhichOneof("value")
+        if kind == "func":
             out.append(value.func.name)
-        out.extend(f.name for f in value.list.func if f.name)
+        elif kind == "list" and len(value.list.func):
+            out.extend(f.name for f in value.list.func)
     return [name for name in out if name in functions]
 
 

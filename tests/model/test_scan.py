@@ -37,12 +37,13 @@ def families(tmp_path_factory) -> dict[str, dict[str, str]]:
     def at(name: str) -> str:
         return os.path.join(root, name)
 
+    child = scan_models.build_in_child({"jax2tf": at("jax2tf"), "tf_text": at("tf_text")})
     return {
         "keras3 lookup with assets": {"keras3": scan_models.save_keras3_lookup_model(at("keras3"))},
         "lookup with assets, moved": {"moved": scan_models.save_moved_lookup_model(at("moved"))},
         "TF1 Estimator-style export": {"estimator": scan_models.save_estimator_model(at("estimator"))},
-        "jax2tf": {"jax2tf": scan_models.save_jax2tf_model(at("jax2tf"))},
-        "tensorflow-text": {"tf_text": scan_models.save_tf_text_model(at("tf_text"))},
+        "jax2tf": {"jax2tf": child["jax2tf"]},
+        "tensorflow-text": {"tf_text": child["tf_text"]},
         "TFT and ragged (composite_models)": {
             "tft": composite_models.save_tft_model(at("tft")),
             "ragged": composite_models.save_ragged_embedding_model(at("ragged")),
