@@ -56,10 +56,14 @@ class ReadUnitFn(beam.DoFn):
         held_failed: list[pa.Table] = []
         pending: list[pa.Table] = []  # dead letters waiting for the next table
         pending_rows = seen = index = 0
-        for item in self._items(unit):
+        for member, item in self._packed(unit):
             if not isinstance(item, pa.Table):  # rows that failed: dead letters for the next table
                 bad = isinstance(item, BadRows)
-                pending.append(dead_letters.from_bad_rows(unit, item) if bad else dead_letters.from_unread(unit, item))
+                pending.append(
+                    dead_letters.from_bad_rows(unit, item, member)
+                    if bad
+                    else dead_letters.from_unread(unit, item, member)
+                )
                 pending_rows += _rows(item)
                 seen += _rows(item)
                 continue
@@ -72,6 +76,42 @@ class ReadUnitFn(beam.DoFn):
         if held is None:  # every row failed: an empty batch carries them to the writer
             held, held_offset = pa.table({}), seen
         yield self._batch(unit, index, held_offset, True, held, held_failed + pending, held_failed_rows + pending_rows)
+
+    def _packed(self, unit: WorkUnit) -> Iterator[tuple[WorkUnit, pa.Table | BadRows | UnreadRows]]:
+        """``(file's unit, item)`` of every item of ``unit``. A packed unit's files are read
+        one after the other, each with its own accounting (a file that ends early or fails
+        costs its own unread rows, named in it), and their tables are joined into batches
+        of ``batch_size`` rows, so that a thousand three-row files make one batch, not a
+        thousand: a batch never spans a failed row, so its rows stay contiguous."""
+        if not unit.members:
+            for item in self._items(unit):
+                yield unit, item
+            return
+        buffer: list[pa.Table] = []
+        buffered = 0
+        empty: pa.Table | None = None
+        for member in unit.members:
+            for item in self._items(member):
+                if isinstance(item, pa.Table):
+                    if not item.num_rows:
+                        empty = item if empty is None else empty
+                        continue
+                    buffer.append(item)
+                    buffered += item.num_rows
+                    while buffered >= self.batch_size:
+                        joined = _join(buffer)
+                        yield unit, joined.slice(0, self.batch_size)
+                        rest = joined.slice(self.batch_size)
+                        buffer, buffered = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+                    continue
+                if buffer:
+                    yield unit, _join(buffer)
+                    buffer, buffered = [], 0
+                yield member, item
+        if buffer:
+            yield unit, _join(buffer)
+        elif empty is not None:
+            yield unit, empty
 
     def _items(self, unit: WorkUnit) -> Iterator[pa.Table | BadRows | UnreadRows]:
         position = 0  # rows of the unit accounted for so far: read, bad or unread
@@ -100,6 +140,14 @@ class ReadUnitFn(beam.DoFn):
         rows_in = table.num_rows + failed_rows
         self.rows_in.inc(rows_in)
         return Batch(unit, index, offset, last, table, rows_in=rows_in, failed=dead_letters.concat(failed))
+
+
+def _join(tables: list[pa.Table]) -> pa.Table:
+    """Tables of several files of a packed unit as one (their columns must agree, which
+    planning checked); one table is returned as it is."""
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="default").combine_chunks()
 
 
 def _rows(item: pa.Table | BadRows | UnreadRows) -> int:
