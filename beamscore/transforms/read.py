@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import apache_beam as beam
 import pyarrow as pa
@@ -13,7 +16,11 @@ from beamscore.io.prefetch import prefetch
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
 
-__all__ = ["ReadBatches", "ReadUnitFn", "plan_units", "read_error", "schema_file"]
+__all__ = ["PACK_AHEAD", "PACK_THREADS", "ReadBatches", "ReadUnitFn", "plan_units", "read_error", "schema_file"]
+
+#: files of a packed unit read ahead of the one being scored, and the threads reading them
+PACK_AHEAD = 16
+PACK_THREADS = 8
 
 
 def plan_units(source: Source, files: Sequence[str]) -> list[WorkUnit]:
@@ -90,8 +97,8 @@ class ReadUnitFn(beam.DoFn):
         buffer: list[pa.Table] = []
         buffered = 0
         empty: pa.Table | None = None
-        for member in unit.members:
-            for item in self._items(member):
+        for member, items in self._ahead(unit.members):
+            for item in items:
                 if isinstance(item, pa.Table):
                     if not item.num_rows:
                         empty = item if empty is None else empty
@@ -113,11 +120,28 @@ class ReadUnitFn(beam.DoFn):
         elif empty is not None:
             yield unit, empty
 
-    def _items(self, unit: WorkUnit) -> Iterator[pa.Table | BadRows | UnreadRows]:
+    def _ahead(self, members: Sequence[WorkUnit]) -> Iterator[tuple[WorkUnit, list]]:
+        """Each file of a packed unit with all its items, in order, read :data:`PACK_AHEAD`
+        files ahead by :data:`PACK_THREADS` threads: on an object store a small file costs a
+        request or two of latency, and a pack of thousands read one by one would wait for
+        each in turn."""
+        with ThreadPoolExecutor(max_workers=PACK_THREADS) as pool:
+            files = iter(members)
+            window: deque = deque()
+            for member in itertools.islice(files, PACK_AHEAD):
+                window.append((member, pool.submit(lambda m=member: list(self._items(m, ahead=0)))))
+            while window:
+                member, future = window.popleft()
+                following = next(files, None)
+                if following is not None:
+                    window.append((following, pool.submit(lambda m=following: list(self._items(m, ahead=0)))))
+                yield member, future.result()
+
+    def _items(self, unit: WorkUnit, ahead: int = 2) -> Iterator[pa.Table | BadRows | UnreadRows]:
         position = 0  # rows of the unit accounted for so far: read, bad or unread
         reason = None
         try:
-            for item in prefetch(self.source.read(unit, self.columns, self.batch_size)):  # reads ahead
+            for item in prefetch(self.source.read(unit, self.columns, self.batch_size), ahead):  # reads ahead
                 position += _rows(item)
                 yield item
         except MemoryError:
