@@ -629,6 +629,7 @@ def scale_rows(args) -> list[str]:
         out += small_files(os.path.join(args.work, "small-files"), files=args.small_files)
     if args.plan_files:
         command = [sys.executable, "-m", "benchmarks.plan", "--files", str(args.plan_files), "--serial", "0"]
+        command += ["--job-files", str(args.plan_files)]
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         out += ["", *(done.stdout.strip().splitlines() or [f"benchmarks.plan failed: {done.stderr[-500:]}"])]
     return out
