@@ -16,7 +16,10 @@ Then, for the targets of issue 25:
 - **bound**: each part of P timed alone on one core in the same run (``parts`` in
   :mod:`benchmarks.paths`: reading Parquet or TFRecord, the model, writing with each codec),
   summed per row and divided by the cores, beside P's steady rate for that input and codec;
-- **small job**: P and R1 on the same ``--small-rows`` rows (20,000), whole-process rates.
+- **small job**: P and R1 on the same ``--small-rows`` rows (20,000), whole-process rates;
+- **at scale** (issue 35): ``--small-files`` Parquet files of 3 rows against one file of the
+  same rows (:mod:`benchmarks.small_files`), P over TFRecord against P over Parquet (a
+  target row), and ``--plan-files`` files planned at 40 ms a request (:mod:`benchmarks.plan`).
 
 B1 and B2 run in the same interpreter with ``.venv-baselines`` (tf-keras, tfx-bsl; see
 ``benchmarks/baselines.txt``) on ``PYTHONPATH``; B1 with ``TF_USE_LEGACY_KERAS=1``. They are
@@ -579,6 +582,11 @@ def _targets(results: list[Result]) -> list[str]:
         ("MLP T (RunSignature)/P, steady", _ratio(_find(results, "mlp", "T"), p, "steady", "steady"), 0.8),
         ("MLP H (ModelHandler)/P, steady", _ratio(_find(results, "mlp", "H"), p, "steady", "steady"), 0.8),
         (
+            "MLP P(tfrecord)/P(parquet), steady",
+            _ratio(_find(results, "mlp", "P-tfrecord"), p, "steady", "steady"),
+            0.9,
+        ),
+        (
             "MLP P(tfrecord)/B2, steady",
             _ratio(_find(results, "mlp", "P-tfrecord"), _find(results, "mlp", "B2"), "steady", "steady"),
             15,
@@ -610,6 +618,23 @@ def _targets(results: list[Result]) -> list[str]:
     return out
 
 
+def scale_rows(args) -> list[str]:
+    """The rows of issue 35's targets at scale, each from its own benchmark: many small files
+    against one file (:mod:`benchmarks.small_files`) and planning N files at 40 ms a request
+    (:mod:`benchmarks.plan`)."""
+    out: list[str] = []
+    if args.small_files:
+        from benchmarks.small_files import run as small_files
+
+        out += small_files(os.path.join(args.work, "small-files"), files=args.small_files)
+    if args.plan_files:
+        command = [sys.executable, "-m", "benchmarks.plan", "--files", str(args.plan_files), "--serial", "0"]
+        command += ["--job-files", str(args.plan_files)]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        out += ["", *(done.stdout.strip().splitlines() or [f"benchmarks.plan failed: {done.stderr[-500:]}"])]
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, one run each (a smoke test): ~3 minutes")
@@ -632,6 +657,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--rss-rows", type=int, default=0, help="also run P on this many rows (Parquet only), for RSS")
     ap.add_argument("--small-rows", type=int, default=20_000, help="rows of the small job (P and R1; 0 skips it)")
+    ap.add_argument("--small-files", type=int, help="small files vs one file (default 5,000; --quick 500; 0 skips)")
+    ap.add_argument("--plan-files", type=int, help="files planned at 40 ms/request (default 20,000; --quick 2,000)")
     ap.add_argument(
         "--codecs",
         nargs="+",
@@ -656,12 +683,16 @@ def main(argv: list[str] | None = None) -> int:
     if quick and args.image_batch_size == 64:
         args.image_batch_size = 32
     args.repeat = args.repeat or (1 if quick else 3)
+    args.small_files = args.small_files if args.small_files is not None else (500 if quick else 5_000)
+    args.plan_files = args.plan_files if args.plan_files is not None else (2_000 if quick else 20_000)
     if quick:
         args.shards = min(args.shards, 4)
     start = time.time()
     results = run_all(args)
     print()
     print(table(results, args))
+    print()
+    print("\n".join(scale_rows(args)))
     print(f"\nbench took {time.time() - start:.0f}s")
     if args.json:
         with open(args.json, "w") as f:

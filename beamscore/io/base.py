@@ -14,13 +14,33 @@ import copy
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from beamscore.io.arrow import arrow_type
 from beamscore.model.binding import ColumnSpec
 from beamscore.model.inspect import SignatureInfo
 
-__all__ = ["BadRows", "FilePlan", "Sink", "Source", "UnitWriter", "UnreadRows", "WorkUnit", "part_name"]
+__all__ = [
+    "PACK_AFTER",
+    "PACK_BYTES",
+    "BadRows",
+    "FilePlan",
+    "Sink",
+    "Source",
+    "UnitWriter",
+    "UnreadRows",
+    "WorkUnit",
+    "pack_units",
+    "part_name",
+]
+
+#: A packed unit (several whole small files) holds at most this many input bytes (as listed).
+PACK_BYTES = 64 * 1024 * 1024
+#: Files are packed only in jobs of more than this many whole-file units: below it, per-file
+#: costs (about 5 ms a file and a part file each) are small, and every file keeps its own
+#: unit and part file, named after it.
+PACK_AFTER = 100
 
 
 @dataclass(frozen=True, order=True)
@@ -32,6 +52,12 @@ class WorkUnit:
     position within the file; together they name the output file. ``first_row`` is the
     index within the file of the unit's first row when it differs from ``start`` (Parquet),
     so that a dead letter can name its row in the file.
+
+    A *packed* unit (:func:`pack_units`) holds several whole small files: ``members`` are
+    their own units, in order, and the packed unit's rows are theirs one after the other
+    (``rows`` their sum); it is named after its first member, ``path`` is the first
+    member's and ``start``/``stop`` span ``[0, rows)``. :meth:`locate` maps a position in
+    the unit back to a file and a row in it.
     """
 
     shard: int
@@ -41,10 +67,35 @@ class WorkUnit:
     stop: int
     rows: int
     first_row: int | None = None
+    members: tuple[WorkUnit, ...] = ()
 
     def file_row(self, position: int) -> int:
-        """The row index within the file of the unit's row at ``position``."""
+        """The row index within the file of the unit's row at ``position`` (a packed
+        unit: within the file that row belongs to, see :meth:`locate`)."""
+        if self.members:
+            _paths, rows = self.locate(np.asarray([position], dtype=np.int64))
+            return int(rows[0])
         return (self.start if self.first_row is None else self.first_row) + position
+
+    def locate(self, positions: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """The input file and the row within it of each unit position in ``positions``."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if not self.members:
+            return [self.path] * len(positions), self.file_row(0) + positions
+        firsts = np.cumsum([0, *(m.rows for m in self.members[:-1])], dtype=np.int64)
+        which = np.clip(np.searchsorted(firsts, positions, side="right") - 1, 0, len(self.members) - 1)
+        members = [self.members[i] for i in which]
+        rows = np.asarray(
+            [m.file_row(int(p - firsts[i])) for m, p, i in zip(members, positions, which, strict=True)],
+            dtype=np.int64,
+        )
+        return [m.path for m in members], rows
+
+    @property
+    def files(self) -> list[list]:
+        """``[path, first row, stop row]`` of each file the unit reads (a packed unit's
+        receipt lists them)."""
+        return [[m.path, m.file_row(0), m.file_row(0) + m.rows] for m in (self.members or (self,))]
 
     @property
     def name(self) -> str:
@@ -54,6 +105,60 @@ class WorkUnit:
 def part_name(shard: int, index: int) -> str:
     """``part-SSSSS-UUUUU``: the stem of the output file(s) of a unit."""
     return f"part-{shard:05d}-{index:05d}"
+
+
+def pack_units(
+    units: Sequence[WorkUnit],
+    rows_per_unit: int | None,
+    sizes: Mapping[str, int | None] | None = None,
+    max_bytes: int = PACK_BYTES,
+) -> list[WorkUnit]:
+    """Pack runs of consecutive whole small files into one unit each, so that a job over
+    thousands of small files has about as many units (and part files) as one over a few
+    large ones.
+
+    A file is packable when it is one unit (a whole file) of known rows. Consecutive
+    packable files join a pack while its rows stay within ``rows_per_unit`` and its listed
+    bytes (``sizes``, by path) within ``max_bytes``; a pack of one file stays the file's own
+    unit (its name unchanged). Deterministic: the same files and settings give the same
+    packs and names (a pack is named after its first file's unit). ``rows_per_unit`` of
+    ``None`` or less than 2, or no more than :data:`PACK_AFTER` whole files: nothing is
+    packed."""
+    if not rows_per_unit or rows_per_unit < 2:
+        return list(units)
+    sizes = sizes or {}
+    whole: dict[str, int] = {}
+    for unit in units:
+        whole[unit.path] = whole.get(unit.path, 0) + 1
+    if sum(1 for n in whole.values() if n == 1) <= PACK_AFTER:
+        return list(units)
+    out: list[WorkUnit] = []
+    run: list[WorkUnit] = []
+    run_rows = run_bytes = 0
+
+    def close() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            first = run[0]
+            out.append(WorkUnit(first.shard, first.index, first.path, 0, run_rows, run_rows, None, tuple(run)))
+        run.clear()
+
+    for unit in units:
+        size = sizes.get(unit.path) or 0
+        if whole[unit.path] != 1 or unit.members or unit.rows >= rows_per_unit:
+            close()
+            run_rows = run_bytes = 0
+            out.append(unit)
+            continue
+        if run and (run_rows + unit.rows > rows_per_unit or run_bytes + size > max_bytes):
+            close()
+            run_rows = run_bytes = 0
+        run.append(unit)
+        run_rows += unit.rows
+        run_bytes += size
+    close()
+    return out
 
 
 @dataclass(frozen=True)

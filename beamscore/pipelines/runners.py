@@ -36,12 +36,13 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.runners.runner import PipelineRunner
 
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, JobFailed, first_line
 from beamscore.flags import runner_key
 
 __all__ = [
     "DASK_RUNNER",
     "LOCAL_RUNNERS",
+    "ResultLost",
     "describe_runner",
     "launch_problems",
     "local_worker_processes",
@@ -51,6 +52,7 @@ __all__ = [
     "runner_name",
     "spread_units",
     "unknown_options",
+    "wait_for",
 ]
 
 LOCAL_RUNNERS = ("DirectRunner", "FnApiRunner", "SwitchingDirectRunner")
@@ -270,6 +272,36 @@ def _worker_log_levels(options: PipelineOptions) -> Any:
     return ExtendedProvisionInfo(
         beam_provision_api_pb2.ProvisionInfo(retrieval_token="unused-retrieval-token", pipeline_options=given)
     )
+
+
+class ResultLost(JobFailed):
+    """A remote job's result was cancelled or lost before its units all ended (Dask): tasks
+    already on the workers may still commit units, so the launcher keeps its claim."""
+
+
+def wait_for(result: Any) -> None:
+    """Wait until a started run has ended, and raise when it did not end well.
+
+    Beam's ``DaskRunnerResult.wait_until_finish`` takes a *cancelled* Dask future for a
+    finished one (``distributed.as_completed`` hands it back like any other and only
+    ``"error"`` futures raise), so a job whose futures were cancelled (the client lost its
+    scheduler connection, the scheduler restarted or forgot the keys) was reported done
+    while its units were still unwritten, and ``beamscore.score()`` went on to look for a
+    manifest that never came. Here every Dask future must have finished; any other end
+    raises :class:`ResultLost` with Dask's reason."""
+    result.wait_until_finish()
+    for future in getattr(result, "futures", None) or ():
+        status = getattr(future, "status", "finished")
+        if status == "finished":
+            continue
+        if status == "error":
+            future.result()  # raises the worker's exception
+        state = getattr(future, "_state", None)
+        why = getattr(state, "exception", None) if state is not None else None
+        raise ResultLost(
+            f"the Dask job's result was {status} before its units all ended"
+            f"{f' ({first_line(str(why))})' if why is not None else ''}"
+        )
 
 
 def release(result: Any) -> None:

@@ -30,11 +30,13 @@ from beamscore.pipelines.resume import Started, start_output
 from beamscore.pipelines.runners import (
     DASK_RUNNER,
     LOCAL_RUNNERS,
+    ResultLost,
     make_runner,
     pipeline_options,
     release,
     runner_name,
     spread_units,
+    wait_for,
 )
 from beamscore.store_watch import watch_stores
 from beamscore.transforms.batch import UnitResult
@@ -164,7 +166,13 @@ def _run_plan(plan: Plan, options: PipelineOptions, progress: bool, progress_eve
             running = None
             try:
                 running = p.run()
-                running.wait_until_finish()
+                wait_for(running)
+            except ResultLost as exc:  # tasks already on the workers may still commit units
+                started.keep_claim = True
+                raise JobFailed(
+                    f"the job failed: {exc}; its claim on {plan.config.output} stays until it is stale "
+                    f"({STALE_AFTER_S:.0f} s without a heartbeat, or at once on this machine)"
+                ) from exc
             except Exception as exc:  # a worker failed: say why in one line
                 raise JobFailed(f"the job failed: {describe_failure(exc)}") from exc
             except Terminated as stopped:  # SIGTERM/SIGHUP: a remote job must not go on writing without a claim

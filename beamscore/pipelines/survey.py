@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TextIO
 
 from beamscore.fs import FileFacts
-from beamscore.io.base import FilePlan, Source, WorkUnit
+from beamscore.io.base import FilePlan, Source, WorkUnit, pack_units
 from beamscore.io.schemas import file_has_rows
 from beamscore.io.tails import fetch_tails
 from beamscore.model.binding import ColumnSpec
@@ -63,7 +63,17 @@ def survey(
             del tails
             if progress is not None:
                 progress(min(first + CHUNK, total), total)
-    return units
+    return packed(source, units, files)
+
+
+def packed(source: Source, units: list[WorkUnit], files: Sequence[FileFacts]) -> list[WorkUnit]:
+    """``units`` with runs of whole small files packed into one unit each
+    (:func:`~beamscore.io.base.pack_units`), up to the source's ``rows_per_unit`` rows.
+    Only sources that know each file's rows before reading it are packed (a unit's row
+    positions must map back to files; TFRecord counts its records only as it reads)."""
+    if not source.counts_rows:
+        return units
+    return pack_units(units, getattr(source, "rows_per_unit", None), {f.url: f.size for f in files})
 
 
 class PlanningProgress:

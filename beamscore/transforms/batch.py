@@ -65,6 +65,10 @@ class Batch:
     def where(self) -> str:
         """File and rows, for error messages."""
         n = max(self.source_rows, 1)
+        if self.unit.members:  # a packed unit: the file and rows of the batch's first row
+            paths, rows = self.unit.locate([self.offset])
+            more = len(self.unit.members) - 1
+            return f"{paths[0]} (unit {self.unit.name}, row {rows[0]}; {n} rows from {more + 1} packed files)"
         return f"{self.unit.path} (unit {self.unit.index}, rows {self.offset}-{self.offset + n - 1})"
 
 
@@ -94,9 +98,13 @@ class UnitResult:
     model_loads: int = 0
     model_load_seconds: float = 0.0
     worker: str | None = None
+    #: a packed unit's files: ``[path, first row, stop row]`` each (``input`` is the first's)
+    inputs: list[list] = field(default_factory=list)
 
     def to_json(self) -> dict:
+        packed = {"inputs": [list(i) for i in self.inputs]} if self.inputs else {}
         return {
+            **packed,
             "batches": self.batches,
             "batch_seconds": self.batch_seconds,
             "model_loads": self.model_loads,
@@ -128,4 +136,5 @@ class UnitResult:
             model_loads=int(data.get("model_loads", 0)),
             model_load_seconds=float(data.get("model_load_seconds", 0.0)),
             worker=data.get("worker"),
+            inputs=[[str(p), int(a), int(b)] for p, a, b in data.get("inputs", [])],
         )

@@ -57,20 +57,34 @@ SCHEMA = pa.schema(
 
 
 def _table(
-    unit: WorkUnit, rows: np.ndarray, stage: str, errors: str | Sequence[str], raw: list, span: int = 1
+    unit: WorkUnit,
+    rows: np.ndarray,
+    stage: str,
+    errors: str | Sequence[str],
+    raw: list,
+    span: int = 1,
+    member: WorkUnit | None = None,
 ) -> pa.Table:
-    return _rows_table(unit.path, unit.name, rows, stage, errors, raw, span)
+    """Dead letters of ``unit``'s rows; ``member`` is the file of a packed unit they are in."""
+    return _rows_table((member or unit).path, unit.name, rows, stage, errors, raw, span)
 
 
 def _rows_table(
-    source: str, unit: str, rows: np.ndarray, stage: str, errors: str | Sequence[str], raw: list, span: int = 1
+    source: str | Sequence[str],
+    unit: str,
+    rows: np.ndarray,
+    stage: str,
+    errors: str | Sequence[str],
+    raw: list,
+    span: int = 1,
 ) -> pa.Table:
-    """Dead letters of one source; ``span`` is the input rows each one stands for (``count``)."""
+    """Dead letters of one source (or one source per row); ``span`` is the input rows each
+    one stands for (``count``)."""
     n = len(rows)
     error_col = pa.repeat(errors, n) if isinstance(errors, str) else pa.array(list(errors), pa.string())
     return pa.table(
         [
-            pa.repeat(source, n),
+            pa.repeat(source, n) if isinstance(source, str) else pa.array(list(source), pa.string()),
             pa.repeat(unit, n),
             pa.array(np.asarray(rows, dtype=np.int64)),
             pa.repeat(stage, n),
@@ -82,20 +96,22 @@ def _rows_table(
     )
 
 
-def from_bad_rows(unit: WorkUnit, bad: BadRows) -> pa.Table:
-    """Dead letters for rows a source reported as undecodable (rows are file row indices)."""
+def from_bad_rows(unit: WorkUnit, bad: BadRows, member: WorkUnit | None = None) -> pa.Table:
+    """Dead letters for rows a source reported as undecodable (rows are file row indices;
+    ``member``: the file of a packed unit the source was reading)."""
     raw = list(bad.raw) if bad.raw is not None else [None] * len(bad.rows)
     raw = [r if r is not None and len(r) <= RAW_LIMIT else None for r in raw]
-    return _table(unit, np.asarray(bad.rows, dtype=np.int64), "read", bad.error, raw)
+    return _table(unit, np.asarray(bad.rows, dtype=np.int64), "read", bad.error, raw, member=member)
 
 
-def from_unread(unit: WorkUnit, unread: UnreadRows) -> pa.Table:
-    """One dead letter for a range of rows that could not be read (``rows A-B unread: ...``)."""
+def from_unread(unit: WorkUnit, unread: UnreadRows, member: WorkUnit | None = None) -> pa.Table:
+    """One dead letter for a range of rows that could not be read (``rows A-B unread: ...``;
+    ``member``: the file of a packed unit the rows are in)."""
     if unread.count:
         error = f"rows {unread.start}-{unread.stop - 1} unread: {unread.reason}"
     else:  # the error came after the unit's last row: nothing is lost, but it is reported
         error = f"read error after row {unread.start - 1}, no rows unread: {unread.reason}"
-    return _table(unit, np.asarray([unread.start], dtype=np.int64), "read", error, [None], unread.count)
+    return _table(unit, np.asarray([unread.start], dtype=np.int64), "read", error, [None], unread.count, member)
 
 
 def count(table: pa.Table | None) -> int:
@@ -111,6 +127,9 @@ def from_table_rows(
     unit: WorkUnit, table: pa.Table, index: np.ndarray, positions: np.ndarray, errors: str | Sequence[str], stage: str
 ) -> pa.Table:
     """Dead letters for rows ``index`` of ``table`` (at unit ``positions``), raw as JSON."""
+    if unit.members:  # a packed unit: each row names its own file
+        sources, rows = unit.locate(np.asarray(positions, dtype=np.int64))
+        return _rows_table(sources, unit.name, rows, stage, errors, _raw_json(table, index))
     rows = unit.file_row(0) + np.asarray(positions, dtype=np.int64)
     return _table(unit, rows, stage, errors, _raw_json(table, index))
 

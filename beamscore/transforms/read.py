@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import apache_beam as beam
 import pyarrow as pa
@@ -14,7 +17,11 @@ from beamscore.io.prefetch import prefetch
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
 
-__all__ = ["ReadBatches", "ReadUnitFn", "plan_units", "read_error", "schema_file"]
+__all__ = ["PACK_AHEAD", "PACK_THREADS", "ReadBatches", "ReadUnitFn", "plan_units", "read_error", "schema_file"]
+
+#: files of a packed unit read ahead of the one being scored, and the threads reading them
+PACK_AHEAD = 16
+PACK_THREADS = 8
 
 
 def plan_units(source: Source, files: Sequence[str | os.PathLike[str]]) -> list[WorkUnit]:
@@ -57,10 +64,14 @@ class ReadUnitFn(beam.DoFn):
         held_failed: list[pa.Table] = []
         pending: list[pa.Table] = []  # dead letters waiting for the next table
         pending_rows = seen = index = 0
-        for item in self._items(unit):
+        for member, item in self._packed(unit):
             if not isinstance(item, pa.Table):  # rows that failed: dead letters for the next table
                 bad = isinstance(item, BadRows)
-                pending.append(dead_letters.from_bad_rows(unit, item) if bad else dead_letters.from_unread(unit, item))
+                pending.append(
+                    dead_letters.from_bad_rows(unit, item, member)
+                    if bad
+                    else dead_letters.from_unread(unit, item, member)
+                )
                 pending_rows += _rows(item)
                 seen += _rows(item)
                 continue
@@ -74,11 +85,64 @@ class ReadUnitFn(beam.DoFn):
             held, held_offset = pa.table({}), seen
         yield self._batch(unit, index, held_offset, True, held, held_failed + pending, held_failed_rows + pending_rows)
 
-    def _items(self, unit: WorkUnit) -> Iterator[pa.Table | BadRows | UnreadRows]:
+    def _packed(self, unit: WorkUnit) -> Iterator[tuple[WorkUnit, pa.Table | BadRows | UnreadRows]]:
+        """``(file's unit, item)`` of every item of ``unit``. A packed unit's files are read
+        one after the other, each with its own accounting (a file that ends early or fails
+        costs its own unread rows, named in it), and their tables are joined into batches
+        of ``batch_size`` rows, so that a thousand three-row files make one batch, not a
+        thousand: a batch never spans a failed row, so its rows stay contiguous."""
+        if not unit.members:
+            for item in self._items(unit):
+                yield unit, item
+            return
+        buffer: list[pa.Table] = []
+        buffered = 0
+        empty: pa.Table | None = None
+        for member, items in self._ahead(unit.members):
+            for item in items:
+                if isinstance(item, pa.Table):
+                    if not item.num_rows:
+                        empty = item if empty is None else empty
+                        continue
+                    buffer.append(item)
+                    buffered += item.num_rows
+                    while buffered >= self.batch_size:
+                        joined = _join(buffer)
+                        yield unit, joined.slice(0, self.batch_size)
+                        rest = joined.slice(self.batch_size)
+                        buffer, buffered = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+                    continue
+                if buffer:
+                    yield unit, _join(buffer)
+                    buffer, buffered = [], 0
+                yield member, item
+        if buffer:
+            yield unit, _join(buffer)
+        elif empty is not None:
+            yield unit, empty
+
+    def _ahead(self, members: Sequence[WorkUnit]) -> Iterator[tuple[WorkUnit, list]]:
+        """Each file of a packed unit with all its items, in order, read :data:`PACK_AHEAD`
+        files ahead by :data:`PACK_THREADS` threads: on an object store a small file costs a
+        request or two of latency, and a pack of thousands read one by one would wait for
+        each in turn."""
+        with ThreadPoolExecutor(max_workers=PACK_THREADS) as pool:
+            files = iter(members)
+            window: deque = deque()
+            for member in itertools.islice(files, PACK_AHEAD):
+                window.append((member, pool.submit(lambda m=member: list(self._items(m, ahead=0)))))
+            while window:
+                member, future = window.popleft()
+                following = next(files, None)
+                if following is not None:
+                    window.append((following, pool.submit(lambda m=following: list(self._items(m, ahead=0)))))
+                yield member, future.result()
+
+    def _items(self, unit: WorkUnit, ahead: int = 2) -> Iterator[pa.Table | BadRows | UnreadRows]:
         position = 0  # rows of the unit accounted for so far: read, bad or unread
         reason = None
         try:
-            for item in prefetch(self.source.read(unit, self.columns, self.batch_size)):  # reads ahead
+            for item in prefetch(self.source.read(unit, self.columns, self.batch_size), ahead):  # reads ahead
                 position += _rows(item)
                 yield item
         except MemoryError:
@@ -101,6 +165,14 @@ class ReadUnitFn(beam.DoFn):
         rows_in = table.num_rows + failed_rows
         self.rows_in.inc(rows_in)
         return Batch(unit, index, offset, last, table, rows_in=rows_in, failed=dead_letters.concat(failed))
+
+
+def _join(tables: list[pa.Table]) -> pa.Table:
+    """Tables of several files of a packed unit as one (their columns must agree, which
+    planning checked); one table is returned as it is."""
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="default").combine_chunks()
 
 
 def _rows(item: pa.Table | BadRows | UnreadRows) -> int:

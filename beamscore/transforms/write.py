@@ -135,6 +135,7 @@ class WriteUnitFn(beam.DoFn):
             model_loads=state.loads,
             model_load_seconds=state.load_seconds,
             worker=state.worker,
+            inputs=unit.files if unit.members else [],
         )
         write_receipt(self.output, result)
         self.units_done.inc()

@@ -70,3 +70,39 @@ def test_sigterm_cancels_the_dask_job_and_keeps_its_claim_until_stale(slow, tmp_
         assert "taking over the stale claim" in resumed.stderr
     assert not (out / "_claim.json").exists()
     assert_slow_result(out, ids, expected)
+
+
+def _cancel_job_futures(address: str) -> list:
+    """From a second client, cancel (for every client) the keys a client waits for: what the
+    scheduler does to a job whose client it lost, or after a restart."""
+    from distributed import Client, Future
+
+    with Client(address, timeout=30, set_as_default=False) as other:
+        keys = other.run_on_scheduler(
+            lambda dask_scheduler: [k for k, ts in dask_scheduler.tasks.items() if ts.who_wants]
+        )
+        other.cancel([Future(k, client=other) for k in keys], force=True)
+        return keys
+
+
+@pytest.mark.distributed
+def test_a_job_whose_dask_result_is_cancelled_fails_and_keeps_its_claim(slow, tmp_path):
+    """Beam's DaskRunner takes a cancelled result future for a finished job: the launcher
+    then released its claim and said only that no manifest came, while the workers went on
+    committing units. Now the job fails naming the cancellation, keeps its claim, and
+    ``--resume`` finishes it."""
+    args, ids, expected = slow
+    out = tmp_path / "out"
+    with dask_cluster(tmp_path / "cluster", workers=1) as cluster:
+        flags = ["--runner=DaskRunner", f"--dask_client_address={cluster.address}"]
+        job, _receipts = start_slow_job([*args, "--output", str(out), *flags], out, cluster)
+        assert _cancel_job_futures(cluster.address)
+        _stdout, stderr = job.communicate(timeout=120)
+        assert job.returncode == 3, stderr[-3000:]
+        line = stderr.strip().splitlines()[-1]  # after any progress lines
+        assert line.startswith("beamscore: error: the job failed: ") and "Traceback" not in stderr, stderr
+        assert "the Dask job's result was cancelled before its units all ended" in line, line
+        assert json.loads((out / "_claim.json").read_text())["pid"] == job.pid  # kept, for the workers
+        resumed = beamscore_cli("score", *args, "--output", str(out), "--resume", *flags)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_slow_result(out, ids, expected)
