@@ -101,6 +101,29 @@ def test_the_same_job_again_is_refused_and_overwrite_does_not_apply(models, shar
     assert DeltaTable(str(table)).version() == 0
 
 
+def test_a_commit_that_failed_is_made_by_resume(models, shards, tmp_path, monkeypatch, capsys):
+    """The promise of the failed commit's line: the units are all written, ``--resume`` finds
+    the job complete and commits its files (once)."""
+    import deltalake.transaction
+
+    paths, ids, x = shards
+    table = tmp_path / "table"
+
+    def store_down(*args, **kwargs):
+        raise OSError("the store is down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(deltalake.transaction, "create_table_with_add_actions", store_down)
+        assert job(models["two_sig"], paths, table) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the Delta commit of 6 files failed (OSError: the store is down)" in err and "--resume" in err
+    assert not (table / "_delta_log").exists()
+    assert job(models["two_sig"], paths, table, "--resume") == 0
+    dt = DeltaTable(str(table))
+    assert dt.version() == 0
+    check_scores(models["two_sig"], dt.to_pyarrow_table(), ids, x)
+
+
 def test_a_table_with_other_columns_is_refused_and_left_as_it_was(models, shards, tmp_path, capsys):
     paths, _ids, _x = shards
     table = tmp_path / "table"
