@@ -89,6 +89,24 @@ def check_table_root(table: str) -> None:
         )
 
 
+def check_table_columns(sink: Any, schema: pa.Schema) -> None:
+    """Before the job: refuse when the sink's table exists and its columns are not
+    ``schema``'s (as :func:`delta_type` writes them). Best effort: a type Delta cannot say, or
+    no table yet, is left to the commit."""
+    from deltalake import DeltaTable, Schema
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        existing = DeltaTable(sink.table, storage_options=storage_options(sink.table))
+    except TableNotFoundError:
+        return
+    try:
+        want = Schema.from_arrow(pa.schema([(f.name, delta_type(f.type)) for f in schema]))
+    except Exception:  # noqa: BLE001 - left to the commit, which names it
+        return
+    _check_schema(sink.table, existing, want, before=True)
+
+
 class DeltaSink(ParquetSink):
     """Writes the Parquet sink's part files into the job's folder inside a Delta table
     (``output`` is that folder; ``table`` the table's root) and commits them at the end."""
@@ -266,14 +284,15 @@ def _millis(mtime: Any) -> int:
     return int(float(mtime) * 1000)
 
 
-def _check_schema(table: str, existing: Any, schema: Any) -> None:
+def _check_schema(table: str, existing: Any, schema: Any, before: bool = False) -> None:
     """Refuse files whose columns are not the table's (delta-rs would commit them anyway)."""
     have, want = _columns(existing.schema()), _columns(schema)
     if have != want:
         differ = sorted({*have, *want} - {k for k in have if have.get(k) == want.get(k)})
         raise BeamscoreError(
             f"{table}: the table's columns ({', '.join(have)}) are not the job's ({', '.join(want)}); they differ in "
-            f"{', '.join(differ)}; nothing was committed: score into another table, or give the job the table's columns"
+            f"{', '.join(differ)}; {'the job did not start' if before else 'nothing was committed'}: score into "
+            "another table, or give the job the table's columns"
         )
 
 
