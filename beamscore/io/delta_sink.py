@@ -89,6 +89,34 @@ def check_table_root(table: str) -> None:
         )
 
 
+def check_table_columns(sink: Any, schema: pa.Schema) -> None:
+    """Before the job: refuse columns no Delta type holds, and, when the sink's table exists,
+    columns that are not the table's (``schema`` as :func:`delta_type` writes it)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    want = _delta_schema(pa.schema([(f.name, delta_type(f.type)) for f in schema]))
+    try:
+        existing = DeltaTable(sink.table, storage_options=storage_options(sink.table))
+    except TableNotFoundError:
+        return
+    _check_schema(sink.table, existing, want, before=True)
+
+
+def _delta_schema(schema: pa.Schema) -> Any:
+    """The Delta schema of the files' columns, or a refusal naming what Delta cannot hold."""
+    from deltalake import Schema
+
+    try:
+        return Schema.from_arrow(schema)
+    except Exception as exc:  # noqa: BLE001 - a type Delta has no counterpart for
+        said = first_line(str(exc)).removeprefix("External error: ").removeprefix("Schema error: ")
+        raise BeamscoreError(
+            f"the output's columns cannot be a Delta table's ({said}); use --output-format parquet, or leave "
+            "the column out with --outputs / --keep"
+        ) from None
+
+
 class DeltaSink(ParquetSink):
     """Writes the Parquet sink's part files into the job's folder inside a Delta table
     (``output`` is that folder; ``table`` the table's root) and commits them at the end."""
@@ -140,25 +168,59 @@ def delta_table(table: pa.Table) -> pa.Table:
         plain = delta_type(field.type)
         if plain != field.type:
             column = table.column(i)
-            if isinstance(field.type, pa.BaseExtensionType):
+            if isinstance(field.type, pa.FixedShapeTensorType):
+                column = pa.chunked_array([_nested_tensor(c) for c in column.chunks], _tensor_lists(field.type))
+            elif isinstance(field.type, pa.BaseExtensionType):
                 column = pa.chunked_array([c.storage for c in column.chunks], field.type.storage_type)
             table = table.set_column(i, field.name, column.cast(plain))
     return table
 
 
+def _tensor_lists(t: pa.FixedShapeTensorType) -> pa.DataType:
+    """A tensor column's type as fixed-size lists nested by its shape (its storage is flat)."""
+    nested = t.value_type
+    for size in reversed(t.shape):
+        nested = pa.list_(nested, size)
+    return nested
+
+
+def _nested_tensor(chunk: pa.Array) -> pa.Array:
+    """One chunk of a tensor column as nested fixed-size lists of its rows' shape (beamscore
+    writes tensors in row-major order, with no permutation)."""
+    values = chunk.storage.flatten()
+    for size in reversed(chunk.type.shape):
+        values = pa.FixedSizeListArray.from_arrays(values, size)
+    return values
+
+
+#: types Delta has no counterpart for, written as the next type that holds every value
+#: (Delta's integers are signed: delta-rs would call uint32 "integer", and 3e9 would not fit)
+_WIDER = {
+    pa.float16(): pa.float32(),
+    pa.uint8(): pa.int16(),
+    pa.uint16(): pa.int32(),
+    pa.uint32(): pa.int64(),
+}
+
+
 def delta_type(t: pa.DataType) -> pa.DataType:
     """The Arrow type a Delta schema round-trips for ``t``: lists for fixed-size lists and
-    ``fixed_shape_tensor`` (its storage), at any depth; other types as they are."""
+    ``fixed_shape_tensor`` (its storage), at any depth; dictionary columns as their values;
+    float16 and unsigned integers widened (:data:`_WIDER`); other types as they are."""
+    if isinstance(t, pa.FixedShapeTensorType):
+        return delta_type(_tensor_lists(t))
     if isinstance(t, pa.BaseExtensionType):
         return delta_type(t.storage_type)
+    if pa.types.is_dictionary(t):
+        return delta_type(t.value_type)
     if pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t):
         return pa.list_(delta_type(t.value_type))
-    return t
+    return _WIDER.get(t, t)
 
 
 def commit(table: str, folder: str, rows_expected: int | None = None) -> dict[str, Any]:
     """Add every part file of ``folder`` (inside ``table``) to the table in one commit."""
-    from deltalake import DeltaTable, Schema
+    from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
     from deltalake.transaction import CommitProperties, Transaction, create_table_with_add_actions
 
@@ -177,13 +239,7 @@ def commit(table: str, folder: str, rows_expected: int | None = None) -> dict[st
         raise BeamscoreError(
             f"{folder}: its part files hold {rows} rows, the manifest {rows_expected}; nothing was committed to {table}"
         )
-    try:
-        delta_schema = Schema.from_arrow(schema)
-    except Exception as exc:  # noqa: BLE001 - a type Delta has no counterpart for
-        raise BeamscoreError(
-            f"the output's columns cannot be a Delta table's ({first_line(str(exc))}); "
-            "use --output-format parquet, or leave the column out with --outputs / --keep"
-        ) from None
+    delta_schema = _delta_schema(schema)
     props = CommitProperties(
         custom_metadata={"beamscore.job": app_id, "beamscore.rows": rows},
         app_transactions=[Transaction(app_id=app_id, version=1)],
@@ -266,14 +322,15 @@ def _millis(mtime: Any) -> int:
     return int(float(mtime) * 1000)
 
 
-def _check_schema(table: str, existing: Any, schema: Any) -> None:
+def _check_schema(table: str, existing: Any, schema: Any, before: bool = False) -> None:
     """Refuse files whose columns are not the table's (delta-rs would commit them anyway)."""
     have, want = _columns(existing.schema()), _columns(schema)
     if have != want:
         differ = sorted({*have, *want} - {k for k in have if have.get(k) == want.get(k)})
         raise BeamscoreError(
             f"{table}: the table's columns ({', '.join(have)}) are not the job's ({', '.join(want)}); they differ in "
-            f"{', '.join(differ)}; nothing was committed: score into another table, or give the job the table's columns"
+            f"{', '.join(differ)}; {'the job did not start' if before else 'nothing was committed'}: score into "
+            "another table, or give the job the table's columns"
         )
 
 

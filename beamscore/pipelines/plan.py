@@ -514,6 +514,36 @@ def step_batch_size(s: Planning) -> None:
     s.batch_size = s.config.batch_size or _default_batch_size(s.bindings)
 
 
+def step_table_columns(s: Planning) -> None:
+    """A Delta table output that exists already takes the job's columns: compared before the
+    job runs (names and Delta types, as the part files will have them), so a job whose files
+    the table would refuse at its commit is refused here instead, having done nothing."""
+    config = s.config
+    if config.output_format != "delta":
+        return
+    from beamscore.io.delta_sink import check_table_columns
+
+    signature = _found(s.signature)
+    outputs = {name: signature.outputs[name] for name in s.outputs}
+    if any(spec.shape is None for spec in outputs.values()):
+        return  # unknown rank: the column's type is known when it is written (checked at the commit)
+    columns = {name: _written_type(spec.dtype, len(spec.shape)) for name, spec in outputs.items()}
+    columns.update({name: s.keep_types[name] for name in config.keep if name in s.keep_types})
+    check_table_columns(_found(s.sink), pa.schema(list(columns.items())))
+
+
+def _written_type(tf_dtype: str, rank: int) -> pa.DataType:
+    """The Arrow type an output of this dtype and rank is written as, in a Delta table's
+    terms: (nested) lists of its values; strings as binary; bfloat16 widened."""
+    from beamscore.model.binding import output_dtype
+
+    dtype = output_dtype(tf_dtype)
+    t = pa.binary() if dtype.kind == "O" else pa.from_numpy_dtype(dtype)
+    for _ in range(max(rank - 1, 0)):
+        t = pa.list_(t)
+    return t
+
+
 #: The launcher's checks, in order, by name: a new check is one function added here.
 STEPS: list[tuple[str, Step]] = [
     ("model", step_model),
@@ -531,6 +561,7 @@ STEPS: list[tuple[str, Step]] = [
     ("units", step_units),
     ("empty input", step_empty_input),
     ("batch size", step_batch_size),
+    ("table columns", step_table_columns),
 ]
 
 

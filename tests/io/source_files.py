@@ -21,6 +21,8 @@ FORMATS = {
     "tfrecord.gz": ".tfrecord.gz",
     "npz": ".npz",
     "npy": ".npy",
+    "feather": ".feather",
+    "orc": ".orc",
 }
 
 
@@ -52,19 +54,33 @@ def write_tfrecord(path: str, records: list[bytes]) -> str:
     return path
 
 
+def _orc_type(t: pa.DataType) -> pa.DataType:
+    return pa.list_(_orc_type(t.value_type)) if pa.types.is_fixed_size_list(t) else t
+
+
 def write_rows(fmt: str, stem: str, columns: dict[str, np.ndarray]) -> str:
     """Write ``columns`` (equal first dimension) as one file of ``fmt``; return its path."""
     path = stem + FORMATS[fmt]
     os.makedirs(os.path.dirname(path), exist_ok=True)
     n = len(next(iter(columns.values())))
-    if fmt == "parquet":
+    if fmt in ("parquet", "feather", "orc"):
         arrays = {}
         for name, values in columns.items():
             arr = pa.array(values.reshape(-1))
             for size in reversed(values.shape[1:]):
                 arr = pa.FixedSizeListArray.from_arrays(arr, size)
             arrays[name] = arr
-        pq.write_table(pa.table(arrays), path, row_group_size=64)
+        table = pa.table(arrays)
+        if fmt == "parquet":
+            pq.write_table(table, path, row_group_size=64)
+        elif fmt == "feather":  # record batches of 64 rows, as Parquet's row groups above
+            import pyarrow.feather as feather
+
+            feather.write_feather(table, path, chunksize=64)
+        else:  # ORC has no fixed-size list: lists of the same lengths
+            import pyarrow.orc as orc
+
+            orc.write_table(table.cast(pa.schema([(f.name, _orc_type(f.type)) for f in table.schema])), path)
     elif fmt.startswith("tfrecord"):
         write_tfrecord(path, [example({k: v[i] for k, v in columns.items()}) for i in range(n)])
     elif fmt == "npz":

@@ -1,5 +1,5 @@
 """One contract for every source: the same rows written as Parquet, TFRecord (plain and GZIP),
-npz and npy score to the same predictions as a direct signature call, and every format
+npz, npy, Feather and ORC score to the same predictions as a direct signature call, and every format
 fails the same bad inputs with one line naming the file.
 
 Each test runs ``beamscore score`` through the CLI on the in-process Beam runner with the
@@ -22,7 +22,7 @@ from scores import assert_scores_close
 
 from beamscore.cli import main
 
-FORMATS = ["parquet", "tfrecord", "tfrecord.gz", "npz", "npy"]
+FORMATS = ["parquet", "tfrecord", "tfrecord.gz", "npz", "npy", "feather", "orc"]
 
 
 def score(capsys, model: str, inputs: list[str], out: str, *extra: str) -> tuple[int, str]:

@@ -25,6 +25,7 @@ from s3_server import s3_store
 from scores import assert_scores_close
 
 from beamscore.cli import main
+from beamscore.errors import BeamscoreError
 from beamscore.io.delta_sink import JOB_PREFIX, commit, storage_options
 
 
@@ -101,16 +102,47 @@ def test_the_same_job_again_is_refused_and_overwrite_does_not_apply(models, shar
     assert DeltaTable(str(table)).version() == 0
 
 
+def test_a_commit_that_failed_is_made_by_resume(models, shards, tmp_path, monkeypatch, capsys):
+    """The promise of the failed commit's line: the units are all written, ``--resume`` finds
+    the job complete and commits its files (once)."""
+    import deltalake.transaction
+
+    paths, ids, x = shards
+    table = tmp_path / "table"
+
+    def store_down(*args, **kwargs):
+        raise OSError("the store is down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(deltalake.transaction, "create_table_with_add_actions", store_down)
+        assert job(models["two_sig"], paths, table) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the Delta commit of 6 files failed (OSError: the store is down)" in err and "--resume" in err
+    assert not (table / "_delta_log").exists()
+    assert job(models["two_sig"], paths, table, "--resume") == 0
+    dt = DeltaTable(str(table))
+    assert dt.version() == 0
+    check_scores(models["two_sig"], dt.to_pyarrow_table(), ids, x)
+
+
 def test_a_table_with_other_columns_is_refused_and_left_as_it_was(models, shards, tmp_path, capsys):
     paths, _ids, _x = shards
     table = tmp_path / "table"
     write_deltalake(str(table), pa.table({"id": [1, 2], "other": ["a", "b"]}))
     assert job(models["two_sig"], paths[:1], table) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith(f"beamscore: error: {table}: the table's columns (id, other) are not the job's (")
-    assert "nothing was committed" in err
+    assert err == (
+        f"beamscore: error: {table}: the table's columns (id, other) are not the job's (label, scores, id); they "
+        "differ in label, other, scores; the job did not start: score into another table, or give the job the "
+        "table's columns"
+    )
     dt = DeltaTable(str(table))
     assert dt.version() == 0 and dt.to_pyarrow_table().num_rows == 2
+    assert not [p for p in table.iterdir() if p.name.startswith(JOB_PREFIX)]  # refused before the job
+    # the same check at the commit, for what the launcher could not tell (an output of unknown rank)
+    folder = _folder_of_parts(table, f"{JOB_PREFIX}{7:016x}", 0)
+    with pytest.raises(BeamscoreError, match=r"they differ in other; nothing was committed"):
+        commit(str(table), folder)
 
 
 def test_a_directory_of_other_files_is_no_table_to_score_into(models, shards, tmp_path, capsys):
@@ -213,8 +245,6 @@ def test_a_commit_that_cannot_land_is_one_line_naming_the_way_back(tmp_path, mon
         raise CommitFailedError("Transaction failed: a concurrent transaction conflicted")
 
     monkeypatch.setattr(deltalake.DeltaTable, "create_write_transaction", conflict)
-    from beamscore.errors import BeamscoreError
-
     with pytest.raises(BeamscoreError) as err:
         commit(str(table), folder, 20)
     assert str(err.value) == (
@@ -235,3 +265,36 @@ def test_a_job_commits_to_a_delta_table_on_s3(models, shards, tmp_path):
         check_scores(models["two_sig"], dt.to_pyarrow_table(), ids, x)
         assert job(models["two_sig"], paths, url, "--resume") == 0
         assert DeltaTable(url, storage_options=storage_options(url)).version() == 0
+
+
+def test_columns_delta_has_no_type_for_are_written_as_types_it_has(tmp_path):
+    """Fixed-size lists and tensors become lists, dictionaries their values, float16 float32,
+    unsigned integers the next signed width (delta-rs would call uint32 "integer", where 3e9
+    does not fit): every value reads back as written, in deltalake and polars."""
+    from beamscore.io.base import WorkUnit
+    from beamscore.io.delta_sink import DeltaSink
+
+    table = tmp_path / "table"
+    folder = table / f"{JOB_PREFIX}{3:016x}"
+    tensor = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    batch = pa.table(
+        {
+            "v": pa.FixedSizeListArray.from_arrays(pa.array([1.5, 2.5, 3.5, 4.5], pa.float32()), 2),
+            "t": pa.FixedShapeTensorArray.from_numpy_ndarray(tensor),
+            "d": pa.array(["a", "b"]).dictionary_encode(),
+            "h": pa.array(np.array([0.5, -2.0], np.float16)),
+            "u": pa.array([3_000_000_000, 7], pa.uint32()),
+            "b": pa.array([200, 1], pa.uint8()),
+        }
+    )
+    writer = DeltaSink(str(folder)).open(WorkUnit(0, 0, "in.parquet", 0, 1, 2), {})
+    writer.write(batch)
+    writer.close()
+    assert commit(str(table), str(folder), 2)["version"] == 0
+    for got in (DeltaTable(str(table)).to_pyarrow_table(), pl.read_delta(str(table)).to_arrow()):
+        assert got["v"].to_pylist() == [[1.5, 2.5], [3.5, 4.5]]
+        assert got["t"].to_pylist() == tensor.tolist()
+        assert got["d"].to_pylist() == ["a", "b"]
+        assert got["h"].to_pylist() == [0.5, -2.0]
+        assert got["u"].to_pylist() == [3_000_000_000, 7]
+        assert got["b"].to_pylist() == [200, 1]
