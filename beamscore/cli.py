@@ -269,7 +269,13 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="MODEL",
         help="required: SavedModel directory or versioned base dir, any fsspec URL; or --model MODEL",
     )
-    model.add_argument("--model", metavar="MODEL", help="the model, as a flag (the same as MODEL)")
+    model.add_argument(
+        "--model",
+        metavar="MODEL",
+        action="append",
+        help="the model, as a flag (the same as MODEL); several as NAME=PATH, repeated: every batch is read once "
+        "and scored by each model, its outputs written as NAME__output (champion/challenger)",
+    )
     _model_version(model, "to score with")
     model.add_argument("--signature", metavar="KEY", help="signature key (default: serving_default)")
     model.add_argument("--tag-set", dest="tag_set", metavar="TAGS", help="MetaGraph tag set (default: serve)")
@@ -535,6 +541,13 @@ def _resolve_model(args: argparse.Namespace, stray: list[str]) -> None:
         if stray:
             raise UsageError(f"unexpected argument {stray[0]!r}")
         return
+    if isinstance(args.model, list):  # score: --model repeated, NAME=PATH for several models
+        args.models = _named_models(args.model)
+        args.model = None if args.models else (args.model[-1] if len(set(args.model)) == 1 else args.model)
+        if isinstance(args.model, list):
+            raise UsageError(
+                f"unexpected argument {args.model[1]!r}; the model is given once, or several as --model NAME=PATH"
+            )
     given = [v for v in (args.model_arg, args.model, getattr(args, "dir", None)) if v]
     if stray or len(set(given)) > 1:
         extra = [*stray, *([args.model_arg] if args.model and args.model_arg else [])]
@@ -545,6 +558,30 @@ def _resolve_model(args: argparse.Namespace, stray: list[str]) -> None:
         raise UsageError(
             f"{args.command}: give the SavedModel directory (MODEL, or --model MODEL; --dir MODEL as saved_model_cli)"
         )
+
+
+def _named_models(given: list[str]) -> dict[str, dict[str, str]]:
+    """``--model NAME=PATH`` repeated -> ``{NAME: {"path": PATH}}`` (empty when no value names
+    a model: one unnamed ``--model PATH``). A value is ``NAME=PATH`` when what comes before
+    its first ``=`` is a model name and the whole value is no existing local path."""
+    from beamscore.config import MODEL_NAME
+
+    named: dict[str, dict[str, str]] = {}
+    plain = []
+    for value in given:
+        name, sep, path = value.partition("=")
+        if sep and path and MODEL_NAME.fullmatch(name) and not os.path.exists(value):
+            if name in named:
+                raise UsageError(f"--model {name}=... is given twice; each model has its own name")
+            named[name] = {"path": path}
+        else:
+            plain.append(value)
+    if named and plain:
+        raise UsageError(
+            f"--model {plain[0]!r} has no name; with several models give each as --model NAME=PATH "
+            f"(e.g. --model champion={plain[0]})"
+        )
+    return named
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -867,6 +904,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     config = config.merged(
         {
             "model": args.model,
+            "models": getattr(args, "models", None) or None,
             "version": args.model_version,
             "inputs": args.inputs,
             "format": args.format,
@@ -971,6 +1009,10 @@ def _check_before_imports(config: Any, config_file: str | None) -> None:
         check_config_paths()
     if _plain_local(config.model) and not os.path.exists(_local_path(config.model)):
         raise BeamscoreError(f"model {config.model!r} does not exist")
+    for name, spec in (getattr(config, "models", None) or {}).items():
+        path = spec.get("path", "")
+        if _plain_local(path) and not os.path.exists(_local_path(path)):
+            raise BeamscoreError(f"model {name!r}: {path!r} does not exist")
     for pattern in config.inputs:
         if _plain_local(pattern):
             path = _local_path(pattern)

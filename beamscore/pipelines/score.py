@@ -110,17 +110,23 @@ def build_pipeline(
     else:
         todo = p | "Units" >> beam.Create([u for u in plan.units if u.name not in done])
         expected = [u.name for u in plan.units]
-    scored = (
-        todo
-        | "Read" >> ReadBatches(plan.source, plan.read_columns, plan.batch_size)
-        | "Run" >> RunSignature.for_plan(plan)
-    )
+    scored = todo | "Read" >> ReadBatches(plan.source, plan.read_columns, plan.batch_size) | "Run" >> _run_step(plan)
     if progress_file is not None:
         scored = scored | "Progress" >> beam.ParDo(ReportRows(progress_file))
     results = scored | "Write" >> WriteBatches(plan.sink, plan.file_metadata(), config.output, tidy=False)
     _ = results | "Manifest" >> WriteManifest(
         config.output, plan.header(), previous=list(done.values()), expected_units=expected
     )
+
+
+def _run_step(plan: Plan) -> beam.PTransform:
+    """The scoring step: :class:`RunSignature` for one model; several named models score
+    every batch in turn, fused over one read (:mod:`beamscore.transforms.run_models`)."""
+    if not plan.several:
+        return RunSignature.for_plan(plan)
+    from beamscore.transforms.run_models import RunModelsFn, named_models
+
+    return beam.ParDo(RunModelsFn(named_models(plan), plan.config.keep, plan.config.reject_nan, plan.keep_types))
 
 
 def run_plan(
@@ -137,14 +143,16 @@ def run_plan(
         try:
             return _run_plan(plan, options, progress, progress_every)
         finally:
-            discard_preloaded(plan.spec)
+            for model in plan.models or [plan]:
+                discard_preloaded(model.spec)
 
 
 def _run_plan(plan: Plan, options: PipelineOptions, progress: bool, progress_every: float | None) -> JobResult:
     if runner_name(options) in LOCAL_RUNNERS and not plan.spec.copies:
         # The model loads in this process anyway: load it now, before anything is written,
         # so corrupt weights are one line and exit 2, not a failed job.
-        preload(plan.spec)
+        for model in plan.models or [plan]:
+            preload(model.spec)
     started = start_output(plan)
     with started:
         for warning in started.warnings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -45,6 +46,8 @@ class Batch:
     seconds: float = 0.0
     worker: str | None = None
     model_loads: tuple[float, ...] = ()
+    #: several models (:mod:`beamscore.transforms.run_models`): ``(name, ModelRows)`` each
+    models: tuple[tuple[str, Any], ...] = ()
 
     @property
     def source_rows(self) -> int:
@@ -94,8 +97,17 @@ class UnitResult:
     model_loads: int = 0
     model_load_seconds: float = 0.0
     worker: str | None = None
+    #: several models: each one's ``rows_failed``, ``rows_held`` and ``loads`` over the unit
+    #: (:class:`~beamscore.transforms.run_models.ModelRows`); empty for a one-model job
+    models: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
+        found = self._to_json()
+        if self.models:  # a one-model job's receipt stays as it was
+            found["models"] = {name: dict(counts) for name, counts in self.models.items()}
+        return found
+
+    def _to_json(self) -> dict:
         return {
             "batches": self.batches,
             "batch_seconds": self.batch_seconds,
@@ -128,4 +140,8 @@ class UnitResult:
             model_loads=int(data.get("model_loads", 0)),
             model_load_seconds=float(data.get("model_load_seconds", 0.0)),
             worker=data.get("worker"),
+            models={
+                str(name): {str(k): int(v) for k, v in counts.items()}
+                for name, counts in (data.get("models") or {}).items()
+            },
         )
