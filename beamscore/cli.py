@@ -982,7 +982,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     rate = (m["rows_out"] - result.rows_resumed) / result.seconds if result.seconds else 0.0  # this run's rows
     print(
         f"scored {_scored(m)} rows in {result.seconds:.1f}s ({rate:,.0f} rows/s) "
-        f"with {m['model']['path']} [{m['model']['signature']}] on {result.runner}\n"
+        f"with {_models_said(m)} on {result.runner}\n"
         f"  rows in {m['rows_in']:,}, out {m['rows_out']:,}, failed {m['rows_failed']:,}; "
         f"{m['units']} units, {len(m['outputs'])} files"
         + (f" ({result.skipped} units already done, resumed)" if result.skipped else "")
@@ -1145,6 +1145,14 @@ def _parse_pairs(flag: str, form: str, pairs: list[str] | None) -> dict[str, str
 def _find_beamscore_error(exc: BaseException) -> str | None:
     """Our message from an exception a runner wrapped (in-process or as traceback text)."""
     return wrapped_message(exc)
+
+
+def _models_said(manifest: dict) -> str:
+    """``PATH [SIGNATURE]`` of the model, or ``NAME (PATH [SIGNATURE])`` of each of several."""
+    several = manifest.get("models")
+    if several:
+        return ", ".join(f"{m['name']} ({m['path']} [{m['signature']}])" for m in several)
+    return f"{manifest['model']['path']} [{manifest['model']['signature']}]"
 
 
 def _scored(manifest: dict) -> str:

@@ -134,6 +134,7 @@ IDENTITY_NAMES = {
     "inputs": "the input files",
     "input_format": "the input format",
     "units": "the work units",
+    "models": "the models (--model NAME=PATH: a path, fingerprint, version or setting of one of them)",
 }
 
 

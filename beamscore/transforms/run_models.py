@@ -128,6 +128,7 @@ class RunModelsFn(beam.DoFn):
         self.front = wording.current()
         self._shared = [shared.Shared() for _ in self.models]
         self._scorers: list[ElementScorer] = []
+        self._held: list[LoadedModel] = []
         self._loaded: dict[str, int] = {}
         self._worker: str | None = None
         self._device: str | None = None
@@ -138,6 +139,7 @@ class RunModelsFn(beam.DoFn):
 
     def setup(self) -> None:
         self._scorers = []
+        self._held = []  # Shared keeps a weak reference: the DoFn holds each model while it lives
         for model, handle in zip(self.models, self._shared, strict=True):
             loaded_here: list[LoadedModel] = []
 
@@ -146,6 +148,7 @@ class RunModelsFn(beam.DoFn):
                 return into[-1]
 
             loaded = handle.acquire(load, tag=model.spec.key)
+            self._held.append(loaded)
             if loaded_here:
                 self._loaded[model.name] = self._loaded.get(model.name, 0) + 1
                 with _LOADS_LOCK:

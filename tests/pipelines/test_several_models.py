@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 from cli_runs import run_cli
 from conftest import read_output
+from runner_jobs import beamscore_cli
 from scores import assert_scores_close
 
 
@@ -38,7 +39,10 @@ def models(tmp_path_factory) -> dict[str, str]:
     module = Challenger()
     path = str(root / "challenger")
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
-    return {"champion": built["raising"], "challenger": path}
+    other = Challenger()
+    other.shift = tf.Variable(2.0)  # another model (its own fingerprint), the same outputs
+    tf.saved_model.save(other, str(root / "challenger2"), signatures={"serving_default": other.serve})
+    return {"champion": built["raising"], "challenger": path, "challenger2": str(root / "challenger2")}
 
 
 def reference(model: str, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -63,18 +67,28 @@ def manifest_of(out) -> dict:
     return m
 
 
-def test_champion_and_challenger_over_one_read(models, tmp_path):
+def champion_challenger(models, tmp_path, *runner: str, launch=None) -> tuple:
+    """The champion/challenger job over 400 rows in two files (units of 100 rows): its output
+    dir and the inputs, launched by ``launch`` (default: ``run_cli`` in this process)."""
     rng = np.random.default_rng(31)
     x = rng.normal(size=(400, 4)).astype(np.float32)
     inputs = write_inputs(tmp_path / "in", x)
     out = tmp_path / "out"
-    run = run_cli(
+    args = [
         "score",
         "--model", f"champion={models['champion']}",
         "--model", f"challenger={models['challenger']}",
-        "--input", inputs, "--output", str(out), "--keep", "id", "--batch-size", "50",
-    )  # fmt: skip
-    assert run.code == 0, run.stderr
+        "--input", inputs, "--output", str(out), "--keep", "id", "--batch-size", "50", "--rows-per-unit", "100",
+        *runner,
+    ]  # fmt: skip
+    run = (launch or run_cli)(*args)
+    code, err = (run.code, run.stderr) if hasattr(run, "code") else (run.returncode, run.stderr)
+    assert code == 0, err[-3000:]
+    return out, x
+
+
+def assert_champion_challenger(models, out, x) -> dict:
+    """Each model's columns equal a direct call of its signature; every count exact."""
     table = read_output(str(out)).sort_by("id")
     assert table.column_names == ["champion__s", "champion__y", "challenger__s", "challenger__y", "challenger__z", "id"]
     ids = table["id"].to_numpy()
@@ -94,6 +108,100 @@ def test_champion_and_challenger_over_one_read(models, tmp_path):
         assert entry["loads"] >= 1
     assert m["settings"]["models"][1]["name"] == "challenger"
     assert (out / "_SUCCESS").exists()
+    return m
+
+
+def test_champion_and_challenger_over_one_read(models, tmp_path):
+    out, x = champion_challenger(models, tmp_path)
+    m = assert_champion_challenger(models, out, x)
+    assert m["units"] == 4
+    assert [e["loads"] for e in m["models"]] == [1, 1]  # each model loaded once in this process
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_champion_and_challenger_on_worker_processes(models, tmp_path):
+    out, x = champion_challenger(
+        models,
+        tmp_path,
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+        "--no-progress",
+        launch=beamscore_cli,
+    )
+    m = assert_champion_challenger(models, out, x)
+    assert m["metrics"]["workers"] >= 1
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from dask_cluster import dask_cluster
+
+    with dask_cluster(tmp_path_factory.mktemp("dask"), workers=2) as running:
+        yield running
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_champion_and_challenger_on_a_dask_cluster(models, cluster, tmp_path):
+    out, x = champion_challenger(
+        models, tmp_path, "--runner=DaskRunner", f"--dask_client_address={cluster.address}", "--no-progress"
+    )
+    assert_champion_challenger(models, out, x)
+
+
+def test_dry_run_lists_every_model(models, tmp_path):
+    x = np.ones((10, 4), dtype=np.float32)
+    inputs = write_inputs(tmp_path / "in", x, shards=1)
+    run = run_cli(
+        "score",
+        "--model", f"champion={models['champion']}",
+        "--model", f"challenger={models['challenger']}",
+        "--input", inputs, "--output", str(tmp_path / "out"), "--dry-run",
+    )  # fmt: skip
+    assert run.code == 0, run.stderr
+    assert "models:      2, each batch read once and scored by every model" in run.stdout
+    assert "model 'champion':" in run.stdout and "model 'challenger':" in run.stdout
+    assert "challenger__z" in run.stdout and "champion__y" in run.stdout
+
+
+def test_resume_refuses_another_challenger(models, tmp_path):
+    x = np.ones((10, 4), dtype=np.float32)
+    inputs = write_inputs(tmp_path / "in", x, shards=1)
+    out = str(tmp_path / "out")
+    first = ["--model", f"champion={models['champion']}", "--model", f"challenger={models['challenger']}"]
+    assert run_cli("score", *first, "--input", inputs, "--output", out).code == 0
+    again = run_cli("score", *first, "--input", inputs, "--output", out, "--resume")
+    assert again.code == 0 and "already complete" in again.stdout, again.stderr
+    other = ["--model", f"champion={models['champion']}", "--model", f"challenger={models['challenger2']}"]
+    refused = run_cli("score", *other, "--input", inputs, "--output", out, "--resume")
+    assert refused.code == 2
+    assert "the models" in refused.stderr
+
+
+def test_a_config_gives_each_model_its_own_settings(models, tmp_path):
+    x = np.random.default_rng(3).normal(size=(30, 4)).astype(np.float32)
+    inputs = write_inputs(tmp_path / "in", x, shards=1)
+    table = pq.read_table(os.path.join(inputs, "part-0.parquet"))
+    pq.write_table(table.append_column("features", table["x"]), os.path.join(inputs, "part-0.parquet"))
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        f"models:\n"
+        f"  champion: {models['champion']}\n"
+        f"  challenger:\n"
+        f"    path: {models['challenger']}\n"
+        f"    outputs: [z]\n"
+        f"    map: {{x: features}}\n"
+        f"input:\n  paths: {inputs}\n  keep: [id]\n"
+        f"output:\n  path: {tmp_path / 'out'}\n"
+    )
+    run = run_cli("score", "--config", str(config))
+    assert run.code == 0, run.stderr
+    out = read_output(str(tmp_path / "out")).sort_by("id")
+    assert out.column_names == ["champion__s", "champion__y", "challenger__z", "id"]
+    assert_scores_close(out["challenger__z"], reference(models["challenger"], x)["z"])
+    m = manifest_of(tmp_path / "out")
+    assert m["settings"]["models"][1]["map"] == {"x": "features"}
 
 
 def test_a_row_one_model_fails_is_held_back_for_all_and_counted_per_model(models, tmp_path):
