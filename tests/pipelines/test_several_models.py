@@ -272,3 +272,24 @@ def test_a_model_without_a_name_among_named_ones_is_refused(models, tmp_path):
     )  # fmt: skip
     assert run.code == 2
     assert "has no name" in run.stderr
+
+
+def test_the_reading_example_reads_each_model_by_name(models, tmp_path, monkeypatch):
+    """docs/reading-output.md's several-models block, as written, on a champion/challenger output."""
+    import contextlib
+    import io
+
+    from docs_blocks import docs_block
+
+    out, x = champion_challenger(models, tmp_path)
+    os.rename(out, tmp_path / "CC")
+    monkeypatch.chdir(tmp_path)
+    printed = io.StringIO()
+    namespace: dict = {"__name__": "docs_several_models"}
+    with contextlib.redirect_stdout(printed):
+        exec(compile(docs_block("reading-output.md", "several-models"), "reading-output.md", "exec"), namespace)
+    assert len(namespace["both"]) == 400
+    assert namespace["champion"].columns == ["id", "champion__s", "champion__y"]
+    assert namespace["table"].schema.names == ["champion__y", "challenger__y"]
+    want = np.corrcoef(reference(models["champion"], x)["s"], reference(models["challenger"], x)["s"])[0, 1]
+    assert abs(namespace["r"] - want) < 1e-4
