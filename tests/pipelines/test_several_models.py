@@ -293,3 +293,16 @@ def test_the_reading_example_reads_each_model_by_name(models, tmp_path, monkeypa
     assert namespace["table"].schema.names == ["champion__y", "challenger__y"]
     want = np.corrcoef(reference(models["champion"], x)["s"], reference(models["challenger"], x)["s"])[0, 1]
     assert abs(namespace["r"] - want) < 1e-4
+
+
+def test_report_compares_the_models_of_a_real_job(models, tmp_path):
+    out, x = champion_challenger(models, tmp_path)
+    run = run_cli("report", str(out), "--json")
+    assert run.code == 0, run.stderr
+    found = {c["output"]: c for c in json.loads(run.stdout)["comparisons"]}
+    assert sorted(found) == ["s", "y"]  # z is the challenger's alone
+    want_a, want_b = reference(models["champion"], x), reference(models["challenger"], x)
+    assert found["s"]["correlation"] == pytest.approx(np.corrcoef(want_a["s"], want_b["s"])[0, 1], abs=1e-5)
+    assert found["y"]["argmax_agreement"] == 1.0  # 3x + 1 and 2x rank the four values alike
+    gap = np.abs(want_b["s"] - want_a["s"])
+    assert found["s"]["most_different"][0]["keep"] == {"id": int(np.argmax(gap))}
