@@ -28,7 +28,6 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-from apache_beam.utils import shared
 
 from beamscore import wording
 from beamscore.doctor import worker_device
@@ -41,9 +40,10 @@ from beamscore.model.loader import LoadedModel, ModelSpec, load_model
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
 from beamscore.transforms.run_signature import _LOADS_LOCK, _UNRECORDED_LOADS, ElementScorer, Scored, _empty
+from beamscore.transforms.shared_models import acquire
 from beamscore.wording import speaking
 
-__all__ = ["ModelRows", "NamedModel", "RunModelsFn", "column_name", "combine"]
+__all__ = ["ModelRows", "NamedModel", "RunModelsFn", "RunSignatures", "RunSignaturesFn", "column_name", "combine"]
 
 #: between a model's name and its output's name in the output column
 SEP = "__"
@@ -126,7 +126,6 @@ class RunModelsFn(beam.DoFn):
         self.reject_nan = reject_nan
         self.keep_types = dict(keep_types or {})
         self.front = wording.current()
-        self._shared = [shared.Shared() for _ in self.models]
         self._scorers: list[ElementScorer] = []
         self._held: list[LoadedModel] = []
         self._loaded: dict[str, int] = {}
@@ -140,14 +139,14 @@ class RunModelsFn(beam.DoFn):
     def setup(self) -> None:
         self._scorers = []
         self._held = []  # Shared keeps a weak reference: the DoFn holds each model while it lives
-        for model, handle in zip(self.models, self._shared, strict=True):
+        for model in self.models:
             loaded_here: list[LoadedModel] = []
 
             def load(spec: ModelSpec = model.spec, into: list[LoadedModel] = loaded_here) -> LoadedModel:
                 into.append(load_model(spec))
                 return into[-1]
 
-            loaded = handle.acquire(load, tag=model.spec.key)
+            loaded = acquire(model.spec, load)  # one copy per process, whichever steps use it
             self._held.append(loaded)
             if loaded_here:
                 self._loaded[model.name] = self._loaded.get(model.name, 0) + 1
@@ -249,3 +248,192 @@ class RunModelsFn(beam.DoFn):
 def named_models(plan: Any) -> list[NamedModel]:
     """The :class:`NamedModel` s of a planned job of several models."""
     return [NamedModel(m.name, m.spec, m.signature, m.bindings, m.outputs) for m in plan.models]
+
+
+class RunSignaturesFn(beam.DoFn):
+    """Elements (tables, record batches, numpy column dicts, row lists; alone or keyed) ->
+    the same kind with every model's outputs added as ``NAME__output``: each element is
+    unpacked once and scored by each model in turn. A row some model cannot score is held
+    back (its dead letter names each model that failed it), as in the CLI."""
+
+    def __init__(
+        self,
+        models: Sequence[NamedModel],
+        keep: Sequence[str] | None,
+        options: Mapping[str, Mapping[str, Any]],
+        reject_nan: bool = False,
+        batch_size: int | None = None,
+    ) -> None:
+        self.models = list(models)
+        self.keep = None if keep is None else list(keep)
+        self.options = {name: dict(o) for name, o in options.items()}
+        self.reject_nan = reject_nan
+        self.batch_size = batch_size
+        self.dead_letter_output = False
+        self.front = wording.current()
+        self._scorers: list[ElementScorer] = []
+        self._held: list[LoadedModel] = []
+
+    def setup(self) -> None:
+        self._scorers, self._held = [], []
+        for model in self.models:
+            spec = model.spec
+            loaded = acquire(spec, lambda spec=spec: load_model(spec))
+            self._held.append(loaded)
+            own = self.options.get(model.name, {})
+            self._scorers.append(
+                ElementScorer(
+                    loaded.signature(model.signature.key),
+                    model.signature,
+                    None,
+                    model.outputs,
+                    own.get("input_map"),
+                    bool(own.get("cast", False)),
+                    self.reject_nan,
+                    self.batch_size,
+                    [],  # names are checked against the NAME__output columns here (self._columns)
+                )
+            )
+        # the keep columns and the prefixed predictions, checked as one scorer checks its own
+        self._columns = ElementScorer.__new__(ElementScorer)
+        self._columns.keep = self.keep
+        self._columns.outputs = [
+            column_name(m.name, k) for m, sc in zip(self.models, self._scorers, strict=True) for k in sc.outputs
+        ]
+
+    def process(self, element: Any) -> Iterator[Any]:
+        from beamscore.transforms.elements import BadElement, pack, unpack
+        from beamscore.transforms.run_signature import DEAD_LETTERS, SCORED
+
+        with speaking(self.front):
+            try:
+                el = unpack(element)
+            except BadElement as exc:
+                if not self.dead_letter_output:
+                    raise
+                dead = dead_letters.for_element(exc.where, str(exc).removeprefix(f"{exc.where}: "))
+                yield DEAD_LETTERS, ((exc.key, dead) if exc.keyed else dead)
+                return
+            names = [m.name for m in self.models]
+            refused = self._columns._refuse(el)
+            if refused:  # a keep column the element lacks, a prediction named like a column
+                scored = [scorer._all_rejected(el.num_rows, refused, "validate") for scorer in self._scorers[:1]]
+                scored += [Scored(s._empty(), np.arange(0), []) for s in self._scorers[1:]]
+                names = ["", *names[1:]]
+            else:
+                scored = [scorer.score(el) for scorer in self._scorers]
+                lacking = self._columns._rows_lacking_keep(el)
+                if lacking:
+                    index = np.fromiter(lacking, np.int64, len(lacking))
+                    scored.append(Scored({}, np.arange(0), [(index, list(lacking.values()), "validate")]))
+                    names = [*names, ""]
+            good, outputs, failed = combine(names, scored, el.num_rows)
+            outputs = outputs[: len(self.models)]
+            if failed:
+                index = np.asarray(sorted(failed), dtype=np.int64)
+                messages = [
+                    "; ".join(f"model {m!r}: {text}" if m else text for m, _, text in failed[i]) for i in index.tolist()
+                ]
+                rows = el.table if el.table is not None else el.original
+                dead = dead_letters.from_element_rows(el.where, rows, index, messages, failed[int(index[0])][0][1])
+                if not self.dead_letter_output:
+                    raise BeamscoreError(
+                        f"{el.where}: row {int(index[0])}: {messages[0]} ({len(index)} of {el.num_rows} rows failed; "
+                        "RunSignatures(...).with_exception_handling() sends bad rows to a dead-letter output)"
+                    )
+                yield DEAD_LETTERS, ((el.key, dead) if el.keyed else dead)
+            predictions: dict[str, np.ndarray] = {}
+            variable: set[str] = set()
+            for model, scorer, values in zip(self.models, self._scorers, outputs, strict=True):
+                for key in scorer.outputs:
+                    predictions[column_name(model.name, key)] = values[key]
+                    if key in scorer.variable_outputs:
+                        variable.add(column_name(model.name, key))
+            packed = pack(el, good, predictions, self.keep, variable)
+            yield (SCORED, packed) if self.dead_letter_output else packed
+
+
+class RunSignatures(beam.PTransform):
+    """Several models over the same elements, in one step: ``models`` maps each model's name
+    to a SavedModel path, or to a dict with ``path`` and any of ``signature``, ``tag_set``,
+    ``version``, ``outputs``, ``input_map``, ``cast``. Each element is unpacked once and
+    scored by every model in turn; each model's outputs come back as columns ``NAME__output``
+    (the CLI's layout), after the kept columns (all, or ``keep``). A row that some model cannot
+    score fails the pipeline with its message, or with :meth:`with_exception_handling` goes
+    to the dead-letter output, its ``error`` naming each model that failed it
+    (``model 'challenger': ...``), and is left out of the scored output (so every scored
+    row holds every model's outputs). Each model is loaded once per worker process, also
+    when another step of the pipeline uses it (:mod:`beamscore.transforms.shared_models`).
+    Elements are those of :class:`~beamscore.transforms.run_signature.RunSignature` without
+    ``per_row`` (serialized Examples are parsed by each model against its own signature)."""
+
+    def __init__(
+        self,
+        models: Mapping[str, str | Mapping[str, Any]],
+        *,
+        keep: Sequence[str] | None = None,
+        reject_nan: bool = False,
+        batch_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        from beamscore.config import MODEL_NAME
+        from beamscore.model.loader import resolve_signature
+        from beamscore.transforms.run_signature import check_arguments, check_count, check_names
+
+        with speaking(wording.BEAM):
+            if not isinstance(models, Mapping) or not models:
+                raise BeamscoreError(f"models must be a dict of NAME to a model path or options, got {models!r}")
+            check_names("keep", keep)
+            check_count("batch_size", batch_size, optional=True)
+            found, options = [], {}
+            allowed = {"path", "signature", "tag_set", "version", "outputs", "input_map", "cast"}
+            for name, given in models.items():
+                if not isinstance(name, str) or not MODEL_NAME.fullmatch(name) or SEP in name:
+                    raise BeamscoreError(
+                        f"model name {name!r}: a letter then letters, digits or single underscores (it prefixes "
+                        "the model's columns as NAME__output)"
+                    )
+                own = {"path": given} if isinstance(given, str) else dict(given)
+                unknown = sorted(set(own) - allowed)
+                if unknown or not isinstance(own.get("path"), str):
+                    raise BeamscoreError(
+                        f"models[{name!r}]: give a path, or a dict with 'path' and any of "
+                        f"{', '.join(sorted(allowed - {'path'}))}" + (f" (unknown: {unknown[0]!r})" if unknown else "")
+                    )
+                outputs = list(own.get("outputs") or ())
+                check_names("outputs", outputs)
+                spec, sig = resolve_signature(
+                    own["path"],
+                    own.get("signature", "serving_default"),
+                    own.get("tag_set", "serve"),
+                    own.get("version"),
+                    outputs=outputs,
+                )
+                check_arguments(sig, outputs, None, own.get("input_map"))
+                found.append(NamedModel(name, spec, sig, {}, outputs or sorted(sig.outputs)))
+                options[name] = {"input_map": own.get("input_map"), "cast": own.get("cast", False)}
+            columns = [column_name(m.name, k) for m in found for k in m.outputs]
+            clash = sorted(set(keep or ()) & set(columns))
+            if clash:
+                raise BeamscoreError(f"keep={list(keep or ())!r} names {clash[0]!r}, which is also a model's column")
+            self.fn = RunSignaturesFn(found, keep, options, reject_nan, batch_size)
+
+    def with_exception_handling(self) -> RunSignatures:
+        """A copy whose output is ``(scored, dead_letters)``, as ``RunSignature``'s."""
+        import copy
+
+        clone = copy.copy(self)
+        clone.fn = copy.copy(self.fn)
+        clone.fn.dead_letter_output = True
+        return clone
+
+    def expand(self, pcoll: beam.PCollection) -> Any:
+        from beamscore.transforms.run_signature import DEAD_LETTERS, SCORED, _tagged
+
+        results = pcoll | "Score" >> beam.ParDo(self.fn)
+        if not self.fn.dead_letter_output:
+            return results
+        return (
+            results | "Scored" >> beam.FlatMap(_tagged, SCORED),
+            results | "DeadLetters" >> beam.FlatMap(_tagged, DEAD_LETTERS),
+        )
