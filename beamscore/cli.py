@@ -295,6 +295,20 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
         help="XLA-compile the signature for batches of exactly --batch-size rows (the last one padded)",
     )
     model.add_argument(
+        "--route-by",
+        dest="route_by",
+        metavar="COLUMN",
+        help="score each row only with the model its COLUMN value names (--model VALUE=PATH, repeated; a model "
+        "named default takes the other rows)",
+    )
+    model.add_argument(
+        "--max-models-per-worker",
+        dest="max_models_per_worker",
+        type=int,
+        metavar="K",
+        help="with --route-by: at most K models loaded at once per worker (least recently used released)",
+    )
+    model.add_argument(
         "--import",
         dest="imports",
         action="append",
@@ -542,7 +556,7 @@ def _resolve_model(args: argparse.Namespace, stray: list[str]) -> None:
             raise UsageError(f"unexpected argument {stray[0]!r}")
         return
     if isinstance(args.model, list):  # score: --model repeated, NAME=PATH for several models
-        args.models = _named_models(args.model)
+        args.models = _named_models(args.model, routed=bool(getattr(args, "route_by", None)))
         args.model = None if args.models else (args.model[-1] if len(set(args.model)) == 1 else args.model)
         if isinstance(args.model, list):
             raise UsageError(
@@ -560,17 +574,18 @@ def _resolve_model(args: argparse.Namespace, stray: list[str]) -> None:
         )
 
 
-def _named_models(given: list[str]) -> dict[str, dict[str, str]]:
+def _named_models(given: list[str], routed: bool = False) -> dict[str, dict[str, str]]:
     """``--model NAME=PATH`` repeated -> ``{NAME: {"path": PATH}}`` (empty when no value names
     a model: one unnamed ``--model PATH``). A value is ``NAME=PATH`` when what comes before
     its first ``=`` is a model name and the whole value is no existing local path."""
-    from beamscore.config import MODEL_NAME
+    from beamscore.config import MODEL_NAME, ROUTE_VALUE
 
+    pattern = ROUTE_VALUE if routed else MODEL_NAME
     named: dict[str, dict[str, str]] = {}
     plain = []
     for value in given:
         name, sep, path = value.partition("=")
-        if sep and path and MODEL_NAME.fullmatch(name) and not os.path.exists(value):
+        if sep and path and pattern.fullmatch(name) and not os.path.exists(value):
             if name in named:
                 raise UsageError(f"--model {name}=... is given twice; each model has its own name")
             named[name] = {"path": path}
@@ -905,6 +920,8 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
         {
             "model": args.model,
             "models": getattr(args, "models", None) or None,
+            "route_by": args.route_by,
+            "max_models_per_worker": args.max_models_per_worker,
             "version": args.model_version,
             "inputs": args.inputs,
             "format": args.format,

@@ -45,6 +45,8 @@ SECTIONS: dict[str, dict[str, str]] = {
         "copies": "model_copies",
         "jit_compile": "jit_compile",
         "imports": "imports",
+        "route_by": "route_by",
+        "max_models_per_worker": "max_models_per_worker",
     },
     "input": {
         "paths": "inputs",
@@ -87,6 +89,8 @@ MODEL_KEYS: dict[str, str] = {
 }
 #: what a model's name may be: it prefixes its output columns (``NAME__output``)
 MODEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+#: what a routed model's name may be: a value of the ``--route-by`` column (not a column prefix)
+ROUTE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 #: the config keys that hold paths, resolved against the config file's directory: field -> key
 PATH_KEYS = {"model": "model.path", "inputs": "input.paths", "output": "output.path"}
@@ -136,6 +140,12 @@ class ScoreConfig:
     #: ``outputs``, ``cast``}; a key left out takes the job's value. Empty: one unnamed model
     #: (``model``), today's job. See :func:`model_configs`.
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``--route-by COLUMN``: each row is scored only by the model its value names (``models``
+    #: named by the values; ``default`` takes the rows whose value names none)
+    route_by: str | None = None
+    #: ``--max-models-per-worker K``: routed models loaded at once per worker (least recently
+    #: used released); ``None``: no bound
+    max_models_per_worker: int | None = None
     #: where path fields came from when a config file gave them: field -> ``model.path 'm' in
     #: FILE`` (refusals name the key and the path it resolved to)
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -143,7 +153,17 @@ class ScoreConfig:
     def validate(self) -> ScoreConfig:
         """Check the required fields and value ranges; return self."""
         if self.models:
-            _check_models(self.models, self.model)
+            _check_models(self.models, self.model, routed=bool(self.route_by))
+        if self.route_by is not None and (not isinstance(self.route_by, str) or not self.models):
+            raise BeamscoreError(
+                f"{flag('route_by')} needs the models it routes to, each as --model VALUE=PATH (a config's models:)"
+            )
+        if self.max_models_per_worker is not None:
+            k = self.max_models_per_worker
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise BeamscoreError(f"{flag('max_models_per_worker')} must be a whole number of at least 1, got {k!r}")
+            if not self.route_by:
+                raise BeamscoreError(f"{flag('max_models_per_worker')} bounds routed models; give {flag('route_by')}")
         missing = [
             flag(name)
             for name, value in (
@@ -227,7 +247,7 @@ class ScoreConfig:
         return dataclasses.replace(self, **values)
 
 
-def _check_models(models: Any, model: str) -> None:
+def _check_models(models: Any, model: str, routed: bool = False) -> None:
     """Several models: each named (``NAME`` prefixes its output columns), each with a path and
     only the keys of :data:`MODEL_KEYS`; not together with one unnamed model."""
     if not isinstance(models, dict):
@@ -238,7 +258,9 @@ def _check_models(models: Any, model: str) -> None:
             f"and {', '.join(models)})"
         )
     for name, spec in models.items():
-        if not isinstance(name, str) or not MODEL_NAME.fullmatch(name) or "__" in name:
+        if routed and isinstance(name, str) and ROUTE_VALUE.fullmatch(name):
+            pass  # a value of the route column: it names no column
+        elif not isinstance(name, str) or not MODEL_NAME.fullmatch(name) or "__" in name:
             raise BeamscoreError(
                 f"model name {name!r}: a name is a letter then letters, digits or single underscores (at most 64); "
                 "it prefixes the model's output columns as NAME__output"
@@ -343,6 +365,8 @@ FIELD_TYPES: dict[str, str] = {
     "max_failed_rows": _INT,
     "max_failed_fraction": _NUMBER,
     "batch_size": _INT,
+    "route_by": _STR,
+    "max_models_per_worker": _INT,
 }
 
 
@@ -448,8 +472,7 @@ def load_yaml(path: str) -> ScoreConfig:
                 if isinstance(spec.get("path"), str):
                     spec["path"] = _resolve(spec["path"], _config_dir(path))
                 models[str(name)] = spec
-            _check_models(models, "")
-            values["models"] = models
+            values["models"] = models  # checked by validate(), which knows route_by
             continue
         if section not in SECTIONS:
             raise BeamscoreError(

@@ -114,7 +114,14 @@ def render_plan(plan: Plan, options: PipelineOptions, warnings: list[str], outpu
     cfg = plan.config
     lines = ["dry run: nothing was submitted", ""]
     if plan.several:  # every model of the job, each as one model's plan is shown
-        lines.append(f"models:      {len(plan.models)}, each batch read once and scored by every model")
+        if plan.routed:
+            bound = cfg.max_models_per_worker
+            lines.append(
+                f"models:      {len(plan.models)}, each row scored by the model its column {cfg.route_by!r} names"
+                + (f" (at most {bound} loaded at once per worker)" if bound else "")
+            )
+        else:
+            lines.append(f"models:      {len(plan.models)}, each batch read once and scored by every model")
         for m in plan.models:
             lines += ["", f"model {m.name!r}:"]
             lines += [

@@ -89,11 +89,13 @@ class ModelPlan:
     outputs: list[str]
     tag_set: str = "serve"
     cast: bool = False
+    #: routed (``--route-by``): its outputs are the job's columns, unprefixed
+    routed: bool = False
 
     @property
     def columns(self) -> list[str]:
         """The output columns it writes, in the order of ``outputs``."""
-        return [column_name(self.name, key) for key in self.outputs]
+        return list(self.outputs) if self.routed else [column_name(self.name, key) for key in self.outputs]
 
     def header(self) -> dict[str, Any]:
         """The model's entry in the manifest's ``models``."""
@@ -157,15 +159,23 @@ class Plan:
 
     @property
     def several(self) -> bool:
-        """Whether the job runs named models (``--model NAME=PATH``): outputs as ``NAME__output``."""
+        """Whether the job runs named models (``--model NAME=PATH``): every model over each
+        row, outputs as ``NAME__output``; or, with ``--route-by``, one model per row."""
         return bool(self.models) and bool(self.models[0].name)
 
     @property
+    def routed(self) -> bool:
+        """Whether each row is scored by the one model its ``--route-by`` value names."""
+        return self.several and bool(self.config.route_by)
+
+    @property
     def read_columns(self) -> list[str]:
-        """Columns the reader must read: the bound inputs (of every model), then ``--keep``."""
+        """Columns the reader must read: the bound inputs (of every model), the route column,
+        then ``--keep``."""
         bindings = [m.bindings for m in self.models] if self.several else [self.bindings]
         cols = [b.column for found in bindings for b in found.values()]
-        return list(dict.fromkeys([*cols, *self.config.keep]))
+        route = [self.config.route_by] if self.routed else []
+        return list(dict.fromkeys([*cols, *route, *self.config.keep]))
 
     def header(self) -> dict[str, Any]:
         """The manifest's fixed part, known before the job runs. A job of named models adds
@@ -174,6 +184,9 @@ class Plan:
         header = self._header()
         if self.several:
             header["models"] = [m.header() for m in self.models]
+        if self.routed:
+            header["route_by"] = self.config.route_by
+            header["max_models_per_worker"] = self.config.max_models_per_worker
         return header
 
     def _header(self) -> dict[str, Any]:
@@ -220,6 +233,8 @@ class Plan:
         settings = self._settings()
         if self.several:
             settings["models"] = [m.settings() for m in self.models]
+        if self.routed:
+            settings["route_by"] = self.config.route_by
         return settings
 
     def _settings(self) -> dict[str, Any]:
@@ -463,8 +478,12 @@ def step_models(s: Planning) -> None:
                 sub.outputs,
                 own.tag_set,
                 own.cast,
+                bool(config.route_by),
             )
         )
+    if config.route_by:
+        _check_routed(s)
+        return
     columns = [c for m in s.models for c in m.columns]
     twice = sorted({c for c in columns if columns.count(c) > 1})
     if twice:
@@ -475,6 +494,37 @@ def step_models(s: Planning) -> None:
             f"--keep column(s) {', '.join(clash)} have the name of a model's output column; keep other columns"
         )
     s.outputs = columns
+    _check_output_names(config.output, _found(s.sink), s.outputs, config.keep)
+
+
+def _check_routed(s: Planning) -> None:
+    """``--route-by``: the route column exists (strings or integers), and every model writes
+    the same outputs, of one dtype and row shape, which are the job's columns."""
+    config, column = s.config, s.config.route_by
+    spec = s.columns.get(column)
+    if spec is None:
+        raise BeamscoreError(f"{s.first}: no column {column!r} to --route-by; columns: {', '.join(sorted(s.columns))}")
+    if spec.dtype not in ("string", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"):
+        raise BeamscoreError(
+            f"{s.first}: --route-by column {column!r} holds {spec.dtype}; route by strings or integers"
+        )
+    first = s.models[0]
+    want = {k: (first.signature.outputs[k].dtype, first.signature.outputs[k].shape_str()) for k in first.outputs}
+    for m in s.models[1:]:
+        got = {k: (m.signature.outputs[k].dtype, m.signature.outputs[k].shape_str()) for k in m.outputs}
+        if got != want:
+            differ = sorted(set(got) ^ set(want)) or sorted(k for k in want if got.get(k) != want[k])
+            raise BeamscoreError(
+                f"routed models must write the same outputs of one dtype and shape; {m.name!r} and {first.name!r} "
+                f"differ on {differ[0]!r} ({m.name}: {got.get(differ[0], 'none')}, {first.name}: "
+                f"{want.get(differ[0], 'none')}); choose common outputs with models.NAME.outputs"
+            )
+    clash = sorted(set(first.outputs) & set(config.keep))
+    if clash:
+        raise BeamscoreError(
+            f"--keep column(s) {', '.join(clash)} have the name of signature outputs; choose other outputs"
+        )
+    s.outputs = list(first.outputs)
     _check_output_names(config.output, _found(s.sink), s.outputs, config.keep)
 
 

@@ -126,6 +126,21 @@ def _run_step(plan: Plan) -> beam.PTransform:
         return RunSignature.for_plan(plan)
     from beamscore.transforms.run_models import RunModelsFn, named_models
 
+    if plan.routed:  # each row by the model its --route-by value names
+        from beamscore.transforms.route_models import RoutedModelsFn
+
+        config = plan.config
+        return beam.ParDo(
+            RoutedModelsFn(
+                named_models(plan),
+                str(config.route_by),
+                config.keep,
+                config.reject_nan,
+                plan.keep_types,
+                config.max_models_per_worker,
+            )
+        )
+
     return beam.ParDo(RunModelsFn(named_models(plan), plan.config.keep, plan.config.reject_nan, plan.keep_types))
 
 
@@ -151,7 +166,7 @@ def _run_plan(plan: Plan, options: PipelineOptions, progress: bool, progress_eve
     if runner_name(options) in LOCAL_RUNNERS and not plan.spec.copies:
         # The model loads in this process anyway: load it now, before anything is written,
         # so corrupt weights are one line and exit 2, not a failed job.
-        for model in plan.models or [plan]:
+        for model in (plan.models or [plan])[: 1 if plan.routed else None]:  # routed: loaded as rows need them
             preload(model.spec)
     started = start_output(plan)
     with started:

@@ -70,19 +70,24 @@ class NamedModel:
 class ModelRows:
     """One model's count over some rows: ``rows_failed`` it could not score (rows no model
     could read included), ``rows_held`` it scored but another model failed (not written),
-    ``loads`` of it in this process first told by these rows."""
+    ``loads`` of it in this process first told by these rows; routed models
+    (:mod:`beamscore.transforms.route_models`) also count the rows routed to them
+    (``rows_in``) and scored (``rows_out``)."""
 
     rows_failed: int = 0
     rows_held: int = 0
     loads: int = 0
+    rows_in: int = 0
+    rows_out: int = 0
 
     def plus(self, other: ModelRows) -> ModelRows:
-        return ModelRows(
-            self.rows_failed + other.rows_failed, self.rows_held + other.rows_held, self.loads + other.loads
-        )
+        return ModelRows(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other), strict=True)))
 
     def to_json(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
+        found = dataclasses.asdict(self)
+        if not (self.rows_in or self.rows_out):  # every model sees every row: the job's counts
+            del found["rows_in"], found["rows_out"]
+        return found
 
 
 def combine(
