@@ -174,7 +174,7 @@ class Plan:
         then ``--keep``."""
         bindings = [m.bindings for m in self.models] if self.several else [self.bindings]
         cols = [b.column for found in bindings for b in found.values()]
-        route = [self.config.route_by] if self.routed else []
+        route = [str(self.config.route_by)] if self.routed else []
         return list(dict.fromkeys([*cols, *route, *self.config.keep]))
 
     def header(self) -> dict[str, Any]:
@@ -500,7 +500,7 @@ def step_models(s: Planning) -> None:
 def _check_routed(s: Planning) -> None:
     """``--route-by``: the route column exists (strings or integers), and every model writes
     the same outputs, of one dtype and row shape, which are the job's columns."""
-    config, column = s.config, s.config.route_by
+    config, column = s.config, str(s.config.route_by)
     spec = s.columns.get(column)
     if spec is None:
         raise BeamscoreError(f"{s.first}: no column {column!r} to --route-by; columns: {', '.join(sorted(s.columns))}")

@@ -19,6 +19,7 @@ are the rows that model could not score (rows no model could read included) and
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import socket
 import time
@@ -283,7 +284,7 @@ class RunSignaturesFn(beam.DoFn):
         self._scorers, self._held = [], []
         for model in self.models:
             spec = model.spec
-            loaded = acquire(spec, lambda spec=spec: load_model(spec))
+            loaded = acquire(spec, functools.partial(load_model, spec))
             self._held.append(loaded)
             own = self.options.get(model.name, {})
             self._scorers.append(
@@ -398,7 +399,7 @@ class RunSignatures(beam.PTransform):
                         f"model name {name!r}: a letter then letters, digits or single underscores (it prefixes "
                         "the model's columns as NAME__output)"
                     )
-                own = {"path": given} if isinstance(given, str) else dict(given)
+                own: dict[str, Any] = {"path": given} if isinstance(given, str) else dict(given)
                 unknown = sorted(set(own) - allowed)
                 if unknown or not isinstance(own.get("path"), str):
                     raise BeamscoreError(
