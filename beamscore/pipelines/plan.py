@@ -451,6 +451,8 @@ def step_models(s: Planning) -> None:
     config = s.config
     if not config.models:
         return
+    if config.output_format == "npy":  # step_outputs leaves it to this step with named models
+        _check_npy_columns(s.columns, config.keep, s.first)
     if _found(s.source).format == "tfrecord":
         raise BeamscoreError(
             "several models read Parquet, .npz or .npy inputs; TFRecord inputs are parsed against one "

@@ -306,3 +306,20 @@ def test_report_compares_the_models_of_a_real_job(models, tmp_path):
     assert found["y"]["argmax_agreement"] == 1.0  # 3x + 1 and 2x rank the four values alike
     gap = np.abs(want_b["s"] - want_a["s"])
     assert found["s"]["most_different"][0]["keep"] == {"id": int(np.argmax(gap))}
+
+
+def test_npy_output_has_a_directory_per_model_column(models, tmp_path):
+    x = np.random.default_rng(12).normal(size=(30, 4)).astype(np.float32)
+    inputs = write_inputs(tmp_path / "in", x, shards=1)
+    out = tmp_path / "out"
+    run = run_cli(
+        "score",
+        "--model", f"champion={models['champion']}",
+        "--model", f"challenger={models['challenger']}",
+        "--input", inputs, "--output", str(out), "--output-format", "npy", "--keep", "id",
+    )  # fmt: skip
+    assert run.code == 0, run.stderr
+    for name in ("champion", "challenger"):
+        [path] = (out / f"{name}__y").glob("*.npy")
+        assert_scores_close(np.load(path, allow_pickle=False), reference(models[name], x)["y"])
+    assert manifest_of(out)["rows_out"] == 30
