@@ -53,6 +53,7 @@ bench-baselines: $(BASELINES)
 
 bench: $(STAMP) $(BASELINES)
 	$(PY) -m benchmarks.bench $(ARGS)
+	$(PY) -m benchmarks.several_models $(filter --quick,$(ARGS))
 
 bench-quick: $(STAMP) $(BASELINES)
 	$(PY) -m benchmarks.bench --quick $(ARGS)
@@ -72,6 +73,12 @@ bench-plan: $(STAMP)
 # rows/s of scoring a Parquet file of tiny row groups (one row each by default); e.g. ARGS="--row-group-rows 16"
 bench-row-groups: $(STAMP)
 	$(PY) -m benchmarks.small_row_groups $(ARGS)
+
+# two models over one read against two jobs, and ten routed models' memory (docs/performance.md, "Several models");
+# e.g. ARGS="--rows 200000" or ARGS="--rows 20000 --hidden 2048" (17 MiB of weights a model)
+.PHONY: bench-models
+bench-models: $(STAMP)
+	$(PY) -m benchmarks.several_models $(ARGS)
 
 # Parquet output codecs: writer rows/s and bytes per row (docs/performance.md, "Output compression").
 bench-codecs: $(STAMP)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the same names as _LAZY (a test keeps them in step); never 
     from beamscore.pipelines.score import score
     from beamscore.transforms.manifest import WriteManifest
     from beamscore.transforms.read import ReadBatches, plan_units
+    from beamscore.transforms.run_models import RunSignatures
     from beamscore.transforms.run_signature import RunSignature
     from beamscore.transforms.write import WriteBatches, WriteParquet
 
@@ -53,6 +54,7 @@ __all__ = [
     "ReadBatches",
     "RowsFailed",
     "RunSignature",
+    "RunSignatures",
     "ScoreConfig",
     "SignatureModelHandler",
     "TFRecordSource",
@@ -82,6 +84,7 @@ _LAZY = {
     "plan_units": "beamscore.transforms.read",
     "ReadBatches": "beamscore.transforms.read",
     "RunSignature": "beamscore.transforms.run_signature",
+    "RunSignatures": "beamscore.transforms.run_models",
     "SignatureModelHandler": "beamscore.inference",
     "WriteBatches": "beamscore.transforms.write",
     "WriteParquet": "beamscore.transforms.write",

@@ -319,7 +319,13 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="MODEL",
         help="required: SavedModel directory or versioned base dir, any fsspec URL; or --model MODEL",
     )
-    model.add_argument("--model", metavar="MODEL", help="the model, as a flag (the same as MODEL)")
+    model.add_argument(
+        "--model",
+        metavar="MODEL",
+        action="append",
+        help="the model, as a flag (the same as MODEL); several as NAME=PATH, repeated: every batch is read once "
+        "and scored by each model, its outputs written as NAME__output (champion/challenger)",
+    )
     _model_version(model, "to score with")
     model.add_argument("--signature", metavar="KEY", help="signature key (default: serving_default)")
     model.add_argument(
@@ -339,6 +345,20 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="XLA-compile the signature for batches of exactly --batch-size rows (the last one padded)",
+    )
+    model.add_argument(
+        "--route-by",
+        dest="route_by",
+        metavar="COLUMN",
+        help="score each row only with the model its COLUMN value names (--model VALUE=PATH, repeated; a model "
+        "named default takes the other rows)",
+    )
+    model.add_argument(
+        "--max-models-per-worker",
+        dest="max_models_per_worker",
+        type=int,
+        metavar="K",
+        help="with --route-by: at most K models loaded at once per worker (least recently used released)",
     )
     model.add_argument(
         "--import",
@@ -626,6 +646,13 @@ def _resolve_model(args: argparse.Namespace, stray: list[str]) -> None:
         if stray:
             raise UsageError(f"unexpected argument {stray[0]!r}")
         return
+    if isinstance(args.model, list):  # score: --model repeated, NAME=PATH for several models
+        args.models = _named_models(args.model, routed=bool(getattr(args, "route_by", None)))
+        args.model = None if args.models else (args.model[-1] if len(set(args.model)) == 1 else args.model)
+        if isinstance(args.model, list):
+            raise UsageError(
+                f"unexpected argument {args.model[1]!r}; the model is given once, or several as --model NAME=PATH"
+            )
     given = [v for v in (args.model_arg, args.model, getattr(args, "dir", None)) if v]
     if stray or len(set(given)) > 1:
         extra = [*stray, *([args.model_arg] if args.model and args.model_arg else [])]
@@ -636,6 +663,31 @@ def _resolve_model(args: argparse.Namespace, stray: list[str]) -> None:
         raise UsageError(
             f"{args.command}: give the SavedModel directory (MODEL, or --model MODEL; --dir MODEL as saved_model_cli)"
         )
+
+
+def _named_models(given: list[str], routed: bool = False) -> dict[str, dict[str, str]]:
+    """``--model NAME=PATH`` repeated -> ``{NAME: {"path": PATH}}`` (empty when no value names
+    a model: one unnamed ``--model PATH``). A value is ``NAME=PATH`` when what comes before
+    its first ``=`` is a model name and the whole value is no existing local path."""
+    from beamscore.config import MODEL_NAME, ROUTE_VALUE
+
+    pattern = ROUTE_VALUE if routed else MODEL_NAME
+    named: dict[str, dict[str, str]] = {}
+    plain = []
+    for value in given:
+        name, sep, path = value.partition("=")
+        if sep and path and pattern.fullmatch(name) and not os.path.exists(value):
+            if name in named:
+                raise UsageError(f"--model {name}=... is given twice; each model has its own name")
+            named[name] = {"path": path}
+        else:
+            plain.append(value)
+    if named and plain:
+        raise UsageError(
+            f"--model {plain[0]!r} has no name; with several models give each as --model NAME=PATH "
+            f"(e.g. --model champion={plain[0]})"
+        )
+    return named
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1006,6 +1058,9 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     config = config.merged(
         {
             "model": args.model,
+            "models": getattr(args, "models", None) or None,
+            "route_by": args.route_by,
+            "max_models_per_worker": args.max_models_per_worker,
             "version": args.model_version,
             "inputs": args.inputs,
             "format": args.format,
@@ -1089,7 +1144,7 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     rate = (m["rows_out"] - result.rows_resumed) / result.seconds if result.seconds else 0.0  # this run's rows
     print(
         f"scored {_scored(m)} rows in {result.seconds:.1f}s ({rate:,.0f} rows/s) "
-        f"with {m['model']['path']} [{m['model']['signature']}] on {result.runner}\n"
+        f"with {_models_said(m)} on {result.runner}\n"
         f"  rows in {m['rows_in']:,}, out {m['rows_out']:,}, failed {m['rows_failed']:,}; "
         f"{m['units']} units, {len(m['outputs'])} files"
         + (f" ({result.skipped} units already done, resumed)" if result.skipped else "")
@@ -1117,6 +1172,10 @@ def _check_before_imports(config: Any, config_file: str | None) -> None:
         check_config_paths()
     if _plain_local(config.model) and not os.path.exists(_local_path(config.model)):
         raise BeamscoreError(f"model {config.model!r} does not exist")
+    for name, spec in (getattr(config, "models", None) or {}).items():
+        path = spec.get("path", "")
+        if _plain_local(path) and not os.path.exists(_local_path(path)):
+            raise BeamscoreError(f"model {name!r}: {path!r} does not exist")
     for pattern in config.inputs:
         if _plain_local(pattern):
             path = _local_path(pattern)
@@ -1258,6 +1317,14 @@ def _table_line(commit: Any) -> str:
     if not isinstance(commit, dict):
         return ""
     return f"\n  committed to Delta table {commit.get('table')} as version {commit.get('version')}"
+
+
+def _models_said(manifest: dict) -> str:
+    """``PATH [SIGNATURE]`` of the model, or ``NAME (PATH [SIGNATURE])`` of each of several."""
+    several = manifest.get("models")
+    if several:
+        return ", ".join(f"{m['name']} ({m['path']} [{m['signature']}])" for m in several)
+    return f"{manifest['model']['path']} [{manifest['model']['signature']}]"
 
 
 def _scored(manifest: dict) -> str:

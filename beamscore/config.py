@@ -16,6 +16,7 @@ import dataclasses
 import glob
 import os
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,11 +27,14 @@ __all__ = [
     "FIELD_TYPES",
     "INPUT_FORMATS",
     "MAX_CONFIG_BYTES",
+    "MODEL_KEYS",
+    "MODEL_NAME",
     "OUTPUT_FORMATS",
     "PATH_KEYS",
     "SECTIONS",
     "ScoreConfig",
     "load_yaml",
+    "model_configs",
 ]
 
 # section -> {yaml key: ScoreConfig field}
@@ -44,6 +48,8 @@ SECTIONS: dict[str, dict[str, str]] = {
         "jit_compile": "jit_compile",
         "imports": "imports",
         "allow_ops": "allow_ops",
+        "route_by": "route_by",
+        "max_models_per_worker": "max_models_per_worker",
     },
     "input": {
         "paths": "inputs",
@@ -77,6 +83,22 @@ SECTIONS: dict[str, dict[str, str]] = {
     },
     "batch": {"size": "batch_size"},
 }
+
+#: the keys of one model of a ``models:`` mapping (several models over one read): key -> ScoreConfig field
+MODEL_KEYS: dict[str, str] = {
+    "path": "model",
+    "signature": "signature",
+    "tag_set": "tag_set",
+    "model_version": "version",
+    "version": "version",
+    "map": "map",
+    "outputs": "outputs",
+    "cast": "cast",
+}
+#: what a model's name may be: it prefixes its output columns (``NAME__output``)
+MODEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+#: what a routed model's name may be: a value of the ``--route-by`` column (not a column prefix)
+ROUTE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 #: the config keys that hold paths, resolved against the config file's directory: field -> key
 #: the input formats ``--format`` takes (one source each, beamscore.io.SOURCES); the only ones a hint names
@@ -142,15 +164,42 @@ class ScoreConfig:
     where: str | None = None
     #: ``--raw-files``: read files inside a table as plain files, on purpose
     raw_files: bool = False
+    #: several models over one read (``--model NAME=PATH`` repeated, or a config's ``models:``):
+    #: name -> {``path``, and optionally ``signature``, ``tag_set``, ``version``, ``map``,
+    #: ``outputs``, ``cast``}; a key left out takes the job's value. Empty: one unnamed model
+    #: (``model``), today's job. See :func:`model_configs`.
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``--route-by COLUMN``: each row is scored only by the model its value names (``models``
+    #: named by the values; ``default`` takes the rows whose value names none)
+    route_by: str | None = None
+    #: ``--max-models-per-worker K``: routed models loaded at once per worker (least recently
+    #: used released); ``None``: no bound
+    max_models_per_worker: int | None = None
     #: where path fields came from when a config file gave them: field -> ``model.path 'm' in
     #: FILE`` (refusals name the key and the path it resolved to)
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def validate(self) -> ScoreConfig:
         """Check the required fields and value ranges; return self."""
+        if self.models:
+            _check_models(self.models, self.model, routed=bool(self.route_by))
+        if self.route_by is not None and (not isinstance(self.route_by, str) or not self.models):
+            raise BeamscoreError(
+                f"{flag('route_by')} needs the models it routes to, each as --model VALUE=PATH (a config's models:)"
+            )
+        if self.max_models_per_worker is not None:
+            k = self.max_models_per_worker
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise BeamscoreError(f"{flag('max_models_per_worker')} must be a whole number of at least 1, got {k!r}")
+            if not self.route_by:
+                raise BeamscoreError(f"{flag('max_models_per_worker')} bounds routed models; give {flag('route_by')}")
         missing = [
             flag(name)
-            for name, value in (("model", self.model), ("inputs", self.inputs), ("output", self.output))
+            for name, value in (
+                ("model", self.model or self.models),
+                ("inputs", self.inputs),
+                ("output", self.output),
+            )
             if not value
         ]
         if missing:
@@ -238,6 +287,53 @@ class ScoreConfig:
         return dataclasses.replace(self, **values)
 
 
+def _check_models(models: Any, model: str, routed: bool = False) -> None:
+    """Several models: each named (``NAME`` prefixes its output columns), each with a path and
+    only the keys of :data:`MODEL_KEYS`; not together with one unnamed model."""
+    if not isinstance(models, dict):
+        raise BeamscoreError(f"models must be a mapping of NAME to a model, got {models!r}")
+    if model:
+        raise BeamscoreError(
+            f"give the model once: either one unnamed {flag('model')} PATH, or several as NAME=PATH (got {model!r} "
+            f"and {', '.join(models)})"
+        )
+    for name, spec in models.items():
+        if routed and isinstance(name, str) and ROUTE_VALUE.fullmatch(name):
+            pass  # a value of the route column: it names no column
+        elif not isinstance(name, str) or not MODEL_NAME.fullmatch(name) or "__" in name:
+            raise BeamscoreError(
+                f"model name {name!r}: a name is a letter then letters, digits or single underscores (at most 64); "
+                "it prefixes the model's output columns as NAME__output"
+            )
+        if not isinstance(spec, dict) or not isinstance(spec.get("path"), str) or not spec["path"]:
+            raise BeamscoreError(f"model {name!r} needs a path (models.{name}.path, or --model {name}=PATH)")
+        unknown = sorted(set(spec) - set(MODEL_KEYS))
+        if unknown:
+            keys = ", ".join(k for k in MODEL_KEYS if k != "version")
+            raise BeamscoreError(f"unknown key models.{name}.{unknown[0]}; keys of a model: {keys}")
+        for key, value in spec.items():
+            kind = FIELD_TYPES.get(MODEL_KEYS[key], "")
+            if value is not None and not _fits(value, kind):
+                raise BeamscoreError(f"models.{name}.{key} must be {kind}, got {_describe(value)}")
+
+
+def model_configs(config: ScoreConfig) -> list[tuple[str, ScoreConfig]]:
+    """The job's models, in order, each as ``(name, config)``: the config the one-model job
+    of that model would have (``model``, ``signature``, ``tag_set``, ``version``, ``map``,
+    ``outputs``, ``cast`` from the model where it gives them, else the job's). One unnamed
+    model (no ``models``) is ``[("", config)]``: today's job."""
+    if not config.models:
+        return [("", config)]
+    found = []
+    for name, spec in config.models.items():
+        values: dict[str, Any] = {"models": {}}
+        for key, value in spec.items():
+            if value is not None:
+                values[MODEL_KEYS[key]] = [value] if key == "outputs" and isinstance(value, str) else value
+        found.append((name, dataclasses.replace(config, **values)))
+    return found
+
+
 def _local(path: str) -> bool:
     """Whether ``path`` is on the local disk (a plain path or a ``file://`` URL)."""
     return "://" not in path or path.startswith(("file://", "local://"))
@@ -245,6 +341,11 @@ def _local(path: str) -> bool:
 
 def _local_path(path: str) -> str:
     return path.split("://", 1)[1] if "://" in path else path
+
+
+def _config_dir(path: str) -> str:
+    """The directory of a config file, which its relative paths are relative to."""
+    return path.rsplit("/", 1)[0] if "://" in path else os.path.dirname(os.path.abspath(path))
 
 
 def _resolve(path: Any, base: str) -> Any:
@@ -310,6 +411,8 @@ FIELD_TYPES: dict[str, str] = {
     "max_failed_rows": _INT,
     "max_failed_fraction": _NUMBER,
     "batch_size": _INT,
+    "route_by": _STR,
+    "max_models_per_worker": _INT,
 }
 
 
@@ -402,9 +505,24 @@ def load_yaml(path: str) -> ScoreConfig:
                     )
             values["pipeline_options"] = dict(body)
             continue
+        if section == "models":
+            if not isinstance(body, dict) or not body:
+                raise BeamscoreError(f"{path}: models must be a mapping of NAME to a model (path, signature, ...)")
+            models = {}
+            for name, spec in body.items():
+                if isinstance(spec, str):  # NAME: PATH
+                    spec = {"path": spec}
+                if not isinstance(spec, dict):
+                    raise BeamscoreError(f"{path}: models.{name} must be a path or a mapping with a path")
+                spec = dict(spec)
+                if isinstance(spec.get("path"), str):
+                    spec["path"] = _resolve(spec["path"], _config_dir(path))
+                models[str(name)] = spec
+            values["models"] = models  # checked by validate(), which knows route_by
+            continue
         if section not in SECTIONS:
             raise BeamscoreError(
-                f"{path}: unknown section {section!r}; sections: {', '.join([*SECTIONS, 'pipeline_options'])}"
+                f"{path}: unknown section {section!r}; sections: {', '.join([*SECTIONS, 'models', 'pipeline_options'])}"
             )
         if not isinstance(body, dict):
             raise BeamscoreError(f"{path}: section {section!r} must be a mapping")
@@ -421,7 +539,7 @@ def load_yaml(path: str) -> ScoreConfig:
     for name in ("inputs", "imports", "keep", "outputs", "allow_ops"):
         if isinstance(values.get(name), str):
             values[name] = [values[name]]
-    base = path.rsplit("/", 1)[0] if "://" in path else os.path.dirname(os.path.abspath(path))
+    base = _config_dir(path)
     origins = {}
     for name, key in PATH_KEYS.items():
         if name in values:

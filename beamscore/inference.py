@@ -255,7 +255,10 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
     def load_model(self) -> _LoadedSignature:
         """Load the SavedModel (``RunInference`` shares it per process, or per machine with
         ``model_copies`` / ``large_model``) and bind its signature."""
-        loaded = load_model(self._spec)
+        from beamscore.transforms.shared_models import acquire
+
+        spec = self._spec
+        loaded = acquire(spec, lambda: load_model(spec))  # one copy per process, whichever steps use it
         scorer = ElementScorer(
             loaded.signature(self._signature.key),
             self._signature,

@@ -150,9 +150,17 @@ class Report:
     skipped_columns: list[str] = field(default_factory=list)
     #: the input table's snapshot (the manifest's or job file's ``table``), ``None`` for files
     table: dict[str, Any] | None = None
+    #: several models: each output two models write, compared (:mod:`beamscore.report_compare`)
+    comparisons: list[Any] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """The report as plain data (``--json``)."""
+        """The report as plain data (``--json``); ``comparisons`` for an output of several models."""
+        found = self._to_json()
+        if self.comparisons:
+            found["comparisons"] = [c.to_json() for c in self.comparisons]
+        return found
+
+    def _to_json(self) -> dict[str, Any]:
         return {
             "output": self.output,
             "output_format": self.output_format,
@@ -232,6 +240,12 @@ def build(output: str, *, batch_rows: int = BATCH_ROWS) -> Report:
         columns, skipped = _npy_stats(fs, root, sorted(outputs), names, batch_rows)
     else:
         columns, skipped = _parquet_stats(fs, [_strip(fs, f) for f in sorted(outputs)], names, batch_rows)
+    comparisons = []
+    if manifest is not None and manifest.get("models") and output_format == "parquet":
+        from beamscore.report_compare import compare
+
+        keep = list(manifest.get("columns", {}).get("keep") or [])
+        comparisons, _ = compare(fs, [_strip(fs, f) for f in sorted(outputs)], manifest["models"], keep, batch_rows)
     return Report(
         output=output,
         output_format=output_format,
@@ -252,6 +266,7 @@ def build(output: str, *, batch_rows: int = BATCH_ROWS) -> Report:
         finished_at=(manifest or {}).get("finished"),
         skipped_columns=skipped,
         table=(manifest or {}).get("table") or job.get("table"),
+        comparisons=comparisons,
     )
 
 
@@ -576,6 +591,10 @@ def render_text(report: Report, max_files: int = 20) -> str:
             lines.append("  " + "  ".join(cells).rstrip())
     if report.skipped_columns:
         lines.append(f"not numeric (no statistics): {', '.join(report.skipped_columns)}")
+    if report.comparisons:
+        from beamscore.report_compare import text_section
+
+        lines += text_section(report.comparisons)
     return "\n".join(lines) + "\n"
 
 
@@ -717,6 +736,10 @@ def render_html(report: Report, max_files: int = 10_000) -> str:
             out.append(f"<h3><code>{esc(c.name)}</code> ({esc(c.dtype)}{per})</h3>{_histogram_svg(c)}")
     else:
         out.append("<p>no numeric outputs</p>")
+    if report.comparisons:
+        from beamscore.report_compare import html_section
+
+        out += html_section(report.comparisons)
     out.append("<h2>Dead letters</h2>")
     if report.reasons:
         out.append(

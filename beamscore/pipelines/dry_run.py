@@ -12,6 +12,9 @@ is created, no job is submitted.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions
 
 from beamscore import fs as bfs
@@ -66,7 +69,7 @@ def check_launch(plan: Plan, options: PipelineOptions) -> list[str]:
         warnings += cluster.warnings
         remote = cluster.address is not None and not cluster.on_this_machine
     if remote:
-        places = [("model", plan.model.path), ("output", plan.config.output)]
+        places = [("model", m.model.path) for m in plan.models or [plan]] + [("output", plan.config.output)]
         places += [("input", f) for f in plan.files[:1]]
         for what, url in places:
             if bfs.is_local(bfs.filesystem(url)[0]):
@@ -108,22 +111,24 @@ def output_state(
 
 def render_plan(plan: Plan, options: PipelineOptions, warnings: list[str], output: str) -> str:
     """The plan as text: model, signature binding, inputs, units, output layout, runner, options."""
-    cfg, sig, model = plan.config, plan.signature, plan.model
-    lines = [
-        "dry run: nothing was submitted",
-        "",
-        f"model:       {model.path}" + (f" (version {model.version} of {model.given})" if model.version else ""),
-        f"fingerprint: {model.fingerprint or 'none'}",
-        f"signature:   {sig.key} (tag set {cfg.tag_set})",
-        "inputs:",
-    ]
-    for key, b in sorted(plan.bindings.items()):
-        spec = b.composite or sig.inputs[key]  # a ragged or sparse input: its own dtype and dense shape
-        kind = f"{b.composite.kind} " if b.composite else ""
-        cast = f", cast to {b.dtype}" if b.cast else ""
-        lines.append(f"  {key:<12} {kind}{spec.dtype} {spec.shape_str():<16} <- column {b.column!r}{cast}")
-    lines.append("outputs:")
-    lines += [f"  {key:<12} {sig.outputs[key].dtype} {sig.outputs[key].shape_str()}" for key in plan.outputs]
+    cfg = plan.config
+    lines = ["dry run: nothing was submitted", ""]
+    if plan.several:  # every model of the job, each as one model's plan is shown
+        if plan.routed:
+            bound = cfg.max_models_per_worker
+            lines.append(
+                f"models:      {len(plan.models)}, each row scored by the model its column {cfg.route_by!r} names"
+                + (f" (at most {bound} loaded at once per worker)" if bound else "")
+            )
+        else:
+            lines.append(f"models:      {len(plan.models)}, each batch read once and scored by every model")
+        for m in plan.models:
+            lines += ["", f"model {m.name!r}:"]
+            lines += [
+                "  " + line for line in _model_lines(m.model, m.signature, m.tag_set, m.bindings, m.outputs, m.columns)
+            ]
+    else:
+        lines += _model_lines(plan.model, plan.signature, cfg.tag_set, plan.bindings, plan.outputs, plan.outputs)
     if cfg.keep:
         lines.append(f"kept columns: {', '.join(cfg.keep)}")
     rows = sum(u.rows for u in plan.units)
@@ -161,6 +166,29 @@ def render_plan(plan: Plan, options: PipelineOptions, warnings: list[str], outpu
     if warnings:
         lines += ["", "warnings:"] + [f"  - {w}" for w in warnings]
     return "\n".join(lines)
+
+
+def _model_lines(
+    model: Any, sig: Any, tag_set: str, bindings: Mapping[str, Any], outputs: Sequence[str], columns: Sequence[str]
+) -> list[str]:
+    """One model's part of the plan: path, fingerprint, signature, inputs and outputs."""
+    lines = [
+        f"model:       {model.path}" + (f" (version {model.version} of {model.given})" if model.version else ""),
+        f"fingerprint: {model.fingerprint or 'none'}",
+        f"signature:   {sig.key} (tag set {tag_set})",
+        "inputs:",
+    ]
+    for key, b in sorted(bindings.items()):
+        spec = b.composite or sig.inputs[key]  # a ragged or sparse input: its own dtype and dense shape
+        kind = f"{b.composite.kind} " if b.composite else ""
+        cast = f", cast to {b.dtype}" if b.cast else ""
+        lines.append(f"  {key:<12} {kind}{spec.dtype} {spec.shape_str():<16} <- column {b.column!r}{cast}")
+    lines.append("outputs:")
+    lines += [
+        f"  {column:<12} {sig.outputs[key].dtype} {sig.outputs[key].shape_str()}"
+        for key, column in zip(outputs, columns, strict=True)
+    ]
+    return lines
 
 
 def _flag_value(value: object) -> str:

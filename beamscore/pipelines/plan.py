@@ -30,7 +30,7 @@ import pyarrow as pa
 from fsspec.utils import glob_translate
 
 from beamscore import fs as bfs
-from beamscore.config import ScoreConfig
+from beamscore.config import ScoreConfig, model_configs
 from beamscore.errors import BeamscoreError, TryLater
 from beamscore.io import sink_for, source_for
 from beamscore.io.base import Sink, Source, WorkUnit, part_name
@@ -48,15 +48,20 @@ from beamscore.pipelines.survey import PlanningProgress, survey
 from beamscore.tables import TableSnapshot, resolve_input
 from beamscore.tables.detect import refuse_stale_reads
 from beamscore.transforms.read import schema_file
+from beamscore.transforms.run_models import SEP as MODEL_COLUMN_SEP
+from beamscore.transforms.run_models import column_name
 from beamscore.wording import flag
 
 __all__ = [
+    "MODEL_COLUMN_SEP",
     "PLACEHOLDERS",
     "PLAN_ON_WORKERS_ABOVE",
     "STEPS",
+    "ModelPlan",
     "Plan",
     "Planning",
     "Step",
+    "column_name",
     "plan_job",
     "resolve_output",
     "resolved_output",
@@ -73,6 +78,65 @@ TARGET_BATCH_BYTES = 16 << 20
 MAX_DEFAULT_BATCH = 4096
 #: Above this many input files the workers plan them, unless ``plan_on_workers`` says otherwise.
 PLAN_ON_WORKERS_ABOVE = 100_000
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """One model of a job: its name (``""``: the one unnamed model), what was inspected,
+    how it loads, the signature, its inputs bound to columns and the outputs it writes."""
+
+    name: str
+    model: ModelInfo
+    spec: ModelSpec
+    signature: SignatureInfo
+    bindings: dict[str, InputBinding]
+    #: the signature outputs this model writes (as the signature names them)
+    outputs: list[str]
+    tag_set: str = "serve"
+    cast: bool = False
+    #: routed (``--route-by``): its outputs are the job's columns, unprefixed
+    routed: bool = False
+    #: every model file's size and checksum (``--resume`` compares them, whatever ``fingerprint.pb`` says)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: flagged ops its signature uses that ``--allow-ops`` let through
+    allowed_ops: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> list[str]:
+        """The output columns it writes, in the order of ``outputs``."""
+        return list(self.outputs) if self.routed else [column_name(self.name, key) for key in self.outputs]
+
+    def header(self) -> dict[str, Any]:
+        """The model's entry in the manifest's ``models``."""
+        return {
+            "name": self.name,
+            "path": self.model.path,
+            "given": self.model.given,
+            "version": self.model.version,
+            "fingerprint": self.model.fingerprint,
+            "fingerprint_computed": self.model.fingerprint_computed,
+            "signature": self.signature.key,
+            "tag_set": self.tag_set,
+            "outputs": list(self.outputs),
+            "columns": self.columns,
+            "files": self.files,
+            "allowed_ops_used": list(self.allowed_ops),
+        }
+
+    def settings(self) -> dict[str, Any]:
+        """What of this model decides what is written (part of ``--resume``'s identity)."""
+        return {
+            "name": self.name,
+            "path": self.model.path,
+            "fingerprint": self.model.fingerprint,
+            "version": self.model.version,
+            "signature": self.signature.key,
+            "tag_set": ",".join(parse_tags(self.tag_set)),
+            "map": {name: b.column for name, b in sorted(self.bindings.items())},
+            "cast": bool(self.cast),
+            "outputs": list(self.outputs),
+            "files": self.files,  # by content: a resume refuses weights changed under an old fingerprint.pb
+        }
 
 
 @dataclass(frozen=True)
@@ -107,15 +171,43 @@ class Plan:
     model_files: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: ops the op scan flags that the signature uses and ``allow_ops`` let through
     allowed_ops: tuple[str, ...] = ()
+    #: the job's models, in order (``model``, ``spec``, ``signature``, ``bindings`` are the
+    #: first's); empty or one unnamed model: today's one-model job
+    models: tuple[ModelPlan, ...] = ()
+
+    @property
+    def several(self) -> bool:
+        """Whether the job runs named models (``--model NAME=PATH``): every model over each
+        row, outputs as ``NAME__output``; or, with ``--route-by``, one model per row."""
+        return bool(self.models) and bool(self.models[0].name)
+
+    @property
+    def routed(self) -> bool:
+        """Whether each row is scored by the one model its ``--route-by`` value names."""
+        return self.several and bool(self.config.route_by)
 
     @property
     def read_columns(self) -> list[str]:
-        """Columns the reader must read: the bound inputs, then ``--keep``."""
-        cols = [b.column for b in self.bindings.values()]
-        return list(dict.fromkeys([*cols, *self.config.keep]))
+        """Columns the reader must read: the bound inputs (of every model), the route column,
+        then ``--keep``."""
+        bindings = [m.bindings for m in self.models] if self.several else [self.bindings]
+        cols = [b.column for found in bindings for b in found.values()]
+        route = [str(self.config.route_by)] if self.routed else []
+        return list(dict.fromkeys([*cols, *route, *self.config.keep]))
 
     def header(self) -> dict[str, Any]:
-        """The manifest's fixed part, known before the job runs."""
+        """The manifest's fixed part, known before the job runs. A job of named models adds
+        ``models``: each one's path, version, fingerprint, signature and output columns (the
+        ``model`` entry is the first's)."""
+        header = self._header()
+        if self.several:
+            header["models"] = [m.header() for m in self.models]
+        if self.routed:
+            header["route_by"] = self.config.route_by
+            header["max_models_per_worker"] = self.config.max_models_per_worker
+        return header
+
+    def _header(self) -> dict[str, Any]:
         return {
             "model": {
                 "path": self.model.path,
@@ -159,7 +251,16 @@ class Plan:
         """The settings that decide what the job writes, under their config names: a
         ``--resume`` must find every one unchanged (:func:`~beamscore.pipelines.resume.job_identity`),
         and the manifest records them as ``settings``. ``fixed_batch_size`` is the batch size
-        when it shapes the result (``--jit-compile`` compiles for it), else ``None``."""
+        when it shapes the result (``--jit-compile`` compiles for it), else ``None``. A job of
+        named models adds ``models``: every model's path, fingerprint and settings."""
+        settings = self._settings()
+        if self.several:
+            settings["models"] = [m.settings() for m in self.models]
+        if self.routed:
+            settings["route_by"] = self.config.route_by
+        return settings
+
+    def _settings(self) -> dict[str, Any]:
         options = self.sink.describe()
         return {
             "version": self.model.version,
@@ -218,6 +319,8 @@ class Planning:
     batch_size: int = 0
     #: the input table's snapshot (``None``: the inputs are files)
     table: TableSnapshot | None = None
+    #: the job's models, each planned (:func:`step_models`)
+    models: list[ModelPlan] = field(default_factory=list)
     #: seconds each step took, by name (the manifest's ``metrics.planning``)
     timings: dict[str, float] = field(default_factory=dict)
     model_files: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -227,18 +330,16 @@ class Planning:
         """The finished :class:`Plan` (after every step has run)."""
         config, info = self.config, self.info
         assert info is not None and self.signature is not None and self.source is not None and self.sink
+        spec = self.model_spec(info, config)
+        models = [dataclasses.replace(m, spec=self.model_spec(m.model, config, m.tag_set)) for m in self.models]
+        if not models:  # the one unnamed model
+            outputs = list(config.outputs) or sorted(self.signature.outputs)
+            models = [ModelPlan("", info, spec, self.signature, self.bindings, outputs, config.tag_set, config.cast)]
         return Plan(
             config=config,
             model=info,
-            spec=ModelSpec(
-                path=info.path,
-                tags=config.tag_set,
-                fingerprint=info.fingerprint,
-                copies=config.model_copies or 0,
-                jit_compile=config.jit_compile,
-                fixed_batch=self.batch_size if config.jit_compile else None,
-                imports=tuple(config.imports),
-            ),
+            spec=spec,
+            models=tuple(models),
             signature=self.signature,
             bindings=self.bindings,
             outputs=self.outputs,
@@ -256,6 +357,18 @@ class Planning:
             table=self.table,
             model_files=self.model_files,
             allowed_ops=tuple(self.allowed_ops),
+        )
+
+    def model_spec(self, info: ModelInfo, config: ScoreConfig, tag_set: str | None = None) -> ModelSpec:
+        """How the workers load ``info`` (known once the batch size is)."""
+        return ModelSpec(
+            path=info.path,
+            tags=config.tag_set if tag_set is None else tag_set,
+            fingerprint=info.fingerprint,
+            copies=config.model_copies or 0,
+            jit_compile=config.jit_compile,
+            fixed_batch=self.batch_size if config.jit_compile else None,
+            imports=tuple(config.imports),
         )
 
 
@@ -461,6 +574,8 @@ def step_outputs(s: Planning) -> None:
     config, signature = s.config, _found(s.signature)
     s.outputs = list(config.outputs) or sorted(signature.outputs)
     check_outputs(_found(s.info).path, signature, s.outputs)
+    if config.models:  # named models write NAME__output: checked by step_models
+        return
     clash = sorted(set(s.outputs) & set(config.keep))
     if clash:
         raise BeamscoreError(
@@ -472,6 +587,104 @@ def step_outputs(s: Planning) -> None:
     _check_output_names(config.output, _found(s.sink), s.outputs, config.keep)
 
 
+def step_models(s: Planning) -> None:
+    """Several named models (``--model NAME=PATH``): each inspected, its files checked, its
+    inputs bound to the first file's columns and its outputs checked, as the one model of a
+    one-model job is by the steps before; the output columns (``NAME__output``) must be
+    unique, clash with no ``--keep`` column and fit the output's filesystem. Without named
+    models this step does nothing (the steps before planned the one model)."""
+    config = s.config
+    if not config.models:
+        return
+    if config.output_format == "npy":  # step_outputs leaves it to this step with named models
+        _check_npy_columns(s.columns, config.keep, s.first)
+    if _found(s.source).format == "tfrecord":
+        raise BeamscoreError(
+            "several models read Parquet, .npz or .npy inputs; TFRecord inputs are parsed against one "
+            "signature (score each model in its own job)"
+        )
+    s.models = []
+    for name, own in model_configs(config):
+        sub = Planning(config=own, now=s.now, started=s.started, files=s.files, sink=s.sink)
+        sub.source, sub.first, sub.columns = s.source, s.first, s.columns
+        try:
+            step_model(sub)
+            step_model_files(sub)
+            step_model_content(sub)
+            step_model_ops(sub)  # each model is scanned: a model is code
+            step_bindings(sub)
+            step_outputs(sub)
+        except BeamscoreError as exc:
+            raise BeamscoreError(f"model {name!r}: {exc}") from None
+        info, signature = _found(sub.info), _found(sub.signature)
+        s.models.append(
+            ModelPlan(
+                name,
+                info,
+                ModelSpec(path=info.path, tags=own.tag_set, fingerprint=info.fingerprint),
+                signature,
+                sub.bindings,
+                sub.outputs,
+                own.tag_set,
+                own.cast,
+                bool(config.route_by),
+                files=sub.model_files,
+                allowed_ops=tuple(sub.allowed_ops),
+            )
+        )
+    if config.route_by:
+        _check_routed(s)
+        return
+    columns = [c for m in s.models for c in m.columns]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise BeamscoreError(f"output column {twice[0]!r} would be written twice; give the models other names")
+    clash = sorted(set(columns) & set(config.keep))
+    if clash:
+        raise BeamscoreError(
+            f"--keep column(s) {', '.join(clash)} have the name of a model's output column; keep other columns"
+        )
+    s.outputs = columns
+    _check_output_names(config.output, _found(s.sink), s.outputs, config.keep)
+
+
+def _check_routed(s: Planning) -> None:
+    """``--route-by``: the route column exists (strings or integers), and every model writes
+    the same outputs, of one dtype and row shape, which are the job's columns."""
+    config, column = s.config, str(s.config.route_by)
+    spec = s.columns.get(column)
+    if spec is None:
+        raise BeamscoreError(f"{s.first}: no column {column!r} to --route-by; columns: {', '.join(sorted(s.columns))}")
+    if spec.dtype not in ("string", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"):
+        raise BeamscoreError(
+            f"{s.first}: --route-by column {column!r} holds {spec.dtype}; route by strings or integers"
+        )
+    first = s.models[0]
+    want = {k: (first.signature.outputs[k].dtype, first.signature.outputs[k].shape_str()) for k in first.outputs}
+    for m in s.models[1:]:
+        got = {k: (m.signature.outputs[k].dtype, m.signature.outputs[k].shape_str()) for k in m.outputs}
+        if got != want:
+            differ = sorted(set(got) ^ set(want)) or sorted(k for k in want if got.get(k) != want[k])
+            raise BeamscoreError(
+                f"routed models must write the same outputs of one dtype and shape; {m.name!r} and {first.name!r} "
+                f"differ on {differ[0]!r} ({m.name}: {got.get(differ[0], 'none')}, {first.name}: "
+                f"{want.get(differ[0], 'none')}); choose common outputs with models.NAME.outputs"
+            )
+    clash = sorted(set(first.outputs) & set(config.keep))
+    if clash:
+        raise BeamscoreError(
+            f"--keep column(s) {', '.join(clash)} have the name of signature outputs; choose other outputs"
+        )
+    s.outputs = list(first.outputs)
+    _check_output_names(config.output, _found(s.sink), s.outputs, config.keep)
+
+
+def _bound_columns(s: Planning) -> list[str]:
+    """The input columns some model reads (every model's bindings)."""
+    found = [m.bindings for m in s.models] or [s.bindings]
+    return list(dict.fromkeys(b.column for bindings in found for b in bindings.values()))
+
+
 def step_units(s: Planning) -> None:
     """Every file's footer or header read concurrently, its schema checked against the first
     file's, and split into work units (or, on the workers, left to them)."""
@@ -479,7 +692,7 @@ def step_units(s: Planning) -> None:
     s.check = SameSchema(
         s.first,
         s.columns,
-        [b.column for b in s.bindings.values()],
+        _bound_columns(s),
         config.keep,
         keep_required=source.format != "tfrecord",
     )
@@ -511,7 +724,8 @@ def step_empty_input(s: Planning) -> None:
 
 def step_batch_size(s: Planning) -> None:
     """``--batch-size``, or about :data:`TARGET_BATCH_BYTES` of input per batch."""
-    s.batch_size = s.config.batch_size or _default_batch_size(s.bindings)
+    bindings = {b.column: b for m in s.models for b in m.bindings.values()} or s.bindings  # a column once
+    s.batch_size = s.config.batch_size or _default_batch_size(bindings)
 
 
 def step_table_columns(s: Planning) -> None:
@@ -558,6 +772,7 @@ STEPS: list[tuple[str, Step]] = [
     ("bindings", step_bindings),
     ("keep", step_keep),
     ("outputs", step_outputs),
+    ("models", step_models),
     ("units", step_units),
     ("empty input", step_empty_input),
     ("batch size", step_batch_size),
@@ -565,16 +780,28 @@ STEPS: list[tuple[str, Step]] = [
 ]
 
 
+#: the steps that plan one model: with several models, they plan the first (a refusal names it)
+_MODEL_STEPS = ("model", "model files", "bindings", "outputs")
+
+
 def plan_job(config: ScoreConfig, steps: Sequence[tuple[str, Step]] | None = None) -> Plan:
     """Check ``config`` against the model and the data and return the job's plan: run each of
     ``steps`` (default :data:`STEPS`) in order; the first that refuses ends the planning."""
     config = config.validate().with_date()  # --date filled into the input and output paths
+    if config.models:  # several models: the steps up to "models" plan the first as a one-model job would
+        config = dataclasses.replace(model_configs(config)[0][1], models=config.models)
     config.check_config_paths()
     now = dt.datetime.now(dt.UTC)
     state = Planning(config=config, now=now, started=now.isoformat(timespec="seconds"))
+    first = next(iter(config.models), "")
     for name, step in STEPS if steps is None else steps:
         began = time.perf_counter()
-        step(state)
+        try:
+            step(state)
+        except BeamscoreError as exc:
+            if first and name in _MODEL_STEPS:  # the first of several models, planned by these steps
+                raise BeamscoreError(f"model {first!r}: {exc}") from None
+            raise
         state.timings[name] = round(time.perf_counter() - began, 4)
         log.debug("planning step %r took %.3f s", name, state.timings[name])
     return state.plan()

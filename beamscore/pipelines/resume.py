@@ -149,6 +149,7 @@ IDENTITY_NAMES = {
     "input_format": "the input format",
     "table": "the input table's snapshot",
     "units": "the work units",
+    "models": "the models (--model NAME=PATH: a path, fingerprint, version or setting of one of them)",
 }
 
 

@@ -112,17 +112,38 @@ def build_pipeline(
     else:
         todo = p | "Units" >> beam.Create([u for u in plan.units if u.name not in done])
         expected = [u.name for u in plan.units]
-    scored = (
-        todo
-        | "Read" >> ReadBatches(plan.source, plan.read_columns, plan.batch_size)
-        | "Run" >> RunSignature.for_plan(plan)
-    )
+    scored = todo | "Read" >> ReadBatches(plan.source, plan.read_columns, plan.batch_size) | "Run" >> _run_step(plan)
     if progress_file is not None:
         scored = scored | "Progress" >> beam.ParDo(ReportRows(progress_file))
     results = scored | "Write" >> WriteBatches(plan.sink, plan.file_metadata(), config.output, tidy=False)
     _ = results | "Manifest" >> WriteManifest(
         config.output, plan.header(), previous=list(done.values()), expected_units=expected
     )
+
+
+def _run_step(plan: Plan) -> beam.PTransform:
+    """The scoring step: :class:`RunSignature` for one model; several named models score
+    every batch in turn, fused over one read (:mod:`beamscore.transforms.run_models`)."""
+    if not plan.several:
+        return RunSignature.for_plan(plan)
+    from beamscore.transforms.run_models import RunModelsFn, named_models
+
+    if plan.routed:  # each row by the model its --route-by value names
+        from beamscore.transforms.route_models import RoutedModelsFn
+
+        config = plan.config
+        return beam.ParDo(
+            RoutedModelsFn(
+                named_models(plan),
+                str(config.route_by),
+                config.keep,
+                config.reject_nan,
+                plan.keep_types,
+                config.max_models_per_worker,
+            )
+        )
+
+    return beam.ParDo(RunModelsFn(named_models(plan), plan.config.keep, plan.config.reject_nan, plan.keep_types))
 
 
 def run_plan(
@@ -139,14 +160,16 @@ def run_plan(
         try:
             return _run_plan(plan, options, progress, progress_every)
         finally:
-            discard_preloaded(plan.spec)
+            for model in plan.models or [plan]:
+                discard_preloaded(model.spec)
 
 
 def _run_plan(plan: Plan, options: PipelineOptions, progress: bool, progress_every: float | None) -> JobResult:
     if runner_name(options) in LOCAL_RUNNERS and not plan.spec.copies:
         # The model loads in this process anyway: load it now, before anything is written,
         # so corrupt weights are one line and exit 2, not a failed job.
-        preload(plan.spec)
+        for model in (plan.models or [plan])[: 1 if plan.routed else None]:  # routed: loaded as rows need them
+            preload(model.spec)
     started = start_output(plan)
     with started:
         for warning in started.warnings:
@@ -332,7 +355,7 @@ _BEAM_ARGS_NAMES = ("argv", "args", "beam_options", "flags", "options", "pipelin
 #: score()'s job settings: the fields of ScoreConfig but the paths and where they came from
 SETTINGS = frozenset(f.name for f in dataclasses.fields(ScoreConfig)) - {"model", "inputs", "output", "origins"}
 #: settings given as lists or dicts (copied, so the job never holds the caller's object)
-_COLLECTIONS = frozenset({"map", "keep", "pad", "outputs", "imports", "allow_ops", "pipeline_options"})
+_COLLECTIONS = frozenset({"map", "keep", "pad", "outputs", "imports", "allow_ops", "pipeline_options", "models"})
 
 
 #: what to say for keywords that are no misspelling of one of score()'s
@@ -385,6 +408,9 @@ def score(
     table_as_of: str | None = None,
     where: str | None = None,
     raw_files: bool | None = None,
+    models: Mapping[str, Any] | None = None,
+    route_by: str | None = None,
+    max_models_per_worker: int | None = None,
 ) -> dict[str, Any]:
     """Run a ``beamscore score`` job from Python (a notebook, a scheduler) and return its
     manifest: the CLI's code path, :func:`prepare` then :func:`run_plan`.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -45,6 +46,8 @@ class Batch:
     seconds: float = 0.0
     worker: str | None = None
     model_loads: tuple[float, ...] = ()
+    #: several models (:mod:`beamscore.transforms.run_models`): ``(name, ModelRows)`` each
+    models: tuple[tuple[str, Any], ...] = ()
 
     @property
     def source_rows(self) -> int:
@@ -100,8 +103,17 @@ class UnitResult:
     worker: str | None = None
     #: a packed unit's files: ``[path, first row, stop row]`` each (``input`` is the first's)
     inputs: list[list] = field(default_factory=list)
+    #: several models: each one's ``rows_failed``, ``rows_held`` and ``loads`` over the unit
+    #: (:class:`~beamscore.transforms.run_models.ModelRows`); empty for a one-model job
+    models: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
+        found = self._to_json()
+        if self.models:  # a one-model job's receipt stays as it was
+            found["models"] = {name: dict(counts) for name, counts in self.models.items()}
+        return found
+
+    def _to_json(self) -> dict:
         packed = {"inputs": [list(i) for i in self.inputs]} if self.inputs else {}
         return {
             **packed,
@@ -137,4 +149,8 @@ class UnitResult:
             model_load_seconds=float(data.get("model_load_seconds", 0.0)),
             worker=data.get("worker"),
             inputs=[[str(p), int(a), int(b)] for p, a, b in data.get("inputs", [])],
+            models={
+                str(name): {str(k): int(v) for k, v in counts.items()}
+                for name, counts in (data.get("models") or {}).items()
+            },
         )

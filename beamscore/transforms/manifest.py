@@ -36,6 +36,7 @@ __all__ = [
     "job_header",
     "mark_success",
     "metrics",
+    "model_counts",
     "remove_temporary",
     "versions",
     "write_manifest",
@@ -114,6 +115,41 @@ def failure_reason(rows_in: int, rows_failed: int, limits: Mapping[str, Any] | N
     )
 
 
+def model_counts(
+    models: Iterable[Mapping[str, Any]],
+    results: Iterable[UnitResult],
+    rows_in: int,
+    rows_out: int,
+    routed: bool = False,
+) -> list[dict[str, Any]]:
+    """Each model of a several-model job (the header's ``models``) with its counts over every
+    unit: ``rows_failed`` (rows it could not score, unread rows included), ``rows_held``
+    (rows it scored that another model failed: not written) and ``loads``; for each,
+    ``rows_in == rows_out + rows_failed + rows_held``. ``routed`` (``--route-by``): each
+    model's ``rows_in`` and ``rows_out`` are the rows routed to it and scored by it."""
+    results = list(results)
+    found = []
+    for model in models:
+        name = model["name"]
+        counts = [r.models.get(name, {}) for r in results]
+        failed = sum(int(c.get("rows_failed", 0)) for c in counts)
+        held = sum(int(c.get("rows_held", 0)) for c in counts)
+        if routed:
+            rows_in = sum(int(c.get("rows_in", 0)) for c in counts)
+            rows_out = sum(int(c.get("rows_out", 0)) for c in counts)
+        found.append(
+            {
+                **model,
+                "rows_in": rows_in,
+                "rows_out": rows_out,
+                "rows_failed": failed,
+                "rows_held": held,
+                "loads": sum(int(c.get("loads", 0)) for c in counts),
+            }
+        )
+    return found
+
+
 def mark_success(output: str, succeeded: bool) -> None:
     """Write the empty ``OUTPUT/_SUCCESS`` when ``succeeded``, else remove a stale one.
 
@@ -174,6 +210,9 @@ def write_manifest(
         "metrics": metrics(ordered),
         "versions": versions(),
     }
+    if header.get("models"):  # several models: each one's counts and verdict
+        routed = bool(header.get("route_by"))
+        manifest["models"] = model_counts(header["models"], ordered, rows_in, manifest["rows_out"], routed)
     fs, root = bfs.filesystem(output)
     data = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
     bfs.write_atomic(fs, bfs.join(root, MANIFEST), data, bfs.join(root, TEMP_DIR))

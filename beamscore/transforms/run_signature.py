@@ -478,7 +478,10 @@ class RunSignatureFn(beam.DoFn):
             loaded_here.append(load_model(self.model))
             return loaded_here[-1]
 
-        model = self._shared.acquire(load, tag=self.model.key)
+        from beamscore.transforms.shared_models import acquire
+
+        model = acquire(self.model, load)  # one copy per process, whichever steps use this model
+        self._model = model  # Shared holds it weakly: kept while this DoFn lives
         # Metrics updated in setup() are lost (no bundle is active): report in start_bundle.
         self._unreported_load_ms = int(model.load_seconds * 1000) if loaded_here else None
         if loaded_here:  # told by the next batch this process scores, whichever DoFn instance has it

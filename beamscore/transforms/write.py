@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
@@ -35,6 +36,8 @@ class _OpenUnit:
     loads: int = 0
     load_seconds: float = 0.0
     worker: str | None = None
+    #: several models: name -> ModelRows (:mod:`beamscore.transforms.run_models`)
+    models: dict[str, Any] = field(default_factory=dict)
 
 
 class WriteUnitFn(beam.DoFn):
@@ -99,6 +102,8 @@ class WriteUnitFn(beam.DoFn):
         state.worker = batch.worker or state.worker
         state.loads += len(batch.model_loads)
         state.load_seconds += sum(batch.model_loads)
+        for name, counts in batch.models:  # several models: each one's counts over the unit
+            state.models[name] = state.models[name].plus(counts) if name in state.models else counts
         if batch.failed is not None:
             state.failed.append(batch.failed)
         self.rows_out.inc(batch.table.num_rows)
@@ -136,6 +141,7 @@ class WriteUnitFn(beam.DoFn):
             model_load_seconds=state.load_seconds,
             worker=state.worker,
             inputs=unit.files if unit.members else [],
+            models={name: counts.to_json() for name, counts in state.models.items()},
         )
         write_receipt(self.output, result)
         self.units_done.inc()

@@ -1,0 +1,215 @@
+"""``RoutedModelsFn``: each row scored by the one model its ``--route-by`` value names.
+
+Per-segment models (a model per country, per tenant): every work-unit batch is read once,
+its rows grouped by the value of the route column, each group scored by the model of that
+name (a model named ``default`` takes the rows whose value names none; without one, such a
+row is a dead letter saying so), and the predictions put back in input order. The models
+write the same outputs (checked on the launcher), so the output has the columns of one
+model. At most ``max_models`` models are held at once by a DoFn (the least recently used
+is released first), as Beam's ``max_models_per_worker_hint``.
+
+Counts are exact for each model: the rows routed to it (``rows_in``), scored (``rows_out``)
+and failed (``rows_failed``), in the manifest's ``models``; the rows no model takes are the
+job's dead letters and no model's.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+from beamscore import wording
+from beamscore.doctor import worker_device
+from beamscore.errors import BeamscoreError
+from beamscore.io.arrow import from_numpy, take_rows
+from beamscore.io.keep import cast_kept, keep_type
+from beamscore.model.loader import LoadedModel, load_model
+from beamscore.transforms import dead_letters
+from beamscore.transforms.batch import Batch
+from beamscore.transforms.run_models import ModelRows, NamedModel
+from beamscore.transforms.run_signature import _LOADS_LOCK, _UNRECORDED_LOADS, ElementScorer, _empty
+from beamscore.transforms.shared_models import acquire
+from beamscore.wording import speaking
+
+__all__ = ["DEFAULT_MODEL", "RoutedModelsFn", "route_key"]
+
+#: the model that takes the rows whose route value names no model
+DEFAULT_MODEL = "default"
+
+
+def route_key(value: Any) -> str | None:
+    """A route column's value as the model name it stands for (``None`` for a null)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+class RoutedModelsFn(beam.DoFn):
+    """Scores each batch's rows with the model their ``route_by`` value names."""
+
+    def __init__(
+        self,
+        models: Sequence[NamedModel],
+        route_by: str,
+        keep: Sequence[str] = (),
+        reject_nan: bool = False,
+        keep_types: Mapping[str, pa.DataType] | None = None,
+        max_models: int | None = None,
+    ) -> None:
+        self.models = {m.name: m for m in models}
+        self.outputs = list(models[0].outputs)
+        self.route_by = route_by
+        self.keep = list(keep)
+        self.reject_nan = reject_nan
+        self.keep_types = dict(keep_types or {})
+        self.max_models = max_models
+        self.front = wording.current()
+        #: name -> (loaded model, scorer), the most recently used last
+        self._open: collections.OrderedDict[str, tuple[LoadedModel, ElementScorer]] = collections.OrderedDict()
+        self._loads: dict[str, int] = {}
+        self._worker: str | None = None
+        self._device: str | None = None
+        self.batches = beam.metrics.Metrics.counter("beamscore", "batches")
+        self.model_loads = beam.metrics.Metrics.counter("beamscore", "model_loads")
+        self.released = beam.metrics.Metrics.counter("beamscore", "models_released")
+
+    def setup(self) -> None:
+        self._open = collections.OrderedDict()
+        self._worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def _scorer(self, name: str) -> ElementScorer:
+        """The scorer of model ``name``, loaded when this DoFn holds none (the least recently
+        used one released first when ``max_models`` are held)."""
+        if name in self._open:
+            self._open.move_to_end(name)
+            return self._open[name][1]
+        while self.max_models and len(self._open) >= self.max_models:
+            self._open.popitem(last=False)  # Shared holds it weakly: gone once no step holds it
+            self.released.inc()
+        model = self.models[name]
+        loaded_here: list[LoadedModel] = []
+
+        def load() -> LoadedModel:
+            loaded_here.append(load_model(model.spec))
+            return loaded_here[-1]
+
+        loaded = acquire(model.spec, load)
+        if loaded_here:
+            self._loads[name] = self._loads.get(name, 0) + 1
+            with _LOADS_LOCK:
+                _UNRECORDED_LOADS.append(loaded.load_seconds)
+        fn = loaded.signature(model.signature.key)
+        if self._device is None:
+            self._device = worker_device(fn)
+        scorer = ElementScorer(fn, model.signature, model.bindings, model.outputs, reject_nan=self.reject_nan, keep=[])
+        self._open[name] = (loaded, scorer)
+        return scorer
+
+    def process(self, batch: Batch) -> Iterator[Batch]:
+        with speaking(self.front):
+            yield self._process_batch(batch)
+
+    def _keep_type(self, name: str, table: pa.Table) -> pa.DataType:
+        if name not in self.keep_types and name in table.column_names:
+            self.keep_types[name] = keep_type(table.schema.field(name).type)
+        return self.keep_types.get(name, pa.null())
+
+    def _process_batch(self, batch: Batch) -> Batch:
+        start = time.perf_counter()
+        table = batch.table
+        positions = batch.row_positions()
+        keys = [route_key(v) for v in table.column(self.route_by).to_pylist()]
+        groups: dict[str, list[int]] = {}
+        unrouted: list[int] = []
+        for i, key in enumerate(keys):
+            name = key if key in self.models else (DEFAULT_MODEL if DEFAULT_MODEL in self.models else None)
+            if name is None:
+                unrouted.append(i)
+            else:
+                groups.setdefault(name, []).append(i)
+        dead = [batch.failed]
+        if unrouted:
+            index = np.asarray(unrouted, dtype=np.int64)
+            known = ", ".join(sorted(self.models))
+            messages = [
+                f"column {self.route_by!r} is {keys[i]!r}, which names no model (models: {known}; a model named "
+                f"{DEFAULT_MODEL!r} takes the others)"
+                for i in unrouted
+            ]
+            dead.append(dead_letters.from_table_rows(batch.unit, table, index, positions[index], messages, "validate"))
+        good_parts: list[np.ndarray] = []
+        output_parts: list[dict[str, np.ndarray]] = []
+        variable: set[str] = set()
+        counts: dict[str, ModelRows] = {}
+        for name, members in groups.items():  # each model once per batch, in order of first row
+            index = np.asarray(members, dtype=np.int64)
+            scorer = self._scorer(name)
+            variable |= scorer.variable_outputs
+            part = take_rows(table, index)
+            scored = scorer.score_table(part, batch.where)
+            for rows, errors, stage in scored.rejected:
+                at = index[rows]
+                messages = [f"model {name!r}: {e}" for e in errors]
+                dead.append(dead_letters.from_table_rows(batch.unit, table, at, positions[at], messages, stage))
+            good_parts.append(index[scored.good])
+            output_parts.append(scored.outputs)
+            counts[name] = ModelRows(scored.rows_failed, 0, 0, len(index), len(scored.good))
+        if good_parts:
+            good = np.concatenate(good_parts)
+            order = np.argsort(good, kind="stable")
+            good = good[order]
+            merged = {k: np.concatenate([p[k] for p in output_parts])[order] for k in self.outputs}
+        else:
+            good = np.arange(0, dtype=np.int64)
+            merged = {k: _empty(next(iter(self.models.values())).signature.outputs[k]) for k in self.outputs}
+        out: dict[str, pa.Array] = {k: from_numpy(merged[k], k in variable) for k in self.outputs}
+        kept = table if len(good) == table.num_rows else take_rows(table, good)
+        try:
+            for name in self.keep:
+                out[name] = cast_kept(
+                    kept[name] if name in kept.column_names else None, name, self._keep_type(name, table), len(good)
+                )
+        except BeamscoreError as exc:
+            dead.append(
+                dead_letters.from_table_rows(
+                    batch.unit, table, good, positions[good], [str(exc)] * len(good), "validate"
+                )
+            )
+            good = good[:0]
+            counts = {n: ModelRows(c.rows_failed + c.rows_out, 0, c.loads, c.rows_in, 0) for n, c in counts.items()}
+            first = next(iter(self.models.values()))
+            out = {k: from_numpy(_empty(first.signature.outputs[k]), k in variable) for k in self.outputs}
+            out.update({name: pa.nulls(0, type=self._keep_type(name, table)) for name in self.keep})
+        for name, loads in self._loads.items():
+            counts[name] = counts.get(name, ModelRows()).plus(ModelRows(0, 0, loads))
+        self._loads = {}
+        seconds = time.perf_counter() - start
+        self.batches.inc()
+        with _LOADS_LOCK:
+            loads_seconds = tuple(_UNRECORDED_LOADS)
+            _UNRECORDED_LOADS.clear()
+        if loads_seconds:
+            self.model_loads.inc(len(loads_seconds))
+        return dataclasses.replace(
+            batch,
+            seconds=seconds,
+            worker=self._worker,
+            model_loads=loads_seconds,
+            table=pa.table(out),
+            rows_in=batch.source_rows,
+            failed=dead_letters.concat(dead),
+            positions=None if len(good) == table.num_rows else positions[good],
+            device=self._device,
+            models=tuple(counts.items()),
+        )
