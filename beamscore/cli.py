@@ -403,6 +403,22 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
         help="rows per signature call (default: 4096, fewer for wide rows: about 16 MiB of input a batch)",
     )
     job.add_argument(
+        "--batch-multiple",
+        dest="batch_multiple",
+        type=int,
+        metavar="N",
+        help="pad every signature call to a multiple of N rows, for a model whose shapes need it "
+        "(jax2tf's (2*b, 8)); found by itself when a row fails alone but scores in a batch of N",
+    )
+    job.add_argument(
+        "--no-trial",
+        dest="trial",
+        action="store_false",
+        default=None,
+        help="skip the trial call: a few rows of the first input through the signature on the launcher, "
+        "which refuses a model that cannot run here before anything is written",
+    )
+    job.add_argument(
         "--max-failed-rows",
         dest="max_failed_rows",
         type=int,
@@ -877,6 +893,8 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "map": _parse_pairs("--map", "SIGNATURE_INPUT=COLUMN", args.map),
             "outputs": _flatten(args.outputs),
             "batch_size": args.batch_size,
+            "batch_multiple": args.batch_multiple,
+            "trial": args.trial,
             "model_copies": args.model_copies,
             "jit_compile": args.jit_compile,
             "rows_per_unit": args.rows_per_unit,

@@ -34,6 +34,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "copies": "model_copies",
         "jit_compile": "jit_compile",
         "imports": "imports",
+        "trial": "trial",
     },
     "input": {
         "paths": "inputs",
@@ -60,7 +61,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "max_failed_rows": "max_failed_rows",
         "max_failed_fraction": "max_failed_fraction",
     },
-    "batch": {"size": "batch_size"},
+    "batch": {"size": "batch_size", "multiple": "batch_multiple"},
 }
 
 #: the config keys that hold paths, resolved against the config file's directory: field -> key
@@ -96,6 +97,11 @@ class ScoreConfig:
     max_failed_rows: int | None = None
     max_failed_fraction: float | None = None
     batch_size: int | None = None
+    #: ``--batch-multiple``: every signature call padded to a multiple of this many rows (a
+    #: shape rule such as jax2tf's ``(2*b, 8)``); found by itself when a row fails alone
+    batch_multiple: int | None = None
+    #: ``--no-trial`` sets it False: no trial call of the signature on the launcher
+    trial: bool = True
     model_copies: int | None = None
     jit_compile: bool = False
     #: ``--import``: modules imported before the model loads (custom op libraries).
@@ -121,6 +127,7 @@ class ScoreConfig:
             raise BeamscoreError(f"missing {', '.join(missing)} (give it as a flag or in --config)")
         for name, value in (
             ("batch_size", self.batch_size),
+            ("batch_multiple", self.batch_multiple),
             ("rows_per_unit", self.rows_per_unit),
             ("model_copies", self.model_copies),
         ):
@@ -257,6 +264,8 @@ FIELD_TYPES: dict[str, str] = {
     "max_failed_rows": _INT,
     "max_failed_fraction": _NUMBER,
     "batch_size": _INT,
+    "batch_multiple": _INT,
+    "trial": _BOOL,
 }
 
 

@@ -27,7 +27,7 @@ from beamscore.io.tfrecord import TFRecordSource
 from beamscore.model.binding import InputBinding, bind_inputs, output_dtype
 from beamscore.model.inspect import SignatureInfo
 from beamscore.model.loader import LoadedModel, ModelSpec, load_model, resolve_signature, tf_message
-from beamscore.model.runner import BatchError, SignatureRunner
+from beamscore.model.runner import BatchError, ModelFailed, SignatureRunner
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
 from beamscore.transforms.elements import MISSING, BadElement, Element, pack, unpack
@@ -99,7 +99,12 @@ def score_table(
     good = checked.good
     results = None
     if len(good):
-        results, model_bad, messages = call_in_batches(runner, checked.columns, len(good), batch_size)
+        results, model_bad, messages = call_in_batches(runner, checked.columns, len(good), batch_size, where)
+        if len(model_bad) > 1 and len(model_bad) == len(good) and not getattr(runner, "succeeded", True):
+            raise ModelFailed(
+                f"{where}: the model failed on all {len(good)} rows of the first batch, so the model is at fault, "
+                f"not the rows: {messages[0].removeprefix('the model failed on this row: ')}"
+            )
         if model_bad:
             rejected.append((good[model_bad], messages, "model"))
             good = np.delete(good, model_bad)
@@ -136,8 +141,11 @@ class ElementScorer:
         reject_nan: bool = False,
         batch_size: int | None = None,
         keep: Sequence[str] | None = None,
+        multiple: int | None = None,
     ) -> None:
         self.fn = fn
+        #: ``--batch-multiple``: calls padded to a multiple of this many rows
+        self.multiple = multiple or 1
         self.batch_size = batch_size
         self.signature = signature
         self.outputs = list(outputs) or sorted(signature.outputs)
@@ -147,7 +155,7 @@ class ElementScorer:
         self.cast = cast
         self.reject_nan = reject_nan
         self.keep = None if keep is None else list(keep)
-        self.runner = SignatureRunner(fn, bindings, self.outputs) if bindings is not None else None
+        self.runner = SignatureRunner(fn, bindings, self.outputs, self.multiple) if bindings is not None else None
         self._examples: TFRecordSource | None = None
         #: the columns that feed the signature's inputs
         self.input_columns = list(dict.fromkeys(self.input_map.get(k, k) for k in signature.inputs))
@@ -157,7 +165,7 @@ class ElementScorer:
             types = {**structs.field_types(table.schema), **{f.name: f.type for f in table.schema}}
             specs = {name: column_spec(name, t) for name, t in types.items()}
             bindings = bind_inputs(self.signature, specs, self.input_map, self.cast, where=where)
-            self.runner = SignatureRunner(self.fn, bindings, self.outputs)
+            self.runner = SignatureRunner(self.fn, bindings, self.outputs, self.multiple)
         return self.runner
 
     def score_table(self, table: pa.Table, where: str) -> Scored:
@@ -441,6 +449,7 @@ class RunSignatureFn(beam.DoFn):
         keep_types: Mapping[str, pa.DataType] | None = None,
         dead_letter_output: bool = False,
         batch_size: int | None = None,
+        batch_multiple: int | None = None,
     ) -> None:
         """``keep_types`` fix the output type of each ``keep`` column for the whole job
         (:mod:`beamscore.io.keep`); a column not listed takes the widened type of its first
@@ -456,6 +465,7 @@ class RunSignatureFn(beam.DoFn):
         self.reject_nan = reject_nan
         self.dead_letter_output = dead_letter_output
         self.batch_size = batch_size
+        self.batch_multiple = batch_multiple
         #: the front end whose words the worker's messages use (:mod:`beamscore.wording`)
         self.front = wording.current()
         self._shared = shared.Shared()
@@ -496,6 +506,7 @@ class RunSignatureFn(beam.DoFn):
             self.reject_nan,
             self.batch_size,
             self.keep,
+            self.batch_multiple,
         )
 
     def start_bundle(self) -> None:
@@ -605,17 +616,17 @@ class RunSignatureFn(beam.DoFn):
 
 
 def call_in_batches(
-    runner: SignatureRunner, columns: dict[str, np.ndarray], n: int, batch_size: int | None
+    runner: SignatureRunner, columns: dict[str, np.ndarray], n: int, batch_size: int | None, where: str = "batch"
 ) -> tuple[dict[str, np.ndarray] | None, list[int], list[str]]:
     """:func:`call_isolating` on slices of at most ``batch_size`` rows (all ``n`` at once
     when ``None``), with the same result as one call over all rows."""
     if not batch_size or n <= batch_size:
-        return call_isolating(runner, columns, n)
+        return call_isolating(runner, columns, n, where)
     parts, bad, messages = [], [], []
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         part, part_bad, part_messages = call_isolating(
-            runner, {k: v[start:stop] for k, v in columns.items()}, stop - start
+            runner, {k: v[start:stop] for k, v in columns.items()}, stop - start, where
         )
         if part is not None:
             parts.append(part)
@@ -626,7 +637,7 @@ def call_in_batches(
 
 
 def call_isolating(
-    runner: SignatureRunner, columns: dict[str, np.ndarray], n: int
+    runner: SignatureRunner, columns: dict[str, np.ndarray], n: int, where: str = "batch"
 ) -> tuple[dict[str, np.ndarray] | None, list[int], list[str]]:
     """Call the signature on ``n`` rows; if the model raises, bisect to find the rows that
     make it raise. Returns the outputs of the other rows (in order; ``None`` if none), the
@@ -638,10 +649,14 @@ def call_isolating(
         return None, list(range(n)), [str(exc)] * n
     except BeamscoreError as exc:
         if n == 1:
-            return None, [0], [model_message(exc)]
+            message = model_message(exc)
+            probe = getattr(runner, "probe_multiple", None)  # a plain callable (a test's fake) has none
+            if probe is not None and probe(columns, message, where):  # the batch's row count, not the row
+                return call_isolating(runner, columns, n, where)
+            return None, [0], [message]
     mid = n // 2
-    left, bad_left, msg_left = call_isolating(runner, {k: v[:mid] for k, v in columns.items()}, mid)
-    right, bad_right, msg_right = call_isolating(runner, {k: v[mid:] for k, v in columns.items()}, n - mid)
+    left, bad_left, msg_left = call_isolating(runner, {k: v[:mid] for k, v in columns.items()}, mid, where)
+    right, bad_right, msg_right = call_isolating(runner, {k: v[mid:] for k, v in columns.items()}, n - mid, where)
     parts = [r for r in (left, right) if r is not None]
     if not parts:
         merged = None
@@ -852,6 +867,7 @@ class RunSignature(beam.PTransform):
             plan.config.keep,
             reject_nan=plan.config.reject_nan,
             keep_types=plan.keep_types,
+            batch_multiple=plan.config.batch_multiple,
         )
         return transform
 
