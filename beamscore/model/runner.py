@@ -98,7 +98,7 @@ class SignatureRunner:
             result = self.fn(**feeds)
         except OutputShapeError as exc:
             raise OutputShapeError(f"{where}: {exc}") from exc
-        except (tf.errors.InvalidArgumentError, TypeError, ValueError) as exc:
+        except (tf.errors.OpError, TypeError, ValueError) as exc:  # any op: a CPU-less kernel, a py_function
             first = first_line(str(exc), type(exc).__name__)
             if _XLA_UNSUPPORTED in first:
                 raise XlaCompileError(f"{where}: {_xla_reason(first)}") from exc

@@ -203,6 +203,19 @@ class Planning:
     #: seconds each step took, by name (the manifest's ``metrics.planning``)
     timings: dict[str, float] = field(default_factory=dict)
 
+    def model_spec(self) -> ModelSpec:
+        """How workers load the model (after the "batch size" step: ``--jit-compile`` compiles for it)."""
+        config, info = self.config, _found(self.info)
+        return ModelSpec(
+            path=info.path,
+            tags=config.tag_set,
+            fingerprint=info.fingerprint,
+            copies=config.model_copies or 0,
+            jit_compile=config.jit_compile,
+            fixed_batch=self.batch_size if config.jit_compile else None,
+            imports=tuple(config.imports),
+        )
+
     def plan(self) -> Plan:
         """The finished :class:`Plan` (after every step has run)."""
         config, info = self.config, self.info
@@ -210,15 +223,7 @@ class Planning:
         return Plan(
             config=config,
             model=info,
-            spec=ModelSpec(
-                path=info.path,
-                tags=config.tag_set,
-                fingerprint=info.fingerprint,
-                copies=config.model_copies or 0,
-                jit_compile=config.jit_compile,
-                fixed_batch=self.batch_size if config.jit_compile else None,
-                imports=tuple(config.imports),
-            ),
+            spec=self.model_spec(),
             signature=self.signature,
             bindings=self.bindings,
             outputs=self.outputs,
@@ -357,6 +362,15 @@ def step_batch_size(s: Planning) -> None:
     s.batch_size = s.config.batch_size or _default_batch_size(s.bindings)
 
 
+def step_trial(s: Planning) -> None:
+    """A few rows of the first input through the signature on the launcher (``--no-trial``
+    skips it): a model that cannot run here is refused before anything is written."""
+    if s.config.trial:
+        from beamscore.pipelines.trial import trial_call
+
+        trial_call(s)
+
+
 #: The launcher's checks, in order, by name: a new check is one function added here.
 STEPS: list[tuple[str, Step]] = [
     ("model", step_model),
@@ -369,6 +383,7 @@ STEPS: list[tuple[str, Step]] = [
     ("outputs", step_outputs),
     ("units", step_units),
     ("batch size", step_batch_size),
+    ("trial", step_trial),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import gc
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beamscore import fs as bfs
 from beamscore.config import ScoreConfig, load_yaml
 from beamscore.errors import BeamscoreError, JobFailed, RowsFailed, Terminated, describe_failure
-from beamscore.model.loader import discard_preloaded, preload
+from beamscore.model.loader import discard_preloaded, is_preloaded, preload
 from beamscore.pipelines.claim import STALE_AFTER_S
 from beamscore.pipelines.plan import Plan, plan_job
 from beamscore.pipelines.resume import Started, start_output
@@ -140,11 +141,25 @@ def run_plan(
             discard_preloaded(plan.spec)
 
 
+def in_process(options: PipelineOptions) -> bool:
+    """Whether the runner scores in this process (Beam's local runner, not multi-processing):
+    then the launcher's copy of the model is the worker's."""
+    if runner_name(options) not in LOCAL_RUNNERS:
+        return False
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    return options.view_as(DirectOptions).direct_running_mode != "multi_processing"
+
+
 def _run_plan(plan: Plan, options: PipelineOptions, progress: bool, progress_every: float | None) -> JobResult:
-    if runner_name(options) in LOCAL_RUNNERS and not plan.spec.copies:
-        # The model loads in this process anyway: load it now, before anything is written,
-        # so corrupt weights are one line and exit 2, not a failed job.
-        preload(plan.spec)
+    if in_process(options) and not plan.spec.copies:
+        # The model loads in this process anyway: load it now (unless the trial call did),
+        # before anything is written, so corrupt weights are one line and exit 2, not a failed job.
+        if not is_preloaded(plan.spec):
+            preload(plan.spec)
+    else:  # workers load their own copies: the launcher does not hold the trial call's weights
+        discard_preloaded(plan.spec)
+        gc.collect()
     started = start_output(plan)
     with started:
         for warning in started.warnings:

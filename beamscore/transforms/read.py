@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 import apache_beam as beam
 import pyarrow as pa
 
-from beamscore.errors import BeamscoreError, first_line
+from beamscore.errors import BeamscoreError, first_line, in_stage
 from beamscore.io.base import BadRows, Source, UnreadRows, WorkUnit
 from beamscore.io.prefetch import prefetch
 from beamscore.transforms import dead_letters
@@ -51,6 +51,14 @@ class ReadUnitFn(beam.DoFn):
         self.rows_in = beam.metrics.Metrics.counter("beamscore", "rows_in")
 
     def process(self, unit: WorkUnit) -> Iterator[Batch]:
+        try:
+            yield from self._process(unit)
+        except BeamscoreError:
+            raise
+        except Exception as exc:  # the launcher's one line names file, unit, stage
+            raise in_stage(unit.path, unit.name, "read", exc) from exc
+
+    def _process(self, unit: WorkUnit) -> Iterator[Batch]:
         held: pa.Table | None = None  # one table of lookahead, so that the last can be flagged
         held_offset = held_failed_rows = 0
         held_failed: list[pa.Table] = []

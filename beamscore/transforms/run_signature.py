@@ -19,7 +19,7 @@ from apache_beam.utils import shared
 
 from beamscore import wording
 from beamscore.doctor import worker_device
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, in_stage
 from beamscore.io import structs
 from beamscore.io.arrow import column_spec, from_numpy, take_rows
 from beamscore.io.keep import cast_kept, keep_type
@@ -100,10 +100,10 @@ def score_table(
     results = None
     if len(good):
         results, model_bad, messages = call_in_batches(runner, checked.columns, len(good), batch_size, where)
-        if len(model_bad) > 1 and len(model_bad) == len(good) and not getattr(runner, "succeeded", True):
+        if every_row_failed(runner, len(good), model_bad, messages):
             raise ModelFailed(
                 f"{where}: the model failed on all {len(good)} rows of the first batch, so the model is at fault, "
-                f"not the rows: {messages[0].removeprefix('the model failed on this row: ')}"
+                f"not the rows: {messages[0].removeprefix(ROW_FAILED)}"
             )
         if model_bad:
             rejected.append((good[model_bad], messages, "model"))
@@ -518,7 +518,12 @@ class RunSignatureFn(beam.DoFn):
     def process(self, element: Any) -> Iterator[Any]:
         with speaking(self.front):
             if isinstance(element, Batch):
-                yield self._process_batch(element)
+                try:
+                    yield self._process_batch(element)
+                except BeamscoreError:
+                    raise
+                except Exception as exc:  # the launcher's one line names file, unit, stage
+                    raise in_stage(element.unit.path, element.unit.name, "model", exc) from exc
             elif self.dead_letter_output:  # one output of (tag, value): see RunSignature.expand
                 yield from self._process_element(element)
             else:
@@ -673,9 +678,26 @@ def call_isolating(
     return merged, bad_left + [mid + i for i in bad_right], msg_left + msg_right
 
 
+def every_row_failed(runner: Any, n: int, bad: list[int], messages: list[str]) -> bool:
+    """Whether a model that has never scored a row failed on every one of ``n`` > 1 rows, each
+    alone too: the model's fault, not the rows'. A whole batch failed at once (an output of
+    the wrong length, :class:`~beamscore.model.runner.BatchError`) does not count: its rows
+    are dead letters, as documented."""
+    return (
+        n > 1
+        and len(bad) == n
+        and not getattr(runner, "succeeded", True)
+        and all(m.startswith(ROW_FAILED) for m in messages)
+    )
+
+
+#: how a dead letter of a row the model raised on starts
+ROW_FAILED = "the model failed on this row: "
+
+
 def model_message(exc: BaseException) -> str:
     """The informative line of a model error (TensorFlow's first lines are boilerplate)."""
-    return f"the model failed on this row: {tf_message(exc.__cause__ or exc)[:500]}"
+    return f"{ROW_FAILED}{tf_message(exc.__cause__ or exc)[:500]}"
 
 
 def check_names(name: str, values: Any) -> None:
