@@ -966,7 +966,10 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
         f"  rows in {m['rows_in']:,}, out {m['rows_out']:,}, failed {m['rows_failed']:,}; "
         f"{m['units']} units, {len(m['outputs'])} files"
         + (f" ({result.skipped} units already done, resumed)" if result.skipped else "")
+        + _resumed_line(m, result.rows_resumed, result.skipped)
         + _metrics_line(m.get("metrics"))
+        + f"\n  run: date {m.get('date') or '?'}, started {m.get('started') or '?'}, "
+        f"finished {m.get('finished') or '?'}"
         + f"\n  output: {plan.config.output} (manifest: {plan.config.output.rstrip('/')}/_manifest.json)",
         file=out,
     )
@@ -1035,7 +1038,23 @@ def _metrics_line(metrics: dict | None) -> str:
         parts.append(f"{metrics['batches']:,} batches" + (f" of {rows:,.0f} rows on average" if rows else ""))
     if metrics.get("batch_latency_ms_mean") is not None:
         parts.append(f"mean batch latency {metrics['batch_latency_ms_mean']:.1f} ms")
-    return ("\n  " + ", ".join(parts)) if parts else ""
+    if metrics.get("batch_latency_ms_p50") is not None:
+        parts.append(
+            "p50/p95/p99 " + "/".join(f"{metrics[f'batch_latency_ms_p{q}']:.1f}" for q in (50, 95, 99)) + " ms"
+        )
+    stages = metrics.get("stage_seconds")
+    line = ("\n  " + ", ".join(parts)) if parts else ""
+    if stages:
+        line += "\n  time per stage (all workers): " + ", ".join(f"{k} {v:.2f}s" for k, v in stages.items())
+    return line
+
+
+def _resumed_line(manifest: dict, rows_resumed: int, units_resumed: int) -> str:
+    """A resumed run's own rows apart from those an earlier run wrote (``rows_resumed``)."""
+    if not units_resumed:
+        return ""
+    own = manifest["rows_out"] - rows_resumed
+    return f"\n  this run: {own:,} rows out; reused from an earlier run: {rows_resumed:,} rows in {units_resumed} units"
 
 
 def _planned(plan: Any) -> dict[str, Any]:
@@ -1068,6 +1087,8 @@ def _finished(plan: Any, result: Any) -> dict[str, Any]:
         "signature": m["model"].get("signature"),
         "units": m.get("units"),
         "units_resumed": result.skipped,
+        "rows_resumed": result.rows_resumed,
+        "rows_out_this_run": m["rows_out"] - result.rows_resumed,
         "runner": result.runner,
         "already_complete": result.complete,
         "metrics": m.get("metrics"),

@@ -233,8 +233,25 @@ def _progress(
         sys.stderr,
         rows=counter,
         every=PROGRESS_EVERY if every is None else every,
+        launch=launch_facts(plan, options, done),
     )
     return reporter, counter
+
+
+def launch_facts(plan: Plan, options: PipelineOptions, done: Mapping[str, UnitResult]) -> dict[str, Any]:
+    """What the launch line says: the model, the inputs, files and rows planned, the output."""
+    todo = [u for u in plan.units if u.name not in done]
+    return {
+        "model": f"{plan.model.path} [{plan.signature.key}]",
+        "inputs": ", ".join(plan.config.inputs),
+        "files": len(plan.files),
+        "rows_planned": sum(u.rows for u in todo) if plan.source.counts_rows else None,
+        "units_planned": len(todo),
+        "units_resumed": len(done) or None,
+        "output": plan.config.output,
+        "date": plan.config.date,
+        "runner": runner_name(options),
+    }
 
 
 def _read_manifest(plan: Plan) -> dict[str, Any]:

@@ -45,6 +45,10 @@ class Batch:
     seconds: float = 0.0
     worker: str | None = None
     model_loads: tuple[float, ...] = ()
+    #: seconds the reader took to read and decode this batch's rows
+    read_seconds: float = 0.0
+    #: when the reader began the unit (epoch seconds; on the unit's first batch)
+    started: float | None = None
 
     @property
     def source_rows(self) -> int:
@@ -94,9 +98,22 @@ class UnitResult:
     model_loads: int = 0
     model_load_seconds: float = 0.0
     worker: str | None = None
+    #: each batch's seconds in the scoring step, in ms (for the manifest's percentiles)
+    batch_ms: list[float] = field(default_factory=list)
+    #: seconds of the unit in the read (and decode) and write (encode and write) stages
+    read_seconds: float = 0.0
+    write_seconds: float = 0.0
+    #: when the unit began (read) and was committed, ISO-8601 UTC
+    started: str | None = None
+    finished: str | None = None
 
     def to_json(self) -> dict:
         return {
+            "started": self.started,
+            "finished": self.finished,
+            "read_seconds": self.read_seconds,
+            "write_seconds": self.write_seconds,
+            "batch_ms": list(self.batch_ms),
             "batches": self.batches,
             "batch_seconds": self.batch_seconds,
             "model_loads": self.model_loads,
@@ -128,4 +145,9 @@ class UnitResult:
             model_loads=int(data.get("model_loads", 0)),
             model_load_seconds=float(data.get("model_load_seconds", 0.0)),
             worker=data.get("worker"),
+            batch_ms=[float(x) for x in data.get("batch_ms", [])],
+            read_seconds=float(data.get("read_seconds", 0.0)),
+            write_seconds=float(data.get("write_seconds", 0.0)),
+            started=data.get("started"),
+            finished=data.get("finished"),
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
@@ -64,7 +66,12 @@ class ReadUnitFn(beam.DoFn):
         held_failed: list[pa.Table] = []
         pending: list[pa.Table] = []  # dead letters waiting for the next table
         pending_rows = seen = index = 0
+        started: float | None = time.time()  # told by the unit's first batch
+        held_s = pending_s = 0.0  # seconds spent reading (not while a yielded batch is processed)
+        clock = time.perf_counter()
         for item in self._items(unit):
+            pending_s += time.perf_counter() - clock
+            clock = time.perf_counter()
             if not isinstance(item, pa.Table):  # rows that failed: dead letters for the next table
                 bad = isinstance(item, BadRows)
                 pending.append(dead_letters.from_bad_rows(unit, item) if bad else dead_letters.from_unread(unit, item))
@@ -72,14 +79,21 @@ class ReadUnitFn(beam.DoFn):
                 seen += _rows(item)
                 continue
             if held is not None:
-                yield self._batch(unit, index, held_offset, False, held, held_failed, held_failed_rows)
+                batch = self._batch(unit, index, held_offset, False, held, held_failed, held_failed_rows)
+                yield dataclasses.replace(batch, read_seconds=held_s, started=started)
+                started = None
                 index += 1
+                clock = time.perf_counter()
             held, held_offset, held_failed, held_failed_rows = item, seen, pending, pending_rows
+            held_s, pending_s = pending_s, 0.0
             pending, pending_rows = [], 0
             seen += item.num_rows
         if held is None:  # every row failed: an empty batch carries them to the writer
             held, held_offset = pa.table({}), seen
-        yield self._batch(unit, index, held_offset, True, held, held_failed + pending, held_failed_rows + pending_rows)
+        pending_s += time.perf_counter() - clock
+        failed_rows = held_failed_rows + pending_rows
+        batch = self._batch(unit, index, held_offset, True, held, held_failed + pending, failed_rows)
+        yield dataclasses.replace(batch, read_seconds=held_s + pending_s, started=started)
 
     def _items(self, unit: WorkUnit) -> Iterator[pa.Table | BadRows | UnreadRows]:
         position = 0  # rows of the unit accounted for so far: read, bad or unread
