@@ -38,7 +38,8 @@ def test_the_first_progress_line_comes_within_seconds_then_every_progress_every(
 
 def test_latency_percentiles_stage_times_and_receipt_times(models, data, tmp_path):
     out = tmp_path / "out"
-    argv = ["score", "--model", models["two_sig"], "--input", data[0], "--input", data[1], "--output", str(out), "--rows-per-unit", "100"]
+    argv = ["score", "--model", models["two_sig"], "--input", data[0], "--input", data[1], "--output", str(out)]
+    argv += ["--rows-per-unit", "100"]
     run = run_cli(*argv, "--batch-size", "25", "--date", "2026-12-01", "--json")
     assert run.code == 0, run.stderr
     summary = json.loads(run.stdout.strip().splitlines()[-1])
@@ -55,11 +56,19 @@ def test_latency_percentiles_stage_times_and_receipt_times(models, data, tmp_pat
     assert len(receipt["batch_ms"]) == receipt["batches"] == 4
     launch = [line for line in run.stderr.splitlines() if " launch: " in line]
     assert len(launch) == 1 and "rows_planned 400" in launch[0] and "date 2026-12-01" in launch[0]
+    report = run_cli("report", str(out))
+    assert report.code == 0, report.stderr
+    assert f"batches:     p50 {p50:,.1f} ms, p95 {p95:,.1f} ms, p99 {p99:,.1f} ms" in report.stdout
+    assert "stages:      read " in report.stdout
+    page = tmp_path / "r.html"
+    assert run_cli("report", str(out), "--html", str(page)).code == 0
+    assert 'data-fact="batch latency"' in page.read_text() and 'data-fact="time per stage"' in page.read_text()
 
 
 def test_the_text_summary_has_percentiles_stages_dates_and_a_resumed_runs_own_rows(models, data, tmp_path):
     out = tmp_path / "out"
-    argv = ["score", "--model", models["two_sig"], "--input", data[0], "--input", data[1], "--output", str(out), "--rows-per-unit", "100"]
+    argv = ["score", "--model", models["two_sig"], "--input", data[0], "--input", data[1], "--output", str(out)]
+    argv += ["--rows-per-unit", "100"]
     assert run_cli(*argv, "--date", "2026-12-01").code == 0
     (out / "_manifest.json").unlink()
     (out / "_SUCCESS").unlink()
