@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import shape_models
 from builders import write_parquet_shards
-from cli_runs import run_cli
+from cli_runs import error_lines, run_cli
 
 from beamscore.errors import describe_failure
 
@@ -56,7 +56,7 @@ def test_an_unexpected_error_in_the_model_stage_names_file_unit_and_stage(broken
     monkeypatch.setattr(SignatureRunner, "__call__", fails)
     run = run_cli("score", "--model", model, "--input", data, "--output", str(tmp_path / "out"), "--no-trial")
     assert run.code == 3, run.stderr
-    (line,) = run.stderr.strip().splitlines()
+    (line,) = error_lines(run.stderr)
     assert line == f"beamscore: error: the job failed: {data} (part-00000-00000): model: RuntimeError: device lost"
 
 

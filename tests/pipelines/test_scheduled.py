@@ -394,7 +394,7 @@ def test_shipped_local_config_runs_from_another_directory(tmp_path, monkeypatch,
     # a path that does not resolve: the key and the path it resolved to
     shutil.rmtree(tmp_path / "demo" / "model")
     assert main(["score", "--config", "../configs/local.yaml"]) == EXIT_USAGE
-    (line,) = capsys.readouterr().err.strip().splitlines()
+    (line,) = error_lines(capsys.readouterr().err)
     assert line == (
         f"beamscore: error: ../configs/local.yaml: model.path '../demo/model' resolves to "
         f"{tmp_path / 'demo' / 'model'}, which does not exist (a relative path in a config file is relative "
