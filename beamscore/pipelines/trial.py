@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from beamscore.errors import BeamscoreError, first_line
+from beamscore.io import structs
 from beamscore.io.base import BadRows
 from beamscore.model.loader import load_model, offer_preloaded, tf_message
 from beamscore.model.runner import SignatureRunner
@@ -57,7 +58,10 @@ def trial_call(s: Planning) -> None:
     table = _first_rows(s)
     read_at = time.perf_counter()
     where = f"{s.first} (trial call of {s.signature.key!r})"
-    checked = check_rows(table, s.bindings, s.config.reject_nan, where) if table is not None else None
+    checked = None
+    if table is not None:  # struct fields (--map features.x) as columns, as the workers feed them
+        table = structs.with_fields(table, [b.column for b in s.bindings.values()])
+        checked = check_rows(table, s.bindings, s.config.reject_nan, where)
     if checked is not None and len(checked.good):
         runner = SignatureRunner(loaded.signature(s.signature.key), s.bindings, s.outputs, s.config.batch_multiple or 1)
         _call(runner, checked.columns, len(checked.good), where, s.info.path)
