@@ -514,6 +514,22 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
         help="rows per signature call (default: 4096, fewer for wide rows: about 16 MiB of input a batch)",
     )
     job.add_argument(
+        "--batch-multiple",
+        dest="batch_multiple",
+        type=int,
+        metavar="N",
+        help="pad every signature call to a multiple of N rows, for a model whose shapes need it "
+        "(jax2tf's (2*b, 8)); found by itself when a row fails alone but scores in a batch of N",
+    )
+    job.add_argument(
+        "--no-trial",
+        dest="trial",
+        action="store_false",
+        default=None,
+        help="skip the trial call: a few rows of the first input through the signature on the launcher, "
+        "which refuses a model that cannot run here before anything is written",
+    )
+    job.add_argument(
         "--max-failed-rows",
         dest="max_failed_rows",
         type=int,
@@ -1071,6 +1087,8 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
             "map": _parse_pairs("--map", "SIGNATURE_INPUT=COLUMN", args.map),
             "outputs": _flatten(args.outputs),
             "batch_size": args.batch_size,
+            "batch_multiple": args.batch_multiple,
+            "trial": args.trial,
             "model_copies": args.model_copies,
             "jit_compile": args.jit_compile,
             "rows_per_unit": args.rows_per_unit,
@@ -1148,7 +1166,10 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
         f"  rows in {m['rows_in']:,}, out {m['rows_out']:,}, failed {m['rows_failed']:,}; "
         f"{m['units']} units, {len(m['outputs'])} files"
         + (f" ({result.skipped} units already done, resumed)" if result.skipped else "")
+        + _resumed_line(m, result.rows_resumed, result.skipped)
         + _metrics_line(m.get("metrics"))
+        + f"\n  run: date {m.get('date') or '?'}, started {m.get('started') or '?'}, "
+        f"finished {m.get('finished') or '?'}"
         + f"\n  output: {plan.config.output} (manifest: {plan.config.output.rstrip('/')}/_manifest.json)"
         + _table_line(m.get("table_commit")),
         file=out,
@@ -1222,7 +1243,23 @@ def _metrics_line(metrics: dict | None) -> str:
         parts.append(f"{metrics['batches']:,} batches" + (f" of {rows:,.0f} rows on average" if rows else ""))
     if metrics.get("batch_latency_ms_mean") is not None:
         parts.append(f"mean batch latency {metrics['batch_latency_ms_mean']:.1f} ms")
-    return ("\n  " + ", ".join(parts)) if parts else ""
+    if metrics.get("batch_latency_ms_p50") is not None:
+        parts.append(
+            "p50/p95/p99 " + "/".join(f"{metrics[f'batch_latency_ms_p{q}']:.1f}" for q in (50, 95, 99)) + " ms"
+        )
+    stages = metrics.get("stage_seconds")
+    line = ("\n  " + ", ".join(parts)) if parts else ""
+    if stages:
+        line += "\n  time per stage (all workers): " + ", ".join(f"{k} {v:.2f}s" for k, v in stages.items())
+    return line
+
+
+def _resumed_line(manifest: dict, rows_resumed: int, units_resumed: int) -> str:
+    """A resumed run's own rows apart from those an earlier run wrote (``rows_resumed``)."""
+    if not units_resumed:
+        return ""
+    own = manifest["rows_out"] - rows_resumed
+    return f"\n  this run: {own:,} rows out; reused from an earlier run: {rows_resumed:,} rows in {units_resumed} units"
 
 
 def _planned(plan: Any) -> dict[str, Any]:
@@ -1255,6 +1292,8 @@ def _finished(plan: Any, result: Any) -> dict[str, Any]:
         "signature": m["model"].get("signature"),
         "units": m.get("units"),
         "units_resumed": result.skipped,
+        "rows_resumed": result.rows_resumed,
+        "rows_out_this_run": m["rows_out"] - result.rows_resumed,
         "runner": result.runner,
         "already_complete": result.complete,
         "metrics": m.get("metrics"),

@@ -50,6 +50,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "allow_ops": "allow_ops",
         "route_by": "route_by",
         "max_models_per_worker": "max_models_per_worker",
+        "trial": "trial",
     },
     "input": {
         "paths": "inputs",
@@ -81,7 +82,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "max_failed_rows": "max_failed_rows",
         "max_failed_fraction": "max_failed_fraction",
     },
-    "batch": {"size": "batch_size"},
+    "batch": {"size": "batch_size", "multiple": "batch_multiple"},
 }
 
 #: the keys of one model of a ``models:`` mapping (several models over one read): key -> ScoreConfig field
@@ -139,6 +140,11 @@ class ScoreConfig:
     max_failed_rows: int | None = None
     max_failed_fraction: float | None = None
     batch_size: int | None = None
+    #: ``--batch-multiple``: every signature call padded to a multiple of this many rows (a
+    #: shape rule such as jax2tf's ``(2*b, 8)``); found by itself when a row fails alone
+    batch_multiple: int | None = None
+    #: ``--no-trial`` sets it False: no trial call of the signature on the launcher
+    trial: bool = True
     model_copies: int | None = None
     jit_compile: bool = False
     #: ``--import``: modules imported before the model loads (custom op libraries).
@@ -206,6 +212,7 @@ class ScoreConfig:
             raise BeamscoreError(f"missing {', '.join(missing)} (give it as a flag or in --config)")
         for name, value in (
             ("batch_size", self.batch_size),
+            ("batch_multiple", self.batch_multiple),
             ("rows_per_unit", self.rows_per_unit),
             ("model_copies", self.model_copies),
         ):
@@ -413,6 +420,8 @@ FIELD_TYPES: dict[str, str] = {
     "batch_size": _INT,
     "route_by": _STR,
     "max_models_per_worker": _INT,
+    "batch_multiple": _INT,
+    "trial": _BOOL,
 }
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "TryLater",
     "describe_failure",
     "first_line",
+    "in_stage",
     "summarise",
     "wrapped_message",
 ]
@@ -71,8 +72,34 @@ class RowsFailed(JobFailed):
         super().__init__(message, manifest)
 
 
+def in_stage(path: str, unit: str, stage: str, exc: BaseException) -> JobFailed:
+    """The failure of a worker's ``stage`` (``plan``, ``read``, ``model``, ``write``) on one
+    unit as one line the launcher shows on every runner: ``in/a.parquet (part-00000-00000):
+    model: NotFoundError: ...`` (the exception's type and its informative first line)."""
+    return JobFailed(f"{path} ({unit}): {stage}: {type(exc).__name__}: {_informative(exc)}")
+
+
+#: lines of a TensorFlow error that say nothing of the cause
+_TF_BOILERPLATE = ("Graph execution error", "Detected at node", "Detected unsupported", "[[", "\t")
+
+
+def _informative(exc: BaseException) -> str:
+    """The first line of ``exc`` that says something (TensorFlow's start with boilerplate)."""
+    text = getattr(exc, "message", None) or str(exc)
+    for line in text.splitlines():
+        if line.strip() and not line[:1].isspace() and not line.startswith(_TF_BOILERPLATE):
+            return line.strip()[:500]
+    return "no message"
+
+
+#: our error classes as a runner's traceback text names them (``beamscore.errors.JobFailed: ...``)
+_OUR_CLASSES = (
+    r"(?:[\w.]+\.)?(?:BeamscoreError|JobFailed|RowsFailed|ModelFailed|BatchError|OutputShapeError|XlaCompileError)"
+)
 #: a line of a runner's traceback text that carries the real error and the failing step
-_OURS = re.compile(r"(?:BeamscoreError|JobFailed): (.+?)(?: \[while running '([^']*)'\])?$", re.MULTILINE)
+_OURS = re.compile(_OUR_CLASSES + r": (.+?)(?: \[while running '([^']*)'\])?$", re.MULTILINE)
+#: the last exception line of a traceback text: ``tensorflow.python.framework.errors_impl.NotFoundError: ...``
+_RAISED = re.compile(r"^((?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Failure|Interrupt)): (\S.*)$", re.MULTILINE)
 _STEP = re.compile(r"^(?:\w+: )?(\w[\w.]*: .+?) \[while running '([^']*)'\]$", re.MULTILINE)
 
 
@@ -120,6 +147,14 @@ def describe_failure(exc: BaseException) -> str:
         cause, step = steps[-1]
         cause = re.sub(r"^(?:RuntimeError: )+", "", cause)
         return f"step {step!r}: {cause}"
+    raised = [m for m in _RAISED.finditer(text) if not m[2].startswith("Traceback")]
+    real = [m for m in raised if not m[1].endswith("RuntimeError")] or raised
+    if real:  # a traceback as text (a worker process, Dask): its last exception, short type name
+        found = real[-1]
+        rest = text[found.start(2) :]
+        message = _informative(Exception(rest))
+        message = re.sub(r"\s*(?:\[\[.*)?\[while running '[^']*'\]$", "", message)
+        return f"{found[1].rsplit('.', 1)[-1]}: {message}"
     return f"{type(exc).__name__}: {first_line(text, 'no message')}"
 
 

@@ -32,6 +32,9 @@ __all__ = ["PROGRESS_EVERY", "Progress", "RowCounter", "format_line", "receipts_
 
 #: Seconds between progress lines when stderr is not a terminal (``--progress-every``).
 PROGRESS_EVERY = 30.0
+#: Off a terminal, the first progress line comes this soon (then every ``--progress-every``),
+#: so that a log shows the job moving before the first 30 s are up.
+FIRST_LINE_S = 5.0
 #: Seconds between redraws of the progress line on a terminal.
 TTY_INTERVAL = 0.5
 
@@ -120,7 +123,11 @@ class Progress:
         *,
         rows: Callable[[], int] | None = None,
         every: float | None = None,
+        launch: Mapping[str, object] | None = None,
     ) -> None:
+        """``launch``: what the job is (model, inputs, files and rows planned, output, date),
+        written as one timestamped line when it starts, off a terminal (a ``launch`` event in
+        JSON)."""
         self.unit_rows = dict(unit_rows)
         self.done = done
         self.rows = rows
@@ -131,6 +138,7 @@ class Progress:
         self._thread: threading.Thread | None = None
         self._start = 0.0
         self.lines = 0
+        self.launch = dict(launch) if launch else None
 
     def tick(self) -> str:
         """Report progress now and return the line."""
@@ -165,6 +173,13 @@ class Progress:
         return line
 
     def _run(self) -> None:
+        first = self.interval if self._tty else min(FIRST_LINE_S, self.interval)
+        if self._stop.wait(first):
+            return
+        try:
+            self.tick()
+        except Exception:  # noqa: BLE001 - progress is best effort; a hiccup never stops the job
+            return
         while not self._stop.wait(self.interval):
             try:
                 self.tick()
@@ -173,6 +188,9 @@ class Progress:
 
     def __enter__(self) -> Progress:
         self._start = time.monotonic()
+        if self.launch is not None and not self._tty:
+            said = ", ".join(f"{k} {v}" for k, v in self.launch.items() if v is not None)
+            emit(f"{timestamp()} launch: {said}", event="launch", stream=self.stream, **self.launch)
         self._thread = threading.Thread(target=self._run, name="beamscore-progress", daemon=True)
         self._thread.start()
         return self

@@ -152,6 +152,8 @@ class Report:
     table: dict[str, Any] | None = None
     #: several models: each output two models write, compared (:mod:`beamscore.report_compare`)
     comparisons: list[Any] = field(default_factory=list)
+    #: the manifest's metrics (batch latency percentiles, seconds per stage); {} when unfinished
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain data (``--json``); ``comparisons`` for an output of several models."""
@@ -175,6 +177,7 @@ class Report:
             "started": self.started,
             "finished": self.finished_at,
             "table": self.table,
+            "metrics": self.metrics,
             "files": [vars(f) for f in self.files],
             "error_files": [vars(f) for f in self.error_files],
             "dead_letters": [vars(r) for r in self.reasons],
@@ -267,6 +270,7 @@ def build(output: str, *, batch_rows: int = BATCH_ROWS) -> Report:
         skipped_columns=skipped,
         table=(manifest or {}).get("table") or job.get("table"),
         comparisons=comparisons,
+        metrics=dict((manifest or {}).get("metrics") or {}),
     )
 
 
@@ -279,6 +283,21 @@ def _job_started(fs: Any, path: str) -> str | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return when.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+def _latency(metrics: dict[str, Any]) -> str | None:
+    """``p50 1.2 ms, p95 3.4 ms, p99 5.0 ms (mean 1.5 ms, 12 batches)``, or ``None``."""
+    if metrics.get("batch_latency_ms_p50") is None:
+        return None
+    shown = ", ".join(f"p{q} {metrics[f'batch_latency_ms_p{q}']:,.1f} ms" for q in (50, 95, 99))
+    mean = metrics.get("batch_latency_ms_mean")
+    return shown + (f" (mean {mean:,.1f} ms, {metrics.get('batches', 0):,} batches)" if mean is not None else "")
+
+
+def _stages(metrics: dict[str, Any]) -> str | None:
+    """``read 0.41 s, model 2.10 s, write 0.33 s`` (summed over workers), or ``None``."""
+    stages = metrics.get("stage_seconds")
+    return ", ".join(f"{k} {v:,.2f} s" for k, v in stages.items()) if stages else None
 
 
 def _read_json(fs: Any, path: str) -> dict | None:
@@ -557,6 +576,10 @@ def render_text(report: Report, max_files: int = 20) -> str:
         lines.append(f"table:       {table_line(report.table)}")
     if report.started:
         lines.append(f"ran:         {report.started} to {report.finished_at or 'not finished'}")
+    if _latency(report.metrics):
+        lines.append(f"batches:     {_latency(report.metrics)}")
+    if _stages(report.metrics):
+        lines.append(f"stages:      {_stages(report.metrics)} (all workers)")
     share = f" ({report.rows_failed / report.rows_in:.2%})" if report.rows_in else ""
     lines.append(f"rows:        in {report.rows_in:,}, out {report.rows_out:,}, failed {report.rows_failed:,}{share}")
     total_bytes = sum(f.bytes for f in report.files)
@@ -684,6 +707,11 @@ def render_html(report: Report, max_files: int = 10_000) -> str:
         ("started", report.started, esc(report.started or "not recorded")),
         ("finished", report.finished_at, esc(report.finished_at or "not finished")),
     ]
+    if _latency(report.metrics):
+        fact_rows.append(("batch latency", report.metrics["batch_latency_ms_p50"], esc(_latency(report.metrics))))
+    if _stages(report.metrics):
+        stages = json.dumps(report.metrics["stage_seconds"])
+        fact_rows.append(("time per stage", stages, esc(f"{_stages(report.metrics)} (all workers)")))
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

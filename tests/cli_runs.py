@@ -22,12 +22,23 @@ import dataclasses
 import io
 import logging
 import os
+import re
 import signal
 
-__all__ = ["CliRun", "run_cli"]
+__all__ = ["CliRun", "error_lines", "run_cli"]
 
 #: the loggers whose level a command sets (beamscore.cli and beamscore.stores.STORE_LOGGERS)
 QUIETED = ("apache_beam", "absl", "tensorflow", "gcsfs", "s3fs", "aiobotocore", "botocore", "fsspec")
+
+
+#: the timestamped launch and progress lines a job writes to stderr off a terminal
+_PROGRESS = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z (?:launch|progress): ")
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The lines of a job's stderr other than its launch and progress lines (which come at
+    launch and every few seconds off a terminal): what a test of its errors compares."""
+    return [line for line in stderr.strip().splitlines() if not _PROGRESS.match(line)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -51,10 +51,12 @@ __all__ = [
     "LoadedModel",
     "ModelSpec",
     "discard_preloaded",
+    "is_preloaded",
     "is_transient",
     "load_count",
     "load_model",
     "local_copy",
+    "offer_preloaded",
     "preload",
     "remember",
     "resolve_signature",
@@ -281,6 +283,19 @@ def preload(spec: ModelSpec) -> LoadedModel:
     with _LOADS_LOCK:
         _PRELOADED[spec.key] = loaded
     return loaded
+
+
+def offer_preloaded(loaded: LoadedModel) -> None:
+    """Keep a model the launcher loaded anyway (the trial call) for the first in-process
+    load of the same spec; :func:`discard_preloaded` drops it when workers run elsewhere."""
+    with _LOADS_LOCK:
+        _PRELOADED[loaded.spec.key] = loaded
+
+
+def is_preloaded(spec: ModelSpec) -> bool:
+    """Whether this process holds a launcher's copy of ``spec`` not yet taken by a worker."""
+    with _LOADS_LOCK:
+        return spec.key in _PRELOADED
 
 
 def discard_preloaded(spec: ModelSpec) -> None:

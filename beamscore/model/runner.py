@@ -13,6 +13,7 @@ final partial batch then reuses the compiled program instead of compiling (and t
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,7 +24,25 @@ from beamscore.errors import BeamscoreError, first_line
 from beamscore.model.binding import InputBinding, widen_output
 from beamscore.wording import bare
 
-__all__ = ["BatchError", "FixedBatchSignature", "OutputShapeError", "SignatureRunner", "XlaCompileError"]
+__all__ = [
+    "PROBE_MULTIPLES",
+    "PROBE_ROWS",
+    "BatchError",
+    "FixedBatchSignature",
+    "ModelFailed",
+    "OutputShapeError",
+    "SignatureRunner",
+    "XlaCompileError",
+]
+
+_LOG = logging.getLogger(__name__)
+
+#: the row count a row that fails alone is tried at once more: when it scores there, the row is
+#: not bad, the signature needs batches of a multiple (jax2tf's shape polymorphism ``(2*b, 8)``
+#: takes only even batches); the smallest of :data:`PROBE_MULTIPLES` that works is then used.
+#: One extra call per bad row (and per distinct message); odd multiples: ``--batch-multiple``.
+PROBE_ROWS = 8
+PROBE_MULTIPLES = (2, 4, 8)
 
 
 class SignatureRunner:
@@ -34,9 +53,18 @@ class SignatureRunner:
         fn: Any,
         bindings: Mapping[str, InputBinding],
         outputs: Sequence[str] | None = None,
+        multiple: int = 1,
     ) -> None:
+        """``multiple``: every call is padded (its first row repeated) to a multiple of this
+        many rows and the outputs sliced back (``--batch-multiple``); :meth:`probe_multiple`
+        raises it when a row fails alone and scores padded."""
         self.fn = fn
         self.bindings = dict(bindings)
+        self.multiple = multiple
+        #: whether any call has returned: until then a failure may be the model's, not a row's
+        self.succeeded = False
+        #: model messages already found to fail a row whatever the batch's row count (no probe again)
+        self._row_messages: set[str] = set()
         available = list(fn.structured_outputs.keys())
         self.outputs = list(outputs) if outputs else sorted(available)
         missing = [o for o in self.outputs if o not in available]
@@ -63,23 +91,77 @@ class SignatureRunner:
                     feeds[part] = tf.convert_to_tensor(parts[part], dtype=tf.as_dtype(dtype))
                 continue
             feeds[key] = tf.convert_to_tensor(values, dtype=tf.as_dtype(binding.dtype))
+        padded = self._padding(feeds)
+        if padded:
+            feeds = {key: tf.concat([v, tf.repeat(v[:1], padded, axis=0)], axis=0) for key, v in feeds.items()}
         try:
             result = self.fn(**feeds)
         except OutputShapeError as exc:
             raise OutputShapeError(f"{where}: {exc}") from exc
-        except (tf.errors.InvalidArgumentError, TypeError, ValueError) as exc:
+        except (tf.errors.OpError, TypeError, ValueError) as exc:  # any op: a CPU-less kernel, a py_function
             first = first_line(str(exc), type(exc).__name__)
             if _XLA_UNSUPPORTED in first:
                 raise XlaCompileError(f"{where}: {_xla_reason(first)}") from exc
             raise BeamscoreError(f"{where}: the model failed on this batch: {first}") from exc
         out = {key: _to_numpy(result[key]) for key in self.outputs}
         n = _rows_fed(feeds) if n is None else n
+        if padded and n is not None:
+            out = {key: _rows(key, values, n - padded, n) for key, values in out.items()}
+            n -= padded
         for key, values in out.items():
             if n is not None and values.shape[:1] != (n,):
                 raise OutputShapeError(
                     f"{where}: output {key!r} has shape {values.shape} for {n} input rows, not one row per input row"
                 )
+        self.succeeded = True
         return out
+
+    def _padding(self, feeds: Mapping[str, Any]) -> int:
+        """Rows to add so that the call has a multiple of :attr:`multiple` rows (0: none)."""
+        if self.multiple <= 1 or any(b.composite is not None for b in self.bindings.values()):
+            return 0
+        n = _rows_fed(feeds)
+        return 0 if not n else -n % self.multiple
+
+    def probe_multiple(self, columns: Mapping[str, np.ndarray], message: str, where: str) -> bool:
+        """A one-row call failed with ``message``: is it the row or the batch's row count?
+
+        The row is called again repeated to :data:`PROBE_ROWS` rows; when that scores, the
+        signature needs batches of a multiple (a shape rule such as jax2tf's ``(2*b, 8)``): the
+        smallest of :data:`PROBE_MULTIPLES` that works is used, every later call is padded to
+        it (returns ``True``: call again). A row input (ragged, sparse) cannot be padded: the
+        job stops with the multiple to use. Each distinct message is probed once (``False``:
+        a bad row)."""
+        if message in self._row_messages:
+            return False
+        if self.multiple > 1 or not self._scores(columns, PROBE_ROWS, where):
+            self._row_messages.add(message)  # padded already and still failing alone, or failing in a batch too
+            return False
+        m = next(m for m in PROBE_MULTIPLES if m == PROBE_ROWS or self._scores(columns, m, where))
+        if any(b.composite is not None for b in self.bindings.values()):
+            raise ModelFailed(
+                f"{where}: the model fails on a row alone but scores it in a batch of {m} rows: "
+                f"the signature needs batches of a multiple of {m} rows, and its ragged or sparse "
+                "inputs cannot be padded; give it a model that takes any batch size"
+            )
+        _LOG.warning(
+            "%s: the model fails on a batch of 1 row but not of %d: it needs batches of a multiple of %d "
+            "rows; padding every call to one (set --batch-multiple %d to say so)",
+            where,
+            m,
+            m,
+            m,
+        )
+        self.multiple = m
+        return True
+
+    def _scores(self, columns: Mapping[str, np.ndarray], rows: int, where: str) -> bool:
+        """Whether the first row of ``columns`` repeated to ``rows`` rows scores."""
+        try:
+            self({key: np.repeat(value[:1], rows, axis=0) for key, value in columns.items()}, where)
+        except BeamscoreError:
+            return False
+        return True
 
 
 def _rows_fed(feeds: Mapping[str, Any]) -> int | None:
@@ -157,6 +239,11 @@ class BatchError(BeamscoreError):
     """A failure of the whole call, not of a row: bisection must not isolate rows (it would
     only repeat the failure, or stitch together results of different shapes); every row of
     the call fails."""
+
+
+class ModelFailed(BeamscoreError):
+    """The model, not a row, failed: every row of the first batches failed, or a shape rule
+    cannot be met. The job stops with this one line instead of dead-lettering every row."""
 
 
 class OutputShapeError(BatchError):

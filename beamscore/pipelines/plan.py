@@ -359,8 +359,12 @@ class Planning:
             allowed_ops=tuple(self.allowed_ops),
         )
 
-    def model_spec(self, info: ModelInfo, config: ScoreConfig, tag_set: str | None = None) -> ModelSpec:
-        """How the workers load ``info`` (known once the batch size is)."""
+    def model_spec(
+        self, info: ModelInfo | None = None, config: ScoreConfig | None = None, tag_set: str | None = None
+    ) -> ModelSpec:
+        """How the workers load ``info`` (default: the job's first model) under ``config`` (default:
+        the job's); known once the batch size is (``--jit-compile`` compiles for it)."""
+        info, config = _found(info or self.info), config or self.config
         return ModelSpec(
             path=info.path,
             tags=config.tag_set if tag_set is None else tag_set,
@@ -758,6 +762,15 @@ def _written_type(tf_dtype: str, rank: int) -> pa.DataType:
     return t
 
 
+def step_trial(s: Planning) -> None:
+    """A few rows of the first input through the signature on the launcher (``--no-trial``
+    skips it): a model that cannot run here is refused before anything is written."""
+    if s.config.trial:
+        from beamscore.pipelines.trial import trial_call
+
+        trial_call(s)
+
+
 #: The launcher's checks, in order, by name: a new check is one function added here.
 STEPS: list[tuple[str, Step]] = [
     ("model", step_model),
@@ -777,6 +790,7 @@ STEPS: list[tuple[str, Step]] = [
     ("empty input", step_empty_input),
     ("batch size", step_batch_size),
     ("table columns", step_table_columns),
+    ("trial", step_trial),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from beamscore import fs as bfs
 from beamscore.config import ScoreConfig, load_yaml
 from beamscore.errors import JobFailed, RowsFailed, Terminated, describe_failure
 from beamscore.keywords import strict_keywords_with
-from beamscore.model.loader import discard_preloaded, preload
+from beamscore.model.loader import discard_preloaded, is_preloaded, preload
 from beamscore.pipelines.claim import STALE_AFTER_S
 from beamscore.pipelines.plan import Plan, plan_job
 from beamscore.pipelines.resume import Started, start_output
@@ -164,12 +165,38 @@ def run_plan(
                 discard_preloaded(model.spec)
 
 
+def release_memory() -> None:
+    """Collect what was dropped and give the freed heap back to the system (glibc's
+    ``malloc_trim``; elsewhere a no-op): without it the launcher's RSS kept the size of the
+    trial call's model while the workers scored."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def in_process(options: PipelineOptions) -> bool:
+    """Whether the runner scores in this process (Beam's local runner, not multi-processing):
+    then the launcher's copy of the model is the worker's."""
+    if runner_name(options) not in LOCAL_RUNNERS:
+        return False
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    return options.view_as(DirectOptions).direct_running_mode != "multi_processing"
+
+
 def _run_plan(plan: Plan, options: PipelineOptions, progress: bool, progress_every: float | None) -> JobResult:
-    if runner_name(options) in LOCAL_RUNNERS and not plan.spec.copies:
-        # The model loads in this process anyway: load it now, before anything is written,
-        # so corrupt weights are one line and exit 2, not a failed job.
+    if in_process(options) and not plan.spec.copies:
+        # The model loads in this process anyway: load it now (unless the trial call did),
+        # before anything is written, so corrupt weights are one line and exit 2, not a failed job.
         for model in (plan.models or [plan])[: 1 if plan.routed else None]:  # routed: loaded as rows need them
-            preload(model.spec)
+            if not is_preloaded(model.spec):
+                preload(model.spec)
+    else:  # workers load their own copies: the launcher does not hold the trial call's weights
+        for model in plan.models or [plan]:
+            discard_preloaded(model.spec)
+        release_memory()
     started = start_output(plan)
     with started:
         for warning in started.warnings:
@@ -251,8 +278,25 @@ def _progress(
         sys.stderr,
         rows=counter,
         every=PROGRESS_EVERY if every is None else every,
+        launch=launch_facts(plan, options, done),
     )
     return reporter, counter
+
+
+def launch_facts(plan: Plan, options: PipelineOptions, done: Mapping[str, UnitResult]) -> dict[str, Any]:
+    """What the launch line says: the model, the inputs, files and rows planned, the output."""
+    todo = [u for u in plan.units if u.name not in done]
+    return {
+        "model": f"{plan.model.path} [{plan.signature.key}]",
+        "inputs": ", ".join(plan.config.inputs),
+        "files": len(plan.files),
+        "rows_planned": sum(u.rows for u in todo) if plan.source.counts_rows else None,
+        "units_planned": len(todo),
+        "units_resumed": len(done) or None,
+        "output": plan.config.output,
+        "date": plan.config.date,
+        "runner": runner_name(options),
+    }
 
 
 def _read_manifest(plan: Plan) -> dict[str, Any]:

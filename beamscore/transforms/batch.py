@@ -48,6 +48,10 @@ class Batch:
     model_loads: tuple[float, ...] = ()
     #: several models (:mod:`beamscore.transforms.run_models`): ``(name, ModelRows)`` each
     models: tuple[tuple[str, Any], ...] = ()
+    #: seconds the reader took to read and decode this batch's rows
+    read_seconds: float = 0.0
+    #: when the reader began the unit (epoch seconds; on the unit's first batch)
+    started: float | None = None
 
     @property
     def source_rows(self) -> int:
@@ -106,6 +110,14 @@ class UnitResult:
     #: several models: each one's ``rows_failed``, ``rows_held`` and ``loads`` over the unit
     #: (:class:`~beamscore.transforms.run_models.ModelRows`); empty for a one-model job
     models: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: each batch's seconds in the scoring step, in ms (for the manifest's percentiles)
+    batch_ms: list[float] = field(default_factory=list)
+    #: seconds of the unit in the read (and decode) and write (encode and write) stages
+    read_seconds: float = 0.0
+    write_seconds: float = 0.0
+    #: when the unit began (read) and was committed, ISO-8601 UTC
+    started: str | None = None
+    finished: str | None = None
 
     def to_json(self) -> dict:
         found = self._to_json()
@@ -117,6 +129,11 @@ class UnitResult:
         packed = {"inputs": [list(i) for i in self.inputs]} if self.inputs else {}
         return {
             **packed,
+            "started": self.started,
+            "finished": self.finished,
+            "read_seconds": self.read_seconds,
+            "write_seconds": self.write_seconds,
+            "batch_ms": list(self.batch_ms),
             "batches": self.batches,
             "batch_seconds": self.batch_seconds,
             "model_loads": self.model_loads,
@@ -153,4 +170,9 @@ class UnitResult:
                 str(name): {str(k): int(v) for k, v in counts.items()}
                 for name, counts in (data.get("models") or {}).items()
             },
+            batch_ms=[float(x) for x in data.get("batch_ms", [])],
+            read_seconds=float(data.get("read_seconds", 0.0)),
+            write_seconds=float(data.get("write_seconds", 0.0)),
+            started=data.get("started"),
+            finished=data.get("finished"),
         )

@@ -76,15 +76,32 @@ def metrics(results: Iterable[UnitResult]) -> dict[str, Any]:
     batches = sum(r.batches for r in results)
     loads = sum(r.model_loads for r in results)
     workers = len({r.worker for r in results if r.worker})
+    latencies = sorted(ms for r in results for ms in r.batch_ms)
     return {
         "batches": batches,
         "batch_rows_mean": round(sum(r.rows_in for r in results) / batches, 1) if batches else None,
         "batch_latency_ms_mean": round(1000 * sum(r.batch_seconds for r in results) / batches, 3) if batches else None,
+        **{f"batch_latency_ms_p{q}": _percentile(latencies, q) for q in (50, 95, 99)},
+        # seconds in each stage over every worker (read includes decoding; write, encoding)
+        "stage_seconds": {
+            "read": round(sum(r.read_seconds for r in results), 3),
+            "model": round(sum(r.batch_seconds for r in results), 3),
+            "write": round(sum(r.write_seconds for r in results), 3),
+        },
         "model_loads": loads,
         "model_load_ms_mean": round(1000 * sum(r.model_load_seconds for r in results) / loads, 1) if loads else None,
         "workers": workers,
         "model_loads_per_worker": round(loads / workers, 2) if workers else None,
     }
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    """The ``q``-th percentile of sorted values (nearest rank), ``None`` when there are none
+    (receipts of an older beamscore hold no batch latencies)."""
+    if not ordered:
+        return None
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100)
+    return round(ordered[int(rank) - 1], 3)
 
 
 def failure_reason(rows_in: int, rows_failed: int, limits: Mapping[str, Any] | None, output: str) -> str | None:

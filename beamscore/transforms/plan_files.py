@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import apache_beam as beam
 
+from beamscore.errors import BeamscoreError, in_stage
 from beamscore.io.base import Source, WorkUnit
 from beamscore.io.schemas import file_has_rows
 from beamscore.transforms.receipts import write_file_receipt
@@ -33,6 +34,14 @@ class PlanFileFn(beam.DoFn):
         self.files = beam.metrics.Metrics.counter("beamscore", "files_planned")
 
     def process(self, element: tuple[int, dict]) -> Iterator[WorkUnit]:
+        try:
+            yield from self._process(element)
+        except BeamscoreError:
+            raise
+        except Exception as exc:  # the launcher's one line names file and stage
+            raise in_stage(element[1]["url"], f"file {element[0]}", "plan", exc) from exc
+
+    def _process(self, element: tuple[int, dict]) -> Iterator[WorkUnit]:
         shard, facts = element
         file_plan = self.source.plan_file(facts["url"], shard, None, facts.get("size"))
         if self.check is not None and file_has_rows(self.source, file_plan):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import apache_beam as beam
 import pyarrow as pa
 
-from beamscore.errors import BeamscoreError, first_line
+from beamscore.errors import BeamscoreError, first_line, in_stage
 from beamscore.io.base import BadRows, Source, UnreadRows, WorkUnit
 from beamscore.io.prefetch import prefetch
 from beamscore.transforms import dead_letters
@@ -59,12 +61,25 @@ class ReadUnitFn(beam.DoFn):
         self.rows_in = beam.metrics.Metrics.counter("beamscore", "rows_in")
 
     def process(self, unit: WorkUnit) -> Iterator[Batch]:
+        try:
+            yield from self._process(unit)
+        except BeamscoreError:
+            raise
+        except Exception as exc:  # the launcher's one line names file, unit, stage
+            raise in_stage(unit.path, unit.name, "read", exc) from exc
+
+    def _process(self, unit: WorkUnit) -> Iterator[Batch]:
         held: pa.Table | None = None  # one table of lookahead, so that the last can be flagged
         held_offset = held_failed_rows = 0
         held_failed: list[pa.Table] = []
         pending: list[pa.Table] = []  # dead letters waiting for the next table
         pending_rows = seen = index = 0
+        started: float | None = time.time()  # told by the unit's first batch
+        held_s = pending_s = 0.0  # seconds spent reading (not while a yielded batch is processed)
+        clock = time.perf_counter()
         for member, item in self._packed(unit):
+            pending_s += time.perf_counter() - clock
+            clock = time.perf_counter()
             if not isinstance(item, pa.Table):  # rows that failed: dead letters for the next table
                 bad = isinstance(item, BadRows)
                 pending.append(
@@ -76,14 +91,21 @@ class ReadUnitFn(beam.DoFn):
                 seen += _rows(item)
                 continue
             if held is not None:
-                yield self._batch(unit, index, held_offset, False, held, held_failed, held_failed_rows)
+                batch = self._batch(unit, index, held_offset, False, held, held_failed, held_failed_rows)
+                yield dataclasses.replace(batch, read_seconds=held_s, started=started)
+                started = None
                 index += 1
+                clock = time.perf_counter()
             held, held_offset, held_failed, held_failed_rows = item, seen, pending, pending_rows
+            held_s, pending_s = pending_s, 0.0
             pending, pending_rows = [], 0
             seen += item.num_rows
         if held is None:  # every row failed: an empty batch carries them to the writer
             held, held_offset = pa.table({}), seen
-        yield self._batch(unit, index, held_offset, True, held, held_failed + pending, held_failed_rows + pending_rows)
+        pending_s += time.perf_counter() - clock
+        failed_rows = held_failed_rows + pending_rows
+        batch = self._batch(unit, index, held_offset, True, held, held_failed + pending, failed_rows)
+        yield dataclasses.replace(batch, read_seconds=held_s + pending_s, started=started)
 
     def _packed(self, unit: WorkUnit) -> Iterator[tuple[WorkUnit, pa.Table | BadRows | UnreadRows]]:
         """``(file's unit, item)`` of every item of ``unit``. A packed unit's files are read

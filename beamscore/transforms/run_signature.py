@@ -19,7 +19,7 @@ from apache_beam.utils import shared
 
 from beamscore import wording
 from beamscore.doctor import worker_device
-from beamscore.errors import BeamscoreError
+from beamscore.errors import BeamscoreError, in_stage
 from beamscore.io import structs
 from beamscore.io.arrow import column_spec, from_numpy, take_rows
 from beamscore.io.keep import cast_kept, keep_type
@@ -28,7 +28,7 @@ from beamscore.keywords import strict_keywords
 from beamscore.model.binding import InputBinding, bind_inputs, output_dtype
 from beamscore.model.inspect import SignatureInfo
 from beamscore.model.loader import LoadedModel, ModelSpec, load_model, resolve_signature, tf_message
-from beamscore.model.runner import BatchError, SignatureRunner
+from beamscore.model.runner import BatchError, ModelFailed, SignatureRunner
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
 from beamscore.transforms.elements import MISSING, BadElement, Element, pack, unpack
@@ -100,7 +100,12 @@ def score_table(
     good = checked.good
     results = None
     if len(good):
-        results, model_bad, messages = call_in_batches(runner, checked.columns, len(good), batch_size)
+        results, model_bad, messages = call_in_batches(runner, checked.columns, len(good), batch_size, where)
+        if every_row_failed(runner, len(good), model_bad, messages):
+            raise ModelFailed(
+                f"{where}: the model failed on all {len(good)} rows of the first batch, so the model is at fault, "
+                f"not the rows: {messages[0].removeprefix(ROW_FAILED)}"
+            )
         if model_bad:
             rejected.append((good[model_bad], messages, "model"))
             good = np.delete(good, model_bad)
@@ -137,8 +142,11 @@ class ElementScorer:
         reject_nan: bool = False,
         batch_size: int | None = None,
         keep: Sequence[str] | None = None,
+        multiple: int | None = None,
     ) -> None:
         self.fn = fn
+        #: ``--batch-multiple``: calls padded to a multiple of this many rows
+        self.multiple = multiple or 1
         self.batch_size = batch_size
         self.signature = signature
         self.outputs = list(outputs) or sorted(signature.outputs)
@@ -148,7 +156,7 @@ class ElementScorer:
         self.cast = cast
         self.reject_nan = reject_nan
         self.keep = None if keep is None else list(keep)
-        self.runner = SignatureRunner(fn, bindings, self.outputs) if bindings is not None else None
+        self.runner = SignatureRunner(fn, bindings, self.outputs, self.multiple) if bindings is not None else None
         self._examples: TFRecordSource | None = None
         #: the columns that feed the signature's inputs
         self.input_columns = list(dict.fromkeys(self.input_map.get(k, k) for k in signature.inputs))
@@ -158,7 +166,7 @@ class ElementScorer:
             types = {**structs.field_types(table.schema), **{f.name: f.type for f in table.schema}}
             specs = {name: column_spec(name, t) for name, t in types.items()}
             bindings = bind_inputs(self.signature, specs, self.input_map, self.cast, where=where)
-            self.runner = SignatureRunner(self.fn, bindings, self.outputs)
+            self.runner = SignatureRunner(self.fn, bindings, self.outputs, self.multiple)
         return self.runner
 
     def score_table(self, table: pa.Table, where: str) -> Scored:
@@ -442,6 +450,7 @@ class RunSignatureFn(beam.DoFn):
         keep_types: Mapping[str, pa.DataType] | None = None,
         dead_letter_output: bool = False,
         batch_size: int | None = None,
+        batch_multiple: int | None = None,
     ) -> None:
         """``keep_types`` fix the output type of each ``keep`` column for the whole job
         (:mod:`beamscore.io.keep`); a column not listed takes the widened type of its first
@@ -457,6 +466,7 @@ class RunSignatureFn(beam.DoFn):
         self.reject_nan = reject_nan
         self.dead_letter_output = dead_letter_output
         self.batch_size = batch_size
+        self.batch_multiple = batch_multiple
         #: the front end whose words the worker's messages use (:mod:`beamscore.wording`)
         self.front = wording.current()
         self._shared = shared.Shared()
@@ -500,6 +510,7 @@ class RunSignatureFn(beam.DoFn):
             self.reject_nan,
             self.batch_size,
             self.keep,
+            self.batch_multiple,
         )
 
     def start_bundle(self) -> None:
@@ -511,7 +522,12 @@ class RunSignatureFn(beam.DoFn):
     def process(self, element: Any) -> Iterator[Any]:
         with speaking(self.front):
             if isinstance(element, Batch):
-                yield self._process_batch(element)
+                try:
+                    yield self._process_batch(element)
+                except BeamscoreError:
+                    raise
+                except Exception as exc:  # the launcher's one line names file, unit, stage
+                    raise in_stage(element.unit.path, element.unit.name, "model", exc) from exc
             elif self.dead_letter_output:  # one output of (tag, value): see RunSignature.expand
                 yield from self._process_element(element)
             else:
@@ -609,17 +625,17 @@ class RunSignatureFn(beam.DoFn):
 
 
 def call_in_batches(
-    runner: SignatureRunner, columns: dict[str, np.ndarray], n: int, batch_size: int | None
+    runner: SignatureRunner, columns: dict[str, np.ndarray], n: int, batch_size: int | None, where: str = "batch"
 ) -> tuple[dict[str, np.ndarray] | None, list[int], list[str]]:
     """:func:`call_isolating` on slices of at most ``batch_size`` rows (all ``n`` at once
     when ``None``), with the same result as one call over all rows."""
     if not batch_size or n <= batch_size:
-        return call_isolating(runner, columns, n)
+        return call_isolating(runner, columns, n, where)
     parts, bad, messages = [], [], []
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         part, part_bad, part_messages = call_isolating(
-            runner, {k: v[start:stop] for k, v in columns.items()}, stop - start
+            runner, {k: v[start:stop] for k, v in columns.items()}, stop - start, where
         )
         if part is not None:
             parts.append(part)
@@ -630,7 +646,7 @@ def call_in_batches(
 
 
 def call_isolating(
-    runner: SignatureRunner, columns: dict[str, np.ndarray], n: int
+    runner: SignatureRunner, columns: dict[str, np.ndarray], n: int, where: str = "batch"
 ) -> tuple[dict[str, np.ndarray] | None, list[int], list[str]]:
     """Call the signature on ``n`` rows; if the model raises, bisect to find the rows that
     make it raise. Returns the outputs of the other rows (in order; ``None`` if none), the
@@ -642,10 +658,14 @@ def call_isolating(
         return None, list(range(n)), [str(exc)] * n
     except BeamscoreError as exc:
         if n == 1:
-            return None, [0], [model_message(exc)]
+            message = model_message(exc)
+            probe = getattr(runner, "probe_multiple", None)  # a plain callable (a test's fake) has none
+            if probe is not None and probe(columns, message, where):  # the batch's row count, not the row
+                return call_isolating(runner, columns, n, where)
+            return None, [0], [message]
     mid = n // 2
-    left, bad_left, msg_left = call_isolating(runner, {k: v[:mid] for k, v in columns.items()}, mid)
-    right, bad_right, msg_right = call_isolating(runner, {k: v[mid:] for k, v in columns.items()}, n - mid)
+    left, bad_left, msg_left = call_isolating(runner, {k: v[:mid] for k, v in columns.items()}, mid, where)
+    right, bad_right, msg_right = call_isolating(runner, {k: v[mid:] for k, v in columns.items()}, n - mid, where)
     parts = [r for r in (left, right) if r is not None]
     if not parts:
         merged = None
@@ -662,9 +682,26 @@ def call_isolating(
     return merged, bad_left + [mid + i for i in bad_right], msg_left + msg_right
 
 
+def every_row_failed(runner: Any, n: int, bad: list[int], messages: list[str]) -> bool:
+    """Whether a model that has never scored a row failed on every one of ``n`` > 1 rows, each
+    alone too: the model's fault, not the rows'. A whole batch failed at once (an output of
+    the wrong length, :class:`~beamscore.model.runner.BatchError`) does not count: its rows
+    are dead letters, as documented."""
+    return (
+        n > 1
+        and len(bad) == n
+        and not getattr(runner, "succeeded", True)
+        and all(m.startswith(ROW_FAILED) for m in messages)
+    )
+
+
+#: how a dead letter of a row the model raised on starts
+ROW_FAILED = "the model failed on this row: "
+
+
 def model_message(exc: BaseException) -> str:
     """The informative line of a model error (TensorFlow's first lines are boilerplate)."""
-    return f"the model failed on this row: {tf_message(exc.__cause__ or exc)[:500]}"
+    return f"{ROW_FAILED}{tf_message(exc.__cause__ or exc)[:500]}"
 
 
 def check_names(name: str, values: Any) -> None:
@@ -857,6 +894,7 @@ class RunSignature(beam.PTransform):
             plan.config.keep,
             reject_nan=plan.config.reject_nan,
             keep_types=plan.keep_types,
+            batch_multiple=plan.config.batch_multiple,
         )
         return transform
 

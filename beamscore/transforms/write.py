@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +40,10 @@ class _OpenUnit:
     worker: str | None = None
     #: several models: name -> ModelRows (:mod:`beamscore.transforms.run_models`)
     models: dict[str, Any] = field(default_factory=dict)
+    batch_ms: list[float] = field(default_factory=list)
+    read_seconds: float = 0.0
+    write_seconds: float = 0.0
+    started: float | None = None
 
 
 class WriteUnitFn(beam.DoFn):
@@ -86,6 +92,7 @@ class WriteUnitFn(beam.DoFn):
         if state is None:
             state = _OpenUnit(self.sink.open(batch.unit, self.metadata))
         state.next_index = batch.index + 1
+        began = time.perf_counter()
         try:
             # an empty table is written only to give a unit with no rows its (empty) file
             if batch.table.num_rows or (batch.last and not state.written):
@@ -94,6 +101,10 @@ class WriteUnitFn(beam.DoFn):
         except BaseException:
             state.writer.abort()
             raise
+        state.write_seconds += time.perf_counter() - began
+        state.batch_ms.append(round(1000 * batch.seconds, 3))
+        state.read_seconds += batch.read_seconds
+        state.started = batch.started if state.started is None else state.started
         state.rows_in += batch.source_rows
         state.rows_out += batch.table.num_rows
         state.device = batch.device or state.device
@@ -115,6 +126,7 @@ class WriteUnitFn(beam.DoFn):
         yield self._commit(batch.unit, state)
 
     def _commit(self, unit: WorkUnit, state: _OpenUnit) -> UnitResult:
+        began = time.perf_counter()
         failed = dead_letters.concat(state.failed)
         errors: list[str] = []
         try:
@@ -142,6 +154,11 @@ class WriteUnitFn(beam.DoFn):
             worker=state.worker,
             inputs=unit.files if unit.members else [],
             models={name: counts.to_json() for name, counts in state.models.items()},
+            batch_ms=state.batch_ms,
+            read_seconds=round(state.read_seconds, 6),
+            write_seconds=round(state.write_seconds + time.perf_counter() - began, 6),
+            started=_iso(state.started),
+            finished=_iso(time.time()),
         )
         write_receipt(self.output, result)
         self.units_done.inc()
@@ -154,6 +171,13 @@ class WriteUnitFn(beam.DoFn):
         self._open = {}
         if left:
             raise RuntimeError(f"units {[u.name for u in left]} were not finished within one bundle")
+
+
+def _iso(epoch: float | None) -> str | None:
+    """``2026-12-07T03:50:01.123Z`` (UTC), or ``None``."""
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def check_order(batch: Batch, state: _OpenUnit | None, committed: bool) -> None:

@@ -13,6 +13,7 @@ import json
 import signal
 
 import pytest
+from cli_runs import error_lines
 from dask_cluster import dask_cluster
 from dask_jobs import assert_slow_result, slow_job, start_slow_job
 from runner_jobs import beamscore_cli
@@ -59,7 +60,7 @@ def test_sigterm_cancels_the_dask_job_and_keeps_its_claim_until_stale(slow, tmp_
         job.send_signal(signal.SIGTERM)
         _stdout, stderr = job.communicate(timeout=60)
         assert job.returncode == 143, stderr[-3000:]
-        (line,) = stderr.strip().splitlines()
+        (line,) = error_lines(stderr)
         assert line.startswith("beamscore: error: terminated (SIGTERM): the job on DaskRunner was asked to cancel")
         assert "; rerun with --resume to continue the job" in line
         # tasks already on the workers run on (Beam's DaskRunner cancels only its result

@@ -17,6 +17,7 @@ import builders
 import job_models
 import pyarrow.parquet as pq
 import pytest
+from cli_runs import error_lines
 from conftest import read_output
 from kill_jobs import kill_midway
 
@@ -112,7 +113,7 @@ def test_sigterm_stops_the_job_releases_its_claim_and_resume_finishes_it(jm, man
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = kill_midway(job(jm["slow"], paths[0], out), env, done, at_least=3, sig=signal.SIGTERM)
     assert proc.returncode == 143, proc.stderr_text
-    assert proc.stderr_text.strip().splitlines() == [
+    assert error_lines(proc.stderr_text) == [
         "beamscore: error: terminated (SIGTERM); rerun with --resume to continue the job"
     ]
     assert not (out / "_claim.json").exists() and not (out / "_manifest.json").exists()

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cli_runs import run_cli
+from cli_runs import error_lines, run_cli
 from conftest import read_output
 from docs_blocks import docs_block
 from file_limits import file_size_limit
@@ -138,7 +138,7 @@ def test_exit_1_rows_over_the_limit_status_failed_no_success(jm, data, tmp_path,
     assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (200, 199, 1)
     assert m["status"] == "failed"
     assert m["status_reason"].startswith("1 of 200 rows failed (0.50%), over the limit (no failed rows allowed")
-    assert run.stderr.strip().splitlines() == [f"beamscore: error: {m['status_reason']}"]
+    assert error_lines(run.stderr) == [f"beamscore: error: {m['status_reason']}"]
     assert not (out / "_SUCCESS").exists()  # ...but no _SUCCESS
     assert read_output(str(out))["id"].to_pylist() == [i for i in range(200) if i != 37]
 
@@ -168,7 +168,7 @@ def test_exit_2_refused_before_anything_is_written(models, data, tmp_path):
     ):
         run = beamscore(*args)
         assert run.returncode == EXIT_USAGE, run.stderr
-        (line,) = run.stderr.strip().splitlines()
+        (line,) = error_lines(run.stderr)
         assert line.startswith("beamscore: error: ") and message in line, line
         assert not out.exists()
 
@@ -226,7 +226,7 @@ def test_exit_3_a_crash_leaves_no_success_and_resume_finishes(models, tmp_path, 
         done = run_cli(*args, "--overwrite")
     err = done.stderr
     assert done.code == EXIT_CRASHED, err
-    (line,) = err.strip().splitlines()
+    (line,) = error_lines(err)
     assert line.startswith("beamscore: error: the job failed: ") and "File too large" in line
     assert "--overwrite left" not in err  # _SUCCESS was beamscore's own, not a foreign file
     assert not (out / "_SUCCESS").exists() and not (out / "_manifest.json").exists()
@@ -441,7 +441,7 @@ def test_shipped_local_config_runs_from_another_directory(tmp_path, monkeypatch,
     # a path that does not resolve: the key and the path it resolved to
     shutil.rmtree(tmp_path / "demo" / "model")
     assert main(["score", "--config", "../configs/local.yaml"]) == EXIT_USAGE
-    (line,) = capsys.readouterr().err.strip().splitlines()
+    (line,) = error_lines(capsys.readouterr().err)
     assert line == (
         f"beamscore: error: ../configs/local.yaml: model.path '../demo/model' resolves to "
         f"{tmp_path / 'demo' / 'model'}, which does not exist (a relative path in a config file is relative "
