@@ -323,11 +323,15 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
         return output_schema(self._signature, self._outputs, self._keep, input_schema)
 
 
+def _unkeyed(element: Any) -> Any:
+    """The value of a ``(key, value)`` pair; anything else as it is."""
+    return element[1] if isinstance(element, tuple) and len(element) == 2 else element
+
+
 def num_rows(element: Any, cap: int | None = None) -> int:
     """Rows of one element, at most ``cap`` (``BatchElements``' ``element_size_fn``, so
     that batch sizes count rows); 1 for what is no batch (``None``...: refused when scored)."""
-    if isinstance(element, tuple) and len(element) == 2:
-        element = element[1]
+    element = _unkeyed(element)
     if isinstance(element, pa.Table | pa.RecordBatch):
         rows = element.num_rows
     elif isinstance(element, Mapping):
@@ -343,8 +347,7 @@ def num_rows(element: Any, cap: int | None = None) -> int:
 
 def num_bytes(element: Any) -> int:
     """Approximate bytes of one element, without pickling it."""
-    if isinstance(element, tuple) and len(element) == 2:
-        element = element[1]
+    element = _unkeyed(element)
     if isinstance(element, pa.Table | pa.RecordBatch):
         return element.nbytes
     if isinstance(element, Mapping):

@@ -196,8 +196,8 @@ class PerRowFn(RunSignatureFn):
         for element in buffer:
             keyed = type(element) is tuple and len(element) == 2
             key, value = element if keyed else (None, element)
-            if isinstance(value, beam.Row) or (isinstance(value, tuple) and hasattr(value, "_asdict")):
-                value = value._asdict()  # a schema'd row (beam.Row, a NamedTuple): its fields by name
+            if not isinstance(value, Mapping | bytes) and hasattr(value, "_asdict"):
+                value = value._asdict()  # pyright: ignore[reportAttributeAccessIssue]  (beam.Row, a NamedTuple)
             if isinstance(value, Mapping):
                 kind = "rows"
             elif isinstance(value, bytes):
@@ -352,7 +352,7 @@ class BatchedRows(beam.PTransform):
         grouped.__dict__.update(fn.__dict__)
         self.fn = grouped
 
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+    def expand(self, pcoll: Any) -> Any:
         return (
             pcoll
             | "KeyRows" >> beam.ParDo(KeyRowsFn(self.fn.rows))

@@ -267,9 +267,7 @@ def test_a_path_like_model_and_output(models, tmp_path):
     import pathlib
 
     x = _x(3)
-    got = _run(
-        lambda p: {"out": p | beam.Create([{"x": x}]) | beamscore.RunSignature(pathlib.Path(models["two_sig"]))}
-    )
+    got = _run(lambda p: {"out": p | beam.Create([{"x": x}]) | beamscore.RunSignature(pathlib.Path(models["two_sig"]))})
     assert_scores_close(got["out"][0]["scores"], direct_call(models["two_sig"], "serving_default", x=x)["scores"])
     assert beamscore.WriteParquet(tmp_path / "o").sink.output == str(tmp_path / "o")
     assert beamscore.plan_units(beamscore.ParquetSource(), []) == []
