@@ -279,6 +279,12 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
         failed has a :class:`RowFailed` as its inference (raised by the postprocessing step)."""
         batch = list(batch)
         rows = [is_row(element, self._row_ranks) for element in batch]
+        for element, row in zip(batch, rows, strict=True):
+            if not row and isinstance(element, tuple) and len(element) == 2 and is_row(element[1], self._row_ranks):
+                raise BeamscoreError(
+                    f"element with key {element[0]!r} is a (key, row) pair; for keyed rows wrap the handler: "
+                    "RunInference(KeyedModelHandler(SignatureModelHandler(...)))"
+                )
         inferences = model.run(batch, rows)
         path = self._spec.path
         return [PredictionResult(e, i, path) for e, i in zip(batch, inferences, strict=True)]
