@@ -22,8 +22,10 @@ dict per scored row (an ``examples`` row keeps its record under ``"example"``).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -96,8 +98,8 @@ class Element:
         or ``numpy`` element (the array)."""
         if self.kind == "numpy":
             return self.original[name]
-        try:  # the usual case, without a per-row isinstance
-            return [r[name] for r in self.original]
+        try:  # the usual case, without a per-row isinstance (map: no Python frame per row)
+            return list(map(operator.itemgetter(name), self.original))
         except (KeyError, TypeError, IndexError):
             return [r.get(name, MISSING) if isinstance(r, Mapping) else MISSING for r in self.original]
 
@@ -187,13 +189,11 @@ def pack(
     all_rows = len(good) == element.num_rows
     if element.kind == "examples":
         records = element.original if all_rows else [element.original[i] for i in good.tolist()]
-        out: Any = _rows_out([{EXAMPLE: r} for r in records], predictions)
+        columns = [list(values) for values in predictions.values()]
+        out: Any = _dicts([EXAMPLE, *predictions], [records, *columns]) if len(records) else []
     elif element.kind == "rows":
         rows = element.original if all_rows else [element.original[i] for i in good.tolist()]
-        if keep is None:
-            out = _rows_out([dict(row) for row in rows], predictions)
-        else:
-            out = _rows_out([{n: row[n] for n in keep} for row in rows], predictions)
+        out = _rows_packed(rows, keep, predictions) if rows else []
     elif element.kind == "numpy":
         names = list(element.original) if keep is None else [n for n in keep if n in element.original]
         kept = {n: element.original[n] if all_rows else element.original[n][good] for n in names}
@@ -211,8 +211,21 @@ def pack(
     return (element.key, out) if element.keyed else out
 
 
-def _rows_out(rows: list[dict], predictions: Mapping[str, np.ndarray]) -> list[dict]:
-    for key, values in predictions.items():
-        for row, value in zip(rows, list(values), strict=True):
-            row[key] = value
-    return rows
+def _rows_packed(rows: Sequence[Any], keep: Sequence[str] | None, predictions: Mapping[str, np.ndarray]) -> list[dict]:
+    """One new dict per row: its columns (all, or ``keep``), then one value per prediction.
+    Built by ``map`` over C-level iterators (no Python frame per row: this runs once per row
+    of every per-row job)."""
+    keys = list(predictions)
+    columns = [list(values) for values in predictions.values()]  # one row view per row
+    if keep is None:
+        added = _dicts(keys, columns) if keys else [{}] * len(rows)
+        return list(map(operator.or_, map(dict, rows), added))  # (or_ of two dicts: a new dict)
+    kept = [list(map(operator.itemgetter(name), rows)) for name in keep]
+    if not keep and not keys:
+        return [{} for _ in rows]
+    return _dicts([*keep, *keys], [*kept, *columns])
+
+
+def _dicts(names: list[str], columns: list[Any]) -> list[dict]:
+    """``[{names[0]: columns[0][i], ...} for each i]``, by ``map`` (C-level loops)."""
+    return list(map(dict, map(zip, repeat(names), zip(*columns, strict=True))))

@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from itertools import repeat
 from typing import Any
 
 import apache_beam as beam
@@ -163,8 +164,8 @@ class PerRowFn(RunSignatureFn):
         self._measure(len(buffer), start)
         at = WindowedValue(None, window.max_timestamp(), (window,)).with_value  # cheaper than a new one per row
         if not self.dead_letter_output:
-            return [at(value) for value in scored]
-        out = [at((SCORED, value)) for value in scored]
+            return list(map(at, scored))
+        out = list(map(at, zip(repeat(SCORED), scored)))
         for where, message, stage, row, keyed, key in dead:
             table = dead_letters.from_element_rows(where, [row], np.zeros(1, np.int64), [message], stage)
             out.append(at((DEAD_LETTERS, (key, table) if keyed else table)))

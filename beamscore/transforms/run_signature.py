@@ -347,6 +347,7 @@ class ElementScorer:
 
 
 _SHAPE = operator.attrgetter("shape")
+_DTYPE = operator.attrgetter("dtype")
 
 
 def _stacked(values: Any) -> np.ndarray | None:
@@ -358,7 +359,7 @@ def _stacked(values: Any) -> np.ndarray | None:
     first = values[0]
     if type(first) is np.ndarray:
         # Set checks run at C speed; np.stack makes a view per row, concatenate of 1-D rows does not.
-        if first.dtype.kind == "O" or set(map(type, values)) != {np.ndarray} or len({v.dtype for v in values}) > 1:
+        if first.dtype.kind == "O" or set(map(type, values)) != {np.ndarray} or len(set(map(_DTYPE, values))) > 1:
             return None
         if first.ndim == 1:
             if set(map(_SHAPE, values)) != {first.shape}:  # rows of other lengths or dimensions
