@@ -189,8 +189,8 @@ def pack(
     all_rows = len(good) == element.num_rows
     if element.kind == "examples":
         records = element.original if all_rows else [element.original[i] for i in good.tolist()]
-        columns = [list(values) for values in predictions.values()]
-        out: Any = _dicts([EXAMPLE, *predictions], [records, *columns]) if len(records) else []
+        values = [list(v) for v in predictions.values()]
+        out: Any = _dicts([EXAMPLE, *predictions], [records, *values]) if len(records) else []
     elif element.kind == "rows":
         rows = element.original if all_rows else [element.original[i] for i in good.tolist()]
         out = _rows_packed(rows, keep, predictions) if rows else []
