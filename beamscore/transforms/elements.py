@@ -25,7 +25,6 @@ from __future__ import annotations
 import operator
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -189,8 +188,7 @@ def pack(
     all_rows = len(good) == element.num_rows
     if element.kind == "examples":
         records = element.original if all_rows else [element.original[i] for i in good.tolist()]
-        values = [list(v) for v in predictions.values()]
-        out: Any = _dicts([EXAMPLE, *predictions], [records, *values]) if len(records) else []
+        out: Any = _records_packed(records, predictions)
     elif element.kind == "rows":
         rows = element.original if all_rows else [element.original[i] for i in good.tolist()]
         out = _rows_packed(rows, keep, predictions) if rows else []
@@ -211,21 +209,44 @@ def pack(
     return (element.key, out) if element.keyed else out
 
 
+def _records_packed(records: Sequence[bytes], predictions: Mapping[str, np.ndarray]) -> list[dict]:
+    """``{"example": record, <prediction>: value, ...}`` per record (see :func:`_rows_packed`)."""
+    items = [(key, list(values)) for key, values in predictions.items()]
+    if len(items) == 1:
+        p, col = items[0]
+        return [{EXAMPLE: r, p: v} for r, v in zip(records, col, strict=True)]
+    out = [{EXAMPLE: r} for r in records]
+    for key, col in items:
+        for row, value in zip(out, col, strict=True):
+            row[key] = value
+    return out
+
+
 def _rows_packed(rows: Sequence[Any], keep: Sequence[str] | None, predictions: Mapping[str, np.ndarray]) -> list[dict]:
     """One new dict per row: its columns (all, or ``keep``), then one value per prediction.
-    Built by ``map`` over C-level iterators (no Python frame per row: this runs once per row
-    of every per-row job)."""
-    keys = list(predictions)
-    columns = [list(values) for values in predictions.values()]  # one row view per row
-    if keep is None:
-        added = _dicts(keys, columns) if keys else [{}] * len(rows)
-        return list(map(operator.or_, map(dict, rows), added))  # (or_ of two dicts: a new dict)
-    kept = [list(map(operator.itemgetter(name), rows)) for name in keep]
-    if not keep and not keys:
-        return [{} for _ in rows]
-    return _dicts([*keep, *keys], [*kept, *columns])
-
-
-def _dicts(names: list[str], columns: list[Any]) -> list[dict]:
-    """``[{names[0]: columns[0][i], ...} for each i]``, by ``map`` (C-level loops)."""
-    return list(map(dict, map(zip, repeat(names), zip(*columns, strict=True))))
+    This runs once per row of every per-row job: with ``keep`` of one column and one
+    prediction each dict is one display, 0.18 µs a row against 0.31 for a dict comprehension
+    per row and an assignment (4,096 rows, best of 30)."""
+    items = [(key, list(values)) for key, values in predictions.items()]  # one row view per row
+    if len(items) == 1:
+        (p, col), rest = items[0], []
+        if keep is None:  # (dict(r) then an assignment measured faster than {**r, p: v})
+            out, rest = [dict(r) for r in rows], items
+        elif len(keep) == 1:
+            k = keep[0]
+            out = [{k: r[k], p: v} for r, v in zip(rows, col, strict=True)]
+        else:
+            out = [{**{n: r[n] for n in keep}, p: v} for r, v in zip(rows, col, strict=True)]
+    else:
+        rest = items
+        if keep is None:
+            out = [dict(r) for r in rows]
+        elif len(keep) == 1:
+            k = keep[0]
+            out = [{k: r[k]} for r in rows]
+        else:
+            out = [{n: r[n] for n in keep} for r in rows]
+    for key, col in rest:
+        for row, value in zip(out, col, strict=True):
+            row[key] = value
+    return out
