@@ -772,7 +772,8 @@ class RunSignature(beam.PTransform):
     ``per_row=True`` takes one row per element instead, as Beam's ``RunInference`` does: a
     row dict or one serialized Example (``bytes``), alone or as ``(key, row)``; rows are
     batched inside the step (``batch_size`` rows a call, default 1,024, and the rest at the
-    end of each bundle; a buffer per window) and each comes back as its own output element
+    end of each bundle; a buffer per window; on DaskRunner, which drops what a bundle's end
+    emits, through a ``GroupByKey`` instead) and each comes back as its own output element
     (see :mod:`beamscore.transforms.per_row`).
 
     The CLI runs this same transform on its work-unit batches (:meth:`for_plan`).
