@@ -10,7 +10,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[cpu,dev]'
+	# a path-based editable install (a .pth of this folder), which mypy and pyright follow from a
+	# user's own folder; setuptools' default mode installs an import hook that they cannot
+	$(PY) -m pip install --quiet -e '.[cpu,dev]' --config-settings editable_mode=compat
 	# tf-keras (Keras 2 test models) requires `tensorflow`, which would overwrite tensorflow-cpu: no deps
 	$(PY) -m pip install --quiet --no-deps 'tf-keras>=2.21,<2.22'
 	# tensorflow-text (the op scan's custom-op family) requires `tensorflow` too: no deps
@@ -32,11 +34,20 @@ test: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
-lint: $(STAMP)
+# pyright from npm (Node is needed), pinned, installed inside .venv (never globally)
+PYRIGHT_VERSION := 1.1.414
+PYRIGHT := $(VENV)/node/node_modules/.bin/pyright
+
+$(PYRIGHT): $(STAMP)
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/node pyright@$(PYRIGHT_VERSION)
+	touch $(PYRIGHT)
+
+lint: $(STAMP) $(PYRIGHT)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m mypy
-	$(PY) scripts/typecheck_examples.py
+	$(PYRIGHT) --pythonpath $(PY)
+	$(PY) scripts/typecheck_examples.py --pyright $(PYRIGHT)
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the same names as _LAZY (a test keeps them in step); never 
     from beamscore.model.inspect import ModelInfo, inspect_model
     from beamscore.pipelines.plan import plan_job
     from beamscore.pipelines.score import score
+    from beamscore.transforms.dead_letters import DEAD_LETTER_SCHEMA
     from beamscore.transforms.manifest import WriteManifest
     from beamscore.transforms.read import ReadBatches, plan_units
     from beamscore.transforms.run_models import RunSignatures
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # the same names as _LAZY (a test keeps them in step); never 
     from beamscore.transforms.write import WriteBatches, WriteParquet
 
 __all__ = [
+    "DEAD_LETTER_SCHEMA",
     "BeamscoreError",
     "JobFailed",
     "ModelInfo",
@@ -92,6 +94,7 @@ _LAZY = {
     "score": "beamscore.pipelines.score",
     "JobFailed": "beamscore.errors",
     "RowsFailed": "beamscore.errors",
+    "DEAD_LETTER_SCHEMA": "beamscore.transforms.dead_letters",
 }
 
 

@@ -282,6 +282,12 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
         failed has a :class:`RowFailed` as its inference (raised by the postprocessing step)."""
         batch = list(batch)
         rows = [is_row(element, self._row_ranks) for element in batch]
+        for element, row in zip(batch, rows, strict=True):
+            if not row and isinstance(element, tuple) and len(element) == 2 and is_row(element[1], self._row_ranks):
+                raise BeamscoreError(
+                    f"element with key {element[0]!r} is a (key, row) pair; for keyed rows wrap the handler: "
+                    "RunInference(KeyedModelHandler(SignatureModelHandler(...)))"
+                )
         inferences = model.run(batch, rows)
         path = self._spec.path
         return [PredictionResult(e, i, path) for e, i in zip(batch, inferences, strict=True)]
@@ -326,11 +332,15 @@ class SignatureModelHandler(ModelHandler[Any, PredictionResult, _LoadedSignature
         return output_schema(self._signature, self._outputs, self._keep, input_schema)
 
 
+def _unkeyed(element: Any) -> Any:
+    """The value of a ``(key, value)`` pair; anything else as it is."""
+    return element[1] if isinstance(element, tuple) and len(element) == 2 else element
+
+
 def num_rows(element: Any, cap: int | None = None) -> int:
     """Rows of one element, at most ``cap`` (``BatchElements``' ``element_size_fn``, so
     that batch sizes count rows); 1 for what is no batch (``None``...: refused when scored)."""
-    if isinstance(element, tuple) and len(element) == 2:
-        element = element[1]
+    element = _unkeyed(element)
     if isinstance(element, pa.Table | pa.RecordBatch):
         rows = element.num_rows
     elif isinstance(element, Mapping):
@@ -346,8 +356,7 @@ def num_rows(element: Any, cap: int | None = None) -> int:
 
 def num_bytes(element: Any) -> int:
     """Approximate bytes of one element, without pickling it."""
-    if isinstance(element, tuple) and len(element) == 2:
-        element = element[1]
+    element = _unkeyed(element)
     if isinstance(element, pa.Table | pa.RecordBatch):
         return element.nbytes
     if isinstance(element, Mapping):

@@ -457,7 +457,7 @@ def table(results: list[Result], args) -> str:
         f"medians of {args.repeat} run(s); batch {args.batch_size} (MLP), {args.image_batch_size} (images); "
         f"TF threads: {args.threads or 'TF default'}; {os.cpu_count()} CPUs"
     )
-    for section in (_startup_table(results), _bound_table(results), _targets(results)):
+    for section in (_startup_table(results), _bound_table(results), _per_row_table(results), _targets(results)):
         if section:
             lines += ["", *section]
     whole_jobs = any(r.path in ("R0", "R1", "P") for r in results)
@@ -469,6 +469,27 @@ def table(results: list[Result], args) -> str:
             "read the verdicts above as a smoke test, not as a measurement of them.",
         ]
     return "\n".join(lines)
+
+
+def _per_row_table(results: list[Result]) -> list[str]:
+    """The per-row paths as a user times them: whole pipelines (process spawn to exit, model
+    load and Beam's start-up included) on the same rows, beside Beam's handler (BH)."""
+    rows = [r for r in results if r.path in _IN_TURNS and r.model == "mlp" and not r.error and r.whole]
+    bh = _find(results, "mlp", "BH")
+    if not rows:
+        return []
+    out = [
+        f"Per-row paths, whole pipelines ({rows[0].rows:,} rows, one element per row; x BH: against Beam's "
+        "RunInference(TFModelHandlerNumpy) on the same rows)",
+        "",
+        "| path | rows/s (whole pipeline) | x BH (whole) | rows/s (steady) | x BH (steady) | start-up s |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        whole = f"{r.whole / bh.whole:.2f}" if bh and bh.whole else ""
+        steady = f"{r.steady / bh.steady:.2f}" if bh and bh.steady else ""
+        out.append(f"| {r.path} | {r.whole:,.0f} | {whole} | {r.steady:,.0f} | {steady} | {r.startup:.1f} |")
+    return out
 
 
 def _startup_table(results: list[Result]) -> list[str]:
@@ -601,6 +622,9 @@ def _targets(results: list[Result]) -> list[str]:
     for path, name in (("D", "row dicts"), ("E", "records")):
         mine = _find(results, "mlp", path)
         checks.append((f"MLP {path} ({name})/BH (Beam's handler), steady", _ratio(mine, bh, "steady", "steady"), 3))
+        checks.append(
+            (f"MLP {path} ({name})/BH (Beam's handler), whole pipeline", _ratio(mine, bh, "whole", "whole"), 1)
+        )
         checks.append(
             (f"MLP BH/{path} ({name}), CPU per row, steady", _ratio(bh, mine, "steady_cpu_us", "steady_cpu_us"), 3)
         )

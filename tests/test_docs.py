@@ -165,3 +165,50 @@ def test_docs_api_score_example(models, tmp_path, monkeypatch, capsys):
     assert got["id"].to_pylist() == list(range(len(x)))
     assert_scores_close(np.stack(got["scores"].to_numpy(zero_copy_only=False)), _scores(models, x))
     assert os.path.exists("scored-job/_manifest.json") and not os.path.exists("scored-job/_temporary")
+
+
+def _row_files(x: np.ndarray, bad: int) -> None:
+    """data/rows-{0,1}.parquet: ``id`` and ``x`` as variable-length lists; row ``bad`` is short."""
+    import pyarrow as pa
+
+    lists = [row.tolist() for row in x]
+    lists[bad] = lists[bad][:3]
+    for i, part in enumerate(np.array_split(np.arange(len(x)), 2)):
+        table = pa.table({"id": part, "x": pa.array([lists[j] for j in part], pa.list_(pa.float32()))})
+        pq.write_table(table, f"data/rows-{i}.parquet")
+
+
+def test_docs_api_dead_letters_example_writes_them_with_beams_parquet_sink(models, tmp_path, monkeypatch):
+    import json
+
+    import beamscore
+
+    x = _workspace(models, tmp_path, monkeypatch, rows=60)
+    _row_files(x, bad=17)
+    _run_example("deadletters")  # docs_block("api.md", "deadletters")
+    rows = []
+    for name in os.listdir("scored-rows"):
+        if name.startswith("scores"):
+            with open(os.path.join("scored-rows", name)) as f:
+                rows += [json.loads(line) for line in f]
+    dead = pq.read_table(["scored-rows/" + f for f in os.listdir("scored-rows") if f.startswith("errors")])
+    assert dead.schema == beamscore.DEAD_LETTER_SCHEMA and dead.num_rows == 1, dead["error"].to_pylist()[:3]
+    assert len(rows) + dead.num_rows == len(x)  # rows in = rows out + dead letters
+    good = sorted(r["id"] for r in rows)
+    assert good == [i for i in range(len(x)) if i != 17]
+    got = np.array([r["scores"] for r in sorted(rows, key=lambda r: r["id"])])
+    assert_scores_close(got, _scores(models, x[good]))
+    assert json.loads(dead["raw"][0].as_py())["id"] == 17
+
+
+def test_docs_api_runinference_rows_example(models, tmp_path, monkeypatch, capsys):
+    x = _workspace(models, tmp_path, monkeypatch, rows=40)
+    _row_files(x, bad=5)
+    _run_example("runinference-rows")  # docs_block("api.md", "runinference-rows")
+    out = capsys.readouterr().out.splitlines()
+    scored = {int(line.split()[1]): int(line.split()[2]) for line in out if line.startswith("id ")}
+    failed = [line for line in out if line.startswith("failed:")]
+    assert len(scored) + len(failed) == len(x) and 5 not in scored
+    assert len(failed) == 1 and "row: " in failed[0]
+    want = _scores(models, x).argmax(axis=1)
+    assert all(scored[i] == want[i] for i in scored)

@@ -172,3 +172,10 @@ def test_a_dict_of_arrays_is_a_row_or_columns_by_the_signatures_rank(models):
     assert not is_row({"x": np.zeros((3, 4), np.float32)}, ranks)
     assert is_row({"x": [1.0, 2.0, 3.0, 4.0]}, ranks) and is_row(b"record", ranks)
     assert not is_row([{"x": np.zeros(4)}], ranks) and not is_row(("k", {"x": np.zeros((2, 4))}), ranks)
+
+
+def test_keyed_rows_without_keyed_model_handler_say_to_wrap_it(models):
+    rows, _ = _rows(bad=False)
+    handler = beamscore.SignatureModelHandler(models["two_sig"])
+    with pytest.raises(Exception, match=r"\(key, row\) pair; for keyed rows wrap the handler: .*KeyedModelHandler"):
+        _run(lambda p: {"out": p | beam.Create([("k", rows[0])]) | RunInference(handler)})

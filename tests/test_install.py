@@ -213,3 +213,69 @@ def test_each_install_resolves_to_one_tensorflow_and_the_pinned_versions(resolve
         assert tf[expected].split(".")[:2] == pins["TF_VERSION"].split(".")[:2], (label, tf)
         cuda = sorted(name for name in versions if name.startswith("nvidia-") and name.endswith("-cu12"))
         assert bool(cuda) == ("gpu" in extras), (label, cuda)  # [gpu] brings CUDA's wheels, [cpu] none
+
+
+def _editable_flags() -> list[str]:
+    """The flags of the Makefile's editable install of this project (``make install``)."""
+    import shlex
+
+    line = next(
+        line for line in _read("Makefile").splitlines() if "pip install" in line and re.search(r"-e '\.\[", line)
+    )
+    flags = shlex.split(line.split("pip install", 1)[1])
+    return [ROOT if f.startswith(".[") else f for f in flags if f != "--quiet"]  # this folder, no extras
+
+
+@pytest.mark.slow
+def test_the_makefile_editable_install_is_visible_to_type_checkers_from_a_users_folder(tmp_path):
+    """setuptools' default editable mode installs an import hook that mypy and pyright cannot
+    follow ("Cannot find implementation or library stub for module named beamscore" from a
+    user's own folder); ``make install``'s path-based mode writes a ``.pth`` of this folder.
+    The Makefile's own flags install into a throwaway venv (no dependencies; the build backend
+    comes from the package index, as for ``make install``), and mypy, run from another folder
+    against that venv's interpreter, sees beamscore's types: a misspelt keyword is flagged."""
+    import venv
+
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    python = str(env_dir / "bin" / "python")
+    flags = _editable_flags()
+    assert "editable_mode=compat" in flags, flags
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", *flags],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    pth = [os.path.join(site, f) for f in os.listdir(site) if f.endswith(".pth") and "beamscore" in f]
+    assert pth and ROOT in _read(pth[0]).splitlines(), (os.listdir(site), pth)
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "job.py").write_text('import beamscore\nbeamscore.SignatureModelHandler("m", kep=["id"])\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MYPYPATH")}
+    checked = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--python-executable",
+            python,
+            "--no-incremental",
+            "--follow-imports=silent",
+            "--ignore-missing-imports",
+            "job.py",
+        ],
+        cwd=user,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert 'Unexpected keyword argument "kep" for "SignatureModelHandler"' in checked.stdout, checked.stdout

@@ -403,7 +403,9 @@ _COLLECTIONS = frozenset({"map", "keep", "pad", "outputs", "imports", "allow_ops
 
 
 #: what to say for keywords that are no misspelling of one of score()'s
-_KEYWORD_HINTS = dict.fromkeys(_BEAM_ARGS_NAMES, "Beam flags go in beam_args=[...], as on a command line")
+_KEYWORD_HINTS: dict[str, str] = dict.fromkeys(
+    _BEAM_ARGS_NAMES, "Beam flags go in beam_args=[...], as on a command line"
+)
 
 
 @strict_keywords_with(_KEYWORD_HINTS)

@@ -26,6 +26,7 @@ from beamscore.io.arrow import take_rows
 from beamscore.io.base import BadRows, UnreadRows, WorkUnit
 
 __all__ = [
+    "DEAD_LETTER_SCHEMA",
     "ERRORS_DIR",
     "RAW_LIMIT",
     "SCHEMA",
@@ -54,6 +55,12 @@ SCHEMA = pa.schema(
         ("count", pa.int64()),
     ]
 )
+
+
+#: the public name of :data:`SCHEMA` (``beamscore.DEAD_LETTER_SCHEMA``): the columns of every
+#: dead-letter table, ``_errors/`` files and ``with_exception_handling()``'s outputs alike, as
+#: ``beam.io.WriteToParquetBatched(..., schema=beamscore.DEAD_LETTER_SCHEMA)`` needs them
+DEAD_LETTER_SCHEMA = SCHEMA
 
 
 def _table(
@@ -120,7 +127,7 @@ def count(table: pa.Table | None) -> int:
         return 0
     if "count" not in table.column_names:
         return table.num_rows
-    return int(pc.sum(table["count"]).as_py())
+    return int(pc.sum(table["count"]).as_py())  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def from_table_rows(

@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from itertools import repeat
 from typing import Any
 
 import apache_beam as beam
@@ -163,8 +164,8 @@ class PerRowFn(RunSignatureFn):
         self._measure(len(buffer), start)
         at = WindowedValue(None, window.max_timestamp(), (window,)).with_value  # cheaper than a new one per row
         if not self.dead_letter_output:
-            return [at(value) for value in scored]
-        out = [at((SCORED, value)) for value in scored]
+            return list(map(at, scored))
+        out = list(map(at, zip(repeat(SCORED), scored)))
         for where, message, stage, row, keyed, key in dead:
             table = dead_letters.from_element_rows(where, [row], np.zeros(1, np.int64), [message], stage)
             out.append(at((DEAD_LETTERS, (key, table) if keyed else table)))
@@ -196,8 +197,8 @@ class PerRowFn(RunSignatureFn):
         for element in buffer:
             keyed = type(element) is tuple and len(element) == 2
             key, value = element if keyed else (None, element)
-            if isinstance(value, beam.Row) or (isinstance(value, tuple) and hasattr(value, "_asdict")):
-                value = value._asdict()  # a schema'd row (beam.Row, a NamedTuple): its fields by name
+            if not isinstance(value, Mapping | bytes) and hasattr(value, "_asdict"):
+                value = value._asdict()  # pyright: ignore[reportAttributeAccessIssue]  (beam.Row, a NamedTuple)
             if isinstance(value, Mapping):
                 kind = "rows"
             elif isinstance(value, bytes):
@@ -352,7 +353,7 @@ class BatchedRows(beam.PTransform):
         grouped.__dict__.update(fn.__dict__)
         self.fn = grouped
 
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+    def expand(self, pcoll: Any) -> Any:
         return (
             pcoll
             | "KeyRows" >> beam.ParDo(KeyRowsFn(self.fn.rows))

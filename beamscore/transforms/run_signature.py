@@ -355,6 +355,7 @@ class ElementScorer:
 
 
 _SHAPE = operator.attrgetter("shape")
+_DTYPE = operator.attrgetter("dtype")
 
 
 def _stacked(values: Any) -> np.ndarray | None:
@@ -366,7 +367,7 @@ def _stacked(values: Any) -> np.ndarray | None:
     first = values[0]
     if type(first) is np.ndarray:
         # Set checks run at C speed; np.stack makes a view per row, concatenate of 1-D rows does not.
-        if first.dtype.kind == "O" or set(map(type, values)) != {np.ndarray} or len({v.dtype for v in values}) > 1:
+        if first.dtype.kind == "O" or set(map(type, values)) != {np.ndarray} or len(set(map(_DTYPE, values))) > 1:
             return None
         if first.ndim == 1:
             if set(map(_SHAPE, values)) != {first.shape}:  # rows of other lengths or dimensions
@@ -811,7 +812,8 @@ class RunSignature(beam.PTransform):
     ``per_row=True`` takes one row per element instead, as Beam's ``RunInference`` does: a
     row dict or one serialized Example (``bytes``), alone or as ``(key, row)``; rows are
     batched inside the step (``batch_size`` rows a call, default 1,024, and the rest at the
-    end of each bundle; a buffer per window) and each comes back as its own output element
+    end of each bundle; a buffer per window; on DaskRunner, which drops what a bundle's end
+    emits, through a ``GroupByKey`` instead) and each comes back as its own output element
     (see :mod:`beamscore.transforms.per_row`).
 
     The CLI runs this same transform on its work-unit batches (:meth:`for_plan`).
@@ -898,8 +900,14 @@ class RunSignature(beam.PTransform):
         )
         return transform
 
-    def with_exception_handling(self) -> RunSignature:
+    def with_exception_handling(self) -> Any:
         """Return a copy whose output is ``(scored, dead_letters)``, Beam's convention.
+
+        Typed ``Any``, as Beam's own ``Map(...).with_exception_handling()`` is in effect:
+        type checkers type ``pcoll | transform`` from Beam's untyped ``PValue.__or__`` as a
+        ``PValue``, which pyright refuses to unpack into two names; with ``Any`` the
+        documented ``scored, dead = pcoll | RunSignature(...).with_exception_handling()``
+        checks clean in mypy and pyright.
 
         A dead letter is a ``pyarrow.Table`` per element with bad rows (``(key, table)`` for
         keyed input) of :data:`beamscore.transforms.dead_letters.SCHEMA`: ``source`` names
