@@ -457,6 +457,8 @@ def score(
     models: Mapping[str, Any] | None = None,
     route_by: str | None = None,
     max_models_per_worker: int | None = None,
+    batch_multiple: int | None = None,
+    trial: bool | None = None,
 ) -> dict[str, Any]:
     """Run a ``beamscore score`` job from Python (a notebook, a scheduler) and return its
     manifest: the CLI's code path, :func:`prepare` then :func:`run_plan`.
