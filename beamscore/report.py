@@ -623,6 +623,8 @@ def render_text(report: Report, max_files: int = 20) -> str:
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:72em}
+.wide{max-width:100%;overflow-x:auto}
+td code{overflow-wrap:anywhere}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
 td,th{border-bottom:1px solid #ddd;padding:.2em .8em;text-align:right;font-variant-numeric:tabular-nums}
 td.t,th.t{text-align:left}
@@ -664,23 +666,38 @@ def _histogram_svg(c: ColumnStats) -> str:
     return "".join(parts)
 
 
+#: the dead-letter chart's width, and how many characters of 12 px text fit on one of its lines
+#: (about 6.6 px a character in a sans-serif face; a longer label ends in an ellipsis)
+REASONS_WIDTH = 640
+LABEL_CHARS = 92
+
+
 def _reasons_svg(reasons: list[Reason]) -> str:
+    """Each reason on two lines: its label across the whole width (ellipsised where longer,
+    never cut by the chart's edge: the full text is in the table above and the ``<title>``),
+    then its bar and row count."""
     if not reasons:
         return ""
-    row, width = 22, 640
+    row, width = 40, REASONS_WIDTH
     top = max(r.rows for r in reasons) or 1
     parts = [f'<svg data-chart="dead-letters" width="{width}" height="{row * len(reasons)}" role="img">']
     for i, r in enumerate(reasons):
-        w = max(1.0, (width - 260) * r.rows / top)
+        w = max(1.0, (width - 90) * r.rows / top)
         label = f"{r.stage}: {r.example}"
+        shown = label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1].rstrip() + "\u2026"
+        y = i * row
         parts.append(
-            f'<rect class="dead"{_attrs(data_stage=r.stage, data_rows=r.rows)} x="0" y="{i * row + 3}" '
-            f'width="{w:.2f}" height="{row - 6}"><title>{html.escape(label)}</title></rect>'
-            f'<text x="{w + 6:.2f}" y="{i * row + 16}" font-size="12">{r.rows:,}  '
-            f"{html.escape(label[:90])}</text>"
+            f'<text{_attrs(data_label=label)} x="0" y="{y + 13}" font-size="12">{html.escape(shown)}</text>'
+            f'<rect class="dead"{_attrs(data_stage=r.stage, data_rows=r.rows)} x="0" y="{y + 18}" '
+            f'width="{w:.2f}" height="{row - 24}"><title>{html.escape(label)}</title></rect>'
+            f'<text x="{w + 6:.2f}" y="{y + 30}" font-size="12">{r.rows:,}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _th(head: str, text: bool) -> str:
+    return f'<th class="t">{head}</th>' if text else f"<th>{head}</th>"
 
 
 def render_html(report: Report, max_files: int = 10_000) -> str:
@@ -726,35 +743,32 @@ def render_html(report: Report, max_files: int = 10_000) -> str:
     out.append("</table>")
     out.append("<h2>Outputs</h2>")
     if report.columns:
-        heads = [
-            "column",
-            "dtype",
-            "values",
-            "NaN/inf",
-            "min",
-            "mean",
-            *[f"p{round(q * 100)}" for q in QUANTILES],
-            "max",
-        ]
-        out.append(
-            "<table><tr>"
-            + "".join(f'<th class="t">{h}</th>' if i < 2 else f"<th>{h}</th>" for i, h in enumerate(heads))
-            + "</tr>"
-        )
+        # two tables, each within a 1280 px screen (one of 14 columns put p95, p99 and max off it)
+        def stat_cells(stats: list[tuple[str, float]]) -> str:
+            return "".join(f"<td{_attrs(data_stat=k, data_value=repr(float(v)))}>{esc(_g(v))}</td>" for k, v in stats)
+
+        heads = ["column", "dtype", "values", "NaN/inf", "min", "mean", "max"]
+        out.append('<div class="wide"><table><tr>' + "".join(_th(h, i < 2) for i, h in enumerate(heads)) + "</tr>")
         for c in report.columns:
-            stats = [
-                ("min", c.min),
-                ("mean", c.mean),
-                *[(f"p{round(q * 100)}", c.quantile(q)) for q in QUANTILES],
-                ("max", c.max),
-            ]
-            cells = "".join(f"<td{_attrs(data_stat=k, data_value=repr(float(v)))}>{esc(_g(v))}</td>" for k, v in stats)
             out.append(
                 f'<tr{_attrs(data_column=c.name)}><td class="t"><code>{esc(c.name)}</code></td>'
                 f'<td class="t">{esc(c.dtype)}</td><td{_attrs(data_stat="count", data_value=c.count)}>'
-                f"{c.count:,}</td><td{_attrs(data_stat='nan', data_value=c.nan)}>{c.nan:,}</td>{cells}</tr>"
+                f"{c.count:,}</td><td{_attrs(data_stat='nan', data_value=c.nan)}>{c.nan:,}</td>"
+                f"{stat_cells([('min', c.min), ('mean', c.mean), ('max', c.max)])}</tr>"
             )
-        out.append("</table>")
+        out.append("</table></div>")
+        quantiles = [f"p{round(q * 100)}" for q in QUANTILES]
+        out.append(
+            '<div class="wide"><table><tr>' + "".join(_th(h, i < 1) for i, h in enumerate(["column", *quantiles]))
+        )
+        out.append("</tr>")
+        for c in report.columns:
+            stats = [(f"p{round(q * 100)}", c.quantile(q)) for q in QUANTILES]
+            out.append(
+                f'<tr{_attrs(data_quantiles=c.name)}><td class="t"><code>{esc(c.name)}</code></td>'
+                f"{stat_cells(stats)}</tr>"
+            )
+        out.append("</table></div>")
         out.append(
             f"<p>Quantiles are read from a {BINS}-bin histogram (exact to one bin); each chart shows "
             f"{DISPLAY_BINS} bars.</p>"

@@ -3,10 +3,12 @@ checked against the files themselves (parsed back with html.parser, not by strin
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -122,9 +124,8 @@ def test_html_numbers_match_the_data(out, tmp_path):
 
     for column in ("scores", "label"):
         values = _values(out, column)
-        mine = {
-            a["data-stat"]: float(a["data-value"]) for _, a in page.inside("tr", data_column=column) if "data-stat" in a
-        }
+        rows = [*page.inside("tr", data_column=column), *page.inside("tr", data_quantiles=column)]
+        mine = {a["data-stat"]: float(a["data-value"]) for _, a in rows if "data-stat" in a}
         assert mine["count"] == values.size and mine["nan"] == 0
         assert mine["min"] == values.min() and mine["max"] == values.max()
         assert math.isclose(mine["mean"], values.mean(), rel_tol=1e-9)
@@ -152,6 +153,75 @@ def test_html_numbers_match_the_data(out, tmp_path):
         pq.read_table(os.path.join(out, "_errors", f)) for f in sorted(os.listdir(os.path.join(out, "_errors")))
     )
     assert sum(errors["count"].to_pylist()) == 20
+
+
+class _Widths(HTMLParser):
+    """Each table row's text, cell by cell, and each SVG ``<text>``'s text and attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.texts: list[tuple[dict[str, str], str]] = []
+        self._cell: list[str] | None = None
+        self._text: dict[str, str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "text":
+            self._text, self._chars = {k: v or "" for k, v in attrs}, []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append("".join(self._cell))
+            self._cell = None
+        elif tag == "text" and self._text is not None:
+            self.texts.append((self._text, "".join(self._chars)))
+            self._text = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._text is not None:
+            self._chars.append(data)
+
+
+#: a generous text width model: 8.5 px a character at the page's 16 px (numbers and code are
+#: wider than the average letter), 26 px of padding a cell (.8em each side); 6.6 px at 12 px
+CHAR_PX, CELL_PX, SMALL_CHAR_PX = 8.5, 26, 6.6
+
+
+def test_html_fits_a_1280_px_screen_and_labels_are_not_cut(out):
+    """The outputs' table had 14 columns (p95, p99 and max off a 1280 px screen); a long
+    dead-letter label ran past the chart's edge."""
+    built = report.build(out)
+    long = "column 'x' has 3 values where the signature wants 4; " * 3  # a long reason, as real ones are
+    built.reasons = [*built.reasons, report.Reason("validate", long, long.strip(), rows=7, letters=7)]
+    # a few outputs, one of small negative figures, each written in 12 characters (-1.23457e-05)
+    first = built.columns[0]
+    wide = dataclasses.replace(
+        first, name="embedding_norm", min=-1.23456789e-05, max=-1.0123456e-06, total=-5.4321987e-06 * first.count
+    )
+    built.columns = [*built.columns, wide]
+    page = report.render_html(built)
+    parsed = _Widths()
+    parsed.feed(page)
+    # a table's narrowest layout: each cell as wide as its longest word (text wraps at spaces)
+    widest = max(
+        sum(max(len(word) for word in [*cell.split(), ""]) * CHAR_PX + CELL_PX for cell in row) for row in parsed.rows
+    )
+    assert 2 * 16 + widest <= 1280, widest
+    chart = re.search(r'<svg data-chart="dead-letters" width="(\d+)"', page)
+    width = int(chart.group(1))
+    labels = [(a, t) for a, t in parsed.texts if "data-label" in a]
+    assert len(labels) == 2
+    for attrs, shown in labels:
+        assert float(attrs["x"]) + len(shown) * SMALL_CHAR_PX <= width, shown
+        label = attrs["data-label"]
+        assert shown == label or (shown.endswith("\u2026") and label.startswith(shown[:-1])), (shown, label)
+    assert labels[1][1].endswith("\u2026") and labels[1][0]["data-label"] == "validate: " + long.strip()
 
 
 def test_html_is_one_self_contained_page(out, tmp_path):

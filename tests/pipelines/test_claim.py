@@ -137,7 +137,7 @@ def test_a_live_claim_refuses_and_a_stale_one_is_taken_over(models, shards, tmp_
     now = dt.datetime.now(dt.UTC)
     live = tmp_path / "live"
     _plant_claim(live, "elsewhere", 4242, now)
-    assert main(job_args(models["two_sig"], shards[0][0], str(live))) == 2
+    assert main(job_args(models["two_sig"], shards[0][0], str(live))) == 75  # held: try again later
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "someone@elsewhere pid 4242" in err and f"remove {live}/_claim.json" in err

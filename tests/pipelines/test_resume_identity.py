@@ -185,3 +185,23 @@ def test_model_files_compare_and_store_checksums(tmp_path):
     assert changed.startswith("variables/variables.index: crc32c was ")
     (tmp_path / "saved_model.pb").unlink()
     assert changed_file(before, model_files(local, str(tmp_path))) == "saved_model.pb is gone (was 5 bytes)"
+
+
+def test_a_stores_checksums_are_read_from_its_listing(weights, tmp_path):
+    """On GCS the listing's crc32c is the record, spelt as the local CRC32C is (a model and its
+    upload compare equal); on S3 the ETag."""
+    import fsspec
+    from gcs_emulator import gcs_emulator
+    from s3_server import s3_store
+
+    local = model_files(fsspec.filesystem("file"), weights["old"])
+    with gcs_emulator(tmp_path, "models") as gcs:
+        gcs.put(weights["old"], "models/m", recursive=True)
+        assert model_files(gcs, "models/m") == local
+    with s3_store():
+        s3 = fsspec.filesystem("s3")
+        s3.mkdir("model-bucket")
+        s3.put(weights["old"], "model-bucket/m", recursive=True)
+        on_s3 = model_files(s3, "model-bucket/m")
+        assert set(on_s3) == set(local) and all(set(facts) == {"size", "etag"} for facts in on_s3.values())
+        assert {name: facts["size"] for name, facts in on_s3.items()} == {n: f["size"] for n, f in local.items()}
