@@ -424,8 +424,9 @@ class RunSignatures(beam.PTransform):
                 raise BeamscoreError(f"keep={list(keep or ())!r} names {clash[0]!r}, which is also a model's column")
             self.fn = RunSignaturesFn(found, keep, options, reject_nan, batch_size)
 
-    def with_exception_handling(self) -> RunSignatures:
-        """A copy whose output is ``(scored, dead_letters)``, as ``RunSignature``'s."""
+    def with_exception_handling(self) -> Any:
+        """A copy whose output is ``(scored, dead_letters)``, as ``RunSignature``'s (typed
+        ``Any`` for the same reason: two-name unpacking checks clean in mypy and pyright)."""
         import copy
 
         clone = copy.copy(self)
