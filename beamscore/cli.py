@@ -1355,7 +1355,11 @@ def _table_line(commit: Any) -> str:
     """Where a table output's files were committed (``--output-format delta``), or nothing."""
     if not isinstance(commit, dict):
         return ""
-    return f"\n  committed to Delta table {commit.get('table')} as version {commit.get('version')}"
+    line = f"\n  committed to Delta table {commit.get('table')} as version {commit.get('version')}"
+    replaced = commit.get("replaced")
+    if isinstance(replaced, dict):
+        line += f", replacing partition {' AND '.join(f'{c} = {v!r}' for c, v in replaced.items())}"
+    return line
 
 
 def _models_said(manifest: dict) -> str:
