@@ -53,6 +53,7 @@ __all__ = [
     "job_folder",
     "output_partition",
     "partition_path",
+    "refuse_partitioned",
     "storage_options",
 ]
 
@@ -120,6 +121,26 @@ def output_partition(
         types, order = dict(input_partitions), [c.column for c in conditions]
     values = {c.column: c.values[0] for c in conditions}
     return {c: (_log_value(wh._typed(values[c], types[c], c)), types[c]) for c in order}
+
+
+def refuse_partitioned(table: str) -> None:
+    """A job with no ``--where`` appends files with no partition values: refused, in one line,
+    for a table that is partitioned (its readers would see the rows in no partition)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    from beamscore.wording import flag
+
+    try:
+        columns = list(DeltaTable(table, storage_options=storage_options(table)).metadata().partition_columns)
+    except TableNotFoundError:
+        return
+    if columns:
+        said = " AND ".join(f"{c} = 'VALUE'" for c in columns)
+        raise BeamscoreError(
+            f'{table} is partitioned by {", ".join(columns)}: give {flag("where")} "{said}" (the input table\'s '
+            "partition the job reads and the output's it replaces); a job appends only to an unpartitioned table"
+        )
 
 
 def _log_value(value: Any) -> str:

@@ -513,12 +513,14 @@ def step_table_output(s: Planning) -> None:
             f"{flag('overwrite')} does not apply to a Delta table output (the table keeps every commit); "
             f"a job's files are committed once, {flag('resume')} finishes an interrupted job"
         )
-    from beamscore.io.delta_sink import check_table_root, job_folder, output_partition
+    from beamscore.io.delta_sink import check_table_root, job_folder, output_partition, refuse_partitioned
 
     table = config.output if "://" in config.output else os.path.abspath(config.output)
     if config.where is not None:
         partitions = s.table.partitions if s.table is not None else {}
         s.table_partition = output_partition(table, config.where, partitions)
+    else:
+        refuse_partitioned(table)
     s.table_output = table
     check_table_root(table, s.table_partition)
     info, signature = _found(s.info), _found(s.signature)

@@ -423,3 +423,13 @@ def test_a_where_that_names_no_output_partition_is_refused(affine, tmp_path, cap
     )
     assert DeltaTable(str(table)).version() == 0
     assert not [p for p in table.iterdir() if p.name != "_delta_log" and not p.name.endswith(".parquet")]
+    # a partitioned table and no --where: an append would add rows in no partition
+    parted = tmp_path / "parted"
+    write_deltalake(str(parted), day_rows(range(3), DAYS[0], s=np.ones(3, np.float32)), partition_by=["day"])
+    plain = ["score", "--model", affine, "--input", source, "--output", str(parted), "--output-format", "delta"]
+    assert main([*plain, "--keep", "id", "day"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"beamscore: error: {parted} is partitioned by day: give --where \"day = 'VALUE'\" (the input table's "
+        "partition the job reads and the output's it replaces); a job appends only to an unpartitioned table"
+    )
+    assert DeltaTable(str(parted)).version() == 0
