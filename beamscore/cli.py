@@ -449,7 +449,8 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
     given.add_argument(
         "--where",
         metavar="CONDITION",
-        help="read only these partitions of an input table: \"date = '{date}'\" (partition columns, AND, IN)",
+        help="read only these partitions of an input table: \"date = '{date}'\" (partition columns, AND, IN); "
+        "with --output-format delta, also the output table's partition the job replaces (equalities only)",
     )
     given.add_argument(
         "--raw-files",
