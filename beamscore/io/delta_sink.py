@@ -182,8 +182,9 @@ def check_table_root(table: str, partition: Partition | None = None) -> None:
         return
     if not names or "_delta_log" in names:
         return
-    ours = partition_path(partition).split("/", 1)[0] if partition else JOB_PREFIX
-    others = sorted(n for n in names if not n.startswith(JOB_PREFIX) and n != ours)
+    # the folders of jobs that replace partitions (resumed before their table's first commit)
+    ours = partition_path(partition).split("=", 1)[0] + "=" if partition else JOB_PREFIX
+    others = sorted(n for n in names if not n.startswith((JOB_PREFIX, ours)))
     if others:
         raise BeamscoreError(
             f"{table} holds files and no Delta table (no _delta_log; {', '.join(others[:3])}"

@@ -387,13 +387,25 @@ def test_a_nightly_job_replaces_its_days_partition_in_one_commit(affine, tmp_pat
     assert got.filter(pa.compute.equal(got["day"], DAYS[1]))["id"].to_pylist() == list(range(100, 120))
 
 
-def test_a_new_table_is_made_partitioned_by_the_where_columns(affine, tmp_path):
+def test_a_new_table_is_made_partitioned_by_the_where_columns(affine, tmp_path, monkeypatch):
     """No table yet: the commit makes it, partitioned by ``day`` (typed as the input's); the
-    kept ``day`` column is in the files too, read back the same by deltalake and polars."""
+    kept ``day`` column is in the files too, read back the same by deltalake and polars. A
+    first commit that failed is made by ``--resume``; meanwhile the table's root holds only day
+    folders, and another day's job makes the table."""
+    import deltalake.transaction
+
     source, table = str(tmp_path / "source"), tmp_path / "scores"
     write_deltalake(source, pa.concat_tables([day_rows(range(10), d) for d in DAYS]), partition_by=["day"])
-    assert nightly(affine, source, table, DAYS[1], "--keep", "day") == 0
-    assert nightly(affine, source, table, DAYS[0], "--keep", "day") == 0
+
+    def store_down(*args, **kwargs):
+        raise OSError("the store is down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(deltalake.transaction, "create_table_with_add_actions", store_down)
+        assert nightly(affine, source, table, DAYS[1], "--keep", "day") == 2
+    assert sorted(p.name for p in table.iterdir()) == [f"day={DAYS[1]}"]
+    assert nightly(affine, source, table, DAYS[0], "--keep", "day") == 0  # the next day's job makes the table
+    assert nightly(affine, source, table, DAYS[1], "--keep", "day", "--resume") == 0
     dt = DeltaTable(str(table))
     assert list(dt.metadata().partition_columns) == ["day"] and dt.version() == 1
     src = DeltaTable(source).to_pyarrow_table()
