@@ -449,7 +449,8 @@ def _score_parser(sub: Any) -> argparse.ArgumentParser:
     given.add_argument(
         "--where",
         metavar="CONDITION",
-        help="read only these partitions of an input table: \"date = '{date}'\" (partition columns, AND, IN)",
+        help="read only these partitions of an input table: \"date = '{date}'\" (partition columns, AND, IN); "
+        "with --output-format delta, also the output table's partition the job replaces (equalities only)",
     )
     given.add_argument(
         "--raw-files",
@@ -1355,7 +1356,11 @@ def _table_line(commit: Any) -> str:
     """Where a table output's files were committed (``--output-format delta``), or nothing."""
     if not isinstance(commit, dict):
         return ""
-    return f"\n  committed to Delta table {commit.get('table')} as version {commit.get('version')}"
+    line = f"\n  committed to Delta table {commit.get('table')} as version {commit.get('version')}"
+    replaced = commit.get("replaced")
+    if isinstance(replaced, dict):
+        line += f", replacing partition {' AND '.join(f'{c} = {v!r}' for c, v in replaced.items())}"
+    return line
 
 
 def _models_said(manifest: dict) -> str:

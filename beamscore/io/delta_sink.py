@@ -17,7 +17,14 @@ table at once: appends do not conflict in Delta's optimistic concurrency, so bot
 job's files stay in its folder for a ``--resume`` to commit.
 
 A table whose schema differs from the job's output schema is refused (delta-rs would commit
-the files under the table's old schema). Replacing a partition (``--where``) is not done here.
+the files under the table's old schema).
+
+Replacing a partition (``--where "day = '{date}'"`` with a Delta output: :func:`output_partition`):
+the job's folder is ``TABLE/day=2026-12-01/beamscore-<key>/`` (hive-style, as Spark writes a
+partitioned table, so readers that take partition values from paths, polars, read it too),
+every add carries the partition values, and the commit is delta-rs's overwrite with partition
+filters: **one** commit that removes the table's files of that partition and adds the job's
+(Delta's ``replaceWhere``). The files of other partitions stay as they were.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import hashlib
 import json
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,17 +45,109 @@ from beamscore.errors import BeamscoreError, first_line
 from beamscore.io.base import UnitWriter, WorkUnit
 from beamscore.io.parquet_sink import ParquetSink
 
-__all__ = ["JOB_PREFIX", "DeltaSink", "check_table_root", "commit", "job_folder", "storage_options"]
+__all__ = [
+    "JOB_PREFIX",
+    "DeltaSink",
+    "check_table_root",
+    "commit",
+    "job_folder",
+    "output_partition",
+    "partition_path",
+    "refuse_partitioned",
+    "storage_options",
+]
 
 #: the start of a job folder's name inside the table
 JOB_PREFIX = "beamscore-"
 _PART = re.compile(r"^part-\d+-\d+\.parquet$")
 
 
-def job_folder(table: str, identity: Mapping[str, Any]) -> str:
-    """``TABLE/beamscore-<16 hex digits>``: the job's folder, from a hash of ``identity``."""
+#: a partition the job replaces: column -> (its value as the log writes it, its Arrow type)
+Partition = Mapping[str, tuple[str, pa.DataType]]
+
+
+def job_folder(table: str, identity: Mapping[str, Any], partition: Partition | None = None) -> str:
+    """``TABLE/beamscore-<16 hex digits>``: the job's folder, from a hash of ``identity``;
+    under the partition's path (:func:`partition_path`) when the job replaces one."""
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return f"{table.rstrip('/')}/{JOB_PREFIX}{key}"
+    under = f"/{partition_path(partition)}" if partition else ""
+    return f"{table.rstrip('/')}{under}/{JOB_PREFIX}{key}"
+
+
+def partition_path(partition: Partition) -> str:
+    """``day=2026-12-01/country=JP``: the hive-style folders of a partition, each value quoted
+    (``/`` and every other character a path could misread as ``%XX``), so no value leaves the table."""
+    return "/".join(
+        f"{urllib.parse.quote(c, safe='')}={urllib.parse.quote(v, safe='')}" for c, (v, _t) in partition.items()
+    )
+
+
+def output_partition(
+    table: str, where: str, input_partitions: Mapping[str, pa.DataType]
+) -> dict[str, tuple[str, pa.DataType]]:
+    """The partition a ``--where`` names in the Delta output ``table``: the equalities'
+    columns and values, typed as the table's partition columns (as the input table's, for a
+    table not made yet). Refused in one line: a condition that is no equality, and, for a
+    table that exists, columns that are not exactly its partition columns."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    from beamscore.tables import where as wh
+    from beamscore.wording import flag
+
+    conditions = wh.parse_where(where)
+    why = (
+        f"with {flag('output_format')} delta, {flag('where')} also names the output's partition that the job "
+        "replaces, so it is COLUMN = 'VALUE' on the table's partition columns, joined by AND"
+    )
+    wrong = [c for c in conditions if c.op != "="]
+    if wrong or len({c.column for c in conditions}) != len(conditions):
+        said = f"{wrong[0].column} {wrong[0].op.upper()} is no equality" if wrong else "a column is named twice"
+        raise BeamscoreError(f"{flag('where')} {where!r}: {said}; {why}")
+    try:
+        existing = DeltaTable(table, storage_options=storage_options(table))
+    except TableNotFoundError:
+        existing = None
+    if existing is not None:
+        columns = list(existing.metadata().partition_columns)
+        if sorted(columns) != sorted(c.column for c in conditions):
+            raise BeamscoreError(
+                f"{flag('where')} {where!r}: {table} is partitioned by {', '.join(columns) or 'no column'}; {why}"
+            )
+        schema = pa.schema(existing.schema().to_arrow())
+        types = {c: schema.field(c).type for c in columns}
+        order = columns
+    else:
+        types, order = dict(input_partitions), [c.column for c in conditions]
+    values = {c.column: c.values[0] for c in conditions}
+    return {c: (_log_value(wh._typed(values[c], types[c], c)), types[c]) for c in order}
+
+
+def refuse_partitioned(table: str) -> None:
+    """A job with no ``--where`` appends files with no partition values: refused, in one line,
+    for a table that is partitioned (its readers would see the rows in no partition)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    from beamscore.wording import flag
+
+    try:
+        columns = list(DeltaTable(table, storage_options=storage_options(table)).metadata().partition_columns)
+    except TableNotFoundError:
+        return
+    if columns:
+        said = " AND ".join(f"{c} = 'VALUE'" for c in columns)
+        raise BeamscoreError(
+            f'{table} is partitioned by {", ".join(columns)}: give {flag("where")} "{said}" (the input table\'s '
+            "partition the job reads and the output's it replaces); a job appends only to an unpartitioned table"
+        )
+
+
+def _log_value(value: Any) -> str:
+    """A partition value as a Delta log writes it (``true``, ``2026-12-01``, ``7``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def storage_options(url: str) -> dict[str, str]:
@@ -71,9 +171,10 @@ def storage_options(url: str) -> dict[str, str]:
     return options
 
 
-def check_table_root(table: str) -> None:
+def check_table_root(table: str, partition: Partition | None = None) -> None:
     """Refuse a ``--output`` that is a directory of other files and no Delta table (a Parquet
-    job's output, a data folder): a table made there would sit among files its log never names."""
+    job's output, a data folder): a table made there would sit among files its log never names.
+    A job replacing a partition keeps its folder under the partition's first folder."""
     fs, root = bfs.filesystem(table)
     try:
         names = [n.rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(root, detail=False)] if fs.isdir(root) else []
@@ -81,7 +182,9 @@ def check_table_root(table: str) -> None:
         return
     if not names or "_delta_log" in names:
         return
-    others = sorted(n for n in names if not n.startswith(JOB_PREFIX))
+    # the folders of jobs that replace partitions (resumed before their table's first commit)
+    ours = partition_path(partition).split("=", 1)[0] + "=" if partition else JOB_PREFIX
+    others = sorted(n for n in names if not n.startswith((JOB_PREFIX, ours)))
     if others:
         raise BeamscoreError(
             f"{table} holds files and no Delta table (no _delta_log; {', '.join(others[:3])}"
@@ -95,7 +198,10 @@ def check_table_columns(sink: Any, schema: pa.Schema) -> None:
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
-    want = _delta_schema(pa.schema([(f.name, delta_type(f.type)) for f in schema]))
+    partition = getattr(sink, "partition", None) or {}
+    fields = [(f.name, delta_type(f.type)) for f in schema]
+    fields += [(c, t) for c, (_v, t) in partition.items() if c not in schema.names]
+    want = _delta_schema(pa.schema(fields))
     try:
         existing = DeltaTable(sink.table, storage_options=storage_options(sink.table))
     except TableNotFoundError:
@@ -126,6 +232,8 @@ class DeltaSink(ParquetSink):
     def __init__(self, output: str, table: str | None = None, **options: Any) -> None:
         super().__init__(output, **options)
         self.table = table or output.rstrip("/").rsplit("/", 1)[0]
+        #: the partition the commit replaces (:func:`output_partition`), or ``None``: append
+        self.partition: Partition | None = None
 
     def unit_files(self, unit: str, columns: Sequence[str]) -> list[str]:
         return [f"{unit}.parquet"]
@@ -139,7 +247,8 @@ class DeltaSink(ParquetSink):
     def finalize(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Commit the folder's part files to the table (once: see the module docstring);
         return what the manifest records: table, version, files and rows committed."""
-        done = commit(self.table, self.output, int(manifest.get("rows_out", 0)))  # type: ignore[call-overload]
+        rows = int(manifest.get("rows_out", 0))  # type: ignore[call-overload]
+        done = commit(self.table, self.output, rows, self.partition)
         recorded = manifest.get("table_commit")
         return dict(recorded) if done.get("already_committed") and isinstance(recorded, Mapping) else done
 
@@ -218,8 +327,11 @@ def delta_type(t: pa.DataType) -> pa.DataType:
     return _WIDER.get(t, t)
 
 
-def commit(table: str, folder: str, rows_expected: int | None = None) -> dict[str, Any]:
-    """Add every part file of ``folder`` (inside ``table``) to the table in one commit."""
+def commit(
+    table: str, folder: str, rows_expected: int | None = None, partition: Partition | None = None
+) -> dict[str, Any]:
+    """Add every part file of ``folder`` (inside ``table``) to the table in one commit; with a
+    ``partition``, the same commit removes the table's files of that partition (replaces it)."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
     from deltalake.transaction import CommitProperties, Transaction, create_table_with_add_actions
@@ -234,12 +346,17 @@ def commit(table: str, folder: str, rows_expected: int | None = None) -> dict[st
         raise BeamscoreError(f"{table}: cannot open the Delta table: {first_line(str(exc))}") from None
     if existing is not None and existing.transaction_version(app_id) is not None:
         return {"table": table, "version": _version_of(table, app_id), "already_committed": True}
-    adds, schema, rows = _adds(folder, app_id)
+    adds, schema, rows = _adds(folder, table, partition or {})
     if rows_expected is not None and rows != rows_expected:
         raise BeamscoreError(
             f"{folder}: its part files hold {rows} rows, the manifest {rows_expected}; nothing was committed to {table}"
         )
+    for column, (_value, type_) in (partition or {}).items():
+        if column not in schema.names:  # the value is the log's (the files may not hold it)
+            schema = schema.append(pa.field(column, type_))
     delta_schema = _delta_schema(schema)
+    partition_by = list(partition or {})
+    replace = [(c, "=", v) for c, (v, _t) in (partition or {}).items()]
     props = CommitProperties(
         custom_metadata={"beamscore.job": app_id, "beamscore.rows": rows},
         app_transactions=[Transaction(app_id=app_id, version=1)],
@@ -254,7 +371,13 @@ def commit(table: str, folder: str, rows_expected: int | None = None) -> dict[st
         if existing is None:
             try:
                 create_table_with_add_actions(
-                    table, delta_schema, adds, mode="error", storage_options=options, commit_properties=create
+                    table,
+                    delta_schema,
+                    adds,
+                    mode="error",
+                    partition_by=partition_by or None,
+                    storage_options=options,
+                    commit_properties=create,
                 )
             except Exception:  # another job created the table first ("already exists", or its
                 # version 0 won the race: "Metadata changed"): append to it
@@ -266,7 +389,17 @@ def commit(table: str, folder: str, rows_expected: int | None = None) -> dict[st
                     raise
         if existing is not None:
             _check_schema(table, existing, delta_schema)
-            existing.create_write_transaction(adds, "append", delta_schema, commit_properties=props)
+            if replace:  # one commit: delta-rs removes the partition's files, adds the job's
+                existing.create_write_transaction(
+                    adds,
+                    "overwrite",
+                    delta_schema,
+                    partition_by=partition_by,
+                    partition_filters=replace,
+                    commit_properties=props,
+                )
+            else:
+                existing.create_write_transaction(adds, "append", delta_schema, commit_properties=props)
     except BeamscoreError:
         raise
     except Exception as exc:  # noqa: BLE001 - delta-rs: a conflicting commit, a store error
@@ -274,12 +407,15 @@ def commit(table: str, folder: str, rows_expected: int | None = None) -> dict[st
             f"{table}: the Delta commit of {len(adds)} files failed ({type(exc).__name__}: {first_line(str(exc))}); "
             f"the job's files stay in {folder}: rerun with --resume to commit them"
         ) from None
-    return {"table": table, "version": _version_of(table, app_id), "files": len(adds), "rows": rows}
+    done = {"table": table, "version": _version_of(table, app_id), "files": len(adds), "rows": rows}
+    if partition:
+        done["replaced"] = {c: v for c, (v, _t) in partition.items()}
+    return done
 
 
-def _adds(folder: str, app_id: str) -> tuple[list[Any], pa.Schema, int]:
-    """The add actions of the folder's part files (paths relative to the table), the
-    files' common schema and their rows."""
+def _adds(folder: str, table: str, partition: Partition) -> tuple[list[Any], pa.Schema, int]:
+    """The add actions of the folder's part files (paths relative to the table, each with
+    the partition's values), the files' common schema and their rows."""
     from deltalake.transaction import AddAction
 
     fs, root = bfs.filesystem(folder)
@@ -288,6 +424,7 @@ def _adds(folder: str, app_id: str) -> tuple[list[Any], pa.Schema, int]:
         (info for info in fs.ls(root, detail=True) if _PART.match(info["name"].rstrip("/").rsplit("/", 1)[-1])),
         key=lambda info: info["name"],
     )
+    relative = folder.rstrip("/").removeprefix(table.rstrip("/") + "/")
     adds, schema, rows = [], None, 0
     for info in found:
         name = info["name"].rstrip("/").rsplit("/", 1)[-1]
@@ -299,9 +436,9 @@ def _adds(folder: str, app_id: str) -> tuple[list[Any], pa.Schema, int]:
         mtime = info.get("mtime") or info.get("LastModified") or info.get("updated")
         adds.append(
             AddAction(
-                path=f"{app_id}/{name}",
+                path=urllib.parse.quote(f"{relative}/{name}", safe="/="),  # the log holds URIs
                 size=int(info["size"]),
-                partition_values={},
+                partition_values={c: v for c, (v, _t) in partition.items()},
                 modification_time=_millis(mtime),
                 data_change=True,
                 stats=json.dumps({"numRecords": meta.num_rows}),

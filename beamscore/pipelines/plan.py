@@ -325,6 +325,10 @@ class Planning:
     timings: dict[str, float] = field(default_factory=dict)
     model_files: dict[str, dict[str, Any]] = field(default_factory=dict)
     allowed_ops: list[str] = field(default_factory=list)
+    #: ``--output-format delta`` with ``--where``: the table's root and the partition the job
+    #: replaces (:func:`~beamscore.io.delta_sink.output_partition`)
+    table_output: str | None = None
+    table_partition: dict[str, tuple[str, pa.DataType]] | None = None
 
     def plan(self) -> Plan:
         """The finished :class:`Plan` (after every step has run)."""
@@ -493,7 +497,8 @@ def step_table_output(s: Planning) -> None:
     """``--output-format delta``: ``--output`` is a Delta table; the job writes into its own
     folder inside it (:func:`~beamscore.io.delta_sink.job_folder`, named from what the job is,
     so ``--resume`` finds it) and commits its files at the end. ``--overwrite`` is refused:
-    it would remove files the table's log may name."""
+    it would remove files the table's log may name. A ``--where`` (on the input table) also
+    names the output's partition the commit replaces: equalities on its partition columns."""
     config = s.config
     if config.output_format != "delta":
         return
@@ -508,10 +513,16 @@ def step_table_output(s: Planning) -> None:
             f"{flag('overwrite')} does not apply to a Delta table output (the table keeps every commit); "
             f"a job's files are committed once, {flag('resume')} finishes an interrupted job"
         )
-    from beamscore.io.delta_sink import check_table_root, job_folder
+    from beamscore.io.delta_sink import check_table_root, job_folder, output_partition, refuse_partitioned
 
     table = config.output if "://" in config.output else os.path.abspath(config.output)
-    check_table_root(table)
+    if config.where is not None:
+        partitions = s.table.partitions if s.table is not None else {}
+        s.table_partition = output_partition(table, config.where, partitions)
+    else:
+        refuse_partitioned(table)
+    s.table_output = table
+    check_table_root(table, s.table_partition)
     info, signature = _found(s.info), _found(s.signature)
     identity = {
         "model": [info.path, info.version, info.fingerprint, signature.key, config.tag_set],
@@ -519,7 +530,9 @@ def step_table_output(s: Planning) -> None:
         "settings": [config.map, config.cast, config.pad, config.keep, config.outputs, config.reject_nan],
         "output": [config.output_compression, config.output_compression_level, config.jit_compile],
     }
-    s.config = dataclasses.replace(config, output=job_folder(table, identity))
+    if s.table_partition is not None:
+        identity["replace"] = config.where
+    s.config = dataclasses.replace(config, output=job_folder(table, identity, s.table_partition))
 
 
 def step_output(s: Planning) -> None:
@@ -531,6 +544,9 @@ def step_output(s: Planning) -> None:
         compression=config.output_compression,
         compression_level=config.output_compression_level,
     )
+    if s.table_output is not None:  # a Delta output: the table's root, the partition it replaces
+        s.sink.table = s.table_output  # type: ignore[attr-defined]
+        s.sink.partition = s.table_partition  # type: ignore[attr-defined]
     inputs = [s.table.root] if s.table is not None else config.inputs  # iceberg://... is no path
     _check_output_apart(config.output, inputs, s.sink.unit_files("part-00000-00000", ["x"])[0])
 

@@ -298,3 +298,150 @@ def test_columns_delta_has_no_type_for_are_written_as_types_it_has(tmp_path):
         assert got["h"].to_pylist() == [0.5, -2.0]
         assert got["u"].to_pylist() == [3_000_000_000, 7]
         assert got["b"].to_pylist() == [200, 1]
+
+
+# --- replacing a partition: --where "day = '{date}'" names the day's partition of both tables ---
+
+DAYS = ("2026-12-01", "2026-12-02")
+
+
+@pytest.fixture(scope="module")
+def affine(tmp_path_factory) -> str:
+    """s = 2x + 1 over a column of floats (a table's column, no reshaping)."""
+    import tensorflow as tf
+
+    class Affine(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def serve(self, x):
+            return {"s": 2.0 * x + 1.0}
+
+    path = str(tmp_path_factory.mktemp("affine") / "m")
+    module = Affine()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def day_rows(ids, day: str, **columns) -> pa.Table:
+    ids = np.asarray(list(ids), np.int64)
+    cols = columns or {"x": (ids / 10 + 0.25).astype(np.float32)}
+    return pa.table({"id": ids, **cols, "day": [day] * len(ids)})
+
+
+def nightly(model: str, source, table, day: str, *args: str) -> int:
+    given = ["--input", str(source), "--output", str(table), "--output-format", "delta", "--keep", "id"]
+    return main(["score", "--model", model, *given, "--where", "day = '{date}'", "--date", day, *args])
+
+
+def scored_day(model: str, got: pa.Table, source_rows: pa.Table) -> None:
+    """The day's rows of the table are exactly the input day's ids, each scored as a direct call."""
+    got, want = got.sort_by("id"), source_rows.sort_by("id")
+    assert got["id"].to_pylist() == want["id"].to_pylist()
+    expected = direct_call(model, "serving_default", x=want["x"].to_numpy())["s"]
+    assert_scores_close(got["s"].to_numpy(), expected)
+
+
+def test_a_nightly_job_replaces_its_days_partition_in_one_commit(affine, tmp_path, capsys):
+    source, table = str(tmp_path / "source"), tmp_path / "scores"
+    write_deltalake(
+        source,
+        pa.concat_tables([day_rows(range(20), DAYS[0]), day_rows(range(100, 120), DAYS[1])]),
+        partition_by=["day"],
+    )
+    stale = {"s": np.full(20, -1.0, np.float32)}
+    write_deltalake(
+        str(table),
+        pa.concat_tables([day_rows(range(50, 70), DAYS[0], **stale), day_rows(range(100, 120), DAYS[1], **stale)]),
+        partition_by=["day"],
+    )
+    before = DeltaTable(str(table)).version()
+    capsys.readouterr()
+    assert nightly(affine, source, table, DAYS[0]) == 0
+    assert f"as version {before + 1}, replacing partition day = '{DAYS[0]}'" in capsys.readouterr().out
+    dt = DeltaTable(str(table))
+    assert dt.version() == before + 1  # one commit: the day's old files removed, the job's added
+    log = [json.loads(line) for line in (table / "_delta_log" / f"{before + 1:020d}.json").read_text().splitlines()]
+    assert sum("remove" in a for a in log) == 1 and all(
+        a["add"]["partitionValues"] == {"day": DAYS[0]} for a in log if "add" in a
+    )
+    got = dt.to_pyarrow_table()
+    other = got.filter(pa.compute.equal(got["day"], DAYS[1])).sort_by("id")
+    assert other["id"].to_pylist() == list(range(100, 120)) and set(other["s"].to_pylist()) == {-1.0}
+    src = DeltaTable(source).to_pyarrow_table()
+    day = pa.compute.equal(src["day"], DAYS[0])
+    scored_day(affine, got.filter(pa.compute.equal(got["day"], DAYS[0])), src.filter(day))
+    scored_day(affine, pl.read_delta(str(table)).filter(pl.col("day") == DAYS[0]).to_arrow(), src.filter(day))
+    manifest = manifest_of(table / f"day={DAYS[0]}")
+    assert manifest["table_commit"]["replaced"] == {"day": DAYS[0]}
+    # --resume after the commit: nothing is committed twice
+    assert nightly(affine, source, table, DAYS[0], "--resume") == 0
+    assert DeltaTable(str(table)).version() == before + 1
+    # the day's input lands again (new files, so a new job): the next run replaces the day again
+    write_deltalake(source, day_rows(range(200, 225), DAYS[0]), mode="overwrite", predicate=f"day = '{DAYS[0]}'")
+    assert nightly(affine, source, table, DAYS[0]) == 0
+    got = DeltaTable(str(table)).to_pyarrow_table()
+    assert DeltaTable(str(table)).version() == before + 2
+    src = DeltaTable(source).to_pyarrow_table()
+    scored_day(
+        affine, got.filter(pa.compute.equal(got["day"], DAYS[0])), src.filter(pa.compute.equal(src["day"], DAYS[0]))
+    )
+    assert got.filter(pa.compute.equal(got["day"], DAYS[1]))["id"].to_pylist() == list(range(100, 120))
+
+
+def test_a_new_table_is_made_partitioned_by_the_where_columns(affine, tmp_path, monkeypatch):
+    """No table yet: the commit makes it, partitioned by ``day`` (typed as the input's); the
+    kept ``day`` column is in the files too, read back the same by deltalake and polars. A
+    first commit that failed is made by ``--resume``; meanwhile the table's root holds only day
+    folders, and another day's job makes the table."""
+    import deltalake.transaction
+
+    source, table = str(tmp_path / "source"), tmp_path / "scores"
+    write_deltalake(source, pa.concat_tables([day_rows(range(10), d) for d in DAYS]), partition_by=["day"])
+
+    def store_down(*args, **kwargs):
+        raise OSError("the store is down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(deltalake.transaction, "create_table_with_add_actions", store_down)
+        assert nightly(affine, source, table, DAYS[1], "--keep", "day") == 2
+    assert sorted(p.name for p in table.iterdir()) == [f"day={DAYS[1]}"]
+    assert nightly(affine, source, table, DAYS[0], "--keep", "day") == 0  # the next day's job makes the table
+    assert nightly(affine, source, table, DAYS[1], "--keep", "day", "--resume") == 0
+    dt = DeltaTable(str(table))
+    assert list(dt.metadata().partition_columns) == ["day"] and dt.version() == 1
+    src = DeltaTable(source).to_pyarrow_table()
+    for got in (dt.to_pyarrow_table(), pl.read_delta(str(table)).to_arrow()):
+        for d in DAYS:
+            scored_day(affine, got.filter(pa.compute.equal(got["day"], d)), src.filter(pa.compute.equal(src["day"], d)))
+        assert got.num_rows == 20
+
+
+def test_a_where_that_names_no_output_partition_is_refused(affine, tmp_path, capsys):
+    source, table = str(tmp_path / "source"), tmp_path / "scores"
+    write_deltalake(source, pa.concat_tables([day_rows(range(10), d) for d in DAYS]), partition_by=["day"])
+    args = ["score", "--model", affine, "--input", source, "--output", str(table), "--output-format", "delta"]
+    assert main([*args, "--keep", "id", "--where", f"day >= '{DAYS[0]}'"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"beamscore: error: --where \"day >= '{DAYS[0]}'\": day >= is no equality; with --output-format delta, "
+        "--where also names the output's partition that the job replaces, so it is COLUMN = 'VALUE' on the table's "
+        "partition columns, joined by AND"
+    )
+    assert not table.exists()
+    write_deltalake(str(table), pa.table({"s": pa.array([1.0], pa.float32()), "id": [1], "day": [DAYS[0]]}))
+    assert main([*args, "--keep", "id", "day", "--where", f"day = '{DAYS[0]}'"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"beamscore: error: --where \"day = '{DAYS[0]}'\": {table} is partitioned by no column; with "
+        "--output-format delta, --where also names the output's partition that the job replaces, so it is "
+        "COLUMN = 'VALUE' on the table's partition columns, joined by AND"
+    )
+    assert DeltaTable(str(table)).version() == 0
+    assert not [p for p in table.iterdir() if p.name != "_delta_log" and not p.name.endswith(".parquet")]
+    # a partitioned table and no --where: an append would add rows in no partition
+    parted = tmp_path / "parted"
+    write_deltalake(str(parted), day_rows(range(3), DAYS[0], s=np.ones(3, np.float32)), partition_by=["day"])
+    plain = ["score", "--model", affine, "--input", source, "--output", str(parted), "--output-format", "delta"]
+    assert main([*plain, "--keep", "id", "day"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"beamscore: error: {parted} is partitioned by day: give --where \"day = 'VALUE'\" (the input table's "
+        "partition the job reads and the output's it replaces); a job appends only to an unpartitioned table"
+    )
+    assert DeltaTable(str(parted)).version() == 0
