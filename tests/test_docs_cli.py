@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import trial_models
+from cli_runs import error_lines
 from docs_blocks import ROOT, console_commands, docs_block
 
 from beamscore.cli import main
@@ -63,6 +64,7 @@ def check_session(block: str, cwd: str, capsys, monkeypatch, loose: bool = False
         main(argv[1:])
         out, err = capsys.readouterr()
         got = (out + err).replace(os.path.realpath(cwd), HOME).replace(cwd, HOME).splitlines()
+        got = error_lines("\n".join(got))  # the docs show a terminal: no launch or progress lines
         if loose:
             got, expected = [_numbers(x) for x in got], [_numbers(x) for x in expected]
         assert got == expected, command

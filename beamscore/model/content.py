@@ -23,7 +23,7 @@ import fsspec
 
 from beamscore import fs as bfs
 
-__all__ = ["changed_file", "model_files"]
+__all__ = ["changed_file", "digest", "model_files"]
 
 #: bytes read at a time when a file is hashed here
 CHUNK = 8 << 20
@@ -85,6 +85,17 @@ def changed_file(before: dict[str, Any], now: dict[str, Any]) -> str | None:
         parts = [f"{k} was {old.get(k)}, now {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
         return f"{name}: {'; '.join(parts)}"
     return None
+
+
+def digest(files: dict[str, dict[str, Any]]) -> str:
+    """A short digest of :func:`model_files`' result ("" for none): what a loaded copy of the
+    model is shared under in a process, beside its path and fingerprint."""
+    if not files:
+        return ""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(files, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _keys(old: dict, new: dict) -> list[str]:

@@ -82,11 +82,17 @@ class ModelSpec:
     fixed_batch: int | None = None
     #: ``--import``: modules (custom op libraries) imported before the model loads.
     imports: tuple[str, ...] = ()
+    #: a digest of the model's files by content (:func:`beamscore.model.content.digest`): a
+    #: process that loaded the model before its ``variables/`` were replaced in place (under
+    #: the same ``fingerprint.pb``) loads it again instead of sharing the old copy
+    content: str = ""
 
     @property
     def key(self) -> str:
         """The key under which a process shares one loaded copy."""
         key = f"{self.path}|{','.join(parse_tags(self.tags))}|{self.fingerprint}"
+        if self.content:
+            key += f"|{self.content}"
         if self.jit_compile:
             key += f"|jit{self.fixed_batch}"
         return key + (f"|copies{self.copies}" if self.copies else "")
@@ -116,7 +122,14 @@ def resolve_signature(
     check_outputs(info.path, sig, list(outputs) or sorted(sig.outputs))
     if spec.get("jit_compile"):
         check_jit_signature(sig)
-    return ModelSpec(path=info.path, tags=tag_set, fingerprint=info.fingerprint, imports=imports, **spec), sig
+    from beamscore.model.content import digest, model_files
+
+    fs, path = bfs.filesystem(info.path)
+    content = digest(model_files(fs, path))  # weights replaced under the same fingerprint.pb load anew
+    return (
+        ModelSpec(path=info.path, tags=tag_set, fingerprint=info.fingerprint, imports=imports, content=content, **spec),
+        sig,
+    )
 
 
 class LoadedModel:

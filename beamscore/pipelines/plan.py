@@ -39,6 +39,7 @@ from beamscore.io.pad import parse_pad
 from beamscore.io.schemas import SameSchema
 from beamscore.model.binding import InputBinding, bind_inputs, numpy_dtype
 from beamscore.model.checks import check_jit_signature, check_model_files, check_outputs, import_modules
+from beamscore.model.content import digest as content_digest
 from beamscore.model.content import model_files
 from beamscore.model.inspect import ModelInfo, SignatureInfo, default_tag_set, inspect_model, parse_tags
 from beamscore.model.loader import ModelSpec, remember
@@ -334,8 +335,10 @@ class Planning:
         """The finished :class:`Plan` (after every step has run)."""
         config, info = self.config, self.info
         assert info is not None and self.signature is not None and self.source is not None and self.sink
-        spec = self.model_spec(info, config)
-        models = [dataclasses.replace(m, spec=self.model_spec(m.model, config, m.tag_set)) for m in self.models]
+        spec = self.model_spec()
+        models = [
+            dataclasses.replace(m, spec=self.model_spec(m.model, config, m.tag_set, m.files)) for m in self.models
+        ]
         if not models:  # the one unnamed model
             outputs = list(config.outputs) or sorted(self.signature.outputs)
             models = [ModelPlan("", info, spec, self.signature, self.bindings, outputs, config.tag_set, config.cast)]
@@ -364,12 +367,20 @@ class Planning:
         )
 
     def model_spec(
-        self, info: ModelInfo | None = None, config: ScoreConfig | None = None, tag_set: str | None = None
+        self,
+        info: ModelInfo | None = None,
+        config: ScoreConfig | None = None,
+        tag_set: str | None = None,
+        files: dict[str, dict[str, Any]] | None = None,
     ) -> ModelSpec:
-        """How the workers load ``info`` (default: the job's first model) under ``config`` (default:
-        the job's); known once the batch size is (``--jit-compile`` compiles for it)."""
-        info, config = _found(info or self.info), config or self.config
+        """How the workers load ``info`` (default: the job's first model, its ``files`` by
+        content) under ``config`` (default: the job's); known once the batch size is
+        (``--jit-compile`` compiles for it)."""
+        if info is None:
+            info, files = self.info, self.model_files
+        info, config = _found(info), config or self.config
         return ModelSpec(
+            content=content_digest(files or {}),
             path=info.path,
             tags=config.tag_set if tag_set is None else tag_set,
             fingerprint=info.fingerprint,

@@ -60,7 +60,7 @@ def trial_call(s: Planning) -> None:
         _trial(s, table, s.info.path, s.signature, s.bindings, outputs, s.model_spec(), keep=True)
         return
     for i, m in enumerate(s.models):  # several: each model's own inputs and outputs; the first one kept
-        spec = s.model_spec(m.model, s.config, m.tag_set)
+        spec = s.model_spec(m.model, s.config, m.tag_set, m.files)
         _trial(s, table, f"{m.name!r} ({m.model.path})", m.signature, m.bindings, m.outputs, spec, keep=i == 0)
 
 
@@ -93,7 +93,8 @@ def _first_rows(s: Planning) -> pa.Table | None:
         return None
     bound = [s.bindings, *(m.bindings for m in s.models)]
     columns = [b.column for bindings in bound for b in bindings.values()]
-    reader = source.with_dead_letters().read(units[0], list(dict.fromkeys(columns)), TRIAL_ROWS)
+    unit = units[0].members[0] if units[0].members else units[0]  # a packed unit: its first file's own unit
+    reader = source.with_dead_letters().read(unit, list(dict.fromkeys(columns)), TRIAL_ROWS)
     try:
         for part in itertools.islice(reader, 4):
             if not isinstance(part, BadRows) and part.num_rows:

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
+from cli_runs import error_lines
 from conftest import read_output
 from scores import assert_scores_close
 
@@ -54,7 +55,7 @@ def one_line_error(capsys, argv: list[str]) -> str:
     code = main(argv)
     _, err = capsys.readouterr()
     assert code == 2, err
-    lines = err.strip().splitlines()
+    lines = error_lines(err)  # the launch line may come first: a refusal after planning
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
 

@@ -137,7 +137,7 @@ def test_sighup_is_handled_as_sigterm_with_exit_129(jm, many_units, tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = kill_midway(job(jm["slow"], paths[0], out), env, done, at_least=3, sig=signal.SIGHUP)
     assert proc.returncode == 129, proc.stderr_text
-    assert proc.stderr_text.strip().splitlines() == [
+    assert error_lines(proc.stderr_text) == [
         "beamscore: error: hung up (SIGHUP: the terminal or session closed); rerun with --resume to continue the job"
     ]
     assert not (out / "_claim.json").exists() and not (out / "_manifest.json").exists()
@@ -162,7 +162,7 @@ def test_sigquit_stops_at_once_even_when_started_ignoring_it(jm, many_units, tmp
         job(jm["slow"], paths[0], out), env, done, at_least=3, sig=signal.SIGQUIT, ignoring=(signal.SIGQUIT,)
     )
     assert proc.returncode == 131, proc.stderr_text
-    assert proc.stderr_text.strip().splitlines() == [
+    assert error_lines(proc.stderr_text) == [
         "beamscore: error: quit (SIGQUIT) at once, nothing cleaned up; rerun with --resume"
     ]
     assert (out / "_claim.json").exists() and not (out / "_manifest.json").exists()
