@@ -53,6 +53,10 @@ __all__ = [
 #: seconds of each model load in this process not yet reported on a scored batch (for the
 #: manifest's metrics: the DoFn instance that loaded the model may not be the one scoring)
 _UNRECORDED_LOADS: list[float] = []
+#: load times (ms) of this process's model loads not yet counted in Beam's metrics: counted by
+#: the next bundle any instance starts (the instance that loaded may never get one, when the
+#: runner gives the bundle to another instance sharing the model)
+_UNCOUNTED_LOAD_MS: list[int] = []
 _LOADS_LOCK = threading.Lock()
 
 
@@ -472,7 +476,6 @@ class RunSignatureFn(beam.DoFn):
         self.front = wording.current()
         self._shared = shared.Shared()
         self._scorer: ElementScorer = None  # type: ignore[assignment]  # made in setup()
-        self._unreported_load_ms: int | None = None
         self._worker: str | None = None
         self._device: str | None = None
         self.batches = beam.metrics.Metrics.counter("beamscore", "batches")
@@ -494,10 +497,10 @@ class RunSignatureFn(beam.DoFn):
         model = acquire(self.model, load)  # one copy per process, whichever steps use this model
         self._model = model  # Shared holds it weakly: kept while this DoFn lives
         # Metrics updated in setup() are lost (no bundle is active): report in start_bundle.
-        self._unreported_load_ms = int(model.load_seconds * 1000) if loaded_here else None
         if loaded_here:  # told by the next batch this process scores, whichever DoFn instance has it
             with _LOADS_LOCK:
                 _UNRECORDED_LOADS.append(model.load_seconds)
+                _UNCOUNTED_LOAD_MS.append(int(model.load_seconds * 1000))
         self._worker = f"{socket.gethostname()}:{os.getpid()}"
         fn = model.signature(self.signature.key)
         self._device = worker_device(fn)  # logged once per process, with the doctor's verdict
@@ -515,10 +518,13 @@ class RunSignatureFn(beam.DoFn):
         )
 
     def start_bundle(self) -> None:
-        if self._unreported_load_ms is not None:
-            self.model_loads.inc()
-            self.load_ms.update(self._unreported_load_ms)
-            self._unreported_load_ms = None
+        if _UNCOUNTED_LOAD_MS:
+            with _LOADS_LOCK:
+                counted = list(_UNCOUNTED_LOAD_MS)
+                _UNCOUNTED_LOAD_MS.clear()
+            for ms in counted:
+                self.model_loads.inc()
+                self.load_ms.update(ms)
 
     def process(self, element: Any) -> Iterator[Any]:
         with speaking(self.front):
