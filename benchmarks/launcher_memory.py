@@ -85,7 +85,9 @@ def main() -> int:
     plain = subprocess.run([sys.executable, "-c", PLAIN, model, data], check=True, capture_output=True, text=True)
     mib = 1 << 20
     trial = "without" if args.no_trial else "with"
-    print(f"embedding {args.mb:g} MB, {args.workers} worker processes, {trial} the trial call, exit {launcher.returncode}")
+    print(
+        f"embedding {args.mb:g} MB, {args.workers} worker processes, {trial} the trial call, exit {launcher.returncode}"
+    )
     print(f"launcher peak RSS:                   {peak_launcher / mib:,.0f} MiB")
     if during:
         print(f"launcher RSS while workers score:    {statistics.median(during) / mib:,.0f} MiB (median)")

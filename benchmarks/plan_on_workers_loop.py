@@ -33,7 +33,8 @@ n, root = int(sys.argv[2]), sys.argv[4]
 x = np.random.default_rng(0).normal(size=(n * 3, 4)).astype(np.float32)
 for i in range(n):
     rows = x[3 * i : 3 * i + 3]
-    table = pa.table({"id": np.arange(3 * i, 3 * i + 3), "x": pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), 4)})
+    xs = pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), 4)
+    table = pa.table({"id": np.arange(3 * i, 3 * i + 3), "x": xs})
     pq.write_table(table, os.path.join(root, f"f-{i:05d}.parquet"))
 """
 
@@ -66,7 +67,8 @@ def main() -> int:
                 rows = json.load(f)["rows_out"]
         ok = done.returncode == 0 and rows == 3 * args.files
         bad += not ok
-        print(f"run {run:2d}: exit {done.returncode} in {seconds:5.1f}s rows_out {rows} {'' if ok else last}", flush=True)
+        said = "" if ok else last
+        print(f"run {run:2d}: exit {done.returncode} in {seconds:5.1f}s rows_out {rows} {said}", flush=True)
         if ok:
             shutil.rmtree(out, ignore_errors=True)
         else:

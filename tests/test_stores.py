@@ -21,7 +21,9 @@ from beamscore.errors import BeamscoreError
 from beamscore.fs import filesystem
 from beamscore.stores import endpoint_of
 
-WALL_S = 28  # beyond the child's own start-up, on a loaded machine (16.9 s seen at load 16); gcsfs alone retries ~35 s against a closed port
+#: beyond the child's own start-up, on a loaded machine (16.9 s seen at load 16); gcsfs alone
+#: retries ~35 s against a closed port
+WALL_S = 28
 
 #: ``python -m beamscore ARGS`` as a user runs it, after importing what a ``score`` child imports
 #: before its endpoint probe (TensorFlow the CLI's way, Beam's pipeline modules, the store's
