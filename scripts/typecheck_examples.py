@@ -126,7 +126,7 @@ def main() -> int:
         print(f"mypy: {count}, {errors} error(s)")
         failed = bool(run.returncode)
         if args.pyright:
-            found = _pyright(args.pyright, tmp, where)
+            found = _pyright(os.path.abspath(args.pyright), tmp, where)  # it runs in tmp
             print(f"pyright: {count}, " + ("it did not run" if found < 0 else f"{found} error(s)"))
             failed = failed or found != 0
         return 1 if failed else 0
