@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import apache_beam as beam
 import job_models
@@ -24,7 +25,10 @@ def test_counters_and_distributions(tmp_path):
     x[7, 0] = 1000.0  # one row the model raises on
     data = tmp_path / "in.parquet"
     pq.write_table(pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 4)}), data)
-    config = ScoreConfig(model=jm["raising"], inputs=[str(data)], output=str(tmp_path / "out"), batch_size=100)
+    # a copy of its own: the models of job_models are built once per process, and a process
+    # shares one loaded copy of a model across pipelines (an earlier test's load would be reused)
+    model = shutil.copytree(jm["raising"], tmp_path / "raising")
+    config = ScoreConfig(model=str(model), inputs=[str(data)], output=str(tmp_path / "out"), batch_size=100)
     plan = plan_job(config)
     options = pipeline_options([], {})
     p = beam.Pipeline(runner=make_runner(options), options=options)
