@@ -36,7 +36,7 @@ from beamscore.model.loader import LoadedModel, load_model
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
 from beamscore.transforms.run_models import ModelRows, NamedModel
-from beamscore.transforms.run_signature import _LOADS_LOCK, _UNRECORDED_LOADS, ElementScorer, _empty
+from beamscore.transforms.run_signature import ElementScorer, _empty, record_load, take_loads
 from beamscore.transforms.shared_models import acquire
 from beamscore.wording import speaking
 
@@ -107,8 +107,7 @@ class RoutedModelsFn(beam.DoFn):
         loaded = acquire(model.spec, load)
         if loaded_here:
             self._loads[name] = self._loads.get(name, 0) + 1
-            with _LOADS_LOCK:
-                _UNRECORDED_LOADS.append(loaded.load_seconds)
+            record_load(loaded.load_seconds)
         fn = loaded.signature(model.signature.key)
         if self._device is None:
             self._device = worker_device(fn)
@@ -196,9 +195,7 @@ class RoutedModelsFn(beam.DoFn):
         self._loads = {}
         seconds = time.perf_counter() - start
         self.batches.inc()
-        with _LOADS_LOCK:
-            loads_seconds = tuple(_UNRECORDED_LOADS)
-            _UNRECORDED_LOADS.clear()
+        loads_seconds = take_loads()
         if loads_seconds:
             self.model_loads.inc(len(loads_seconds))
         return dataclasses.replace(

@@ -40,7 +40,7 @@ from beamscore.model.inspect import SignatureInfo
 from beamscore.model.loader import LoadedModel, ModelSpec, load_model
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
-from beamscore.transforms.run_signature import _LOADS_LOCK, _UNRECORDED_LOADS, ElementScorer, Scored, _empty
+from beamscore.transforms.run_signature import ElementScorer, Scored, _empty, record_load, take_loads
 from beamscore.transforms.shared_models import acquire
 from beamscore.wording import speaking
 
@@ -156,8 +156,7 @@ class RunModelsFn(beam.DoFn):
             self._held.append(loaded)
             if loaded_here:
                 self._loaded[model.name] = self._loaded.get(model.name, 0) + 1
-                with _LOADS_LOCK:
-                    _UNRECORDED_LOADS.append(loaded.load_seconds)
+                record_load(loaded.load_seconds)
             fn = loaded.signature(model.signature.key)
             if self._device is None:
                 self._device = worker_device(fn)
@@ -232,9 +231,7 @@ class RunModelsFn(beam.DoFn):
         self.batches.inc()
         self.batch_rows.update(table.num_rows)
         self.batch_ms.update(int(seconds * 1000))
-        with _LOADS_LOCK:
-            loads = tuple(_UNRECORDED_LOADS)
-            _UNRECORDED_LOADS.clear()
+        loads = take_loads()
         if loads:
             self.model_loads.inc(len(loads))
         return dataclasses.replace(

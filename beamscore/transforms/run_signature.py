@@ -60,6 +60,21 @@ _UNCOUNTED_LOAD_MS: list[int] = []
 _LOADS_LOCK = threading.Lock()
 
 
+def record_load(seconds: float) -> None:
+    """Note a model load of this process, for the manifest's metrics (:func:`take_loads`)."""
+    with _LOADS_LOCK:
+        _UNRECORDED_LOADS.append(seconds)
+
+
+def take_loads() -> tuple[float, ...]:
+    """The seconds of this process's model loads not yet reported on a scored batch (cleared):
+    the next batch any scoring DoFn of the process emits carries them to its unit's receipt."""
+    with _LOADS_LOCK:
+        loads = tuple(_UNRECORDED_LOADS)
+        _UNRECORDED_LOADS.clear()
+    return loads
+
+
 #: the tag of RunSignature's dead-letter output (see :meth:`RunSignature.with_exception_handling`)
 DEAD_LETTERS = "dead_letters"
 #: the tag of its scored output
@@ -575,9 +590,7 @@ class RunSignatureFn(beam.DoFn):
             out = {key: from_numpy(_empty(specs[key]), key in self._scorer.variable_outputs) for key in self.outputs}
             out.update({name: pa.nulls(0, type=self._keep_type(name, table)) for name in self.keep or ()})
         seconds = self._measure(table.num_rows, start)
-        with _LOADS_LOCK:
-            loads = tuple(_UNRECORDED_LOADS)
-            _UNRECORDED_LOADS.clear()
+        loads = take_loads()
         return dataclasses.replace(
             batch,
             seconds=seconds,
