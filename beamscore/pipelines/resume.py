@@ -40,6 +40,7 @@ from beamscore.pipelines.overwrite import (
     unit_files,
 )
 from beamscore.pipelines.plan import Plan
+from beamscore.transforms import stopping
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.manifest import MANIFEST, mark_success, remove_temporary
@@ -90,7 +91,9 @@ class Started:
         stopped = kind is not None and issubclass(kind, (KeyboardInterrupt, Terminated))
         if stopped and self.claim is not None and not self.keep_claim:
             # stopped by a signal here (SIGTERM, SIGHUP, Ctrl-C): nothing of this run writes any
-            # more, so its half-written files go with its claim (a resume would remove them too)
+            # more (the runner's threads in this process are told, and their writes in flight
+            # waited for), so its half-written files go with its claim (a resume would remove them too)
+            stopping.stop(self.claim.output)
             with contextlib.suppress(Exception):
                 remove_temporary(self.claim.output)
         self.release()
@@ -183,6 +186,7 @@ def start_output(plan: Plan) -> Started:
         claim = Claim.acquire(config.output)
     except OSError as exc:  # nothing is written before the claim: a refusal, not a failed job
         raise BeamscoreError(f"cannot write to output {config.output!r}: {_os_reason(exc)}") from None
+    stopping.allow(config.output)  # this process's writers write it again (after a stopped run)
     started = Started(claim=claim)
     try:
         _prepare(plan, fs, root, started)

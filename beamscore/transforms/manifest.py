@@ -22,6 +22,7 @@ import apache_beam as beam
 
 from beamscore import fs as bfs
 from beamscore._version import __version__
+from beamscore.transforms import stopping
 from beamscore.transforms.batch import UnitResult
 from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.temp import TEMP_DIR, clean_temp_dir
@@ -232,9 +233,11 @@ def write_manifest(
         manifest["models"] = model_counts(header["models"], ordered, rows_in, manifest["rows_out"], routed)
     fs, root = bfs.filesystem(output)
     data = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
-    bfs.write_atomic(fs, bfs.join(root, MANIFEST), data, bfs.join(root, TEMP_DIR))
-    remove_temporary(output)
-    mark_success(output, reason is None)  # last: a sensor waiting for _SUCCESS sees a whole result
+    with stopping.writing(output) as go:
+        if go:  # not when the job in this process was stopped: it is visibly unfinished
+            bfs.write_atomic(fs, bfs.join(root, MANIFEST), data, bfs.join(root, TEMP_DIR))
+            remove_temporary(output)
+            mark_success(output, reason is None)  # last: a sensor waiting for _SUCCESS sees a whole result
     return manifest
 
 

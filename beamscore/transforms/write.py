@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import time
@@ -16,7 +17,7 @@ from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError, JobFailed, first_line
 from beamscore.io.base import Sink, UnitWriter, WorkUnit
 from beamscore.io.parquet_sink import ParquetSink
-from beamscore.transforms import dead_letters
+from beamscore.transforms import dead_letters, stopping
 from beamscore.transforms.batch import Batch, UnitResult
 from beamscore.transforms.receipts import write_receipt
 from beamscore.transforms.watchdog import watch_launcher
@@ -77,8 +78,16 @@ class WriteUnitFn(beam.DoFn):
         self._open = {}
 
     def process(self, batch: Batch) -> Iterator[UnitResult]:
+        with stopping.writing(self.output) as go:
+            if not go:  # the job was stopped and its temporary files removed: write nothing more
+                self._drop_open()
+                return
+            results = self._guarded(batch)
+        yield from results
+
+    def _guarded(self, batch: Batch) -> list[UnitResult]:
         try:
-            yield from self._process(batch)
+            return list(self._process(batch))
         except BeamscoreError:
             raise
         except Exception as exc:  # name the file and the stage: the CLI's last line is this one
@@ -164,8 +173,17 @@ class WriteUnitFn(beam.DoFn):
         self.units_done.inc()
         return result
 
+    def _drop_open(self) -> None:
+        for state in self._open.values():
+            with contextlib.suppress(Exception):  # its file may be gone with the stopped job's temporaries
+                state.writer.abort()
+        self._open = {}
+
     def finish_bundle(self) -> None:
         left = list(self._open)
+        if stopping.stopped(self.output):
+            self._drop_open()
+            return
         for state in self._open.values():
             state.writer.abort()
         self._open = {}
