@@ -46,6 +46,7 @@ from beamscore.transforms.dead_letters import ERRORS_DIR
 from beamscore.transforms.manifest import MANIFEST, mark_success, remove_temporary
 from beamscore.transforms.receipts import UNITS_DIR, completed_units, planned_units
 from beamscore.transforms.temp import TEMP_DIR
+from beamscore.transforms.watchdog import end_worker_processes
 from beamscore.wording import flag, option
 
 __all__ = [
@@ -94,6 +95,7 @@ class Started:
             # more (the runner's threads in this process are told, and their writes in flight
             # waited for), so its half-written files go with its claim (a resume would remove them too)
             stopping.stop(self.claim.output)
+            end_worker_processes()  # a local multi-process run's workers: gone before the clean-up
             with contextlib.suppress(Exception):
                 remove_temporary(self.claim.output)
         self.release()

@@ -17,7 +17,15 @@ import os
 import sys
 import threading
 
-__all__ = ["LAUNCHER_ENV", "POLL_S", "WORKER_LOG", "launcher_alive", "remove_orphaned_logs", "watch_launcher"]
+__all__ = [
+    "LAUNCHER_ENV",
+    "POLL_S",
+    "WORKER_LOG",
+    "end_worker_processes",
+    "launcher_alive",
+    "remove_orphaned_logs",
+    "watch_launcher",
+]
 
 LAUNCHER_ENV = "BEAMSCORE_LAUNCHER_PID"
 POLL_S = 0.2
@@ -110,3 +118,61 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
+
+
+#: what the command line of a local worker process holds (see :mod:`beamscore.worker_main`)
+WORKER_MODULE = "beamscore.worker_main"
+
+
+def worker_processes(launcher: int | None = None) -> list[int]:
+    """The pids of this launcher's local SDK worker processes (Linux ``/proc``; elsewhere none):
+    its children whose command line runs :data:`WORKER_MODULE`."""
+    launcher = os.getpid() if launcher is None else launcher
+    pids = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return pids
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(b")", 1)[-1].split()  # after "pid (comm)": state, ppid, ...
+        if len(fields) > 1 and fields[1] == str(launcher).encode() and WORKER_MODULE.encode() in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+def end_worker_processes(wait_s: float = 5.0) -> list[int]:
+    """End this launcher's local worker processes (SIGKILL) and wait, at most ``wait_s``
+    seconds, until they are gone; return their pids.
+
+    A job stopped by a signal removes its temporary files before it exits; its worker
+    processes would otherwise go on writing for up to :data:`POLL_S` seconds after, until
+    they see their launcher gone, and leave a new temporary file behind."""
+    import signal
+    import time
+
+    pids = worker_processes()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + wait_s
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break  # reaped elsewhere (the runner's Popen)
+            if done:
+                break
+            time.sleep(0.01)
+    return pids

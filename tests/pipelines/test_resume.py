@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import time
 
 import builders
 import job_models
@@ -22,6 +23,7 @@ from conftest import read_output
 from kill_jobs import kill_midway
 
 from beamscore.cli import main
+from beamscore.transforms.watchdog import worker_processes
 
 UNITS = 60
 
@@ -142,6 +144,30 @@ def test_sighup_is_handled_as_sigterm_with_exit_129(jm, many_units, tmp_path):
     ]
     assert not (out / "_claim.json").exists() and not (out / "_manifest.json").exists()
     assert not (out / "_temporary").exists()
+    assert main([*job(jm["slow"], paths[0], out), "--resume"]) == 0
+    assert read_output(str(out))["id"].to_pylist() == ids.tolist()
+
+
+@pytest.mark.slow
+def test_sigterm_on_worker_processes_leaves_no_temporary_files(jm, many_units, tmp_path):
+    """With local worker processes, a stopped job's workers are ended before its clean-up:
+    left alone they went on writing until they saw their launcher gone, and a unit file
+    opened in that moment was left in _temporary/."""
+    paths, ids, _x = many_units
+    out = tmp_path / "out"
+    receipts = out / "_units"
+
+    def done() -> int:
+        return len([f for f in os.listdir(receipts) if f.startswith("part-")]) if receipts.exists() else 0
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    args = [*job(jm["slow"], paths[0], out), "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    proc = kill_midway(args, env, done, at_least=3, sig=signal.SIGTERM)
+    assert proc.returncode == 143, proc.stderr_text
+    assert not (out / "_claim.json").exists() and not (out / "_manifest.json").exists()
+    time.sleep(1.0)  # a worker that outlived its launcher would have written by now
+    assert not (out / "_temporary").exists()
+    assert worker_processes(proc.pid) == []
     assert main([*job(jm["slow"], paths[0], out), "--resume"]) == 0
     assert read_output(str(out))["id"].to_pylist() == ids.tolist()
 
