@@ -330,6 +330,11 @@ class Planning:
     #: replaces (:func:`~beamscore.io.delta_sink.output_partition`)
     table_output: str | None = None
     table_partition: dict[str, tuple[str, pa.DataType]] | None = None
+    #: the trial call runs in a child process (:mod:`~beamscore.pipelines.trial_apart`): no
+    #: worker of this job takes the launcher's copy of the model
+    trial_apart: bool = False
+    #: that child, started when planning starts so that it imports TensorFlow meanwhile
+    trial_child: Any = field(default=None, repr=False, compare=False)
 
     def plan(self) -> Plan:
         """The finished :class:`Plan` (after every step has run)."""
@@ -792,7 +797,13 @@ def _written_type(tf_dtype: str, rank: int) -> pa.DataType:
 def step_trial(s: Planning) -> None:
     """A few rows of the first input through the signature on the launcher (``--no-trial``
     skips it): a model that cannot run here is refused before anything is written."""
-    if s.config.trial:
+    if not s.config.trial:
+        return
+    if s.trial_apart or s.config.model_copies:  # no worker takes the launcher's copy: load it elsewhere
+        from beamscore.pipelines.trial_apart import trial_apart
+
+        trial_apart(s)
+    else:
         from beamscore.pipelines.trial import trial_call
 
         trial_call(s)
@@ -825,26 +836,39 @@ STEPS: list[tuple[str, Step]] = [
 _MODEL_STEPS = ("model", "model files", "bindings", "outputs")
 
 
-def plan_job(config: ScoreConfig, steps: Sequence[tuple[str, Step]] | None = None) -> Plan:
+def plan_job(
+    config: ScoreConfig, steps: Sequence[tuple[str, Step]] | None = None, *, trial_apart: bool = False
+) -> Plan:
     """Check ``config`` against the model and the data and return the job's plan: run each of
-    ``steps`` (default :data:`STEPS`) in order; the first that refuses ends the planning."""
+    ``steps`` (default :data:`STEPS`) in order; the first that refuses ends the planning.
+    ``trial_apart``: the job's workers are other processes, so the trial call loads the
+    model in a child process, not in this one (:mod:`~beamscore.pipelines.trial_apart`)."""
     config = config.validate().with_date()  # --date filled into the input and output paths
     if config.models:  # several models: the steps up to "models" plan the first as a one-model job would
         config = dataclasses.replace(model_configs(config)[0][1], models=config.models)
     config.check_config_paths()
     now = dt.datetime.now(dt.UTC)
-    state = Planning(config=config, now=now, started=now.isoformat(timespec="seconds"))
+    state = Planning(config=config, now=now, started=now.isoformat(timespec="seconds"), trial_apart=trial_apart)
     first = next(iter(config.models), "")
-    for name, step in STEPS if steps is None else steps:
-        began = time.perf_counter()
-        try:
-            step(state)
-        except BeamscoreError as exc:
-            if first and name in _MODEL_STEPS:  # the first of several models, planned by these steps
-                raise BeamscoreError(f"model {first!r}: {exc}") from None
-            raise
-        state.timings[name] = round(time.perf_counter() - began, 4)
-        log.debug("planning step %r took %.3f s", name, state.timings[name])
+    steps = STEPS if steps is None else steps
+    if (trial_apart or config.model_copies) and config.trial and any(step is step_trial for _, step in steps):
+        from beamscore.pipelines.trial_apart import start_child, stop_child
+
+        state.trial_child = start_child()
+    try:
+        for name, step in steps:
+            began = time.perf_counter()
+            try:
+                step(state)
+            except BeamscoreError as exc:
+                if first and name in _MODEL_STEPS:  # the first of several models, planned by these steps
+                    raise BeamscoreError(f"model {first!r}: {exc}") from None
+                raise
+            state.timings[name] = round(time.perf_counter() - began, 4)
+            log.debug("planning step %r took %.3f s", name, state.timings[name])
+    finally:
+        if state.trial_child is not None:  # a step refused before the trial call
+            stop_child(state.trial_child)
     return state.plan()
 
 
