@@ -166,6 +166,9 @@ class Plan:
     schema_check: SameSchema | None = None
     #: seconds each planning step took, by name (:data:`STEPS`)
     planning_s: dict[str, float] = field(default_factory=dict)
+    #: seconds of the trial call's parts: ``read`` (its rows), ``load`` and ``call`` (every
+    #: model), ``process`` (its child process's whole life, when it ran in one)
+    trial_s: dict[str, float] = field(default_factory=dict)
     #: the input table's snapshot, when the input is a table (:mod:`beamscore.tables`)
     table: TableSnapshot | None = None
     #: every model file's size and checksum (:func:`~beamscore.model.content.model_files`)
@@ -324,6 +327,8 @@ class Planning:
     models: list[ModelPlan] = field(default_factory=list)
     #: seconds each step took, by name (the manifest's ``metrics.planning``)
     timings: dict[str, float] = field(default_factory=dict)
+    #: the trial call's parts, in seconds (:attr:`Plan.trial_s`)
+    trial_s: dict[str, float] = field(default_factory=dict)
     model_files: dict[str, dict[str, Any]] = field(default_factory=dict)
     allowed_ops: list[str] = field(default_factory=list)
     #: ``--output-format delta`` with ``--where``: the table's root and the partition the job
@@ -366,6 +371,7 @@ class Planning:
             on_workers=self.on_workers,
             schema_check=self.check,
             planning_s=dict(self.timings),
+            trial_s=dict(self.trial_s),
             table=self.table,
             model_files=self.model_files,
             allowed_ops=tuple(self.allowed_ops),

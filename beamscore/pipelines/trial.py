@@ -55,8 +55,7 @@ def trial_call(s: Planning, keep: bool = True) -> None:
     assert s.info is not None and s.signature is not None and s.source is not None
     began = time.perf_counter()
     table = _first_rows(s)
-    read_at = time.perf_counter()
-    log.debug("trial call: read %.3f s", read_at - began)
+    s.trial_s = {"read": round(time.perf_counter() - began, 4), "load": 0.0, "call": 0.0}
     if not s.models:  # the one unnamed model
         outputs = list(s.config.outputs) or sorted(s.signature.outputs)
         _trial(s, table, s.info.path, s.signature, s.bindings, outputs, s.model_spec(), keep=keep)
@@ -83,7 +82,10 @@ def _trial(s: Planning, table, model: str, signature, bindings, outputs, spec, k
     if keep and not spec.copies:
         offer_preloaded(loaded)  # an in-process worker takes this copy
     del loaded
-    log.debug("trial call of %s: load %.3f s, call %.3f s", model, loaded_at - began, time.perf_counter() - loaded_at)
+    load, call = loaded_at - began, time.perf_counter() - loaded_at
+    s.trial_s["load"] = round(s.trial_s["load"] + load, 4)
+    s.trial_s["call"] = round(s.trial_s["call"] + call, 4)
+    log.debug("trial call of %s: load %.3f s, call %.3f s (rows read in %.3f s)", model, load, call, s.trial_s["read"])
 
 
 def _first_rows(s: Planning) -> pa.Table | None:

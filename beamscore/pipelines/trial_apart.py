@@ -26,6 +26,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from beamscore.errors import BeamscoreError, first_line
@@ -33,7 +34,7 @@ from beamscore.errors import BeamscoreError, first_line
 if TYPE_CHECKING:
     from beamscore.pipelines.plan import Planning
 
-__all__ = ["start_child", "stop_child", "trial_apart"]
+__all__ = ["TrialChild", "start_child", "stop_child", "trial_apart"]
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +47,34 @@ _BOOT = (
 )
 
 
-def start_child() -> subprocess.Popen:
+@dataclasses.dataclass
+class TrialChild:
+    """A started trial process and when it started (``time.perf_counter``)."""
+
+    proc: subprocess.Popen
+    started: float
+
+
+def start_child() -> TrialChild:
     """Start the trial call's process now: it imports TensorFlow while the launcher plans,
     then waits for the planning state on stdin. :func:`stop_child` ends one left unused."""
     level = logging.getLogger("beamscore").getEffectiveLevel()
     debug = level <= logging.DEBUG
-    return subprocess.Popen(
+    started = time.perf_counter()
+    proc = subprocess.Popen(
         [sys.executable, "-c", _BOOT, json.dumps(sys.path), str(level)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=None if debug else subprocess.PIPE,
     )
+    return TrialChild(proc, started)
 
 
-def stop_child(child: subprocess.Popen | None) -> None:
+def stop_child(child: TrialChild | None) -> None:
     """End a trial process that planning did not use (a refusal before the trial step)."""
-    if child is not None and child.poll() is None:
-        child.kill()
-        child.communicate()
+    if child is not None and child.proc.poll() is None:
+        child.proc.kill()
+        child.proc.communicate()
 
 
 def trial_apart(s: Planning) -> None:
@@ -88,23 +99,28 @@ def trial_apart(s: Planning) -> None:
         trial_call(s)
         return
     child = child or start_child()
+    sent = time.perf_counter()
     try:
-        out, err = child.communicate(payload)
+        out, err = child.proc.communicate(payload)
     finally:
         stop_child(child)
     answer = _answer(out)
     if answer is not None:
         kind, text = answer
         if kind == "ok":
+            s.trial_s = {**json.loads(text), "process": round(time.perf_counter() - child.started, 4)}
+            waited = time.perf_counter() - sent
+            log.debug("trial call in process %d: %s; answered in %.3f s", child.proc.pid, s.trial_s, waited)
             return
         if kind == "refused":
             raise BeamscoreError(text)
         raise RuntimeError(f"the trial call failed: {text}")
     last = [line for line in (err or b"").decode(errors="replace").splitlines() if line.strip()][-1:]
     cause = f": {first_line(last[0])}" if last else ""
-    if child.returncode >= 0:  # not the model's doing (e.g. beamscore not importable there)
-        raise RuntimeError(f"the trial call's process ended with exit status {child.returncode}{cause}")
-    raise BeamscoreError(_died(s, -child.returncode, cause))
+    code = child.proc.returncode
+    if code >= 0:  # not the model's doing (e.g. beamscore not importable there)
+        raise RuntimeError(f"the trial call's process ended with exit status {code}{cause}")
+    raise BeamscoreError(_died(s, -code, cause))
 
 
 def _answer(out: bytes) -> tuple[str, str] | None:
@@ -166,4 +182,4 @@ def _run(state: Planning, trial_call: Any) -> tuple[str, str]:
         return "refused", str(exc)
     except Exception as exc:  # noqa: BLE001 - any other failure goes back as its type and first line
         return "error", f"{type(exc).__name__}: {first_line(str(exc))}"
-    return "ok", ""
+    return "ok", json.dumps(state.trial_s)
