@@ -52,6 +52,7 @@ def test_latency_percentiles_stage_times_and_receipt_times(models, data, tmp_pat
     assert list(stages) == ["read", "decode", "model", "encode", "write"]  # the five, in order
     assert all(v > 0 for v in stages.values()), stages
     assert summary["metrics"] == metrics
+    assert summary["date"] == "2026-12-01" and summary["started"] <= summary["finished"] == m["finished"]
     receipts = [json.loads(p.read_text()) for p in (out / "_units").glob("part-*.json")]
     receipt = receipts[0]
     assert receipt["started"] <= receipt["finished"] and receipt["finished"].endswith("Z")
