@@ -40,9 +40,11 @@ log = logging.getLogger(__name__)
 
 
 #: what the child runs: the launcher's ``sys.path`` (argv 1, JSON) before anything is imported,
-#: so that beamscore and ``--import`` modules are found as the launcher finds them
+#: so that beamscore and ``--import`` modules are found as the launcher finds them; then the
+#: launcher watch, so that a killed launcher's trial process ends at once, as its workers do
 _BOOT = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+    "from beamscore.transforms.watchdog import watch_launcher; watch_launcher(); "
     "from beamscore.pipelines.trial_apart import _child; sys.exit(_child(int(sys.argv[2])))"
 )
 
@@ -61,8 +63,11 @@ def start_child() -> TrialChild:
     level = logging.getLogger("beamscore").getEffectiveLevel()
     debug = level <= logging.DEBUG
     started = time.perf_counter()
+    from beamscore.transforms.watchdog import LAUNCHER_ENV
+
     proc = subprocess.Popen(
         [sys.executable, "-c", _BOOT, json.dumps(sys.path), str(level)],
+        env={**os.environ, LAUNCHER_ENV: str(os.getpid())},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=None if debug else subprocess.PIPE,
