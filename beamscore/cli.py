@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from beamscore import exitcodes
-from beamscore.console import LOG_FORMATS, JsonLogFormatter, StderrLines
+from beamscore.console import LOG_FORMATS, JsonLogFormatter, StderrLines, stamps
 from beamscore.errors import (
     BeamscoreError,
     JobFailed,
@@ -716,7 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     stderr = sys.stderr
     fmt = _peek(argv, "--log-format")
-    lines = StderrLines(stderr, fmt if fmt in LOG_FORMATS else "text")
+    lines = StderrLines(stderr, fmt if fmt in LOG_FORMATS else "text", stamp=stamps(stderr))
     sys.stderr = lines
     summary: dict[str, Any] = {}
     json_summary = _command_of(argv) == "score" and any(canonical(a, ["--json"]) == "--json" for a in argv)
@@ -1298,6 +1298,10 @@ def _finished(plan: Any, result: Any) -> dict[str, Any]:
         "runner": result.runner,
         "already_complete": result.complete,
         "metrics": m.get("metrics"),
+        # the run's --date and times, as the text summary's "run:" line
+        "date": m.get("date"),
+        "started": m.get("started"),
+        "finished": m.get("finished"),
     }
 
 

@@ -7,6 +7,13 @@ schedulers that parse their tasks' logs. Lines printed anywhere in beamscore go 
 becomes ``{"level": "error", "event": "error", "message": "X"}``, a warning likewise, any other
 line an ``info`` ``message``. Code that has fields to report (progress) calls :func:`emit`.
 The same wrapper remembers the last error line, which ``--json``'s summary carries.
+
+In text format, error and warning lines written to a file or a pipe (cron, systemd, a CI
+log: stderr has a file descriptor and it is no terminal) start with the time, as the launch
+and progress lines do: ``2026-12-07T06:40:00.123Z beamscore: error: ...``; the rest of the
+line is unchanged, so ``beamscore: error:`` still opens what follows the first field. On a
+terminal, or in a host's own stream (``main()`` called with ``sys.stderr`` a ``StringIO``),
+they have none. ``BEAMSCORE_TIMESTAMPS=always`` or ``never`` overrides (see :func:`stamps`).
 """
 
 from __future__ import annotations
@@ -14,13 +21,30 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from typing import Any, TextIO
 
-__all__ = ["LOG_FORMATS", "StderrLines", "emit", "human_size", "json_line", "timestamp"]
+__all__ = ["LOG_FORMATS", "TIMESTAMPS_ENV", "StderrLines", "emit", "human_size", "json_line", "stamps", "timestamp"]
 
 LOG_FORMATS = ("text", "json")
 _PREFIXES = (("beamscore: error: ", "error"), ("beamscore: warning: ", "warning"))
+#: ``auto`` (the default), ``always`` or ``never``: whether error and warning lines start with the time
+TIMESTAMPS_ENV = "BEAMSCORE_TIMESTAMPS"
+
+
+def stamps(stream: Any) -> bool:
+    """Whether text lines of errors and warnings written to ``stream`` start with the time:
+    ``BEAMSCORE_TIMESTAMPS`` is ``always`` or ``never``, or else (``auto``) ``stream`` is a
+    file or a pipe, not a terminal (a log that outlives the run, where the time is needed)."""
+    chosen = os.environ.get(TIMESTAMPS_ENV, "auto").strip().lower()
+    if chosen in ("always", "never"):
+        return chosen == "always"
+    try:
+        os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # a StringIO, pytest's capture: a host's own stream
+        return False
+    return not stream.isatty()
 
 
 def timestamp() -> str:
@@ -38,22 +62,38 @@ class StderrLines:
     (:func:`json_line`); in ``text`` format lines pass through unchanged. Either way the last
     ``beamscore: error:`` line is kept in :attr:`last_error`."""
 
-    def __init__(self, stream: TextIO, fmt: str = "text") -> None:
+    def __init__(self, stream: TextIO, fmt: str = "text", stamp: bool = False) -> None:
         self._stream = stream
         self.fmt = fmt
+        #: error and warning lines start with the time (text format; :func:`stamps`)
+        self.stamp = stamp
         self.last_error: str | None = None
         self._pending = ""
+        self._line_start = True
 
     def write(self, text: str) -> int:
         if self.fmt == "text":
             for line in text.splitlines():
                 if line.startswith(_PREFIXES[0][0]):
                     self.last_error = line[len(_PREFIXES[0][0]) :]
+            if self.stamp:
+                return self._write_stamped(text)
             return self._stream.write(text)
         self._pending += text
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
             self._event(line)
+        return len(text)
+
+    def _write_stamped(self, text: str) -> int:
+        """``text`` with the time before each error or warning line it starts."""
+        out = []
+        for part in text.splitlines(keepends=True):
+            if self._line_start and part.startswith(tuple(p for p, _ in _PREFIXES)):
+                part = f"{timestamp()} {part}"
+            out.append(part)
+            self._line_start = part.endswith("\n")
+        self._stream.write("".join(out))
         return len(text)
 
     def _event(self, line: str) -> None:

@@ -8,7 +8,7 @@ whose one variable is an embedding table of about ``--mb`` MB and a Parquet file
 ``beamscore score`` with ``--direct_running_mode=multi_processing`` and samples the RSS of the
 launcher and of every process under it every 0.1 s (psutil). Prints the launcher's peak, the
 launcher's RSS while the workers score (median of the samples once a worker has started), the
-workers' peaks and the peak of the sum; and, for comparison, a plain script that loads the
+workers' peaks, the peak of the sum and the job's wall time; and, for comparison, a plain script that loads the
 model and scores the same rows (peak RSS). Nothing is asserted.
 """
 
@@ -64,24 +64,35 @@ def main() -> int:
     cmd += [os.path.join(root, "out"), "--no-progress", "--rows-per-unit", "2000"]
     cmd += ["--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"]
     cmd += ["--no-trial"] if args.no_trial else []
+    began = time.perf_counter()
     launcher = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak_launcher = peak_total = 0
     during: list[int] = []
     workers: dict[int, int] = {}
+    trials: set[int] = set()  # the trial call's own process (beamscore.pipelines.trial_apart)
     while launcher.poll() is None:
         try:
             own = launcher.memory_info().rss
-            children = {c.pid: c.memory_info().rss for c in launcher.children(recursive=True)}
+            kids = launcher.children(recursive=True)
         except psutil.Error:
             break
+        children = {}
+        for c in kids:
+            try:  # a child may end between the listing and this
+                children[c.pid] = c.memory_info().rss
+                if c.pid not in trials and "trial_apart" in " ".join(c.cmdline()):
+                    trials.add(c.pid)
+            except psutil.Error:
+                continue
         peak_launcher = max(peak_launcher, own)
         busy = {pid: rss for pid, rss in children.items() if rss > 200 << 20}  # workers with TF loaded
         for pid, rss in busy.items():
             workers[pid] = max(workers.get(pid, 0), rss)
-        if busy:
+        if set(busy) - trials:
             during.append(own)
         peak_total = max(peak_total, own + sum(children.values()))
         time.sleep(0.1)
+    wall = time.perf_counter() - began
     plain = subprocess.run([sys.executable, "-c", PLAIN, model, data], check=True, capture_output=True, text=True)
     mib = 1 << 20
     trial = "without" if args.no_trial else "with"
@@ -92,9 +103,11 @@ def main() -> int:
     if during:
         print(f"launcher RSS while workers score:    {statistics.median(during) / mib:,.0f} MiB (median)")
     for pid, rss in sorted(workers.items()):
-        print(f"worker {pid} peak RSS:              {rss / mib:,.0f} MiB")
+        what = "trial call" if pid in trials else "worker"
+        print(f"{what + ' ' + str(pid) + ' peak RSS:':<37}{rss / mib:,.0f} MiB")
     print(f"peak of launcher + workers:          {peak_total / mib:,.0f} MiB")
     print(f"plain script (load + score) peak:    {int(plain.stdout.strip()):,} MiB")
+    print(f"job wall time:                       {wall:.1f} s")
     return 0
 
 

@@ -7,7 +7,14 @@ Invalid PaneInfoEncoding: 6``, exit 3, no manifest).
 Builds a small model and ``--files`` Parquet files of a few rows once, then runs the job
 ``--runs`` times (each into a fresh output, in a child process, the default local runner).
 Prints one line per run (exit code, seconds, the last stderr line) and a count; exits 1 when
-any run did not exit 0 with every row written.
+any run did not exit 0 with every row written. Each run's address space is limited to
+``--max-gb`` (default 8; TensorFlow alone reserves about 4): the fault this loop looked for
+could ask for 22 GB.
+
+Found (2026-12-07): Beam's ``multi_threading`` harness flushed its output every second from
+another thread and could cut an element in two; beamscore's local runner now turns that
+flush off (see ``beamscore.pipelines.runners._local_runner`` and ``benchmarks/flush_race.py``,
+which reproduces it every time).
 """
 
 from __future__ import annotations
@@ -39,11 +46,20 @@ for i in range(n):
 """
 
 
+def _limit(gb: float):
+    """A ``preexec_fn`` limiting the child's address space to ``gb`` GB."""
+    import resource
+
+    size = int(gb * (1 << 30))
+    return lambda: resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--max-gb", type=float, default=8.0, help="address-space limit of each run (GB)")
     parser.add_argument("beam_args", nargs="*", help="extra flags for beamscore score (after --)")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="beamscore-pow-")
@@ -58,7 +74,7 @@ def main() -> int:
         cmd = [sys.executable, "-m", "beamscore", "score", "--model", model, "--input", data, "--output", out]
         cmd += ["--plan-on-workers", "--no-progress", *args.beam_args]
         began = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, preexec_fn=_limit(args.max_gb))
         seconds = time.perf_counter() - began
         last = (done.stderr.strip().splitlines() or [""])[-1][:300]
         rows = None

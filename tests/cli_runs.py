@@ -33,12 +33,15 @@ QUIETED = ("apache_beam", "absl", "tensorflow", "gcsfs", "s3fs", "aiobotocore", 
 
 #: the timestamped launch and progress lines a job writes to stderr off a terminal
 _PROGRESS = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z (?:launch|progress): ")
+#: the time before an error or warning line written to a file or pipe (beamscore.console.stamps)
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z (?=beamscore: (?:error|warning): )")
 
 
 def error_lines(stderr: str) -> list[str]:
     """The lines of a job's stderr other than its launch and progress lines (which come at
-    launch and every few seconds off a terminal): what a test of its errors compares."""
-    return [line for line in stderr.strip().splitlines() if not _PROGRESS.match(line)]
+    launch and every few seconds off a terminal), without the time an error or warning line
+    starts with in a file or pipe: what a test of its errors compares."""
+    return [_STAMP.sub("", line) for line in stderr.strip().splitlines() if not _PROGRESS.match(line)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Error and warning lines of a real ``beamscore`` process start with the time when stderr is a
+# pipe (beamscore.console.stamps): tests compare the lines themselves; tests/test_timestamps.py
+# tests the stamps (it sets the variable itself).
+os.environ.setdefault("BEAMSCORE_TIMESTAMPS", "never")
 
 import builders
 

@@ -48,18 +48,24 @@ def test_latency_percentiles_stage_times_and_receipt_times(models, data, tmp_pat
     assert metrics["batches"] == 16
     p50, p95, p99 = (metrics[f"batch_latency_ms_p{q}"] for q in (50, 95, 99))
     assert 0 < p50 <= p95 <= p99
-    assert set(metrics["stage_seconds"]) == {"read", "model", "write"}
-    assert all(v > 0 for v in metrics["stage_seconds"].values())
+    stages = metrics["stage_seconds"]
+    assert list(stages) == ["read", "decode", "model", "encode", "write"]  # the five, in order
+    assert all(v > 0 for v in stages.values()), stages
     assert summary["metrics"] == metrics
-    receipt = json.loads(next((out / "_units").glob("part-*.json")).read_text())
+    assert summary["date"] == "2026-12-01" and summary["started"] <= summary["finished"] == m["finished"]
+    receipts = [json.loads(p.read_text()) for p in (out / "_units").glob("part-*.json")]
+    receipt = receipts[0]
     assert receipt["started"] <= receipt["finished"] and receipt["finished"].endswith("Z")
     assert len(receipt["batch_ms"]) == receipt["batches"] == 4
+    assert 0 < receipt["decode_seconds"] + receipt["encode_seconds"] < receipt["batch_seconds"]
+    scoring = sum(r["batch_seconds"] for r in receipts)  # decode and encode are parts of the scoring step
+    assert stages["decode"] + stages["model"] + stages["encode"] == pytest.approx(scoring, abs=0.003)
     launch = [line for line in run.stderr.splitlines() if " launch: " in line]
     assert len(launch) == 1 and "rows_planned 400" in launch[0] and "date 2026-12-01" in launch[0]
     report = run_cli("report", str(out))
     assert report.code == 0, report.stderr
     assert f"batches:     p50 {p50:,.1f} ms, p95 {p95:,.1f} ms, p99 {p99:,.1f} ms" in report.stdout
-    assert "stages:      read " in report.stdout
+    assert "stages:      read " in report.stdout and ", decode " in report.stdout and ", encode " in report.stdout
     page = tmp_path / "r.html"
     assert run_cli("report", str(out), "--html", str(page)).code == 0
     assert 'data-fact="batch latency"' in page.read_text() and 'data-fact="time per stage"' in page.read_text()
@@ -77,5 +83,27 @@ def test_the_text_summary_has_percentiles_stages_dates_and_a_resumed_runs_own_ro
     assert run.code == 0, run.stderr
     text = run.stdout
     assert "p50/p95/p99 " in text and "time per stage (all workers): read " in text
+    assert ", decode " in text and ", encode " in text
     assert "run: date 2026-12-01, started 20" in text
     assert "this run: 100 rows out; reused from an earlier run: 300 rows in 3 units" in text
+
+
+def test_stage_seconds_of_receipts_without_decode_and_encode_count_the_scoring_step_as_model():
+    from beamscore.transforms.batch import UnitResult
+    from beamscore.transforms.manifest import stage_seconds
+
+    old = UnitResult.from_json(
+        {
+            "unit": "u",
+            "input": "f",
+            "rows_in": 1,
+            "rows_out": 1,
+            "rows_failed": 0,
+            "batch_seconds": 2.0,
+            "read_seconds": 1.0,
+            "write_seconds": 0.5,
+        }
+    )
+    new = UnitResult.from_json({**old.to_json(), "decode_seconds": 0.25, "encode_seconds": 0.5})
+    assert stage_seconds([old]) == {"read": 1.0, "decode": 0.0, "model": 2.0, "encode": 0.0, "write": 0.5}
+    assert stage_seconds([old, new]) == {"read": 2.0, "decode": 0.25, "model": 3.25, "encode": 0.5, "write": 1.0}

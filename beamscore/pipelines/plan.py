@@ -166,6 +166,9 @@ class Plan:
     schema_check: SameSchema | None = None
     #: seconds each planning step took, by name (:data:`STEPS`)
     planning_s: dict[str, float] = field(default_factory=dict)
+    #: seconds of the trial call's parts: ``read`` (its rows), ``load`` and ``call`` (every
+    #: model), ``process`` (its child process's whole life, when it ran in one)
+    trial_s: dict[str, float] = field(default_factory=dict)
     #: the input table's snapshot, when the input is a table (:mod:`beamscore.tables`)
     table: TableSnapshot | None = None
     #: every model file's size and checksum (:func:`~beamscore.model.content.model_files`)
@@ -324,12 +327,19 @@ class Planning:
     models: list[ModelPlan] = field(default_factory=list)
     #: seconds each step took, by name (the manifest's ``metrics.planning``)
     timings: dict[str, float] = field(default_factory=dict)
+    #: the trial call's parts, in seconds (:attr:`Plan.trial_s`)
+    trial_s: dict[str, float] = field(default_factory=dict)
     model_files: dict[str, dict[str, Any]] = field(default_factory=dict)
     allowed_ops: list[str] = field(default_factory=list)
     #: ``--output-format delta`` with ``--where``: the table's root and the partition the job
     #: replaces (:func:`~beamscore.io.delta_sink.output_partition`)
     table_output: str | None = None
     table_partition: dict[str, tuple[str, pa.DataType]] | None = None
+    #: the trial call runs in a child process (:mod:`~beamscore.pipelines.trial_apart`): no
+    #: worker of this job takes the launcher's copy of the model
+    trial_apart: bool = False
+    #: that child, started when planning starts so that it imports TensorFlow meanwhile
+    trial_child: Any = field(default=None, repr=False, compare=False)
 
     def plan(self) -> Plan:
         """The finished :class:`Plan` (after every step has run)."""
@@ -361,6 +371,7 @@ class Planning:
             on_workers=self.on_workers,
             schema_check=self.check,
             planning_s=dict(self.timings),
+            trial_s=dict(self.trial_s),
             table=self.table,
             model_files=self.model_files,
             allowed_ops=tuple(self.allowed_ops),
@@ -792,7 +803,13 @@ def _written_type(tf_dtype: str, rank: int) -> pa.DataType:
 def step_trial(s: Planning) -> None:
     """A few rows of the first input through the signature on the launcher (``--no-trial``
     skips it): a model that cannot run here is refused before anything is written."""
-    if s.config.trial:
+    if not s.config.trial:
+        return
+    if s.trial_apart or s.config.model_copies:  # no worker takes the launcher's copy: load it elsewhere
+        from beamscore.pipelines.trial_apart import trial_apart
+
+        trial_apart(s)
+    else:
         from beamscore.pipelines.trial import trial_call
 
         trial_call(s)
@@ -825,26 +842,39 @@ STEPS: list[tuple[str, Step]] = [
 _MODEL_STEPS = ("model", "model files", "bindings", "outputs")
 
 
-def plan_job(config: ScoreConfig, steps: Sequence[tuple[str, Step]] | None = None) -> Plan:
+def plan_job(
+    config: ScoreConfig, steps: Sequence[tuple[str, Step]] | None = None, *, trial_apart: bool = False
+) -> Plan:
     """Check ``config`` against the model and the data and return the job's plan: run each of
-    ``steps`` (default :data:`STEPS`) in order; the first that refuses ends the planning."""
+    ``steps`` (default :data:`STEPS`) in order; the first that refuses ends the planning.
+    ``trial_apart``: the job's workers are other processes, so the trial call loads the
+    model in a child process, not in this one (:mod:`~beamscore.pipelines.trial_apart`)."""
     config = config.validate().with_date()  # --date filled into the input and output paths
     if config.models:  # several models: the steps up to "models" plan the first as a one-model job would
         config = dataclasses.replace(model_configs(config)[0][1], models=config.models)
     config.check_config_paths()
     now = dt.datetime.now(dt.UTC)
-    state = Planning(config=config, now=now, started=now.isoformat(timespec="seconds"))
+    state = Planning(config=config, now=now, started=now.isoformat(timespec="seconds"), trial_apart=trial_apart)
     first = next(iter(config.models), "")
-    for name, step in STEPS if steps is None else steps:
-        began = time.perf_counter()
-        try:
-            step(state)
-        except BeamscoreError as exc:
-            if first and name in _MODEL_STEPS:  # the first of several models, planned by these steps
-                raise BeamscoreError(f"model {first!r}: {exc}") from None
-            raise
-        state.timings[name] = round(time.perf_counter() - began, 4)
-        log.debug("planning step %r took %.3f s", name, state.timings[name])
+    steps = STEPS if steps is None else steps
+    if (trial_apart or config.model_copies) and config.trial and any(step is step_trial for _, step in steps):
+        from beamscore.pipelines.trial_apart import start_child, stop_child
+
+        state.trial_child = start_child()
+    try:
+        for name, step in steps:
+            began = time.perf_counter()
+            try:
+                step(state)
+            except BeamscoreError as exc:
+                if first and name in _MODEL_STEPS:  # the first of several models, planned by these steps
+                    raise BeamscoreError(f"model {first!r}: {exc}") from None
+                raise
+            state.timings[name] = round(time.perf_counter() - began, 4)
+            log.debug("planning step %r took %.3f s", name, state.timings[name])
+    finally:
+        if state.trial_child is not None:  # a step refused before the trial call
+            stop_child(state.trial_child)
     return state.plan()
 
 

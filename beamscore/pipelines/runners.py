@@ -221,13 +221,28 @@ _BEAM_WORKER = "-m apache_beam.runners.worker.sdk_worker_main"
 _OUR_WORKER = "-m beamscore.worker_main"
 
 
+#: how long the ``multi_threading`` SDK harness may hold its output before a timed flush (a
+#: week: never within a job; the size-based flush, at element boundaries, still applies)
+UNTIMED_FLUSH_MS = 7 * 24 * 3600 * 1000
+
+
 def _local_runner() -> type:
     """Beam's FnApiRunner, starting its ``multi_processing`` workers through
     :mod:`beamscore.worker_main`, so that each watches its launcher from its first instant
     (Beam picks the worker command inside ``run_pipeline``; the subclass rewrites it as it
-    is set)."""
+    is set).
+
+    Its ``multi_threading`` workers (beamscore's default local mode) get no timed flush of
+    their output stream. Beam 2.77's embedded gRPC harness flushes that stream every second
+    from another thread, without waiting for the element being written: when an element's
+    encoding runs Python code (a pickled ``WorkUnit``, ``Batch`` or ``UnitResult``), the
+    flush can cut it in two, and the runner decodes each piece alone. The stream is then read
+    out of step: ``NotImplementedError: Invalid PaneInfoEncoding: 6`` (a byte of a file name
+    read as a pane header: ``--plan-on-workers``, issue 33), or a length read from the wrong
+    bytes, which Beam's ``InputStream.read`` does not bound (a 22 GB process, OOM-killed).
+    ``benchmarks/flush_race.py`` reproduces it with Beam alone."""
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-    from apache_beam.transforms.environments import SubprocessSDKEnvironment
+    from apache_beam.transforms.environments import EmbeddedPythonGrpcEnvironment, SubprocessSDKEnvironment
 
     class WatchedWorkersRunner(FnApiRunner):
         @property
@@ -239,6 +254,14 @@ def _local_runner() -> type:
             command = getattr(environment, "command_string", "")
             if isinstance(environment, SubprocessSDKEnvironment) and _BEAM_WORKER in command:
                 environment = SubprocessSDKEnvironment.from_command_string(command.replace(_BEAM_WORKER, _OUR_WORKER))
+            if isinstance(environment, EmbeddedPythonGrpcEnvironment) and environment.data_buffer_time_limit_ms is None:
+                environment = EmbeddedPythonGrpcEnvironment(
+                    state_cache_size=environment.state_cache_size,
+                    data_buffer_time_limit_ms=UNTIMED_FLUSH_MS,
+                    capabilities=environment.capabilities(),
+                    artifacts=environment.artifacts(),
+                    resource_hints=environment.resource_hints(),
+                )
             self._environment = environment
 
     WatchedWorkersRunner.__name__ = WatchedWorkersRunner.__qualname__ = "FnApiRunner"

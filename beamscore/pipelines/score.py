@@ -388,9 +388,19 @@ def prepare(config: ScoreConfig, beam_args: Sequence[str] = ()) -> tuple[Plan, P
     from beamscore.pipelines.dry_run import check_launch
 
     with watch_stores():
-        plan = plan_job(config)
+        plan = plan_job(config, trial_apart=_workers_apart(config, beam_args))
     options = pipeline_options(list(beam_args), config.pipeline_options, None if plan.on_workers else len(plan.units))
     return plan, options, check_launch(plan, options)
+
+
+def _workers_apart(config: ScoreConfig, beam_args: Sequence[str]) -> bool:
+    """Whether the job's workers will be other processes than this one (a multi-process local
+    runner, a remote runner): then the trial call's copy of the model is of no use here. A
+    flag Beam refuses is left to :func:`pipeline_options` after planning, as before."""
+    try:
+        return not in_process(pipeline_options(list(beam_args), config.pipeline_options))
+    except Exception:  # noqa: BLE001 - refused later, in its own words
+        return False
 
 
 #: what Beam pipelines call their list of flags, which score() takes as ``beam_args``

@@ -12,10 +12,11 @@ rejects one by one are the job's business (dead letters): only a call on which *
 fails, each alone too, refuses the job (a shape rule is found here as on the workers:
 :meth:`~beamscore.model.runner.SignatureRunner.probe_multiple`).
 
-The loaded copy is left to :mod:`beamscore.model.loader`'s preloaded models: an in-process
-worker takes it instead of loading its own; the launcher drops it before worker processes
-or a remote runner start (:func:`beamscore.pipelines.score.run_plan`), so it never holds
-the weights while they score.
+Where the job's workers run in the launcher (Beam's in-process runner), the loaded copy is
+left to :mod:`beamscore.model.loader`'s preloaded models: the worker takes it instead of
+loading its own. Where they are other processes (multi-process, remote, ``--model-copies``)
+the trial runs in a child process instead (:mod:`beamscore.pipelines.trial_apart`):
+TensorFlow keeps a dropped model's memory in the process, so the launcher never loads it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from beamscore.wording import option
 if TYPE_CHECKING:
     from beamscore.pipelines.plan import Planning
 
-__all__ = ["TRIAL_ROWS", "trial_call"]
+__all__ = ["TRIAL_ROWS", "refusal", "trial_call"]
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +48,21 @@ log = logging.getLogger(__name__)
 TRIAL_ROWS = 8
 
 
-def trial_call(s: Planning) -> None:
+def trial_call(s: Planning, keep: bool = True) -> None:
     """Load each model of the job, read :data:`TRIAL_ROWS` rows of the first file, score them;
-    refuse the job when a model fails on every one. The seconds of each part are logged (debug)."""
+    refuse the job when a model fails on every one. The seconds of each part are logged (debug).
+    ``keep``: offer the first model's loaded copy to an in-process worker."""
     assert s.info is not None and s.signature is not None and s.source is not None
     began = time.perf_counter()
     table = _first_rows(s)
-    read_at = time.perf_counter()
-    log.debug("trial call: read %.3f s", read_at - began)
+    s.trial_s = {"read": round(time.perf_counter() - began, 4), "load": 0.0, "call": 0.0}
     if not s.models:  # the one unnamed model
         outputs = list(s.config.outputs) or sorted(s.signature.outputs)
-        _trial(s, table, s.info.path, s.signature, s.bindings, outputs, s.model_spec(), keep=True)
+        _trial(s, table, s.info.path, s.signature, s.bindings, outputs, s.model_spec(), keep=keep)
         return
     for i, m in enumerate(s.models):  # several: each model's own inputs and outputs; the first one kept
         spec = s.model_spec(m.model, s.config, m.tag_set, m.files)
-        _trial(s, table, f"{m.name!r} ({m.model.path})", m.signature, m.bindings, m.outputs, spec, keep=i == 0)
+        _trial(s, table, f"{m.name!r} ({m.model.path})", m.signature, m.bindings, m.outputs, spec, keep=keep and i == 0)
 
 
 def _trial(s: Planning, table, model: str, signature, bindings, outputs, spec, keep: bool) -> None:
@@ -81,7 +82,10 @@ def _trial(s: Planning, table, model: str, signature, bindings, outputs, spec, k
     if keep and not spec.copies:
         offer_preloaded(loaded)  # an in-process worker takes this copy
     del loaded
-    log.debug("trial call of %s: load %.3f s, call %.3f s", model, loaded_at - began, time.perf_counter() - loaded_at)
+    load, call = loaded_at - began, time.perf_counter() - loaded_at
+    s.trial_s["load"] = round(s.trial_s["load"] + load, 4)
+    s.trial_s["call"] = round(s.trial_s["call"] + call, 4)
+    log.debug("trial call of %s: load %.3f s, call %.3f s (rows read in %.3f s)", model, load, call, s.trial_s["read"])
 
 
 def _first_rows(s: Planning) -> pa.Table | None:
@@ -113,13 +117,14 @@ def _call(runner: SignatureRunner, columns: dict, n: int, where: str, model: str
     try:
         _, bad, messages = call_isolating(runner, columns, n, where)
     except BeamscoreError as exc:
-        raise BeamscoreError(_refusal(model, where, str(exc).removeprefix(f"{where}: "))) from exc
+        raise BeamscoreError(refusal(model, where, str(exc).removeprefix(f"{where}: "))) from exc
     except Exception as exc:  # any error of the model's call: its type and first line, no traceback
-        raise BeamscoreError(_refusal(model, where, f"{type(exc).__name__}: {tf_message(exc)}")) from exc
+        raise BeamscoreError(refusal(model, where, f"{type(exc).__name__}: {tf_message(exc)}")) from exc
     if every_row_failed(runner, n, bad, messages):
         reason = messages[0].removeprefix(ROW_FAILED)
-        raise BeamscoreError(_refusal(model, where, f"it failed on all {n} rows: {first_line(reason)}"))
+        raise BeamscoreError(refusal(model, where, f"it failed on all {n} rows: {first_line(reason)}"))
 
 
-def _refusal(model: str, where: str, reason: str) -> str:
+def refusal(model: str, where: str, reason: str) -> str:
+    """The one line refusing a job whose ``model`` cannot run (``where``: file and signature)."""
     return f"{where}: the model {model} cannot run here: {reason[:500]} ({option('trial')} skips this check)"

@@ -48,8 +48,13 @@ class Batch:
     model_loads: tuple[float, ...] = ()
     #: several models (:mod:`beamscore.transforms.run_models`): ``(name, ModelRows)`` each
     models: tuple[tuple[str, Any], ...] = ()
-    #: seconds the reader took to read and decode this batch's rows
+    #: seconds the reader took to read this batch's rows (the source's file format parsed
+    #: into Arrow columns)
     read_seconds: float = 0.0
+    #: of ``seconds``: turning the Arrow columns into the signature's inputs (``decode``)
+    #: and the outputs into the Arrow columns written (``encode``)
+    decode_seconds: float = 0.0
+    encode_seconds: float = 0.0
     #: when the reader began the unit (epoch seconds; on the unit's first batch)
     started: float | None = None
 
@@ -112,8 +117,12 @@ class UnitResult:
     models: dict[str, dict[str, int]] = field(default_factory=dict)
     #: each batch's seconds in the scoring step, in ms (for the manifest's percentiles)
     batch_ms: list[float] = field(default_factory=list)
-    #: seconds of the unit in the read (and decode) and write (encode and write) stages
+    #: seconds of the unit in each stage: read (the source's format into Arrow), decode
+    #: (Arrow into the signature's inputs), encode (outputs into Arrow), write (the sink);
+    #: decode and encode are part of ``batch_seconds``
     read_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    encode_seconds: float = 0.0
     write_seconds: float = 0.0
     #: when the unit began (read) and was committed, ISO-8601 UTC
     started: str | None = None
@@ -132,6 +141,8 @@ class UnitResult:
             "started": self.started,
             "finished": self.finished,
             "read_seconds": self.read_seconds,
+            "decode_seconds": self.decode_seconds,
+            "encode_seconds": self.encode_seconds,
             "write_seconds": self.write_seconds,
             "batch_ms": list(self.batch_ms),
             "batches": self.batches,
@@ -172,6 +183,8 @@ class UnitResult:
             },
             batch_ms=[float(x) for x in data.get("batch_ms", [])],
             read_seconds=float(data.get("read_seconds", 0.0)),
+            decode_seconds=float(data.get("decode_seconds", 0.0)),
+            encode_seconds=float(data.get("encode_seconds", 0.0)),
             write_seconds=float(data.get("write_seconds", 0.0)),
             started=data.get("started"),
             finished=data.get("finished"),

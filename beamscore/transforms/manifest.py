@@ -83,16 +83,29 @@ def metrics(results: Iterable[UnitResult]) -> dict[str, Any]:
         "batch_rows_mean": round(sum(r.rows_in for r in results) / batches, 1) if batches else None,
         "batch_latency_ms_mean": round(1000 * sum(r.batch_seconds for r in results) / batches, 3) if batches else None,
         **{f"batch_latency_ms_p{q}": _percentile(latencies, q) for q in (50, 95, 99)},
-        # seconds in each stage over every worker (read includes decoding; write, encoding)
-        "stage_seconds": {
-            "read": round(sum(r.read_seconds for r in results), 3),
-            "model": round(sum(r.batch_seconds for r in results), 3),
-            "write": round(sum(r.write_seconds for r in results), 3),
-        },
+        # seconds in each stage over every worker: read (the source's format into Arrow),
+        # decode (Arrow into the signature's inputs), model (the scoring step less decode and
+        # encode), encode (outputs into Arrow), write (the sink)
+        "stage_seconds": stage_seconds(results),
         "model_loads": loads,
         "model_load_ms_mean": round(1000 * sum(r.model_load_seconds for r in results) / loads, 1) if loads else None,
         "workers": workers,
         "model_loads_per_worker": round(loads / workers, 2) if workers else None,
+    }
+
+
+def stage_seconds(results: Iterable[UnitResult]) -> dict[str, float]:
+    """Seconds in each stage, summed over ``results``: read, decode, model, encode, write.
+    Receipts of an older beamscore have no decode or encode: their scoring step is model."""
+    results = list(results)
+    decode = sum(r.decode_seconds for r in results)
+    encode = sum(r.encode_seconds for r in results)
+    return {
+        "read": round(sum(r.read_seconds for r in results), 3),
+        "decode": round(decode, 3),
+        "model": round(max(0.0, sum(r.batch_seconds for r in results) - decode - encode), 3),
+        "encode": round(encode, 3),
+        "write": round(sum(r.write_seconds for r in results), 3),
     }
 
 

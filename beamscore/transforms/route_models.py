@@ -151,12 +151,13 @@ class RoutedModelsFn(beam.DoFn):
         output_parts: list[dict[str, np.ndarray]] = []
         variable: set[str] = set()
         counts: dict[str, ModelRows] = {}
+        stages: dict[str, float] = {}
         for name, members in groups.items():  # each model once per batch, in order of first row
             index = np.asarray(members, dtype=np.int64)
             scorer = self._scorer(name)
             variable |= scorer.variable_outputs
             part = take_rows(table, index)
-            scored = scorer.score_table(part, batch.where)
+            scored = scorer.score_table(part, batch.where, stages)
             for rows, errors, stage in scored.rejected:
                 at = index[rows]
                 messages = [f"model {name!r}: {e}" for e in errors]
@@ -164,6 +165,7 @@ class RoutedModelsFn(beam.DoFn):
             good_parts.append(index[scored.good])
             output_parts.append(scored.outputs)
             counts[name] = ModelRows(scored.rows_failed, 0, 0, len(index), len(scored.good))
+        encoding = time.perf_counter()
         if good_parts:
             good = np.concatenate(good_parts)
             order = np.argsort(good, kind="stable")
@@ -190,6 +192,8 @@ class RoutedModelsFn(beam.DoFn):
             first = next(iter(self.models.values()))
             out = {k: from_numpy(_empty(first.signature.outputs[k]), k in variable) for k in self.outputs}
             out.update({name: pa.nulls(0, type=self._keep_type(name, table)) for name in self.keep})
+        written = pa.table(out)
+        encode = time.perf_counter() - encoding
         for name, loads in self._loads.items():
             counts[name] = counts.get(name, ModelRows()).plus(ModelRows(0, 0, loads))
         self._loads = {}
@@ -201,9 +205,11 @@ class RoutedModelsFn(beam.DoFn):
         return dataclasses.replace(
             batch,
             seconds=seconds,
+            decode_seconds=stages.get("decode", 0.0),
+            encode_seconds=encode,
             worker=self._worker,
             model_loads=loads_seconds,
-            table=pa.table(out),
+            table=written,
             rows_in=batch.source_rows,
             failed=dead_letters.concat(dead),
             positions=None if len(good) == table.num_rows else positions[good],

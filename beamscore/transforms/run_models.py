@@ -180,7 +180,9 @@ class RunModelsFn(beam.DoFn):
         positions = batch.row_positions()
         unread = batch.failed_rows  # rows lost before scoring: no model scored them
         names = [m.name for m in self.models]
-        scored = [scorer.score_table(table, batch.where) for scorer in self._scorers]
+        stages: dict[str, float] = {}
+        scored = [scorer.score_table(table, batch.where, stages) for scorer in self._scorers]
+        encoding = time.perf_counter()
         good, outputs, failed = combine(names, scored, table.num_rows)
         dead = [batch.failed]
         if failed:
@@ -227,6 +229,8 @@ class RunModelsFn(beam.DoFn):
                     empty = _empty(model.signature.outputs[key])
                     out[column_name(model.name, key)] = from_numpy(empty, key in scorer.variable_outputs)
             out.update({name: pa.nulls(0, type=self._keep_type(name, table)) for name in self.keep})
+        written = pa.table(out)
+        encode = time.perf_counter() - encoding
         seconds = time.perf_counter() - start
         self.batches.inc()
         self.batch_rows.update(table.num_rows)
@@ -237,9 +241,11 @@ class RunModelsFn(beam.DoFn):
         return dataclasses.replace(
             batch,
             seconds=seconds,
+            decode_seconds=stages.get("decode", 0.0),
+            encode_seconds=encode,
             worker=self._worker,
             model_loads=loads,
-            table=pa.table(out),
+            table=written,
             rows_in=batch.source_rows,
             failed=dead_letters.concat(dead),
             positions=None if len(good) == table.num_rows else positions[good],

@@ -107,12 +107,17 @@ def score_table(
     reject_nan: bool,
     where: str,
     batch_size: int | None = None,
+    stages: dict[str, float] | None = None,
 ) -> Scored:
     """Validate ``table``'s bound columns, call the signature on the rows that fit (at most
     ``batch_size`` rows a call), isolate rows that make the model raise (bisection) and check
     one output row per input row. The one scoring step of every element kind and of the
-    CLI's work-unit batches."""
+    CLI's work-unit batches. ``stages["decode"]`` (when given) gains the seconds spent
+    turning the Arrow columns into the signature's inputs (validation included)."""
+    began = time.perf_counter()
     checked = check_rows(table, runner.bindings, reject_nan, where)
+    if stages is not None:
+        stages["decode"] = stages.get("decode", 0.0) + time.perf_counter() - began
     rejected = []
     if len(checked.bad):
         rejected.append((checked.bad, checked.errors, "validate"))
@@ -188,10 +193,11 @@ class ElementScorer:
             self.runner = SignatureRunner(self.fn, bindings, self.outputs, self.multiple)
         return self.runner
 
-    def score_table(self, table: pa.Table, where: str) -> Scored:
+    def score_table(self, table: pa.Table, where: str, stages: dict[str, float] | None = None) -> Scored:
+        """Score ``table``'s rows (``stages``: see :func:`score_table`)."""
         runner = self.runner_for(table, where)
         fed = structs.with_fields(table, [b.column for b in runner.bindings.values()])  # input_map: features.x
-        return score_table(runner, fed, self.signature, self.reject_nan, where, self.batch_size)
+        return score_table(runner, fed, self.signature, self.reject_nan, where, self.batch_size, stages)
 
     def score(self, el: Element) -> Scored:
         """Score one unpacked element, row by row accounted for: an empty element gives an
@@ -567,7 +573,9 @@ class RunSignatureFn(beam.DoFn):
         table = batch.table
         positions = batch.row_positions()
         self._scorer.runner_for(table, batch.unit.path)
-        scored = self._scorer.score_table(table, batch.where)
+        stages: dict[str, float] = {}
+        scored = self._scorer.score_table(table, batch.where, stages)
+        encoding = time.perf_counter()
         failed = [batch.failed]
         for index, errors, stage in scored.rejected:
             failed.append(dead_letters.from_table_rows(batch.unit, table, index, positions[index], errors, stage))
@@ -589,14 +597,18 @@ class RunSignatureFn(beam.DoFn):
             specs = self.signature.outputs
             out = {key: from_numpy(_empty(specs[key]), key in self._scorer.variable_outputs) for key in self.outputs}
             out.update({name: pa.nulls(0, type=self._keep_type(name, table)) for name in self.keep or ()})
+        written = pa.table(out)
+        encode = time.perf_counter() - encoding
         seconds = self._measure(table.num_rows, start)
         loads = take_loads()
         return dataclasses.replace(
             batch,
             seconds=seconds,
+            decode_seconds=stages.get("decode", 0.0),
+            encode_seconds=encode,
             worker=self._worker,
             model_loads=loads,
-            table=pa.table(out),
+            table=written,
             rows_in=batch.source_rows,
             failed=dead_letters.concat(failed),
             positions=None if len(good) == table.num_rows else positions[good],

@@ -43,6 +43,8 @@ class _OpenUnit:
     models: dict[str, Any] = field(default_factory=dict)
     batch_ms: list[float] = field(default_factory=list)
     read_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    encode_seconds: float = 0.0
     write_seconds: float = 0.0
     started: float | None = None
 
@@ -113,6 +115,8 @@ class WriteUnitFn(beam.DoFn):
         state.write_seconds += time.perf_counter() - began
         state.batch_ms.append(round(1000 * batch.seconds, 3))
         state.read_seconds += batch.read_seconds
+        state.decode_seconds += batch.decode_seconds
+        state.encode_seconds += batch.encode_seconds
         state.started = batch.started if state.started is None else state.started
         state.rows_in += batch.source_rows
         state.rows_out += batch.table.num_rows
@@ -165,6 +169,8 @@ class WriteUnitFn(beam.DoFn):
             models={name: counts.to_json() for name, counts in state.models.items()},
             batch_ms=state.batch_ms,
             read_seconds=round(state.read_seconds, 6),
+            decode_seconds=round(state.decode_seconds, 6),
+            encode_seconds=round(state.encode_seconds, 6),
             write_seconds=round(state.write_seconds + time.perf_counter() - began, 6),
             started=_iso(state.started),
             finished=_iso(time.time()),

@@ -115,7 +115,7 @@ def test_workers_die_with_a_launcher_killed_as_they_start(tmp_path, after):
     paths, _ids, _x = builders.write_parquet_shards(str(tmp_path / "in"), rows=40 * 8, shards=1, row_group_size=40)
     args = ["score", "--model", jm["slow"], "--input", paths[0], "--output", str(tmp_path / "out")]
     args += ["--rows-per-unit", "40", "--no-progress", "--direct_running_mode=multi_processing"]
-    args += ["--direct_num_workers=2"]
+    args += ["--direct_num_workers=2", "--no-trial"]  # the first descendant is a worker, not the trial's process
     with open(tmp_path / "launcher.log", "wb") as log:
         launcher = subprocess.Popen([sys.executable, "-m", "beamscore", *args], stdout=log, stderr=log)
     seen: set[int] = set()
@@ -139,3 +139,36 @@ def test_workers_die_with_a_launcher_killed_as_they_start(tmp_path, after):
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, f"worker processes {alive} outlived their launcher killed {after} s after they appeared"
+
+
+@pytest.mark.distributed
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds worker processes through /proc")
+def test_the_trial_calls_process_dies_with_a_launcher_killed_while_it_runs(tmp_path):
+    """A multi-process job's trial call runs in a process of its own
+    (:mod:`beamscore.pipelines.trial_apart`); killed 0.3 s after that process appears (still
+    importing TensorFlow), the launcher takes it along: gone 2 s later."""
+    jm = job_models.build_all(str(tmp_path / "models"))
+    paths, _ids, _x = builders.write_parquet_shards(str(tmp_path / "in"), rows=40, shards=1)
+    args = ["score", "--model", jm["slow"], "--input", paths[0], "--output", str(tmp_path / "out"), "--no-progress"]
+    args += ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    with open(tmp_path / "launcher.log", "wb") as log:
+        launcher = subprocess.Popen([sys.executable, "-m", "beamscore", *args], stdout=log, stderr=log)
+    seen: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        while not seen and time.monotonic() < deadline and launcher.poll() is None:
+            seen = descendants(launcher.pid)
+            time.sleep(0.01)
+        assert seen, "no trial process: " + (tmp_path / "launcher.log").read_text()[-2000:]
+        with open(f"/proc/{seen[0]}/cmdline", "rb") as f:
+            assert b"trial_apart" in f.read()  # the first descendant is the trial call's process
+        time.sleep(0.3)
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+    finally:
+        launcher.kill()
+        launcher.wait()
+    alive = still_running(seen, within=2)
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, f"the trial process {alive} outlived its launcher"

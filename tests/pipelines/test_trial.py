@@ -57,6 +57,8 @@ def test_the_trial_is_a_timed_planning_step_that_no_trial_skips(trial, tmp_path)
     plan = plan_job(config)
     discard_preloaded(plan.spec)
     assert list(plan.planning_s)[-1] == "trial"
+    assert set(plan.trial_s) == {"read", "load", "call"}  # where the trial's time went
+    assert all(v > 0 for v in plan.trial_s.values()) and sum(plan.trial_s.values()) <= plan.planning_s["trial"]
     skipped = plan_job(ScoreConfig(model=paths["broken"], inputs=[data], output=str(tmp_path / "o"), trial=False))
     assert "trial" not in skipped.planning_s or skipped.planning_s["trial"] < 0.05
     assert isinstance(skipped.spec, ModelSpec)

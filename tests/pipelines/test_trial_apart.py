@@ -1,0 +1,61 @@
+"""The trial call of a job whose workers are other processes runs in a child process
+(issue 33, item 8): TensorFlow's CPU allocator keeps a dropped model's memory for the
+process's lifetime, so a launcher that loaded the model for the trial stayed one model
+larger while its workers scored. The child's refusal is the launcher's, word for word."""
+
+from __future__ import annotations
+
+import pytest
+import shape_models
+from builders import write_parquet_shards
+
+from beamscore.config import ScoreConfig
+from beamscore.errors import BeamscoreError
+from beamscore.model import loader
+from beamscore.pipelines.score import prepare
+
+MULTI = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+#: a custom-op module (``--import``) that crashes the process it is imported in when that
+#: process is the trial call's (``python -c ... trial_apart``), as a model that crashes
+#: TensorFlow would; the launcher imports it too, unharmed
+CRASHING = """
+import os, sys
+if sys.argv[:1] == ["-c"] and "beamscore.pipelines.trial_apart" in sys.modules:
+    os.abort()
+"""
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trial_apart")
+    paths = shape_models.build(str(root / "models"))
+    files, _, _ = write_parquet_shards(str(root / "data"), rows=20, shards=1)
+    return paths, files[0]
+
+
+@pytest.mark.slow
+def test_a_multi_process_job_is_refused_by_the_child_in_the_launchers_words(trial, tmp_path):
+    paths, data = trial
+    config = ScoreConfig(model=paths["broken"], inputs=[data], output=str(tmp_path / "out"))
+    loads = loader.load_count()
+    with pytest.raises(BeamscoreError) as apart:
+        prepare(config, MULTI)
+    assert loader.load_count() == loads  # the launcher loaded nothing: the child did
+    with pytest.raises(BeamscoreError) as here:
+        prepare(config, [])
+    assert loader.load_count() == loads + 1
+    assert str(apart.value) == str(here.value)
+    assert "cannot run here" in str(apart.value) and "this model cannot run here" in str(apart.value)
+
+
+@pytest.mark.slow
+def test_a_trial_process_that_crashes_refuses_the_job_in_one_line(trial, tmp_path, monkeypatch):
+    paths, data = trial
+    (tmp_path / "crashing_ops.py").write_text(CRASHING)
+    monkeypatch.syspath_prepend(str(tmp_path))  # found by the child through the launcher's sys.path
+    config = ScoreConfig(model=paths["even"], inputs=[data], output=str(tmp_path / "out"), imports=["crashing_ops"])
+    with pytest.raises(BeamscoreError, match=r"cannot run here: its process ended with signal SIGABRT") as refused:
+        prepare(config, MULTI)
+    assert "\n" not in str(refused.value) and "--no-trial skips this check" in str(refused.value)
+    assert not (tmp_path / "out").exists()
