@@ -66,8 +66,16 @@ class RoutedModelsFn(beam.DoFn):
         reject_nan: bool = False,
         keep_types: Mapping[str, pa.DataType] | None = None,
         max_models: int | None = None,
+        batch_multiple: int | None = None,
     ) -> None:
+        """``batch_multiple`` (``--batch-multiple``): each model's calls padded to a multiple
+        of this many rows; a multiple a model finds for itself
+        (:meth:`~beamscore.model.runner.SignatureRunner.probe_multiple`) is kept for it when
+        it is released and loaded again."""
         self.models = {m.name: m for m in models}
+        self.batch_multiple = batch_multiple
+        #: name -> the multiple a released model's calls were padded to (found or given)
+        self._multiples: dict[str, int] = {}
         self.outputs = list(models[0].outputs)
         self.route_by = route_by
         self.keep = list(keep)
@@ -95,7 +103,11 @@ class RoutedModelsFn(beam.DoFn):
             self._open.move_to_end(name)
             return self._open[name][1]
         while self.max_models and len(self._open) >= self.max_models:
-            self._open.popitem(last=False)  # Shared holds it weakly: gone once no step holds it
+            released, held = self._open.popitem(last=False)  # Shared holds it weakly: gone once no step holds it
+            runner = held[1].runner
+            if runner is not None:  # the multiple its calls were padded to, given or found
+                self._multiples[released] = runner.multiple
+            del held, runner  # nothing here holds the model while the next one loads
             self.released.inc()
         model = self.models[name]
         loaded_here: list[LoadedModel] = []
@@ -111,7 +123,15 @@ class RoutedModelsFn(beam.DoFn):
         fn = loaded.signature(model.signature.key)
         if self._device is None:
             self._device = worker_device(fn)
-        scorer = ElementScorer(fn, model.signature, model.bindings, model.outputs, reject_nan=self.reject_nan, keep=[])
+        scorer = ElementScorer(
+            fn,
+            model.signature,
+            model.bindings,
+            model.outputs,
+            reject_nan=self.reject_nan,
+            keep=[],
+            multiple=self._multiples.get(name, self.batch_multiple),
+        )
         self._open[name] = (loaded, scorer)
         return scorer
 
