@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import gc
 import os
 import socket
 import time
@@ -109,6 +110,14 @@ class RoutedModelsFn(beam.DoFn):
                 self._multiples[released] = runner.multiple
             del held, runner  # nothing here holds the model while the next one loads
             self.released.inc()
+            # The model object goes at once, but its functions' graphs are reference cycles that
+            # capture the variables' handles, so the weights stay until a full collection, which
+            # allocation counts seldom start: ten 37 MiB models reloaded 47 times peaked at
+            # 1,989 MiB with at most 3 held, against 1,264 MiB holding all ten. Collect now,
+            # before the next model loads (a full collection: about 0.1-0.5 s here, once per
+            # release). Beam's Shared keeps the last model acquired alive, so with K = 1 the
+            # released one goes at the next release instead.
+            gc.collect()
         model = self.models[name]
         loaded_here: list[LoadedModel] = []
 
