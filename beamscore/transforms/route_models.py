@@ -113,9 +113,9 @@ class RoutedModelsFn(beam.DoFn):
             # The model object goes at once, but its functions' graphs are reference cycles that
             # capture the variables' handles, so the weights stay until a full collection, which
             # allocation counts seldom start: ten 37 MiB models reloaded 47 times peaked at
-            # 1,989 MiB with at most 3 held, against 1,264 MiB holding all ten. Collect now,
-            # before the next model loads (a full collection: about 0.1-0.5 s here, once per
-            # release). Beam's Shared keeps the last model acquired alive, so with K = 1 the
+            # 1,993 MiB with at most 3 held, against 1,271 MiB holding all ten (1,091 MiB with
+            # this). Collect now, before the next model loads (a full collection: about 0.3 s
+            # here, once per release). Beam's Shared keeps the last model acquired alive, so with K = 1 the
             # released one goes at the next release instead.
             gc.collect()
         model = self.models[name]
