@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 from cli_runs import run_cli
 from conftest import read_output
+from runner_jobs import beamscore_cli
 from scores import assert_scores_close
 
 ROWS = 300
@@ -140,17 +141,22 @@ def manifest_of(out) -> dict:
     return m
 
 
-def test_each_model_reads_its_own_features_from_one_parse(models, records, tmp_path):
+def several_over_tfrecord(models, records, tmp_path, *runner: str, launch=None) -> None:
+    """Three models reading different features of one TFRecord read; each model's values
+    against a direct call, the bad record held back for all, every count exact."""
     pattern, data, serialized = records
     out = tmp_path / "out"
-    run = run_cli(
+    args = [
         "score",
         "--model", f"aged={models['aged']}",
         "--model", f"weighted={models['weighted']}",
         "--model", f"parsing={models['parsing']}",
         "--input", pattern, "--output", str(out), "--keep", "id", "--batch-size", "64", "--max-failed-rows", "1",
-    )  # fmt: skip
-    assert run.code == 0, run.stderr
+        *runner,
+    ]  # fmt: skip
+    run = (launch or run_cli)(*args)
+    code, err = (run.code, run.stderr) if hasattr(run, "code") else (run.returncode, run.stderr)
+    assert code == 0, err[-3000:]
     table = read_output(str(out)).sort_by("id")
     assert table.column_names == ["aged__y", "weighted__y", "parsing__y", "id"]
     ids = table["id"].to_numpy()
@@ -164,6 +170,17 @@ def test_each_model_reads_its_own_features_from_one_parse(models, records, tmp_p
     letters = [r for f in errors for r in pq.read_table(f).to_pylist()]
     assert len(letters) == 1 and f"part-0.tfrecord: record {BAD_AGE} " in letters[0]["error"], letters
     assert "'age'" in letters[0]["error"] and "int32" in letters[0]["error"]
+
+
+def test_each_model_reads_its_own_features_from_one_parse(models, records, tmp_path):
+    several_over_tfrecord(models, records, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_each_model_reads_its_own_features_on_worker_processes(models, records, tmp_path):
+    runner = ("--direct_running_mode=multi_processing", "--direct_num_workers=2", "--no-progress")
+    several_over_tfrecord(models, records, tmp_path, *runner, launch=beamscore_cli)
 
 
 def test_routed_models_read_their_own_features(models, records, tmp_path):
