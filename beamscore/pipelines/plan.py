@@ -685,10 +685,11 @@ def _bind_source_to_models(s: Planning, models: list[tuple[str, SignatureInfo, d
     """The source bound to every model's inputs (:meth:`~beamscore.io.base.Source.bind_models`),
     not only the first's, which ``step_first_file`` bound: a TFRecord file is parsed once,
     against the union of what the models read; an .npz archive's rows are those of the arrays
-    any model reads. The first file's columns (and the ``--keep`` columns' types) are read
+    any model reads; an .npy file's array is the column of each one-input model's input. The
+    first file's columns (and the ``--keep`` columns' types) are read
     again through it."""
     config = s.config
-    if _found(s.source).format not in ("tfrecord", "npz"):
+    if _found(s.source).format not in ("tfrecord", "npz", "npy"):
         return  # the other sources' columns do not depend on the models' inputs
     s.source = source_for(
         config.format,
