@@ -183,6 +183,21 @@ def test_each_model_reads_its_own_features_on_worker_processes(models, records, 
     several_over_tfrecord(models, records, tmp_path, *runner, launch=beamscore_cli)
 
 
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from dask_cluster import dask_cluster
+
+    with dask_cluster(tmp_path_factory.mktemp("dask"), workers=2) as running:
+        yield running
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_each_model_reads_its_own_features_on_a_dask_cluster(models, records, cluster, tmp_path):
+    runner = ("--runner=DaskRunner", f"--dask_client_address={cluster.address}", "--no-progress")
+    several_over_tfrecord(models, records, tmp_path, *runner)
+
+
 def test_routed_models_read_their_own_features(models, records, tmp_path):
     pattern, data, serialized = records
     out = tmp_path / "out"
