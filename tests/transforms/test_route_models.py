@@ -60,7 +60,9 @@ def routed(tmp_path_factory) -> tuple[RoutedModelsFn, dict[str, str], pa.Table]:
 
 def test_a_released_model_is_freed_before_the_next_loads(routed):
     fn, paths, table = routed
+    frozen = gc.get_freeze_count()
     fn.setup()
+    assert gc.get_freeze_count() > 0  # what was alive before: left out of each release's collection
     x = np.stack(table["x"].to_numpy(zero_copy_only=False))
     held: dict[str, weakref.ref] = {}
     was_enabled = gc.isenabled()
@@ -83,3 +85,4 @@ def test_a_released_model_is_freed_before_the_next_loads(routed):
         if was_enabled:
             gc.enable()
     fn.teardown()
+    assert gc.get_freeze_count() == frozen  # thawed again
