@@ -144,6 +144,7 @@ def _model_argument(
     command: argparse.ArgumentParser | Any,
     saved_model_cli: bool = False,
     what: str = "SavedModel directory or versioned base dir, any fsspec URL",
+    several: bool = False,
 ) -> None:
     """``MODEL`` or ``--model MODEL``, the same in every command; ``show`` and ``run`` also take
     ``--dir MODEL`` as ``saved_model_cli`` spells it (with its other flags ``--tag_set``,
@@ -155,7 +156,10 @@ def _model_argument(
         metavar="MODEL",
         help=f"{what} (or --model MODEL)",
     )
-    command.add_argument("--model", help=argparse.SUPPRESS)
+    if several:  # show: --model NAME=PATH, repeated, as score takes several models
+        command.add_argument("--model", action="append", help=argparse.SUPPRESS)
+    else:
+        command.add_argument("--model", help=argparse.SUPPRESS)
     if saved_model_cli:
         command.add_argument("--dir", help=argparse.SUPPRESS)
 
@@ -215,7 +219,12 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser(
         "show", help="print a SavedModel's tag sets, signatures, inputs and outputs", allow_abbrev=False
     )
-    _model_argument(show, saved_model_cli=True)
+    _model_argument(show, saved_model_cli=True, several=True)
+    show.add_argument(
+        "--config",
+        metavar="FILE",
+        help="show the model(s) of this job config (its models: each with its own signature, tag set, version)",
+    )
     show.add_argument("--tag-set", "--tag_set", help="comma-separated tag set, e.g. serve or serve,gpu")
     show.add_argument("--signature", "--signature_def", help="show this signature's inputs and outputs")
     show.add_argument("--all", action="store_true", help="show every signature of every tag set")
@@ -663,7 +672,7 @@ def _resolve_model(args: argparse.Namespace, stray: list[str]) -> None:
         if stray:
             raise UsageError(f"unexpected argument {stray[0]!r}")
         return
-    if isinstance(args.model, list):  # score: --model repeated, NAME=PATH for several models
+    if isinstance(args.model, list):  # score, show: --model repeated, NAME=PATH for several models
         args.models = _named_models(args.model, routed=bool(getattr(args, "route_by", None)))
         args.model = None if args.models else (args.model[-1] if len(set(args.model)) == 1 else args.model)
         if isinstance(args.model, list):
@@ -676,6 +685,12 @@ def _resolve_model(args: argparse.Namespace, stray: list[str]) -> None:
         hint = "inputs are given with --input, the model once" if args.command == "score" else "the model is given once"
         raise UsageError(f"unexpected argument {extra[0]!r}; {hint} (MODEL or --model)")
     args.model = given[0] if given else None
+    if args.command == "show" and (getattr(args, "models", None) or args.config):
+        if args.model and getattr(args, "models", None):
+            raise UsageError(
+                f"unexpected argument {args.model!r}; give the model once, or several as --model NAME=PATH"
+            )
+        return  # the models are --model NAME=PATH or the config's (checked by _show)
     if not args.model and args.command in ("show", "scan", "run"):
         raise UsageError(
             f"{args.command}: give the SavedModel directory (MODEL, or --model MODEL; --dir MODEL as saved_model_cli)"
@@ -993,19 +1008,60 @@ def _third_party_chatter(record: logging.LogRecord) -> bool:
 def _show(args: argparse.Namespace) -> int:
     _quiet_libraries(args)
     from beamscore.model.inspect import inspect_model
-    from beamscore.show import render_json, render_text, warnings
+    from beamscore.show import render_json, render_models_json, render_models_text, render_text
 
-    info = inspect_model(args.model, args.model_version)
-    for warning in warnings(info):
-        print(f"beamscore: warning: {warning}", file=sys.stderr)
+    shown = _shown_models(args)
+    if shown is None:  # one model: today's view
+        info = inspect_model(args.model, args.model_version)
+        _show_warnings(info, "")
+        render = render_json if args.json else render_text
+        print(render(info, args.tag_set, args.signature, args.all))
+        return 0
+    views = []
+    for name, cfg in shown:
+        info = inspect_model(cfg.model, cfg.version)
+        _show_warnings(info, f"model {name!r}: ")
+        views.append((name, info, cfg.tag_set, cfg.signature))
+    print((render_models_json if args.json else render_models_text)(views, args.all))
+    return 0
+
+
+def _shown_models(args: argparse.Namespace) -> list[tuple[str, Any]] | None:
+    """``show``'s models as ``(name, config)``, each config's ``model``, ``version``,
+    ``tag_set`` and ``signature`` its own where a config's ``models:`` gives them, else the
+    flags'; ``None`` for one unnamed model given as ``MODEL`` (today's view)."""
+    models = getattr(args, "models", None) or None
+    if not models and not args.config:
+        return None
+    from beamscore.config import ScoreConfig, load_yaml, model_configs
+
+    config = load_yaml(args.config) if args.config else ScoreConfig()
+    config = config.merged(
+        {
+            "model": args.model,
+            "models": models,
+            "version": args.model_version,
+            "signature": args.signature,
+            "tag_set": args.tag_set,
+        }
+    )
+    config.check_models()
+    if not config.models:
+        if not config.model:
+            raise UsageError(f"show: {args.config} names no model (model.path or models:)")
+        return [("", config)]
+    return model_configs(config)
+
+
+def _show_warnings(info: Any, prefix: str) -> None:
+    """What ``show`` warns about on stderr: files the model lacks, and flagged ops (a model is
+    code: say so before it is run)."""
     from beamscore.model.scan import scan_model
     from beamscore.scan_view import flag_warnings
+    from beamscore.show import warnings
 
-    for warning in flag_warnings(scan_model(info)):  # a model is code: say so before it is run
-        print(f"beamscore: warning: {warning}", file=sys.stderr)
-    render = render_json if args.json else render_text
-    print(render(info, args.tag_set, args.signature, args.all))
-    return 0
+    for warning in [*warnings(info), *flag_warnings(scan_model(info))]:
+        print(f"beamscore: warning: {prefix}{warning}", file=sys.stderr)
 
 
 def _scan(args: argparse.Namespace) -> int:

@@ -185,10 +185,15 @@ class ScoreConfig:
     #: FILE`` (refusals name the key and the path it resolved to)
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
-    def validate(self) -> ScoreConfig:
-        """Check the required fields and value ranges; return self."""
+    def check_models(self) -> None:
+        """Check ``models`` (names, paths, keys), as :meth:`validate` does first; ``show``
+        checks only this, since it needs no inputs or output."""
         if self.models:
             _check_models(self.models, self.model, routed=bool(self.route_by))
+
+    def validate(self) -> ScoreConfig:
+        """Check the required fields and value ranges; return self."""
+        self.check_models()
         if self.route_by is not None and (not isinstance(self.route_by, str) or not self.models):
             raise BeamscoreError(
                 f"{flag('route_by')} needs the models it routes to, each as --model VALUE=PATH (a config's models:)"

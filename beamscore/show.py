@@ -9,11 +9,43 @@ from beamscore import fs as bfs
 from beamscore.console import human_size
 from beamscore.model.inspect import MetaGraphInfo, ModelInfo, SignatureInfo, TensorSpec
 
-__all__ = ["render_json", "render_text", "warnings"]
+__all__ = ["render_json", "render_models_json", "render_models_text", "render_text", "warnings"]
+
+#: one model of several to show: ``(name, info, tag set, signature)`` (``name`` ``""``: unnamed)
+Shown = tuple[str, ModelInfo, "str | None", "str | None"]
+
+
+def render_models_text(views: list[Shown], show_all: bool) -> str:
+    """Several models (``--model NAME=PATH`` repeated, a config's ``models:``): a line that
+    counts them, then each model's view as :func:`render_text` draws one, indented under its
+    name, with its own tag set and signature (a model's signature shows its inputs and outputs)."""
+    if len(views) == 1 and not views[0][0]:
+        _, info, tag_set, signature = views[0]
+        return render_text(info, tag_set, signature, show_all)
+    lines = [f"models:       {len(views)} ({', '.join(name for name, *_ in views)})"]
+    for name, info, tag_set, signature in views:
+        lines += ["", f"model {name!r}:"]
+        lines += [f"  {line}" if line else "" for line in render_text(info, tag_set, signature, show_all).splitlines()]
+    return "\n".join(lines)
+
+
+def render_models_json(views: list[Shown], show_all: bool) -> str:
+    """Several models as JSON: ``{"models": {NAME: <render_json's object>}}``, in order."""
+    if len(views) == 1 and not views[0][0]:
+        _, info, tag_set, signature = views[0]
+        return render_json(info, tag_set, signature, show_all)
+    data = {
+        "models": {name: _json_dict(info, tag_set, signature, show_all) for name, info, tag_set, signature in views}
+    }
+    return json.dumps(data, indent=2)
 
 
 def render_json(info: ModelInfo, tag_set: str | None, signature: str | None, show_all: bool) -> str:
     """The facts as JSON, filtered like the text view (``--tag-set``, ``--signature``)."""
+    return json.dumps(_json_dict(info, tag_set, signature, show_all), indent=2)
+
+
+def _json_dict(info: ModelInfo, tag_set: str | None, signature: str | None, show_all: bool) -> dict:
     data = info.to_dict()
     graphs = _graphs(info, tag_set, signature, show_all)
     data["meta_graphs"] = [
@@ -26,7 +58,7 @@ def render_json(info: ModelInfo, tag_set: str | None, signature: str | None, sho
         }
         for mg in graphs
     ]
-    return json.dumps(data, indent=2)
+    return data
 
 
 def render_text(info: ModelInfo, tag_set: str | None, signature: str | None, show_all: bool) -> str:

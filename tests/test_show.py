@@ -213,3 +213,50 @@ def test_same_facts_as_saved_model_cli(models, trial, capsys, name):
     assert ours == sigs
     assert {mg["tag_set"]: set(mg["ops"]) for mg in data["meta_graphs"]} == ops
     assert {f for mg in data["meta_graphs"] for f in mg["functions"]} == functions
+
+
+def test_several_models_are_listed_each_with_its_signature(models, tmp_path, capsys):
+    """``show --model NAME=PATH``, repeated, and a config's ``models:`` list every model (as
+    ``--dry-run`` does), each with the signature the job would score (a model's own, else the
+    flag's), its inputs and outputs as ``tf.saved_model.load`` sees them."""
+    path, versioned = models["two_sig"], models["versioned"]
+    text = show(capsys, "--model", f"champion={path}", "--model", f"challenger={versioned}", "--signature", "embed")
+    assert text.startswith("models:       2 (champion, challenger)\n")
+    champion, challenger = text.split("\nmodel 'champion':\n")[1].split("\nmodel 'challenger':\n")
+    assert f"  model:        {path}\n" in champion and "versions:" not in champion
+    assert f"  model:        {versioned}/2\n" in challenger and "  versions:     1, 2 (using 2)" in challenger
+    loaded = tf.saved_model.load(path).signatures["embed"]
+    for text_of_one in (champion, challenger):
+        assert "  signature 'embed'" in text_of_one and "serving_default'  (method" not in text_of_one
+        for key, spec in loaded.structured_outputs.items():
+            assert re.search(rf"^      {key}\s+{spec.dtype.name}\s", text_of_one, re.M)
+
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        f"models:\n  champion: {path}\n  challenger: {{path: {versioned}, signature: embed, model_version: 1}}\n"
+        "input: {paths: data/*.parquet}\n"
+    )
+    data = show_json(capsys, "--config", str(config))
+    assert list(data["models"]) == ["champion", "challenger"]
+    champion, challenger = data["models"]["champion"], data["models"]["challenger"]
+    assert champion["path"] == path and challenger["version"] == "1"
+    assert list(champion["meta_graphs"][0]["signatures"]) == ["serving_default"]  # the job's default
+    assert list(challenger["meta_graphs"][0]["signatures"]) == ["embed"]  # its own
+    # one model from a config is today's view
+    config.write_text(f"model: {{path: {path}}}\n")
+    assert show(capsys, "--config", str(config)).startswith(f"model:        {path}\n")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["MODEL", "--model", "b=MODEL"], "give the model once, or several as --model NAME=PATH"),
+        (["--model", "MODEL", "--model", "b=MODEL"], "has no name; with several models give each as --model NAME"),
+        (["--model", "a=MODEL", "--model", "a=MODEL"], "--model a=... is given twice"),
+        (["--model", "a=MODEL-missing", "--model", "b=MODEL"], "does not exist"),
+    ],
+)
+def test_several_models_refusals_are_one_line(models, capsys, args, message):
+    code = main(["show", *(a.replace("MODEL", models["two_sig"]) for a in args)])
+    _, err = capsys.readouterr()
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err

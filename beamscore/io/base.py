@@ -237,6 +237,15 @@ class Source(abc.ABC):
         knows the signature's inputs and ``--map``. The default returns ``self``."""
         return self
 
+    def bind_models(self, models: Sequence[tuple[str, SignatureInfo, Mapping[str, str]]]) -> Source:
+        """Several models over one read: a copy that knows what every model's inputs need,
+        each model as ``(name, signature, --map)``. The default binds the first model's
+        (a source whose binding names no more than the columns to read); a source whose
+        binding decides how a column is decoded (TFRecord) binds the union, refusing a
+        column two models would decode differently."""
+        _, signature, mapping = models[0]
+        return self.bind(signature, mapping)
+
     def with_files(self, files: Sequence[str]) -> Source:
         """Optional hook, called on the launcher once the input globs are expanded, before
         :meth:`columns`: a source whose columns depend on every file's path (Parquet's hive

@@ -19,7 +19,7 @@ import math
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -235,6 +235,8 @@ class NpySource(Source):
         self.rows_per_unit = rows_per_unit
         self.allow_pickle = allow_pickle
         self.alias: str | None = None
+        #: with several models, each one-input model's input name (:meth:`bind_models`)
+        self.aliases: tuple[str, ...] = ()
 
     def bind(self, signature: SignatureInfo, mapping: Mapping[str, str]) -> NpySource:
         bound = copy.copy(self)
@@ -242,10 +244,22 @@ class NpySource(Source):
             bound.alias = next(iter(signature.inputs))
         return bound
 
+    def bind_models(self, models: Sequence[tuple[str, SignatureInfo, Mapping[str, str]]]) -> NpySource:
+        """Several models: the array is also the column of each one-input model's input name
+        (``x`` for one model, ``features`` for another), as it is for one model."""
+        bound = copy.copy(self)
+        names = [next(iter(sig.inputs)) for _, sig, mapping in models if len(sig.inputs) == 1 and not mapping]
+        bound.alias = names[0] if names else None
+        bound.aliases = tuple(dict.fromkeys(names[1:]))
+        return bound
+
+    def _names(self) -> list[str]:
+        """The file's columns: ``*`` and the input names it feeds whole."""
+        return list(dict.fromkeys([ALL, *([self.alias] if self.alias else []), *self.aliases]))
+
     def columns(self, path: str) -> dict[str, ColumnSpec]:
         header = self._header(path)
-        names = [ALL] + ([self.alias] if self.alias else [])
-        return {name: column_spec(name, header) for name in names}
+        return {name: column_spec(name, header) for name in self._names()}
 
     def units(self, path: str, shard: int) -> list[WorkUnit]:
         return row_units(path, shard, self._header(path).rows, self.rows_per_unit)
@@ -253,12 +267,11 @@ class NpySource(Source):
     def plan_file(self, path: str, shard: int, tail: bytes | None = None, size: int | None = None) -> FilePlan:
         """Columns and units from one read of the header (``columns`` + ``units`` read it twice)."""
         header = self._header(path)
-        names = [ALL] + ([self.alias] if self.alias else [])
-        columns = {name: column_spec(name, header) for name in names}
+        columns = {name: column_spec(name, header) for name in self._names()}
         return FilePlan(columns, row_units(path, shard, header.rows, self.rows_per_unit))
 
     def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table]:
-        wrong = [c for c in columns if c not in (ALL, self.alias)]
+        wrong = [c for c in columns if c not in self._names()]
         if wrong:
             raise BeamscoreError(
                 f"{unit.path}: a .npy file has one array, the column '*' (--map INPUT=*), not {wrong[0]!r}"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -67,6 +67,12 @@ class NpzSource(Source):
         out of the columns instead of refusing the file."""
         bound = copy.copy(self)
         bound.inputs = frozenset(mapping.get(key, key) for key in signature.inputs)
+        return bound
+
+    def bind_models(self, models: Sequence[tuple[str, SignatureInfo, Mapping[str, str]]]) -> NpzSource:
+        """Several models: the arrays any model's inputs read."""
+        bound = copy.copy(self)
+        bound.inputs = frozenset(mapping.get(key, key) for _, signature, mapping in models for key in signature.inputs)
         return bound
 
     def columns(self, path: str) -> dict[str, ColumnSpec]:

@@ -240,6 +240,46 @@ class TFRecordSource(Source):
                 bound.raw_candidate = key
         return bound
 
+    def bind_models(self, models: Sequence[tuple[str, SignatureInfo, Mapping[str, str]]]) -> TFRecordSource:
+        """Several models over one read: the records are parsed once, against the union of
+        what every model's inputs need (each feature's kind, fixed length, scalar or list,
+        ragged or not). A feature two models would parse differently (another dtype, length
+        or shape) is refused, naming both models: a feature has one parse for all of them.
+        A model that takes serialized Examples whole gets them under its input's name."""
+        merged: TFRecordSource | None = None
+        owner: dict[str, str] = {}  # feature -> the first model that reads it
+        for name, signature, mapping in models:
+            bound = self.bind(signature, mapping)
+            if merged is None:
+                merged, owner = bound, dict.fromkeys(bound.inputs, name)
+                merged.inputs, merged.ragged = dict(bound.inputs), set(bound.ragged)
+                continue
+            for column, spec in bound.inputs.items():
+                have = merged.inputs.get(column)
+                if have is None:
+                    merged.inputs[column], owner[column] = spec, name
+                    continue
+                mine, theirs = _parse_form(spec, column in bound.ragged), _parse_form(have, column in merged.ragged)
+                if mine != theirs:
+                    raise BeamscoreError(
+                        f"TFRecord feature {column!r} is parsed once for every model, but model {owner[column]!r} "
+                        f"reads it as {_said(have, column in merged.ragged)} and model {name!r} as "
+                        f"{_said(spec, column in bound.ragged)}; give the models inputs of one dtype and shape, "
+                        "or score them in separate jobs"
+                    )
+            merged.ragged |= bound.ragged
+            if bound.raw_candidate and merged.raw_candidate not in (None, bound.raw_candidate):
+                raise BeamscoreError(
+                    f"models {owner.get(merged.raw_candidate, '?')!r} and {name!r} both take serialized Examples, as "
+                    f"inputs {merged.raw_candidate!r} and {bound.raw_candidate!r}; map one model's input to the "
+                    f"records with models.{name}.map: {{{bound.raw_candidate}: '{RAW}'}}"
+                )
+            if bound.raw_candidate:
+                merged.raw_candidate = bound.raw_candidate
+                owner.setdefault(bound.raw_candidate, name)
+        assert merged is not None, "bind_models needs at least one model"
+        return merged
+
     def columns(self, path: str) -> dict[str, ColumnSpec]:
         features = self._sample(path)
         self.features = dict(features)
@@ -972,6 +1012,18 @@ def _kind_of(tf_dtype: str) -> str:
     if tf_dtype == STRING:
         return STRING
     return "float32" if tf_dtype.startswith(("float", "bfloat")) else "int64"
+
+
+def _parse_form(spec: TensorSpec, ragged: bool) -> tuple:
+    """What decides how a feature is parsed for an input: its kind and the integer dtype it is
+    narrowed to (the input's dtype), ragged or not, its fixed length and whether it is a scalar."""
+    rank = None if spec.shape is None else len(spec.shape)
+    return spec.dtype, ragged, _fixed_length(spec), rank
+
+
+def _said(spec: TensorSpec, ragged: bool) -> str:
+    """An input as a refusal names it: ``float32 (-1, 4)``, ``ragged int64``."""
+    return f"ragged {spec.dtype}" if ragged else f"{spec.dtype} {spec.shape_str()}"
 
 
 def _fixed_length(spec: TensorSpec | None) -> int | None:

@@ -640,20 +640,22 @@ def step_models(s: Planning) -> None:
         return
     if config.output_format == "npy":  # step_outputs leaves it to this step with named models
         _check_npy_columns(s.columns, config.keep, s.first)
-    if _found(s.source).format == "tfrecord":
-        raise BeamscoreError(
-            "several models read Parquet, .npz or .npy inputs; TFRecord inputs are parsed against one "
-            "signature (score each model in its own job)"
-        )
     s.models = []
+    planned = []
     for name, own in model_configs(config):
         sub = Planning(config=own, now=s.now, started=s.started, files=s.files, sink=s.sink)
-        sub.source, sub.first, sub.columns = s.source, s.first, s.columns
         try:
             step_model(sub)
             step_model_files(sub)
             step_model_content(sub)
             step_model_ops(sub)  # each model is scanned: a model is code
+        except BeamscoreError as exc:
+            raise BeamscoreError(f"model {name!r}: {exc}") from None
+        planned.append((name, own, sub))
+    _bind_source_to_models(s, [(name, _found(sub.signature), own.map) for name, own, sub in planned])
+    for name, own, sub in planned:
+        sub.source, sub.first, sub.columns = s.source, s.first, s.columns
+        try:
             step_bindings(sub)
             step_outputs(sub)
         except BeamscoreError as exc:
@@ -688,6 +690,29 @@ def step_models(s: Planning) -> None:
         )
     s.outputs = columns
     _check_output_names(config.output, _found(s.sink), s.outputs, config.keep)
+
+
+def _bind_source_to_models(s: Planning, models: list[tuple[str, SignatureInfo, dict[str, str]]]) -> None:
+    """The source bound to every model's inputs (:meth:`~beamscore.io.base.Source.bind_models`),
+    not only the first's, which ``step_first_file`` bound: a TFRecord file is parsed once,
+    against the union of what the models read; an .npz archive's rows are those of the arrays
+    any model reads; an .npy file's array is the column of each one-input model's input. The
+    first file's columns (and the ``--keep`` columns' types) are read
+    again through it."""
+    config = s.config
+    if _found(s.source).format not in ("tfrecord", "npz", "npy"):
+        return  # the other sources' columns do not depend on the models' inputs
+    s.source = source_for(
+        config.format,
+        s.files[0],
+        config.rows_per_unit,
+        compression=config.compression,
+        pad=config.pad,
+        allow_pickle=config.allow_pickle,
+    ).bind_models(models)
+    s.source = s.source.with_files(s.files)
+    s.columns = s.source.columns(_found(s.first))
+    step_keep(s)
 
 
 def _check_routed(s: Planning) -> None:

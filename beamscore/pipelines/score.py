@@ -141,10 +141,13 @@ def _run_step(plan: Plan) -> beam.PTransform:
                 config.reject_nan,
                 plan.keep_types,
                 config.max_models_per_worker,
+                config.batch_multiple,
             )
         )
-
-    return beam.ParDo(RunModelsFn(named_models(plan), plan.config.keep, plan.config.reject_nan, plan.keep_types))
+    config = plan.config
+    return beam.ParDo(
+        RunModelsFn(named_models(plan), config.keep, config.reject_nan, plan.keep_types, config.batch_multiple)
+    )
 
 
 def run_plan(

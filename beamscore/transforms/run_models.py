@@ -126,11 +126,17 @@ class RunModelsFn(beam.DoFn):
         keep: Sequence[str] = (),
         reject_nan: bool = False,
         keep_types: Mapping[str, pa.DataType] | None = None,
+        batch_multiple: int | None = None,
     ) -> None:
+        """``batch_multiple`` (``--batch-multiple``): every model's calls are padded to a
+        multiple of this many rows, as one model's are; a model that fails on a row alone but
+        scores it in a bigger batch finds its own multiple
+        (:meth:`~beamscore.model.runner.SignatureRunner.probe_multiple`)."""
         self.models = list(models)
         self.keep = list(keep)
         self.reject_nan = reject_nan
         self.keep_types = dict(keep_types or {})
+        self.batch_multiple = batch_multiple
         self.front = wording.current()
         self._scorers: list[ElementScorer] = []
         self._held: list[LoadedModel] = []
@@ -161,7 +167,15 @@ class RunModelsFn(beam.DoFn):
             if self._device is None:
                 self._device = worker_device(fn)
             self._scorers.append(
-                ElementScorer(fn, model.signature, model.bindings, model.outputs, reject_nan=self.reject_nan, keep=[])
+                ElementScorer(
+                    fn,
+                    model.signature,
+                    model.bindings,
+                    model.outputs,
+                    reject_nan=self.reject_nan,
+                    keep=[],
+                    multiple=self.batch_multiple,
+                )
             )
         self._worker = f"{socket.gethostname()}:{os.getpid()}"
 

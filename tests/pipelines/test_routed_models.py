@@ -8,6 +8,7 @@ exact, for the job and for each model; ``--max-models-per-worker`` bounds the mo
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 
@@ -148,6 +149,7 @@ def test_ten_models_with_at_most_three_loaded(models, tmp_path):
     country = [SEGMENTS[(i // 7) % 10] for i in range(400)]  # runs of 7 rows: models come and go
     inputs = write_inputs(tmp_path / "in", x, country)
     out = tmp_path / "out"
+    frozen = gc.get_freeze_count()
     run = run_cli(
         "score", *model_args(models, SEGMENTS), "--route-by", "country", "--max-models-per-worker", "3",
         "--input", inputs, "--output", str(out), "--keep", "id", "--batch-size", "30",
@@ -157,6 +159,9 @@ def test_ten_models_with_at_most_three_loaded(models, tmp_path):
     assert (m["rows_out"], m["rows_failed"]) == (400, 0)
     assert sum(e["loads"] for e in m["models"]) > 10  # released and loaded again
     assert_routed(models, out, x, country, lambda c: c)
+    # the collector's view the bounded DoFns froze (to collect cheaply at each release) is thawed
+    # when the runner tears them down: an in-process job leaves the process's collector as it was
+    assert gc.get_freeze_count() == frozen
 
 
 def test_routed_models_must_agree_on_outputs(models, tmp_path):

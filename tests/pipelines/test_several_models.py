@@ -323,3 +323,36 @@ def test_npy_output_has_a_directory_per_model_column(models, tmp_path):
         [path] = (out / f"{name}__y").glob("*.npy")
         assert_scores_close(np.load(path, allow_pickle=False), reference(models[name], x)["y"])
     assert manifest_of(out)["rows_out"] == 30
+
+
+class Features(tf.Module):
+    """``features`` float32 [None, 4] -> ``y`` = x - 1: one input, under another name than ``x``."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="features")])
+    def serve(self, features):
+        return {"y": features - 1.0}
+
+
+def test_an_npy_input_feeds_each_one_input_model_by_its_own_input_name(models, tmp_path):
+    """A .npy file is one array: it feeds a one-input model whatever the input's name, for each
+    of several models too (``x`` for the champion, ``features`` for this one)."""
+    module = Features()
+    features = str(tmp_path / "features")
+    tf.saved_model.save(module, features, signatures={"serving_default": module.serve})
+    x = np.random.default_rng(13).normal(size=(30, 4)).astype(np.float32)
+    os.makedirs(tmp_path / "in")
+    np.save(tmp_path / "in" / "x.npy", x)
+    out = tmp_path / "out"
+    run = run_cli(
+        "score",
+        "--model", f"champion={models['champion']}",
+        "--model", f"features={features}",
+        "--input", str(tmp_path / "in" / "x.npy"), "--output", str(out),
+    )  # fmt: skip
+    assert run.code == 0, run.stderr
+    table = read_output(str(out))
+    assert_scores_close(table["champion__y"], reference(models["champion"], x)["y"])
+    fn = tf.saved_model.load(features).signatures["serving_default"]
+    assert_scores_close(table["features__y"], fn(features=tf.constant(x))["y"].numpy())
+    m = manifest_of(out)
+    assert (m["rows_in"], m["rows_out"], m["rows_failed"]) == (30, 30, 0)
