@@ -16,12 +16,25 @@ Damage is detected, not scored: page checksums are verified when the writer stor
 its CRC, a page header that does not parse) becomes one :class:`UnreadRows` for its unread
 rows while the unit's other row groups are still read. A unit whose row groups no longer
 hold the rows planned (the file was replaced after planning) is not read at all.
+
+Footers are read once: planning parses each file's footer from its fetched tail and a
+whole-file unit carries the footer's bytes (:attr:`~beamscore.io.base.WorkUnit.footer`, at
+most :data:`FOOTER_CARRY` bytes) when it is on an object store, so the worker reads the
+file's row groups with it and never reads the footer again (a request less for a file over
+64 KiB; a smaller file comes whole in the one request its data takes). On a local disk the
+footer is read again: a read from the page cache costs less than carrying 700 bytes a file
+through Beam's pickled and bz2-compressed plan (measured: 0.05 ms against 0.16 ms a file).
+A unit without one (past the plan's budget, a large footer, a local file) or whose file has
+changed length since reads the footer from the file. With ``--plan-on-workers`` the worker
+that planned a file hands its footer to the unit the same way.
 """
 
 from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
+import io
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -47,6 +60,8 @@ FOOTER_TAIL = 64 << 10
 #: How many of a job's files :meth:`ParquetSource.column_types` reads for the type of a
 #: column that the first file stores as Arrow's ``null`` type (all null).
 NULL_TYPE_FILES = 64
+#: A whole-file unit carries its file's footer to the worker when it is at most this many bytes.
+FOOTER_CARRY = 16 << 10
 
 
 class ParquetSource(Source):
@@ -130,10 +145,23 @@ class ParquetSource(Source):
             except OutsideTail:
                 pf = None
         if pf is None:
-            return self._file(
-                path, lambda f: FilePlan(self._specs(path, f.schema_arrow), self._units(path, shard, f.metadata))
-            )
-        return FilePlan(self._specs(path, pf.schema_arrow), self._units(path, shard, pf.metadata))
+            return self._file(path, lambda f: self._plan(path, shard, f, None, size))
+        return self._plan(path, shard, pf, _footer_in(tail), size)
+
+    def _plan(self, path: str, shard: int, pf, footer: bytes | None, size: int | None) -> FilePlan:
+        """The file's columns and units; a whole-file unit carries the footer (when the
+        file's length is known) so that its worker does not read it again."""
+        units = self._units(path, shard, pf.metadata)
+        if len(units) == 1 and size is not None and self.carries_footer and not _on_disk(path):
+            if footer is None and isinstance(pf, pq.ParquetFile):
+                footer = _serialized(pf.metadata)
+            if footer is not None and len(footer) <= FOOTER_CARRY:
+                units = [dataclasses.replace(units[0], footer=footer, size=size)]
+        return FilePlan(self._specs(path, pf.schema_arrow), units)
+
+    #: whether :meth:`read` can use a footer planning carried (a Parquet file's; the
+    #: Feather and ORC subclasses read their own)
+    carries_footer = True
 
     def _units(self, path: str, shard: int, meta: pq.FileMetaData) -> list[WorkUnit]:
         """Runs of row groups of about ``rows_per_unit`` rows. A footer whose row groups do not
@@ -159,7 +187,7 @@ class ParquetSource(Source):
     def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table | UnreadRows]:
         fs, path = bfs.filesystem(unit.path)
         with fs.open(path, "rb") as f:
-            pf = self._open_file(f, unit.path)
+            pf = self._open_carried(f, unit) or self._open_file(f, unit.path)
             stored = pf.schema_arrow.names
             partitions = {k: t for k, t in self.partitions.items() if k in columns and k not in stored}
             nested = {c: structs.field_path(pf.schema_arrow, c) for c in columns if c not in stored}
@@ -211,6 +239,12 @@ class ParquetSource(Source):
         """One row group's batches; a fixed-size list column with null rows is read around."""
         done = 0
         try:
+            if isinstance(pf, pq.ParquetFile) and pf.metadata.row_group(rg).num_rows <= batch_size:
+                # one batch: read whole, without a streaming reader (a small file's cost)
+                table = pf.read_row_group(rg, columns=columns, use_threads=False)
+                done = table.num_rows
+                yield table
+                return
             for batch in pf.iter_batches(batch_size=batch_size, row_groups=[rg], columns=columns):
                 done += batch.num_rows
                 yield pa.Table.from_batches([batch])
@@ -236,6 +270,20 @@ class ParquetSource(Source):
             table = table.append_column(name, array)
         return table.select(columns)
 
+    def _open_carried(self, f, unit: WorkUnit) -> pq.ParquetFile | None:
+        """The file's reader from the footer planning carried in ``unit``, without reading
+        the footer again; ``None`` when the unit carries none or the file's length is not
+        the planned one (replaced since: its own footer tells, see :meth:`read`)."""
+        if unit.footer is None or unit.size is None or not self.carries_footer:
+            return None
+        if _length(f) != unit.size:
+            return None
+        try:
+            meta = _metadata(unit.footer)
+        except (pa.ArrowException, OSError):
+            return None
+        return _open(lambda source, **kw: pq.ParquetFile(source, metadata=meta, **kw), f, unit.path)
+
     def _open_file(self, f, path: str):
         """The file's reader: a ``ParquetFile`` here; a subclass for another columnar format
         (:mod:`beamscore.io.arrow_files`) returns one that answers the same calls."""
@@ -248,6 +296,48 @@ class ParquetSource(Source):
         fs, local = bfs.filesystem(path)
         with fs.open(local, "rb") as f:
             return get(self._open_file(f, path))
+
+
+def _on_disk(path: str) -> bool:
+    """Whether ``path`` is on the local disk, where reading a footer again costs a read from
+    the page cache, less than carrying it in the plan (pickled and compressed by Beam)."""
+    return "://" not in path or path.split("://", 1)[0] in ("file", "local")
+
+
+def _footer_in(tail: bytes | None) -> bytes | None:
+    """The serialized footer (Thrift ``FileMetaData``) at the end of ``tail``: ``None`` when
+    the tail does not hold all of it or the footer is encrypted (``PARE``)."""
+    if tail is None or len(tail) < 12 or tail[-4:] != b"PAR1":
+        return None
+    length = int.from_bytes(tail[-8:-4], "little")
+    return bytes(tail[-8 - length : -8]) if length + 8 <= len(tail) else None
+
+
+def _serialized(meta: pq.FileMetaData) -> bytes:
+    """``meta`` as the footer bytes :func:`_metadata` reads back."""
+    out = io.BytesIO()
+    meta.write_metadata_file(out)
+    return out.getvalue()[4:-8]
+
+
+def _metadata(footer: bytes) -> pq.FileMetaData:
+    """A file's metadata from its serialized footer, parsed in memory."""
+    framed = b"PAR1" + footer + len(footer).to_bytes(4, "little") + b"PAR1"
+    return pq.read_metadata(pa.BufferReader(framed))
+
+
+def _length(f) -> int | None:
+    """The length of an open file: fsspec's ``size`` (known from the open), else by seeking."""
+    size = getattr(f, "size", None)
+    if isinstance(size, int):
+        return size
+    try:
+        here = f.tell()
+        end = f.seek(0, 2)
+        f.seek(here)
+        return end
+    except (OSError, ValueError):
+        return None
 
 
 def _untyped(t: pa.DataType) -> bool:

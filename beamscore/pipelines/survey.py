@@ -6,7 +6,9 @@ hands each file's columns to a check, so that every file's schema is checked bef
 (Parquet) the chunk's tails are fetched concurrently (:func:`~beamscore.io.tails.fetch_tails`)
 and parsed in memory; other sources open their files in a pool of threads. Only one chunk's
 bytes are held at a time, so the launcher's memory grows with the unit list alone.
-Planning time is then set by concurrency and bandwidth, not by files x latency.
+Planning time is then set by concurrency and bandwidth, not by files x latency. What was
+read is not read again: a whole file's unit carries its footer to the worker, within
+:data:`~beamscore.io.base.PLAN_CARRY_BYTES` for the whole plan.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TextIO
 
 from beamscore.fs import FileFacts
-from beamscore.io.base import FilePlan, Source, WorkUnit, pack_units
+from beamscore.io.base import FilePlan, Source, WorkUnit, carry_within, pack_units
 from beamscore.io.schemas import file_has_rows
 from beamscore.io.tails import fetch_tails
 from beamscore.model.binding import ColumnSpec
@@ -47,7 +49,10 @@ def survey(
     once (default: :func:`beamscore.io.tails.plan_concurrency`)."""
     units: list[WorkUnit] = []
     total = len(files)
+    on_disk = all(_on_disk(f.url) for f in files)
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        # on a local disk a read takes microseconds: handing each file to a thread costs more
+        each = map if on_disk and source.tail_bytes else pool.map
         for first in range(0, total, CHUNK):
             chunk = files[first : first + CHUNK]
             tails = fetch_tails(chunk, source.tail_bytes, concurrency) if source.tail_bytes else [None] * len(chunk)
@@ -56,14 +61,19 @@ def survey(
                 facts = chunk[i]
                 return source.plan_file(facts.url, first + i, tails[i], facts.size)
 
-            for facts, file_plan in zip(chunk, pool.map(plan, range(len(chunk))), strict=True):
+            for facts, file_plan in zip(chunk, each(plan, range(len(chunk))), strict=True):
                 if check is not None and file_has_rows(source, file_plan):
                     check(facts.url, file_plan.columns)
                 units.extend(file_plan.units)
             del tails
             if progress is not None:
                 progress(min(first + CHUNK, total), total)
-    return packed(source, units, files)
+    return carry_within(packed(source, units, files))
+
+
+def _on_disk(url: str) -> bool:
+    """Whether ``url`` is a path on the local disk."""
+    return "://" not in url or url.startswith("file://")
 
 
 def packed(source: Source, units: list[WorkUnit], files: Sequence[FileFacts]) -> list[WorkUnit]:
