@@ -307,6 +307,11 @@ class Source(abc.ABC):
     #: opens each file itself, and planning runs it in a pool of threads.
     tail_bytes: int = 0
 
+    def tail_suffices(self, tail: bytes | None) -> bool:
+        """Whether :meth:`plan_file` can plan a file from this fetched tail alone, without
+        opening the file (planning then parses it in the calling thread). The default: no."""
+        return False
+
     def plan_file(self, path: str, shard: int, tail: bytes | None = None, size: int | None = None) -> FilePlan:
         """The columns and work units of one file (on the launcher, or on a worker with
         ``--plan-on-workers``). ``tail`` holds the file's last bytes and ``size`` its

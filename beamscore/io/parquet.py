@@ -135,6 +135,9 @@ class ParquetSource(Source):
     def units(self, path: str, shard: int) -> list[WorkUnit]:
         return self._units(path, shard, self._file(path, lambda f: f.metadata))
 
+    def tail_suffices(self, tail: bytes | None) -> bool:
+        return self.tail_bytes > 0 and _footer_in(tail) is not None
+
     def plan_file(self, path: str, shard: int, tail: bytes | None = None, size: int | None = None) -> FilePlan:
         """Columns and units from the footer: parsed from ``tail`` when it holds the whole
         footer, else read from the file (one more open for footers over 64 KiB)."""
