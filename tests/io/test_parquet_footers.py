@@ -1,6 +1,7 @@
-"""A Parquet footer is read once: planning carries it in the unit and the worker does not
-read it again (on an object store, where a read is a request), with a fallback to reading it
-(no footer carried, the plan's byte budget spent, the file changed since planning).
+"""A Parquet footer costs no request of its own on the worker: a small file on an object
+store is read whole in one request; a larger one's unit carries the footer planning read,
+and the worker does not read it again, with a fallback to reading it (no footer carried, the
+plan's byte budget spent, the file changed since planning).
 
 ``delayed://`` (benchmarks/delayed_fs.py) is a real fsspec async filesystem over the local
 disk that counts its requests; every range a worker's open file fetches is recorded here.
@@ -17,13 +18,15 @@ import pytest
 
 from beamscore import fs as bfs
 from beamscore.errors import BeamscoreError
+from beamscore.io import parquet
 from beamscore.io.base import WorkUnit, carry_within
 from beamscore.io.parquet import ParquetSource
 from beamscore.pipelines.survey import survey
 from beamscore.transforms.read import ReadUnitFn
 
 #: files of 300 rows of 64 floats (77 KB): over the 64 KiB a footer read fetches, so a
-#: worker that reads the footer makes a request of its own for it
+#: worker that reads the footer makes a request of its own for it; "large" files here
+#: (``WHOLE_FILE_BYTES`` is set to 64 KiB), not read whole
 FILES, ROWS, WIDTH = 12, 300, 64
 
 
@@ -45,9 +48,11 @@ def shards(tmp_path_factory) -> str:
 
 @pytest.fixture
 def fetches(monkeypatch) -> list[tuple[str, int, int]]:
-    """``delayed://`` registered (no delay); each ``(path, start, end)`` a worker's file fetches."""
+    """``delayed://`` registered (no delay); each ``(path, start, end)`` a worker's file fetches.
+    Files over 64 KiB count as large (not read whole)."""
     from benchmarks import delayed_fs
 
+    monkeypatch.setattr(parquet, "WHOLE_FILE_BYTES", 64 << 10)
     delayed_fs.register(0.0)
     seen: list[tuple[str, int, int]] = []
     fetch = delayed_fs._DelayedFile._fetch_range
@@ -105,6 +110,20 @@ def test_a_file_changed_since_planning_is_read_with_its_own_footer(shards, fetch
     pq.write_table(pq.read_table(copy).slice(0, 100), copy)  # replaced: 100 rows, another length
     with pytest.raises(BeamscoreError, match="changed after planning"):
         list(ParquetSource().read(unit, ["id", "x"], 128))
+
+
+def test_a_small_file_on_an_object_store_is_read_whole_in_one_request(shards, fetches, monkeypatch):
+    from benchmarks.delayed_fs import DelayedFileSystem
+
+    monkeypatch.setattr(parquet, "WHOLE_FILE_BYTES", 8 << 20)  # the default: these files are small
+    facts = bfs.list_files([f"delayed://{shards}/*.parquet"])
+    units = survey(ParquetSource(), facts)
+    assert [u.carried for u in units] == [0] * FILES  # nothing to carry: the footer comes with the data
+    DelayedFileSystem.requests = 0
+    table = _read(units)
+    assert DelayedFileSystem.requests == 2 * FILES  # the file's info and the whole file
+    assert sorted(start for _path, start, _end in fetches) == [0] * FILES
+    assert table.equals(pq.read_table(shards, columns=["id", "x"]))
 
 
 def test_local_files_carry_no_footer_and_read_the_same_rows(shards):
