@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TextIO
 
@@ -80,12 +80,15 @@ def survey(
     return carry_within(packed(source, units, files))
 
 
-def _plans(pool: ThreadPoolExecutor, plan: Callable[[int], FilePlan], tails: list, on_disk: bool, source: Source):
+def _plans(
+    pool: ThreadPoolExecutor, plan: Callable[[int], FilePlan], tails: list, on_disk: bool, source: Source
+) -> Iterator[FilePlan]:
     """``plan(i)`` of each file of a chunk, in order. A file whose fetched tail holds all
-    that planning needs (or any file on a local disk: a read of microseconds) is planned in
-    this thread, a parse of a tenth of a millisecond that a thread would cost more than;
-    the others, which open their file (a request of tens of ms each), in the pool."""
-    inline = [on_disk or source.tail_suffices(tail) for tail in tails]
+    that planning needs (or, for a source that plans from tails, any file on a local disk:
+    a read of microseconds) is planned in this thread, a parse of a tenth of a millisecond
+    that a thread would cost more than; the others, which open their file (a request of tens
+    of ms each, or a sample of TFRecord records), in the pool."""
+    inline = [(on_disk and source.tail_bytes > 0) or source.tail_suffices(tail) for tail in tails]
     opened = {i: pool.submit(plan, i) for i, quick in enumerate(inline) if not quick}
     for i, quick in enumerate(inline):
         yield plan(i) if quick else opened[i].result()
