@@ -170,7 +170,23 @@ class ParquetSource(Source):
                 footer = _serialized(pf.metadata)
             if footer is not None and len(footer) <= FOOTER_CARRY:
                 units = [dataclasses.replace(units[0], footer=footer, size=size)]
-        return FilePlan(self._specs(path, pf.schema_arrow), units)
+        return FilePlan(self._planned_specs(path, pf.schema_arrow), units)
+
+    def _planned_specs(self, path: str, schema: pa.Schema) -> dict[str, ColumnSpec]:
+        """:meth:`_specs` of a file being planned: the files of a job mostly share one schema,
+        so the last schema's columns are reused when this file's schema equals it (a cost of
+        about 0.05 ms a file, in a job of thousands of small files)."""
+        last = self.__dict__.get("_last_specs")
+        if last is not None and last[0].equals(schema):
+            return dict(last[1])
+        specs = self._specs(path, schema)
+        self._last_specs = (schema, specs)
+        return dict(specs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_last_specs", None)  # planning's, not the workers'
+        return state
 
     #: whether :meth:`read` can use a footer planning carried (a Parquet file's; the
     #: Feather and ORC subclasses read their own)
