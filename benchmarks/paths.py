@@ -113,6 +113,7 @@ _STEPS = [
     ("beamscore.pipelines.plan", "schema_file", "first file's schema"),
     ("beamscore.pipelines.plan", "survey", "footers"),
     ("beamscore.pipelines.score", "plan_job", "planning (all)"),
+    ("beamscore.pipelines.trial", "trial_call", "trial call (launcher)"),
     ("beamscore.pipelines.score", "start_output", "output claim"),
     ("beamscore.pipelines.score", "build_pipeline", "pipeline construction"),
     ("beamscore.model.loader", "_load", "model load (TF)"),
@@ -212,8 +213,19 @@ def r1(job: dict[str, Any]) -> int:
     return rows
 
 
+def _in_trial() -> bool:
+    """Whether this call comes from the launcher's trial call (``beamscore.pipelines.trial``)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "trial_call" and frame.f_code.co_filename.endswith("trial.py"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _time_signature_calls() -> None:
-    """Record the first batch's end when beamscore's first signature call returns."""
+    """Record the first batch's end when beamscore's first signature call on a job's batch
+    returns (not the launcher's trial call of a few rows: a span of its own, see ``_STEPS``)."""
     from beamscore.model import runner
 
     call = runner.SignatureRunner.__call__
@@ -221,6 +233,8 @@ def _time_signature_calls() -> None:
     def timed(self, columns, where="batch"):
         start, cpu = time.time(), time.process_time()
         result = call(self, columns, where)
+        if not _FIRST and _in_trial():
+            return result
         if not _FIRST:
             _SPANS.append(("first batch (signature call)", start, time.time(), cpu, time.process_time()))
         _first_batch_done()

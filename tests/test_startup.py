@@ -264,3 +264,30 @@ def test_a_local_worker_process_imports_beam_the_lighter_way():
     )
     done = _job_in_a_process(code)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+#: the modules of formats a Parquet-to-Parquet job does not use
+_OTHER_FORMATS = ("beamscore.io.tfrecord", "beamscore.io.npz", "beamscore.io.npy", "beamscore.io.delta_sink")
+
+
+def test_a_parquet_job_imports_no_other_formats_modules_and_they_import_on_use(models, shards, tmp_path):
+    """Sources and sinks are imported when their format is used: a Parquet job imports none
+    of TFRecord's, npz's, npy's or Delta's modules, and each still answers afterwards."""
+    out = tmp_path / "out"
+    assert shards[0][0].endswith(".parquet")
+    code = (
+        "import sys\n"
+        f"sys.argv = {['beamscore', *_one_file_job(models, shards, out)]!r}\n"
+        "from beamscore.cli import main\n"
+        "code = main()\n"
+        f"seen = [m for m in {_OTHER_FORMATS!r} if m in sys.modules]\n"
+        "assert code == 0 and not seen, (code, seen)\n"
+        "import beamscore.io as bio\n"
+        "assert bio.TFRecordSource.format == 'tfrecord' and bio.SINKS['delta'].format == 'delta'\n"
+        "assert sorted(bio.SOURCES) == ['feather', 'npy', 'npz', 'orc', 'parquet', 'tfrecord']\n"
+        "assert [bio.SOURCES[f].format for f in bio.SOURCES] == list(bio.SOURCES)\n"
+        f"assert all(m in sys.modules for m in {_OTHER_FORMATS!r})\n"
+    )
+    done = _job_in_a_process(code)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "_SUCCESS").exists()

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from beamscore.config import INPUT_FORMATS
 from beamscore.errors import BeamscoreError
-from beamscore.io.arrow_files import FeatherSource, OrcSource
 from beamscore.io.base import Sink, Source, UnitWriter, WorkUnit
-from beamscore.io.delta_sink import DeltaSink
 from beamscore.io.detect import compressed_head, format_of
-from beamscore.io.npy import NpySource
-from beamscore.io.npy_sink import NpySink
-from beamscore.io.npz import NpzSource
-from beamscore.io.parquet import ParquetSource
-from beamscore.io.parquet_sink import ParquetSink
-from beamscore.io.tfrecord import TFRecordSource
 from beamscore.wording import flag
+
+if TYPE_CHECKING:  # served lazily by __getattr__ (a job imports only its own formats' modules)
+    from beamscore.io.arrow_files import FeatherSource, OrcSource
+    from beamscore.io.delta_sink import DeltaSink
+    from beamscore.io.npy import NpySource
+    from beamscore.io.npy_sink import NpySink
+    from beamscore.io.npz import NpzSource
+    from beamscore.io.parquet import ParquetSource
+    from beamscore.io.parquet_sink import ParquetSink
+    from beamscore.io.tfrecord import TFRecordSource
 
 __all__ = [
     "DeltaSink",
@@ -36,15 +40,54 @@ __all__ = [
     "source_for",
 ]
 
-SOURCES: dict[str, type[Source]] = {
-    "parquet": ParquetSource,
-    "tfrecord": TFRecordSource,
-    "npz": NpzSource,
-    "npy": NpySource,
-    "feather": FeatherSource,
-    "orc": OrcSource,
+#: where each source and sink class lives: its module is imported when the class is first
+#: asked for, so that a Parquet job does not import the TFRecord, npz or Delta modules
+_CLASSES = {
+    "ParquetSource": "beamscore.io.parquet",
+    "TFRecordSource": "beamscore.io.tfrecord",
+    "NpzSource": "beamscore.io.npz",
+    "NpySource": "beamscore.io.npy",
+    "FeatherSource": "beamscore.io.arrow_files",
+    "OrcSource": "beamscore.io.arrow_files",
+    "ParquetSink": "beamscore.io.parquet_sink",
+    "NpySink": "beamscore.io.npy_sink",
+    "DeltaSink": "beamscore.io.delta_sink",
 }
-SINKS: dict[str, type[Sink]] = {"parquet": ParquetSink, "npy": NpySink, "delta": DeltaSink}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLASSES:
+        return getattr(importlib.import_module(_CLASSES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Registry(Mapping[str, Any]):
+    """Format name -> class, each imported on first use."""
+
+    def __init__(self, classes: dict[str, str]) -> None:
+        self._classes = classes
+
+    def __getitem__(self, fmt: str) -> Any:
+        return __getattr__(self._classes[fmt])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._classes)
+
+    def __len__(self) -> int:
+        return len(self._classes)
+
+
+SOURCES: Mapping[str, type[Source]] = _Registry(
+    {
+        "parquet": "ParquetSource",
+        "tfrecord": "TFRecordSource",
+        "npz": "NpzSource",
+        "npy": "NpySource",
+        "feather": "FeatherSource",
+        "orc": "OrcSource",
+    }
+)
+SINKS: Mapping[str, type[Sink]] = _Registry({"parquet": "ParquetSink", "npy": "NpySink", "delta": "DeltaSink"})
 
 
 def source_for(fmt: str | None, example_path: str, rows_per_unit: int | None = None, **options: Any) -> Source:

@@ -133,6 +133,7 @@ class FeatherSource(ParquetSource):
     format = "feather"
     part_name = "record batch"
     tail_bytes = 0  # its footer is parsed from the file, not from a fetched tail
+    carries_footer = False
 
     def _open_file(self, f, path: str):
         return _opened(_IpcFile, f, path, "a Feather / Arrow IPC file", b"ARROW1")
@@ -144,6 +145,7 @@ class OrcSource(ParquetSource):
     format = "orc"
     part_name = "stripe"
     tail_bytes = 0
+    carries_footer = False
 
     def _open_file(self, f, path: str):
         return _opened(_OrcFile, f, path, "an ORC file", b"ORC")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import copy
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +24,7 @@ from beamscore.model.inspect import SignatureInfo
 __all__ = [
     "PACK_AFTER",
     "PACK_BYTES",
+    "PLAN_CARRY_BYTES",
     "BadRows",
     "FilePlan",
     "Sink",
@@ -31,6 +32,7 @@ __all__ = [
     "UnitWriter",
     "UnreadRows",
     "WorkUnit",
+    "carry_within",
     "pack_units",
     "part_name",
 ]
@@ -41,6 +43,10 @@ PACK_BYTES = 64 * 1024 * 1024
 #: costs (about 5 ms a file and a part file each) are small, and every file keeps its own
 #: unit and part file, named after it.
 PACK_AFTER = 100
+#: What planning read of the files and hands to the workers in their units (Parquet footers,
+#: :attr:`WorkUnit.footer`) holds at most this many bytes in all, so that the plan of 20,000
+#: files stays small; the units past it go without, and their workers read it again.
+PLAN_CARRY_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, order=True)
@@ -58,6 +64,11 @@ class WorkUnit:
     (``rows`` their sum); it is named after its first member, ``path`` is the first
     member's and ``start``/``stop`` span ``[0, rows)``. :meth:`locate` maps a position in
     the unit back to a file and a row in it.
+
+    ``footer`` is what planning read of a whole file's metadata (a Parquet footer, its
+    serialized bytes) and ``size`` the file's length when planned: the worker reads the
+    file with it instead of reading the footer again, unless the file's length has changed
+    since. Neither is part of the unit's identity (equality, order, name).
     """
 
     shard: int
@@ -68,6 +79,19 @@ class WorkUnit:
     rows: int
     first_row: int | None = None
     members: tuple[WorkUnit, ...] = ()
+    footer: bytes | None = field(default=None, compare=False, repr=False)
+    size: int | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def carried(self) -> int:
+        """Bytes of file metadata the unit carries (its members' in a packed unit)."""
+        return sum(len(m.footer or b"") for m in (self.members or (self,)))
+
+    def without_footer(self) -> WorkUnit:
+        """The unit with no file metadata carried: its worker reads the file's own."""
+        if self.members:
+            return replace(self, members=tuple(m.without_footer() for m in self.members))
+        return replace(self, footer=None, size=None) if self.footer is not None else self
 
     def file_row(self, position: int) -> int:
         """The row index within the file of the unit's row at ``position`` (a packed
@@ -158,6 +182,22 @@ def pack_units(
         run_rows += unit.rows
         run_bytes += size
     close()
+    return out
+
+
+def carry_within(units: Sequence[WorkUnit], budget: int = PLAN_CARRY_BYTES) -> list[WorkUnit]:
+    """``units`` with the file metadata they carry (:attr:`WorkUnit.footer`) kept, in order,
+    while it adds up to at most ``budget`` bytes, and dropped from the units after: those
+    workers read it from the file, as they do with ``--plan-on-workers``."""
+    out: list[WorkUnit] = []
+    total = 0
+    for unit in units:
+        carried = unit.carried
+        if carried and total + carried > budget:
+            unit = unit.without_footer()
+        else:
+            total += carried
+        out.append(unit)
     return out
 
 
@@ -275,6 +315,11 @@ class Source(abc.ABC):
     #: Parquet footer); planning then fetches the tails of many files at once. 0: the source
     #: opens each file itself, and planning runs it in a pool of threads.
     tail_bytes: int = 0
+
+    def tail_suffices(self, tail: bytes | None) -> bool:
+        """Whether :meth:`plan_file` can plan a file from this fetched tail alone, without
+        opening the file (planning then parses it in the calling thread). The default: no."""
+        return False
 
     def plan_file(self, path: str, shard: int, tail: bytes | None = None, size: int | None = None) -> FilePlan:
         """The columns and work units of one file (on the launcher, or on a worker with

@@ -15,7 +15,6 @@ import re
 import zlib
 
 from beamscore import fs as bfs
-from beamscore.io.tfrecord import WBITS, detect_compression, is_record_start
 
 __all__ = ["SUFFIXES", "compressed_head", "format_from_bytes", "format_from_name", "format_of", "looks_like_text"]
 
@@ -49,6 +48,8 @@ def format_from_name(path: str) -> str | None:
 
 def format_from_bytes(head: bytes) -> str | None:
     """The format of a file that starts with ``head``; ``None`` when it is none of ours."""
+    from beamscore.io.tfrecord import WBITS, detect_compression, is_record_start  # only when sniffing
+
     if head.startswith(b"PAR1"):
         return "parquet"
     if head.startswith(b"\x93NUMPY"):
@@ -88,6 +89,8 @@ def format_of(path: str) -> str | None:
 def compressed_head(path: str) -> str | None:
     """``GZIP`` or ``ZLIB`` when the file at ``path`` starts as such a stream (what cannot be
     told from its name or bytes: then only TFRecord is read compressed), else ``None``."""
+    from beamscore.io.tfrecord import WBITS, detect_compression
+
     fs, local = bfs.filesystem(path)
     try:
         with fs.open(local, "rb") as f:

@@ -61,6 +61,8 @@ def _key_type(values: list[str]) -> pa.DataType:
 
 def partition_arrays(path: str, partitions: dict[str, pa.DataType], rows: int) -> dict[str, pa.Array]:
     """One constant column per partition key for a batch of ``rows`` rows of ``path``."""
+    if not partitions:  # no keys: the path is not parsed (a cost per file of a pack of small files)
+        return {}
     values = partition_values(path)
     out = {}
     for key, type_ in partitions.items():

@@ -16,12 +16,26 @@ Damage is detected, not scored: page checksums are verified when the writer stor
 its CRC, a page header that does not parse) becomes one :class:`UnreadRows` for its unread
 rows while the unit's other row groups are still read. A unit whose row groups no longer
 hold the rows planned (the file was replaced after planning) is not read at all.
+
+Footers are read once per request a file costs. Planning parses each footer from the
+file's fetched tail. On an object store a file of at most :data:`WHOLE_FILE_BYTES` is read
+whole by its worker in one request (footer included: no request of its own for it, and
+pyarrow's 8 I/O threads are out of the way); a larger whole-file unit carries the footer's
+bytes from planning (:attr:`~beamscore.io.base.WorkUnit.footer`, at most
+:data:`FOOTER_CARRY`), so that its worker reads the row groups without reading the footer
+again. On a local disk the footer is read again: a read from the page cache costs less than
+carrying 700 bytes a file through Beam's pickled, bz2-compressed plan (measured: 0.05 ms
+against 0.16 ms a file). A unit without a footer (past the plan's byte budget, a large
+footer), or whose file has changed length since planning, reads the file's own. With
+``--plan-on-workers`` the worker that planned a file hands its footer on the same way.
 """
 
 from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
+import io
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -47,6 +61,10 @@ FOOTER_TAIL = 64 << 10
 #: How many of a job's files :meth:`ParquetSource.column_types` reads for the type of a
 #: column that the first file stores as Arrow's ``null`` type (all null).
 NULL_TYPE_FILES = 64
+#: A file on an object store of at most this many bytes is read whole in one request (:func:`_whole`).
+WHOLE_FILE_BYTES = 8 << 20
+#: A whole-file unit carries its file's footer to the worker when it is at most this many bytes.
+FOOTER_CARRY = 16 << 10
 
 
 class ParquetSource(Source):
@@ -120,6 +138,9 @@ class ParquetSource(Source):
     def units(self, path: str, shard: int) -> list[WorkUnit]:
         return self._units(path, shard, self._file(path, lambda f: f.metadata))
 
+    def tail_suffices(self, tail: bytes | None) -> bool:
+        return self.tail_bytes > 0 and _footer_in(tail) is not None
+
     def plan_file(self, path: str, shard: int, tail: bytes | None = None, size: int | None = None) -> FilePlan:
         """Columns and units from the footer: parsed from ``tail`` when it holds the whole
         footer, else read from the file (one more open for footers over 64 KiB)."""
@@ -130,10 +151,46 @@ class ParquetSource(Source):
             except OutsideTail:
                 pf = None
         if pf is None:
-            return self._file(
-                path, lambda f: FilePlan(self._specs(path, f.schema_arrow), self._units(path, shard, f.metadata))
-            )
-        return FilePlan(self._specs(path, pf.schema_arrow), self._units(path, shard, pf.metadata))
+            return self._file(path, lambda f: self._plan(path, shard, f, None, size))
+        return self._plan(path, shard, pf, _footer_in(tail), size)
+
+    def _plan(self, path: str, shard: int, pf, footer: bytes | None, size: int | None) -> FilePlan:
+        """The file's columns and units; a whole-file unit of a file on an object store
+        larger than :data:`WHOLE_FILE_BYTES` carries the footer, so that its worker does not
+        read it again (a smaller one is read whole, footer included, in one request)."""
+        units = self._units(path, shard, pf.metadata)
+        if (
+            len(units) == 1
+            and size is not None
+            and size > WHOLE_FILE_BYTES
+            and self.carries_footer
+            and not _on_disk(path)
+        ):
+            if footer is None and isinstance(pf, pq.ParquetFile):
+                footer = _serialized(pf.metadata)
+            if footer is not None and len(footer) <= FOOTER_CARRY:
+                units = [dataclasses.replace(units[0], footer=footer, size=size)]
+        return FilePlan(self._planned_specs(path, pf.schema_arrow), units)
+
+    def _planned_specs(self, path: str, schema: pa.Schema) -> dict[str, ColumnSpec]:
+        """:meth:`_specs` of a file being planned: the files of a job mostly share one schema,
+        so the last schema's columns are reused when this file's schema equals it (a cost of
+        about 0.05 ms a file, in a job of thousands of small files)."""
+        last = self.__dict__.get("_last_specs")
+        if last is not None and last[0].equals(schema):
+            return dict(last[1])
+        specs = self._specs(path, schema)
+        self._last_specs = (schema, specs)
+        return dict(specs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_last_specs", None)  # planning's, not the workers'
+        return state
+
+    #: whether :meth:`read` can use a footer planning carried (a Parquet file's; the
+    #: Feather and ORC subclasses read their own)
+    carries_footer = True
 
     def _units(self, path: str, shard: int, meta: pq.FileMetaData) -> list[WorkUnit]:
         """Runs of row groups of about ``rows_per_unit`` rows. A footer whose row groups do not
@@ -158,8 +215,10 @@ class ParquetSource(Source):
 
     def read(self, unit: WorkUnit, columns: list[str], batch_size: int) -> Iterator[pa.Table | UnreadRows]:
         fs, path = bfs.filesystem(unit.path)
-        with fs.open(path, "rb") as f:
-            pf = self._open_file(f, unit.path)
+        # a local file through Arrow's own reader: no Python call per read (0.08 ms a small file)
+        with pa.OSFile(path) if bfs.is_local(fs) else fs.open(path, "rb") as opened:
+            f = _whole(opened, unit.path)
+            pf = self._open_carried(f, unit) or self._open_file(f, unit.path)
             stored = pf.schema_arrow.names
             partitions = {k: t for k, t in self.partitions.items() if k in columns and k not in stored}
             nested = {c: structs.field_path(pf.schema_arrow, c) for c in columns if c not in stored}
@@ -211,6 +270,12 @@ class ParquetSource(Source):
         """One row group's batches; a fixed-size list column with null rows is read around."""
         done = 0
         try:
+            if isinstance(pf, pq.ParquetFile) and pf.metadata.row_group(rg).num_rows <= batch_size:
+                # one batch: read whole, without a streaming reader (a small file's cost)
+                table = pf.read_row_group(rg, columns=columns, use_threads=False)
+                done = table.num_rows
+                yield table
+                return
             for batch in pf.iter_batches(batch_size=batch_size, row_groups=[rg], columns=columns):
                 done += batch.num_rows
                 yield pa.Table.from_batches([batch])
@@ -236,6 +301,20 @@ class ParquetSource(Source):
             table = table.append_column(name, array)
         return table.select(columns)
 
+    def _open_carried(self, f, unit: WorkUnit) -> pq.ParquetFile | None:
+        """The file's reader from the footer planning carried in ``unit``, without reading
+        the footer again; ``None`` when the unit carries none or the file's length is not
+        the planned one (replaced since: its own footer tells, see :meth:`read`)."""
+        if unit.footer is None or unit.size is None or not self.carries_footer:
+            return None
+        if _length(f) != unit.size:
+            return None
+        try:
+            meta = _metadata(unit.footer)
+        except (pa.ArrowException, OSError):
+            return None
+        return _open(lambda source, **kw: pq.ParquetFile(source, metadata=meta, **kw), f, unit.path)
+
     def _open_file(self, f, path: str):
         """The file's reader: a ``ParquetFile`` here; a subclass for another columnar format
         (:mod:`beamscore.io.arrow_files`) returns one that answers the same calls."""
@@ -248,6 +327,61 @@ class ParquetSource(Source):
         fs, local = bfs.filesystem(path)
         with fs.open(local, "rb") as f:
             return get(self._open_file(f, path))
+
+
+def _whole(f, path: str):
+    """A small file on an object store, read whole here (one request, in this thread) and
+    served from memory; any other file as it is. pyarrow reads a Python file through its own
+    pool of 8 I/O threads, so 64 threads reading a pack of small files at 40 ms a request
+    read 8 at a time (measured: 640 files in 3.3 s, against 0.9 s read whole)."""
+    if _on_disk(path):
+        return f
+    size = getattr(f, "size", None)
+    if not isinstance(size, int) or size > WHOLE_FILE_BYTES:
+        return f
+    return io.BytesIO(f.read())  # (not pa.BufferReader: polars reads it too, parquet_lists)
+
+
+def _on_disk(path: str) -> bool:
+    """Whether ``path`` is on the local disk, where reading a footer again costs a read from
+    the page cache, less than carrying it in the plan (pickled and compressed by Beam)."""
+    return "://" not in path or path.split("://", 1)[0] in ("file", "local")
+
+
+def _footer_in(tail: bytes | None) -> bytes | None:
+    """The serialized footer (Thrift ``FileMetaData``) at the end of ``tail``: ``None`` when
+    the tail does not hold all of it or the footer is encrypted (``PARE``)."""
+    if tail is None or len(tail) < 12 or tail[-4:] != b"PAR1":
+        return None
+    length = int.from_bytes(tail[-8:-4], "little")
+    return bytes(tail[-8 - length : -8]) if length + 8 <= len(tail) else None
+
+
+def _serialized(meta: pq.FileMetaData) -> bytes:
+    """``meta`` as the footer bytes :func:`_metadata` reads back."""
+    out = io.BytesIO()
+    meta.write_metadata_file(out)
+    return out.getvalue()[4:-8]
+
+
+def _metadata(footer: bytes) -> pq.FileMetaData:
+    """A file's metadata from its serialized footer, parsed in memory."""
+    framed = b"PAR1" + footer + len(footer).to_bytes(4, "little") + b"PAR1"
+    return pq.read_metadata(pa.BufferReader(framed))
+
+
+def _length(f) -> int | None:
+    """The length of an open file: fsspec's ``size`` (known from the open), else by seeking."""
+    size = getattr(f, "size", None)
+    if isinstance(size, int):
+        return size
+    try:
+        here = f.tell()
+        end = f.seek(0, 2)
+        f.seek(here)
+        return end
+    except (OSError, ValueError):
+        return None
 
 
 def _untyped(t: pa.DataType) -> bool:

@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 import numpy as np
@@ -23,7 +23,6 @@ from beamscore.errors import BeamscoreError, in_stage
 from beamscore.io import structs
 from beamscore.io.arrow import column_spec, from_numpy, take_rows
 from beamscore.io.keep import cast_kept, keep_type
-from beamscore.io.tfrecord import TFRecordSource
 from beamscore.keywords import strict_keywords
 from beamscore.model.binding import InputBinding, bind_inputs, output_dtype
 from beamscore.model.inspect import SignatureInfo
@@ -34,6 +33,9 @@ from beamscore.transforms.batch import Batch
 from beamscore.transforms.elements import MISSING, BadElement, Element, pack, unpack
 from beamscore.transforms.validate import check_rows
 from beamscore.wording import bare, speaking
+
+if TYPE_CHECKING:
+    from beamscore.io.tfrecord import TFRecordSource
 
 __all__ = [
     "DEAD_LETTERS",
@@ -358,6 +360,8 @@ class ElementScorer:
     ) -> None:
         """Parse ``records`` (the element's records from ``first``); on failure, bisect."""
         if self._examples is None:
+            from beamscore.io.tfrecord import TFRecordSource  # only jobs fed serialized Examples
+
             self._examples = TFRecordSource().bind(self.signature, self.input_map)
         try:
             tables.append(self._examples.parse(records, where, first))
