@@ -29,6 +29,9 @@ class DelayedFileSystem(AsyncFileSystem):
     #: seconds per request (a class attribute, so that every instance fsspec makes shares it)
     delay = 0.04
     requests = 0
+    #: requests sleeping now, and the most there were at once since :func:`register`
+    in_flight = 0
+    most_in_flight = 0
     _lock = threading.Lock()
 
     def __init__(self, **kwargs) -> None:
@@ -41,13 +44,19 @@ class DelayedFileSystem(AsyncFileSystem):
         return LocalFileSystem._strip_protocol(path)
 
     @classmethod
-    def _count(cls) -> None:
+    def _count(cls, change: int = 1) -> None:
+        """A request starts (``change`` 1: counted, and in flight) or ends (-1)."""
         with cls._lock:
-            cls.requests += 1
+            cls.requests += max(change, 0)
+            cls.in_flight += change
+            cls.most_in_flight = max(cls.most_in_flight, cls.in_flight)
 
     async def _request(self) -> None:
         self._count()
-        await asyncio.sleep(self.delay)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self._count(-1)
 
     async def _info(self, path, **kwargs):
         await self._request()
@@ -72,7 +81,10 @@ class _DelayedFile(AbstractBufferedFile):
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         DelayedFileSystem._count()
-        time.sleep(DelayedFileSystem.delay)
+        try:
+            time.sleep(DelayedFileSystem.delay)
+        finally:
+            DelayedFileSystem._count(-1)
         return self.fs.local.cat_file(self.path, start=start, end=end)
 
 
@@ -80,4 +92,5 @@ def register(delay: float) -> None:
     """Make ``delayed://`` available with ``delay`` seconds per request; reset the count."""
     DelayedFileSystem.delay = delay
     DelayedFileSystem.requests = 0
+    DelayedFileSystem.in_flight = DelayedFileSystem.most_in_flight = 0
     fsspec.register_implementation("delayed", DelayedFileSystem, clobber=True)

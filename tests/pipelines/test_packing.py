@@ -141,9 +141,8 @@ def test_resume_redoes_only_the_packed_units_without_receipts(tmp_path, model, c
 
 def test_a_pack_on_an_object_store_reads_its_files_many_at_a_time(tmp_path):
     """80 files at 50 ms a request, two requests each: 8 s one by one, 1 s eight at a time
-    (the pack's threads on a disk); an object store's pack reads them far more at once."""
-    import time
-
+    (pyarrow's own I/O threads, what a pack got before); an object store's pack reads them far
+    more at once. Counted, not timed: the most requests the store saw in flight at once."""
     from beamscore import fs as bfs
     from beamscore.io.parquet import ParquetSource
     from beamscore.pipelines.survey import survey
@@ -157,11 +156,10 @@ def test_a_pack_on_an_object_store_reads_its_files_many_at_a_time(tmp_path):
     (unit,) = survey(source, facts)
     assert len(unit.members) == 80
     requests = DelayedFileSystem.requests
-    start = time.perf_counter()
+    DelayedFileSystem.most_in_flight = 0
     batches = list(ReadUnitFn(source, ["id", "x"], 64).process(unit))
-    seconds = time.perf_counter() - start
     assert DelayedFileSystem.requests - requests == 2 * 80  # each file's info and its data, no footer read
-    assert seconds < 0.8, f"a pack of 80 files on a 50 ms store took {seconds:.1f} s"
+    assert DelayedFileSystem.most_in_flight > 16, DelayedFileSystem.most_in_flight  # 8 before
     table = pa.concat_tables(b.table for b in batches)
     assert table["id"].to_pylist() == list(range(80 * ROWS))
     np.testing.assert_array_equal(np.stack(table["x"].to_numpy(zero_copy_only=False)), x)
