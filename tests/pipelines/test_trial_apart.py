@@ -19,9 +19,13 @@ MULTI = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 #: a custom-op module (``--import``) that crashes the process it is imported in when that
 #: process is the trial call's (``python -c ... trial_apart``), as a model that crashes
 #: TensorFlow would; the launcher imports it too, unharmed
+#: aborts in the trial's child process only: argv ``-c BOOT LEVEL``, its launcher (the test
+#: process) its parent. Not on ``sys.argv == ["-c"]`` alone: a pytest-xdist worker runs as
+#: ``python -c`` too, and aborted itself (the launcher imports the module as well)
 CRASHING = """
 import os, sys
-if sys.argv[:1] == ["-c"] and "beamscore.pipelines.trial_apart" in sys.modules:
+child = len(sys.argv) == 3 and sys.argv[0] == "-c" and os.environ.get("BEAMSCORE_LAUNCHER_PID") == str(os.getppid())
+if child and "beamscore.pipelines.trial_apart" in sys.modules:
     os.abort()
 """
 
