@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +68,22 @@ class Batch:
     @property
     def failed_rows(self) -> int:
         return dead_letters.count(self.failed)
+
+    def scored(self, table: pa.Table, good: np.ndarray, failed: Iterable[pa.Table | None], **fields: Any) -> Batch:
+        """This batch after a scoring step: ``table`` holds the outputs of its rows ``good``
+        (indices into this batch's table, in order), ``failed`` the dead letters so far (this
+        batch's and the step's); the batch still accounts for all its source rows. ``fields``
+        are the step's measures (``seconds``, ``worker``, ``model_loads``...). One place for the
+        three scoring steps (one model, several, routed) to keep the accounting alike."""
+        positions = self.row_positions()
+        return dataclasses.replace(
+            self,
+            table=table,
+            rows_in=self.source_rows,
+            failed=dead_letters.concat(list(failed)),
+            positions=None if len(good) == self.table.num_rows else positions[good],
+            **fields,
+        )
 
     def row_positions(self) -> np.ndarray:
         """Position within the unit of each row of ``table``."""

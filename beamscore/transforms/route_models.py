@@ -16,7 +16,6 @@ job's dead letters and no model's.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import gc
 import os
 import socket
@@ -275,17 +274,15 @@ class RoutedModelsFn(beam.DoFn):
         loads_seconds = take_loads()
         if loads_seconds:
             self.model_loads.inc(len(loads_seconds))
-        return dataclasses.replace(
-            batch,
+        return batch.scored(
+            written,
+            good,
+            dead,
             seconds=seconds,
             decode_seconds=stages.get("decode", 0.0),
             encode_seconds=encode,
             worker=self._worker,
             model_loads=loads_seconds,
-            table=written,
-            rows_in=batch.source_rows,
-            failed=dead_letters.concat(dead),
-            positions=None if len(good) == table.num_rows else positions[good],
             device=self._device,
             models=tuple(counts.items()),
         )

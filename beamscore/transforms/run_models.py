@@ -252,17 +252,15 @@ class RunModelsFn(beam.DoFn):
         loads = take_loads()
         if loads:
             self.model_loads.inc(len(loads))
-        return dataclasses.replace(
-            batch,
+        return batch.scored(
+            written,
+            good,
+            dead,
             seconds=seconds,
             decode_seconds=stages.get("decode", 0.0),
             encode_seconds=encode,
             worker=self._worker,
             model_loads=loads,
-            table=written,
-            rows_in=batch.source_rows,
-            failed=dead_letters.concat(dead),
-            positions=None if len(good) == table.num_rows else positions[good],
             device=self._device,
             models=tuple(counts),
         )

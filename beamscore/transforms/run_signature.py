@@ -605,17 +605,15 @@ class RunSignatureFn(beam.DoFn):
         encode = time.perf_counter() - encoding
         seconds = self._measure(table.num_rows, start)
         loads = take_loads()
-        return dataclasses.replace(
-            batch,
+        return batch.scored(
+            written,
+            good,
+            failed,
             seconds=seconds,
             decode_seconds=stages.get("decode", 0.0),
             encode_seconds=encode,
             worker=self._worker,
             model_loads=loads,
-            table=written,
-            rows_in=batch.source_rows,
-            failed=dead_letters.concat(failed),
-            positions=None if len(good) == table.num_rows else positions[good],
             device=self._device,
         )
 

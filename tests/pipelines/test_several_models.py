@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import job_models
 import numpy as np
@@ -42,7 +43,11 @@ def models(tmp_path_factory) -> dict[str, str]:
     other = Challenger()
     other.shift = tf.Variable(2.0)  # another model (its own fingerprint), the same outputs
     tf.saved_model.save(other, str(root / "challenger2"), signatures={"serving_default": other.serve})
-    return {"champion": built["raising"], "challenger": path, "challenger2": str(root / "challenger2")}
+    # a copy of its own: job_models builds once per process, and a process shares one loaded
+    # copy of a model across pipelines, so another module's job could leave this one no load to count
+    champion = str(root / "champion")
+    shutil.copytree(built["raising"], champion)
+    return {"champion": champion, "challenger": path, "challenger2": str(root / "challenger2")}
 
 
 def reference(model: str, x: np.ndarray) -> dict[str, np.ndarray]:
