@@ -70,7 +70,7 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "jit_compile": ("--jit-compile", "jit_compile=True", "jit_compile=True"),
     "signature": ("--signature", "signature=", "signature="),
     "batch_size": ("--batch-size", "batch_size=", "batch_size="),
-    "batch_multiple": ("--batch-multiple", "batch_multiple=", "batch_multiple="),
+    "batch_multiple": ("--batch-multiple {value}", "batch_multiple={value}", "batch_multiple={value}"),
     "trial": ("--no-trial", "trial=False", "trial=False"),
     "model_copies": ("--model-copies", "model_copies=", "model_copies="),
     "output_format": ("--output-format {value}", "output_format={value}", "output_format={value}"),

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from beamscore import wording
 from beamscore.errors import BeamscoreError, first_line
 from beamscore.model.binding import InputBinding, widen_output
 from beamscore.wording import bare
@@ -146,11 +147,11 @@ class SignatureRunner:
             )
         _LOG.warning(
             "%s: the model fails on a batch of 1 row but not of %d: it needs batches of a multiple of %d "
-            "rows; padding every call to one (set --batch-multiple %d to say so)",
+            "rows; padding every call to one (set %s to say so)",
             where,
             m,
             m,
-            m,
+            wording.option("batch_multiple", str(m)),
         )
         self.multiple = m
         return True

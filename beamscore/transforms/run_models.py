@@ -284,12 +284,14 @@ class RunSignaturesFn(beam.DoFn):
         options: Mapping[str, Mapping[str, Any]],
         reject_nan: bool = False,
         batch_size: int | None = None,
+        batch_multiple: int | None = None,
     ) -> None:
         self.models = list(models)
         self.keep = None if keep is None else list(keep)
         self.options = {name: dict(o) for name, o in options.items()}
         self.reject_nan = reject_nan
         self.batch_size = batch_size
+        self.batch_multiple = batch_multiple
         self.dead_letter_output = False
         self.front = wording.current()
         self._scorers: list[ElementScorer] = []
@@ -313,6 +315,7 @@ class RunSignaturesFn(beam.DoFn):
                     self.reject_nan,
                     self.batch_size,
                     [],  # names are checked against the NAME__output columns here (self._columns)
+                    self.batch_multiple,
                 )
             )
         # the keep columns and the prefixed predictions, checked as one scorer checks its own
@@ -386,7 +389,8 @@ class RunSignatures(beam.PTransform):
     row holds every model's outputs). Each model is loaded once per worker process, also
     when another step of the pipeline uses it (:mod:`beamscore.transforms.shared_models`).
     Elements are those of :class:`~beamscore.transforms.run_signature.RunSignature` without
-    ``per_row`` (serialized Examples are parsed by each model against its own signature)."""
+    ``per_row`` (serialized Examples are parsed by each model against its own signature).
+    ``batch_multiple`` pads every model's calls to a multiple of it, as ``--batch-multiple``."""
 
     def __init__(
         self,
@@ -395,6 +399,7 @@ class RunSignatures(beam.PTransform):
         keep: Sequence[str] | None = None,
         reject_nan: bool = False,
         batch_size: int | None = None,
+        batch_multiple: int | None = None,
     ) -> None:
         super().__init__()
         from beamscore.config import MODEL_NAME
@@ -406,6 +411,7 @@ class RunSignatures(beam.PTransform):
                 raise BeamscoreError(f"models must be a dict of NAME to a model path or options, got {models!r}")
             check_names("keep", keep)
             check_count("batch_size", batch_size, optional=True)
+            check_count("batch_multiple", batch_multiple, optional=True)
             found, options = [], {}
             allowed = {"path", "signature", "tag_set", "version", "outputs", "input_map", "cast"}
             for name, given in models.items():
@@ -437,7 +443,7 @@ class RunSignatures(beam.PTransform):
             clash = sorted(set(keep or ()) & set(columns))
             if clash:
                 raise BeamscoreError(f"keep={list(keep or ())!r} names {clash[0]!r}, which is also a model's column")
-            self.fn = RunSignaturesFn(found, keep, options, reject_nan, batch_size)
+            self.fn = RunSignaturesFn(found, keep, options, reject_nan, batch_size, batch_multiple)
 
     def with_exception_handling(self) -> Any:
         """A copy whose output is ``(scored, dead_letters)``, as ``RunSignature``'s (typed

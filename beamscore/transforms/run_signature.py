@@ -849,6 +849,10 @@ class RunSignature(beam.PTransform):
     emits, through a ``GroupByKey`` instead) and each comes back as its own output element
     (see :mod:`beamscore.transforms.per_row`).
 
+    ``batch_multiple`` is ``--batch-multiple``: every call is padded to a multiple of it, for
+    a signature that takes only such batches (a jax2tf export with a ``2*b`` batch). Without
+    it the multiple is found when a row fails alone and scores in a batch of its copies.
+
     The CLI runs this same transform on its work-unit batches (:meth:`for_plan`).
     """
 
@@ -872,6 +876,7 @@ class RunSignature(beam.PTransform):
         fixed_batch: int | None = None,
         imports: Sequence[str] = (),
         per_row: bool = False,
+        batch_multiple: int | None = None,
     ) -> None:
         super().__init__()
         with speaking(wording.BEAM):
@@ -883,6 +888,7 @@ class RunSignature(beam.PTransform):
             check_count("batch_size", batch_size, optional=True)
             check_count("model_copies", model_copies, least=0)
             check_count("fixed_batch", fixed_batch, optional=True)
+            check_count("batch_multiple", batch_multiple, optional=True)
             spec, sig = resolve_signature(
                 os.fspath(model),
                 signature,
@@ -908,11 +914,21 @@ class RunSignature(beam.PTransform):
                     cast,
                     reject_nan,
                     batch_size=batch_size,
+                    batch_multiple=batch_multiple,
                     rows=batch_size or DEFAULT_ROWS,
                 )
             else:
                 self.fn = RunSignatureFn(
-                    spec, sig, bindings, outputs, keep, input_map, cast, reject_nan, batch_size=batch_size
+                    spec,
+                    sig,
+                    bindings,
+                    outputs,
+                    keep,
+                    input_map,
+                    cast,
+                    reject_nan,
+                    batch_size=batch_size,
+                    batch_multiple=batch_multiple,
                 )
 
     @classmethod

@@ -120,3 +120,57 @@ def test_routed_models_pad_to_the_multiple(shaped, tmp_path, caplog, given):
         assert not found_multiple(caplog)
     else:  # found once, and kept when the model is released and loaded again (--max-models-per-worker 1)
         assert len(found_multiple(caplog)) == 1, found_multiple(caplog)
+
+
+@pytest.mark.parametrize("several", [False, True], ids=["RunSignature", "RunSignatures"])
+def test_the_python_transforms_take_batch_multiple(shaped, caplog, several):
+    """``RunSignature(batch_multiple=2)`` and ``RunSignatures(..., batch_multiple=2)``, as
+    ``--batch-multiple 2``: calls of 33 rows padded to 34, nothing to find, no row failed."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that
+
+    from beamscore import RunSignature, RunSignatures
+
+    paths, data, x, _ = shaped
+    table = pq.read_table(data, columns=["id", "x"])
+    if several:
+        step = RunSignatures({"plain": paths["plain"], "even": paths["even"]}, batch_size=33, batch_multiple=2)
+        columns = {"plain__y": "plain", "even__y": "even"}
+    else:
+        step = RunSignature(paths["even"], batch_size=33, batch_multiple=2)
+        columns = {"y": "even"}
+
+    def check(tables):
+        got = pa.concat_tables(tables).sort_by("id")
+        assert got["id"].to_pylist() == list(range(ROWS))
+        for column, name in columns.items():
+            want = direct_call(paths[name], "serving_default", x=x)["y"]
+            assert_scores_close(got[column].to_numpy(), want, err_msg=column)
+
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        assert_that(p | beam.Create([table]) | step, check)
+    assert not found_multiple(caplog)  # given, so nothing was found by failing
+
+
+def test_a_multiple_found_through_the_python_transform_is_told_as_its_keyword(shaped, caplog):
+    import apache_beam as beam
+
+    from beamscore import RunSignature
+
+    paths, data, _x, _ = shaped
+    table = pq.read_table(data, columns=["id", "x"])
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        _ = p | beam.Create([table]) | RunSignature(paths["even"], batch_size=33)
+    (found,) = found_multiple(caplog)
+    assert "(set batch_multiple=2 to say so)" in found and "--batch-multiple" not in found
+
+
+def test_the_python_transforms_refuse_a_batch_multiple_that_is_no_count(shaped):
+    from beamscore import RunSignature, RunSignatures
+    from beamscore.errors import BeamscoreError
+
+    paths = shaped[0]
+    with pytest.raises(BeamscoreError, match=r"^batch_multiple must be a whole number of at least 1, got 0$"):
+        RunSignature(paths["even"], batch_multiple=0)
+    with pytest.raises(BeamscoreError, match=r"^batch_multiple must be a whole number of at least 1, got '2'$"):
+        RunSignatures({"even": paths["even"]}, batch_multiple="2")
