@@ -901,35 +901,14 @@ class RunSignature(beam.PTransform):
                 fixed_batch=fixed_batch,
             )
             check_arguments(sig, outputs, keep, input_map)
+            args = (spec, sig, bindings, outputs, keep, input_map, cast, reject_nan)
             if per_row:  # one row per element, batched in the DoFn (beamscore.transforms.per_row)
                 from beamscore.transforms.per_row import DEFAULT_ROWS, PerRowFn
 
-                self.fn = PerRowFn(
-                    spec,
-                    sig,
-                    bindings,
-                    outputs,
-                    keep,
-                    input_map,
-                    cast,
-                    reject_nan,
-                    batch_size=batch_size,
-                    batch_multiple=batch_multiple,
-                    rows=batch_size or DEFAULT_ROWS,
-                )
+                rows = batch_size or DEFAULT_ROWS
+                self.fn = PerRowFn(*args, batch_size=batch_size, batch_multiple=batch_multiple, rows=rows)
             else:
-                self.fn = RunSignatureFn(
-                    spec,
-                    sig,
-                    bindings,
-                    outputs,
-                    keep,
-                    input_map,
-                    cast,
-                    reject_nan,
-                    batch_size=batch_size,
-                    batch_multiple=batch_multiple,
-                )
+                self.fn = RunSignatureFn(*args, batch_size=batch_size, batch_multiple=batch_multiple)
 
     @classmethod
     def for_plan(cls, plan: Any) -> RunSignature:
