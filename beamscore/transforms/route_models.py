@@ -38,7 +38,7 @@ from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
 from beamscore.transforms.run_models import ModelRows, NamedModel
 from beamscore.transforms.run_signature import ElementScorer, _empty, record_load, take_loads
-from beamscore.transforms.shared_models import acquire
+from beamscore.transforms.shared_models import acquire_loaded
 from beamscore.wording import speaking
 
 __all__ = ["DEFAULT_MODEL", "RoutedModelsFn", "route_key"]
@@ -162,14 +162,8 @@ class RoutedModelsFn(beam.DoFn):
             # alive, so with K = 1 the released one goes at the next release instead.
             gc.collect()
         model = self.models[name]
-        loaded_here: list[LoadedModel] = []
-
-        def load() -> LoadedModel:
-            loaded_here.append(load_model(model.spec))
-            return loaded_here[-1]
-
-        loaded = acquire(model.spec, load)
-        if loaded_here:
+        loaded, fresh = acquire_loaded(model.spec, load_model)
+        if fresh:
             self._loads[name] = self._loads.get(name, 0) + 1
             record_load(loaded.load_seconds)
         fn = loaded.signature(model.signature.key)

@@ -41,7 +41,7 @@ from beamscore.model.loader import LoadedModel, ModelSpec, load_model
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
 from beamscore.transforms.run_signature import ElementScorer, Scored, _empty, record_load, take_loads
-from beamscore.transforms.shared_models import acquire
+from beamscore.transforms.shared_models import acquire, acquire_loaded
 from beamscore.wording import speaking
 
 __all__ = ["ModelRows", "NamedModel", "RunModelsFn", "RunSignatures", "RunSignaturesFn", "column_name", "combine"]
@@ -152,15 +152,9 @@ class RunModelsFn(beam.DoFn):
         self._scorers = []
         self._held = []  # Shared keeps a weak reference: the DoFn holds each model while it lives
         for model in self.models:
-            loaded_here: list[LoadedModel] = []
-
-            def load(spec: ModelSpec = model.spec, into: list[LoadedModel] = loaded_here) -> LoadedModel:
-                into.append(load_model(spec))
-                return into[-1]
-
-            loaded = acquire(model.spec, load)  # one copy per process, whichever steps use it
+            loaded, fresh = acquire_loaded(model.spec, load_model)  # one copy per process, whichever steps use it
             self._held.append(loaded)
-            if loaded_here:
+            if fresh:
                 self._loaded[model.name] = self._loaded.get(model.name, 0) + 1
                 record_load(loaded.load_seconds)
             fn = loaded.signature(model.signature.key)

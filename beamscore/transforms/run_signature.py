@@ -26,7 +26,7 @@ from beamscore.io.keep import cast_kept, keep_type
 from beamscore.keywords import strict_keywords
 from beamscore.model.binding import InputBinding, bind_inputs, output_dtype
 from beamscore.model.inspect import SignatureInfo
-from beamscore.model.loader import LoadedModel, ModelSpec, load_model, resolve_signature, tf_message
+from beamscore.model.loader import ModelSpec, load_model, resolve_signature, tf_message
 from beamscore.model.runner import BatchError, ModelFailed, SignatureRunner
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
@@ -511,18 +511,12 @@ class RunSignatureFn(beam.DoFn):
         self.element_failed = beam.metrics.Metrics.counter("beamscore", "element_rows_failed")
 
     def setup(self) -> None:
-        loaded_here: list[LoadedModel] = []
+        from beamscore.transforms.shared_models import acquire_loaded
 
-        def load() -> LoadedModel:
-            loaded_here.append(load_model(self.model))
-            return loaded_here[-1]
-
-        from beamscore.transforms.shared_models import acquire
-
-        model = acquire(self.model, load)  # one copy per process, whichever steps use this model
+        model, fresh = acquire_loaded(self.model, load_model)  # one copy per process, whichever steps use this model
         self._model = model  # Shared holds it weakly: kept while this DoFn lives
         # Metrics updated in setup() are lost (no bundle is active): report in start_bundle.
-        if loaded_here:  # told by the next batch this process scores, whichever DoFn instance has it
+        if fresh:  # told by the next batch this process scores, whichever DoFn instance has it
             with _LOADS_LOCK:
                 _UNRECORDED_LOADS.append(model.load_seconds)
                 _UNCOUNTED_LOAD_MS.append(int(model.load_seconds * 1000))

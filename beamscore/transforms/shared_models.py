@@ -30,3 +30,15 @@ def acquire(spec: ModelSpec, load: Callable[[], LoadedModel]) -> LoadedModel:
         if handle is None:
             handle = _HANDLES[spec.key] = shared.Shared()
     return handle.acquire(load, tag=spec.key)
+
+
+def acquire_loaded(spec: ModelSpec, load: Callable[[ModelSpec], LoadedModel]) -> tuple[LoadedModel, bool]:
+    """:func:`acquire` with ``load(spec)``, and whether this call loaded the model (the caller
+    then counts the load: a model another step of the process holds is not loaded again)."""
+    loaded_here: list[LoadedModel] = []
+
+    def load_once() -> LoadedModel:
+        loaded_here.append(load(spec))
+        return loaded_here[-1]
+
+    return acquire(spec, load_once), bool(loaded_here)
