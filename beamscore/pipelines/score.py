@@ -45,7 +45,7 @@ from beamscore.transforms.manifest import MANIFEST, WriteManifest, failure_reaso
 from beamscore.transforms.plan_files import PlanFiles, file_elements
 from beamscore.transforms.progress_file import ReportRows
 from beamscore.transforms.read import ReadBatches
-from beamscore.transforms.run_signature import RunSignature
+from beamscore.transforms.run_signature import RunSignature, take_loads
 from beamscore.transforms.temp import TEMP_DIR
 from beamscore.transforms.watchdog import LAUNCHER_ENV
 from beamscore.transforms.write import WriteBatches
@@ -97,7 +97,11 @@ def build_pipeline(
     unit from them.
 
     ``done`` are units an earlier run committed (``--resume``): they are not run again,
-    and the manifest takes their counts from their receipts."""
+    and the manifest takes their counts from their receipts.
+
+    Model loads this process recorded before (a pipeline of elements writes no receipt to
+    carry them) are dropped here: the job's receipts carry its own loads only."""
+    take_loads()
     done = dict(done or {})
     config = plan.config
     expected: list[str] | beam.PCollection
