@@ -215,7 +215,8 @@ def test_progress_lines_summary_and_metrics_on_dask(slow, cluster, tmp_path):
     other test runs the slow model on this cluster)."""
     args, ids, expected = slow
     out = tmp_path / "out"
-    flags = ["--runner=DaskRunner", f"--dask_client_address={cluster.address}", "--progress-every", "0.2"]  # well under the job on any CPU
+    # an interval well under the job on any CPU
+    flags = ["--runner=DaskRunner", f"--dask_client_address={cluster.address}", "--progress-every", "0.2"]
     run = subprocess.run(
         [sys.executable, "-m", "beamscore", "score", *args, "--output", str(out), *flags, "--json"],
         env=worker_env(),
