@@ -113,7 +113,7 @@ def resolve_delta(
         given=given,
         root=root,
         version=table.version(),
-        timestamp=_commit_time(table),
+        timestamp=_commit_time(table, root),
         files=tuple(files),
         columns=_columns(table, schema),
         partitions=partitions,
@@ -165,13 +165,28 @@ def _file_url(root: str, path: str) -> str:
     return bfs.join(root, path)
 
 
-def _commit_time(table: Any) -> str:
-    """When the loaded version was committed (its commit's timestamp in the log)."""
+def _commit_time(table: Any, root: str) -> str:
+    """When the loaded version was committed, as ``--table-as-of`` reads it, so that the
+    manifest's time given back to ``--table-as-of`` reads the same version.
+
+    Delta's time travel (the protocol, Spark and delta-rs alike) compares a time with the
+    modification time of the version's log file, not with the ``timestamp`` of its commit
+    info, which the writer stamps before it writes the file: on a loaded machine the two
+    differ by milliseconds, and a time copied from ``history()`` reads the version before.
+    With in-commit timestamps on, the commit info's time is the one time travel uses."""
     version = table.version()
+    config = table.metadata().configuration or {}
+    if config.get("delta.enableInCommitTimestamps", "false").lower() != "true":
+        try:
+            fs, path = bfs.filesystem(bfs.join(root, "_delta_log", f"{version:020d}.json"))
+            return iso_ms(fs.modified(path).timestamp() * 1000)
+        except Exception:  # noqa: BLE001 - a store that does not say: the commit info's time below
+            pass
     try:
         for entry in table.history():
             if entry.get("version") == version:
                 return iso_ms(entry.get("timestamp"))
     except Exception:  # noqa: BLE001 - a log without commit info: the time is unknown, not an error
         return ""
+    return ""
     return ""

@@ -68,10 +68,31 @@ def test_table_version_and_as_of_travel_in_time(model, history, tmp_path):
     root, versions = history
     check(model, score(model, root, tmp_path / "v1", "--table-version", "1"), versions[1])
     check(model, score(model, root, tmp_path / "v2", "--table-version", "2"), versions[2])
-    commit = next(h for h in DeltaTable(str(root)).history() if h["version"] == 1)["timestamp"]
-    when = dt.datetime.fromtimestamp(commit / 1000, dt.UTC).isoformat()
+    when = lake.manifest(tmp_path / "v1")["table"]["timestamp"]
     check(model, score(model, root, tmp_path / "asof", "--table-as-of", when), versions[1])
     assert lake.manifest(tmp_path / "asof")["table"]["version"] == 1
+
+
+def test_the_manifests_time_given_to_as_of_reads_the_same_version(model, tmp_path):
+    """Time travel compares a time with each version's log file modification time, which a
+    loaded machine writes some milliseconds after the commit info's ``timestamp`` (CI once
+    read version 0 for version 1's ``history()`` time). The manifest records the time that
+    time travel reads: given back to ``--table-as-of``, it reads the same version."""
+    root = tmp_path / "t"
+    versions = lake.delta_history(str(root))
+    log = root / "_delta_log" / f"{1:020d}.json"
+    stamped = next(h for h in DeltaTable(str(root)).history() if h["version"] == 1)["timestamp"]
+    late = (stamped + 40) * 1_000_000  # the log file written 40 ms after its commit info
+    os.utime(log, ns=(late, late))
+    score(model, root, tmp_path / "v1", "--table-version", "1")
+    when = lake.manifest(tmp_path / "v1")["table"]["timestamp"]
+    assert dt.datetime.fromisoformat(when) == dt.datetime.fromtimestamp((stamped + 40) / 1000, dt.UTC)
+    check(model, score(model, root, tmp_path / "asof", "--table-as-of", when), versions[1])
+    assert lake.manifest(tmp_path / "asof")["table"]["version"] == 1
+    # the commit info's time is before the log file: time travel reads the version before
+    before = dt.datetime.fromtimestamp(stamped / 1000, dt.UTC).isoformat()
+    score(model, root, tmp_path / "before", "--table-as-of", before)
+    assert lake.manifest(tmp_path / "before")["table"]["version"] == 0
 
 
 def test_a_version_the_table_does_not_have_is_one_line(model, history, tmp_path):
