@@ -650,7 +650,7 @@ def scale_rows(args) -> list[str]:
     if args.small_files:
         from benchmarks.small_files import run as small_files
 
-        out += small_files(os.path.join(args.work, "small-files"), files=args.small_files)
+        out += small_files(os.path.join(args.work, "small-files"), files=args.small_files, repeat=args.repeat)
     if args.plan_files:
         command = [sys.executable, "-m", "benchmarks.plan", "--files", str(args.plan_files), "--serial", "0"]
         command += ["--job-files", str(args.plan_files)]

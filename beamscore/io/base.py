@@ -13,6 +13,7 @@ import abc
 import copy
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, SupportsIndex
 
 import numpy as np
 import pyarrow as pa
@@ -124,6 +125,38 @@ class WorkUnit:
     @property
     def name(self) -> str:
         return part_name(self.shard, self.index)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple[Any, ...]:
+        """A packed unit pickles its members as columns, built once and kept: Beam encodes
+        an element whenever it samples a PCollection's sizes, and a batch carries its unit,
+        so a pack of 5,000 files was pickled member by member some twenty times a job
+        (5 ms each) and unpickled as often as it crossed a stage."""
+        if not self.members:
+            return super().__reduce_ex__(protocol)
+        packed = self.__dict__.get("_pickled")
+        if packed is None:
+            columns = tuple(tuple(getattr(m, f) for m in self.members) for f in _MEMBER_FIELDS)
+            packed = (self.shard, self.index, self.path, self.start, self.stop, self.rows, self.first_row, columns)
+            object.__setattr__(self, "_pickled", packed)
+        return (_unpickle_pack, packed)
+
+
+def _unpickle_pack(
+    shard: int, index: int, path: str, start: int, stop: int, rows: int, first_row: int | None, columns: tuple
+) -> WorkUnit:
+    """A packed unit from :meth:`WorkUnit.__reduce_ex__`'s columns; its members are made as
+    pickle makes an object (no ``__init__``), 1 µs each."""
+    new = object.__new__
+    members = []
+    for values in zip(*columns, strict=True):
+        member = new(WorkUnit)
+        member.__dict__.update(zip(_MEMBER_FIELDS, values, strict=True))
+        member.__dict__["members"] = ()
+        members.append(member)
+    return WorkUnit(shard, index, path, start, stop, rows, first_row, tuple(members))
+
+
+_MEMBER_FIELDS = ("shard", "index", "path", "start", "stop", "rows", "first_row", "footer", "size")
 
 
 def part_name(shard: int, index: int) -> str:

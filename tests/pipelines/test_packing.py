@@ -163,3 +163,42 @@ def test_a_pack_on_an_object_store_reads_its_files_many_at_a_time(tmp_path):
     table = pa.concat_tables(b.table for b in batches)
     assert table["id"].to_pylist() == list(range(80 * ROWS))
     np.testing.assert_array_equal(np.stack(table["x"].to_numpy(zero_copy_only=False)), x)
+
+
+@pytest.mark.parametrize("slow", [False, True])
+def test_a_local_pack_is_read_in_its_own_thread_unless_its_files_read_slowly(tmp_path, slow, monkeypatch):
+    """Small local files read in a fraction of a millisecond: a pack's own thread reads them
+    (8 threads would only cost CPU). A mount that is local by path but slow (gcsfuse, NFS:
+    here a read that sleeps 5 ms) is told by its latency: after the first
+    :data:`~beamscore.transforms.read.PROBE_FILES` files, the threads read the rest."""
+    import threading
+    import time
+
+    from beamscore import fs as bfs
+    from beamscore.io.parquet import ParquetSource
+    from beamscore.pipelines.survey import survey
+    from beamscore.transforms import read as read_module
+
+    readers: list[int] = []
+
+    class Recorded(ParquetSource):
+        def read(self, unit, columns, batch_size):
+            readers.append(threading.get_ident())
+            if slow:
+                time.sleep(0.005)
+            yield from super().read(unit, columns, batch_size)
+
+    if not slow:  # fast whatever the machine's load: the threshold well above any local read
+        monkeypatch.setattr(read_module, "SLOW_FILE_S", 1.0)
+    x = write_files(tmp_path / "in", 40)
+    source = Recorded(rows_per_unit=10_000)
+    (unit,) = survey(source, bfs.list_files([str(tmp_path / "in" / "*.parquet")]))
+    assert len(unit.members) == 40
+    batches = list(read_module.ReadUnitFn(source, ["id", "x"], 64).process(unit))
+    here = threading.get_ident()
+    probed = read_module.PROBE_FILES
+    assert len(readers) == 40 and all(r == here for r in readers[:probed])
+    assert any(r != here for r in readers[probed:]) if slow else all(r == here for r in readers)
+    table = pa.concat_tables(b.table for b in batches)
+    assert table["id"].to_pylist() == list(range(40 * ROWS))
+    np.testing.assert_array_equal(np.stack(table["x"].to_numpy(zero_copy_only=False)), x)
