@@ -13,7 +13,7 @@ from beamscore.io.base import WorkUnit, pack_units
 
 def packed_unit(files: int = 300) -> WorkUnit:
     units = [
-        WorkUnit(i, 0, f"/data/f{i:05d}.parquet", 0, 1, 3, None if i % 2 else 0, footer=bytes([i % 7]) * 5, size=100 + i)
+        WorkUnit(i, 0, f"/data/f{i:05d}.parquet", 0, 1, 3, None if i % 2 else 0, footer=bytes([i % 7]), size=i)
         for i in range(files)
     ]
     (unit,) = pack_units(units, rows_per_unit=10_000)

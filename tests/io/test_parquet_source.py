@@ -96,3 +96,40 @@ def test_small_row_groups_are_joined_into_batches_of_batch_size(models, tmp_path
     assert got["id"].to_pylist() == list(range(300))
     expected = direct_call(models["two_sig"], "serving_default", x=x)
     assert_scores_close(got["label"].to_numpy(), expected["label"])
+
+
+def test_a_file_reads_alike_whole_from_memory_or_streamed_from_its_file(tmp_path, monkeypatch):
+    """A small file is read whole and parsed from memory (local up to ``LOCAL_WHOLE_BYTES``,
+    object stores up to ``WHOLE_FILE_BYTES``); a larger one through its file. The same rows
+    either way, a null row of a fixed-size list column included (pyarrow cannot read it;
+    the polars detour reads the file from memory as well)."""
+    import fsspec
+
+    from beamscore.io import parquet as parquet_module
+    from beamscore.io.base import UnreadRows
+
+    x = np.random.default_rng(9).normal(size=(40, 8)).astype(np.float32)
+    mask = pa.array(np.isin(np.arange(40), [5, 21]))
+    column = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 8, mask=mask)
+    table = pa.table({"id": np.arange(40), "x": column})
+    local = str(tmp_path / "v.parquet")
+    pq.write_table(table, local, row_group_size=16)
+    remote = "memory://whole-or-streamed/v.parquet"
+    with fsspec.open(remote, "wb") as f, open(local, "rb") as written:
+        f.write(written.read())
+
+    def read(path: str) -> pa.Table:
+        source = ParquetSource().with_dead_letters()
+        items = [item for unit in source.units(path, 0) for item in source.read(unit, ["id", "x"], 8)]
+        assert not any(isinstance(item, UnreadRows) for item in items)
+        return pa.concat_tables(items)
+
+    whole = read(local)
+    assert read(remote).equals(whole)
+    monkeypatch.setattr(parquet_module, "LOCAL_WHOLE_BYTES", 0)
+    monkeypatch.setattr(parquet_module, "WHOLE_FILE_BYTES", 0)
+    assert read(local).equals(whole) and read(remote).equals(whole)
+    assert whole["id"].to_pylist() == list(range(40))
+    assert whole["x"].is_null().to_pylist() == [i in (5, 21) for i in range(40)]
+    scored = [v for v in whole["x"].to_pylist() if v is not None]
+    np.testing.assert_array_equal(np.stack(scored), np.delete(x, [5, 21], 0))
