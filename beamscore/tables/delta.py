@@ -189,4 +189,3 @@ def _commit_time(table: Any, root: str) -> str:
     except Exception:  # noqa: BLE001 - a log without commit info: the time is unknown, not an error
         return ""
     return ""
-    return ""
