@@ -29,7 +29,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["HIDDEN_FROM_BEAM", "import_beam_for_local_job", "local_runner_named"]
+__all__ = ["HIDDEN_FROM_BEAM", "LOCAL_RUNNERS_NAMED", "import_beam_for_local_job", "local_runner_named"]
 
 #: what ``import apache_beam`` imports only when installed, for features a local job does not use
 HIDDEN_FROM_BEAM = (
@@ -40,7 +40,7 @@ HIDDEN_FROM_BEAM = (
 #: Beam's logger that warns when pymongo is missing (the warning would be wrong here)
 _MONGO_LOGGER = "apache_beam.io.mongodbio"
 #: the runners that run the job in or beside this process (as :data:`~beamscore.pipelines.runners.LOCAL_RUNNERS`)
-_LOCAL = ("DirectRunner", "FnApiRunner", "SwitchingDirectRunner")
+LOCAL_RUNNERS_NAMED = ("DirectRunner", "FnApiRunner", "SwitchingDirectRunner")
 
 
 def local_runner_named(beam_flags: Sequence[str], from_config: Mapping[str, Any] | None) -> bool:
@@ -60,7 +60,7 @@ def local_runner_named(beam_flags: Sequence[str], from_config: Mapping[str, Any]
         names.append(value if eq else (tokens[i + 1] if i + 1 < len(tokens) else None))
     from beamscore.flags import runner_key  # any case, 'Runner' optional, as Beam reads it
 
-    local = {runner_key(n) for n in _LOCAL}
+    local = {runner_key(n) for n in LOCAL_RUNNERS_NAMED}
     return all(isinstance(n, str) and runner_key(n) in local for n in names)
 
 

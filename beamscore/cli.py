@@ -1176,15 +1176,21 @@ def _score(args: argparse.Namespace, extra: list[str]) -> int:
     if args.progress_every is not None and not args.progress_every > 0:
         raise UsageError(f"--progress-every must be a number of seconds above 0, got {args.progress_every!r}")
     _check_before_imports(config, args.config)
-    _quiet_libraries(args)
-    if getattr(args, "program", False):
-        from beamscore._beam_import import import_beam_for_local_job, local_runner_named
+    from beamscore.pipelines.trial_apart import start_early, stop_child
 
-        if local_runner_named(extra, config.pipeline_options):
-            import_beam_for_local_job()  # without google-cloud-storage & co., which a local job never uses
-    from beamscore.pipelines.score import prepare
+    early = start_early(config, extra)  # its TensorFlow import beside this process's
+    try:
+        _quiet_libraries(args)
+        if getattr(args, "program", False):
+            from beamscore._beam_import import import_beam_for_local_job, local_runner_named
 
-    plan, options, warnings = prepare(config, extra)  # the path of beamscore.score() too
+            if local_runner_named(extra, config.pipeline_options):
+                import_beam_for_local_job()  # without google-cloud-storage & co., which a local job never uses
+        from beamscore.pipelines.score import prepare
+
+        plan, options, warnings = prepare(config, extra, early)  # the path of beamscore.score() too
+    finally:
+        stop_child(early)  # one that planning did not reach
     from beamscore.pipelines.dry_run import output_state, render_plan
 
     if args.dry_run:

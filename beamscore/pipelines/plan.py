@@ -868,12 +868,18 @@ _MODEL_STEPS = ("model", "model files", "bindings", "outputs")
 
 
 def plan_job(
-    config: ScoreConfig, steps: Sequence[tuple[str, Step]] | None = None, *, trial_apart: bool = False
+    config: ScoreConfig,
+    steps: Sequence[tuple[str, Step]] | None = None,
+    *,
+    trial_apart: bool = False,
+    trial_child: Any = None,
 ) -> Plan:
     """Check ``config`` against the model and the data and return the job's plan: run each of
     ``steps`` (default :data:`STEPS`) in order; the first that refuses ends the planning.
     ``trial_apart``: the job's workers are other processes, so the trial call loads the
-    model in a child process, not in this one (:mod:`~beamscore.pipelines.trial_apart`)."""
+    model in a child process, not in this one (:mod:`~beamscore.pipelines.trial_apart`);
+    ``trial_child``: that process, started already (``trial_apart.start_early``), which
+    planning uses or ends."""
     config = config.validate().with_date()  # --date filled into the input and output paths
     if config.models:  # several models: the steps up to "models" plan the first as a one-model job would
         config = dataclasses.replace(model_configs(config)[0][1], models=config.models)
@@ -882,10 +888,12 @@ def plan_job(
     state = Planning(config=config, now=now, started=now.isoformat(timespec="seconds"), trial_apart=trial_apart)
     first = next(iter(config.models), "")
     steps = STEPS if steps is None else steps
-    if (trial_apart or config.model_copies) and config.trial and any(step is step_trial for _, step in steps):
-        from beamscore.pipelines.trial_apart import start_child, stop_child
+    from beamscore.pipelines.trial_apart import start_child, stop_child
 
-        state.trial_child = start_child()
+    if (trial_apart or config.model_copies) and config.trial and any(step is step_trial for _, step in steps):
+        state.trial_child = trial_child or start_child()
+    else:
+        stop_child(trial_child)  # started on the flags' word, which planning did not take
     try:
         for name, step in steps:
             began = time.perf_counter()

@@ -389,13 +389,17 @@ def _cancel(running: Any) -> bool:
     return True
 
 
-def prepare(config: ScoreConfig, beam_args: Sequence[str] = ()) -> tuple[Plan, PipelineOptions, list[str]]:
+def prepare(
+    config: ScoreConfig, beam_args: Sequence[str] = (), trial_child: Any = None
+) -> tuple[Plan, PipelineOptions, list[str]]:
     """Plan a job and its Beam options and check that they can launch; the first half of
-    ``beamscore score`` and :func:`score` alike. Returns the plan, the options and warnings."""
+    ``beamscore score`` and :func:`score` alike. Returns the plan, the options and warnings.
+    ``trial_child``: the trial call's process, started early by the CLI
+    (:func:`~beamscore.pipelines.trial_apart.start_early`)."""
     from beamscore.pipelines.dry_run import check_launch
 
     with watch_stores():
-        plan = plan_job(config, trial_apart=_workers_apart(config, beam_args))
+        plan = plan_job(config, trial_apart=_workers_apart(config, beam_args), trial_child=trial_child)
     options = pipeline_options(list(beam_args), config.pipeline_options, None if plan.on_workers else len(plan.units))
     return plan, options, check_launch(plan, options)
 

@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from beamscore.errors import BeamscoreError, first_line
@@ -34,7 +35,7 @@ from beamscore.errors import BeamscoreError, first_line
 if TYPE_CHECKING:
     from beamscore.pipelines.plan import Planning
 
-__all__ = ["TrialChild", "start_child", "stop_child", "trial_apart"]
+__all__ = ["TrialChild", "apart_named", "start_child", "start_early", "stop_child", "trial_apart"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,43 @@ def start_child() -> TrialChild:
         stderr=None if debug else subprocess.PIPE,
     )
     return TrialChild(proc, started)
+
+
+def apart_named(beam_flags: Sequence[str], from_config: Mapping[str, Any] | None, copies: int | None) -> bool:
+    """Whether the job's own flags say that its workers are other processes: ``--model-copies``,
+    ``--direct_running_mode=multi_processing``, or a runner other than Beam's local one named.
+    Decided from the tokens alone, before Beam is imported; anything unclear counts as not
+    (planning then decides, as it always did)."""
+    if copies:
+        return True
+    settings = dict(from_config or {})
+    tokens = list(beam_flags)
+    for i, token in enumerate(tokens):
+        name, eq, value = token.partition("=")
+        if name in ("--runner", "--direct_running_mode"):
+            if not eq:
+                value = tokens[i + 1] if i + 1 < len(tokens) else ""
+            settings[name[2:]] = value
+    if settings.get("direct_running_mode") == "multi_processing":
+        return True
+    runner = settings.get("runner")
+    if not isinstance(runner, str) or not runner:
+        return False
+    from beamscore._beam_import import LOCAL_RUNNERS_NAMED
+    from beamscore.flags import runner_key
+
+    return runner_key(runner) not in {runner_key(n) for n in LOCAL_RUNNERS_NAMED}
+
+
+def start_early(config: Any, beam_flags: Sequence[str]) -> TrialChild | None:
+    """The trial's process, started before the launcher imports TensorFlow and Beam, when the
+    flags say the trial will run apart (:func:`apart_named`): the child's TensorFlow import
+    then overlaps the launcher's (some 3 s of a multi-process or remote job's start, on two
+    cores), where it used to start once planning began. ``None`` otherwise; planning hands
+    back or ends a child it does not use."""
+    if not config.trial or not apart_named(beam_flags, config.pipeline_options, config.model_copies):
+        return None
+    return start_child()
 
 
 def stop_child(child: TrialChild | None) -> None:

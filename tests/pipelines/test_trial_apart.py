@@ -63,3 +63,64 @@ def test_a_trial_process_that_crashes_refuses_the_job_in_one_line(trial, tmp_pat
         prepare(config, MULTI)
     assert "\n" not in str(refused.value) and "--no-trial skips this check" in str(refused.value)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "from_config", "copies", "apart"),
+    [
+        ([], None, None, False),
+        (["--direct_num_workers=2"], None, None, False),
+        (MULTI, None, None, True),
+        (["--direct_running_mode", "multi_processing"], None, None, True),
+        (["--direct_running_mode=multi_threading"], None, None, False),
+        ([], {"direct_running_mode": "multi_processing"}, None, True),
+        ([], None, 2, True),
+        (["--runner=DataflowRunner", "--project=p"], None, None, True),
+        (["--runner", "dask"], None, None, True),
+        (["--runner=direct"], None, None, False),
+        (["--runner", "FnApiRunner"], None, None, False),
+        ([], {"runner": "FlinkRunner"}, None, True),
+        (["--runner_x=DataflowRunner"], None, None, False),  # not Beam's --runner: planning decides
+    ],
+)
+def test_the_flags_alone_say_when_the_trial_runs_apart(flags, from_config, copies, apart):
+    from beamscore.pipelines.trial_apart import apart_named
+
+    assert apart_named(flags, from_config, copies) is apart
+
+
+@pytest.mark.parametrize("multi", [True, False], ids=["multi-process", "in-process"])
+def test_a_multi_process_jobs_trial_process_starts_before_the_launcher_imports_tensorflow(
+    trial, tmp_path, monkeypatch, multi
+):
+    """Started at planning, the trial's process imported TensorFlow while the launcher waited
+    (some 3 s of a multi-process job's start). Started before the launcher's own imports, on
+    the flags' word, the two imports overlap; planning uses that process (one is started, and
+    it answers and exits 0). An in-process job starts none."""
+    from beamscore import cli
+    from beamscore.cli import main
+    from beamscore.pipelines import trial_apart
+
+    events: list[str] = []
+    children: list = []
+    start_child, quiet = trial_apart.start_child, cli._quiet_libraries
+
+    def recorded_start():
+        events.append("trial process")
+        children.append(start_child())
+        return children[-1]
+
+    def recorded_quiet(args):
+        events.append("imports")
+        quiet(args)
+
+    monkeypatch.setattr(trial_apart, "start_child", recorded_start)
+    monkeypatch.setattr(cli, "_quiet_libraries", recorded_quiet)
+    paths, data = trial
+    args = ["score", "--model", paths["even"], "--input", data, "--output", str(tmp_path / "out"), "--dry-run"]
+    assert main([*args, *(MULTI if multi else [])]) == 0
+    if multi:
+        assert events == ["trial process", "imports"]
+        assert len(children) == 1 and children[0].proc.returncode == 0  # it answered: planning took it
+    else:
+        assert events == ["imports"] and not children
