@@ -27,6 +27,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from beamscore import wording
 from beamscore.doctor import worker_device
@@ -87,6 +88,16 @@ def route_key(value: Any) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def route_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str | None]]:
+    """Each row's index into the route column's distinct values, and those values as route
+    keys (:func:`route_key`), the last one ``None`` for the null rows' index ``-1``: one
+    Python call per distinct value, not per row."""
+    array = column.combine_chunks()
+    encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, [*(route_key(v) for v in encoded.dictionary.to_pylist()), None]
 
 
 class RoutedModelsFn(beam.DoFn):
@@ -185,6 +196,18 @@ class RoutedModelsFn(beam.DoFn):
         with speaking(self.front):
             yield self._process_batch(batch)
 
+    def _groups(self, codes: np.ndarray, keys: list[str | None]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """``({model: its rows}, rows no model takes)``, the models in order of their first
+        row; from each distinct value's model, with no Python per row."""
+        default = DEFAULT_MODEL if DEFAULT_MODEL in self.models else None
+        names = [key if key in self.models else default for key in keys]
+        order = list(dict.fromkeys(n for n in names if n is not None))
+        slot = np.asarray([order.index(n) if n is not None else -1 for n in names], dtype=np.int64)[codes]
+        routed = slot >= 0
+        present, first = np.unique(slot[routed], return_index=True)
+        groups = {order[k]: np.flatnonzero(slot == k) for k in present[np.argsort(first)]}
+        return groups, np.flatnonzero(~routed)
+
     def _keep_type(self, name: str, table: pa.Table) -> pa.DataType:
         if name not in self.keep_types and name in table.column_names:
             self.keep_types[name] = keep_type(table.schema.field(name).type)
@@ -194,32 +217,25 @@ class RoutedModelsFn(beam.DoFn):
         start = time.perf_counter()
         table = batch.table
         positions = batch.row_positions()
-        keys = [route_key(v) for v in table.column(self.route_by).to_pylist()]
-        groups: dict[str, list[int]] = {}
-        unrouted: list[int] = []
-        for i, key in enumerate(keys):
-            name = key if key in self.models else (DEFAULT_MODEL if DEFAULT_MODEL in self.models else None)
-            if name is None:
-                unrouted.append(i)
-            else:
-                groups.setdefault(name, []).append(i)
+        codes, keys = route_codes(table.column(self.route_by))
+        groups, unrouted = self._groups(codes, keys)
         dead = [batch.failed]
-        if unrouted:
-            index = np.asarray(unrouted, dtype=np.int64)
+        if len(unrouted):
             known = ", ".join(sorted(self.models))
             messages = [
-                f"column {self.route_by!r} is {keys[i]!r}, which names no model (models: {known}; a model named "
+                f"column {self.route_by!r} is {keys[c]!r}, which names no model (models: {known}; a model named "
                 f"{DEFAULT_MODEL!r} takes the others)"
-                for i in unrouted
+                for c in codes[unrouted]
             ]
-            dead.append(dead_letters.from_table_rows(batch.unit, table, index, positions[index], messages, "validate"))
+            dead.append(
+                dead_letters.from_table_rows(batch.unit, table, unrouted, positions[unrouted], messages, "validate")
+            )
         good_parts: list[np.ndarray] = []
         output_parts: list[dict[str, np.ndarray]] = []
         variable: set[str] = set()
         counts: dict[str, ModelRows] = {}
         stages: dict[str, float] = {}
-        for name, members in groups.items():  # each model once per batch, in order of first row
-            index = np.asarray(members, dtype=np.int64)
+        for name, index in groups.items():  # each model once per batch, in order of first row
             scorer = self._scorer(name)
             variable |= scorer.variable_outputs
             part = take_rows(table, index)

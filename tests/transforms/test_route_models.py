@@ -86,3 +86,29 @@ def test_a_released_model_is_freed_before_the_next_loads(routed):
             gc.enable()
     fn.teardown()
     assert gc.get_freeze_count() == frozen  # thawed again
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pa.chunked_array([["de", None, "fr"], ["de", "xx", "fr"]]),
+        pa.chunked_array([pa.array(["de", None, "fr", "de", "xx", "fr"]).dictionary_encode()]),
+        pa.chunked_array([[b"de", None, b"fr", b"de", b"xx", b"fr"]], pa.binary()),
+    ],
+    ids=["strings", "dictionary", "binary"],
+)
+def test_route_codes_give_each_row_its_key_with_one_call_per_distinct_value(column):
+    from beamscore.transforms.route_models import route_codes, route_key
+
+    codes, keys = route_codes(column)
+    assert [keys[c] for c in codes] == [route_key(v) for v in column.to_pylist()]
+    assert len(keys) == 4  # de, fr, xx and the nulls' None
+
+
+def test_route_codes_of_integers_and_of_an_empty_batch():
+    from beamscore.transforms.route_models import route_codes
+
+    codes, keys = route_codes(pa.chunked_array([[7, None, 3, 7]], pa.int64()))
+    assert [keys[c] for c in codes] == ["7", None, "3", "7"]
+    codes, keys = route_codes(pa.chunked_array([], pa.string()))
+    assert len(codes) == 0 and keys == [None]
