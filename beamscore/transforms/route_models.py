@@ -34,12 +34,11 @@ from beamscore.doctor import worker_device
 from beamscore.errors import BeamscoreError
 from beamscore.io.arrow import from_numpy, take_rows
 from beamscore.io.keep import cast_kept, keep_type
-from beamscore.model.loader import LoadedModel, load_model
+from beamscore.model.loader import LoadedModel
 from beamscore.transforms import dead_letters
 from beamscore.transforms.batch import Batch
-from beamscore.transforms.run_models import ModelRows, NamedModel
-from beamscore.transforms.run_signature import ElementScorer, _empty, record_load, take_loads
-from beamscore.transforms.shared_models import acquire_loaded
+from beamscore.transforms.run_models import ModelRows, NamedModel, open_scorer
+from beamscore.transforms.run_signature import ElementScorer, _empty, take_loads
 from beamscore.wording import speaking
 
 __all__ = ["DEFAULT_MODEL", "RoutedModelsFn", "route_key"]
@@ -173,22 +172,10 @@ class RoutedModelsFn(beam.DoFn):
             # alive, so with K = 1 the released one goes at the next release instead.
             gc.collect()
         model = self.models[name]
-        loaded, fresh = acquire_loaded(model.spec, load_model)
-        if fresh:
-            self._loads[name] = self._loads.get(name, 0) + 1
-            record_load(loaded.load_seconds)
-        fn = loaded.signature(model.signature.key)
+        multiple = self._multiples.get(name, self.batch_multiple)
+        loaded, scorer = open_scorer(model, self._loads, self.reject_nan, multiple)
         if self._device is None:
-            self._device = worker_device(fn)
-        scorer = ElementScorer(
-            fn,
-            model.signature,
-            model.bindings,
-            model.outputs,
-            reject_nan=self.reject_nan,
-            keep=[],
-            multiple=self._multiples.get(name, self.batch_multiple),
-        )
+            self._device = worker_device(scorer.fn)
         self._open[name] = (loaded, scorer)
         return scorer
 

@@ -152,25 +152,11 @@ class RunModelsFn(beam.DoFn):
         self._scorers = []
         self._held = []  # Shared keeps a weak reference: the DoFn holds each model while it lives
         for model in self.models:
-            loaded, fresh = acquire_loaded(model.spec, load_model)  # one copy per process, whichever steps use it
+            loaded, scorer = open_scorer(model, self._loaded, self.reject_nan, self.batch_multiple)
             self._held.append(loaded)
-            if fresh:
-                self._loaded[model.name] = self._loaded.get(model.name, 0) + 1
-                record_load(loaded.load_seconds)
-            fn = loaded.signature(model.signature.key)
             if self._device is None:
-                self._device = worker_device(fn)
-            self._scorers.append(
-                ElementScorer(
-                    fn,
-                    model.signature,
-                    model.bindings,
-                    model.outputs,
-                    reject_nan=self.reject_nan,
-                    keep=[],
-                    multiple=self.batch_multiple,
-                )
-            )
+                self._device = worker_device(scorer.fn)
+            self._scorers.append(scorer)
         self._worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def process(self, batch: Batch) -> Iterator[Batch]:
@@ -263,6 +249,23 @@ class RunModelsFn(beam.DoFn):
 def named_models(plan: Any) -> list[NamedModel]:
     """The :class:`NamedModel` s of a planned job of several models."""
     return [NamedModel(m.name, m.spec, m.signature, m.bindings, m.outputs) for m in plan.models]
+
+
+def open_scorer(
+    model: NamedModel, loads: dict[str, int], reject_nan: bool, multiple: int | None
+) -> tuple[LoadedModel, ElementScorer]:
+    """``model``'s shared copy in this process (one, whichever steps use it) and a scorer of
+    its signature; a fresh load is counted in ``loads`` under the model's name and recorded
+    for the unit's receipt."""
+    loaded, fresh = acquire_loaded(model.spec, load_model)
+    if fresh:
+        loads[model.name] = loads.get(model.name, 0) + 1
+        record_load(loaded.load_seconds)
+    fn = loaded.signature(model.signature.key)
+    scorer = ElementScorer(
+        fn, model.signature, model.bindings, model.outputs, reject_nan=reject_nan, keep=[], multiple=multiple
+    )
+    return loaded, scorer
 
 
 class RunSignaturesFn(beam.DoFn):
