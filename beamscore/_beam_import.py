@@ -29,7 +29,14 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["HIDDEN_FROM_BEAM", "LOCAL_RUNNERS_NAMED", "import_beam_for_local_job", "local_runner_named"]
+__all__ = [
+    "HIDDEN_FROM_BEAM",
+    "LOCAL_RUNNERS_NAMED",
+    "import_beam_for_local_job",
+    "is_local_runner",
+    "local_runner_named",
+    "named_runners",
+]
 
 #: what ``import apache_beam`` imports only when installed, for features a local job does not use
 HIDDEN_FROM_BEAM = (
@@ -43,10 +50,10 @@ _MONGO_LOGGER = "apache_beam.io.mongodbio"
 LOCAL_RUNNERS_NAMED = ("DirectRunner", "FnApiRunner", "SwitchingDirectRunner")
 
 
-def local_runner_named(beam_flags: Sequence[str], from_config: Mapping[str, Any] | None) -> bool:
-    """Whether the job certainly runs on a local runner: no ``--runner`` flag and no ``runner``
-    in the config's ``pipeline_options``, or one naming a local runner. Decided from the
-    tokens alone (Beam is not imported yet); anything unclear counts as not local."""
+def named_runners(beam_flags: Sequence[str], from_config: Mapping[str, Any] | None) -> list[Any] | None:
+    """The runners the flags (``--runner X``, ``--runner=X``) and the config's
+    ``pipeline_options`` name, read from the tokens alone (Beam is not imported yet);
+    ``None`` when that is unclear (a ``--runner_something`` flag)."""
     names: list[Any] = []
     if from_config and "runner" in from_config:
         names.append(from_config["runner"])
@@ -56,12 +63,24 @@ def local_runner_named(beam_flags: Sequence[str], from_config: Mapping[str, Any]
             continue
         name, eq, value = token.partition("=")
         if name != "--runner":  # --runner_something: not Beam's --runner, but do not guess
-            return False
+            return None
         names.append(value if eq else (tokens[i + 1] if i + 1 < len(tokens) else None))
-    from beamscore.flags import runner_key  # any case, 'Runner' optional, as Beam reads it
+    return names
 
-    local = {runner_key(n) for n in LOCAL_RUNNERS_NAMED}
-    return all(isinstance(n, str) and runner_key(n) in local for n in names)
+
+def is_local_runner(name: Any) -> bool:
+    """Whether ``name`` names a runner that runs the job in or beside this process, in any
+    case, ``Runner`` optional, as Beam reads it."""
+    from beamscore.flags import runner_key
+
+    return isinstance(name, str) and runner_key(name) in {runner_key(n) for n in LOCAL_RUNNERS_NAMED}
+
+
+def local_runner_named(beam_flags: Sequence[str], from_config: Mapping[str, Any] | None) -> bool:
+    """Whether the job certainly runs on a local runner: no runner named, or only local ones
+    (:func:`named_runners`); anything unclear counts as not local."""
+    names = named_runners(beam_flags, from_config)
+    return names is not None and all(is_local_runner(n) for n in names)
 
 
 def import_beam_for_local_job(hide: Iterable[str] = HIDDEN_FROM_BEAM) -> list[str]:

@@ -83,23 +83,18 @@ def apart_named(beam_flags: Sequence[str], from_config: Mapping[str, Any] | None
     (planning then decides, as it always did)."""
     if copies:
         return True
-    settings = dict(from_config or {})
+    from beamscore._beam_import import is_local_runner, named_runners
+
     tokens = list(beam_flags)
+    mode = (from_config or {}).get("direct_running_mode")
     for i, token in enumerate(tokens):
         name, eq, value = token.partition("=")
-        if name in ("--runner", "--direct_running_mode"):
-            if not eq:
-                value = tokens[i + 1] if i + 1 < len(tokens) else ""
-            settings[name[2:]] = value
-    if settings.get("direct_running_mode") == "multi_processing":
+        if name == "--direct_running_mode":
+            mode = value if eq else (tokens[i + 1] if i + 1 < len(tokens) else None)
+    if mode == "multi_processing":
         return True
-    runner = settings.get("runner")
-    if not isinstance(runner, str) or not runner:
-        return False
-    from beamscore._beam_import import LOCAL_RUNNERS_NAMED
-    from beamscore.flags import runner_key
-
-    return runner_key(runner) not in {runner_key(n) for n in LOCAL_RUNNERS_NAMED}
+    runner = (named_runners(tokens, from_config) or [None])[-1]  # the last one named is Beam's
+    return isinstance(runner, str) and bool(runner) and not is_local_runner(runner)
 
 
 def start_early(config: Any, beam_flags: Sequence[str]) -> TrialChild | None:
