@@ -71,6 +71,15 @@ def still_running(pids, within: float) -> list[int]:
         time.sleep(0.05)
 
 
+def survivors(pids, within: float) -> list[int]:
+    """Those of ``pids`` still running ``within`` seconds from now, killed then, so that a
+    failing test leaves none behind."""
+    alive = still_running(pids, within)
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    return alive
+
+
 def committed(out) -> set[str]:
     receipts = out / "_units"
     return {f for f in os.listdir(receipts) if f.startswith("part-")} if receipts.exists() else set()
@@ -101,9 +110,7 @@ def test_workers_stop_when_the_launcher_is_killed(tmp_path):
     finally:
         launcher.kill()
         launcher.wait()
-    alive = still_running(workers, within=1.5)  # the workers' watch polls every 0.2 s
-    for pid in alive:
-        os.kill(pid, signal.SIGKILL)  # do not leave them behind when the test fails
+    alive = survivors(workers, within=1.5)  # the workers' watch polls every 0.2 s
     assert not alive, f"worker processes {alive} outlived their launcher"
     settled = committed(out)
     assert len(settled) < UNITS and not (out / "_manifest.json").exists()
@@ -144,9 +151,7 @@ def test_workers_die_with_a_launcher_killed_as_they_start(tmp_path, after):
     finally:
         launcher.kill()
         launcher.wait()
-    alive = still_running(seen, within=2)
-    for pid in alive:
-        os.kill(pid, signal.SIGKILL)
+    alive = survivors(seen, within=2)
     assert not alive, f"worker processes {alive} outlived their launcher killed {after} s after they appeared"
 
 
@@ -177,7 +182,5 @@ def test_the_trial_calls_process_dies_with_a_launcher_killed_while_it_runs(tmp_p
     finally:
         launcher.kill()
         launcher.wait()
-    alive = still_running(seen, within=2)
-    for pid in alive:
-        os.kill(pid, signal.SIGKILL)
+    alive = survivors(seen, within=2)
     assert not alive, f"the trial process {alive} outlived its launcher"
